@@ -1,0 +1,54 @@
+"""Command-line entry: `python -m daemon serve | health | action NAME | migrate status|plan|run`.
+
+Each command imports only what it needs: `migrate` must not pay for the web stack, so the
+heavier modules are imported inside the function that uses them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str]) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        from daemon.boot import serve_main
+
+        return serve_main()
+    if args.command == "health":
+        from daemon.health import health_main
+
+        return health_main()
+    if args.command == "action":
+        from daemon.actions import action_main
+
+        return action_main(args.name)
+    if args.command == "migrate":
+        from daemon.migrate.cli import migrate_main
+
+        return migrate_main(args)
+    parser.print_help(sys.stderr)
+    return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m daemon", description="Keysmith daemon")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="migrate the database, then serve the licensing API")
+    commands.add_parser("health", help="the StartOS health check (exit 0/60/61/1)")
+    action = commands.add_parser("action", help="a StartOS action; prints the action JSON")
+    action.add_argument("name")
+    migrate = commands.add_parser("migrate", help="inspect or apply database migrations")
+    migrate.add_argument("step", choices=["status", "plan", "run"])
+    migrate.add_argument("--db", help="SQLite file (default: $KEYSMITH_DB_PATH or ./data/keysmith.db)")
+    migrate.add_argument(
+        "--migrations", help="migrations folder (default: $KEYSMITH_MIGRATIONS_DIR or ./migrations)"
+    )
+    migrate.add_argument(
+        "--idempotent",
+        help="comma-separated versions certified idempotent (default: the built-in allowlist)",
+    )
+    migrate.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser

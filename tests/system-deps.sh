@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Debian tools some tests use (sqlite3 shell, promtool, buildah/podman for the image test).
+# Installed only when running as root and missing; tests that need a tool skip when it is absent
+# outside CI, and CI (CI=true) always runs as root here, so there they are present.
+set -euo pipefail
+want=(sqlite3 promtool)
+pkgs=(sqlite3 prometheus)
+missing=()
+for i in "${!want[@]}"; do
+  command -v "${want[$i]}" >/dev/null 2>&1 || missing+=("${pkgs[$i]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "system-deps: not root; tests needing ${missing[*]} will be skipped" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
