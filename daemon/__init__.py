@@ -1,3 +1,3 @@
-"""Keysmith: a self-hosted software-licensing server with a self-healing sqlx-compatible migrator."""
+"""Keysmith: a self-hosted licensing server with a self-healing sqlx-compatible migrator."""
 
 __version__ = "0.1.0"

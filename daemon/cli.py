@@ -26,7 +26,7 @@ def main(argv: list[str]) -> int:
 
         return action_main(args.name)
     if args.command == "migrate":
-        from daemon.migrate.cli import migrate_main
+        from daemon.cli_migrate import migrate_main
 
         return migrate_main(args)
     parser.print_help(sys.stderr)
@@ -42,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     action.add_argument("name")
     migrate = commands.add_parser("migrate", help="inspect or apply database migrations")
     migrate.add_argument("step", choices=["status", "plan", "run"])
-    migrate.add_argument("--db", help="SQLite file (default: $KEYSMITH_DB_PATH or ./data/keysmith.db)")
+    migrate.add_argument(
+        "--db", help="SQLite file (default: $KEYSMITH_DB_PATH or ./data/keysmith.db)"
+    )
     migrate.add_argument(
         "--migrations", help="migrations folder (default: $KEYSMITH_MIGRATIONS_DIR or ./migrations)"
     )

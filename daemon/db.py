@@ -1,0 +1,108 @@
+"""The database: `init` migrates, then opens the serving pool with the production settings.
+
+aiosqlite is imported inside the functions that use it, so `python -m daemon migrate ...`, which
+imports IDEMPOTENT_MIGRATIONS from here, never pays for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from daemon import __version__
+
+if TYPE_CHECKING:
+    import aiosqlite
+
+    from daemon.migrate import Outcome
+    from daemon.migrate.apply import Progress
+
+# Versions certified safe to run twice (same end state), re-run when their checksum no longer
+# matches and no cosmetic proof exists. tests/test_idempotent_migrations.py proves each one by
+# dump comparison; a version that fails it cannot stay here. Never add an ALTER TABLE ADD COLUMN
+# migration: SQLite has no ADD COLUMN IF NOT EXISTS.
+IDEMPOTENT_MIGRATIONS: frozenset[int] = frozenset({9})
+
+DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+POOL_SIZE = 8
+
+
+class Pool:
+    """A fixed set of aiosqlite connections. Reads share them freely; writes go through
+    `transaction()` (BEGIN IMMEDIATE), which SQLite serialises with the busy timeout."""
+
+    def __init__(self, connections: list[aiosqlite.Connection]) -> None:
+        self._connections = connections
+        self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        for conn in connections:
+            self._idle.put_nowait(conn)
+        self.outcome: Outcome | None = None
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[aiosqlite.Connection]:
+        conn = await self._idle.get()
+        try:
+            yield conn
+        finally:
+            self._idle.put_nowait(conn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self.connection() as conn:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                await conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                raise
+
+    async def close(self) -> None:
+        for conn in self._connections:
+            await conn.close()
+
+
+async def open_pool(path: Path, size: int = POOL_SIZE) -> Pool:
+    import aiosqlite
+
+    # The serving pool uses exactly the migrator's settings (WAL, synchronous=NORMAL, foreign
+    # keys on, 5 s busy timeout), so migrations run under the rules the application runs under.
+    from daemon.migrate.apply import CONNECTION_PRAGMAS
+
+    connections = []
+    for _ in range(size):
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        for pragma in CONNECTION_PRAGMAS:
+            await conn.execute(pragma)
+        connections.append(conn)
+    return Pool(connections)
+
+
+async def init(
+    path: Path,
+    *,
+    migrations_dir: Path | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    lock_timeout: float = 120.0,
+) -> Pool:
+    """Migrate the database (raising a MigrateError on refusal or failure), then open the pool."""
+    from daemon.migrate import run_migrations
+
+    outcome = await asyncio.to_thread(
+        run_migrations,
+        path,
+        migrations_dir or DEFAULT_MIGRATIONS_DIR,
+        idempotent=IDEMPOTENT_MIGRATIONS,
+        daemon_version=__version__,
+        on_progress=on_progress,
+        lock_timeout=lock_timeout,
+    )
+    pool = await open_pool(path)
+    pool.outcome = outcome
+    return pool

@@ -1,0 +1,33 @@
+"""The self-healing, sqlx-compatible migrator. Knows nothing of HTTP, licensing or StartOS: it
+works on any sqlx-format migrations folder and any SQLite file.
+
+Read the heal policy top to bottom in `plan.py`; the proofs are in `drift.py`.
+"""
+
+from daemon.migrate.errors import (
+    BackupRefused,
+    Blocked,
+    Blocker,
+    DatabaseUnreadable,
+    LockTimeout,
+    MigrateError,
+    MigrationFailed,
+    RestoreRefused,
+    SourceError,
+)
+from daemon.migrate.runner import Outcome, inspect, run_migrations
+
+__all__ = [
+    "BackupRefused",
+    "Blocked",
+    "Blocker",
+    "DatabaseUnreadable",
+    "LockTimeout",
+    "MigrateError",
+    "MigrationFailed",
+    "Outcome",
+    "RestoreRefused",
+    "SourceError",
+    "inspect",
+    "run_migrations",
+]

@@ -1,0 +1,242 @@
+"""Carry out a plan: re-stamps, re-runs and pending migrations, each in its own transaction
+together with its ledger, provenance and heal-log rows, so a failure leaves nothing half-done.
+
+Statements are executed one by one inside an explicit BEGIN IMMEDIATE ... COMMIT (never
+`executescript()`, which would COMMIT first). A `-- no-transaction` file cannot be rolled back,
+so its failure restores the backup taken before any SQL ran.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.migrate import ledger
+from daemon.migrate.backup import BackupInfo, restore_backup
+from daemon.migrate.errors import MigrationFailed
+from daemon.migrate.plan import Finding, Plan
+from daemon.migrate.source import Migration
+from daemon.migrate.sqltext import normalized_sha384, statements
+
+log = logging.getLogger("keysmith.migrate")
+
+CONNECTION_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+)
+
+
+@dataclass(frozen=True)
+class Progress:
+    version: int | None
+    description: str
+    index: int
+    total: int
+    action: str  # apply | restamp | rerun | backup
+
+
+@dataclass(frozen=True)
+class HealEvent:
+    version: int
+    description: str
+    action: str  # restamp | rerun
+    evidence: str
+    old_checksum: str
+    new_checksum: str
+    backup_path: str | None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+def open_for_migration(db_path: Path) -> sqlite3.Connection:
+    # Autocommit mode: every transaction below is opened and closed explicitly.
+    conn = sqlite3.connect(db_path, isolation_level=None, timeout=5.0)
+    for pragma in CONNECTION_PRAGMAS:
+        conn.execute(pragma)
+    return conn
+
+
+@dataclass
+class Executor:
+    conn: sqlite3.Connection
+    db_path: Path
+    daemon_version: str
+    backup: BackupInfo | None
+    on_progress: ProgressCallback | None = None
+
+    def execute(self, plan: Plan) -> tuple[list[int], list[HealEvent]]:
+        self._prepare(plan.missing_provenance)
+        applied: list[int] = []
+        heals: list[HealEvent] = []
+        steps = plan.steps
+        for index, step in enumerate(steps, start=1):
+            if self.on_progress:
+                self.on_progress(
+                    Progress(step.version, step.description, index, len(steps), step.action)
+                )
+            if step.action == "restamp":
+                heals.append(self._restamp(step))
+            elif step.action == "rerun":
+                heals.append(self._rerun(step))
+            else:
+                self._run(_migration(step))
+                applied.append(step.version)
+                log.info("applied migration %s (%s)", step.version, step.description)
+        return applied, heals
+
+    def _prepare(self, unrecorded: list[Migration]) -> None:
+        """Create our side tables, and keep the text of versions whose ledger checksum matches
+        today's file (a database taken over from sqlx has none yet)."""
+        with transaction(self.conn):
+            ledger.ensure_tables(self.conn)
+            for migration in unrecorded:
+                self._record(migration)
+
+    def _restamp(self, step: Finding) -> HealEvent:
+        migration, row = _migration(step), step.row
+        assert row is not None
+        with transaction(self.conn):
+            ledger.restamp(self.conn, step.version, row.checksum, migration.checksum)
+            self._record(migration)
+            heal = self._log_heal(step, backup_path=None)
+        log.warning(
+            "self-healed migration %s (%s): re-stamped its checksum; no SQL ran and no data "
+            "changed",
+            step.version,
+            step.description,
+            extra={"context": _context(heal)},
+        )
+        return heal
+
+    def _rerun(self, step: Finding) -> HealEvent:
+        backup_path = str(self.backup.path) if self.backup else None
+        heal = self._run(_migration(step), heal_of=step)
+        assert heal is not None
+        log.warning(
+            "self-healed migration %s (%s): ran it again (certified idempotent) in one "
+            "transaction, after a backup to %s",
+            step.version,
+            step.description,
+            backup_path,
+            extra={"context": _context(heal)},
+        )
+        return heal
+
+    def _run(self, migration: Migration, heal_of: Finding | None = None) -> HealEvent | None:
+        started = time.perf_counter_ns()
+        if migration.no_transaction:
+            self._run_outside_transaction(migration)
+        try:
+            with transaction(self.conn):
+                if heal_of is not None:
+                    ledger.delete_row(self.conn, migration.version)
+                if not migration.no_transaction:
+                    for statement in statements(migration.text):
+                        self.conn.execute(statement)
+                elapsed = time.perf_counter_ns() - started
+                ledger.insert_applied(
+                    self.conn,
+                    migration.version,
+                    migration.description,
+                    migration.checksum,
+                    elapsed,
+                )
+                self._record(migration)
+                heal = self._log_heal(heal_of) if heal_of is not None else None
+        except sqlite3.Error as exc:
+            raise MigrationFailed(
+                migration.version, migration.description, _describe(exc), restored=False
+            ) from exc
+        return heal
+
+    def _run_outside_transaction(self, migration: Migration) -> None:
+        try:
+            for statement in statements(migration.text):
+                self.conn.execute(statement)
+        except sqlite3.Error as exc:
+            restored = self._restore_backup()
+            raise MigrationFailed(
+                migration.version, migration.description, _describe(exc), restored=restored
+            ) from exc
+
+    def _restore_backup(self) -> bool:
+        if self.backup is None:
+            return False
+        self.conn.close()
+        restore_backup(self.db_path, self.backup.path)
+        return True
+
+    def _record(self, migration: Migration) -> None:
+        ledger.record_provenance(
+            self.conn, migration.version, migration.sql_bytes, normalized_sha384(migration.text)
+        )
+
+    def _log_heal(self, step: Finding, backup_path: str | None = None) -> HealEvent:
+        migration, row = _migration(step), step.row
+        old = row.checksum if row else None
+        backup_path = backup_path or (
+            str(self.backup.path) if self.backup and step.action == "rerun" else None
+        )
+        ledger.append_heal(
+            self.conn,
+            ledger.HealRecord(
+                step.version,
+                step.action,
+                step.evidence,
+                old,
+                migration.checksum,
+                backup_path,
+                self.daemon_version,
+            ),
+        )
+        return HealEvent(
+            step.version,
+            step.description,
+            step.action,
+            step.evidence,
+            (old or b"").hex(),
+            migration.checksum.hex(),
+            backup_path,
+        )
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT; anything that fails, COMMIT included (deferred foreign keys
+    are checked there), rolls the whole transaction back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _migration(step: Finding) -> Migration:
+    assert step.migration is not None
+    return step.migration
+
+
+def _describe(exc: sqlite3.Error) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _context(heal: HealEvent) -> dict[str, object]:
+    return {
+        "version": heal.version,
+        "action": heal.action,
+        "evidence": heal.evidence,
+        "old_checksum": heal.old_checksum[:16],
+        "new_checksum": heal.new_checksum[:16],
+        "backup": heal.backup_path or "none",
+    }

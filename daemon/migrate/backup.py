@@ -1,0 +1,138 @@
+"""Backups taken before any migration SQL runs, and restoring one.
+
+A backup is a consistent copy made with SQLite's online backup API (safe while WAL readers are
+open), written to a temporary name, fsynced, then renamed into `backups/` beside the database, so
+a half-written backup never looks like a real one. We refuse up front when the volume cannot
+hold it, and keep only the newest few.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.migrate.errors import BackupRefused, RestoreRefused
+
+BACKUP_DIR = "backups"
+KEEP_BACKUPS = 5
+# Room for the copy plus a margin for the WAL the migration itself will write.
+_HEADROOM = 1.2
+_MIN_FREE_BYTES = 8 * 1024 * 1024
+_NAME = re.compile(r"^(?P<stem>.+)-(?P<stamp>\d{8}T\d{6}\d{6}Z)-pre-v(?P<schema>\w+)\.sqlite3$")
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    path: Path
+    size_bytes: int
+    seconds: float
+    created_at: str
+    schema_version: str
+
+
+def backups_dir(db_path: Path) -> Path:
+    return db_path.parent / BACKUP_DIR
+
+
+def take_backup(conn: sqlite3.Connection, db_path: Path, schema_version: int | None) -> BackupInfo:
+    started = time.perf_counter()
+    folder = backups_dir(db_path)
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise BackupRefused(f"cannot create {folder} ({exc.strerror})") from None
+    _check_room(conn, folder)
+    now_us = time.time_ns() // 1000
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now_us // 10**6)) + f"{now_us % 10**6:06d}Z"
+    final = folder / f"{db_path.stem}-{stamp}-pre-v{schema_version or 0}.sqlite3"
+    partial = final.with_name(final.name + ".partial")
+    try:
+        _copy_consistent(conn, partial)
+        os.replace(partial, final)
+        _fsync_dir(folder)
+    except (sqlite3.Error, OSError) as exc:
+        partial.unlink(missing_ok=True)
+        raise BackupRefused(f"writing {final} failed ({exc})") from None
+    _prune(db_path)
+    return BackupInfo(
+        final, final.stat().st_size, time.perf_counter() - started, stamp, str(schema_version)
+    )
+
+
+def _check_room(conn: sqlite3.Connection, folder: Path) -> None:
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    used_pages = (
+        conn.execute("PRAGMA page_count").fetchone()[0]
+        - conn.execute("PRAGMA freelist_count").fetchone()[0]
+    )
+    needed = int(page_size * used_pages * _HEADROOM) + _MIN_FREE_BYTES
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise BackupRefused(
+            f"the data volume has {free // 2**20} MiB free and the backup needs about "
+            f"{needed // 2**20} MiB"
+        )
+
+
+def _copy_consistent(conn: sqlite3.Connection, dest: Path) -> None:
+    target = sqlite3.connect(dest)
+    try:
+        conn.backup(target)
+        target.execute("PRAGMA journal_mode=DELETE")  # a single self-contained file
+    finally:
+        target.close()
+    with open(dest, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def list_backups(db_path: Path) -> list[BackupInfo]:
+    """Backups of this database, newest first."""
+    folder = backups_dir(db_path)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        match = _NAME.match(path.name)
+        if match and match["stem"] == db_path.stem:
+            found.append(
+                BackupInfo(path, path.stat().st_size, 0.0, match["stamp"], match["schema"])
+            )
+    return sorted(found, key=lambda b: b.created_at, reverse=True)
+
+
+def _prune(db_path: Path) -> None:
+    for old in list_backups(db_path)[KEEP_BACKUPS:]:
+        old.path.unlink(missing_ok=True)
+
+
+def restore_backup(db_path: Path, backup: Path) -> None:
+    """Replace the database with a backup. Only while nothing has the database open: the
+    service stopped, or the migrator holding the lock with its own connection closed."""
+    check = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
+    try:
+        verdict = check.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        check.close()
+    if verdict != "ok":
+        raise RestoreRefused(str(backup), verdict)
+    staged = db_path.with_name(db_path.name + ".restoring")
+    shutil.copyfile(backup, staged)
+    with open(staged, "rb") as handle:
+        os.fsync(handle.fileno())
+    for suffix in ("-wal", "-shm"):
+        db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
+    os.replace(staged, db_path)
+    _fsync_dir(db_path.parent)

@@ -1,0 +1,131 @@
+"""Proofs that a changed migration file still means what was applied.
+
+A mismatch is cosmetic only when some variant of today's bytes hashes to *exactly* the checksum
+recorded at apply time. The variants undo the drift that builds and editors introduce without
+changing meaning: line endings, a BOM, trailing whitespace, final newlines, and the hash inputs a
+sqlx 0.9 daemon with `ignored-chars` would have recorded. Simplest combinations are tried first,
+so the evidence names the smallest explanation.
+
+The second proof needs the text that was applied (kept in our provenance table): if it and
+today's text have the same tokens outside comments and whitespace, the change is comment- or
+whitespace-only, which no tokenizer-visible meaning can hide in (string literals are whole tokens).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable, Iterator
+
+from daemon.migrate.sqltext import normalized_sha384
+
+BOM = b"\xef\xbb\xbf"
+_WHITESPACE = (b" ", b"\t", b"\n", b"\r")
+Transform = tuple[str, Callable[[bytes], bytes]]
+
+
+def _to_lf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n")
+
+
+def _to_crlf(data: bytes) -> bytes:
+    return _to_lf(data).replace(b"\n", b"\r\n")
+
+
+def _newline_of(data: bytes) -> bytes:
+    return b"\r\n" if b"\r\n" in data else b"\n"
+
+
+def _strip_line_ends(data: bytes) -> bytes:
+    lines = data.split(b"\n")
+    return b"\n".join(
+        line.rstrip(b" \t\r") + (b"\r" if line.endswith(b"\r") else b"") for line in lines
+    )
+
+
+def _without_final_newlines(data: bytes) -> bytes:
+    return data.rstrip(b"\r\n")
+
+
+def _one_final_newline(data: bytes) -> bytes:
+    return _without_final_newlines(data) + _newline_of(data)
+
+
+def _extra_final_newline(data: bytes) -> bytes:
+    return data + _newline_of(data)
+
+
+def _remove(chars: tuple[bytes, ...]) -> Callable[[bytes], bytes]:
+    def remove(data: bytes) -> bytes:
+        for char in chars:
+            data = data.replace(char, b"")
+        return data
+
+    return remove
+
+
+# Each axis is tried with its identity first; a name says how the applied file differed.
+_AXES: tuple[tuple[Transform, ...], ...] = (
+    (
+        ("", bytes),
+        ("line endings (applied LF, now CRLF)", _to_lf),
+        ("line endings (applied CRLF, now LF)", _to_crlf),
+    ),
+    (
+        ("", bytes),
+        ("byte-order mark (applied without, now with)", lambda d: d.removeprefix(BOM)),
+        ("byte-order mark (applied with, now without)", lambda d: BOM + d.removeprefix(BOM)),
+    ),
+    (("", bytes), ("trailing whitespace at line ends", _strip_line_ends)),
+    (
+        ("", bytes),
+        ("final newlines", _without_final_newlines),
+        ("final newlines", _one_final_newline),
+        ("final newlines", _extra_final_newline),
+    ),
+    (
+        ("", bytes),
+        ("recorded by sqlx 0.9 with ignored-chars [\\r]", _remove((b"\r",))),
+        ("recorded by sqlx 0.9 with ignored-chars [whitespace]", _remove(_WHITESPACE)),
+        ("recorded by sqlx 0.9 with ignored-chars [whitespace, BOM]", _remove((*_WHITESPACE, BOM))),
+    ),
+)
+
+
+def _simplicity(combo: tuple[Transform, ...]) -> tuple[int, tuple[int, ...]]:
+    """Fewest transforms first; among equals, the earlier (more common) axes first."""
+    used = tuple(axis for axis, (name, _) in enumerate(combo) if name)
+    return len(used), used
+
+
+def _variants(today: bytes) -> Iterator[tuple[str, bytes]]:
+    seen: set[bytes] = set()
+    for combo in sorted(itertools.product(*_AXES), key=_simplicity):
+        data = today
+        for _name, transform in combo:
+            data = transform(data)
+        if data in seen:
+            continue
+        seen.add(data)
+        yield " + ".join(name for name, _ in combo if name), data
+
+
+def prove_cosmetic(today: bytes, recorded_checksum: bytes) -> str | None:
+    """The evidence (which cosmetic differences) if a variant of `today` hashes to the recorded
+    checksum, else None. Identical bytes are not drift and return None."""
+    for evidence, data in _variants(today):
+        if evidence and hashlib.sha384(data).digest() == recorded_checksum:
+            return f"cosmetic: {evidence}"
+    return None
+
+
+def prove_comments_only(
+    today_text: str, applied_sql: bytes, applied_normalized: bytes, recorded_checksum: bytes
+) -> str | None:
+    """Evidence if the stored applied text is authentic for the recorded checksum and differs
+    from today's text only in comments and whitespace outside literals."""
+    if hashlib.sha384(applied_sql).digest() != recorded_checksum:
+        return None
+    if normalized_sha384(today_text) != applied_normalized:
+        return None
+    return "comments/whitespace only (compared with the applied text kept in provenance)"

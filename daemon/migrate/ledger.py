@@ -1,0 +1,186 @@
+"""The `_sqlx_migrations` ledger, byte-compatible with sqlx, and our side tables beside it.
+
+sqlx reads only `version, checksum` (ordered by version) and ignores tables it does not know, so a
+database we migrate can be handed back to a sqlx daemon and vice versa.
+
+Side tables (ours):
+- `_keysmith_provenance`: per version, the exact bytes whose SHA-384 is in the ledger, and the
+  hash of their comment/whitespace-free token stream: what makes comment-only edits provable.
+- `_keysmith_heal_log`: one row per heal, append-only (triggers refuse UPDATE and DELETE).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from dataclasses import dataclass
+
+LEDGER_TABLE = "_sqlx_migrations"
+PROVENANCE_TABLE = "_keysmith_provenance"
+HEAL_LOG_TABLE = "_keysmith_heal_log"
+OWN_TABLES = (LEDGER_TABLE, PROVENANCE_TABLE, HEAL_LOG_TABLE)
+
+# Exactly sqlx-sqlite's `ensure_migrations_table` text, so sqlite_master holds the same schema.
+LEDGER_DDL = """CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    success BOOLEAN NOT NULL,
+    checksum BLOB NOT NULL,
+    execution_time BIGINT NOT NULL
+);"""
+
+SIDE_TABLES_DDL = (
+    """CREATE TABLE IF NOT EXISTS _keysmith_provenance (
+    version BIGINT PRIMARY KEY,
+    applied_sql BLOB NOT NULL,
+    checksum BLOB NOT NULL,
+    normalized_sha384 BLOB NOT NULL,
+    recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+)""",
+    """CREATE TABLE IF NOT EXISTS _keysmith_heal_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    healed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    version BIGINT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('restamp', 'rerun')),
+    evidence TEXT NOT NULL,
+    old_checksum BLOB,
+    new_checksum BLOB NOT NULL,
+    backup_file TEXT,
+    daemon_version TEXT NOT NULL
+)""",
+    """CREATE TRIGGER IF NOT EXISTS _keysmith_heal_log_no_update
+BEFORE UPDATE ON _keysmith_heal_log
+BEGIN SELECT RAISE(ABORT, 'the heal log is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS _keysmith_heal_log_no_delete
+BEFORE DELETE ON _keysmith_heal_log
+BEGIN SELECT RAISE(ABORT, 'the heal log is append-only'); END""",
+)
+
+
+@dataclass(frozen=True)
+class AppliedRow:
+    version: int
+    description: str
+    installed_on: str
+    success: bool
+    checksum: bytes
+    execution_time: int
+
+
+@dataclass(frozen=True)
+class Provenance:
+    applied_sql: bytes
+    checksum: bytes
+    normalized_sha384: bytes
+
+
+@dataclass(frozen=True)
+class Ledger:
+    rows: dict[int, AppliedRow]
+    provenance: dict[int, Provenance]
+    has_user_tables: bool
+
+    @property
+    def schema_version(self) -> int | None:
+        done = [v for v, row in self.rows.items() if row.success]
+        return max(done) if done else None
+
+
+EMPTY_LEDGER = Ledger({}, {}, has_user_tables=False)
+
+
+def read_ledger(conn: sqlite3.Connection) -> Ledger:
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    rows: dict[int, AppliedRow] = {}
+    if LEDGER_TABLE in tables:
+        for version, desc, installed, success, checksum, elapsed in conn.execute(
+            "SELECT version, description, installed_on, success, checksum, execution_time "
+            "FROM _sqlx_migrations ORDER BY version"
+        ):
+            rows[version] = AppliedRow(
+                version, desc, str(installed), bool(success), _as_bytes(checksum), elapsed
+            )
+    provenance: dict[int, Provenance] = {}
+    if PROVENANCE_TABLE in tables:
+        for version, sql, checksum, normalized in conn.execute(
+            "SELECT version, applied_sql, checksum, normalized_sha384 FROM _keysmith_provenance"
+        ):
+            provenance[version] = Provenance(_as_bytes(sql), _as_bytes(checksum), normalized)
+    user_tables = tables - set(OWN_TABLES) - {"sqlite_sequence"}
+    return Ledger(rows, provenance, has_user_tables=bool(user_tables))
+
+
+def _as_bytes(value: bytes | str | None) -> bytes:
+    """Hand-edited ledgers sometimes hold TEXT where sqlx writes BLOB; compare bytes regardless."""
+    if value is None:
+        return b""
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
+def ensure_tables(conn: sqlite3.Connection) -> None:
+    conn.execute(LEDGER_DDL)
+    for ddl in SIDE_TABLES_DDL:
+        conn.execute(ddl)
+
+
+def insert_applied(
+    conn: sqlite3.Connection, version: int, description: str, checksum: bytes, elapsed_ns: int
+) -> None:
+    # sqlx inserts execution_time = -1 and updates it after COMMIT; we know it before COMMIT,
+    # so the row is final in the same transaction and never left at -1 by a crash.
+    conn.execute(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) "
+        "VALUES (?, ?, TRUE, ?, ?)",
+        (version, description, checksum, elapsed_ns),
+    )
+
+
+def record_provenance(
+    conn: sqlite3.Connection, version: int, sql: bytes, normalized: bytes
+) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO _keysmith_provenance "
+        "(version, applied_sql, checksum, normalized_sha384) VALUES (?, ?, ?, ?)",
+        (version, sql, hashlib.sha384(sql).digest(), normalized),
+    )
+
+
+@dataclass(frozen=True)
+class HealRecord:
+    version: int
+    action: str
+    evidence: str
+    old_checksum: bytes | None
+    new_checksum: bytes
+    backup_file: str | None
+    daemon_version: str
+
+
+def append_heal(conn: sqlite3.Connection, heal: HealRecord) -> None:
+    conn.execute(
+        "INSERT INTO _keysmith_heal_log (version, action, evidence, old_checksum, new_checksum, "
+        "backup_file, daemon_version) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            heal.version,
+            heal.action,
+            heal.evidence,
+            heal.old_checksum,
+            heal.new_checksum,
+            heal.backup_file,
+            heal.daemon_version,
+        ),
+    )
+
+
+def restamp(conn: sqlite3.Connection, version: int, old: bytes, new: bytes) -> None:
+    updated = conn.execute(
+        "UPDATE _sqlx_migrations SET checksum = ? WHERE version = ? AND checksum = ?",
+        (new, version, old),
+    ).rowcount
+    if updated != 1:
+        raise sqlite3.OperationalError(f"ledger row {version} changed under the migration lock")
+
+
+def delete_row(conn: sqlite3.Connection, version: int) -> None:
+    conn.execute("DELETE FROM _sqlx_migrations WHERE version = ?", (version,))

@@ -1,0 +1,107 @@
+"""Discover migration files exactly as sqlx does (sqlx-core `migrate::source::resolve_blocking`).
+
+A file is a migration when its name has a `_` and the part after the first `_` ends with `.sql`;
+anything else (README.md, .gitkeep, x.sql~) is skipped silently, and subfolders are not read. The
+prefix must be a signed 64-bit integer. The checksum is SHA-384 of the file's exact bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.migrate.errors import SourceError
+
+NO_TRANSACTION_MARKER = b"-- no-transaction"
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    path: Path
+    sql_bytes: bytes
+    checksum: bytes
+
+    @property
+    def text(self) -> str:
+        return self.sql_bytes.decode("utf-8")
+
+    @property
+    def no_transaction(self) -> bool:
+        # sqlx honours the marker only as the very first bytes (a BOM or blank line defeats it).
+        return self.sql_bytes.startswith(NO_TRANSACTION_MARKER)
+
+
+def load_source(directory: Path) -> list[Migration]:
+    """Every up/simple migration in `directory`, ascending by version. Down files are skipped."""
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as exc:
+        raise SourceError(str(directory), f"cannot list the folder ({exc.strerror})") from None
+    by_version: dict[int, Migration] = {}
+    for entry in entries:
+        if not _is_migration_name(entry.name) or not _is_regular_file(entry):
+            continue
+        version, description, is_down = _parse_name(entry.name)
+        if is_down:
+            continue
+        migration = _read(Path(entry.path), version, description)
+        if version in by_version:
+            other = by_version[version].path.name
+            raise SourceError(entry.path, f"duplicate version {version}: also used by {other}")
+        by_version[version] = migration
+    return [by_version[v] for v in sorted(by_version)]
+
+
+def _is_migration_name(name: str) -> bool:
+    _prefix, sep, rest = name.partition("_")
+    return bool(sep) and rest.endswith(".sql")
+
+
+def _parse_name(name: str) -> tuple[int, str, bool]:
+    prefix, _sep, rest = name.partition("_")
+    digits = prefix[1:] if prefix[:1] in ("+", "-") else prefix
+    version = int(prefix) if digits.isascii() and digits.isdigit() else None
+    if version is None or not _I64_MIN <= version <= _I64_MAX:
+        raise SourceError(
+            name, f'error parsing migration filename "{name}"; expected integer version prefix'
+        )
+    suffix, is_down = next(
+        (s, down)
+        for s, down in ((".up.sql", False), (".down.sql", True), (".sql", False))
+        if rest.endswith(s)
+    )
+    stem = rest
+    while stem.endswith(suffix):  # sqlx uses trim_end_matches: repeated suffixes all go
+        stem = stem[: -len(suffix)]
+    return version, stem.replace("_", " "), is_down
+
+
+def _is_regular_file(entry: os.DirEntry) -> bool:
+    """Regular files and links to them count; a dangling or looping link is an error."""
+    if entry.is_file():
+        return True
+    if entry.is_symlink() and not entry.is_dir():
+        try:
+            os.stat(entry.path)
+        except OSError as exc:
+            raise SourceError(entry.path, f"the link cannot be followed ({exc.strerror})") from None
+    return False
+
+
+def _read(path: Path, version: int, description: str) -> Migration:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SourceError(str(path), f"cannot read the file ({exc.strerror})") from None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SourceError(
+            str(path), f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    return Migration(version, description, path, data, hashlib.sha384(data).digest())
