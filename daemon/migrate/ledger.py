@@ -39,7 +39,7 @@ SIDE_TABLES_DDL = (
     recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 )""",
     """CREATE TABLE IF NOT EXISTS _keysmith_heal_log (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,  -- no AUTOINCREMENT: rows are never deleted, ids only grow
     healed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     version BIGINT NOT NULL,
     action TEXT NOT NULL CHECK (action IN ('restamp', 'rerun')),

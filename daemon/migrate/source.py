@@ -83,13 +83,13 @@ def _parse_name(name: str) -> tuple[int, str, bool]:
 
 def _is_regular_file(entry: os.DirEntry) -> bool:
     """Regular files and links to them count; a dangling or looping link is an error."""
-    if entry.is_file():
-        return True
-    if entry.is_symlink() and not entry.is_dir():
-        try:
-            os.stat(entry.path)
-        except OSError as exc:
-            raise SourceError(entry.path, f"the link cannot be followed ({exc.strerror})") from None
+    try:
+        if entry.is_file():
+            return True
+        if entry.is_symlink() and not entry.is_dir():
+            os.stat(entry.path)  # raises for a dangling or looping link
+    except OSError as exc:
+        raise SourceError(entry.path, f"the link cannot be followed ({exc.strerror})") from None
     return False
 
 
