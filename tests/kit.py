@@ -51,10 +51,13 @@ def rerun(db_path: Path, version: int, migrations_dir: Path = MIGRATIONS) -> Out
         changed = conn.execute(
             "UPDATE _sqlx_migrations SET checksum = ? WHERE version = ?", (b"\xef" * 48, version)
         ).rowcount
+        (schema_version,) = conn.execute("SELECT max(version) FROM _sqlx_migrations").fetchone()
     finally:
         conn.close()
     assert changed == 1, f"migration {version} is not applied in {db_path}"
-    outcome = apply_range(db_path, migrations_dir, idempotent=frozenset({version}))
+    outcome = apply_range(
+        db_path, migrations_dir, upto=schema_version, idempotent=frozenset({version})
+    )
     assert [h.action for h in outcome.heals] == ["rerun"], outcome.heals
     return outcome
 
