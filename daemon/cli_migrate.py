@@ -7,10 +7,8 @@ no-op `run` must cost little more than opening the database and hashing the file
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from pathlib import Path
 
 from daemon import __version__
 from daemon.db import DEFAULT_MIGRATIONS_DIR, IDEMPOTENT_MIGRATIONS
@@ -21,8 +19,8 @@ EXIT_OK, EXIT_FAILED, EXIT_BLOCKED = 0, 1, 2
 
 
 def migrate_main(args: argparse.Namespace) -> int:
-    db_path = Path(args.db or os.environ.get("KEYSMITH_DB_PATH") or "data/keysmith.db")
-    migrations = Path(
+    db_path = args.db or os.environ.get("KEYSMITH_DB_PATH") or "data/keysmith.db"
+    migrations = (
         args.migrations or os.environ.get("KEYSMITH_MIGRATIONS_DIR") or DEFAULT_MIGRATIONS_DIR
     )
     try:
@@ -38,7 +36,10 @@ def migrate_main(args: argparse.Namespace) -> int:
         plan = inspect(db_path, migrations, idempotent)
     except MigrateError as error:
         return _report_error(error, args.json)
-    print(_render(plan, args.step, args.json))
+    if args.json:
+        _print_json(_as_json(plan, include_steps=args.step == "plan"))
+    else:
+        print(_render(plan, args.step))
     return EXIT_BLOCKED if plan.blockers else EXIT_OK
 
 
@@ -48,7 +49,7 @@ def _parse_versions(text: str | None) -> frozenset[int]:
     return frozenset(int(v) for v in text.split(",") if v.strip())
 
 
-def _run(db_path: Path, migrations: Path, idempotent: frozenset[int], as_json: bool) -> int:
+def _run(db_path: str, migrations: str, idempotent: frozenset[int], as_json: bool) -> int:
     outcome = run_migrations(db_path, migrations, idempotent=idempotent, daemon_version=__version__)
     summary = {
         "schema_version": outcome.schema_version,
@@ -58,7 +59,7 @@ def _run(db_path: Path, migrations: Path, idempotent: frozenset[int], as_json: b
         "seconds": round(outcome.seconds, 4),
     }
     if as_json:
-        print(json.dumps(summary))
+        _print_json(summary)
     elif outcome.applied or outcome.heals:
         for heal in outcome.heals:
             print(f"healed {heal.version} ({heal.action}): {heal.evidence}")
@@ -69,24 +70,26 @@ def _run(db_path: Path, migrations: Path, idempotent: frozenset[int], as_json: b
 
 
 def _report_error(error: MigrateError, as_json: bool) -> int:
-    blockers = getattr(error, "blockers", [])
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "error": error.reason,
-                    "message": str(error),
-                    "blocked": [vars(b) for b in blockers],
-                }
-            )
+        blockers = getattr(error, "blockers", [])
+        _print_json(
+            {
+                "error": error.reason,
+                "message": str(error),
+                "blocked": [b._asdict() for b in blockers],
+            }
         )
     print(str(error), file=sys.stderr)
     return EXIT_BLOCKED if error.reason == "blocked" else EXIT_FAILED
 
 
-def _render(plan: Plan, step: str, as_json: bool) -> str:
-    if as_json:
-        return json.dumps(_as_json(plan, include_steps=step == "plan"))
+def _print_json(doc: dict) -> None:
+    import json  # only --json pays for it
+
+    print(json.dumps(doc))
+
+
+def _render(plan: Plan, step: str) -> str:
     if step == "plan":
         return _plan_text(plan)
     return "\n".join(_status_lines(plan))
@@ -104,7 +107,7 @@ def _as_json(plan: Plan, include_steps: bool) -> dict:
             }
             for f in plan.findings
         ],
-        "blocked": [vars(f.as_blocker()) for f in plan.blockers],
+        "blocked": [f.as_blocker()._asdict() for f in plan.blockers],
         "schema_version": plan.schema_version,
     }
     if include_steps:

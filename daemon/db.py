@@ -1,21 +1,23 @@
 """The database: `init` migrates, then opens the serving pool with the production settings.
 
-aiosqlite is imported inside the functions that use it, so `python -m daemon migrate ...`, which
-imports IDEMPOTENT_MIGRATIONS from here, never pays for it.
+asyncio and aiosqlite are imported inside the functions that use them, so
+`python -m daemon migrate ...`, which imports IDEMPOTENT_MIGRATIONS from here, never pays for them.
 """
 
 from __future__ import annotations
 
-import asyncio
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from daemon import __version__
 
+TYPE_CHECKING = False  # typing, asyncio and pathlib stay unimported for the migrate CLI
 if TYPE_CHECKING:
+    import asyncio
+    from pathlib import Path
+
     import aiosqlite
 
     from daemon.migrate import Outcome
@@ -27,7 +29,9 @@ if TYPE_CHECKING:
 # migration: SQLite has no ADD COLUMN IF NOT EXISTS.
 IDEMPOTENT_MIGRATIONS: frozenset[int] = frozenset({9})
 
-DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+DEFAULT_MIGRATIONS_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations"
+)
 POOL_SIZE = 8
 
 
@@ -36,6 +40,8 @@ class Pool:
     `transaction()` (BEGIN IMMEDIATE), which SQLite serialises with the busy timeout."""
 
     def __init__(self, connections: list[aiosqlite.Connection]) -> None:
+        import asyncio
+
         self._connections = connections
         self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         for conn in connections:
@@ -67,7 +73,7 @@ class Pool:
             await conn.close()
 
 
-async def open_pool(path: Path, size: int = POOL_SIZE) -> Pool:
+async def open_pool(path: str | Path, size: int = POOL_SIZE) -> Pool:
     import aiosqlite
 
     # The serving pool uses exactly the migrator's settings (WAL, synchronous=NORMAL, foreign
@@ -85,13 +91,15 @@ async def open_pool(path: Path, size: int = POOL_SIZE) -> Pool:
 
 
 async def init(
-    path: Path,
+    path: str | Path,
     *,
-    migrations_dir: Path | None = None,
+    migrations_dir: str | Path | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     lock_timeout: float = 120.0,
 ) -> Pool:
     """Migrate the database (raising a MigrateError on refusal or failure), then open the pool."""
+    import asyncio
+
     from daemon.migrate import run_migrations
 
     outcome = await asyncio.to_thread(

@@ -6,7 +6,7 @@ short stable label (for metrics and scripts); `remedy` is the action to take.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 
 RESTORE_HINT = "restore the pre-upgrade backup with the action 'Restore pre-upgrade backup'"
 PREVIOUS_VERSION_HINT = "install the previous version of Keysmith"
@@ -116,14 +116,10 @@ class MigrationFailed(MigrateError):
         )
 
 
-@dataclass(frozen=True)
-class Blocker:
+class Blocker(namedtuple("Blocker", "version description finding remedy")):
     """One version the migrator refuses to touch, with why and what the operator should do."""
 
-    version: int
-    description: str
-    finding: str
-    remedy: str
+    __slots__ = ()
 
     def line(self) -> str:
         return f"migration {self.version} ({self.description}): {self.finding}"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from dataclasses import dataclass
+from collections import namedtuple
 
 LEDGER_TABLE = "_sqlx_migrations"
 PROVENANCE_TABLE = "_keysmith_provenance"
@@ -31,12 +31,13 @@ LEDGER_DDL = """CREATE TABLE IF NOT EXISTS _sqlx_migrations (
 );"""
 
 SIDE_TABLES_DDL = (
+    # applied_sql last: reading the other columns then never walks a large text's overflow pages.
     """CREATE TABLE IF NOT EXISTS _keysmith_provenance (
     version BIGINT PRIMARY KEY,
-    applied_sql BLOB NOT NULL,
     checksum BLOB NOT NULL,
     normalized_sha384 BLOB NOT NULL,
-    recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    applied_sql BLOB NOT NULL
 )""",
     """CREATE TABLE IF NOT EXISTS _keysmith_heal_log (
     id INTEGER PRIMARY KEY,  -- no AUTOINCREMENT: rows are never deleted, ids only grow
@@ -58,28 +59,19 @@ BEGIN SELECT RAISE(ABORT, 'the heal log is append-only'); END""",
 )
 
 
-@dataclass(frozen=True)
-class AppliedRow:
-    version: int
-    description: str
-    installed_on: str
-    success: bool
-    checksum: bytes
-    execution_time: int
+AppliedRow = namedtuple(
+    "AppliedRow", "version description installed_on success checksum execution_time"
+)
+Provenance = namedtuple("Provenance", "applied_sql checksum normalized_sha384")
+# Stands for "text kept" for versions that match their file: their text is never needed, so it
+# is not read (see read_ledger).
+RECORDED = Provenance(None, None, None)
 
 
-@dataclass(frozen=True)
-class Provenance:
-    applied_sql: bytes
-    checksum: bytes
-    normalized_sha384: bytes
+class Ledger(namedtuple("Ledger", "rows provenance")):
+    """rows: {version: AppliedRow}; provenance: {version: Provenance}."""
 
-
-@dataclass(frozen=True)
-class Ledger:
-    rows: dict[int, AppliedRow]
-    provenance: dict[int, Provenance]
-    has_user_tables: bool
+    __slots__ = ()
 
     @property
     def schema_version(self) -> int | None:
@@ -87,28 +79,55 @@ class Ledger:
         return max(done) if done else None
 
 
-EMPTY_LEDGER = Ledger({}, {}, has_user_tables=False)
+EMPTY_LEDGER = Ledger({}, {})
 
 
-def read_ledger(conn: sqlite3.Connection) -> Ledger:
-    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+def read_ledger(
+    conn: sqlite3.Connection, source_checksums: dict[int, bytes] | None = None
+) -> Ledger:
+    """The ledger rows and which versions have provenance. Provenance details, and the applied
+    text (possibly large), are read only for versions whose checksum differs from
+    `source_checksums`: only those can need a proof."""
     rows: dict[int, AppliedRow] = {}
-    if LEDGER_TABLE in tables:
-        for version, desc, installed, success, checksum, elapsed in conn.execute(
-            "SELECT version, description, installed_on, success, checksum, execution_time "
-            "FROM _sqlx_migrations ORDER BY version"
-        ):
-            rows[version] = AppliedRow(
-                version, desc, str(installed), bool(success), _as_bytes(checksum), elapsed
-            )
-    provenance: dict[int, Provenance] = {}
-    if PROVENANCE_TABLE in tables:
-        for version, sql, checksum, normalized in conn.execute(
-            "SELECT version, applied_sql, checksum, normalized_sha384 FROM _keysmith_provenance"
-        ):
-            provenance[version] = Provenance(_as_bytes(sql), _as_bytes(checksum), normalized)
-    user_tables = tables - set(OWN_TABLES) - {"sqlite_sequence"}
-    return Ledger(rows, provenance, has_user_tables=bool(user_tables))
+    for version, desc, installed, success, checksum, elapsed in _select_if_exists(
+        conn,
+        "SELECT version, description, installed_on, success, checksum, execution_time "
+        "FROM _sqlx_migrations ORDER BY version",
+    ):
+        if type(checksum) is not bytes:
+            checksum = _as_bytes(checksum)
+        rows[version] = AppliedRow(version, desc, str(installed), bool(success), checksum, elapsed)
+    recorded = _select_if_exists(conn, "SELECT version FROM _keysmith_provenance")
+    provenance: dict[int, Provenance] = dict.fromkeys((v for (v,) in recorded), RECORDED)
+    known = source_checksums or {}
+    for version, row in rows.items():
+        if version in provenance and known.get(version, row.checksum) != row.checksum:
+            provenance[version] = _provenance_of(conn, version)
+    return Ledger(rows, provenance)
+
+
+def has_user_tables(conn: sqlite3.Connection) -> bool:
+    """Whether the database holds anything besides the migrator's own tables."""
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    return bool(names - set(OWN_TABLES) - {"sqlite_sequence"})
+
+
+def _select_if_exists(conn: sqlite3.Connection, query: str) -> list[tuple]:
+    try:
+        return conn.execute(query).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+
+
+def _provenance_of(conn: sqlite3.Connection, version: int) -> Provenance:
+    sql, checksum, normalized = conn.execute(
+        "SELECT applied_sql, checksum, normalized_sha384 FROM _keysmith_provenance "
+        "WHERE version = ?",
+        (version,),
+    ).fetchone()
+    return Provenance(_as_bytes(sql), checksum, normalized)
 
 
 def _as_bytes(value: bytes | str | None) -> bytes:
@@ -146,15 +165,10 @@ def record_provenance(
     )
 
 
-@dataclass(frozen=True)
-class HealRecord:
-    version: int
-    action: str
-    evidence: str
-    old_checksum: bytes | None
-    new_checksum: bytes
-    backup_file: str | None
-    daemon_version: str
+HealRecord = namedtuple(
+    "HealRecord",
+    "version action evidence old_checksum new_checksum backup_file daemon_version",
+)
 
 
 def append_heal(conn: sqlite3.Connection, heal: HealRecord) -> None:

@@ -15,10 +15,8 @@ Cheapest and safest proof first: a re-stamp backed by evidence always wins over 
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass, field
+from collections import namedtuple
 
-from daemon.migrate.drift import prove_comments_only, prove_cosmetic
 from daemon.migrate.errors import PREVIOUS_VERSION_HINT, RESTORE_HINT, Blocker
 from daemon.migrate.ledger import AppliedRow, Ledger
 from daemon.migrate.source import Migration
@@ -26,17 +24,23 @@ from daemon.migrate.source import Migration
 CHECKSUM_BYTES = 48  # SHA-384
 
 
-@dataclass(frozen=True)
-class Finding:
-    version: int
-    description: str
-    state: str  # applied | pending | modified | missing | dirty
-    action: str  # none | apply | restamp | rerun | blocked
-    evidence: str = ""
-    remedy: str = ""
-    migration: Migration | None = None
-    row: AppliedRow | None = None
-    detail: str = ""  # a diff of the applied text against today's, when we have both
+class Finding(
+    namedtuple(
+        "Finding",
+        "version description state action evidence remedy migration row detail",
+        defaults=("", "", None, None, ""),
+    )
+):
+    """What the plan found for one version.
+
+    state: applied | pending | modified | missing | dirty
+    action: none | apply | restamp | rerun | blocked
+    evidence: why (the proof for a heal, the finding for a refusal); remedy: what to do;
+    migration / row: the source file and ledger row behind it; detail: a diff of the applied
+    text against today's, when both are known.
+    """
+
+    __slots__ = ()
 
     @property
     def finding(self) -> str:
@@ -46,11 +50,11 @@ class Finding:
         return Blocker(self.version, self.description, self.evidence, self.remedy)
 
 
-@dataclass(frozen=True)
-class Plan:
-    findings: list[Finding]
-    schema_version: int | None
-    missing_provenance: list[Migration] = field(default_factory=list)
+class Plan(namedtuple("Plan", "findings schema_version missing_provenance")):
+    """Every version's Finding in order, the schema version before the run, and the applied
+    migrations whose text we have not kept yet (recorded on the next write)."""
+
+    __slots__ = ()
 
     @property
     def blockers(self) -> list[Finding]:
@@ -159,12 +163,15 @@ def _modified(
             detail,
         )
 
+    # The proofs load only when a checksum differs: a no-op run never pays for them.
+    from daemon.migrate.drift import prove_comments_only, prove_cosmetic
+
     if len(row.checksum) == CHECKSUM_BYTES:
         evidence = prove_cosmetic(migration.sql_bytes, row.checksum)
         if evidence:
             return found("restamp", evidence)
     provenance = ledger.provenance.get(migration.version)
-    if provenance is not None:
+    if provenance is not None and provenance.applied_sql is not None:
         evidence = prove_comments_only(
             migration.text, provenance.applied_sql, provenance.normalized_sha384, row.checksum
         )
@@ -179,7 +186,8 @@ def _modified(
     )
     if migration.version in idempotent:
         return found("rerun", f"{what}; certified idempotent, so it is run again")
-    detail = _diff(provenance.applied_sql, migration.sql_bytes) if provenance else ""
+    applied = provenance.applied_sql if provenance else None
+    detail = _diff(applied, migration.sql_bytes) if applied is not None else ""
     return found(
         "blocked",
         what,
@@ -191,6 +199,8 @@ def _modified(
 
 
 def _diff(applied: bytes, today: bytes) -> str:
+    import difflib  # only a refusal pays for it
+
     lines = difflib.unified_diff(
         applied.decode("utf-8", "replace").splitlines(),
         today.decode("utf-8", "replace").splitlines(),

@@ -7,51 +7,64 @@ anything is written, so "blocked" always means "nothing was changed".
 
 from __future__ import annotations
 
-import logging
+import os
 import sqlite3
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from daemon.migrate.errors import Blocked, DatabaseUnreadable
-from daemon.migrate.ledger import EMPTY_LEDGER, Ledger, read_ledger
+from daemon.migrate.ledger import EMPTY_LEDGER, Ledger, has_user_tables, read_ledger
 from daemon.migrate.plan import Plan, make_plan
 from daemon.migrate.source import Migration, load_source
 
-if TYPE_CHECKING:  # the executor's modules load only when a run has work to do
+# A no-op run must cost little more than reading the ledger and hashing the files, so modules
+# only a real run needs (executor, backup, lock, logging, typing) are imported when needed.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from os import PathLike
+
     from daemon.migrate.apply import HealEvent, Progress
     from daemon.migrate.backup import BackupInfo
 
-log = logging.getLogger("keysmith.migrate")
-T = TypeVar("T")
 
-
-@dataclass
 class Outcome:
-    plan: Plan
-    schema_version: int | None
-    applied: list[int] = field(default_factory=list)
-    heals: list[HealEvent] = field(default_factory=list)
-    backup: BackupInfo | None = None
-    seconds: float = 0.0
-    pending: int = 0
+    """What a run did: the plan it followed, the schema version after it, the versions applied,
+    the heals (HealEvent), the backup taken (BackupInfo or None), its duration, and how many
+    migrations are still pending (only with a target version)."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        schema_version: int | None,
+        applied: list[int] | None = None,
+        heals: list[HealEvent] | None = None,
+        backup: BackupInfo | None = None,
+        pending: int = 0,
+    ) -> None:
+        self.plan = plan
+        self.schema_version = schema_version
+        self.applied = applied or []
+        self.heals = heals or []
+        self.backup = backup
+        self.seconds = 0.0
+        self.pending = pending
 
 
 def inspect(
-    db_path: Path,
-    migrations_dir: Path,
+    db_path: str | PathLike[str],
+    migrations_dir: str | PathLike[str],
     idempotent: frozenset[int],
     target: int | None = None,
 ) -> Plan:
     """The plan a run would carry out. Reads only; never creates the database file."""
-    return make_plan(load_source(migrations_dir), _read_only_ledger(db_path), idempotent, target)
+    source = load_source(migrations_dir)
+    return make_plan(source, _read_only_ledger(db_path, source), idempotent, target)
 
 
 def run_migrations(
-    db_path: Path,
-    migrations_dir: Path,
+    db_path: str | PathLike[str],
+    migrations_dir: str | PathLike[str],
     *,
     idempotent: frozenset[int],
     daemon_version: str,
@@ -61,19 +74,20 @@ def run_migrations(
 ) -> Outcome:
     started = time.perf_counter()
     source = load_source(migrations_dir)
-    plan = make_plan(source, _read_only_ledger(db_path), idempotent, target)
+    plan = make_plan(source, _read_only_ledger(db_path, source), idempotent, target)
     _refuse_if_blocked(plan)
     if not plan.changes_anything:
-        return Outcome(plan, plan.schema_version, seconds=time.perf_counter() - started)
-    outcome = _migrate_locked(
-        db_path, source, idempotent, daemon_version, target, on_progress, lock_timeout
-    )
+        outcome = Outcome(plan, plan.schema_version)
+    else:
+        outcome = _migrate_locked(
+            db_path, source, idempotent, daemon_version, target, on_progress, lock_timeout
+        )
     outcome.seconds = time.perf_counter() - started
     return outcome
 
 
 def _migrate_locked(
-    db_path: Path,
+    db_path: str | PathLike[str],
     source: list[Migration],
     idempotent: frozenset[int],
     daemon_version: str,
@@ -82,26 +96,34 @@ def _migrate_locked(
     lock_timeout: float,
 ) -> Outcome:
     # Imported here so a no-op run never pays for the executor's imports.
+    import logging
+    from pathlib import Path
+
     from daemon.migrate.apply import Executor, Progress, open_for_migration
     from daemon.migrate.backup import take_backup
     from daemon.migrate.lock import migration_lock
 
+    db_path = Path(db_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     with migration_lock(db_path, lock_timeout):
-        conn = _guarded(db_path, open_for_migration, db_path)
+        with _sqlite_errors(db_path):
+            conn = open_for_migration(db_path)
         try:
-            current = _guarded(db_path, read_ledger, conn)
+            with _sqlite_errors(db_path):
+                current = read_ledger(conn, _checksums(source))
             plan = make_plan(source, current, idempotent, target)  # re-read under the lock
             _refuse_if_blocked(plan)
             backup = None
-            if plan.runs_sql and (current.rows or current.has_user_tables):
+            if plan.runs_sql and (current.rows or has_user_tables(conn)):
                 if on_progress:
                     on_progress(Progress(None, "backup", 0, len(plan.steps), "backup"))
                 backup = take_backup(conn, db_path, plan.schema_version)
-                log.info("backed up the database to %s before migrating", backup.path)
+                logging.getLogger("keysmith.migrate").info(
+                    "backed up the database to %s before migrating", backup.path
+                )
             executor = Executor(conn, db_path, daemon_version, backup, on_progress)
             applied, heals = executor.execute(plan)
-            after = read_ledger(conn)
+            after = read_ledger(conn, _checksums(source))
         finally:
             conn.close()
     pending = sum(1 for f in make_plan(source, after, idempotent).findings if f.action == "apply")
@@ -110,25 +132,36 @@ def _migrate_locked(
 
 def _refuse_if_blocked(plan: Plan) -> None:
     if plan.blockers:
+        import logging
+
         error = Blocked([f.as_blocker() for f in plan.blockers])
-        log.error("%s", error, extra={"context": {"blocked": [f.version for f in plan.blockers]}})
+        logging.getLogger("keysmith.migrate").error(
+            "%s", error, extra={"context": {"blocked": [f.version for f in plan.blockers]}}
+        )
         raise error
 
 
-def _read_only_ledger(db_path: Path) -> Ledger:
-    if not db_path.exists():
+def _checksums(source: list[Migration]) -> dict[int, bytes]:
+    return {m.version: m.checksum for m in source}
+
+
+def _read_only_ledger(db_path: str | PathLike[str], source: list[Migration]) -> Ledger:
+    if not os.path.exists(db_path):
         return EMPTY_LEDGER
-    conn = _guarded(db_path, sqlite3.connect, db_path, timeout=30.0)
-    try:
-        return _guarded(db_path, read_ledger, conn)
-    finally:
-        conn.close()
+    with _sqlite_errors(db_path):
+        conn = sqlite3.connect(db_path, timeout=30.0)
+        try:
+            return read_ledger(conn, _checksums(source))
+        finally:
+            conn.close()
 
 
-def _guarded(db_path: Path, action: Callable[..., T], *args: object, **kwargs: object) -> T:
-    """Run a database call, turning SQLite's 'not a database' family into an operator error."""
+@contextmanager
+def _sqlite_errors(db_path: str | PathLike[str]) -> Iterator[None]:
+    """Turn SQLite's 'not a database' family into an operator error; a busy database is not
+    unreadable, so that is left to propagate."""
     try:
-        return action(*args, **kwargs)
+        yield
     except sqlite3.DatabaseError as exc:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             raise

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
-from pathlib import Path
+from collections import namedtuple
 
 from daemon.migrate.errors import SourceError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from os import PathLike
 
 NO_TRANSACTION_MARKER = b"-- no-transaction"
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
 
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    description: str
-    path: Path
-    sql_bytes: bytes
-    checksum: bytes
+# Value types in the no-op path are namedtuples, not dataclasses: importing dataclasses costs a
+# no-op `migrate run` more than all of its real work.
+class Migration(namedtuple("Migration", "version description path sql_bytes checksum")):
+    """One up/simple migration file: version (int), description (str), path (str), its exact
+    bytes and their SHA-384."""
+
+    __slots__ = ()
 
     @property
     def text(self) -> str:
@@ -36,7 +39,7 @@ class Migration:
         return self.sql_bytes.startswith(NO_TRANSACTION_MARKER)
 
 
-def load_source(directory: Path) -> list[Migration]:
+def load_source(directory: str | PathLike[str]) -> list[Migration]:
     """Every up/simple migration in `directory`, ascending by version. Down files are skipped."""
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
@@ -49,9 +52,9 @@ def load_source(directory: Path) -> list[Migration]:
         version, description, is_down = _parse_name(entry.name)
         if is_down:
             continue
-        migration = _read(Path(entry.path), version, description)
+        migration = _read(entry.path, version, description)
         if version in by_version:
-            other = by_version[version].path.name
+            other = os.path.basename(by_version[version].path)
             raise SourceError(entry.path, f"duplicate version {version}: also used by {other}")
         by_version[version] = migration
     return [by_version[v] for v in sorted(by_version)]
@@ -70,11 +73,12 @@ def _parse_name(name: str) -> tuple[int, str, bool]:
         raise SourceError(
             name, f'error parsing migration filename "{name}"; expected integer version prefix'
         )
-    suffix, is_down = next(
-        (s, down)
-        for s, down in ((".up.sql", False), (".down.sql", True), (".sql", False))
-        if rest.endswith(s)
-    )
+    if rest.endswith(".up.sql"):
+        suffix, is_down = ".up.sql", False
+    elif rest.endswith(".down.sql"):
+        suffix, is_down = ".down.sql", True
+    else:
+        suffix, is_down = ".sql", False
     stem = rest
     while stem.endswith(suffix):  # sqlx uses trim_end_matches: repeated suffixes all go
         stem = stem[: -len(suffix)]
@@ -93,15 +97,16 @@ def _is_regular_file(entry: os.DirEntry) -> bool:
     return False
 
 
-def _read(path: Path, version: int, description: str) -> Migration:
+def _read(path: str, version: int, description: str) -> Migration:
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as exc:
-        raise SourceError(str(path), f"cannot read the file ({exc.strerror})") from None
+        raise SourceError(path, f"cannot read the file ({exc.strerror})") from None
     try:
-        data.decode("utf-8")
+        data.isascii() or data.decode("utf-8")  # isascii: the common case, without a copy
     except UnicodeDecodeError as exc:
         raise SourceError(
-            str(path), f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+            path, f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})"
         ) from None
     return Migration(version, description, path, data, hashlib.sha384(data).digest())

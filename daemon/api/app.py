@@ -1,0 +1,215 @@
+"""Assembles the aiohttp application: middlewares, ops routes and, when serving, the licensing API.
+
+Middlewares, outermost first:
+- request metrics, labelled by the route template (never the raw path: a path holding a license
+  id must not create a new time series per license);
+- the JSON error envelope `{"ok": false, "error": CODE, "message": TEXT}` for 404/405/413 and for
+  any unhandled exception (logged with its type, never echoing request bodies);
+- safe mode: every route except /healthz and /metrics answers 503 with the cause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from daemon import metrics
+from daemon.api import ops
+from daemon.status import SERVING, Lifecycle
+
+log = logging.getLogger("keysmith.http")
+
+# Keysat's requests are small JSON documents; anything larger is a mistake or an attack.
+MAX_BODY_BYTES = 64 * 1024
+OPS_PATHS = frozenset({"/healthz", "/metrics"})
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "timeout",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+class InFlight:
+    """Requests being handled now, so shutdown can wait for them before closing connections.
+
+    aiohttp's own shutdown closes connections first and then drops body bytes still arriving,
+    which would cut off a request whose body is mid-upload; waiting here avoids that.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until no request is in flight; False when `timeout` ran out first."""
+        self.draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+LIFECYCLE_KEY = web.AppKey("lifecycle", Lifecycle)
+IN_FLIGHT_KEY = web.AppKey("in_flight", InFlight)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response(
+        {"ok": False, "error": code, "message": message, **extra}, status=status
+    )
+
+
+def create_app(lifecycle: Lifecycle, licensing: object | None = None) -> web.Application:
+    """The application for this boot; the licensing routes are added only when serving."""
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[
+            _in_flight_middleware,
+            _metrics_middleware,
+            _error_middleware,
+            _safe_mode_middleware,
+        ],
+    )
+    app[LIFECYCLE_KEY] = lifecycle
+    app[IN_FLIGHT_KEY] = InFlight()
+    ops.add_ops_routes(app, lifecycle)
+    if licensing is not None:
+        add_licensing_routes = _licensing_routes_adder()
+        if add_licensing_routes is not None:
+            add_licensing_routes(app, licensing)
+    return app
+
+
+def _licensing_routes_adder() -> Callable[[web.Application, Any], None] | None:
+    # The licensing API lands separately; until it exists the daemon still serves ops routes.
+    # Only a missing module is tolerated: an error inside it must surface as a failed boot.
+    if importlib.util.find_spec("daemon.api.routes") is None:
+        log.warning("the licensing API module daemon.api.routes is missing; serving ops only")
+        return None
+    from daemon.api.routes import add_licensing_routes
+
+    return add_licensing_routes
+
+
+def _route_label(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = route.resource if route is not None else None
+    if resource is None:
+        return "unmatched"
+    return resource.canonical
+
+
+@web.middleware
+async def _in_flight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    in_flight = request.app[IN_FLIGHT_KEY]
+    in_flight.enter()
+    try:
+        response = await handler(request)
+        if in_flight.draining:
+            response.force_close()  # shutting down: no keep-alive, no next request
+        return response
+    finally:
+        in_flight.leave()
+
+
+@web.middleware
+async def _metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as e:
+        status = e.status
+        raise
+    finally:
+        method = request.method if request.method in _KNOWN_METHODS else "other"
+        metrics.record_http(_route_label(request), method, status, time.perf_counter() - started)
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400 or e.content_type == "application/json":
+            raise
+        code = _ERROR_CODES.get(e.status, "error")
+        response = error_response(e.status, code, _http_error_message(request, e))
+        if "Allow" in e.headers:
+            response.headers["Allow"] = e.headers["Allow"]
+        return response
+    except Exception as e:
+        log.error(
+            "unhandled error while answering a request; nothing was committed by it",
+            extra={
+                "route": _route_label(request),
+                "method": request.method,
+                "error_type": type(e).__name__,
+            },
+            exc_info=True,
+        )
+        return error_response(500, "internal", "internal error; the request was not applied")
+
+
+def _http_error_message(request: web.Request, e: web.HTTPException) -> str:
+    if e.status == 404:
+        return f"no route for {request.method} {request.path}"
+    if e.status == 405:
+        allowed = e.headers.get("Allow", "")
+        return f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
+    if e.status == 413:
+        return f"request body larger than {MAX_BODY_BYTES} bytes"
+    return e.reason
+
+
+@web.middleware
+async def _safe_mode_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    lifecycle = request.app[LIFECYCLE_KEY]
+    if request.path in OPS_PATHS or (lifecycle.state == SERVING and not lifecycle.safe_mode):
+        return await handler(request)
+    if not lifecycle.safe_mode:  # the moment between listening and serving
+        return error_response(
+            503,
+            "unavailable",
+            f"Keysmith is {lifecycle.state}; retry shortly",
+            state=lifecycle.state,
+        )
+    cause = lifecycle.cause or {}
+    return error_response(
+        503,
+        "safe_mode",
+        f"Keysmith is in safe mode and serves only /healthz and /metrics: "
+        f"{cause.get('message', 'see /healthz')}",
+        state=lifecycle.state,
+        remedy=cause.get("remedy"),
+    )

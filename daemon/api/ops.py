@@ -1,0 +1,59 @@
+"""Ops routes, served in every mode: `GET /healthz` (the lifecycle state) and `GET /metrics`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from daemon import __version__, metrics
+from daemon.status import SERVING, Lifecycle
+
+# Fields of the lifecycle record that /healthz shows; the rest is bookkeeping for the next boot.
+_PUBLIC_FIELDS = (
+    "state",
+    "safe_mode",
+    "schema_version",
+    "applied",
+    "heals",
+    "progress",
+    "cause",
+    "consecutive_failed_boots",
+    "last_failure",
+    "previous_unclean",
+    "boot_started_at",
+    "pid",
+)
+
+
+def add_ops_routes(app: web.Application, lifecycle: Lifecycle) -> None:
+    async def healthz(_request: web.Request) -> web.Response:
+        body = healthz_body(lifecycle.snapshot())
+        return web.json_response(body, status=200 if body["ok"] else 503)
+
+    async def metrics_route(_request: web.Request) -> web.Response:
+        payload, content_type = metrics.render()
+        return web.Response(body=payload, headers={"Content-Type": content_type})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_route)
+
+
+def healthz_body(record: dict[str, Any]) -> dict[str, Any]:
+    """The /healthz answer: Keysat-style `ok`/`status`/`version` plus Keysmith's lifecycle.
+
+    The health command reads the same fields as the status file, so both sources agree.
+    """
+    serving = record.get("state") == SERVING and not record.get("safe_mode")
+    body: dict[str, Any] = {
+        "ok": serving,
+        "status": "ok" if serving else "unavailable",
+        "service": "keysmith",
+        "version": __version__,
+    }
+    body.update({key: record.get(key) for key in _PUBLIC_FIELDS})
+    if not serving:
+        cause = record.get("cause") or {}
+        body["error"] = "safe_mode" if record.get("safe_mode") else record.get("state")
+        body["message"] = cause.get("message") or f"Keysmith is {record.get('state')}"
+    return body

@@ -1,0 +1,148 @@
+"""Mounts the licensing API (public, admin, OpenAPI) on the daemon's aiohttp app.
+
+Also the small pieces every licensing handler shares: reading a JSON object body, turning a
+`LicensingError` into the JSON error envelope with the right status, and the admin bearer
+check. Handlers live in `public.py` and `admin.py`; each module lists its routes in ROUTES,
+and `openapi.py` describes every one of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sqlite3
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from daemon.licensing.errors import (
+    BadRequest,
+    Conflict,
+    LicensingError,
+    NotFound,
+    PaymentNotConfigured,
+    Unauthorized,
+)
+from daemon.licensing.service import Licensing
+
+log = logging.getLogger("keysmith.api")
+
+LICENSING = web.AppKey("licensing", Licensing)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Route = tuple[str, str, Handler]
+
+STATUS_OF = {
+    BadRequest: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    Conflict: 409,
+    PaymentNotConfigured: 503,
+}
+
+
+def add_licensing_routes(app: web.Application, licensing: Licensing) -> None:
+    """Every public and admin licensing route, plus `GET /` and `GET /v1/openapi.json`."""
+    from daemon.api import admin, openapi, public
+
+    app[LICENSING] = licensing
+    for method, path, handler in (*public.ROUTES, *admin.ROUTES, *openapi.ROUTES):
+        app.router.add_route(method, path, handler)
+
+
+def licensing_of(request: web.Request) -> Licensing:
+    return request.app[LICENSING]
+
+
+def error_response(error: LicensingError) -> web.Response:
+    status = STATUS_OF.get(type(error), 400)
+    response = web.json_response(
+        {"ok": False, "error": error.code, "message": error.message}, status=status
+    )
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="keysmith-admin"'
+    return response
+
+
+def answers_errors(handler: Handler) -> Handler:
+    """Turn the service's named errors into 4xx envelopes; a database constraint the
+    service did not foresee becomes a 409 saying nothing was written (the transaction
+    rolled back), never a 500."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except LicensingError as error:
+            return error_response(error)
+        except sqlite3.IntegrityError as error:
+            log.warning(
+                "a write was refused by a database constraint; rolled back",
+                extra={"path": request.path, "constraint": str(error)},
+            )
+            return error_response(
+                Conflict(f"the database refused the change ({error}); nothing was written")
+            )
+
+    return wrapped
+
+
+def admin_only(handler: Handler) -> Handler:
+    """Require `Authorization: Bearer <admin key>`, compared in constant time."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        header = request.headers.get("Authorization")
+        if header is None:
+            return error_response(
+                Unauthorized(
+                    "admin routes need the header 'Authorization: Bearer <admin key>'; the key is "
+                    "shown by the StartOS action, or set it with KEYSMITH_ADMIN_API_KEY"
+                )
+            )
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return error_response(
+                Unauthorized("the Authorization header must be 'Bearer <admin key>'")
+            )
+        if not licensing_of(request).admin_key_matches(token.strip()):
+            return error_response(Unauthorized("the admin key is wrong"))
+        return await handler(request)
+
+    wrapped.admin_only = True  # type: ignore[attr-defined]  # read by the OpenAPI test
+    return wrapped
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or BadRequest saying what is wrong with it.
+    An empty body counts as `{}` (routes whose fields are all optional)."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        # Decode first: json.loads on bytes would also guess UTF-16/32, which JSON APIs
+        # (RFC 8259) do not speak.
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise BadRequest("the request body is not UTF-8 text") from e
+    except RecursionError as e:
+        raise BadRequest("the request body nests JSON too deeply") from e
+    except ValueError as e:
+        raise BadRequest(f"the request body is not valid JSON: {e}") from e
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+def path_uuid(request: web.Request, name: str = "id") -> str:
+    value = request.match_info[name]
+    try:
+        return str(uuid.UUID(value))
+    except ValueError as e:
+        raise BadRequest(f"'{name}' in the path must be a UUID, got {value[:40]!r}") from e
+
+
+def ok_json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)

@@ -1,0 +1,451 @@
+"""`python -m daemon serve`: the container's main process and its lifecycle.
+
+Boot: record the attempt in the status file, run the migrator (`daemon.db.init`, the same code
+as `migrate run`), open the licensing service, then serve. On StartOS a main process that exits
+is restarted every 15 s forever, so on any cause we know (migrator blocked or failed, a
+malformed setting, a port that cannot be bound, three crashed boots in a row) the daemon does
+not exit: it stays up in safe mode, serving `/healthz` (503 with the cause) and `/metrics`,
+answering 503 elsewhere, and never touching the database. Leaving safe mode takes a restart.
+
+SIGTERM: stop accepting, let in-flight requests finish, close the pool, mark a clean stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from daemon import __version__, metrics
+from daemon.logs import register_secret, setup_logging
+from daemon.settings import Settings, SettingsError
+from daemon.status import (
+    BLOCKED,
+    CRASH_LIMIT,
+    FAILED,
+    MIGRATING,
+    STARTING,
+    Cause,
+    Lifecycle,
+    history_from,
+    read_status,
+)
+
+log = logging.getLogger("keysmith.boot")
+
+# Well inside StartOS's 30 s sigterm-timeout, leaving time to close the pool afterwards.
+SHUTDOWN_GRACE_SECONDS = 20.0
+RESTORE_HINT = "restore the pre-upgrade backup with the action 'Restore pre-upgrade backup'"
+PREVIOUS_VERSION_HINT = "install the previous version of Keysmith"
+
+
+class SafeMode(Exception):
+    """A known cause stops the boot short of serving; the daemon stays up to report it."""
+
+    def __init__(self, state: str, cause: Cause) -> None:
+        super().__init__(cause.message)
+        self.state = state
+        self.cause = cause
+
+
+@dataclass
+class Serving:
+    """What a successful boot holds open until shutdown."""
+
+    pool: Any
+    licensing: Any
+
+
+def serve_main() -> int:
+    settings, errors = Settings.lenient()
+    setup_logging(settings.log_format)
+    register_secret(settings.admin_api_key)
+    lifecycle = _record_boot_attempt(settings)
+    try:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(_serve(settings, errors, lifecycle))
+    except Exception as e:  # a bug of ours: still never exit into a crash loop
+        return _last_resort(lifecycle, e)
+
+
+def _record_boot_attempt(settings: Settings) -> Lifecycle:
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        log.error(
+            "cannot create the data folder", extra={"path": str(settings.data_dir), "error": str(e)}
+        )
+    history = history_from(read_status(settings.status_path))
+    lifecycle = Lifecycle(
+        settings.status_path, version=__version__, bind=settings.bind, history=history
+    )
+    lifecycle.update(state=STARTING)
+    _publish(lifecycle)
+    log.info(
+        "keysmith starting",
+        extra={
+            "version": __version__,
+            "pid": os.getpid(),
+            "db": str(settings.db_path),
+            "bind": settings.bind,
+            "failed_boots_before": history.failed_before,
+        },
+    )
+    if history.previous_unclean:
+        log.warning(history.previous_unclean, extra={"crashes_in_a_row": history.crashes_before})
+    return lifecycle
+
+
+def _publish(lifecycle: Lifecycle) -> None:
+    record = lifecycle.snapshot()
+    metrics.set_lifecycle(
+        record["state"],
+        safe_mode=record["safe_mode"],
+        failed_boots=record["consecutive_failed_boots"],
+    )
+
+
+async def _serve(settings: Settings, errors: list[SettingsError], lifecycle: Lifecycle) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    serving: Serving | None = None
+    runner = None
+    try:
+        _refuse_known_causes(settings, errors, lifecycle)
+        serving = await _migrate_and_open(settings, lifecycle)
+        if stop.is_set():  # SIGTERM arrived while migrating: stop instead of serving
+            return await _shutdown(lifecycle, None, serving)
+        runner = await _start_http(settings, lifecycle, serving.licensing)
+        _write_properties(settings, lifecycle, serving.licensing)
+        lifecycle.mark_serving(http=True)
+        _publish(lifecycle)
+        log.info(
+            "serving",
+            extra={
+                "url": f"http://{settings.bind}",
+                "schema_version": lifecycle.snapshot()["schema_version"],
+            },
+        )
+    except SafeMode as safe:
+        if serving is not None:
+            await _close(serving)
+            serving = None
+        runner = await _enter_safe_mode(settings, lifecycle, safe)
+    except Exception as e:
+        if serving is not None:
+            await _close(serving)
+            serving = None
+        runner = await _enter_safe_mode(settings, lifecycle, _unexpected(e))
+
+    await stop.wait()
+    return await _shutdown(lifecycle, runner, serving)
+
+
+def _refuse_known_causes(
+    settings: Settings, errors: list[SettingsError], lifecycle: Lifecycle
+) -> None:
+    if errors:
+        raise SafeMode(
+            FAILED,
+            Cause(
+                kind="settings",
+                message="; ".join(str(e) for e in errors) + ". The database was not opened.",
+                remedy=" ".join(f"Set {e.variable} to {e.expected}." for e in errors)
+                + " Then restart the service.",
+                data_intact=True,
+            ),
+        )
+    history = lifecycle.history
+    if history.crashes_before >= CRASH_LIMIT:
+        raise SafeMode(
+            FAILED,
+            Cause(
+                kind="crash_loop",
+                message=f"the previous {history.crashes_before} boots ended without a clean stop "
+                f"(the last: {history.last_failure}). To break the crash loop this boot did not "
+                "open the database.",
+                remedy="read the service logs for what stopped those runs (out of memory, a full "
+                "disk, a slow migration killed by a timeout), fix it, then restart the service to "
+                f"try again; if it happens again, {PREVIOUS_VERSION_HINT} or {RESTORE_HINT}",
+                data_intact=None,
+            ),
+        )
+
+
+async def _migrate_and_open(settings: Settings, lifecycle: Lifecycle) -> Serving:
+    from daemon import db
+    from daemon.migrate import MigrateError
+
+    lifecycle.update(state=MIGRATING, progress=None)
+    _publish(lifecycle)
+
+    def on_progress(progress: Any) -> None:  # called from the migrator's worker thread
+        lifecycle.update(
+            progress={
+                "version": progress.version,
+                "description": progress.description,
+                "index": progress.index,
+                "total": progress.total,
+                "action": progress.action,
+            }
+        )
+
+    try:
+        pool = await db.init(
+            settings.db_path, migrations_dir=settings.migrations_dir, on_progress=on_progress
+        )
+    except MigrateError as e:
+        metrics.record_migration_failure(e.reason)
+        raise SafeMode(*_migrate_cause(e)) from e
+    except (OSError, *_sqlite_errors()) as e:
+        metrics.record_migration_failure("db_unreadable")
+        raise SafeMode(
+            FAILED,
+            Cause(
+                kind="database",
+                message=f"the database {settings.db_path} could not be opened: "
+                f"{type(e).__name__}: {e}.",
+                remedy="check that the data volume is mounted, writable and not full, then restart "
+                f"the service; if the file is damaged, {RESTORE_HINT}",
+                data_intact=None,
+            ),
+        ) from e
+    try:
+        _record_outcome(lifecycle, pool.outcome)
+        licensing = await _open_licensing(pool, settings)
+    except BaseException:
+        await pool.close()
+        raise
+    return Serving(pool=pool, licensing=licensing)
+
+
+def _sqlite_errors() -> tuple[type[Exception], ...]:
+    import sqlite3
+
+    return (sqlite3.Error,)
+
+
+def _migrate_cause(e: Any) -> tuple[str, Cause]:
+    what = getattr(e, "what", None) or str(e)
+    if getattr(e, "blockers", None) is not None:
+        blockers = [
+            {
+                "version": b.version,
+                "description": b.description,
+                "finding": b.finding,
+                "remedy": b.remedy,
+            }
+            for b in e.blockers
+        ]
+        return BLOCKED, Cause(
+            kind="blocked",
+            message=what,
+            remedy=_with_hints(e.remedy),
+            data_intact=e.data_intact,
+            blockers=blockers,
+        )
+    return FAILED, Cause(
+        kind=e.reason, message=what, remedy=_with_hints(e.remedy), data_intact=e.data_intact
+    )
+
+
+def _with_hints(remedy: str) -> str:
+    # The migrator's remedy is specific; the operator also needs the two ways back.
+    text = remedy.rstrip(".")
+    for hint in (PREVIOUS_VERSION_HINT, RESTORE_HINT):
+        if hint.lower() not in text.lower():
+            text += f"; or {hint}"
+    return text + ". Then restart the service."
+
+
+def _record_outcome(lifecycle: Lifecycle, outcome: Any) -> None:
+    metrics.record_migration_outcome(outcome)
+    heals = [
+        {
+            "version": h.version,
+            "action": h.action,
+            "evidence": h.evidence,
+            "backup_path": h.backup_path,
+        }
+        for h in outcome.heals
+    ]
+    lifecycle.update(
+        schema_version=outcome.schema_version,
+        applied=list(outcome.applied),
+        heals=heals,
+        progress=None,
+    )
+    log.info(
+        "database ready",
+        extra={
+            "schema_version": outcome.schema_version,
+            "applied": ",".join(map(str, outcome.applied)),
+            "self_heals": len(heals),
+            "pending": outcome.pending,
+            "seconds": round(outcome.seconds, 3),
+        },
+    )
+
+
+async def _open_licensing(pool: Any, settings: Settings) -> Any:
+    # The licensing service lands separately; until it exists, serve the ops routes only.
+    if importlib.util.find_spec("daemon.licensing.service") is None:
+        log.warning("the licensing service daemon.licensing.service is missing; serving ops only")
+        return None
+    from daemon.licensing.service import Licensing
+
+    licensing = await Licensing.open(pool, admin_api_key=settings.admin_api_key)
+    register_secret(getattr(licensing, "admin_api_key", None))
+    return licensing
+
+
+async def _start_http(settings: Settings, lifecycle: Lifecycle, licensing: Any) -> Any:
+    from aiohttp import web
+
+    from daemon.api.app import create_app
+
+    runner = web.AppRunner(
+        create_app(lifecycle, licensing), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
+    )
+    await runner.setup()
+    site = web.TCPSite(
+        runner, settings.bind_host, settings.bind_port, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
+    )
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        raise SafeMode(
+            FAILED,
+            Cause(
+                kind="port",
+                message=f"could not listen on {settings.bind}: {e.strerror or e}. The database "
+                "was migrated and closed; nothing else was changed.",
+                remedy=f"stop the other program using port {settings.bind_port}, or set "
+                "KEYSMITH_BIND to a free host:port, then restart the service",
+                data_intact=True,
+            ),
+        ) from e
+    return runner
+
+
+async def _enter_safe_mode(settings: Settings, lifecycle: Lifecycle, safe: SafeMode) -> Any:
+    log.error(
+        f"safe mode: {safe.cause.message}",
+        extra={
+            "state": safe.state,
+            "kind": safe.cause.kind,
+            "remedy": safe.cause.remedy,
+            "data_intact": safe.cause.data_intact,
+        },
+    )
+    for blocker in safe.cause.blockers:
+        log.error("migration refused", extra=blocker)
+    runner = None
+    if safe.cause.kind != "port":  # when the port is the problem, do not try it again
+        try:
+            runner = await _start_http(settings, lifecycle, None)
+        except SafeMode as no_port:
+            log.error(
+                "safe mode without HTTP: the health check will read the status file",
+                extra={"reason": no_port.cause.message},
+            )
+    # Written once HTTP is up (or known to be down), so a reader of "blocked"/"failed" in the
+    # status file can rely on /healthz answering when `http` is true.
+    lifecycle.enter_safe_mode(safe.state, safe.cause, http=runner is not None)
+    _publish(lifecycle)
+    return runner
+
+
+def _unexpected(e: BaseException) -> SafeMode:
+    log.error("boot failed with an unexpected error", exc_info=e)
+    return SafeMode(
+        FAILED,
+        Cause(
+            kind="exception",
+            message=f"the boot failed with an unexpected error: {type(e).__name__}: {e}",
+            remedy="report this error and the service logs to the maintainers; to keep serving "
+            f"meanwhile, {PREVIOUS_VERSION_HINT}, then restart the service",
+            data_intact=None,
+        ),
+    )
+
+
+def _write_properties(settings: Settings, lifecycle: Lifecycle, licensing: Any) -> None:
+    from daemon.properties import Properties, write_properties
+
+    record = lifecycle.snapshot()
+    props = Properties(
+        version=__version__,
+        schema_version=record["schema_version"],
+        heals_at_boot=len(record["heals"]),
+        heals_total=None,
+        public_key=getattr(licensing, "public_key_pem", None),
+        admin_api_key=settings.admin_api_key or getattr(licensing, "admin_api_key", None),
+    )
+    try:
+        write_properties(settings.data_dir, props)
+    except OSError as e:
+        log.warning(
+            "could not write the StartOS properties file; serving anyway",
+            extra={"error": f"{type(e).__name__}: {e}"},
+        )
+
+
+async def _close(serving: Serving) -> None:
+    close = getattr(serving.licensing, "close", None)
+    if close is not None:
+        result = close()
+        if asyncio.iscoroutine(result):
+            await result
+    await serving.pool.close()
+
+
+async def _shutdown(lifecycle: Lifecycle, runner: Any, serving: Serving | None) -> int:
+    log.info("stopping: finishing in-flight requests", extra={"state": lifecycle.state})
+    if runner is not None:
+        await _drain_http(runner)
+    if serving is not None:
+        await _close(serving)
+    lifecycle.mark_stopped()
+    _publish(lifecycle)
+    log.info("stopped cleanly")
+    return 0
+
+
+async def _drain_http(runner: Any) -> None:
+    from daemon.api.app import IN_FLIGHT_KEY
+
+    for site in list(runner.sites):
+        await site.stop()  # stop accepting; open connections keep going
+    in_flight = runner.app[IN_FLIGHT_KEY]
+    if not await in_flight.drain(SHUTDOWN_GRACE_SECONDS):
+        log.warning(
+            "shutdown grace period over; cutting off requests still in flight",
+            extra={"in_flight": in_flight.count},
+        )
+    await runner.cleanup()
+
+
+def _last_resort(lifecycle: Lifecycle, e: Exception) -> int:
+    """A bug escaped the boot: record it and wait for SIGTERM rather than exit into a loop."""
+    safe = _unexpected(e)
+    with contextlib.suppress(Exception):
+        lifecycle.enter_safe_mode(FAILED, safe.cause)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    with contextlib.suppress(Exception):
+        lifecycle.mark_stopped()
+    print("keysmith stopped after an unexpected error; see the log above", file=sys.stderr)
+    return 0

@@ -1,0 +1,448 @@
+"""Every SQL statement of the licensing service, one small function each.
+
+Functions take an open aiosqlite connection (rows are `sqlite3.Row`, as the pool sets) and
+neither open transactions nor commit: the service decides what one transaction holds.
+Times are integer unix seconds; ids are text UUIDs (the schema of migrations/0001..0011).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aiosqlite import Connection
+
+Row = sqlite3.Row
+
+# ---------- issuer key and settings ----------
+
+
+async def active_issuer_key(conn: Connection) -> Row | None:
+    async with conn.execute("SELECT id, private_key FROM issuer_keys WHERE active = 1") as cursor:
+        return await cursor.fetchone()
+
+
+async def insert_issuer_key(conn: Connection, private: bytes, public: bytes, now: int) -> int:
+    cursor = await conn.execute(
+        "INSERT INTO issuer_keys (private_key, public_key, created_at, active) VALUES (?, ?, ?, 1)",
+        (private, public, now),
+    )
+    return int(cursor.lastrowid)
+
+
+async def get_setting(conn: Connection, key: str) -> str | None:
+    async with conn.execute("SELECT value FROM settings WHERE key = ?", (key,)) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else row[0]
+
+
+async def put_setting(conn: Connection, key: str, value: str, now: int) -> None:
+    await conn.execute(
+        "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        (key, value, now),
+    )
+
+
+# ---------- audit log ----------
+
+
+async def audit(
+    conn: Connection,
+    *,
+    actor: str,
+    action: str,
+    subject: str | None,
+    detail: dict[str, Any],
+    now: int,
+) -> None:
+    await conn.execute(
+        "INSERT INTO audit_log (created_at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
+        (now, actor, action, subject, json.dumps(detail, sort_keys=True)),
+    )
+
+
+async def list_audit(
+    conn: Connection, *, action: str | None, subject: str | None, limit: int, before_id: int | None
+) -> list[Row]:
+    where, params = _filters(
+        ("action = ?", action), ("subject = ?", subject), ("id < ?", before_id)
+    )
+    return await _all(
+        conn,
+        f"SELECT id, created_at, actor, action, subject, detail FROM audit_log {where} "
+        "ORDER BY id DESC LIMIT ?",
+        (*params, limit),
+    )
+
+
+# ---------- products ----------
+
+PRODUCT_COLUMNS = (
+    "id, slug, name, description, price_sats, metadata, active, created_at, updated_at, "
+    "entitlements_catalog, price_currency, price_minor"
+)
+
+
+async def insert_product(conn: Connection, product: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO products (id, slug, name, description, price_sats, metadata, active, "
+        "created_at, updated_at, entitlements_catalog, price_currency, price_minor) "
+        "VALUES (:id, :slug, :name, :description, :price_sats, :metadata, 1, :now, :now, "
+        ":entitlements_catalog, :price_currency, :price_minor)",
+        product,
+    )
+
+
+async def product_by_slug(conn: Connection, slug: str) -> Row | None:
+    return await _one(conn, f"SELECT {PRODUCT_COLUMNS} FROM products WHERE slug = ?", (slug,))
+
+
+async def product_by_id(conn: Connection, product_id: str) -> Row | None:
+    return await _one(conn, f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?", (product_id,))
+
+
+async def list_products(conn: Connection, *, active_only: bool) -> list[Row]:
+    where = "WHERE active = 1" if active_only else ""
+    return await _all(conn, f"SELECT {PRODUCT_COLUMNS} FROM products {where} ORDER BY slug", ())
+
+
+async def set_product_active(conn: Connection, product_id: str, active: bool, now: int) -> int:
+    cursor = await conn.execute(
+        "UPDATE products SET active = ?, updated_at = ? WHERE id = ?",
+        (int(active), now, product_id),
+    )
+    return cursor.rowcount
+
+
+# ---------- policies ----------
+
+POLICY_COLUMNS = (
+    "id, product_id, slug, name, description, price_sats, duration_days, max_machines, is_trial, "
+    "entitlements, is_public, active, created_at, highlighted, sort_order, is_default, "
+    "price_currency, price_minor"
+)
+
+
+async def insert_policy(conn: Connection, policy: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO policies (id, product_id, slug, name, description, price_sats, "
+        "duration_days, max_machines, is_trial, entitlements, is_public, active, created_at, "
+        "highlighted, sort_order, is_default, price_currency, price_minor) VALUES (:id, "
+        ":product_id, :slug, :name, :description, :price_sats, :duration_days, :max_machines, "
+        ":is_trial, :entitlements, :is_public, 1, :now, :highlighted, :sort_order, :is_default, "
+        ":price_currency, :price_minor)",
+        policy,
+    )
+
+
+async def clear_default_policy(conn: Connection, product_id: str) -> None:
+    await conn.execute(
+        "UPDATE policies SET is_default = 0 WHERE product_id = ? AND is_default = 1",
+        (product_id,),
+    )
+
+
+async def policy_by_id(conn: Connection, policy_id: str) -> Row | None:
+    return await _one(conn, f"SELECT {POLICY_COLUMNS} FROM policies WHERE id = ?", (policy_id,))
+
+
+async def policy_by_slug(conn: Connection, product_id: str, slug: str) -> Row | None:
+    return await _one(
+        conn,
+        f"SELECT {POLICY_COLUMNS} FROM policies WHERE product_id = ? AND slug = ?",
+        (product_id, slug),
+    )
+
+
+async def default_policy(conn: Connection, product_id: str) -> Row | None:
+    return await _one(
+        conn,
+        f"SELECT {POLICY_COLUMNS} FROM policies "
+        "WHERE product_id = ? AND is_default = 1 AND active = 1",
+        (product_id,),
+    )
+
+
+async def list_policies(
+    conn: Connection, product_id: str | None, *, public_only: bool
+) -> list[Row]:
+    where, params = _filters(("product_id = ?", product_id))
+    if public_only:
+        where += (" AND" if where else "WHERE") + " is_public = 1 AND active = 1"
+    return await _all(
+        conn,
+        f"SELECT {POLICY_COLUMNS} FROM policies {where} ORDER BY product_id, sort_order, slug",
+        params,
+    )
+
+
+async def set_policy_active(conn: Connection, policy_id: str, active: bool) -> int:
+    cursor = await conn.execute(
+        "UPDATE policies SET active = ? WHERE id = ?", (int(active), policy_id)
+    )
+    return cursor.rowcount
+
+
+# ---------- licenses ----------
+
+LICENSE_COLUMNS = (
+    "l.id, l.product_id, p.slug AS product_slug, l.policy_id, pol.slug AS policy_slug, "
+    "l.license_key, l.status, l.issued_at, l.expires_at, l.fingerprint_hash, l.note, "
+    "l.revoked_at, l.revoke_reason, l.suspended_at, l.is_trial, l.entitlements, "
+    "COALESCE(pol.max_machines, 1) AS max_machines"
+)
+LICENSE_FROM = (
+    "FROM licenses AS l JOIN products AS p ON p.id = l.product_id "
+    "LEFT JOIN policies AS pol ON pol.id = l.policy_id"
+)
+
+
+async def insert_license(conn: Connection, license_row: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO licenses (id, product_id, issuer_key_id, license_key, status, issued_at, "
+        "expires_at, fingerprint_hash, note, policy_id, is_trial, entitlements) VALUES (:id, "
+        ":product_id, :issuer_key_id, :license_key, 'active', :issued_at, :expires_at, "
+        ":fingerprint_hash, :note, :policy_id, :is_trial, :entitlements)",
+        license_row,
+    )
+
+
+async def license_by_id(conn: Connection, license_id: str) -> Row | None:
+    return await _one(
+        conn, f"SELECT {LICENSE_COLUMNS} {LICENSE_FROM} WHERE l.id = ?", (license_id,)
+    )
+
+
+async def all_licenses(conn: Connection) -> list[Row]:
+    return await _all(conn, f"SELECT {LICENSE_COLUMNS} {LICENSE_FROM}", ())
+
+
+async def list_licenses(
+    conn: Connection,
+    *,
+    product_id: str | None,
+    status: str | None,
+    search: str | None,
+    limit: int,
+    offset: int,
+) -> list[Row]:
+    like = None if search is None else f"%{_escape_like(search)}%"
+    where, params = _filters(
+        ("l.product_id = ?", product_id),
+        ("l.status = ?", status),
+        (
+            "(l.id LIKE ? ESCAPE '\\' OR l.note LIKE ? ESCAPE '\\' OR l.license_key LIKE ? "
+            "ESCAPE '\\' OR l.id IN (SELECT license_id FROM invoices "
+            "WHERE buyer_email LIKE ? ESCAPE '\\'))",
+            None if like is None else (like, like, like, like),
+        ),
+    )
+    return await _all(
+        conn,
+        f"SELECT {LICENSE_COLUMNS} {LICENSE_FROM} {where} "
+        "ORDER BY l.issued_at DESC, l.id LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    )
+
+
+async def revoke_license(conn: Connection, license_id: str, reason: str | None, now: int) -> int:
+    cursor = await conn.execute(
+        "UPDATE licenses SET status = 'revoked', revoked_at = ?, revoke_reason = ? "
+        "WHERE id = ? AND status <> 'revoked'",
+        (now, reason, license_id),
+    )
+    return cursor.rowcount
+
+
+async def suspend_license(conn: Connection, license_id: str, now: int) -> int:
+    cursor = await conn.execute(
+        "UPDATE licenses SET status = 'suspended', suspended_at = ? "
+        "WHERE id = ? AND status = 'active'",
+        (now, license_id),
+    )
+    return cursor.rowcount
+
+
+async def unsuspend_license(conn: Connection, license_id: str) -> int:
+    cursor = await conn.execute(
+        "UPDATE licenses SET status = 'active', suspended_at = NULL "
+        "WHERE id = ? AND status = 'suspended'",
+        (license_id,),
+    )
+    return cursor.rowcount
+
+
+# ---------- machines ----------
+
+MACHINE_COLUMNS = (
+    "id, license_id, fingerprint, hostname, platform, first_seen_at, last_seen_at, "
+    "deactivated_at, deactivate_reason"
+)
+
+
+async def all_active_machines(conn: Connection) -> list[Row]:
+    return await _all(
+        conn, "SELECT id, license_id, fingerprint FROM machines WHERE deactivated_at IS NULL", ()
+    )
+
+
+async def active_machines_of(conn: Connection, license_id: str) -> list[Row]:
+    return await _all(
+        conn,
+        "SELECT id, license_id, fingerprint FROM machines "
+        "WHERE license_id = ? AND deactivated_at IS NULL",
+        (license_id,),
+    )
+
+
+async def machine_by_fingerprint(conn: Connection, license_id: str, fingerprint: str) -> Row | None:
+    return await _one(
+        conn,
+        f"SELECT {MACHINE_COLUMNS} FROM machines WHERE license_id = ? AND fingerprint = ?",
+        (license_id, fingerprint),
+    )
+
+
+async def machine_by_id(conn: Connection, machine_id: str) -> Row | None:
+    return await _one(conn, f"SELECT {MACHINE_COLUMNS} FROM machines WHERE id = ?", (machine_id,))
+
+
+async def insert_machine(conn: Connection, machine: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO machines (id, license_id, fingerprint, hostname, platform, first_seen_at, "
+        "last_seen_at) VALUES (:id, :license_id, :fingerprint, :hostname, :platform, :now, :now)",
+        machine,
+    )
+
+
+async def reactivate_machine(
+    conn: Connection, machine_id: str, hostname: str | None, platform: str | None, now: int
+) -> None:
+    await conn.execute(
+        "UPDATE machines SET deactivated_at = NULL, deactivate_reason = NULL, last_seen_at = ?, "
+        "hostname = COALESCE(?, hostname), platform = COALESCE(?, platform) WHERE id = ?",
+        (now, hostname, platform, machine_id),
+    )
+
+
+async def touch_machine(conn: Connection, machine_id: str, now: int) -> None:
+    await conn.execute(
+        "UPDATE machines SET last_seen_at = max(last_seen_at, ?) WHERE id = ?", (now, machine_id)
+    )
+
+
+async def deactivate_machine(conn: Connection, machine_id: str, reason: str, now: int) -> int:
+    cursor = await conn.execute(
+        "UPDATE machines SET deactivated_at = max(last_seen_at, ?), deactivate_reason = ? "
+        "WHERE id = ? AND deactivated_at IS NULL",
+        (now, reason, machine_id),
+    )
+    return cursor.rowcount
+
+
+async def list_machines(
+    conn: Connection, *, license_id: str | None, include_inactive: bool, limit: int
+) -> list[Row]:
+    where, params = _filters(("license_id = ?", license_id))
+    if not include_inactive:
+        where += (" AND" if where else "WHERE") + " deactivated_at IS NULL"
+    return await _all(
+        conn,
+        f"SELECT {MACHINE_COLUMNS} FROM machines {where} ORDER BY last_seen_at DESC, id LIMIT ?",
+        (*params, limit),
+    )
+
+
+# ---------- discount codes, invoices, redemptions ----------
+
+CODE_COLUMNS = (
+    "c.id, c.code, c.product_id, p.slug AS product_slug, c.policy_id, pol.slug AS policy_slug, "
+    "c.kind, c.amount, c.max_redemptions, c.expires_at, c.disabled, c.note, c.created_at, "
+    "(SELECT count(*) FROM discount_redemptions AS r WHERE r.code_id = c.id) AS redemptions"
+)
+CODE_FROM = (
+    "FROM discount_codes AS c LEFT JOIN products AS p ON p.id = c.product_id "
+    "LEFT JOIN policies AS pol ON pol.id = c.policy_id"
+)
+
+
+async def insert_code(conn: Connection, code: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO discount_codes (id, code, product_id, policy_id, kind, amount, "
+        "max_redemptions, expires_at, disabled, note, created_at) VALUES (:id, :code, "
+        ":product_id, :policy_id, :kind, :amount, :max_redemptions, :expires_at, 0, :note, :now)",
+        code,
+    )
+
+
+async def code_by_id(conn: Connection, code_id: str) -> Row | None:
+    return await _one(conn, f"SELECT {CODE_COLUMNS} {CODE_FROM} WHERE c.id = ?", (code_id,))
+
+
+async def code_by_text(conn: Connection, code: str) -> Row | None:
+    # The column is COLLATE NOCASE, so codes match case-insensitively, as buyers type them.
+    return await _one(conn, f"SELECT {CODE_COLUMNS} {CODE_FROM} WHERE c.code = ?", (code,))
+
+
+async def list_codes(conn: Connection, *, product_id: str | None) -> list[Row]:
+    where, params = _filters(("c.product_id = ?", product_id))
+    return await _all(
+        conn, f"SELECT {CODE_COLUMNS} {CODE_FROM} {where} ORDER BY c.created_at, c.code", params
+    )
+
+
+async def set_code_disabled(conn: Connection, code_id: str, disabled: bool) -> int:
+    cursor = await conn.execute(
+        "UPDATE discount_codes SET disabled = ? WHERE id = ?", (int(disabled), code_id)
+    )
+    return cursor.rowcount
+
+
+async def insert_free_invoice(conn: Connection, invoice: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO invoices (id, product_id, license_id, status, provider, amount_sats, "
+        "buyer_email, buyer_note, created_at, settled_at, policy_id, discount_sats) VALUES (:id, "
+        ":product_id, :license_id, 'settled', 'free', 0, :buyer_email, :buyer_note, :now, :now, "
+        ":policy_id, :discount_sats)",
+        invoice,
+    )
+
+
+async def insert_redemption(conn: Connection, redemption: dict[str, Any]) -> None:
+    await conn.execute(
+        "INSERT INTO discount_redemptions (id, code_id, invoice_id, license_id, buyer_email, "
+        "redeemed_at) VALUES (:id, :code_id, :invoice_id, :license_id, :buyer_email, :now)",
+        redemption,
+    )
+
+
+# ---------- helpers ----------
+
+
+def _filters(*pairs: tuple[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """`WHERE a AND b` over the pairs whose value is not None; a tuple value binds several."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for clause, value in pairs:
+        if value is None:
+            continue
+        clauses.append(clause)
+        params.extend(value if isinstance(value, tuple) else (value,))
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", tuple(params)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def _one(conn: Connection, sql: str, params: Sequence[Any] | dict[str, Any]) -> Row | None:
+    async with conn.execute(sql, params) as cursor:
+        return await cursor.fetchone()
+
+
+async def _all(conn: Connection, sql: str, params: Iterable[Any]) -> list[Row]:
+    async with conn.execute(sql, tuple(params)) as cursor:
+        return list(await cursor.fetchall())

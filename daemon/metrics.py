@@ -1,0 +1,175 @@
+"""Every Prometheus metric of the daemon, declared once, in one dedicated registry.
+
+Other modules never create metrics; they call the functions below (or, for the licensing
+service, `record_validation`). `/metrics` renders `REGISTRY` with `render()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from daemon import __version__
+from daemon.status import STATES
+
+# `*_created` series double the output and no dashboard of ours reads them.
+disable_created_metrics()
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+BUILD_INFO = Gauge(
+    "keysmith_build_info",
+    "Keysmith daemon build information; the value is always 1.",
+    ["version"],
+    registry=REGISTRY,
+)
+BUILD_INFO.labels(version=__version__).set(1)
+
+LIFECYCLE_STATE = Enum(
+    "keysmith_lifecycle_state",
+    "Lifecycle state of the daemon; blocked and failed mean safe mode.",
+    states=list(STATES),
+    registry=REGISTRY,
+)
+SAFE_MODE = Gauge(
+    "keysmith_safe_mode",
+    "1 when the daemon is in safe mode (serving only /healthz and /metrics), else 0.",
+    registry=REGISTRY,
+)
+CONSECUTIVE_FAILED_BOOTS = Gauge(
+    "keysmith_consecutive_failed_boots",
+    "Boots in a row, this one included once it failed, that did not reach serving "
+    "or did not stop cleanly.",
+    registry=REGISTRY,
+)
+
+# The name the operator dashboards and the incident write-up use; kept without a prefix.
+SELF_HEALED = Counter(
+    "migrations_self_healed_total",
+    "Migrations healed at boot instead of refusing to start, by version, action and evidence.",
+    ["version", "action", "evidence"],
+    registry=REGISTRY,
+)
+MIGRATIONS_APPLIED = Counter(
+    "keysmith_migrations_applied_total",
+    "Pending migrations applied by this process.",
+    registry=REGISTRY,
+)
+MIGRATIONS_FAILED = Counter(
+    "keysmith_migrations_failed_total",
+    "Migration runs that were refused or failed, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+MIGRATIONS_PENDING = Gauge(
+    "keysmith_migrations_pending",
+    "Migrations in the source folder not yet applied to the database.",
+    registry=REGISTRY,
+)
+SCHEMA_VERSION = Gauge(
+    "keysmith_schema_version",
+    "Highest migration version applied to the database (0 when none).",
+    registry=REGISTRY,
+)
+MIGRATION_RUN_SECONDS = Gauge(
+    "keysmith_migration_run_duration_seconds",
+    "Wall time of the last migration run.",
+    registry=REGISTRY,
+)
+BACKUP_SIZE = Gauge(
+    "keysmith_backup_size_bytes",
+    "Size of the last pre-migration backup.",
+    registry=REGISTRY,
+)
+BACKUP_SECONDS = Gauge(
+    "keysmith_backup_duration_seconds",
+    "Wall time of the last pre-migration backup.",
+    registry=REGISTRY,
+)
+
+HTTP_REQUESTS = Counter(
+    "keysmith_http_requests_total",
+    "HTTP requests answered, by route template, method and status code.",
+    ["route", "method", "status"],
+    registry=REGISTRY,
+)
+HTTP_LATENCY = Histogram(
+    "keysmith_http_request_duration_seconds",
+    "HTTP request handling time, by route template, method and status code.",
+    ["route", "method", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+
+VALIDATIONS = Counter(
+    "keysmith_validations_total",
+    "License validations answered, by result: ok or the failure reason.",
+    ["result"],
+    registry=REGISTRY,
+)
+
+
+def record_validation(result: str) -> None:
+    """Count one validation; `result` is "ok" or the reason the client receives."""
+    VALIDATIONS.labels(result=result).inc()
+
+
+def set_lifecycle(state: str, *, safe_mode: bool, failed_boots: int) -> None:
+    LIFECYCLE_STATE.state(state)
+    SAFE_MODE.set(1 if safe_mode else 0)
+    CONSECUTIVE_FAILED_BOOTS.set(failed_boots)
+
+
+def record_migration_outcome(outcome: Any) -> None:
+    """Export a migrator `Outcome` (applied, heals, pending, schema version, backup, time)."""
+    MIGRATIONS_APPLIED.inc(len(outcome.applied))
+    for heal in outcome.heals:
+        SELF_HEALED.labels(
+            version=str(heal.version), action=heal.action, evidence=heal.evidence
+        ).inc()
+    MIGRATIONS_PENDING.set(outcome.pending)
+    SCHEMA_VERSION.set(outcome.schema_version or 0)
+    MIGRATION_RUN_SECONDS.set(outcome.seconds)
+    if outcome.backup is not None:
+        BACKUP_SIZE.set(outcome.backup.size_bytes)
+        BACKUP_SECONDS.set(outcome.backup.seconds)
+
+
+def record_migration_failure(reason: str, seconds: float | None = None) -> None:
+    MIGRATIONS_FAILED.labels(reason=reason).inc()
+    if seconds is not None:
+        MIGRATION_RUN_SECONDS.set(seconds)
+
+
+def record_http(route: str, method: str, status: int, seconds: float) -> None:
+    labels = {"route": route, "method": method, "status": str(status)}
+    HTTP_REQUESTS.labels(**labels).inc()
+    HTTP_LATENCY.labels(**labels).observe(seconds)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text and its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float | None:
+    """Current value of one sample (for the daemon's own summaries and in-process tests)."""
+    return REGISTRY.get_sample_value(name, labels or {})
+
+
+def families() -> Iterable[str]:
+    return sorted({m.name for m in REGISTRY.collect()})
