@@ -46,6 +46,8 @@ def take_backup(conn: sqlite3.Connection, db_path: Path, schema_version: int | N
         folder.mkdir(exist_ok=True)
     except OSError as exc:
         raise BackupRefused(f"cannot create {folder} ({exc.strerror})") from None
+    for stale in folder.glob("*.partial"):  # left by a migrator killed mid-backup; we hold the lock
+        stale.unlink(missing_ok=True)
     _check_room(conn, folder)
     now_us = time.time_ns() // 1000
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now_us // 10**6)) + f"{now_us % 10**6:06d}Z"

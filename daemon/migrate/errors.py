@@ -17,19 +17,22 @@ class MigrateError(Exception):
 
     reason = "error"
 
-    def __init__(self, what: str, *, remedy: str, data_intact: bool = True) -> None:
+    def __init__(
+        self,
+        what: str,
+        *,
+        remedy: str,
+        safety: str = "Nothing was changed: your data is intact.",
+        data_intact: bool = True,
+    ) -> None:
         self.what = what
         self.remedy = remedy
+        self.safety = safety
         self.data_intact = data_intact
         super().__init__(self.message())
 
     def message(self) -> str:
-        safety = (
-            "Nothing was changed: your data is intact."
-            if self.data_intact
-            else "The database may be partly changed."
-        )
-        return f"{self.what} {safety} To fix: {self.remedy}."
+        return f"{self.what} {self.safety} To fix: {self.remedy}."
 
 
 class SourceError(MigrateError):
@@ -54,6 +57,9 @@ class DatabaseUnreadable(MigrateError):
         super().__init__(
             f"The database file {path} cannot be read as SQLite ({detail}).",
             remedy=f"{RESTORE_HINT}, or restore the service from a StartOS backup",
+            safety="Keysmith did not write to it, but the file itself is damaged or is not a "
+            "Keysmith database.",
+            data_intact=False,
         )
 
 
@@ -107,12 +113,7 @@ class MigrationFailed(MigrateError):
             f"Migration {version} ({description}) failed and {undone} "
             f"(while executing migration {version}: {detail}).",
             remedy=f"{PREVIOUS_VERSION_HINT} and report this error to the maintainers",
-        )
-
-    def message(self) -> str:
-        return (
-            f"{self.what} The database is as it was before this migration: your data is intact. "
-            f"To fix: {self.remedy}."
+            safety="The database is as it was before this migration: your data is intact.",
         )
 
 
