@@ -14,6 +14,7 @@ from daemon.migrate.errors import (
     MigrationFailed,
     RestoreRefused,
     SourceError,
+    StorageError,
 )
 from daemon.migrate.runner import Outcome, inspect, run_migrations
 
@@ -28,6 +29,7 @@ __all__ = [
     "Outcome",
     "RestoreRefused",
     "SourceError",
+    "StorageError",
     "inspect",
     "run_migrations",
 ]

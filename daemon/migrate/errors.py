@@ -63,6 +63,20 @@ class DatabaseUnreadable(MigrateError):
         )
 
 
+class StorageError(MigrateError):
+    """The data volume refuses writes (read-only, full, gone)."""
+
+    reason = "storage_error"
+
+    def __init__(self, folder: str, detail: str) -> None:
+        super().__init__(
+            f"Keysmith cannot write to the data volume at {folder} ({detail}), so it cannot "
+            "upgrade the database.",
+            remedy="make sure the data volume is mounted writable and has free space, then "
+            "restart Keysmith",
+        )
+
+
 class LockTimeout(MigrateError):
     """Another process held the migration lock for longer than we were willing to wait."""
 

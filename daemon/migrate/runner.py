@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from daemon.migrate.errors import Blocked, DatabaseUnreadable
+from daemon.migrate.errors import Blocked, DatabaseUnreadable, StorageError
 from daemon.migrate.ledger import EMPTY_LEDGER, Ledger, has_user_tables, read_ledger
 from daemon.migrate.plan import Plan, make_plan
 from daemon.migrate.source import Migration, load_source
@@ -23,6 +23,7 @@ from daemon.migrate.source import Migration, load_source
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from os import PathLike
+    from pathlib import Path
 
     from daemon.migrate.apply import HealEvent, Progress
     from daemon.migrate.backup import BackupInfo
@@ -96,36 +97,52 @@ def _migrate_locked(
     lock_timeout: float,
 ) -> Outcome:
     # Imported here so a no-op run never pays for the executor's imports.
-    import logging
     from pathlib import Path
 
-    from daemon.migrate.apply import Executor, Progress, open_for_migration
-    from daemon.migrate.backup import take_backup
+    from daemon.migrate.apply import open_for_migration
     from daemon.migrate.lock import migration_lock
 
     db_path = Path(db_path)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    with migration_lock(db_path, lock_timeout):
-        with _sqlite_errors(db_path):
-            conn = open_for_migration(db_path)
-        try:
+    with _storage_errors(db_path):
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        with migration_lock(db_path, lock_timeout):
             with _sqlite_errors(db_path):
-                current = read_ledger(conn, _checksums(source))
-            plan = make_plan(source, current, idempotent, target)  # re-read under the lock
-            _refuse_if_blocked(plan)
-            backup = None
-            if plan.runs_sql and (current.rows or has_user_tables(conn)):
-                if on_progress:
-                    on_progress(Progress(None, "backup", 0, len(plan.steps), "backup"))
-                backup = take_backup(conn, db_path, plan.schema_version)
-                logging.getLogger("keysmith.migrate").info(
-                    "backed up the database to %s before migrating", backup.path
-                )
-            executor = Executor(conn, db_path, daemon_version, backup, on_progress)
-            applied, heals = executor.execute(plan)
-            after = read_ledger(conn, _checksums(source))
-        finally:
-            conn.close()
+                conn = open_for_migration(db_path)
+            try:
+                return _execute(conn, db_path, source, idempotent, daemon_version, target,
+                                on_progress)  # fmt: skip
+            finally:
+                conn.close()
+
+
+def _execute(
+    conn: sqlite3.Connection,
+    db_path: Path,
+    source: list[Migration],
+    idempotent: frozenset[int],
+    daemon_version: str,
+    target: int | None,
+    on_progress: Callable[[Progress], None] | None,
+) -> Outcome:
+    import logging
+
+    from daemon.migrate.apply import Executor, Progress
+    from daemon.migrate.backup import take_backup
+
+    with _sqlite_errors(db_path):
+        current = read_ledger(conn, _checksums(source))
+    plan = make_plan(source, current, idempotent, target)  # re-read under the lock
+    _refuse_if_blocked(plan)
+    backup = None
+    if plan.runs_sql and (current.rows or has_user_tables(conn)):
+        if on_progress:
+            on_progress(Progress(None, "backup", 0, len(plan.steps), "backup"))
+        backup = take_backup(conn, db_path, plan.schema_version)
+        logging.getLogger("keysmith.migrate").info(
+            "backed up the database to %s before migrating", backup.path
+        )
+    applied, heals = Executor(conn, db_path, daemon_version, backup, on_progress).execute(plan)
+    after = read_ledger(conn, _checksums(source))
     pending = sum(1 for f in make_plan(source, after, idempotent).findings if f.action == "apply")
     return Outcome(plan, after.schema_version, applied, heals, backup, pending=pending)
 
@@ -149,20 +166,50 @@ def _read_only_ledger(db_path: str | PathLike[str], source: list[Migration]) -> 
     if not os.path.exists(db_path):
         return EMPTY_LEDGER
     with _sqlite_errors(db_path):
-        conn = sqlite3.connect(db_path, timeout=30.0)
+        conn = _connect_for_reading(db_path)
         try:
             return read_ledger(conn, _checksums(source))
         finally:
             conn.close()
 
 
+def _connect_for_reading(db_path: str | PathLike[str]) -> sqlite3.Connection:
+    """A plain connection; on a read-only volume, where a WAL database cannot create its -shm
+    file, an immutable one, which is exact as long as no -wal file holds unmerged pages."""
+    try:
+        conn = sqlite3.connect(db_path, timeout=30.0)
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+        return conn
+    except sqlite3.OperationalError:
+        wal = f"{os.fspath(db_path)}-wal"
+        if os.access(os.path.dirname(os.path.abspath(db_path)), os.W_OK) or (
+            os.path.exists(wal) and os.path.getsize(wal) > 0
+        ):
+            raise
+        from urllib.parse import quote
+
+        uri = f"file:{quote(os.path.abspath(db_path))}?mode=ro&immutable=1"
+        return sqlite3.connect(uri, uri=True)
+
+
 @contextmanager
 def _sqlite_errors(db_path: str | PathLike[str]) -> Iterator[None]:
-    """Turn SQLite's 'not a database' family into an operator error; a busy database is not
-    unreadable, so that is left to propagate."""
+    """Name what went wrong for the operator: a volume we cannot write to, a full disk, or a
+    file that is not a database. A busy database is none of these and propagates."""
     try:
         yield
     except sqlite3.DatabaseError as exc:
-        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        text = str(exc)
+        if "locked" in text or "busy" in text:
             raise
-        raise DatabaseUnreadable(str(db_path), str(exc)) from None
+        if "readonly" in text or "read-only" in text or "disk is full" in text:
+            raise StorageError(os.path.dirname(os.path.abspath(db_path)), text) from None
+        raise DatabaseUnreadable(os.fspath(db_path), text) from None
+
+
+@contextmanager
+def _storage_errors(db_path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError(str(db_path.parent), exc.strerror or str(exc)) from None
