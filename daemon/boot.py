@@ -383,6 +383,7 @@ def _unexpected(e: BaseException) -> SafeMode:
 
 
 def _write_properties(settings: Settings, lifecycle: Lifecycle, licensing: Any) -> None:
+    from daemon.migrate import heals_recorded
     from daemon.properties import Properties, write_properties
 
     record = lifecycle.snapshot()
@@ -390,7 +391,7 @@ def _write_properties(settings: Settings, lifecycle: Lifecycle, licensing: Any) 
         version=__version__,
         schema_version=record["schema_version"],
         heals_at_boot=len(record["heals"]),
-        heals_total=None,
+        heals_total=heals_recorded(settings.db_path),
         public_key=getattr(licensing, "public_key_pem", None),
         admin_api_key=settings.admin_api_key or getattr(licensing, "admin_api_key", None),
     )

@@ -22,7 +22,7 @@ class Properties:
     version: str
     schema_version: int | None
     heals_at_boot: int
-    heals_total: int | None  # from the migrator's heal log, when known
+    heals_total: int | None  # from the migrator's heal log
     public_key: str | None  # the issuer public key (PEM) that sellers embed in their software
     admin_api_key: str | None
 

@@ -16,7 +16,7 @@ from daemon.migrate.errors import (
     SourceError,
     StorageError,
 )
-from daemon.migrate.runner import Outcome, inspect, run_migrations
+from daemon.migrate.runner import Outcome, heals_recorded, inspect, run_migrations
 
 __all__ = [
     "BackupRefused",
@@ -30,6 +30,7 @@ __all__ = [
     "RestoreRefused",
     "SourceError",
     "StorageError",
+    "heals_recorded",
     "inspect",
     "run_migrations",
 ]

@@ -106,6 +106,11 @@ def read_ledger(
     return Ledger(rows, provenance)
 
 
+def count_heals(conn: sqlite3.Connection) -> int:
+    """Heals recorded in this database's heal log, ever."""
+    return len(_select_if_exists(conn, "SELECT id FROM _keysmith_heal_log"))
+
+
 def has_user_tables(conn: sqlite3.Connection) -> bool:
     """Whether the database holds anything besides the migrator's own tables."""
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}

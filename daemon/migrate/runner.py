@@ -14,7 +14,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from daemon.migrate.errors import Blocked, DatabaseUnreadable, StorageError
-from daemon.migrate.ledger import EMPTY_LEDGER, Ledger, has_user_tables, read_ledger
+from daemon.migrate.ledger import (
+    EMPTY_LEDGER,
+    Ledger,
+    count_heals,
+    has_user_tables,
+    read_ledger,
+)
 from daemon.migrate.plan import Plan, make_plan
 from daemon.migrate.source import Migration, load_source
 
@@ -156,6 +162,18 @@ def _refuse_if_blocked(plan: Plan) -> None:
             "%s", error, extra={"context": {"blocked": [f.version for f in plan.blockers]}}
         )
         raise error
+
+
+def heals_recorded(db_path: str | PathLike[str]) -> int:
+    """How many heals this database has seen, from its append-only heal log."""
+    if not os.path.exists(db_path):
+        return 0
+    with _sqlite_errors(db_path):
+        conn = _connect_for_reading(db_path)
+        try:
+            return count_heals(conn)
+        finally:
+            conn.close()
 
 
 def _checksums(source: list[Migration]) -> dict[int, bytes]:
