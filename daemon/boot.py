@@ -123,8 +123,8 @@ async def _serve(settings: Settings, errors: list[SettingsError], lifecycle: Lif
     runner = None
     try:
         _refuse_known_causes(settings, errors, lifecycle)
-        serving = await _migrate_and_open(settings, lifecycle)
-        if stop.is_set():  # SIGTERM arrived while migrating: stop instead of serving
+        serving = await _migrate_and_open(settings, lifecycle, stop)
+        if serving is None or stop.is_set():  # SIGTERM arrived while migrating: stop
             return await _shutdown(lifecycle, None, serving)
         runner = await _start_http(settings, lifecycle, serving.licensing)
         _write_properties(settings, lifecycle, serving.licensing)
@@ -183,14 +183,19 @@ def _refuse_known_causes(
         )
 
 
-async def _migrate_and_open(settings: Settings, lifecycle: Lifecycle) -> Serving:
+async def _migrate_and_open(
+    settings: Settings, lifecycle: Lifecycle, stop: asyncio.Event
+) -> Serving | None:
+    """The open pool and licensing service, or None when a shutdown stopped the migration."""
     from daemon import db
-    from daemon.migrate import MigrateError
+    from daemon.migrate import Interrupted, MigrateError
 
     lifecycle.update(state=MIGRATING, progress=None)
     _publish(lifecycle)
 
     def on_progress(progress: Any) -> None:  # called from the migrator's worker thread
+        if stop.is_set():  # SIGTERM while migrating: stop between two migrations
+            raise Interrupted
         lifecycle.update(
             progress={
                 "version": progress.version,
@@ -205,6 +210,9 @@ async def _migrate_and_open(settings: Settings, lifecycle: Lifecycle) -> Serving
         pool = await db.init(
             settings.db_path, migrations_dir=settings.migrations_dir, on_progress=on_progress
         )
+    except Interrupted:
+        log.info("shutdown requested while migrating; stopped between two migrations")
+        return None
     except MigrateError as e:
         metrics.record_migration_failure(e.reason)
         raise SafeMode(*_migrate_cause(e)) from e

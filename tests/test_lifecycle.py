@@ -468,3 +468,39 @@ def test_http_errors_use_the_json_envelope_and_bodies_are_bounded(tmp_path):
 
         status, body = d.request("GET", "/healthz")  # still serving after both
         assert status == 200 and body["state"] == "serving"
+
+
+def test_sigterm_while_migrating_stops_between_two_migrations_then_resumes(tmp_path):
+    # StartOS stops with SIGTERM and SIGKILLs after the sigterm-timeout. A long upgrade must not
+    # run into that: the daemon finishes the migration in hand, stops cleanly, and the next
+    # start applies the rest.
+    migrations = copy_migrations(tmp_path)
+    first_slow = latest_version(migrations) + 1
+    slow = range(first_slow, first_slow + 6)
+    write_migrations(
+        migrations,
+        {
+            f"{v:04d}_slow_{v}.sql": (  # about half a second each
+                f"CREATE TABLE slow_{v} AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
+                "SELECT i + 1 FROM n WHERE i < 3000000) SELECT count(*) AS rows_counted FROM n;\n"
+            )
+            for v in slow
+        },
+    )
+    with DaemonProc(tmp_path, migrations_dir=migrations, wait=None) as d:
+        _wait_migrating_version(d, first_slow + 1)
+        d.proc.send_signal(15)
+        assert d.proc.wait(timeout=30) == 0, d.log_text()
+        record = d.status()
+        assert record["clean_stop"] is True and record["state"] == "stopped", record
+        assert "stopped between two migrations" in d.log_text()
+    applied = sorted(ledger(d.db_path))
+    done = [v for v in slow if v in applied]
+    assert 1 <= len(done) < len(slow) and done == list(slow)[: len(done)]
+    conn = sqlite3.connect(d.db_path)
+    tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    conn.close()
+    assert {f"slow_{v}" for v in slow} & tables == {f"slow_{v}" for v in done}
+
+    with DaemonProc(tmp_path, migrations_dir=migrations) as again:
+        assert again.wait_for("serving")["schema_version"] == slow[-1]

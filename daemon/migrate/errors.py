@@ -115,6 +115,20 @@ class RestoreRefused(MigrateError):
         )
 
 
+class Interrupted(MigrateError):
+    """Raised by a progress callback to stop a run between two steps (a shutdown request).
+    Every step already taken is complete; the rest runs at the next start."""
+
+    reason = "interrupted"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The upgrade was stopped between two migrations because Keysmith is shutting down.",
+            remedy="nothing: the remaining migrations run at the next start",
+            safety="Every migration already applied is complete: your data is intact.",
+        )
+
+
 class MigrationFailed(MigrateError):
     """A migration's SQL failed; its transaction was rolled back (or the backup restored)."""
 

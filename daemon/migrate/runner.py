@@ -79,6 +79,12 @@ def run_migrations(
     on_progress: Callable[[Progress], None] | None = None,
     lock_timeout: float = 30.0,
 ) -> Outcome:
+    """Bring the database up to the migrations folder (up to `target`, when given).
+
+    `on_progress` is called before the backup and before each step; it may raise Interrupted
+    to stop the run there (each step is atomic, so a stop between steps is always safe).
+    Raises a MigrateError for every refusal or failure, worded for the operator.
+    """
     started = time.perf_counter()
     source = load_source(migrations_dir)
     plan = make_plan(source, _read_only_ledger(db_path, source), idempotent, target)
