@@ -178,7 +178,6 @@ def _stored_admin_key(db_path: Path) -> str | None:
 
 def restore_newest_backup(settings: Settings) -> ActionResult:
     """Put back the newest pre-upgrade backup, keeping the current database beside it."""
-    from daemon.migrate import LockTimeout, MigrateError
     from daemon.migrate.backup import backups_dir, list_backups, restore_backup
     from daemon.migrate.lock import migration_lock
 
@@ -191,28 +190,50 @@ def restore_newest_backup(settings: Settings) -> ActionResult:
             "restore the service from a StartOS backup."
         )
     newest = backups[0]
+    kept: Path | None = None
     try:
         with migration_lock(db_path, timeout=RESTORE_LOCK_TIMEOUT):
             kept = _keep_current(db_path, backups_dir(db_path))
             restore_backup(db_path, newest.path)
-    except LockTimeout:
-        raise ActionError(
-            "The database is being migrated by a running Keysmith right now. Nothing was "
-            "changed. Stop the service, then run this action again."
-        ) from None
-    except MigrateError as error:
-        raise ActionError(str(error)) from None
-    except OSError as error:
-        raise ActionError(
-            f"Restoring {newest.path.name} failed ({error}). The database was not replaced. "
-            "Check the free space on the data volume, then run this action again."
-        ) from None
+    except Exception as error:
+        # The database was not replaced, so the copy of it is only clutter.
+        if kept is not None:
+            kept.unlink(missing_ok=True)
+        raise _restore_error(error, newest.path) from None
     kept_note = f" The database it replaced is kept as {kept.name}." if kept else ""
     return ActionResult(
         f"Restored the backup taken at {_readable_stamp(newest.created_at)} "
         f"(before the upgrade from schema version {newest.schema_version}).{kept_note} Start the "
         "service; if the upgrade was blocked, install the previous version of Keysmith first.",
         str(newest.path),
+    )
+
+
+def _restore_error(error: Exception, backup: Path) -> ActionError:
+    from daemon.migrate import LockTimeout, MigrateError
+
+    if isinstance(error, LockTimeout):
+        return ActionError(
+            "The database is being migrated by a running Keysmith right now. Nothing was "
+            "changed. Stop the service, then run this action again."
+        )
+    if isinstance(error, MigrateError):
+        return ActionError(str(error))
+    if isinstance(error, sqlite3.DatabaseError):
+        return ActionError(
+            f"The backup {backup.name} cannot be read as a database ({error}). Nothing was "
+            "changed. Restore the service from a StartOS backup instead."
+        )
+    if isinstance(error, OSError):
+        return ActionError(
+            f"Restoring {backup.name} failed ({error}). The database was not replaced. Check "
+            "the free space on the data volume, then run this action again."
+        )
+    # The swap itself is one atomic rename, the last step: any failure before it left the
+    # database as it was.
+    return ActionError(
+        f"Restoring {backup.name} failed ({type(error).__name__}: {error}). The database was "
+        "not replaced. Read the service logs, then run this action again."
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from daemon import __version__, metrics
 from daemon.logs import register_secret, setup_logging
+from daemon.migrate.errors import PREVIOUS_VERSION_HINT
 from daemon.settings import Settings, SettingsError
 from daemon.status import (
     BLOCKED,
@@ -42,7 +43,6 @@ log = logging.getLogger("keysmith.boot")
 # Well inside StartOS's 30 s sigterm-timeout, leaving time to close the pool afterwards.
 SHUTDOWN_GRACE_SECONDS = 20.0
 RESTORE_HINT = "restore the pre-upgrade backup with the action 'Restore pre-upgrade backup'"
-PREVIOUS_VERSION_HINT = "install the previous version of Keysmith"
 
 
 class SafeMode(Exception):
@@ -269,11 +269,13 @@ def _migrate_cause(e: Any) -> tuple[str, Cause]:
 
 
 def _with_hints(remedy: str) -> str:
-    # The migrator's remedy is specific; the operator also needs the two ways back.
-    text = remedy.rstrip(".")
-    for hint in (PREVIOUS_VERSION_HINT, RESTORE_HINT):
-        if hint.lower() not in text.lower():
-            text += f"; or {hint}"
+    # The migrator's remedy is specific (it suggests the backup only where one helps: a blocked
+    # upgrade took none and changed nothing). On StartOS the backup is restored by an action.
+    from daemon.migrate.errors import RESTORE_HINT as MIGRATOR_RESTORE_HINT
+
+    text = remedy.rstrip(".").replace(MIGRATOR_RESTORE_HINT, RESTORE_HINT)
+    if PREVIOUS_VERSION_HINT.lower() not in text.lower():
+        text += f"; or {PREVIOUS_VERSION_HINT}"
     return text + ". Then restart the service."
 
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Debian tools some tests use (sqlite3 shell, promtool, buildah/podman for the image test).
+# Debian tools some tests use (sqlite3 shell, promtool, wrk for the validate bench smoke run,
+# buildah/podman for the image test).
 # Installed only when running as root and missing; tests that need a tool skip when it is absent
 # outside CI, and CI (CI=true) always runs as root here, so there they are present.
 set -euo pipefail
-want=(sqlite3 promtool)
-pkgs=(sqlite3 prometheus)
+# command -> Debian package; the image test (tests/test_image.py) needs the last five.
+want=(sqlite3 promtool wrk buildah podman debootstrap runc newuidmap)
+pkgs=(sqlite3 prometheus wrk buildah podman debootstrap runc uidmap)
 missing=()
 for i in "${!want[@]}"; do
   command -v "${want[$i]}" >/dev/null 2>&1 || missing+=("${pkgs[$i]}")

@@ -134,6 +134,23 @@ async def list_licenses(request: web.Request) -> web.Response:
 
 
 @admin_route
+async def search_licenses(request: web.Request) -> web.Response:
+    """Keysat's search route: `q` (or `email`) matched against buyer email, note, id, key."""
+    query = dict(request.query)
+    search = inputs.text(query, "q", max_len=200) or inputs.text(query, "email", max_len=254)
+    if search is None:
+        raise BadRequest("search needs 'q' (or 'email') in the query string")
+    licenses = await licensing_of(request).list_licenses(
+        product_id=_query_uuid(request, "product_id"),
+        status=None,
+        search=search,
+        limit=inputs.query_int(query, "limit", default=100, minimum=1, maximum=MAX_LIST),
+        offset=0,
+    )
+    return ok_json({"licenses": licenses})
+
+
+@admin_route
 async def get_license(request: web.Request) -> web.Response:
     return ok_json(await licensing_of(request).get_license(path_uuid(request)))
 
@@ -269,6 +286,8 @@ ROUTES: tuple[Route, ...] = (
     ("PATCH", "/v1/admin/policies/{id}/active", set_policy_active),
     ("POST", "/v1/admin/licenses", issue_license),
     ("GET", "/v1/admin/licenses", list_licenses),
+    # Before /{id}: aiohttp tries routes in order, and "search" is not a license id.
+    ("GET", "/v1/admin/licenses/search", search_licenses),
     ("GET", "/v1/admin/licenses/{id}", get_license),
     ("POST", "/v1/admin/licenses/{id}/revoke", revoke_license),
     ("POST", "/v1/admin/licenses/{id}/suspend", suspend_license),

@@ -483,6 +483,15 @@ PATHS: dict[str, dict[str, Any]] = {
             ),
         ),
     },
+    "/v1/admin/licenses/search": {
+        "get": _op(
+            "Search licenses by buyer email, note, id or key",
+            ADMIN,
+            _list_of("licenses", "License"),
+            errors=(400,),
+            params=(_query("q"), _query("email"), _query("product_id", UUID), _query("limit", INT)),
+        )
+    },
     "/v1/admin/licenses/{id}": {
         "get": _op("One license", ADMIN, _ref("License"), errors=(400, 404), params=(ID_PARAM,))
     },

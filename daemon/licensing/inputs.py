@@ -42,6 +42,11 @@ def text(
         raise BadRequest(f"'{name}' must be at most {max_len} characters, got {len(value)}")
     if "\x00" in value:
         raise BadRequest(f"'{name}' must not contain NUL characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:  # JSON can carry lone surrogates ("\ud800")
+            raise BadRequest(f"'{name}' is not valid Unicode text") from e
     return value
 
 

@@ -22,13 +22,18 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from daemon import metrics
 from daemon.licensing import keys, store
 from daemon.licensing.errors import BadRequest, Conflict, NotFound, PaymentNotConfigured
-from daemon.licensing.state import LicenseBook, LicenseView, VerifiedKeys, view_from_row
+from daemon.licensing.state import (
+    LicenseBook,
+    LicenseView,
+    VerifiedKeys,
+    iso_time,
+    view_from_row,
+)
 
 log = logging.getLogger("keysmith.licensing")
 
@@ -165,7 +170,7 @@ class Licensing:
         if product_slug is not None and product_slug != view.product_slug:
             return {"ok": False, "reason": "product_mismatch"}
         if view.expires_at is not None and time.time() >= view.expires_at:
-            return _refusal(view, "expired", expires_at=_iso(view.expires_at))
+            return _refusal(view, "expired", expires_at=view.expires_at_text)
         machine_id = None
         if fingerprint is not None:
             fp_hash = keys.fingerprint_hash(fingerprint).hex()
@@ -173,16 +178,12 @@ class Licensing:
                 return _refusal(view, "fingerprint_mismatch")
             machine_id = view.machines.get(fp_hash)
             if machine_id is None:
-                if len(view.machines) >= view.max_machines:
-                    # One seat taken by another machine is a binding mismatch; a full
-                    # multi-seat license is out of seats.
-                    reason = (
-                        "fingerprint_mismatch" if view.max_machines == 1 else ("too_many_machines")
-                    )
-                    return _refusal(view, reason, max_machines=view.max_machines)
-                if may_claim:
+                if may_claim and len(view.machines) < view.max_machines:
                     return _SeatClaim(view, fp_hash)
-                return _refusal(view, "too_many_machines", max_machines=view.max_machines)
+                # One seat taken by another machine is a binding mismatch; a full multi-seat
+                # license is out of seats.
+                reason = "fingerprint_mismatch" if view.max_machines == 1 else "too_many_machines"
+                return _refusal(view, reason, max_machines=view.max_machines)
         elif view.fingerprint_hash is not None:
             # A key bound to one machine proves nothing without that machine's fingerprint.
             return _refusal(view, "fingerprint_mismatch")
@@ -191,8 +192,8 @@ class Licensing:
             "license_id": view.id,
             "product_id": view.product_id,
             "product_slug": view.product_slug,
-            "issued_at": _iso(view.issued_at),
-            "expires_at": _iso(view.expires_at),
+            "issued_at": view.issued_at_text,
+            "expires_at": view.expires_at_text,
             "in_grace_period": False,
             "is_trial": view.is_trial,
             "entitlements": list(view.entitlements),
@@ -595,8 +596,8 @@ class Licensing:
             "license_id": license_row["id"],
             "product_id": product["id"],
             "license_key": license_row["license_key"],
-            "issued_at": _iso(now),
-            "expires_at": _iso(license_row["expires_at"]),
+            "issued_at": iso_time(now),
+            "expires_at": iso_time(license_row["expires_at"]),
         }
 
     async def _insert_license(
@@ -846,7 +847,7 @@ class Licensing:
         return [
             {
                 "id": row["id"],
-                "created_at": _iso(row["created_at"]),
+                "created_at": iso_time(row["created_at"]),
                 "actor": row["actor"],
                 "action": row["action"],
                 "subject": row["subject"],
@@ -932,7 +933,7 @@ def _check_redeemable(code: Any, product: Any, now: int) -> None:
     if code["disabled"]:
         raise Conflict(f"code '{name}' has been disabled by the seller")
     if code["expires_at"] is not None and now >= code["expires_at"]:
-        raise Conflict(f"code '{name}' expired at {_iso(code['expires_at'])}")
+        raise Conflict(f"code '{name}' expired at {iso_time(code['expires_at'])}")
     if code["max_redemptions"] is not None and code["redemptions"] >= code["max_redemptions"]:
         raise Conflict(
             f"code '{name}' has already been redeemed {code['redemptions']} time(s), its "
@@ -977,12 +978,6 @@ def _now() -> int:
     return int(time.time())
 
 
-def _iso(ts: int | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def product_json(row: Any) -> dict[str, Any]:
     return {
         "id": row["id"],
@@ -995,8 +990,8 @@ def product_json(row: Any) -> dict[str, Any]:
         "metadata": json.loads(row["metadata"]),
         "entitlements_catalog": json.loads(row["entitlements_catalog"]),
         "active": bool(row["active"]),
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
+        "created_at": iso_time(row["created_at"]),
+        "updated_at": iso_time(row["updated_at"]),
     }
 
 
@@ -1031,7 +1026,7 @@ def policy_json(row: Any) -> dict[str, Any]:
         "is_default": bool(row["is_default"]),
         "price_currency": row["price_currency"],
         "price_minor": row["price_minor"],
-        "created_at": _iso(row["created_at"]),
+        "created_at": iso_time(row["created_at"]),
     }
 
 
@@ -1044,14 +1039,14 @@ def license_json(row: Any) -> dict[str, Any]:
         "policy_slug": row["policy_slug"],
         "license_key": row["license_key"],
         "status": row["status"],
-        "issued_at": _iso(row["issued_at"]),
-        "expires_at": _iso(row["expires_at"]),
+        "issued_at": iso_time(row["issued_at"]),
+        "expires_at": iso_time(row["expires_at"]),
         "fingerprint_bound": row["fingerprint_hash"] is not None,
         "fingerprint_hash": row["fingerprint_hash"],
         "note": row["note"],
-        "revoked_at": _iso(row["revoked_at"]),
+        "revoked_at": iso_time(row["revoked_at"]),
         "revoke_reason": row["revoke_reason"],
-        "suspended_at": _iso(row["suspended_at"]),
+        "suspended_at": iso_time(row["suspended_at"]),
         "is_trial": bool(row["is_trial"]),
         "entitlements": json.loads(row["entitlements"]),
         "max_machines": row["max_machines"],
@@ -1070,10 +1065,10 @@ def code_json(row: Any) -> dict[str, Any]:
         "policy_slug": row["policy_slug"],
         "max_redemptions": row["max_redemptions"],
         "redemptions": row["redemptions"],
-        "expires_at": _iso(row["expires_at"]),
+        "expires_at": iso_time(row["expires_at"]),
         "active": not row["disabled"],
         "note": row["note"],
-        "created_at": _iso(row["created_at"]),
+        "created_at": iso_time(row["created_at"]),
     }
 
 
@@ -1084,10 +1079,10 @@ def machine_json(row: Any) -> dict[str, Any]:
         "fingerprint_hash": row["fingerprint"],
         "hostname": row["hostname"],
         "platform": row["platform"],
-        "first_seen_at": _iso(row["first_seen_at"]),
-        "last_seen_at": _iso(row["last_seen_at"]),
+        "first_seen_at": iso_time(row["first_seen_at"]),
+        "last_seen_at": iso_time(row["last_seen_at"]),
         "active": row["deactivated_at"] is None,
-        "deactivated_at": _iso(row["deactivated_at"]),
+        "deactivated_at": iso_time(row["deactivated_at"]),
         "deactivate_reason": row["deactivate_reason"],
     }
 

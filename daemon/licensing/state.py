@@ -24,7 +24,10 @@ from the common call without weakening any answer:
   of the licenses it affects, in the same way.
 
 Only a validation that has to claim a seat (a fingerprint the license has not seen) leaves
-this fast path and writes to the database.
+this fast path and writes to the database. Validating on a known machine does not refresh
+its `last_seen_at` (that would put a write on every call); heartbeat and activate do.
+The one other writer of the file, restoring a backup, is done with the daemon stopped, and
+the next start loads the book from the restored database.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import MappingProxyType
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -88,6 +93,9 @@ class LicenseView:
     entitlements: tuple[str, ...]
     max_machines: int
     fingerprint_hash: str | None
+    # The two times as the API shows them, formatted once here instead of on every call.
+    issued_at_text: str
+    expires_at_text: str | None
     # fingerprint hash (hex) -> machine id, active machines only.
     machines: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -107,7 +115,7 @@ class LicenseBook:
     def put(self, view: LicenseView) -> None:
         self._views[view.id] = view
 
-    def load(self, licenses: Iterable[object], machines: Iterable[object]) -> None:
+    def load(self, licenses: Iterable[Any], machines: Iterable[Any]) -> None:
         """Fill the book from `store.all_licenses` and `store.all_active_machines` rows."""
         by_license: dict[str, dict[str, str]] = {}
         for machine in machines:
@@ -119,7 +127,7 @@ class LicenseBook:
         self._views = views
 
 
-def view_from_row(row: object, machines: dict[str, str]) -> LicenseView:
+def view_from_row(row: Any, machines: dict[str, str]) -> LicenseView:
     """A LicenseView from a `store.LICENSE_COLUMNS` row and its active machines."""
     return LicenseView(
         id=row["id"],
@@ -132,5 +140,14 @@ def view_from_row(row: object, machines: dict[str, str]) -> LicenseView:
         entitlements=tuple(json.loads(row["entitlements"])),
         max_machines=row["max_machines"],
         fingerprint_hash=row["fingerprint_hash"],
+        issued_at_text=iso_time(row["issued_at"]),
+        expires_at_text=iso_time(row["expires_at"]),
         machines=MappingProxyType(dict(machines)),
     )
+
+
+def iso_time(ts: int | None) -> str | None:
+    """Unix seconds as RFC 3339 UTC (`2026-01-31T12:00:00Z`), the form Keysat answers with."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections import namedtuple
 
-RESTORE_HINT = "restore the pre-upgrade backup with the action 'Restore pre-upgrade backup'"
+# Worded for any host; the StartOS layer (daemon/boot.py) names its action for it.
+RESTORE_HINT = "restore the pre-upgrade backup kept in backups/ beside the database"
 PREVIOUS_VERSION_HINT = "install the previous version of Keysmith"
 
 
@@ -56,7 +57,7 @@ class DatabaseUnreadable(MigrateError):
     def __init__(self, path: str, detail: str) -> None:
         super().__init__(
             f"The database file {path} cannot be read as SQLite ({detail}).",
-            remedy=f"{RESTORE_HINT}, or restore the service from a StartOS backup",
+            remedy=f"{RESTORE_HINT}, or restore your last full backup of the service",
             safety="Keysmith did not write to it, but the file itself is damaged or is not a "
             "Keysmith database.",
             data_intact=False,
@@ -111,7 +112,7 @@ class RestoreRefused(MigrateError):
     def __init__(self, backup: str, verdict: str) -> None:
         super().__init__(
             f"The backup {backup} failed its integrity check ({verdict}) and was not restored.",
-            remedy="choose an older backup, or restore the service from a StartOS backup",
+            remedy="choose an older backup, or restore your last full backup of the service",
         )
 
 
