@@ -10,8 +10,8 @@ import argparse
 import os
 import sys
 
-from daemon import __version__
-from daemon.db import DEFAULT_MIGRATIONS_DIR, IDEMPOTENT_MIGRATIONS
+from daemon import __version__, defaults
+from daemon.db import IDEMPOTENT_MIGRATIONS
 from daemon.migrate import MigrateError, inspect, run_migrations
 from daemon.migrate.plan import Plan
 
@@ -19,9 +19,13 @@ EXIT_OK, EXIT_FAILED, EXIT_BLOCKED = 0, 1, 2
 
 
 def migrate_main(args: argparse.Namespace) -> int:
-    db_path = args.db or os.environ.get("KEYSMITH_DB_PATH") or "data/keysmith.db"
+    # Only these two settings matter here, so they are read directly rather than through
+    # daemon.settings, whose full validation would cost every no-op run more than its work.
+    db_path = args.db or os.environ.get(defaults.DB_PATH_VARIABLE) or defaults.DEFAULT_DB_PATH
     migrations = (
-        args.migrations or os.environ.get("KEYSMITH_MIGRATIONS_DIR") or DEFAULT_MIGRATIONS_DIR
+        args.migrations
+        or os.environ.get(defaults.MIGRATIONS_DIR_VARIABLE)
+        or defaults.DEFAULT_MIGRATIONS_DIR
     )
     try:
         idempotent = _parse_versions(args.idempotent)

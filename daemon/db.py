@@ -6,12 +6,11 @@ asyncio and aiosqlite are imported inside the functions that use them, so
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from daemon import __version__
+from daemon import __version__, defaults
 
 TYPE_CHECKING = False  # typing, asyncio and pathlib stay unimported for the migrate CLI
 if TYPE_CHECKING:
@@ -29,9 +28,6 @@ if TYPE_CHECKING:
 # migration: SQLite has no ADD COLUMN IF NOT EXISTS.
 IDEMPOTENT_MIGRATIONS: frozenset[int] = frozenset({9})
 
-DEFAULT_MIGRATIONS_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations"
-)
 POOL_SIZE = 8
 
 
@@ -105,7 +101,7 @@ async def init(
     outcome = await asyncio.to_thread(
         run_migrations,
         path,
-        migrations_dir or DEFAULT_MIGRATIONS_DIR,
+        migrations_dir or defaults.DEFAULT_MIGRATIONS_DIR,
         idempotent=IDEMPOTENT_MIGRATIONS,
         daemon_version=__version__,
         on_progress=on_progress,

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_DB_PATH = Path("data") / "keysmith.db"
+from daemon import defaults
+
+DEFAULT_DB_PATH = Path(defaults.DEFAULT_DB_PATH)
 DEFAULT_BIND_HOST = "127.0.0.1"
 DEFAULT_BIND_PORT = 8080
 LOG_FORMATS = ("text", "json")
@@ -24,7 +26,7 @@ STATUS_FILE_NAME = "keysmith-status.json"
 
 def default_migrations_dir() -> Path:
     """The `migrations/` folder shipped beside the `daemon` package (repo checkout or image)."""
-    return Path(__file__).resolve().parent.parent / "migrations"
+    return Path(defaults.DEFAULT_MIGRATIONS_DIR)
 
 
 class SettingsError(ValueError):
@@ -144,8 +146,8 @@ def _parse_log_format(name: str, raw: str) -> tuple[str]:
 
 # (variable, parser, the Settings fields it fills), in the order problems are reported.
 _PARSERS = (
-    ("KEYSMITH_DB_PATH", _parse_db_path, ("db_path",)),
-    ("KEYSMITH_MIGRATIONS_DIR", _parse_migrations_dir, ("migrations_dir",)),
+    (defaults.DB_PATH_VARIABLE, _parse_db_path, ("db_path",)),
+    (defaults.MIGRATIONS_DIR_VARIABLE, _parse_migrations_dir, ("migrations_dir",)),
     ("KEYSMITH_BIND", _parse_bind, ("bind_host", "bind_port")),
     ("KEYSMITH_ADMIN_API_KEY", _parse_admin_key, ("admin_api_key",)),
     ("KEYSMITH_LOG_FORMAT", _parse_log_format, ("log_format",)),
