@@ -28,6 +28,15 @@ class Sample:
     rss_mb: float | None = None  # peak resident set, MiB (memory runs only)
 
 
+def child_env() -> dict[str, str]:
+    """This environment, minus what would make Python children slower than in production.
+
+    PYTHONDONTWRITEBYTECODE (set in some dev and CI shells) would make every Python tool compile
+    its modules from source on every run, since stale or missing .pyc files are never rewritten.
+    """
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def measure(
     argv: list[str], *, cwd: Path | None = None, env: dict | None = None, memory: bool = False
 ) -> Sample:
@@ -43,7 +52,12 @@ def measure(
             argv = [GNU_TIME, "-f", "%M", "-o", rss.name, *argv]
         started = time.perf_counter()
         child = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=output
+            argv,
+            cwd=cwd,
+            env=child_env() if env is None else env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
         )
         # wait4 reaps the child and returns its own rusage (not the sum over every child so far).
         _, status, usage = os.wait4(child.pid, 0)

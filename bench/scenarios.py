@@ -60,6 +60,10 @@ def run_scenarios(
     versions = [int(p.name.partition("_")[0]) for p in sqlx_files(workload.sqlx)]
 
     log(f"  apply all: {workload.count} migrations x {len(tools)} tools x {reps} runs")
+    for tool in tools:  # warm-up, untimed: page cache, and .pyc files for the Python tools
+        db = fresh_database(workdir / "warm-up" / _slug(tool))
+        _timed(tool, db, workload.source(tool.fmt, "full"))
+        shutil.rmtree(db.parent)
     for rep in range(reps):
         for tool, series in zip(tools, results["apply all"], strict=True):
             db = fresh_database(workdir / "apply" / _slug(tool) / str(rep))

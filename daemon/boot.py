@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
 import os
 import signal
@@ -309,14 +308,10 @@ def _record_outcome(lifecycle: Lifecycle, outcome: Any) -> None:
 
 
 async def _open_licensing(pool: Any, settings: Settings) -> Any:
-    # The licensing service lands separately; until it exists, serve the ops routes only.
-    if importlib.util.find_spec("daemon.licensing.service") is None:
-        log.warning("the licensing service daemon.licensing.service is missing; serving ops only")
-        return None
     from daemon.licensing.service import Licensing
 
     licensing = await Licensing.open(pool, admin_api_key=settings.admin_api_key)
-    register_secret(getattr(licensing, "admin_api_key", None))
+    register_secret(licensing.admin_api_key)
     return licensing
 
 

@@ -117,6 +117,17 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(line, default=str))
 
 
+def _malformed_requests_are_not_errors(record: logging.LogRecord) -> bool:
+    """aiohttp logs every unparsable request (a port scan, a broken client) as an ERROR with a
+    traceback. That is the client's fault and already answered with a 400: one INFO line."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if exc is not None and type(exc).__module__ == "aiohttp.http_exceptions":
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg, record.args = f"refused a malformed request: {exc}", ()
+        record.exc_info = record.exc_text = None
+    return True
+
+
 def setup_logging(
     log_format: str = "text", *, stream: TextIO | None = None, level: int = logging.INFO
 ) -> None:
@@ -130,3 +141,4 @@ def setup_logging(
     root.setLevel(level)
     # aiohttp's access log would print every request path; metrics count requests instead.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(_malformed_requests_are_not_errors)

@@ -115,6 +115,15 @@ class BootHistory:
 def history_from(previous: dict[str, Any] | None) -> BootHistory:
     if previous is None:
         return BootHistory(0, 0, None, None)
+    if _another_daemon_still_running(previous):
+        # Not a previous run at all: a second daemon on the same data folder, still alive. It
+        # did not crash, so it does not count towards the crash loop.
+        return BootHistory(
+            _count(previous.get("failed_before")),
+            _count(previous.get("crashes_before")),
+            None,
+            None,
+        )
     clean = previous.get("clean_stop") is True
     served = previous.get("reached_serving") is True
     crashes = 0 if clean else _count(previous.get("crashes_before")) + 1
@@ -126,6 +135,19 @@ def history_from(previous: dict[str, Any] | None) -> BootHistory:
     message = cause.get("message") if isinstance(cause, dict) else None
     last = unclean or message or f"the previous run ended in state {previous['state']}"
     return BootHistory(failed, crashes, last, unclean)
+
+
+def _another_daemon_still_running(previous: dict[str, Any]) -> bool:
+    pid = previous.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            argv = handle.read().split(b"\0")
+    except OSError:
+        return False  # gone: the previous run really ended
+    # A recycled pid belongs to some other program; only a live `daemon serve` is a daemon.
+    return b"daemon" in argv and b"serve" in argv
 
 
 def _count(value: object) -> int:

@@ -26,8 +26,7 @@ from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from daemon.migrate.lock import migration_lock
 from tests import kit
 from tests.daemon_proc import DEFAULT_ADMIN_KEY, REPO, DaemonProc, base_env
 from tests.seed import seed
@@ -35,8 +34,10 @@ from tests.seed import seed
 DAEMONS = 4
 CLIS = 2
 SETTLE_SECONDS = 120.0
+BARRIER_SECONDS = 1.0
 # Tables a daemon writes while booting (the admin key from the environment, and its audit row).
 BOOT_WRITES = ("settings", "audit_log")
+SEED_SCALE = 20  # about 5,700 rows: enough that the winner holds the lock a while
 SEED_NOW = 1_700_000_000  # any fixed instant: the seeded copy and its reference must be equal
 
 
@@ -86,17 +87,23 @@ def _start_cli(db: Path) -> subprocess.Popen[str]:
 
 def _race(tmp_path: Path, db: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list]:
     """Start every process at once; return the daemons' /healthz bodies, the CLIs' summaries,
-    and each serving daemon's GET /v1/pubkey answer (taken while all of them still run)."""
+    and each serving daemon's GET /v1/pubkey answer (taken while all of them still run).
+
+    A CLI starts faster than a daemon (fewer imports), so a plain start would let a CLI win
+    every time. The test holds the migration lock (the migrator's own) while all six start,
+    and lets go once every daemon is booting: then all six contend for it at once."""
     with ExitStack() as stack:
         daemons = [
             DaemonProc(tmp_path / f"daemon{n}", db_path=db, wait=None) for n in range(DAEMONS)
         ]
-        clis = []
-        # Interleaved, so a CLI is as likely as a daemon to win the migration lock.
-        for n, daemon in enumerate(daemons):
-            stack.enter_context(daemon)
-            if n % 2 == 0 and len(clis) < CLIS:
-                clis.append(_start_cli(db))
+        with migration_lock(db, timeout=10.0):
+            clis = []
+            for n, daemon in enumerate(daemons):
+                stack.enter_context(daemon)
+                if n % 2 == 0 and len(clis) < CLIS:
+                    clis.append(_start_cli(db))
+            _wait_until_booting(daemons)
+            time.sleep(BARRIER_SECONDS)  # time to reach the lock and start polling it
         summaries = []
         for cli in clis:
             out, err = cli.communicate(timeout=SETTLE_SECONDS)
@@ -115,6 +122,15 @@ def _race(tmp_path: Path, db: Path) -> tuple[list[dict[str, Any]], list[dict[str
     return bodies, summaries, pubkeys
 
 
+def _wait_until_booting(daemons: list[DaemonProc]) -> None:
+    deadline = time.monotonic() + SETTLE_SECONDS
+    for daemon in daemons:
+        while "keysmith starting" not in daemon.log_text():
+            assert daemon.alive(), daemon.log_text()
+            assert time.monotonic() < deadline, daemon.log_text()
+            time.sleep(0.05)
+
+
 def _serving(body: dict[str, Any]) -> bool:
     return body["state"] == "serving" and body["ok"] is True
 
@@ -123,10 +139,6 @@ def _assert_all_serving(bodies: list[dict[str, Any]]) -> None:
     """Every daemon serves. A daemon that could not get the migration lock in time would be
     in safe mode with a cause naming the lock; with the 120 s lock timeout none should be."""
     refused = [b["cause"] for b in bodies if not _serving(b)]
-    if refused and all(c["kind"] == "crash_loop" for c in refused):
-        # Known bug, proven deterministically by the test below: a boot counts the status
-        # record of another *live* daemon on the same volume as a crashed boot.
-        pytest.xfail(f"status file race: {len(refused)} daemon(s) refused as a crash loop")
     assert not refused, refused
 
 
@@ -134,6 +146,8 @@ def _assert_each_version_applied_once(bodies: list, summaries: list, pending: li
     docs = [*(b for b in bodies if _serving(b)), *summaries]
     claims = Counter(v for doc in docs for v in doc["applied"])
     assert sorted(claims) == pending and set(claims.values()) == {1}, claims
+    # The winner of the lock applied everything pending in one run; the rest found nothing.
+    assert len([doc for doc in docs if doc["applied"]]) == 1, docs
     assert all(not doc["heals"] for doc in docs)
     final = _all_versions()[-1]
     assert {doc["schema_version"] for doc in docs} == {final}
@@ -196,13 +210,18 @@ def test_four_daemons_and_two_clis_upgrade_a_populated_v8_database(tmp_path):
     db.parent.mkdir()
     kit.apply_range(db, upto=8)
     with closing(kit.connect(db)) as conn:
-        seeded = seed(conn, 8, now=SEED_NOW)
+        seeded = seed(conn, 8, scale=SEED_SCALE, now=SEED_NOW)
     start = tmp_path / "v8.db"
     shutil.copyfile(db, start)  # no WAL left behind: kit.connect closed the only connection
 
     bodies, summaries, _ = _race(tmp_path, db)
 
     _assert_each_version_applied_once(bodies, summaries, [v for v in _all_versions() if v > 8])
+    # One migrating run, so one pre-upgrade backup, holding exactly the v8 database.
+    [backup] = (db.parent / "backups").glob("*.sqlite3")
+    assert "pre-v8" in backup.name
+    with closing(sqlite3.connect(backup)) as copy, closing(sqlite3.connect(start)) as original:
+        assert kit.dump(copy, include_ledger=True) == kit.dump(original, include_ledger=True)
     with closing(kit.connect(db)) as conn, closing(_reference(tmp_path, start)) as ref:
         kit.assert_db_clean(conn)
         _assert_ledger_complete(conn)
@@ -229,12 +248,6 @@ def test_four_daemons_and_two_clis_upgrade_a_populated_v8_database(tmp_path):
     _assert_all_serving(bodies)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open bug: a boot counts another live daemon's status record as a crashed boot: the "
-    "second daemon on one data folder logs a false 'did not stop cleanly', the fourth refuses "
-    "to start with a false crash-loop cause",
-)
 def test_daemons_started_one_after_another_on_one_database_all_serve(tmp_path):
     """Deterministic form of the race above: each daemon is serving before the next starts."""
     db = tmp_path / "data" / "keysmith.db"

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import re
+import socket
 import sqlite3
 
 import pytest
@@ -140,3 +141,15 @@ def test_a_live_daemon_never_logs_its_admin_key_or_private_key(tmp_path):
     for raw in private_keys:
         for form in _secret_forms(bytes(raw)):
             assert form not in logs
+
+
+def test_a_malformed_request_is_one_info_line_not_an_error_with_a_traceback(tmp_path):
+    with DaemonProc(tmp_path) as d:
+        with socket.create_connection(("127.0.0.1", d.port), timeout=5) as sock:
+            sock.sendall(b"GARBAGE\x01 / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b" 400 Bad Request" in sock.recv(200)
+        status, _ = d.request("GET", "/healthz")
+        assert status == 200
+        log_text = d.log_text()
+    assert " INFO aiohttp.server refused a malformed request: " in log_text, log_text
+    assert "Traceback" not in log_text and " ERROR " not in log_text

@@ -6,6 +6,9 @@ sent afterwards says revoked, starting with the very next one.
 
 All timing is taken on one clock (this process's monotonic clock, one event loop), so "sent
 after the revoke answered" is exact, not estimated. The load is bounded in count and in time.
+
+Also here: 64 machines claiming the seats of one license at the same moment never get more
+seats than it has.
 """
 
 from __future__ import annotations
@@ -211,3 +214,35 @@ def test_the_database_holds_exactly_the_revocations(loaded):
     assert loaded["statuses"] == expected
     assert loaded["revoke_audits"] == REVOKED
     assert "unhandled error" not in loaded["log"] and "Traceback" not in loaded["log"]
+
+
+def test_concurrent_seat_claims_never_exceed_the_seats(tmp_path):
+    """64 machines validate one 3-seat license at the same moment: exactly three get a seat,
+    every other one is told the license is out of seats, and the database agrees."""
+    seats = 3
+    with DaemonProc(tmp_path) as daemon:
+        lic = issue(daemon, make_product(daemon, seats=seats))
+
+        async def claim_all() -> list[dict]:
+            connector = aiohttp.TCPConnector(limit=CONNECTIONS)
+            timeout = aiohttp.ClientTimeout(total=15)
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+                async def claim(n: int) -> dict:
+                    body = {"key": lic["license_key"], "fingerprint": f"machine-{n}"}
+                    async with session.post(f"{daemon.url}/v1/validate", json=body) as resp:
+                        assert resp.status == 200, await resp.text()
+                        return await resp.json()
+
+                return await asyncio.gather(*(claim(n) for n in range(CONNECTIONS)))
+
+        answers = asyncio.run(claim_all())
+        machines = rows(
+            daemon,
+            "SELECT count(*) FROM machines WHERE license_id = ? AND deactivated_at IS NULL",
+            lic["license_id"],
+        )[0][0]
+    outcomes = Counter("ok" if a["ok"] else a["reason"] for a in answers)
+    assert outcomes == {"ok": seats, "too_many_machines": CONNECTIONS - seats}, outcomes
+    assert len({a["machine_id"] for a in answers if a["ok"]}) == seats
+    assert machines == seats

@@ -11,7 +11,6 @@ Middlewares, outermost first:
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from aiohttp import web
 
 from daemon import metrics
 from daemon.api import ops
+from daemon.api.expect import expect_handler
 from daemon.status import SERVING, Lifecycle
 
 log = logging.getLogger("keysmith.http")
@@ -28,6 +28,7 @@ log = logging.getLogger("keysmith.http")
 # Keysat's requests are small JSON documents; anything larger is a mistake or an attack.
 MAX_BODY_BYTES = 64 * 1024
 OPS_PATHS = frozenset({"/healthz", "/metrics"})
+NO_ROUTE = "no-route"
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _ERROR_CODES = {
     400: "bad_request",
@@ -87,6 +88,10 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> web.Re
     )
 
 
+# nginx's convention for "the client closed the connection first"; it is no server error.
+CLIENT_CLOSED_REQUEST = 499
+
+
 def create_app(lifecycle: Lifecycle, licensing: object | None = None) -> web.Application:
     """The application for this boot; the licensing routes are added only when serving."""
     app = web.Application(
@@ -102,27 +107,32 @@ def create_app(lifecycle: Lifecycle, licensing: object | None = None) -> web.App
     app[IN_FLIGHT_KEY] = InFlight()
     ops.add_ops_routes(app, lifecycle)
     if licensing is not None:
-        add_licensing_routes = _licensing_routes_adder()
-        if add_licensing_routes is not None:
-            add_licensing_routes(app, licensing)
+        from daemon.api.routes import add_licensing_routes
+
+        add_licensing_routes(app, licensing)
+    # Last, so it sees only what no other route took.
+    app.router.add_route("*", "/{path:.*}", _no_route, expect_handler=expect_handler, name=NO_ROUTE)
     return app
 
 
-def _licensing_routes_adder() -> Callable[[web.Application, Any], None] | None:
-    # The licensing API lands separately; until it exists the daemon still serves ops routes.
-    # Only a missing module is tolerated: an error inside it must surface as a failed boot.
-    if importlib.util.find_spec("daemon.api.routes") is None:
-        log.warning("the licensing API module daemon.api.routes is missing; serving ops only")
-        return None
-    from daemon.api.routes import add_licensing_routes
-
-    return add_licensing_routes
+async def _no_route(request: web.Request) -> web.StreamResponse:
+    """The 404 or 405 for a request no route takes. aiohttp would answer these itself, before
+    any middleware or our `Expect:` handler (a text 500 for an `Expect:` that is not UTF-8);
+    raised here they get the JSON envelope like every other refusal."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource.name != NO_ROUTE:
+            _match, methods = await resource.resolve(request)
+            allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
 
 
 def _route_label(request: web.Request) -> str:
     route = request.match_info.route
     resource = route.resource if route is not None else None
-    if resource is None:
+    if resource is None or resource.name == NO_ROUTE:
         return "unmatched"
     return resource.canonical
 
@@ -151,6 +161,9 @@ async def _metrics_middleware(request: web.Request, handler: Handler) -> web.Str
     except web.HTTPException as e:
         status = e.status
         raise
+    except ConnectionResetError:
+        status = CLIENT_CLOSED_REQUEST
+        raise
     finally:
         method = request.method if request.method in _KNOWN_METHODS else "other"
         metrics.record_http(_route_label(request), method, status, time.perf_counter() - started)
@@ -168,6 +181,13 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         if "Allow" in e.headers:
             response.headers["Allow"] = e.headers["Allow"]
         return response
+    except ConnectionResetError:
+        # The client hung up (mid-body, or before the answer): nothing to answer, not our fault.
+        log.info(
+            "the client closed the connection before the request was answered",
+            extra={"route": _route_label(request), "method": request.method},
+        )
+        raise
     except Exception as e:
         log.error(
             "unhandled error while answering a request; nothing was committed by it",

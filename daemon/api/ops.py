@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from daemon import __version__, metrics
+from daemon.api.expect import expect_handler
 from daemon.status import SERVING, Lifecycle
 
 # Fields of the lifecycle record that /healthz shows; the rest is bookkeeping for the next boot.
@@ -35,8 +36,8 @@ def add_ops_routes(app: web.Application, lifecycle: Lifecycle) -> None:
         payload, content_type = metrics.render()
         return web.Response(body=payload, headers={"Content-Type": content_type})
 
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics_route)
+    app.router.add_get("/healthz", healthz, expect_handler=expect_handler)
+    app.router.add_get("/metrics", metrics_route, expect_handler=expect_handler)
 
 
 def healthz_body(record: dict[str, Any]) -> dict[str, Any]:

@@ -46,10 +46,11 @@ STATUS_OF = {
 def add_licensing_routes(app: web.Application, licensing: Licensing) -> None:
     """Every public and admin licensing route, plus `GET /` and `GET /v1/openapi.json`."""
     from daemon.api import admin, openapi, public
+    from daemon.api.expect import expect_handler
 
     app[LICENSING] = licensing
     for method, path, handler in (*public.ROUTES, *admin.ROUTES, *openapi.ROUTES):
-        app.router.add_route(method, path, handler)
+        app.router.add_route(method, path, handler, expect_handler=expect_handler)
 
 
 def licensing_of(request: web.Request) -> Licensing:

@@ -149,7 +149,11 @@ def timestamp(body: Mapping[str, Any], name: str) -> int | None:
             raise BadRequest(f"'{name}' must be unix seconds or an ISO 8601 time") from e
         if parsed.tzinfo is None:
             raise BadRequest(f"'{name}' must say its timezone (e.g. end with 'Z')")
-        return int(parsed.timestamp())
+        seconds = int(parsed.timestamp())
+        # A valid ISO time can still lie past 9999-12-31 in UTC, which no reader could print.
+        if not 1 <= seconds <= MAX_UNIX:
+            raise BadRequest(f"'{name}' must be between 1970 and 9999-12-31T23:59:59Z")
+        return seconds
     return integer(body, name, minimum=1, maximum=MAX_UNIX)
 
 

@@ -132,7 +132,8 @@ class Licensing:
 
     def admin_key_matches(self, presented: str) -> bool:
         """Constant-time comparison, so response timing says nothing about the key."""
-        return hmac.compare_digest(presented.encode("utf-8"), self._admin_key)
+        # surrogateescape: a header with non-UTF-8 bytes is simply a wrong key, not an error.
+        return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), self._admin_key)
 
     # ----- validation (the hot path) -----
 
