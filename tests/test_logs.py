@@ -146,7 +146,10 @@ def test_a_live_daemon_never_logs_its_admin_key_or_private_key(tmp_path):
 def test_a_malformed_request_is_one_info_line_not_an_error_with_a_traceback(tmp_path):
     with DaemonProc(tmp_path) as d:
         with socket.create_connection(("127.0.0.1", d.port), timeout=5) as sock:
-            sock.sendall(b"GARBAGE\x01 / HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.sendall(  # a request smuggling attempt: two different lengths
+                b"POST /v1/validate HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello"
+            )
             assert b" 400 Bad Request" in sock.recv(200)
         status, _ = d.request("GET", "/healthz")
         assert status == 200
