@@ -58,7 +58,7 @@ def _run(db_path: str, migrations: str, idempotent: frozenset[int], as_json: boo
     summary = {
         "schema_version": outcome.schema_version,
         "applied": outcome.applied,
-        "heals": [vars(h) for h in outcome.heals],
+        "heals": [heal._asdict() for heal in outcome.heals],
         "backup": str(outcome.backup.path) if outcome.backup else None,
         "seconds": round(outcome.seconds, 4),
     }

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections import namedtuple
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.migrate import ledger
@@ -33,24 +33,17 @@ CONNECTION_PRAGMAS = (
 )
 
 
-@dataclass(frozen=True)
-class Progress:
-    version: int | None
-    description: str
-    index: int
-    total: int
-    action: str  # apply | restamp | rerun | backup
+# namedtuples rather than dataclasses: importing dataclasses costs a run with one pending
+# migration more than applying it.
 
-
-@dataclass(frozen=True)
-class HealEvent:
-    version: int
-    description: str
-    action: str  # restamp | rerun
-    evidence: str
-    old_checksum: str
-    new_checksum: str
-    backup_path: str | None
+# Before each step: version (None for the backup), description, index, total, and action
+# (apply | restamp | rerun | backup).
+Progress = namedtuple("Progress", "version description index total action")
+# One heal: version, description, action (restamp | rerun), evidence, old and new checksum
+# (hex), and the backup taken before it (a re-run) or None (a re-stamp runs no SQL).
+HealEvent = namedtuple(
+    "HealEvent", "version description action evidence old_checksum new_checksum backup_path"
+)
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -64,17 +57,28 @@ def open_for_migration(db_path: Path) -> sqlite3.Connection:
     return conn
 
 
-@dataclass
 class Executor:
-    conn: sqlite3.Connection
-    db_path: Path
-    daemon_version: str
-    backup: BackupInfo | None
-    on_progress: ProgressCallback | None = None
+    """Carries out a plan on one open connection, under the migration lock."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        db_path: Path,
+        daemon_version: str,
+        backup: BackupInfo | None,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.conn = conn
+        self.db_path = db_path
+        self.daemon_version = daemon_version
+        self.backup = backup
+        self.on_progress = on_progress
 
     def execute(self, plan: Plan) -> tuple[list[int], list[HealEvent]]:
-        self._prepare(plan.missing_provenance)
+        with transaction(self.conn):
+            ledger.ensure_tables(self.conn)
         applied: list[int] = []
+        fresh: list[Migration] = []
         heals: list[HealEvent] = []
         steps = plan.steps
         for index, step in enumerate(steps, start=1):
@@ -88,16 +92,19 @@ class Executor:
                 heals.append(self._rerun(step))
             else:
                 self._run(_migration(step))
+                fresh.append(_migration(step))
                 applied.append(step.version)
                 log.info("applied migration %s (%s)", step.version, step.description)
+        self._keep_texts([*plan.missing_provenance, *fresh])
         return applied, heals
 
-    def _prepare(self, unrecorded: list[Migration]) -> None:
-        """Create our side tables, and keep the text of versions whose ledger checksum matches
-        today's file (a database taken over from sqlx has none yet)."""
+    def _keep_texts(self, migrations: list[Migration]) -> None:
+        """Provenance for versions whose ledger checksum matches today's file: the ones just
+        applied, and any without it yet (a database taken over from sqlx). One transaction for
+        all: it is our own bookkeeping, and a version a crash leaves without it is found and
+        recorded by the next run."""
         with transaction(self.conn):
-            ledger.ensure_tables(self.conn)
-            for migration in unrecorded:
+            for migration in migrations:
                 self._record(migration)
 
     def _restamp(self, step: Finding) -> HealEvent:
@@ -149,8 +156,10 @@ class Executor:
                     migration.checksum,
                     elapsed,
                 )
-                self._record(migration)
-                heal = self._log_heal(heal_of) if heal_of is not None else None
+                heal = None
+                if heal_of is not None:
+                    self._record(migration)
+                    heal = self._log_heal(heal_of)
         except sqlite3.Error as exc:
             raise MigrationFailed(
                 migration.version, migration.description, _describe(exc), restored=False

@@ -13,7 +13,7 @@ import re
 import shutil
 import sqlite3
 import time
-from dataclasses import dataclass
+from collections import namedtuple
 from pathlib import Path
 
 from daemon.migrate.errors import BackupRefused, RestoreRefused
@@ -26,13 +26,9 @@ _MIN_FREE_BYTES = 8 * 1024 * 1024
 _NAME = re.compile(r"^(?P<stem>.+)-(?P<stamp>\d{8}T\d{6}\d{6}Z)-pre-v(?P<schema>\w+)\.sqlite3$")
 
 
-@dataclass(frozen=True)
-class BackupInfo:
-    path: Path
-    size_bytes: int
-    seconds: float
-    created_at: str
-    schema_version: str
+# path (Path), size_bytes, seconds it took (0.0 when listed), created_at (the UTC stamp in its
+# name) and schema_version (the version it was taken at).
+BackupInfo = namedtuple("BackupInfo", "path size_bytes seconds created_at schema_version")
 
 
 def backups_dir(db_path: Path) -> Path:
@@ -84,6 +80,10 @@ def _check_room(conn: sqlite3.Connection, folder: Path) -> None:
 def _copy_consistent(conn: sqlite3.Connection, dest: Path) -> None:
     target = sqlite3.connect(dest)
     try:
+        # No journal and no syncs while copying: the copy is a scratch file until the fsync and
+        # rename below make it a backup, so a crash mid-copy only leaves a .partial behind.
+        target.execute("PRAGMA journal_mode=OFF")
+        target.execute("PRAGMA synchronous=OFF")
         conn.backup(target)
         target.execute("PRAGMA journal_mode=DELETE")  # a single self-contained file
     finally:

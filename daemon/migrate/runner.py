@@ -154,9 +154,10 @@ def _execute(
             "backed up the database to %s before migrating", backup.path
         )
     applied, heals = Executor(conn, db_path, daemon_version, backup, on_progress).execute(plan)
-    after = read_ledger(conn, _checksums(source))
-    pending = sum(1 for f in make_plan(source, after, idempotent).findings if f.action == "apply")
-    return Outcome(plan, after.schema_version, applied, heals, backup, pending=pending)
+    done = {v for v, row in current.rows.items() if row.success}
+    done |= set(applied) | {heal.version for heal in heals}
+    pending = sum(1 for m in source if m.version not in current.rows and m.version not in done)
+    return Outcome(plan, max(done, default=None), applied, heals, backup, pending=pending)
 
 
 def _refuse_if_blocked(plan: Plan) -> None:

@@ -5,65 +5,71 @@ Why not `executescript()`: it COMMITs any open transaction before it runs, so a 
 never share one transaction with its ledger row. We execute statement by statement instead, and
 `sqlite3.complete_statement` tells where a statement really ends (a `;` inside a CREATE TRIGGER
 body does not end it).
+
+Both functions let the regex engine do the scanning (`findall` / `finditer` over the few tokens
+that matter), because a Python-level loop over every token costs more than the SQL it splits.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sqlite3
-from collections.abc import Iterator
 
-# Order matters: comments and quoted tokens first, so their contents are never re-tokenized.
+# Every token, comments and whitespace included. Order matters: comments and quoted tokens
+# first, so their contents are never re-tokenized.
 _TOKEN = re.compile(
     r"""
-      (?P<space>[\s\ufeff]+)
-    | (?P<comment>--[^\n]*|/\*.*?(?:\*/|\Z))
-    | (?P<blob>[xX]'[0-9A-Fa-f]*')
-    | (?P<string>'(?:[^']|'')*(?:'|\Z))
-    | (?P<quoted>"(?:[^"]|"")*(?:"|\Z)|`(?:[^`]|``)*(?:`|\Z)|\[[^\]]*(?:\]|\Z))
-    | (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|0[xX][0-9A-Fa-f]+)
-    | (?P<word>[\w$]+)
-    | (?P<op>->>|->|<=|>=|<>|!=|==|\|\||<<|>>|.)
+      [\s\ufeff]+
+    | --[^\n]* | /\*.*?(?:\*/|\Z)
+    | [xX]'[0-9A-Fa-f]*'
+    | '(?:[^']|'')*(?:'|\Z)
+    | "(?:[^"]|"")*(?:"|\Z) | `(?:[^`]|``)*(?:`|\Z) | \[[^\]]*(?:\]|\Z)
+    | (?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)? | 0[xX][0-9A-Fa-f]+
+    | [\w$]+
+    | ->> | -> | <= | >= | <> | != | == | \|\| | << | >> | .
     """,
     re.VERBOSE | re.DOTALL,
 )
-_INVISIBLE = ("space", "comment")
-
-
-def tokens(sql: str) -> Iterator[tuple[str, str, int]]:
-    """(kind, text, end offset) for every token of `sql`, comments and whitespace included."""
-    for match in _TOKEN.finditer(sql):
-        yield match.lastgroup or "op", match.group(), match.end()
+# Only what can hide a `;`, and the `;` itself: plain SQL between them is skipped in C.
+_BOUNDARY = re.compile(
+    r"""
+      (?P<comment>--[^\n]* | /\*.*?(?:\*/|\Z))
+    | (?P<quoted>'(?:[^']|'')*(?:'|\Z) | "(?:[^"]|"")*(?:"|\Z) | `(?:[^`]|``)*(?:`|\Z)
+                 | \[[^\]]*(?:\]|\Z))
+    | (?P<end>;)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
 
 
 def statements(sql: str) -> list[str]:
     """Split a script into complete statements, dropping pieces that hold only comments."""
+    sql = sql.removeprefix("\ufeff")  # a byte-order mark is not SQL
     found: list[str] = []
-    start = 0
+    start = gap = 0  # where the statement began; where the last comment or literal ended
     meaningful = False
-    for kind, text, end in tokens(sql):
-        if kind in _INVISIBLE:
-            continue
-        if text == ";":
-            candidate = sql[start:end]
-            if sqlite3.complete_statement(candidate):
-                if meaningful:
-                    found.append(candidate.strip())
-                start, meaningful = end, False
-            continue
-        meaningful = True
-    if meaningful:
+    for match in _BOUNDARY.finditer(sql):
+        meaningful = meaningful or bool(sql[gap : match.start()].strip())
+        gap = match.end()
+        if match.lastgroup == "quoted":
+            meaningful = True
+        elif match.lastgroup == "end" and sqlite3.complete_statement(sql[start:gap]):
+            if meaningful:
+                found.append(sql[start:gap].strip())
+            start, meaningful = gap, False
+    if meaningful or sql[gap:].strip():
         found.append(sql[start:].strip())
     return found
 
 
 def normalized_sha384(sql: str) -> bytes:
     """Hash of the script's meaningful tokens: equal for scripts that differ only in comments and
-    whitespace outside literals. Length-prefixed so token boundaries cannot be forged."""
-    digest = hashlib.sha384()
-    for kind, text, _end in tokens(sql):
-        if kind not in _INVISIBLE:
-            raw = text.encode("utf-8")
-            digest.update(len(raw).to_bytes(8, "big") + raw)
-    return digest.digest()
+    whitespace outside literals. The token list is JSON-encoded, so boundaries cannot blur."""
+    meaningful = [
+        token
+        for token in _TOKEN.findall(sql)
+        if not (token[0].isspace() or token[0] == "\ufeff" or token[:2] in ("--", "/*"))
+    ]
+    return hashlib.sha384(json.dumps(meaningful).encode("utf-8")).digest()
