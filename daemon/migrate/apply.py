@@ -185,7 +185,11 @@ class Executor:
 
     def _record(self, migration: Migration) -> None:
         ledger.record_provenance(
-            self.conn, migration.version, migration.sql_bytes, normalized_sha384(migration.text)
+            self.conn,
+            migration.version,
+            migration.sql_bytes,
+            migration.checksum,
+            normalized_sha384(migration.text),
         )
 
     def _log_heal(self, step: Finding, backup_path: str | None = None) -> HealEvent:

@@ -11,7 +11,6 @@ Side tables (ours):
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections import namedtuple
 
@@ -161,12 +160,12 @@ def insert_applied(
 
 
 def record_provenance(
-    conn: sqlite3.Connection, version: int, sql: bytes, normalized: bytes
+    conn: sqlite3.Connection, version: int, sql: bytes, checksum: bytes, normalized: bytes
 ) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO _keysmith_provenance "
         "(version, applied_sql, checksum, normalized_sha384) VALUES (?, ?, ?, ?)",
-        (version, sql, hashlib.sha384(sql).digest(), normalized),
+        (version, sql, checksum, normalized),
     )
 
 

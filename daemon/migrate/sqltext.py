@@ -17,18 +17,18 @@ import json
 import re
 import sqlite3
 
-# Every token, comments and whitespace included. Order matters: comments and quoted tokens
-# first, so their contents are never re-tokenized.
+# Every meaningful token, captured; whitespace (a BOM included) and comments are matched but not
+# captured, so `findall` returns "" for them and the filter below drops them in C. Order
+# matters: comments and quoted tokens first, so their contents are never re-tokenized.
 _TOKEN = re.compile(
     r"""
-      [\s\ufeff]+
-    | --[^\n]* | /\*.*?(?:\*/|\Z)
-    | [xX]'[0-9A-Fa-f]*'
-    | '(?:[^']|'')*(?:'|\Z)
-    | "(?:[^"]|"")*(?:"|\Z) | `(?:[^`]|``)*(?:`|\Z) | \[[^\]]*(?:\]|\Z)
-    | (?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)? | 0[xX][0-9A-Fa-f]+
-    | [\w$]+
-    | ->> | -> | <= | >= | <> | != | == | \|\| | << | >> | .
+      [\s\ufeff]+ | --[^\n]* | /\*.*?(?:\*/|\Z)
+    | ( [xX]'[0-9A-Fa-f]*'
+      | '(?:[^']|'')*(?:'|\Z)
+      | "(?:[^"]|"")*(?:"|\Z) | `(?:[^`]|``)*(?:`|\Z) | \[[^\]]*(?:\]|\Z)
+      | (?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)? | 0[xX][0-9A-Fa-f]+
+      | [\w$]+
+      | ->> | -> | <= | >= | <> | != | == | \|\| | << | >> | . )
     """,
     re.VERBOSE | re.DOTALL,
 )
@@ -67,9 +67,5 @@ def statements(sql: str) -> list[str]:
 def normalized_sha384(sql: str) -> bytes:
     """Hash of the script's meaningful tokens: equal for scripts that differ only in comments and
     whitespace outside literals. The token list is JSON-encoded, so boundaries cannot blur."""
-    meaningful = [
-        token
-        for token in _TOKEN.findall(sql)
-        if not (token[0].isspace() or token[0] == "\ufeff" or token[:2] in ("--", "/*"))
-    ]
+    meaningful = list(filter(None, _TOKEN.findall(sql)))
     return hashlib.sha384(json.dumps(meaningful).encode("utf-8")).digest()
