@@ -3,13 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint bench venv
+.PHONY: run test lint bench bench-peers bench-validate soak venv
 
-# The virtualenv is rebuilt whenever pyproject.toml changes.
+# The virtualenv is rebuilt whenever pyproject.toml changes. The editable install uses compat
+# mode: a plain path entry, not an import hook that every interpreter start would pay for.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# compat mode: a plain path entry, not an import hook that every interpreter start pays for
 	$(PY) -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
@@ -29,9 +29,19 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-## Full-size benchmarks (not part of `make test`).
+## Full-size benchmarks and the crash soak (none of them part of `make test`).
 bench: venv
 	$(PY) bench/bench_migrate.py
+
+bench-peers: venv
+	$(PY) bench/bench_peers.py --results bench/RESULTS.md
+
+bench-validate: venv
+	bash tests/system-deps.sh
+	$(PY) bench/bench_validate.py
+
+soak: venv
+	$(PY) -m tests.crash_harness --kills 500
 
 # ---- The StartOS package: image, per-architecture tarballs, .s9pk ----------------------------
 # `make image` needs either a Docker engine (docker buildx) or, without one, buildah + podman +
