@@ -404,3 +404,28 @@ def test_a_held_lock_makes_the_second_migrator_give_up_clearly(project):
     started = time.monotonic()
     assert run(folder, db).applied == [4], "the lock is free again once its holder is gone"
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("reader_holds_the_wal", [False, True])
+def test_a_backup_is_an_exact_self_contained_copy(tmp_path, reader_holds_the_wal):
+    from daemon.migrate.apply import open_for_migration
+    from daemon.migrate.backup import _copy_file_under_write_lock, take_backup
+
+    folder = migfiles.write(tmp_path / "m", migfiles.BASIC)
+    db = tmp_path / "data" / "app.db"
+    kit.apply_range(db, folder, idempotent=frozenset())
+    conn = open_for_migration(db)
+    conn.execute("INSERT INTO accounts (email) VALUES ('in-the-wal@example.com')")
+    reader = sqlite3.connect(db)
+    if reader_holds_the_wal:  # an open read snapshot keeps the WAL from being merged
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM accounts").fetchone()
+    # The fast file copy is possible exactly when no reader pins the WAL.
+    fast = _copy_file_under_write_lock(conn, db, tmp_path / "probe.sqlite3")
+    assert fast is not reader_holds_the_wal
+    backup = take_backup(conn, db, 3)
+    reader.close()
+    copy = sqlite3.connect(backup.path)
+    assert copy.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    assert kit.dump(copy, include_ledger=True) == kit.dump(conn, include_ledger=True)
+    assert not backup.path.with_name(backup.path.name + "-wal").exists()

@@ -113,7 +113,7 @@ class Executor:
         with transaction(self.conn):
             ledger.restamp(self.conn, step.version, row.checksum, migration.checksum)
             self._record(migration)
-            heal = self._log_heal(step, backup_path=None)
+            heal = self._log_heal(step)
         log.warning(
             "self-healed migration %s (%s): re-stamped its checksum; no SQL ran and no data "
             "changed",
@@ -124,7 +124,6 @@ class Executor:
         return heal
 
     def _rerun(self, step: Finding) -> HealEvent:
-        backup_path = str(self.backup.path) if self.backup else None
         heal = self._run(_migration(step), heal_of=step)
         assert heal is not None
         log.warning(
@@ -132,7 +131,7 @@ class Executor:
             "transaction, after a backup to %s",
             step.version,
             step.description,
-            backup_path,
+            heal.backup_path,
             extra={"context": _context(heal)},
         )
         return heal
@@ -192,12 +191,13 @@ class Executor:
             normalized_sha384(migration.text),
         )
 
-    def _log_heal(self, step: Finding, backup_path: str | None = None) -> HealEvent:
+    def _log_heal(self, step: Finding) -> HealEvent:
+        """The heal-log row, in the step's own transaction. A re-run names the backup taken
+        before it; a re-stamp ran no SQL and needed none."""
         migration, row = _migration(step), step.row
         old = row.checksum if row else None
-        backup_path = backup_path or (
-            str(self.backup.path) if self.backup and step.action == "rerun" else None
-        )
+        rerun_with_backup = step.action == "rerun" and self.backup is not None
+        backup_path = str(self.backup.path) if rerun_with_backup else None
         ledger.append_heal(
             self.conn,
             ledger.HealRecord(

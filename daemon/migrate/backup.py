@@ -1,9 +1,10 @@
 """Backups taken before any migration SQL runs, and restoring one.
 
-A backup is a consistent copy made with SQLite's online backup API (safe while WAL readers are
-open), written to a temporary name, fsynced, then renamed into `backups/` beside the database, so
-a half-written backup never looks like a real one. We refuse up front when the volume cannot
-hold it, and keep only the newest few.
+A backup is a consistent copy of the database: its bytes, copied under the write lock once the
+WAL is merged into it, or, when readers keep the WAL from merging, SQLite's online backup. It is
+written to a temporary name, fsynced, then renamed into `backups/` beside the database, so a
+half-written backup never looks like a real one. We refuse up front when the volume cannot hold
+it, and keep only the newest few.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def take_backup(conn: sqlite3.Connection, db_path: Path, schema_version: int | N
     final = folder / f"{db_path.stem}-{stamp}-pre-v{schema_version or 0}.sqlite3"
     partial = final.with_name(final.name + ".partial")
     try:
-        _copy_consistent(conn, partial)
+        _copy_consistent(conn, db_path, partial)
         os.replace(partial, final)
         _fsync_dir(folder)
     except (sqlite3.Error, OSError) as exc:
@@ -64,11 +65,8 @@ def take_backup(conn: sqlite3.Connection, db_path: Path, schema_version: int | N
 
 def _check_room(conn: sqlite3.Connection, folder: Path) -> None:
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    used_pages = (
-        conn.execute("PRAGMA page_count").fetchone()[0]
-        - conn.execute("PRAGMA freelist_count").fetchone()[0]
-    )
-    needed = int(page_size * used_pages * _HEADROOM) + _MIN_FREE_BYTES
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]  # a file copy takes free pages too
+    needed = int(page_size * pages * _HEADROOM) + _MIN_FREE_BYTES
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise BackupRefused(
@@ -77,19 +75,48 @@ def _check_room(conn: sqlite3.Connection, folder: Path) -> None:
         )
 
 
-def _copy_consistent(conn: sqlite3.Connection, dest: Path) -> None:
+def _copy_consistent(conn: sqlite3.Connection, db_path: Path, dest: Path) -> None:
+    if not _copy_file_under_write_lock(conn, db_path, dest):
+        _copy_page_by_page(conn, dest)
     target = sqlite3.connect(dest)
     try:
-        # No journal and no syncs while copying: the copy is a scratch file until the fsync and
-        # rename below make it a backup, so a crash mid-copy only leaves a .partial behind.
-        target.execute("PRAGMA journal_mode=OFF")
-        target.execute("PRAGMA synchronous=OFF")
-        conn.backup(target)
-        target.execute("PRAGMA journal_mode=DELETE")  # a single self-contained file
+        target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal
     finally:
         target.close()
     with open(dest, "rb") as handle:
         os.fsync(handle.fileno())
+
+
+def _copy_file_under_write_lock(conn: sqlite3.Connection, db_path: Path, dest: Path) -> bool:
+    """The fast way (about `cp` speed): merge the WAL into the file, take the write lock, and
+    copy the file's bytes. Holding the write lock with an empty WAL, no connection can change
+    the file while it is copied. False, having copied nothing, when readers keep the WAL from
+    being merged."""
+    busy, _frames, _merged = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    if busy:
+        return False
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        wal = db_path.with_name(db_path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            return False  # something was written between the merge and the lock
+        shutil.copyfile(db_path, dest)
+        return True
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def _copy_page_by_page(conn: sqlite3.Connection, dest: Path) -> None:
+    """SQLite's online backup: consistent whatever readers and writers do meanwhile."""
+    target = sqlite3.connect(dest)
+    try:
+        # No journal and no syncs while copying: the copy is a scratch file until the fsync and
+        # rename make it a backup, so a crash mid-copy only leaves a .partial behind.
+        target.execute("PRAGMA journal_mode=OFF")
+        target.execute("PRAGMA synchronous=OFF")
+        conn.backup(target)
+    finally:
+        target.close()
 
 
 def _fsync_dir(folder: Path) -> None:
