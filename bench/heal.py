@@ -203,7 +203,7 @@ def backup_cost(db: Path, reps: int, workdir: Path) -> str:
 
 def _label(name: str) -> str:
     return {
-        "backup": "Keysmith pre-migration backup (online backup API, fsync, rename)",
+        "backup": "Keysmith pre-migration backup (file copy under the write lock, fsync, rename)",
         "cp": "`cp` (no fsync)",
         "cp + sync": "`cp` then `sync FILE` (fsync)",
     }[name]
