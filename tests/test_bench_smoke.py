@@ -174,3 +174,22 @@ def test_stdlib_floor_writes_the_same_ledger_rows_as_keysmith(tmp_path):
         conn.close()
     assert len(ledgers[0]) == 5
     assert ledgers[0] == ledgers[1]
+
+
+def test_bench_validate_quick_prints_both_routes_and_the_ratios():
+    if shutil.which("wrk") is None:
+        if os.environ.get("CI"):
+            pytest.fail("wrk is missing in CI; tests/system-deps.sh installs it")
+        pytest.skip("wrk is not installed (run: bash tests/system-deps.sh)")
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "bench_validate.py"), "--quick"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, f"{done.stderr[-3000:]}\n{done.stdout[-2000:]}"
+    lines = done.stdout.splitlines()
+    for route in ("GET /healthz", "POST /v1/validate"):
+        (row,) = [line for line in lines if line.startswith(route)]
+        requests_per_second, p50, p99 = row.split()[-3:]
+        assert float(requests_per_second) > 0 and float(p50) > 0 and float(p99) > 0
+    assert any(re.match(r"throughput ratio validate/healthz = \d+\.\d\d", line) for line in lines)
+    assert any(re.match(r"p99 ratio validate/healthz = \d+\.\d\d", line) for line in lines)
