@@ -161,14 +161,9 @@ def _execute(
 
 
 def _refuse_if_blocked(plan: Plan) -> None:
+    # Raised, not logged: the caller (the daemon's boot, the CLI) reports it once, its own way.
     if plan.blockers:
-        import logging
-
-        error = Blocked([f.as_blocker() for f in plan.blockers])
-        logging.getLogger("keysmith.migrate").error(
-            "%s", error, extra={"context": {"blocked": [f.version for f in plan.blockers]}}
-        )
-        raise error
+        raise Blocked([f.as_blocker() for f in plan.blockers])
 
 
 def heals_recorded(db_path: str | PathLike[str]) -> int:
