@@ -142,9 +142,7 @@ def check_after_kill(scenario: Scenario, db: Path) -> str:
     conn = sqlite3.connect(db)
     try:
         kit.assert_db_clean(conn)
-        ledger = {
-            v: bytes(c) for v, c in conn.execute("SELECT version, checksum FROM _sqlx_migrations")
-        }
+        ledger = kit.checksums(db)
         tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         for version in PROBES:
             applied = version in ledger

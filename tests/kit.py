@@ -18,8 +18,25 @@ from daemon.db import IDEMPOTENT_MIGRATIONS
 from daemon.migrate import Outcome, run_migrations
 from daemon.migrate.apply import CONNECTION_PRAGMAS
 from daemon.migrate.ledger import OWN_TABLES
+from daemon.migrate.source import load_source
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def latest_version(migrations_dir: Path = MIGRATIONS) -> int:
+    """The newest version in a migrations folder, found as the migrator finds files."""
+    return max(m.version for m in load_source(migrations_dir))
+
+
+def checksums(db_path: Path) -> dict[int, bytes]:
+    """The ledger as sqlx reads it: version -> recorded checksum."""
+    conn = sqlite3.connect(db_path)
+    try:
+        return {
+            v: bytes(c) for v, c in conn.execute("SELECT version, checksum FROM _sqlx_migrations")
+        }
+    finally:
+        conn.close()
 
 
 def connect(db_path: Path) -> sqlite3.Connection:

@@ -11,7 +11,7 @@ from daemon.migrate.source import load_source
 from tests import kit
 from tests.seed import seed
 
-LATEST = max(m.version for m in load_source(kit.MIGRATIONS))
+LATEST = kit.latest_version()
 
 
 @pytest.mark.parametrize("version", sorted(IDEMPOTENT_MIGRATIONS))

@@ -21,15 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from tests import kit
+from tests import kit, migfiles
 from tests.daemon_proc import DaemonProc
 
 REPO_MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 INCIDENT_CHECKSUM = b"\xef" * 48  # what the poisoned v9 ledger row held in the incident
-
-
-def latest_version(folder: Path) -> int:
-    return max(int(p.name.split("_", 1)[0]) for p in folder.glob("*_*.sql"))
 
 
 def migration_file(folder: Path, version: int) -> Path:
@@ -43,27 +39,12 @@ def copy_migrations(tmp_path: Path) -> Path:
     return target
 
 
-def write_migrations(folder: Path, files: dict[str, str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, sql in files.items():
-        (folder / name).write_text(sql)
-    return folder
-
-
 def user_dump(db_path: Path) -> str:
     """Canonical schema+data dump without the migrator's own tables (the kit's)."""
     conn = kit.connect(db_path)
     try:
         kit.assert_db_clean(conn)
         return kit.dump(conn)
-    finally:
-        conn.close()
-
-
-def ledger(db_path: Path) -> dict[int, bytes]:
-    conn = sqlite3.connect(db_path)
-    try:
-        return dict(conn.execute("SELECT version, checksum FROM _sqlx_migrations"))
     finally:
         conn.close()
 
@@ -103,7 +84,7 @@ def assert_safe_mode_http(d: DaemonProc, state: str) -> dict:
 
 
 def test_first_boot_migrates_every_version_then_serves(tmp_path):
-    latest = latest_version(REPO_MIGRATIONS)
+    latest = kit.latest_version(REPO_MIGRATIONS)
     with DaemonProc(tmp_path) as d:
         record = d.wait_for("serving")
         assert record["schema_version"] == latest
@@ -144,14 +125,14 @@ def test_first_boot_migrates_every_version_then_serves(tmp_path):
     assert after["state"] == "stopped" and after["clean_stop"] is True
     assert after["last_state"] == "serving"
     assert "Traceback" not in d.log_text()
-    assert ledger(d.db_path).keys() == set(range(1, latest + 1))
+    assert kit.checksums(d.db_path).keys() == set(range(1, latest + 1))
 
 
 def test_cosmetic_drift_is_restamped_without_rerun(tmp_path):
     # A release built on a Windows checkout: the same SQL with CRLF line ends. sqlx would refuse
     # ("previously applied but has been modified"); the bytes prove it is the same migration.
     migrations = copy_migrations(tmp_path)
-    latest = latest_version(migrations)
+    latest = kit.latest_version(migrations)
     with DaemonProc(tmp_path, migrations_dir=migrations) as first:
         first.wait_for("serving")
     before = user_dump(first.db_path)
@@ -180,14 +161,14 @@ def test_cosmetic_drift_is_restamped_without_rerun(tmp_path):
         stats = json.loads((d.db_path.parent / "start9" / "stats.yaml").read_text())
         assert stats["data"]["Self-heals"]["value"] == "1 at the last boot, 1 in total"
     assert user_dump(d.db_path) == before
-    assert ledger(d.db_path)[latest] == hashlib.sha384(drifted.read_bytes()).digest()
+    assert kit.checksums(d.db_path)[latest] == hashlib.sha384(drifted.read_bytes()).digest()
 
 
 def test_incident_poisoned_v9_checksum_is_rerun_and_serving(tmp_path):
     # The original incident: v9's ledger checksum no longer matched (48 bytes of 0xEF here).
     # v9 is certified idempotent, so the daemon re-runs it after a backup instead of refusing.
     migrations = copy_migrations(tmp_path)
-    latest = latest_version(migrations)
+    latest = kit.latest_version(migrations)
     with DaemonProc(tmp_path, migrations_dir=migrations) as first:
         first.wait_for("serving")
     conn = sqlite3.connect(first.db_path)
@@ -212,7 +193,7 @@ def test_incident_poisoned_v9_checksum_is_rerun_and_serving(tmp_path):
         )
         code, out, _ = d.health()
         assert (code, out.strip()) == (0, f"ready, schema v{latest}, 1 self-heal at this boot")
-    rows = ledger(d.db_path)
+    rows = kit.checksums(d.db_path)
     for version in (9, 10):
         assert (
             rows[version]
@@ -225,7 +206,7 @@ def test_blocked_upgrade_stays_up_in_safe_mode_and_changes_nothing(tmp_path):
     # A release edited an additive migration after it shipped. Not provably cosmetic, not
     # re-runnable: the migrator refuses, and the daemon must not exit into a restart loop.
     migrations = copy_migrations(tmp_path)
-    latest = latest_version(migrations)
+    latest = kit.latest_version(migrations)
     with DaemonProc(tmp_path, migrations_dir=migrations) as first:
         first.wait_for("serving")
     edited = migration_file(migrations, latest)
@@ -255,7 +236,7 @@ def test_blocked_upgrade_stays_up_in_safe_mode_and_changes_nothing(tmp_path):
 
 
 def test_migration_failing_midway_is_rolled_back_and_reported(tmp_path):
-    migrations = write_migrations(
+    migrations = migfiles.write(
         tmp_path / "migrations",
         {
             "0001_customers.sql": "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);\n"
@@ -277,7 +258,7 @@ def test_migration_failing_midway_is_rolled_back_and_reported(tmp_path):
         _, text = d.request("GET", "/metrics")
         assert metric_value(text, "keysmith_migrations_failed_total", reason="sql_error") == 1.0
         assert d.stop() == 0
-    assert sorted(ledger(d.db_path)) == [1, 2]
+    assert sorted(kit.checksums(d.db_path)) == [1, 2]
     conn = sqlite3.connect(d.db_path)
     tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
     conn.close()
@@ -337,7 +318,7 @@ def _wait_migrating_version(d: DaemonProc, version: int, timeout: float = 60) ->
 def test_three_crashed_boots_lead_to_safe_mode_without_touching_the_database(tmp_path):
     # Something kills the daemon mid-migration every time (here: SIGKILL during a slow one,
     # as an OOM killer would). After three, the fourth boot must not try again blindly.
-    migrations = write_migrations(
+    migrations = migfiles.write(
         tmp_path / "migrations",
         {
             "0001_base.sql": "CREATE TABLE base (id INTEGER PRIMARY KEY);\n",
@@ -475,9 +456,9 @@ def test_sigterm_while_migrating_stops_between_two_migrations_then_resumes(tmp_p
     # run into that: the daemon finishes the migration in hand, stops cleanly, and the next
     # start applies the rest.
     migrations = copy_migrations(tmp_path)
-    first_slow = latest_version(migrations) + 1
+    first_slow = kit.latest_version(migrations) + 1
     slow = range(first_slow, first_slow + 6)
-    write_migrations(
+    migfiles.write(
         migrations,
         {
             f"{v:04d}_slow_{v}.sql": (  # about half a second each
@@ -494,7 +475,7 @@ def test_sigterm_while_migrating_stops_between_two_migrations_then_resumes(tmp_p
         record = d.status()
         assert record["clean_stop"] is True and record["state"] == "stopped", record
         assert "stopped between two migrations" in d.log_text()
-    applied = sorted(ledger(d.db_path))
+    applied = sorted(kit.checksums(d.db_path))
     done = [v for v in slow if v in applied]
     assert 1 <= len(done) < len(slow) and done == list(slow)[: len(done)]
     conn = sqlite3.connect(d.db_path)

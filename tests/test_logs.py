@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from daemon.logs import REDACTED, register_secret, setup_logging
+from tests import kit
 from tests.daemon_proc import DaemonProc
-from tests.test_lifecycle import copy_migrations, latest_version, migration_file
+from tests.test_lifecycle import copy_migrations, migration_file
 
 TEXT_LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARN|ERROR|FATAL) [\w.]+ .+$"
@@ -119,7 +120,7 @@ def test_a_live_daemon_never_logs_its_admin_key_or_private_key(tmp_path):
         assert stats["data"]["Admin API key"]["masked"] is True
         first.request("GET", "/v1/admin/licenses", headers={"Authorization": "Bearer wrong"})
         first.request("GET", "/v1/admin/licenses", headers={"Authorization": f"Bearer {admin_key}"})
-    drifted = migration_file(migrations, latest_version(migrations))
+    drifted = migration_file(migrations, kit.latest_version(migrations))
     drifted.write_bytes(drifted.read_bytes() + b"\n\n")
     with DaemonProc(
         tmp_path, admin_key=None, migrations_dir=migrations, env={"KEYSMITH_LOG_FORMAT": "json"}

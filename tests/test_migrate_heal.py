@@ -53,16 +53,6 @@ def snapshot(db: Path) -> tuple[str, bytes]:
     return logical, kit.file_bytes(db)
 
 
-def recorded_checksum(db: Path, version: int) -> bytes:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(
-            "SELECT checksum FROM _sqlx_migrations WHERE version = ?", (version,)
-        ).fetchone()[0]
-    finally:
-        conn.close()
-
-
 def heal_log(db: Path) -> list[tuple]:
     conn = sqlite3.connect(db)
     try:
@@ -93,7 +83,7 @@ def test_cosmetic_drift_of_an_additive_migration_is_restamped_without_rerun(proj
     folder, db = project
     edit, evidence = COSMETIC_EDITS[form]
     path = folder / ADDITIVE
-    old_checksum = recorded_checksum(db, 2)
+    old_checksum = kit.checksums(db)[2]
     path.write_bytes(edit(path.read_bytes()))
     data_before = kit.dump(kit.connect(db))
 
@@ -103,12 +93,12 @@ def test_cosmetic_drift_of_an_additive_migration_is_restamped_without_rerun(proj
     (heal,) = outcome.heals
     assert (heal.version, heal.action) == (2, "restamp")
     assert evidence in heal.evidence
-    assert recorded_checksum(db, 2) == hashlib.sha384(path.read_bytes()).digest()
+    assert kit.checksums(db)[2] == hashlib.sha384(path.read_bytes()).digest()
     assert kit.dump(kit.connect(db)) == data_before
     assert not backups_dir(db).exists(), "a re-stamp runs no SQL and needs no backup"
     ((version, action, logged, old, new, backup, daemon_version),) = heal_log(db)
     assert (version, action, backup) == (2, "restamp", None)
-    assert evidence in logged and old == old_checksum and new == recorded_checksum(db, 2)
+    assert evidence in logged and old == old_checksum and new == kit.checksums(db)[2]
     assert daemon_version
     assert run(folder, db).heals == [], "the next boot finds nothing to heal"
 

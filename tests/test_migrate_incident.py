@@ -29,19 +29,9 @@ def sqlx_shop(tmp_path):
     db = tmp_path / "keysmith.db"
     sqlx_apply(db, migrations)
     conn = kit.connect(db)
-    seed(conn, max(m.version for m in load_source(migrations)))
+    seed(conn, kit.latest_version(migrations))
     conn.close()
     return migrations, db
-
-
-def ledger_rows(db):
-    conn = sqlite3.connect(db)
-    try:
-        return {
-            v: bytes(c) for v, c in conn.execute("SELECT version, checksum FROM _sqlx_migrations")
-        }
-    finally:
-        conn.close()
 
 
 def test_the_original_incident_v9_poisoned_is_rerun_and_the_daemon_boots(sqlx_shop):
@@ -63,7 +53,7 @@ def test_the_original_incident_v9_poisoned_is_rerun_and_the_daemon_boots(sqlx_sh
     assert (heal.version, heal.action) == (9, "rerun")
     assert heal.backup_path and (db.parent / "backups").is_dir()
     source = {m.version: m.checksum for m in load_source(migrations)}
-    recorded = ledger_rows(db)
+    recorded = kit.checksums(db)
     assert recorded[9] == source[9] and recorded[10] == source[10]
     sqlx_validate(db, migrations)  # a sqlx daemon would boot on this database again
     conn = kit.connect(db)
@@ -131,4 +121,4 @@ def test_comment_edits_are_provable_once_keysmith_has_kept_the_applied_text(sqlx
     migfile.write_bytes(b"-- reviewed 2026-11\n" + original)
     (heal,) = kit.apply_range(db, migrations).heals
     assert heal.action == "restamp" and "comments/whitespace only" in heal.evidence
-    assert ledger_rows(db)[10] == hashlib.sha384(migfile.read_bytes()).digest()
+    assert kit.checksums(db)[10] == hashlib.sha384(migfile.read_bytes()).digest()

@@ -24,7 +24,7 @@ from daemon.migrate import MigrationFailed
 from tests import kit
 from tests.seed import TABLE_SINCE, count_rows, seed
 
-LATEST = max(int(p.name.split("_")[0]) for p in kit.MIGRATIONS.glob("[0-9]*_*.sql"))
+LATEST = kit.latest_version()
 
 
 def _database_at(tmp_path: Path, version: int, scale: int = 1) -> tuple[Path, sqlite3.Connection]:
