@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon.migrate.plan import Plan
 from daemon.settings import Settings, SettingsError
 
 EXIT_OK, EXIT_ERROR = 0, 1
@@ -28,7 +28,6 @@ EXIT_OK, EXIT_ERROR = 0, 1
 # lock while it touches the database, so waiting a little is enough to never restore under it.
 RESTORE_LOCK_TIMEOUT = 5.0
 # `migrate status` reads every migration file and the ledger; far below this on any real data.
-STATUS_TIMEOUT = 60.0
 
 
 class ActionError(Exception):
@@ -76,50 +75,31 @@ def action_main(name: str) -> int:
 
 def migration_status(settings: Settings) -> ActionResult:
     """The `migrate status` report, with a one-line summary for the action's message."""
+    from daemon.cli_migrate import status_report
+    from daemon.db import IDEMPOTENT_MIGRATIONS
+    from daemon.migrate import MigrateError, inspect
+
     if not settings.db_path.exists():
         return ActionResult(
             "No database yet: Keysmith creates it when the service starts for the first time."
         )
-    code, report, errors = _migrate_cli(settings, "status")
-    if code not in (0, 2):
-        raise ActionError(f"Reading the migration status failed: {errors.strip() or report}")
-    _, summary_json, _ = _migrate_cli(settings, "status", "--json")
-    return ActionResult(_status_summary(code, summary_json), report.rstrip("\n"), copyable=True)
-
-
-def _migrate_cli(settings: Settings, *args: str) -> tuple[int, str, str]:
-    # The same command an operator would type, so the action shows exactly its report.
-    command = [
-        sys.executable, "-m", "daemon", "migrate", *args,
-        "--db", str(settings.db_path), "--migrations", str(settings.migrations_dir),
-    ]  # fmt: skip
     try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=STATUS_TIMEOUT, check=False
-        )
-    except subprocess.TimeoutExpired:
-        raise ActionError(
-            f"`migrate status` did not answer within {STATUS_TIMEOUT:.0f} s; the database may be "
-            "locked by a long migration. Try again in a minute."
-        ) from None
-    return done.returncode, done.stdout, done.stderr
+        plan = inspect(settings.db_path, settings.migrations_dir, IDEMPOTENT_MIGRATIONS)
+    except MigrateError as error:
+        raise ActionError(f"Reading the migration status failed: {error}") from None
+    return ActionResult(_status_summary(plan), status_report(plan), copyable=True)
 
 
-def _status_summary(code: int, summary_json: str) -> str:
-    try:
-        doc = json.loads(summary_json)
-    except ValueError:
-        doc = {}
-    schema = doc.get("schema_version")
-    findings = doc.get("migrations") or []
-    pending = sum(1 for f in findings if f.get("state") == "pending")
-    to_heal = [str(f["version"]) for f in findings if f.get("action") in ("restamp", "rerun")]
-    if code == 2:
-        versions = ", ".join(str(b.get("version")) for b in doc.get("blocked") or [])
+def _status_summary(plan: Plan) -> str:
+    if plan.blockers:
+        versions = ", ".join(str(b.version) for b in plan.blockers)
         return (
-            f"Upgrade blocked at migration {versions or '?'}; nothing was changed and your data is "
+            f"Upgrade blocked at migration {versions}; nothing was changed and your data is "
             "intact. The report says why and what to do."
         )
+    pending = sum(1 for f in plan.findings if f.state == "pending")
+    to_heal = [str(f.version) for f in plan.findings if f.action in ("restamp", "rerun")]
+    schema = plan.schema_version
     parts = [f"Schema version {schema if schema is not None else 'none'}"]
     parts.append(f"{pending} migration(s) pending" if pending else "nothing pending")
     if to_heal:

@@ -96,7 +96,7 @@ def _print_json(doc: dict) -> None:
 def _render(plan: Plan, step: str) -> str:
     if step == "plan":
         return _plan_text(plan)
-    return "\n".join(_status_lines(plan))
+    return status_report(plan)
 
 
 def _as_json(plan: Plan, include_steps: bool) -> dict:
@@ -127,6 +127,11 @@ _SQLX_STATUS = {
     "missing": "installed (missing from the migrations folder)",
     "dirty": "installed (failed)",
 }
+
+
+def status_report(plan: Plan) -> str:
+    """The `migrate status` text (also what the StartOS action shows)."""
+    return "\n".join(_status_lines(plan))
 
 
 def _status_lines(plan: Plan) -> list[str]:
