@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -215,7 +216,7 @@ async def _migrate_and_open(
     except MigrateError as e:
         metrics.record_migration_failure(e.reason)
         raise SafeMode(*_migrate_cause(e)) from e
-    except (OSError, *_sqlite_errors()) as e:
+    except (OSError, sqlite3.Error) as e:
         metrics.record_migration_failure("db_unreadable")
         raise SafeMode(
             FAILED,
@@ -235,12 +236,6 @@ async def _migrate_and_open(
         await pool.close()
         raise
     return Serving(pool=pool, licensing=licensing)
-
-
-def _sqlite_errors() -> tuple[type[Exception], ...]:
-    import sqlite3
-
-    return (sqlite3.Error,)
 
 
 def _migrate_cause(e: Any) -> tuple[str, Cause]:
