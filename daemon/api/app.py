@@ -14,12 +14,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
 from daemon import metrics
 from daemon.api import ops
+from daemon.api.envelope import error_response
 from daemon.api.expect import expect_handler
 from daemon.status import SERVING, Lifecycle
 
@@ -80,12 +80,6 @@ class InFlight:
 LIFECYCLE_KEY = web.AppKey("lifecycle", Lifecycle)
 IN_FLIGHT_KEY = web.AppKey("in_flight", InFlight)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
-    return web.json_response(
-        {"ok": False, "error": code, "message": message, **extra}, status=status
-    )
 
 
 # nginx's convention for "the client closed the connection first"; it is no server error.

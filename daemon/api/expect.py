@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from aiohttp import HttpVersion11, hdrs, web
 
+from daemon.api.envelope import error_response
+
 
 async def expect_handler(request: web.Request) -> web.Response | None:
     if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
@@ -16,11 +18,4 @@ async def expect_handler(request: web.Request) -> web.Response | None:
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             request.writer.output_size = 0  # the 100 is not part of the response body
         return None
-    return web.json_response(
-        {
-            "ok": False,
-            "error": "expectation_failed",
-            "message": "only 'Expect: 100-continue' is supported",
-        },
-        status=417,
-    )
+    return error_response(417, "expectation_failed", "only 'Expect: 100-continue' is supported")

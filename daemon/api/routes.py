@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from daemon.api.envelope import error_response
 from daemon.licensing.errors import (
     BadRequest,
     Conflict,
@@ -57,11 +58,9 @@ def licensing_of(request: web.Request) -> Licensing:
     return request.app[LICENSING]
 
 
-def error_response(error: LicensingError) -> web.Response:
+def refusal(error: LicensingError) -> web.Response:
     status = STATUS_OF.get(type(error), 400)
-    response = web.json_response(
-        {"ok": False, "error": error.code, "message": error.message}, status=status
-    )
+    response = error_response(status, error.code, error.message)
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="keysmith-admin"'
     return response
@@ -77,13 +76,13 @@ def answers_errors(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except LicensingError as error:
-            return error_response(error)
+            return refusal(error)
         except sqlite3.IntegrityError as error:
             log.warning(
                 "a write was refused by a database constraint; rolled back",
                 extra={"path": request.path, "constraint": str(error)},
             )
-            return error_response(
+            return refusal(
                 Conflict(f"the database refused the change ({error}); nothing was written")
             )
 
@@ -97,7 +96,7 @@ def admin_only(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         header = request.headers.get("Authorization")
         if header is None:
-            return error_response(
+            return refusal(
                 Unauthorized(
                     "admin routes need the header 'Authorization: Bearer <admin key>'; the key is "
                     "shown by the StartOS action, or set it with KEYSMITH_ADMIN_API_KEY"
@@ -105,11 +104,9 @@ def admin_only(handler: Handler) -> Handler:
             )
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return error_response(
-                Unauthorized("the Authorization header must be 'Bearer <admin key>'")
-            )
+            return refusal(Unauthorized("the Authorization header must be 'Bearer <admin key>'"))
         if not licensing_of(request).admin_key_matches(token.strip()):
-            return error_response(Unauthorized("the admin key is wrong"))
+            return refusal(Unauthorized("the admin key is wrong"))
         return await handler(request)
 
     wrapped.admin_only = True  # type: ignore[attr-defined]  # read by the OpenAPI test
