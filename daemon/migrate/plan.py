@@ -42,10 +42,6 @@ class Finding(
 
     __slots__ = ()
 
-    @property
-    def finding(self) -> str:
-        return self.evidence
-
     def as_blocker(self) -> Blocker:
         return Blocker(self.version, self.description, self.evidence, self.remedy)
 
