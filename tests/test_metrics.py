@@ -12,8 +12,9 @@ import pytest
 
 from daemon import metrics
 from daemon.migrate import run_migrations
+from tests import migfiles
 from tests.daemon_proc import DaemonProc
-from tests.test_lifecycle import metric_value, write_migrations
+from tests.test_lifecycle import metric_value
 
 EXPECTED_FAMILIES = {
     "migrations_self_healed_total": "counter",
@@ -125,7 +126,7 @@ def test_validations_are_counted_by_result(serving):
 
 def test_a_migration_outcome_is_exported(tmp_path):
     # The real migrator on a real file; the metrics module turns its Outcome into series.
-    migrations = write_migrations(
+    migrations = migfiles.write(
         tmp_path / "m",
         {
             "0001_a.sql": "CREATE TABLE a (id INTEGER PRIMARY KEY);\n",
