@@ -122,7 +122,7 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     try:
         # Decode first: json.loads on bytes would also guess UTF-16/32, which JSON APIs
         # (RFC 8259) do not speak.
-        body = json.loads(raw.decode("utf-8"))
+        body = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
     except UnicodeDecodeError as e:
         raise BadRequest("the request body is not UTF-8 text") from e
     except RecursionError as e:
@@ -132,6 +132,11 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
     return body
+
+
+def _not_json(constant: str) -> None:
+    # Python's decoder accepts NaN and Infinity; JSON (RFC 8259) and SQLite's json_valid do not.
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def path_uuid(request: web.Request, name: str = "id") -> str:

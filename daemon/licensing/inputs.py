@@ -2,11 +2,13 @@
 
 Works on plain dicts (a parsed JSON body, or a query string as a dict), so the API can use
 it without the service knowing about HTTP, and the service can trust what it is given.
-Every failure is a `BadRequest` naming the field.
+Every failure is a `BadRequest` naming the field. The bounds on free-form JSON also apply when
+such a value is read back from the database (`stored_json`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -19,6 +21,12 @@ SLUG_RULE = "1-64 characters of a-z, 0-9, '-' and '_', starting and ending with 
 MAX_TEXT = 2000
 MAX_SATS = 21_000_000 * 100_000_000
 MAX_UNIX = 253_402_300_799  # 9999-12-31T23:59:59Z
+# Free-form JSON (product metadata) is stored, then encoded into every catalogue listing.
+# Python's JSON encoder recurses once per level and fails near 1,000 levels (less inside a
+# request handler's stack), so the bound sits far below that, and a size bound keeps one field
+# from dominating every listing that carries it.
+MAX_JSON_DEPTH = 32
+MAX_JSON_BYTES = 16 * 1024
 
 
 def text(
@@ -111,7 +119,57 @@ def json_object(body: Mapping[str, Any], name: str) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         raise BadRequest(f"'{name}' must be a JSON object, got {_kind(value)}")
+    problem = json_bounds_problem(value)
+    if problem is not None:
+        raise BadRequest(f"'{name}' {problem}")
     return value
+
+
+def stored_json(raw: object) -> Any:
+    """A JSON column read back from the database, held to the same bounds as a request field.
+
+    ValueError says why it cannot be used: a row written by an older version or by hand may be
+    invalid, or nested so deeply that decoding or re-encoding it would fail.
+    """
+    if not isinstance(raw, str | bytes):
+        raise ValueError(f"it is {_kind(raw)}, not JSON text")
+    try:
+        value = json.loads(raw)
+    except RecursionError as e:
+        raise ValueError("it nests too deeply to decode") from e
+    problem = json_bounds_problem(value)
+    if problem is not None:
+        raise ValueError(f"it {problem}")
+    return value
+
+
+def json_bounds_problem(value: object) -> str | None:
+    """Why a decoded JSON value is too deep or too large to store and list, or None."""
+    depth = nesting_depth(value)
+    if depth > MAX_JSON_DEPTH:
+        return f"nests {depth} levels deep; at most {MAX_JSON_DEPTH} levels are allowed"
+    size = len(json.dumps(value))  # safe to encode now that the depth is bounded
+    if size > MAX_JSON_BYTES:
+        return f"is {size} bytes as JSON; at most {MAX_JSON_BYTES} bytes are allowed"
+    return None
+
+
+def nesting_depth(value: object) -> int:
+    """Levels of objects and arrays (a scalar is 0, `{}` is 1). A loop, not recursion: the
+    value being measured may be deeper than the interpreter's recursion limit allows."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def catalog(body: Mapping[str, Any], name: str) -> list[dict[str, str]] | None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daemon import metrics
-from daemon.licensing import keys, store
+from daemon.licensing import inputs, keys, store
 from daemon.licensing.errors import BadRequest, Conflict, NotFound, PaymentNotConfigured
 from daemon.licensing.state import (
     LicenseBook,
@@ -349,7 +349,7 @@ class Licensing:
                 "name": product["name"],
                 "description": product["description"],
                 "base_price_sats": product["price_sats"],
-                "entitlements_catalog": json.loads(product["entitlements_catalog"]),
+                "entitlements_catalog": _listed_json(product, "entitlements_catalog", []),
             },
             "policies": [public_policy_json(row) for row in policies],
         }
@@ -988,12 +988,28 @@ def product_json(row: Any) -> dict[str, Any]:
         "price_sats": row["price_sats"],
         "price_currency": row["price_currency"],
         "price_minor": row["price_minor"],
-        "metadata": json.loads(row["metadata"]),
-        "entitlements_catalog": json.loads(row["entitlements_catalog"]),
+        "metadata": _listed_json(row, "metadata", {}),
+        "entitlements_catalog": _listed_json(row, "entitlements_catalog", []),
         "active": bool(row["active"]),
         "created_at": iso_time(row["created_at"]),
         "updated_at": iso_time(row["updated_at"]),
     }
+
+
+def _listed_json(row: Any, column: str, fallback: Any) -> Any:
+    """A product's free-form JSON column for an answer. A row that an older version or a hand
+    edit left too deep or invalid is shown with `fallback` instead, so one row can never take
+    a whole listing down; the row itself is left as it is."""
+    try:
+        return inputs.stored_json(row[column])
+    except ValueError as e:
+        log.warning(
+            f"product {row['id']}: its stored {column} cannot be shown ({e}); answered "
+            f"{json.dumps(fallback)} in its place. The row is unchanged; rewrite its {column} "
+            f"to valid JSON within {inputs.MAX_JSON_DEPTH} levels to show it again",
+            extra={"product_id": row["id"], "column": column},
+        )
+        return fallback
 
 
 def public_policy_json(row: Any) -> dict[str, Any]:
