@@ -155,9 +155,6 @@ async def _metrics_middleware(request: web.Request, handler: Handler) -> web.Str
     except web.HTTPException as e:
         status = e.status
         raise
-    except ConnectionResetError:
-        status = CLIENT_CLOSED_REQUEST
-        raise
     finally:
         method = request.method if request.method in _KNOWN_METHODS else "other"
         metrics.record_http(_route_label(request), method, status, time.perf_counter() - started)
@@ -177,11 +174,14 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         return response
     except ConnectionResetError:
         # The client hung up (mid-body, or before the answer): nothing to answer, not our fault.
+        # Answered here, not re-raised: aiohttp would log the exception again, with a traceback,
+        # for every client that hangs up. The answer is never sent; it only carries the status
+        # for the metrics.
         log.info(
             "the client closed the connection before the request was answered",
             extra={"route": _route_label(request), "method": request.method},
         )
-        raise
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
     except Exception as e:
         log.error(
             "unhandled error while answering a request; nothing was committed by it",
