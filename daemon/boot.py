@@ -315,9 +315,13 @@ async def _start_http(settings: Settings, lifecycle: Lifecycle, licensing: Any) 
 
     from daemon.api.app import create_app
 
-    runner = web.AppRunner(
-        create_app(lifecycle, licensing), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS
+    app = create_app(
+        lifecycle,
+        licensing,
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
     )
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
     await runner.setup()
     site = web.TCPSite(
         runner, settings.bind_host, settings.bind_port, shutdown_timeout=SHUTDOWN_GRACE_SECONDS

@@ -22,6 +22,12 @@ LOG_FORMATS = ("text", "json")
 # An admin key shorter than this is guessable; first boot generates a long one when unset.
 ADMIN_KEY_MIN_LENGTH = 16
 STATUS_FILE_NAME = "keysmith-status.json"
+# How long a client may take to send a request head (from connecting, or from the previous
+# answer on a kept-alive connection) and then its body. A client slower than this holds a
+# connection and memory for nothing (slowloris); real clients send a few hundred bytes at once.
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 30.0
+MAX_TIMEOUT = 600.0
 
 
 def default_migrations_dir() -> Path:
@@ -49,6 +55,8 @@ class Settings:
     bind_port: int = DEFAULT_BIND_PORT
     admin_api_key: str | None = field(default=None, repr=False)
     log_format: str = "text"
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
     @property
     def data_dir(self) -> Path:
@@ -144,6 +152,17 @@ def _parse_log_format(name: str, raw: str) -> tuple[str]:
     return (value,)
 
 
+def _parse_seconds(name: str, raw: str) -> tuple[float]:
+    expected = f"a number of seconds greater than 0 and at most {MAX_TIMEOUT:g}, e.g. 10 or 2.5"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(name, raw, expected) from None
+    if not 0 < value <= MAX_TIMEOUT:  # also refuses nan
+        raise SettingsError(name, raw, expected)
+    return (value,)
+
+
 # (variable, parser, the Settings fields it fills), in the order problems are reported.
 _PARSERS = (
     (defaults.DB_PATH_VARIABLE, _parse_db_path, ("db_path",)),
@@ -151,4 +170,6 @@ _PARSERS = (
     ("KEYSMITH_BIND", _parse_bind, ("bind_host", "bind_port")),
     ("KEYSMITH_ADMIN_API_KEY", _parse_admin_key, ("admin_api_key",)),
     ("KEYSMITH_LOG_FORMAT", _parse_log_format, ("log_format",)),
+    ("KEYSMITH_HEADER_TIMEOUT", _parse_seconds, ("header_timeout",)),
+    ("KEYSMITH_BODY_TIMEOUT", _parse_seconds, ("body_timeout",)),
 )

@@ -21,12 +21,16 @@ from daemon import metrics
 from daemon.api import ops
 from daemon.api.envelope import error_response
 from daemon.api.expect import expect_handler
+from daemon.settings import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT
 from daemon.status import SERVING, Lifecycle
 
 log = logging.getLogger("keysmith.http")
 
 # Keysat's requests are small JSON documents; anything larger is a mistake or an attack.
 MAX_BODY_BYTES = 64 * 1024
+# After a refusal that left body bytes unread, aiohttp keeps reading (and dropping) them for this
+# long so the client sees the answer rather than a reset; 64 KB takes far less on any real link.
+LINGER_SECONDS = 2.0
 OPS_PATHS = frozenset({"/healthz", "/metrics"})
 NO_ROUTE = "no-route"
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -79,6 +83,7 @@ class InFlight:
 
 LIFECYCLE_KEY = web.AppKey("lifecycle", Lifecycle)
 IN_FLIGHT_KEY = web.AppKey("in_flight", InFlight)
+BODY_TIMEOUT_KEY = web.AppKey("body_timeout", float)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -86,8 +91,22 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLIENT_CLOSED_REQUEST = 499
 
 
-def create_app(lifecycle: Lifecycle, licensing: object | None = None) -> web.Application:
-    """The application for this boot; the licensing routes are added only when serving."""
+def create_app(
+    lifecycle: Lifecycle,
+    licensing: object | None = None,
+    *,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+) -> web.Application:
+    """The application for this boot; the licensing routes are added only when serving.
+
+    `header_timeout` bounds the wait for a complete request head. aiohttp's keep-alive timer
+    does exactly that: it runs from the moment a connection opens (and from each answer) and
+    closes the connection if no complete request has arrived by then, however many bytes
+    trickled in; so it is also how long an idle kept-alive connection stays open.
+    `body_timeout` bounds reading the body (`routes.json_object`): 408, then the connection
+    is closed after at most LINGER_SECONDS more.
+    """
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[
@@ -96,9 +115,11 @@ def create_app(lifecycle: Lifecycle, licensing: object | None = None) -> web.App
             _error_middleware,
             _safe_mode_middleware,
         ],
+        handler_args={"keepalive_timeout": header_timeout, "lingering_time": LINGER_SECONDS},
     )
     app[LIFECYCLE_KEY] = lifecycle
     app[IN_FLIGHT_KEY] = InFlight()
+    app[BODY_TIMEOUT_KEY] = body_timeout
     ops.add_ops_routes(app, lifecycle)
     if licensing is not None:
         from daemon.api.routes import add_licensing_routes
@@ -171,6 +192,8 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = error_response(e.status, code, _http_error_message(request, e))
         if "Allow" in e.headers:
             response.headers["Allow"] = e.headers["Allow"]
+        if e.status == 408:
+            response.force_close()  # the rest of a late body must not be read as a new request
         return response
     except ConnectionResetError:
         # The client hung up (mid-body, or before the answer): nothing to answer, not our fault.
@@ -203,6 +226,11 @@ def _http_error_message(request: web.Request, e: web.HTTPException) -> str:
         return f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
     if e.status == 413:
         return f"request body larger than {MAX_BODY_BYTES} bytes"
+    if e.status == 408:
+        return (
+            f"the request body did not arrive within {request.app[BODY_TIMEOUT_KEY]:g} s; "
+            "nothing was applied. Send the whole request at once"
+        )
     return e.reason
 
 

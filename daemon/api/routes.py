@@ -8,6 +8,7 @@ and `openapi.py` describes every one of them.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -18,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from daemon.api.app import BODY_TIMEOUT_KEY
 from daemon.api.envelope import error_response
 from daemon.licensing.errors import (
     BadRequest,
@@ -115,8 +117,13 @@ def admin_only(handler: Handler) -> Handler:
 
 async def json_object(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object, or BadRequest saying what is wrong with it.
-    An empty body counts as `{}` (routes whose fields are all optional)."""
-    raw = await request.read()
+    An empty body counts as `{}` (routes whose fields are all optional). A body that does not
+    arrive within the body timeout is a 408 (a slow client must not hold a handler forever)."""
+    try:
+        async with asyncio.timeout(request.app[BODY_TIMEOUT_KEY]):
+            raw = await request.read()
+    except TimeoutError as e:
+        raise web.HTTPRequestTimeout() from e
     if not raw.strip():
         return {}
     try:
