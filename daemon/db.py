@@ -38,7 +38,10 @@ class Pool:
     def __init__(self, connections: list[aiosqlite.Connection]) -> None:
         import asyncio
 
+        from daemon.storage import StorageHealth
+
         self._connections = connections
+        self.health = StorageHealth()
         self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         for conn in connections:
             self._idle.put_nowait(conn)
@@ -54,15 +57,24 @@ class Pool:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction; its outcome tells `health` whether writes work (a commit that
+        changed no row proves nothing, e.g. on a full disk)."""
         async with self.connection() as conn:
-            await conn.execute("BEGIN IMMEDIATE")
+            changes = conn.total_changes
             try:
-                yield conn
-                await conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    await conn.execute("ROLLBACK")
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        await conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                self.health.write_failed(e)
                 raise
+            if conn.total_changes != changes:
+                self.health.write_succeeded()
 
     async def close(self) -> None:
         for conn in self._connections:

@@ -104,6 +104,10 @@ def ask_healthz(host: str, port: int, timeout: float) -> dict[str, Any] | None:
 
 def verdict(record: dict[str, Any]) -> tuple[int, str, str]:
     state = record.get("state")
+    if state == SERVING and record.get("degraded"):
+        # Serving, but every write is refused: StartOS shows it as a failure with the cause and
+        # the fix, rather than "ready" while no license can be issued.
+        return EXIT_FAILURE, "", degraded_message(record["degraded"])
     if state == SERVING:
         return EXIT_READY, _ready_line(record), ""
     if state == STARTING:
@@ -175,6 +179,13 @@ def safe_mode_message(record: dict[str, Any]) -> str:
             f"{record['consecutive_failed_boots']} boots in a row have not reached serving."
         )
     return "\n".join(lines)
+
+
+def degraded_message(degraded: dict[str, Any]) -> str:
+    return (
+        f"Keysmith is running, but database writes are refused: {degraded.get('message')}.\n"
+        f"What to do: {degraded.get('remedy')}."
+    )
 
 
 def _not_running(record: dict[str, Any]) -> str:

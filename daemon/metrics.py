@@ -122,6 +122,24 @@ VALIDATIONS = Counter(
     registry=REGISTRY,
 )
 
+# The causes of daemon.storage.Fault, spelled here so this module imports nothing of ours but
+# the lifecycle states.
+STORAGE_FAULT_CAUSES = ("disk_full", "database_busy")
+STORAGE_DEGRADED = Gauge(
+    "keysmith_storage_degraded",
+    "1 while database writes are refused for this cause (disk_full, database_busy), else 0; "
+    "cleared by the next write that succeeds.",
+    ["cause"],
+    registry=REGISTRY,
+)
+STORAGE_FAULTS = Counter(
+    "keysmith_storage_faults_total",
+    "Database writes refused because the disk was full or the write lock was held past the "
+    "busy timeout, by cause.",
+    ["cause"],
+    registry=REGISTRY,
+)
+
 
 def record_validation(result: str) -> None:
     """Count one validation; `result` is "ok" or the reason the client receives."""
@@ -153,6 +171,16 @@ def record_migration_failure(reason: str, seconds: float | None = None) -> None:
     MIGRATIONS_FAILED.labels(reason=reason).inc()
     if seconds is not None:
         MIGRATION_RUN_SECONDS.set(seconds)
+
+
+def set_storage_degraded(cause: str | None) -> None:
+    """Show `cause` as the one degraded cause, or none."""
+    for each in STORAGE_FAULT_CAUSES:
+        STORAGE_DEGRADED.labels(cause=each).set(1 if each == cause else 0)
+
+
+def count_storage_fault(cause: str) -> None:
+    STORAGE_FAULTS.labels(cause=cause).inc()
 
 
 def record_http(route: str, method: str, status: int, seconds: float) -> None:

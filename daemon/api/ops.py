@@ -9,6 +9,10 @@ from aiohttp import web
 from daemon import __version__, metrics
 from daemon.api.expect import expect_handler
 from daemon.status import SERVING, Lifecycle
+from daemon.storage import StorageHealth
+
+# Set when serving: writes that fail for lack of space or a held lock degrade /healthz.
+STORAGE_KEY = web.AppKey("storage", StorageHealth)
 
 # Fields of the lifecycle record that /healthz shows; the rest is bookkeeping for the next boot.
 _PUBLIC_FIELDS = (
@@ -28,8 +32,10 @@ _PUBLIC_FIELDS = (
 
 
 def add_ops_routes(app: web.Application, lifecycle: Lifecycle) -> None:
-    async def healthz(_request: web.Request) -> web.Response:
-        body = healthz_body(lifecycle.snapshot())
+    async def healthz(request: web.Request) -> web.Response:
+        storage = request.app.get(STORAGE_KEY)
+        degraded = storage.degraded if storage is not None else None
+        body = healthz_body(lifecycle.snapshot(), None if degraded is None else degraded.as_dict())
         return web.json_response(body, status=200 if body["ok"] else 503)
 
     async def metrics_route(_request: web.Request) -> web.Response:
@@ -40,21 +46,28 @@ def add_ops_routes(app: web.Application, lifecycle: Lifecycle) -> None:
     app.router.add_get("/metrics", metrics_route, expect_handler=expect_handler)
 
 
-def healthz_body(record: dict[str, Any]) -> dict[str, Any]:
+def healthz_body(record: dict[str, Any], degraded: dict[str, Any] | None = None) -> dict[str, Any]:
     """The /healthz answer: Keysat-style `ok`/`status`/`version` plus Keysmith's lifecycle.
 
     The health command reads the same fields as the status file, so both sources agree.
+    `degraded` (from `daemon.storage`) is set while database writes are refused: serving,
+    reads still answered, but not ok.
     """
     serving = record.get("state") == SERVING and not record.get("safe_mode")
     body: dict[str, Any] = {
-        "ok": serving,
+        "ok": serving and degraded is None,
         "status": "ok" if serving else "unavailable",
         "service": "keysmith",
         "version": __version__,
     }
     body.update({key: record.get(key) for key in _PUBLIC_FIELDS})
+    body["degraded"] = degraded
     if not serving:
         cause = record.get("cause") or {}
         body["error"] = "safe_mode" if record.get("safe_mode") else record.get("state")
         body["message"] = cause.get("message") or f"Keysmith is {record.get('state')}"
+    elif degraded is not None:
+        body["status"] = "degraded"
+        body["error"] = degraded["cause"]
+        body["message"] = degraded["message"]
     return body

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from daemon.api.app import BODY_TIMEOUT_KEY
 from daemon.api.envelope import error_response
+from daemon.api.ops import STORAGE_KEY
 from daemon.licensing.errors import (
     BadRequest,
     Conflict,
@@ -30,12 +31,17 @@ from daemon.licensing.errors import (
     Unauthorized,
 )
 from daemon.licensing.service import Licensing
+from daemon.storage import Fault, fault_of
 
 log = logging.getLogger("keysmith.api")
 
 LICENSING = web.AppKey("licensing", Licensing)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Route = tuple[str, str, Handler]
+
+# The refused request already waited out SQLite's busy timeout (5 s) for the lock; retrying
+# much sooner would most likely meet the same lock.
+RETRY_AFTER_BUSY_SECONDS = 5
 
 STATUS_OF = {
     BadRequest: 400,
@@ -52,6 +58,7 @@ def add_licensing_routes(app: web.Application, licensing: Licensing) -> None:
     from daemon.api.expect import expect_handler
 
     app[LICENSING] = licensing
+    app[STORAGE_KEY] = licensing.storage
     for method, path, handler in (*public.ROUTES, *admin.ROUTES, *openapi.ROUTES):
         app.router.add_route(method, path, handler, expect_handler=expect_handler)
 
@@ -68,10 +75,30 @@ def refusal(error: LicensingError) -> web.Response:
     return response
 
 
+def storage_refusal(fault: Fault, error: sqlite3.Error) -> web.Response:
+    """507 for a full disk, 503 with Retry-After for a lock held past the busy timeout."""
+    if fault is Fault.DISK_FULL:
+        return error_response(
+            507,
+            fault.value,
+            f"the server's disk is full, so the request was not applied; nothing was written "
+            f"(SQLite: {error}). Retry once the operator has freed space",
+        )
+    response = error_response(
+        503,
+        fault.value,
+        f"the database was locked by another process for longer than the busy timeout, so the "
+        f"request was not applied; nothing was written (SQLite: {error}). Retry in "
+        f"{RETRY_AFTER_BUSY_SECONDS} s",
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_BUSY_SECONDS)
+    return response
+
+
 def answers_errors(handler: Handler) -> Handler:
     """Turn the service's named errors into 4xx envelopes; a database constraint the
     service did not foresee becomes a 409 saying nothing was written (the transaction
-    rolled back), never a 500."""
+    rolled back), never a 500; a full disk or a held lock becomes 507 or 503."""
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
@@ -87,6 +114,11 @@ def answers_errors(handler: Handler) -> Handler:
             return refusal(
                 Conflict(f"the database refused the change ({error}); nothing was written")
             )
+        except sqlite3.OperationalError as error:
+            fault = fault_of(error)
+            if fault is None:
+                raise
+            return storage_refusal(fault, error)
 
     return wrapped
 

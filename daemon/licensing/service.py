@@ -126,6 +126,11 @@ class Licensing:
         log.info("license state loaded", extra={"licenses": len(self._book)})
 
     @property
+    def storage(self) -> Any:
+        """The pool's `daemon.storage.StorageHealth`, for /healthz and the API's refusals."""
+        return self._pool.health
+
+    @property
     def admin_api_key(self) -> str:
         """For the StartOS properties page and the log scrubber; never log it."""
         return self._admin_key.decode("utf-8")
