@@ -218,14 +218,11 @@ def _op(
     }
     all_errors = set(errors)
     if body is not None:
-        all_errors |= {400, 413}
+        all_errors |= {400, 408, 413}
     if audience == ADMIN:
         all_errors.add(401)
     for code in sorted(all_errors):
-        responses[str(code)] = {
-            "description": ERROR_TEXT[code],
-            "content": {"application/json": {"schema": _ref("Error")}},
-        }
+        responses[str(code)] = _error(code)
     operation: dict[str, Any] = {"summary": summary, "tags": [audience], "responses": responses}
     if audience == ADMIN:
         operation["security"] = [{"adminKey": []}]
@@ -239,13 +236,35 @@ def _op(
     return operation
 
 
+def _error(code: int) -> dict[str, Any]:
+    return {
+        "description": ERROR_TEXT[code],
+        "content": {"application/json": {"schema": _ref("Error")}},
+    }
+
+
+def _add_storage_errors(paths: dict[str, dict[str, Any]]) -> None:
+    """Every POST and PATCH may write, so may meet a full disk or a lock held elsewhere."""
+    for operations in paths.values():
+        for method, operation in operations.items():
+            if method in ("post", "patch"):
+                responses = {str(code): _error(code) for code in (503, 507)}
+                responses.update(operation["responses"])
+                operation["responses"] = dict(sorted(responses.items()))
+
+
 ERROR_TEXT = {
     400: "malformed request: the message names the field",
     401: "missing or wrong admin key",
     404: "no such product, policy, license, code or machine",
+    408: "the request body did not arrive within the body timeout; nothing was applied",
     409: "the current state forbids this (duplicate, already revoked, code used up)",
     413: "request body too large",
-    503: "no payment provider is configured, or the daemon is in safe mode",
+    503: (
+        "no payment provider is configured, the daemon is in safe mode, or the database was "
+        "locked by another process past the busy timeout (with Retry-After); nothing was applied"
+    ),
+    507: "the server's disk is full; nothing was written",
 }
 
 
@@ -324,7 +343,12 @@ ID_PARAM = _path("id")
 PATHS: dict[str, dict[str, Any]] = {
     "/": {"get": _op("Service info and the issuer public key", PUBLIC)},
     "/healthz": {
-        "get": _op("Lifecycle state; 200 when serving, 503 otherwise", OPS, errors=(503,))
+        "get": _op(
+            "Lifecycle state; 200 when serving, 503 otherwise (including while database writes "
+            "are refused: status 'degraded', with the cause)",
+            OPS,
+            errors=(503,),
+        )
     },
     "/metrics": {
         "get": {
@@ -592,7 +616,7 @@ PATHS: dict[str, dict[str, Any]] = {
 
 def document() -> dict[str, Any]:
     """A fresh copy each time, so a caller can never edit the module's tables."""
-    return copy.deepcopy(
+    built = copy.deepcopy(
         {
             "openapi": "3.1.0",
             "info": {
@@ -611,6 +635,8 @@ def document() -> dict[str, Any]:
             },
         }
     )
+    _add_storage_errors(built["paths"])
+    return built
 
 
 _SERVED = document()
