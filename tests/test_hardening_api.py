@@ -130,7 +130,8 @@ def test_a_deep_row_in_the_database_does_not_break_the_listings(daemon):
     warnings = [
         line for line in daemon.log_text().splitlines() if product_id in line and "WARN" in line
     ]
-    assert warnings, daemon.log_text()[-3000:]
+    # One line for the row, not one per listing: the catalogue is polled by every client.
+    assert len(warnings) == 1, daemon.log_text()[-3000:]
     assert "metadata" in warnings[0]
 
 

@@ -15,6 +15,7 @@ equals the key's `fingerprint_hash` when the client sent `raw`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import logging
@@ -34,6 +35,7 @@ from daemon.licensing.state import (
     iso_time,
     view_from_row,
 )
+from daemon.storage import StorageHealth
 
 log = logging.getLogger("keysmith.licensing")
 
@@ -126,8 +128,8 @@ class Licensing:
         log.info("license state loaded", extra={"licenses": len(self._book)})
 
     @property
-    def storage(self) -> Any:
-        """The pool's `daemon.storage.StorageHealth`, for /healthz and the API's refusals."""
+    def storage(self) -> StorageHealth:
+        """How the pool's writes are faring, for /healthz."""
         return self._pool.health
 
     @property
@@ -1008,13 +1010,19 @@ def _listed_json(row: Any, column: str, fallback: Any) -> Any:
     try:
         return inputs.stored_json(row[column])
     except ValueError as e:
-        log.warning(
-            f"product {row['id']}: its stored {column} cannot be shown ({e}); answered "
-            f"{json.dumps(fallback)} in its place. The row is unchanged; rewrite its {column} "
-            f"to valid JSON within {inputs.MAX_JSON_DEPTH} levels to show it again",
-            extra={"product_id": row["id"], "column": column},
-        )
+        _warn_unlistable(row["id"], column, str(e), json.dumps(fallback))
         return fallback
+
+
+# Once per row and reason, not once per listing: the public catalogue is polled by every client.
+@functools.lru_cache(maxsize=1024)
+def _warn_unlistable(product_id: str, column: str, reason: str, fallback: str) -> None:
+    log.warning(
+        f"product {product_id}: its stored {column} cannot be shown ({reason}); answered "
+        f"{fallback} in its place. The row is unchanged; rewrite its {column} to valid JSON "
+        f"within {inputs.MAX_JSON_DEPTH} levels to show it again",
+        extra={"product_id": product_id, "column": column},
+    )
 
 
 def public_policy_json(row: Any) -> dict[str, Any]:
