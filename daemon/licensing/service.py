@@ -70,9 +70,17 @@ class _SeatClaim:
 
 class Licensing:
     def __init__(
-        self, pool: Any, issuer: keys.IssuerKey, issuer_id: int, admin_api_key: str
+        self,
+        pool: Any,
+        issuer: keys.IssuerKey,
+        issuer_id: int,
+        admin_api_key: str,
+        *,
+        actor: str = "admin",
     ) -> None:
         self._pool = pool
+        # Who the audit log names for admin writes: the HTTP admin API, or a StartOS action.
+        self._actor = actor
         self._issuer = issuer
         self._issuer_id = issuer_id
         self._admin_key = admin_api_key.encode("utf-8")
@@ -85,7 +93,9 @@ class Licensing:
     # ----- start -----
 
     @classmethod
-    async def open(cls, pool: Any, *, admin_api_key: str | None = None) -> Licensing:
+    async def open(
+        cls, pool: Any, *, admin_api_key: str | None = None, actor: str = "admin"
+    ) -> Licensing:
         """Load (or on first boot create) the issuer key and the admin key, then the book.
 
         An admin key given by the environment wins and is stored, so the value in the
@@ -114,7 +124,7 @@ class Licensing:
                 issuer = keys.IssuerKey.from_private_bytes(bytes(row["private_key"]))
                 issuer_id = row["id"]
             admin_key = await _settle_admin_key(conn, admin_api_key, now)
-        service = cls(pool, issuer, issuer_id, admin_key)
+        service = cls(pool, issuer, issuer_id, admin_key, actor=actor)
         await service._load_book()
         return service
 
@@ -449,7 +459,7 @@ class Licensing:
             await store.insert_product(conn, product)
             await store.audit(
                 conn,
-                actor="admin",
+                actor=self._actor,
                 action="product.create",
                 subject=f"product:{product['id']}",
                 detail={"slug": product["slug"]},
@@ -470,7 +480,7 @@ class Licensing:
                 raise NotFound(f"product {product_id}")
             await store.audit(
                 conn,
-                actor="admin",
+                actor=self._actor,
                 action="product.set_active",
                 subject=f"product:{product_id}",
                 detail={"active": active},
@@ -512,7 +522,7 @@ class Licensing:
             await store.insert_policy(conn, policy)
             await store.audit(
                 conn,
-                actor="admin",
+                actor=self._actor,
                 action="policy.create",
                 subject=f"policy:{policy['id']}",
                 detail={"product_id": product["id"], "slug": policy["slug"]},
@@ -536,7 +546,7 @@ class Licensing:
                 raise NotFound(f"policy {policy_id}")
             await store.audit(
                 conn,
-                actor="admin",
+                actor=self._actor,
                 action="policy.set_active",
                 subject=f"policy:{policy_id}",
                 detail={"active": active},
@@ -581,7 +591,7 @@ class Licensing:
                 )
                 await store.audit(
                     conn,
-                    actor="admin",
+                    actor=self._actor,
                     action="license.issue",
                     subject=f"license:{license_row['id']}",
                     detail={
@@ -722,7 +732,7 @@ class Licensing:
                     raise refusal_error(refusal.format(id=license_id, status=before["status"]))
                 await store.audit(
                     conn,
-                    actor="admin",
+                    actor=self._actor,
                     action=action,
                     subject=f"license:{license_id}",
                     detail={"from": before["status"], **detail},
@@ -777,7 +787,7 @@ class Licensing:
             await store.insert_code(conn, code)
             await store.audit(
                 conn,
-                actor="admin",
+                actor=self._actor,
                 action="discount_code.create",
                 subject=f"discount_code:{code['id']}",
                 detail={"kind": kind, "product_id": product_id},
@@ -804,7 +814,7 @@ class Licensing:
                 raise NotFound(f"discount code {code_id}")
             await store.audit(
                 conn,
-                actor="admin",
+                actor=self._actor,
                 action="discount_code.set_active",
                 subject=f"discount_code:{code_id}",
                 detail={"active": active},
@@ -832,7 +842,7 @@ class Licensing:
         if row["deactivated_at"] is not None:
             raise Conflict(f"machine {machine_id} is already deactivated")
         await self._deactivate_machine(
-            row["license_id"], machine_id, reason or "admin deactivate", actor="admin"
+            row["license_id"], machine_id, reason or "admin deactivate", actor=self._actor
         )
         async with self._pool.connection() as conn:
             row = await store.machine_by_id(conn, machine_id)
