@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from daemon.actions.registry import NOTHING_CHANGED, ActionError
 from daemon.licensing.errors import LicensingError, NotFound
@@ -49,12 +49,28 @@ async def _call(settings: Settings, operation: Callable[[Licensing], Awaitable[T
 
     pool = await open_pool(settings.db_path, size=POOL_SIZE)
     try:
-        service = await Licensing.open(
-            pool, admin_api_key=settings.admin_api_key, actor=AUDIT_ACTOR
-        )
+        await _require_first_start_done(pool)
+        # No admin key passed: with the issuer and admin keys in place, opening writes nothing;
+        # settling a key from the environment is the daemon's job at its boot, not an action's.
+        service = await Licensing.open(pool, actor=AUDIT_ACTOR)
         return await operation(service)
     finally:
         await pool.close()
+
+
+async def _require_first_start_done(pool: Any) -> None:
+    from daemon.licensing import store
+    from daemon.licensing.service import ADMIN_KEY_SETTING
+
+    async with pool.connection() as conn:
+        issuer = await store.active_issuer_key(conn)
+        admin_key = await store.get_setting(conn, ADMIN_KEY_SETTING)
+    if issuer is None or admin_key is None:
+        raise ActionError(
+            "Keysmith has not finished its first start yet (no issuer key or admin key in the "
+            "database). Start the service and wait until its health check is green, then run "
+            f"this action again. {NOTHING_CHANGED}"
+        )
 
 
 def _require_current_schema(settings: Settings) -> None:
