@@ -219,8 +219,10 @@ def test_assets_exist_and_the_icon_is_a_small_png():
     assert width == height >= 128
     assert "MIT License" in (REPO / assets["license"]).read_text()
     instructions = (REPO / assets["instructions"]).read_text()
-    for topic in ("First steps", "health check", "self-heal", "blocked"):
+    for topic in ("First steps", "health check", "self-heal", "blocked", "Backups", "0.3.5"):
         assert topic.lower() in instructions.lower(), topic
+    undocumented = [a.name for a in ACTIONS.values() if f"*{a.name}*" not in instructions]
+    assert undocumented == [], "every action is explained in instructions.md"
 
 
 def test_every_main_image_entrypoint_exists_in_the_tree_or_the_image():
