@@ -25,7 +25,7 @@ from tests.seed import seed
 REPO = Path(__file__).resolve().parent.parent
 LATEST = max(int(path.name[:4]) for path in MIGRATIONS.glob("*.sql"))
 ADMIN_KEY = "action-test-admin-key-0123456789"
-NO_INPUT = [a.id for a in ACTIONS.values() if a.input is None]
+NO_INPUT = [entry["id"] for entry in json.loads(catalogue_json()) if entry["input"] is None]
 SINGLE_KEYS = {"type", "value", "copyable", "qr", "masked"}
 
 
@@ -303,4 +303,17 @@ def test_heal_history_shows_when_which_migration_the_evidence_and_what_was_done(
     heals = result(action(data, "heal-history"))["result"]["value"]
     assert len(heals) == 1
     assert "migration 5: re-stamped the checksum" in heals[0]["name"]
-    assert "CRLF" in heals[0]["value"] or "line ending" in heals[0]["value"].lower()
+    assert heals[0]["value"] == "cosmetic: line endings (applied LF, now CRLF)"
+    assert heals[0]["description"].startswith("by Keysmith ")
+
+
+def test_an_unexpected_failure_is_a_message_not_a_traceback(shop):
+    # A license row whose entitlements are not JSON (written past the schema's CHECK, as a
+    # foreign tool could): a failure no action foresees.
+    with closing(connect(shop / "keysmith.db")) as conn:
+        conn.execute("PRAGMA ignore_check_constraints = ON")
+        conn.execute("UPDATE licenses SET entitlements = '[broken' WHERE rowid = 1")
+    before = db_dump(shop)
+    error = refused(action(shop, "search-licenses", "{}"))
+    assert "failed unexpectedly" in error and "nothing was left half-done" in error
+    assert db_dump(shop) == before

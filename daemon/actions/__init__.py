@@ -49,6 +49,15 @@ def action_main(name: str, raw_input: str | None, *, legacy: bool = False) -> in
     except (ActionError, SettingsError) as error:
         print(str(error), file=sys.stderr)
         return EXIT_ERROR
+    except Exception as error:  # the operator gets a message, never a traceback
+        print(
+            f"The action '{name}' failed unexpectedly ({type(error).__name__}: {error}). "
+            "Every change an action makes is one transaction or one atomic rename, so nothing "
+            "was left half-done. Check the service's health, then run the action again; if it "
+            "fails the same way, report this message.",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     print(json.dumps(result.legacy() if legacy else result.v1()))
     return EXIT_OK
 

@@ -231,7 +231,7 @@ def heal_history(settings: Settings, _: dict[str, Any]) -> Result:
             heal.evidence,
             name=f"{heal.healed_at} · migration {heal.version}: {done[heal.action]}",
             description=(
-                f"by version {heal.daemon_version}"
+                f"by Keysmith {heal.daemon_version}"
                 + (f"; backup taken first: {heal.backup_file}" if heal.backup_file else "")
             ),
             copyable=True,
