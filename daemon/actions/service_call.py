@@ -18,10 +18,10 @@ from daemon.licensing.errors import LicensingError, NotFound
 from daemon.settings import Settings
 
 if TYPE_CHECKING:
-    from daemon.licensing.service import Licensing
+    from daemon.licensing.service import AdminActor, Licensing
 
 T = TypeVar("T")
-AUDIT_ACTOR = "action"
+AUDIT_ACTOR: AdminActor = "action"
 # One connection for reads, one for a write: an action runs one operation at a time.
 POOL_SIZE = 2
 

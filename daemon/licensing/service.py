@@ -22,7 +22,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from daemon import metrics
 from daemon.licensing import keys, store
@@ -38,6 +38,8 @@ from daemon.licensing.state import (
 log = logging.getLogger("keysmith.licensing")
 
 ADMIN_KEY_SETTING = "admin_api_key"
+# Who the audit log names for an admin write: the HTTP admin API, or a StartOS action.
+AdminActor = Literal["admin", "action"]
 SECONDS_PER_DAY = 86_400
 DISCOUNT_KINDS = ("percent", "fixed_sats", "free_license", "set_price")
 LICENSE_STATUSES = ("active", "revoked", "suspended")
@@ -76,10 +78,9 @@ class Licensing:
         issuer_id: int,
         admin_api_key: str,
         *,
-        actor: str = "admin",
+        actor: AdminActor = "admin",
     ) -> None:
         self._pool = pool
-        # Who the audit log names for admin writes: the HTTP admin API, or a StartOS action.
         self._actor = actor
         self._issuer = issuer
         self._issuer_id = issuer_id
@@ -94,7 +95,7 @@ class Licensing:
 
     @classmethod
     async def open(
-        cls, pool: Any, *, admin_api_key: str | None = None, actor: str = "admin"
+        cls, pool: Any, *, admin_api_key: str | None = None, actor: AdminActor = "admin"
     ) -> Licensing:
         """Load (or on first boot create) the issuer key and the admin key, then the book.
 
