@@ -33,7 +33,8 @@ lint: venv
 ## StartOS 0.4 package builds its actions from it (tests/test_actions.py checks it is current).
 actions-catalogue: startos/actions.json
 
-startos/actions.json: $(VENV)/.installed $(wildcard daemon/actions/*.py) daemon/licensing/inputs.py
+startos/actions.json: $(VENV)/.installed $(wildcard daemon/actions/*.py) daemon/licensing/inputs.py \
+                      daemon/licensing/service.py
 	mkdir -p startos
 	$(PY) -m daemon action --catalogue > $@
 
