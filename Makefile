@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint bench bench-peers bench-validate soak venv
+.PHONY: run test lint bench bench-peers bench-validate soak venv actions-catalogue
 
 # The virtualenv is rebuilt whenever pyproject.toml changes. The editable install uses compat
 # mode: a plain path entry, not an import hook that every interpreter start would pay for.
@@ -28,6 +28,15 @@ test: venv
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+## startos/actions.json: every action and its input form, declared once in daemon/actions; the
+## StartOS 0.4 package builds its actions from it (tests/test_actions.py checks it is current).
+actions-catalogue: startos/actions.json
+
+startos/actions.json: $(VENV)/.installed $(wildcard daemon/actions/*.py) daemon/licensing/inputs.py \
+                      daemon/licensing/service.py
+	mkdir -p startos
+	$(PY) -m daemon action --catalogue > $@
 
 ## Full-size benchmarks and the crash soak (none of them part of `make test`).
 bench: venv

@@ -1,4 +1,4 @@
-"""Command-line entry: `python -m daemon serve | health | action NAME | migrate status|plan|run`.
+"""Command-line entry: `python -m daemon serve | health | action | backup | migrate`.
 
 Each command imports only what it needs: `migrate` must not pay for the web stack, so the
 heavier modules are imported inside the function that uses them.
@@ -22,9 +22,18 @@ def main(argv: list[str]) -> int:
 
         return health_main()
     if args.command == "action":
-        from daemon.actions import action_main
+        from daemon.actions import action_main, catalogue_json
 
-        return action_main(args.name)
+        if args.catalogue:
+            print(catalogue_json(), end="")
+            return 0
+        if args.name is None:
+            parser.error("action: give an action NAME, or --catalogue")
+        return action_main(args.name, args.input, legacy=args.legacy)
+    if args.command == "backup":
+        from daemon.backup_snapshot import backup_main
+
+        return backup_main(args.step)
     if args.command == "migrate":
         from daemon.cli_migrate import migrate_main
 
@@ -55,8 +64,25 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     command("health", "the StartOS health check (exit 0/60/61/1)")
-    action = command("action", "a StartOS action; prints the action JSON")
-    action.add_argument("name")
+    action = command("action", "run a StartOS action; prints its result JSON")
+    action.add_argument("name", nargs="?", help="the action id (see --catalogue)")
+    action.add_argument(
+        "input",
+        nargs="?",
+        help="the action's input as JSON; '-' reads it from stdin; absent or null: no input",
+    )
+    action.add_argument(
+        "--legacy", action="store_true", help="print the StartOS 0.3.5 result shape"
+    )
+    action.add_argument(
+        "--catalogue", action="store_true", help="print every action and its input form as JSON"
+    )
+    backup = command("backup", "a consistent snapshot of the live database, or its restore")
+    backup.add_argument(
+        "step",
+        choices=["snapshot", "restore"],
+        help="snapshot: copy the live database into backup-snapshot/; restore: put it back",
+    )
     migrate = command("migrate", "inspect or apply database migrations")
     migrate.add_argument("step", choices=["status", "plan", "run"])
     migrate.add_argument(

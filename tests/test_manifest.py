@@ -26,6 +26,7 @@ import yaml
 
 from daemon import __version__
 from daemon.actions import ACTIONS
+from daemon.actions.registry import legacy_input_spec
 from daemon.migrate.backup import list_backups
 from daemon.migrate.lock import migration_lock
 from tests.daemon_proc import base_env
@@ -218,8 +219,10 @@ def test_assets_exist_and_the_icon_is_a_small_png():
     assert width == height >= 128
     assert "MIT License" in (REPO / assets["license"]).read_text()
     instructions = (REPO / assets["instructions"]).read_text()
-    for topic in ("First steps", "health check", "self-heal", "blocked"):
+    for topic in ("First steps", "health check", "self-heal", "blocked", "Backups", "0.3.5"):
         assert topic.lower() in instructions.lower(), topic
+    undocumented = [a.name for a in ACTIONS.values() if f"*{a.name}*" not in instructions]
+    assert undocumented == [], "every action is explained in instructions.md"
 
 
 def test_every_main_image_entrypoint_exists_in_the_tree_or_the_image():
@@ -247,7 +250,8 @@ def test_daemon_commands_named_by_the_manifest_exist():
         args = proc["args"]
         assert args[:2] == ["-m", "daemon"], name
         if args[2] == "action":
-            assert args[3] in ACTIONS, f"{name}: no action {args[3]!r} in daemon.actions"
+            assert args[3:] == ["--legacy", args[4]], f"{name}: 0.3.5 reads the legacy shape"
+            assert args[4] in ACTIONS, f"{name}: no action {args[4]!r} in daemon.actions"
             continue
         done = subprocess.run(
             [sys.executable, *args[:3], "--help"], capture_output=True, text=True,
@@ -271,6 +275,35 @@ def test_actions_declare_statuses_they_can_actually_run_in():
     # Replacing the database file under a running daemon would lose or corrupt data.
     assert actions["restore-backup"]["allowed-statuses"] == ["stopped"]
     assert actions["restore-backup"]["warning"]
+
+
+LEGACY_STATUSES = {"any": ["running", "stopped"], "only-running": ["running"],
+                   "only-stopped": ["stopped"]}  # fmt: skip
+VALUE_SPEC_KEYS = {
+    "string": {"nullable", "masked", "copyable", "textarea"},
+    "number": {"nullable", "range", "integral"},
+    "boolean": {"default"},
+    "enum": {"values", "value-names", "default"},
+}
+
+
+def test_manifest_actions_are_the_daemon_declarations_in_the_0_3_5_format():
+    for action_id, action in MANIFEST["actions"].items():
+        declared = ACTIONS[action_id]
+        assert action["name"] == declared.name, action_id
+        assert action["description"] == declared.description, action_id
+        assert action.get("warning") == declared.warning, action_id
+        assert action["allowed-statuses"] == LEGACY_STATUSES[declared.allowed_statuses]
+        assert action.get("input-spec") == legacy_input_spec(declared), action_id
+        for key, spec in (action.get("input-spec") or {}).items():
+            assert spec["name"] and spec["description"], (action_id, key)
+            assert VALUE_SPEC_KEYS[spec["type"]] <= set(spec), (action_id, key)
+            if spec["type"] == "number":
+                assert re.fullmatch(r"\[(-?\d+|\*),(-?\d+|\*)\]", spec["range"]), spec
+            if spec["type"] == "enum":
+                assert spec["default"] in spec["values"] and set(spec["value-names"]) == set(
+                    spec["values"]
+                )
 
 
 @pytest.mark.parametrize("direction", ["from", "to"])
@@ -318,9 +351,12 @@ def test_lock_pins_every_runtime_dependency_with_hashes():
 # ---- the actions, run as the manifest declares them ---------------------------------------
 
 
-def run_action(action_id: str, data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run an action's implementation the way StartOS does (python -m daemon action NAME, the
-    data volume at KEYSMITH_DB_PATH's folder), here without a container."""
+def run_action(
+    action_id: str, data_dir: Path, form: dict[str, Any] | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run an action's implementation the way StartOS 0.3.5 does (python -m daemon action
+    --legacy NAME, the data volume at KEYSMITH_DB_PATH's folder, the form's JSON on stdin),
+    here without a container."""
     impl = MANIFEST["actions"][action_id]["implementation"]
     assert impl["entrypoint"] == "python"
     settings = {
@@ -330,7 +366,22 @@ def run_action(action_id: str, data_dir: Path, **env: str) -> subprocess.Complet
     }
     return subprocess.run(
         [sys.executable, *impl["args"]], capture_output=True, text=True,
+        input=None if form is None else json.dumps(form),
         env=base_env(settings), cwd=REPO, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def run_action_as_0_4_legacy(
+    action_id: str, data_dir: Path, form: dict[str, Any] | None
+) -> subprocess.CompletedProcess[str]:
+    """As StartOS 0.4's legacy adapter runs it: the manifest's args plus the form's JSON (or
+    `null`) as one more argument."""
+    impl = MANIFEST["actions"][action_id]["implementation"]
+    settings = {"KEYSMITH_DB_PATH": str(data_dir / "keysmith.db"),
+                "KEYSMITH_MIGRATIONS_DIR": str(MIGRATIONS)}  # fmt: skip
+    return subprocess.run(
+        [sys.executable, *impl["args"], json.dumps(form)], capture_output=True, text=True,
+        env=base_env(settings), cwd=REPO, timeout=120, check=False, stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
 
@@ -580,3 +631,44 @@ def test_unknown_action_and_bad_settings_are_clear_errors(shop):
     error = action_error(run_action("migration-status", shop, KEYSMITH_BIND="not-a-bind"))
     assert "KEYSMITH_BIND" in error
     assert snapshot(shop) == before
+
+
+def _first_start(data: Path) -> None:
+    """What the daemon's first start leaves: the admin key (the seed has the issuer key)."""
+    conn = connect(data / "keysmith.db")
+    try:
+        conn.execute(
+            "INSERT OR IGNORE INTO settings (key, value, updated_at) "
+            "VALUES ('admin_api_key', 'generated-admin-key-abcdefghijklmnop', 0)"
+        )
+    finally:
+        conn.close()
+
+
+def test_a_seller_action_runs_from_the_0_3_5_form_and_the_0_4_legacy_adapter(shop):
+    _first_start(shop)
+    form = {"slug": "legacy-app", "name": "Legacy App", "description": None, "price_sats": 5}
+    created = action_json(run_action("create-product", shop, form))
+    assert "'Legacy App' (legacy-app)" in created["message"]
+    issue = {"product": "legacy-app", "policy": None, "note": None, "fingerprint": None,
+             "expires_at": None}  # fmt: skip
+    issued = action_json(run_action_as_0_4_legacy("issue-license", shop, issue))
+    assert issued["value"].startswith("LIC1-") and issued["copyable"] is True
+    # A form that does not fit is refused by name, and nothing is written.
+    before = snapshot(shop)
+    error = action_error(run_action("create-product", shop, {**form, "price_sats": "lots"}))
+    assert "'price_sats' (Price (sats)) must be a number" in error
+    assert snapshot(shop) == before
+
+
+@pytest.mark.parametrize(
+    "action_id", [k for k, v in MANIFEST["actions"].items() if "input-spec" not in v]
+)
+def test_actions_without_a_form_accept_the_null_0_4_appends(shop, action_id):
+    _first_start(shop)
+    if action_id == "restore-backup":
+        apply_range(shop / "keysmith.db")  # nothing to restore; the refusal is the answer
+        error = action_error(run_action_as_0_4_legacy(action_id, shop, None))
+        assert "no pre-upgrade backup" in error
+        return
+    action_json(run_action_as_0_4_legacy(action_id, shop, None))

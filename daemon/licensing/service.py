@@ -23,7 +23,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from daemon import metrics
 from daemon.licensing import inputs, keys, store
@@ -40,6 +40,8 @@ from daemon.storage import StorageHealth
 log = logging.getLogger("keysmith.licensing")
 
 ADMIN_KEY_SETTING = "admin_api_key"
+# Who the audit log names for an admin write: the HTTP admin API, or a StartOS action.
+AdminActor = Literal["admin", "action"]
 SECONDS_PER_DAY = 86_400
 DISCOUNT_KINDS = ("percent", "fixed_sats", "free_license", "set_price")
 LICENSE_STATUSES = ("active", "revoked", "suspended")
@@ -72,9 +74,16 @@ class _SeatClaim:
 
 class Licensing:
     def __init__(
-        self, pool: Any, issuer: keys.IssuerKey, issuer_id: int, admin_api_key: str
+        self,
+        pool: Any,
+        issuer: keys.IssuerKey,
+        issuer_id: int,
+        admin_api_key: str,
+        *,
+        actor: AdminActor = "admin",
     ) -> None:
         self._pool = pool
+        self._actor = actor
         self._issuer = issuer
         self._issuer_id = issuer_id
         self._admin_key = admin_api_key.encode("utf-8")
@@ -87,7 +96,9 @@ class Licensing:
     # ----- start -----
 
     @classmethod
-    async def open(cls, pool: Any, *, admin_api_key: str | None = None) -> Licensing:
+    async def open(
+        cls, pool: Any, *, admin_api_key: str | None = None, actor: AdminActor = "admin"
+    ) -> Licensing:
         """Load (or on first boot create) the issuer key and the admin key, then the book.
 
         An admin key given by the environment wins and is stored, so the value in the
@@ -116,7 +127,7 @@ class Licensing:
                 issuer = keys.IssuerKey.from_private_bytes(bytes(row["private_key"]))
                 issuer_id = row["id"]
             admin_key = await _settle_admin_key(conn, admin_api_key, now)
-        service = cls(pool, issuer, issuer_id, admin_key)
+        service = cls(pool, issuer, issuer_id, admin_key, actor=actor)
         await service._load_book()
         return service
 
@@ -456,7 +467,7 @@ class Licensing:
             await store.insert_product(conn, product)
             await store.audit(
                 conn,
-                actor="admin",
+                actor=self._actor,
                 action="product.create",
                 subject=f"product:{product['id']}",
                 detail={"slug": product["slug"]},
@@ -477,7 +488,7 @@ class Licensing:
                 raise NotFound(f"product {product_id}")
             await store.audit(
                 conn,
-                actor="admin",
+                actor=self._actor,
                 action="product.set_active",
                 subject=f"product:{product_id}",
                 detail={"active": active},
@@ -519,7 +530,7 @@ class Licensing:
             await store.insert_policy(conn, policy)
             await store.audit(
                 conn,
-                actor="admin",
+                actor=self._actor,
                 action="policy.create",
                 subject=f"policy:{policy['id']}",
                 detail={"product_id": product["id"], "slug": policy["slug"]},
@@ -543,7 +554,7 @@ class Licensing:
                 raise NotFound(f"policy {policy_id}")
             await store.audit(
                 conn,
-                actor="admin",
+                actor=self._actor,
                 action="policy.set_active",
                 subject=f"policy:{policy_id}",
                 detail={"active": active},
@@ -588,7 +599,7 @@ class Licensing:
                 )
                 await store.audit(
                     conn,
-                    actor="admin",
+                    actor=self._actor,
                     action="license.issue",
                     subject=f"license:{license_row['id']}",
                     detail={
@@ -729,7 +740,7 @@ class Licensing:
                     raise refusal_error(refusal.format(id=license_id, status=before["status"]))
                 await store.audit(
                     conn,
-                    actor="admin",
+                    actor=self._actor,
                     action=action,
                     subject=f"license:{license_id}",
                     detail={"from": before["status"], **detail},
@@ -784,7 +795,7 @@ class Licensing:
             await store.insert_code(conn, code)
             await store.audit(
                 conn,
-                actor="admin",
+                actor=self._actor,
                 action="discount_code.create",
                 subject=f"discount_code:{code['id']}",
                 detail={"kind": kind, "product_id": product_id},
@@ -811,7 +822,7 @@ class Licensing:
                 raise NotFound(f"discount code {code_id}")
             await store.audit(
                 conn,
-                actor="admin",
+                actor=self._actor,
                 action="discount_code.set_active",
                 subject=f"discount_code:{code_id}",
                 detail={"active": active},
@@ -839,7 +850,7 @@ class Licensing:
         if row["deactivated_at"] is not None:
             raise Conflict(f"machine {machine_id} is already deactivated")
         await self._deactivate_machine(
-            row["license_id"], machine_id, reason or "admin deactivate", actor="admin"
+            row["license_id"], machine_id, reason or "admin deactivate", actor=self._actor
         )
         async with self._pool.connection() as conn:
             row = await store.machine_by_id(conn, machine_id)

@@ -17,13 +17,15 @@ from daemon.migrate.errors import (
     SourceError,
     StorageError,
 )
-from daemon.migrate.runner import Outcome, heals_recorded, inspect, run_migrations
+from daemon.migrate.ledger import HealEntry
+from daemon.migrate.runner import Outcome, heal_history, heals_recorded, inspect, run_migrations
 
 __all__ = [
     "BackupRefused",
     "Blocked",
     "Blocker",
     "DatabaseUnreadable",
+    "HealEntry",
     "Interrupted",
     "LockTimeout",
     "MigrateError",
@@ -32,6 +34,7 @@ __all__ = [
     "RestoreRefused",
     "SourceError",
     "StorageError",
+    "heal_history",
     "heals_recorded",
     "inspect",
     "run_migrations",

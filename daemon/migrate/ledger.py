@@ -110,6 +110,21 @@ def count_heals(conn: sqlite3.Connection) -> int:
     return len(_select_if_exists(conn, "SELECT id FROM _keysmith_heal_log"))
 
 
+HealEntry = namedtuple("HealEntry", "healed_at version action evidence backup_file daemon_version")
+
+
+def read_heal_log(conn: sqlite3.Connection) -> list[HealEntry]:
+    """Every heal recorded in this database, newest first."""
+    return [
+        HealEntry(*row)
+        for row in _select_if_exists(
+            conn,
+            "SELECT healed_at, version, action, evidence, backup_file, daemon_version "
+            "FROM _keysmith_heal_log ORDER BY id DESC",
+        )
+    ]
+
+
 def has_user_tables(conn: sqlite3.Connection) -> bool:
     """Whether the database holds anything besides the migrator's own tables."""
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}

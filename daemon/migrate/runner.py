@@ -16,9 +16,11 @@ from contextlib import contextmanager
 from daemon.migrate.errors import Blocked, DatabaseUnreadable, StorageError
 from daemon.migrate.ledger import (
     EMPTY_LEDGER,
+    HealEntry,
     Ledger,
     count_heals,
     has_user_tables,
+    read_heal_log,
     read_ledger,
 )
 from daemon.migrate.plan import Plan, make_plan
@@ -174,6 +176,18 @@ def heals_recorded(db_path: str | PathLike[str]) -> int:
         conn = _connect_for_reading(db_path)
         try:
             return count_heals(conn)
+        finally:
+            conn.close()
+
+
+def heal_history(db_path: str | PathLike[str]) -> list[HealEntry]:
+    """This database's heal log, newest first (empty when there is no database yet)."""
+    if not os.path.exists(db_path):
+        return []
+    with _sqlite_errors(db_path):
+        conn = _connect_for_reading(db_path)
+        try:
+            return read_heal_log(conn)
         finally:
             conn.close()
 

@@ -1,93 +1,46 @@
-"""StartOS actions: `python -m daemon action NAME`, declared in manifest.yaml under `actions`.
-
-StartOS shows an action's stdout, which must be one JSON object
-`{"version": "0", "message", "value", "copyable", "qr"}`; a non-zero exit is shown as an error
-whose text is stderr. So every outcome here is either that object on stdout and exit 0, or an
-operator message on stderr and exit 1: never a traceback.
-
-The actions run in a fresh container with the data volume mounted (`inject: false`), so they
-read the settings from the same environment as the daemon and never talk to it over HTTP.
-"""
+"""Actions about the database itself: migration status, the admin key, the pre-upgrade
+restore, and the self-heal history. They read the database with the stdlib sqlite3 (no pool,
+no service), so they work while the daemon is stopped or in safe mode."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import sqlite3
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from daemon.actions.registry import Action, ActionError
+from daemon.actions.results import Result, Value
 from daemon.migrate.plan import Plan
-from daemon.settings import Settings, SettingsError
+from daemon.settings import Settings
 
-EXIT_OK, EXIT_ERROR = 0, 1
 # The daemon could be booting in another container at the same moment; its migrator holds this
 # lock while it touches the database, so waiting a little is enough to never restore under it.
 RESTORE_LOCK_TIMEOUT = 5.0
-# `migrate status` reads every migration file and the ledger; far below this on any real data.
-
-
-class ActionError(Exception):
-    """An action that could not do its job; the message is shown to the operator as is."""
-
-
-@dataclass(frozen=True)
-class ActionResult:
-    message: str
-    value: str | None = None
-    copyable: bool = False
-    qr: bool = False
-
-    def as_json(self) -> str:
-        return json.dumps(
-            {
-                "version": "0",
-                "message": self.message,
-                "value": self.value,
-                "copyable": self.copyable,
-                "qr": self.qr,
-            }
-        )
-
-
-def action_main(name: str) -> int:
-    """Run the action `name`; print its result JSON (exit 0) or an error on stderr (exit 1)."""
-    action = ACTIONS.get(name)
-    if action is None:
-        known = ", ".join(sorted(ACTIONS))
-        print(f"unknown action {name!r}; known actions: {known}", file=sys.stderr)
-        return EXIT_ERROR
-    try:
-        settings = Settings.from_env()
-        result = action(settings)
-    except (ActionError, SettingsError) as error:
-        print(str(error), file=sys.stderr)
-        return EXIT_ERROR
-    print(result.as_json())
-    return EXIT_OK
 
 
 # ---- migration-status ---------------------------------------------------------------------
 
 
-def migration_status(settings: Settings) -> ActionResult:
+def migration_status(settings: Settings, _: dict[str, Any]) -> Result:
     """The `migrate status` report, with a one-line summary for the action's message."""
     from daemon.cli_migrate import status_report
     from daemon.db import IDEMPOTENT_MIGRATIONS
     from daemon.migrate import MigrateError, inspect
 
     if not settings.db_path.exists():
-        return ActionResult(
-            "No database yet: Keysmith creates it when the service starts for the first time."
+        return Result(
+            "Migration status",
+            "No database yet: Keysmith creates it when the service starts for the first time.",
         )
     try:
         plan = inspect(settings.db_path, settings.migrations_dir, IDEMPOTENT_MIGRATIONS)
     except MigrateError as error:
         raise ActionError(f"Reading the migration status failed: {error}") from None
-    return ActionResult(_status_summary(plan), status_report(plan), copyable=True)
+    return Result(
+        "Migration status", _status_summary(plan), Value(status_report(plan), copyable=True)
+    )
 
 
 def _status_summary(plan: Plan) -> str:
@@ -110,14 +63,12 @@ def _status_summary(plan: Plan) -> str:
 # ---- admin-credentials --------------------------------------------------------------------
 
 
-def admin_credentials(settings: Settings) -> ActionResult:
+def admin_credentials(settings: Settings, _: dict[str, Any]) -> Result:
     """The admin API key: the one set by environment, else the one generated on first boot."""
     usage = "Send it as 'Authorization: Bearer <key>' to the /v1/admin/ endpoints. Keep it secret."
     if settings.admin_api_key:
-        return ActionResult(
-            f"Admin API key (set by KEYSMITH_ADMIN_API_KEY). {usage}",
-            settings.admin_api_key,
-            copyable=True,
+        return _credentials(
+            f"Admin API key (set by KEYSMITH_ADMIN_API_KEY). {usage}", settings.admin_api_key
         )
     key = _stored_admin_key(settings.db_path)
     if key is None:
@@ -126,7 +77,11 @@ def admin_credentials(settings: Settings) -> ActionResult:
             "finishes its setup. Start the service, wait until its health check is green, then "
             "run this action again."
         )
-    return ActionResult(f"Admin API key. {usage}", key, copyable=True)
+    return _credentials(f"Admin API key. {usage}", key)
+
+
+def _credentials(message: str, key: str) -> Result:
+    return Result("Admin credentials", message, Value(key, copyable=True, masked=True))
 
 
 def _stored_admin_key(db_path: Path) -> str | None:
@@ -156,7 +111,7 @@ def _stored_admin_key(db_path: Path) -> str | None:
 # ---- restore-backup -----------------------------------------------------------------------
 
 
-def restore_newest_backup(settings: Settings) -> ActionResult:
+def restore_newest_backup(settings: Settings, _: dict[str, Any]) -> Result:
     """Put back the newest pre-upgrade backup, keeping the current database beside it."""
     from daemon.migrate.backup import backups_dir, list_backups, restore_backup
     from daemon.migrate.lock import migration_lock
@@ -181,11 +136,12 @@ def restore_newest_backup(settings: Settings) -> ActionResult:
             kept.unlink(missing_ok=True)
         raise _restore_error(error, newest.path) from None
     kept_note = f" The database it replaced is kept as {kept.name}." if kept else ""
-    return ActionResult(
+    return Result(
+        "Backup restored",
         f"Restored the backup taken at {_readable_stamp(newest.created_at)} "
         f"(before the upgrade from schema version {newest.schema_version}).{kept_note} Start the "
         "service; if the upgrade was blocked, install the previous version of Keysmith first.",
-        str(newest.path),
+        Value(str(newest.path)),
     )
 
 
@@ -249,8 +205,81 @@ def _readable_stamp(stamp: str) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", parsed)
 
 
-ACTIONS: dict[str, Callable[[Settings], ActionResult]] = {
-    "migration-status": migration_status,
-    "admin-credentials": admin_credentials,
-    "restore-backup": restore_newest_backup,
-}
+# ---- heal-history -------------------------------------------------------------------------
+
+
+def heal_history(settings: Settings, _: dict[str, Any]) -> Result:
+    """The migrator's append-only heal log: when, which migration, the evidence, what was done."""
+    from daemon.migrate import MigrateError
+    from daemon.migrate import heal_history as read_history
+
+    try:
+        heals = read_history(settings.db_path)
+    except MigrateError as error:
+        raise ActionError(f"Reading the self-heal history failed: {error}") from None
+    if not heals:
+        return Result(
+            "Self-heal history",
+            "No self-heal so far: every migration this database ran matched its file exactly.",
+        )
+    done = {
+        "restamp": "re-stamped the checksum (no SQL ran)",
+        "rerun": "re-ran the migration in one transaction",
+    }
+    members = tuple(
+        Value(
+            heal.evidence,
+            name=f"{heal.healed_at} · migration {heal.version}: {done[heal.action]}",
+            description=(
+                f"by Keysmith {heal.daemon_version}"
+                + (f"; backup taken first: {heal.backup_file}" if heal.backup_file else "")
+            ),
+            copyable=True,
+        )
+        for heal in heals
+    )
+    return Result(
+        "Self-heal history",
+        f"{len(heals)} self-heal(s), newest first. Each one was proven safe before it was "
+        "applied; your data needs nothing from you.",
+        members,
+    )
+
+
+ACTIONS = (
+    Action(
+        "migration-status",
+        "Migration status",
+        "Shows every database migration, whether it is applied, and what Keysmith will do about "
+        "any difference it finds (heal it, or refuse the upgrade and why).",
+        migration_status,
+        group="Database",
+    ),
+    Action(
+        "heal-history",
+        "Self-heal history",
+        "Lists every self-heal of the database: when, which migration, the evidence that made "
+        "it safe, what was done, and the backup taken first.",
+        heal_history,
+        group="Database",
+    ),
+    Action(
+        "admin-credentials",
+        "Show admin credentials",
+        "Shows the admin API key that Keysmith generated on first start (or the one set for "
+        "it), to use as 'Authorization: Bearer' on the /v1/admin/ endpoints.",
+        admin_credentials,
+    ),
+    Action(
+        "restore-backup",
+        "Restore pre-upgrade backup",
+        "Replaces the database with the newest backup Keysmith took before an upgrade changed "
+        "it. The current database is kept beside the backups.",
+        restore_newest_backup,
+        warning="Changes made since that upgrade (new licenses, activations, sales) are lost "
+        "from the live database. Use this after a failed or unwanted upgrade, then install the "
+        "previous version if the upgrade was blocked.",
+        allowed_statuses="only-stopped",
+        group="Database",
+    ),
+)

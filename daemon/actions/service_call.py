@@ -1,0 +1,105 @@
+"""Running one licensing operation from an action: the same service the HTTP admin API uses.
+
+An action is its own process, often while the daemon serves from the same file in another
+one. It opens a small pool with `daemon.db`, opens `Licensing` (audit actor "action"), awaits
+one method, and closes. Each service write is one transaction, so a refused or failed write
+leaves the database as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from daemon.actions.registry import NOTHING_CHANGED, ActionError
+from daemon.licensing.errors import LicensingError, NotFound
+from daemon.settings import Settings
+
+if TYPE_CHECKING:
+    from daemon.licensing.service import AdminActor, Licensing
+
+T = TypeVar("T")
+AUDIT_ACTOR: AdminActor = "action"
+# One connection for reads, one for a write: an action runs one operation at a time.
+POOL_SIZE = 2
+
+
+def call(settings: Settings, operation: Callable[[Licensing], Awaitable[T]]) -> T:
+    """Await `operation(service)` on the live database; any refusal becomes an ActionError."""
+    _require_current_schema(settings)
+    try:
+        return asyncio.run(_call(settings, operation))
+    except NotFound as error:
+        raise ActionError(f"There is no {error.message}. {NOTHING_CHANGED}") from None
+    except LicensingError as error:
+        raise ActionError(f"{_sentence(error.message)}. {NOTHING_CHANGED}") from None
+    except (sqlite3.Error, OSError) as error:
+        raise ActionError(
+            f"The database {settings.db_path} could not be used ({error}). The operation was "
+            "not applied and your data is intact. Check that the service's health check is "
+            "green, then run this action again."
+        ) from None
+
+
+async def _call(settings: Settings, operation: Callable[[Licensing], Awaitable[T]]) -> T:
+    from daemon.db import open_pool
+    from daemon.licensing.service import Licensing
+
+    pool = await open_pool(settings.db_path, size=POOL_SIZE)
+    try:
+        await _require_first_start_done(pool)
+        # No admin key passed: with the issuer and admin keys in place, opening writes nothing;
+        # settling a key from the environment is the daemon's job at its boot, not an action's.
+        service = await Licensing.open(pool, actor=AUDIT_ACTOR)
+        return await operation(service)
+    finally:
+        await pool.close()
+
+
+async def _require_first_start_done(pool: Any) -> None:
+    from daemon.licensing import store
+    from daemon.licensing.service import ADMIN_KEY_SETTING
+
+    async with pool.connection() as conn:
+        issuer = await store.active_issuer_key(conn)
+        admin_key = await store.get_setting(conn, ADMIN_KEY_SETTING)
+    if issuer is None or admin_key is None:
+        raise ActionError(
+            "Keysmith has not finished its first start yet (no issuer key or admin key in the "
+            "database). Start the service and wait until its health check is green, then run "
+            f"this action again. {NOTHING_CHANGED}"
+        )
+
+
+def _require_current_schema(settings: Settings) -> None:
+    """Licensing actions work only on a database the daemon has finished upgrading."""
+    from daemon.db import IDEMPOTENT_MIGRATIONS
+    from daemon.migrate import MigrateError, inspect
+
+    if not settings.db_path.exists():
+        raise ActionError(
+            f"No database yet at {settings.db_path}: Keysmith creates it when the service "
+            f"starts for the first time. Start the service, then run this action. {NOTHING_CHANGED}"
+        )
+    try:
+        plan = inspect(settings.db_path, settings.migrations_dir, IDEMPOTENT_MIGRATIONS)
+    except MigrateError as error:
+        raise ActionError(f"Reading the database failed: {error} {NOTHING_CHANGED}") from None
+    if plan.blockers:
+        raise ActionError(
+            "The database upgrade is blocked, so licensing actions are paused; your data is "
+            "intact. Run the action 'Migration status' for the cause and the fix. "
+            f"{NOTHING_CHANGED}"
+        )
+    if any(f.state == "pending" for f in plan.findings):
+        raise ActionError(
+            "The database is not upgraded to this version yet. Start the service (it upgrades "
+            "the database first) and wait until its health check is green, then run this "
+            f"action again. {NOTHING_CHANGED}"
+        )
+
+
+def _sentence(message: str) -> str:
+    return message[:1].upper() + message[1:]
