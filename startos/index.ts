@@ -3,7 +3,8 @@ import { manifest as sdkManifest } from './manifest'
 import { versionGraph } from './versions'
 
 // What StartOS (and `start-cli s9pk pack`) reads from the bundle.
-export { actions } from './actions'
+// './actions' alone would resolve to actions.json in the bundler (files before folders).
+export { actions } from './actions/index'
 export { createBackup } from './backups'
 export { init, uninit } from './init'
 export { main } from './main'

@@ -1,5 +1,5 @@
 import { sdk } from '../sdk'
-import { actions } from '../actions'
+import { actions } from '../actions/index'
 import { restoreInit } from '../backups'
 import { setInterfaces } from '../interfaces'
 import { versionGraph } from '../versions'
