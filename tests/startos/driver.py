@@ -62,7 +62,7 @@ class Package:
 
     def __init__(
         self, folder: Path, image: str | None = None, bind_port: int = 0,
-        data_version: str | None = None,
+        data_version: str | None = None, bundle: Path = BUNDLE,
     ) -> None:  # fmt: skip
         """`folder` holds volumes/main (the data volume), backup/ and the harness's log."""
         self.volumes, self.backup = folder / "volumes", folder / "backup"
@@ -72,7 +72,7 @@ class Package:
         self.image = image
         self.run_id = f"ks{os.getpid()}x{next(_runs)}"
         self.env = dict(os.environ) | {
-            "KEYSMITH_TEST_BUNDLE": str(BUNDLE),
+            "KEYSMITH_TEST_BUNDLE": str(bundle),
             "KEYSMITH_TEST_RUN": self.run_id,
         }
         if data_version:
@@ -114,11 +114,8 @@ class Package:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.answers.close()
-        if not self.image:
-            return
-        names = podman("ps", "-a", "--format", "{{.Names}}", check=False).stdout.split()
-        for name in names:
-            if name.startswith(f"keysmith-sdk-{self.run_id}-"):
+        if self.image:
+            for name in self.containers():
                 podman("rm", "-f", "-t", "0", name, check=False)
 
     def _read(self) -> dict[str, Any]:
@@ -149,6 +146,11 @@ class Package:
                     return event
             time.sleep(0.5)
         raise AssertionError(f"health never reached {results}: {self.health()}\n{self.logs()}")
+
+    def containers(self) -> list[str]:
+        """The running podman containers of this package run (its subcontainers)."""
+        names = podman("ps", "--format", "{{.Names}}", check=False).stdout.split()
+        return [name for name in names if name.startswith(f"keysmith-sdk-{self.run_id}-")]
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
