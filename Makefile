@@ -111,10 +111,11 @@ startos-check: startos-deps
 javascript/index.js: node_modules/.package-lock.json $(STARTOS_SOURCES)
 	npx ncc build startos/index.ts -o javascript
 
-## keysmith.s9pk (s9pk v2, for StartOS 0.4) from the bundle, the Dockerfile and the assets.
+## keysmith_v2.s9pk (s9pk v2, for StartOS 0.4) from the bundle, the Dockerfile and the assets;
+## named apart from the 0.3.5 package's keysmith.s9pk (`make pack`).
 s9pk: startos-check javascript/index.js
 	@command -v start-cli >/dev/null 2>&1 || { \
 	  echo "make s9pk: start-cli is not installed (it is not on PyPI, npm or Debian);" >&2; \
 	  echo "  install it from Start9's apt repository or build it from Start9Labs/start-os;" >&2; \
 	  echo "  see scripts/README.md, section 'StartOS 0.4 (s9pk v2)'." >&2; exit 1; }
-	start-cli s9pk pack -o $(PKG_ID).s9pk
+	start-cli s9pk pack -o $(PKG_ID)_v2.s9pk

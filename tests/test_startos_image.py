@@ -196,7 +196,7 @@ def test_the_sellers_day_through_the_actions(shop):
     assert single(code)["value"] == "LAUNCH" and single(code)["copyable"], code
     run_action(shop, "disable-discount-code", code="LAUNCH")
     log = text_of(run_action(shop, "audit-log"))
-    assert license_id in log and "LAUNCH" in log, log
+    assert license_id in log and "revoke" in log and "discount" in log, log
 
 
 def test_bad_input_is_a_clear_error_and_changes_nothing(shop):
@@ -308,6 +308,7 @@ class Writer(threading.Thread):
             self.committed.append((time.monotonic(), str(answer["license_id"])))
 
 
+@pytest.mark.skipif(shutil.which("rsync") is None, reason="the SDK's backups run rsync")
 def test_backup_under_write_load_restores_every_committed_row(images, tmp_path):
     port = free_port()
     with package(tmp_path / "a", images["a"], port) as pkg:
