@@ -1,5 +1,5 @@
 import { sdk } from './sdk'
-import { daemonCommand, dataMounts } from './utils'
+import { daemonCommand } from './utils'
 import { runInImage } from './run'
 
 // rsync must never copy the live database: SQLite in WAL mode keeps committed pages in the
@@ -19,20 +19,16 @@ export const LIVE_FILES = [
 
 // A snapshot of a large database can take a while; the default 30 s exec timeout cannot.
 const SNAPSHOT_TIMEOUT_MS = 30 * 60_000
+const snapshot = daemonCommand('backup', 'snapshot')
+const restore = daemonCommand('backup', 'restore')
 
 export const { createBackup, restoreInit } = sdk.setupBackups(async () =>
   sdk.Backups.ofVolumes('main')
     .setOptions({ exclude: LIVE_FILES })
     .setPreBackup(async effects => {
-      await runInImage(effects, 'backup-snapshot', daemonCommand('backup', 'snapshot'), {
-        mounts: dataMounts,
-        timeoutMs: SNAPSHOT_TIMEOUT_MS,
-      })
+      await runInImage(effects, 'backup-snapshot', snapshot, SNAPSHOT_TIMEOUT_MS)
     })
     .setPostRestore(async effects => {
-      await runInImage(effects, 'backup-restore', daemonCommand('backup', 'restore'), {
-        mounts: dataMounts,
-        timeoutMs: SNAPSHOT_TIMEOUT_MS,
-      })
+      await runInImage(effects, 'backup-restore', restore, SNAPSHOT_TIMEOUT_MS)
     }),
 )

@@ -1,7 +1,7 @@
 import { T } from '@start9labs/start-sdk'
 import { sdk } from '../sdk'
 import { runInImage } from '../run'
-import { daemonCommand, dataMounts } from '../utils'
+import { daemonCommand } from '../utils'
 import { ActionDecl, declarations } from './catalogue'
 import { inputSpec } from './form'
 
@@ -20,15 +20,11 @@ async function runAction(
   input: Record<string, unknown> | null,
 ): Promise<Result> {
   const argv = daemonCommand('action', id, ...(input === null ? [] : [JSON.stringify(input)]))
-  const stdout = await runInImage(effects, `action-${id}`, argv, {
-    mounts: dataMounts,
-    timeoutMs: ACTION_TIMEOUT_MS,
-  })
-  return parseResult(id, stdout)
+  return parseResult(id, await runInImage(effects, `action-${id}`, argv, ACTION_TIMEOUT_MS))
 }
 
 // The daemon prints exactly one version "1" result; anything else is a defect worth naming.
-export function parseResult(id: string, stdout: string): Result {
+function parseResult(id: string, stdout: string): Result {
   let parsed: unknown
   try {
     parsed = JSON.parse(stdout)
