@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 
-from tests.daemon_proc import free_port
 from tests.image_tools import REPO, build_image, missing_tools, podman, variant_context
 from tests.kit import assert_db_clean, connect, dump
 from tests.startos.driver import Package, build_bundle, missing_node
@@ -76,10 +75,6 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         build_image(tags[variant], context)
     yield tags
     podman("rmi", "-f", *tags.values(), check=False)
-
-
-def package(folder: Path, image: str, port: int | None = None) -> Package:
-    return Package(folder, image, port or free_port())
 
 
 def form_input(action_id: str, **values: Any) -> dict[str, Any]:
@@ -147,17 +142,20 @@ def boot(pkg: Package) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def shop(images, tmp_path_factory) -> Package:
-    """A fresh install, its health, then the seller's day through the actions: the package
-    stays running for the tests below (module scope, one daemon)."""
-    pkg = package(tmp_path_factory.mktemp("shop"), images["a"]).__enter__()
-    pkg.first_ready = boot(pkg)
-    yield pkg
-    pkg.__exit__(None, None, None)
+def installed(images, tmp_path_factory) -> tuple[Package, dict[str, Any]]:
+    """A fresh install and its first ready report; the service keeps running for the tests
+    below (one daemon for the module)."""
+    with Package(tmp_path_factory.mktemp("shop"), images["a"]) as pkg:
+        yield pkg, boot(pkg)
 
 
-def test_fresh_install_reports_starting_then_ready(shop):
-    ready = shop.first_ready
+@pytest.fixture
+def shop(installed) -> Package:
+    return installed[0]
+
+
+def test_fresh_install_reports_starting_then_ready(installed):
+    shop, ready = installed
     assert ready["result"] == "success", shop.health()
     assert ready["name"] == "Licensing API"
     assert ready["message"].startswith(f"ready, schema v{LATEST}"), ready
@@ -224,7 +222,7 @@ def test_restore_backup_is_only_offered_while_stopped(shop):
 
 def installed_then_stopped(images, folder: Path) -> Path:
     """Image A's first boot through the package, then a clean stop: the volume to upgrade."""
-    with package(folder, images["a"]) as pkg:
+    with Package(folder, images["a"]) as pkg:
         assert boot(pkg)["result"] == "success", pkg.health()
         pkg.ok("main.stop")
         assert not pkg.containers()
@@ -232,7 +230,7 @@ def installed_then_stopped(images, folder: Path) -> Path:
 
 
 def test_clean_stop_within_the_sigterm_timeout(images, tmp_path):
-    with package(tmp_path, images["a"]) as pkg:
+    with Package(tmp_path, images["a"]) as pkg:
         assert boot(pkg)["result"] == "success"
         took = pkg.ok("main.stop")["ms"]
         assert not pkg.containers()
@@ -242,7 +240,7 @@ def test_clean_stop_within_the_sigterm_timeout(images, tmp_path):
 
 def test_a_cosmetic_drift_heals_and_shows_in_the_heal_history(images, tmp_path):
     folder = installed_then_stopped(images, tmp_path)
-    with package(folder, images["crlf"]) as pkg:
+    with Package(folder, images["crlf"]) as pkg:
         ready = boot(pkg)
         assert ready["result"] == "success" and "1 self-heal" in ready["message"], pkg.health()
         history = run_action(pkg, "heal-history")
@@ -254,7 +252,7 @@ def test_a_cosmetic_drift_heals_and_shows_in_the_heal_history(images, tmp_path):
 def test_a_blocked_upgrade_fails_with_cause_and_remedy_and_stays_up(images, tmp_path):
     folder = installed_then_stopped(images, tmp_path)
     before = db_dump(folder / "volumes" / "main")
-    with package(folder, images["blocked"]) as pkg:
+    with Package(folder, images["blocked"]) as pkg:
         pkg.ok("main.start")
         failure = pkg.wait_health("failure", timeout=GRACE_PERIOD + 60)
         message = failure["message"]
@@ -271,7 +269,7 @@ def test_a_blocked_upgrade_fails_with_cause_and_remedy_and_stays_up(images, tmp_
 
 
 def test_a_slow_migration_reports_loading_with_moving_progress(images, tmp_path):
-    with package(tmp_path, images["slow"]) as pkg:
+    with Package(tmp_path, images["slow"]) as pkg:
         pkg.ok("main.start")
         ready = pkg.wait_health("success", timeout=300)
         assert ready["message"].startswith(f"ready, schema v{LATEST + 2}"), ready
@@ -310,12 +308,11 @@ class Writer(threading.Thread):
 
 @pytest.mark.skipif(shutil.which("rsync") is None, reason="the SDK's backups run rsync")
 def test_backup_under_write_load_restores_every_committed_row(images, tmp_path):
-    port = free_port()
-    with package(tmp_path / "a", images["a"], port) as pkg:
+    with Package(tmp_path / "a", images["a"]) as pkg:
         assert boot(pkg)["result"] == "success"
         key = single(run_action(pkg, "admin-credentials"))["value"]
         run_action(pkg, "create-product", slug="load", name="Load", price_sats=0)
-        writer = Writer(f"http://127.0.0.1:{port}", key)
+        writer = Writer(f"http://127.0.0.1:{pkg.port}", key)
         writer.start()
         time.sleep(2)
         started = time.monotonic()
@@ -335,7 +332,7 @@ def test_backup_under_write_load_restores_every_committed_row(images, tmp_path):
 
     # Restore on a new server: the backup target is all there is.
     shutil.copytree(tmp_path / "a" / "backup", tmp_path / "b" / "backup")
-    with package(tmp_path / "b", images["a"]) as pkg:
+    with Package(tmp_path / "b", images["a"]) as pkg:
         init = pkg.ok("init", kind="restore")
         assert init["dataVersion"] == "0.1.0:1"
         assert boot(pkg)["result"] == "success", pkg.health()

@@ -1,6 +1,6 @@
 """Drive the bundled StartOS 0.4 package in node against the real image (tests/startos/).
 
-    with Package(folder, image, port) as pkg:             # node + the test effects object
+    with Package(folder, image) as pkg:                   # node + the test effects object
         pkg.call("main.start")                               # the package's own main
         pkg.wait_health("success")                           # what StartOS would show
         pkg.call("action.run", id="admin-credentials")       # an action, as StartOS runs it
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.daemon_proc import free_port
 from tests.image_tools import REPO, oci_env, podman
 
 HERE = Path(__file__).resolve().parent
@@ -61,7 +62,7 @@ class Package:
     """One node process running the bundle with the test effects object."""
 
     def __init__(
-        self, folder: Path, image: str | None = None, bind_port: int = 0,
+        self, folder: Path, image: str | None = None, bind_port: int | None = None,
         data_version: str | None = None, bundle: Path = BUNDLE,
     ) -> None:  # fmt: skip
         """`folder` holds volumes/main (the data volume), backup/ and the harness's log."""
@@ -70,6 +71,8 @@ class Package:
         self.backup.mkdir(parents=True, exist_ok=True)
         self.data = self.volumes / "main"
         self.image = image
+        # The host network is shared, so the daemon binds a free loopback port.
+        self.port = bind_port or free_port()
         self.run_id = f"ks{os.getpid()}x{next(_runs)}"
         self.env = dict(os.environ) | {
             "KEYSMITH_TEST_BUNDLE": str(bundle),
@@ -86,8 +89,7 @@ class Package:
                 "KEYSMITH_TEST_IMAGE_META": image_meta(image),
                 "KEYSMITH_TEST_VOLUMES": str(self.volumes),
                 "KEYSMITH_TEST_BACKUP": str(self.backup),
-                # The host network is shared, so the daemon binds a free loopback port.
-                "KEYSMITH_TEST_CONTAINER_ENV": f"KEYSMITH_BIND=127.0.0.1:{bind_port}",
+                "KEYSMITH_TEST_CONTAINER_ENV": f"KEYSMITH_BIND=127.0.0.1:{self.port}",
             }
         self.log = folder / f"{self.run_id}.log"
 
