@@ -4,9 +4,9 @@
 # Installed only when running as root and missing; tests that need a tool skip when it is absent
 # outside CI, and CI (CI=true) always runs as root here, so there they are present.
 set -euo pipefail
-# command -> Debian package; the image test (tests/test_image.py) needs the last five.
-want=(sqlite3 promtool wrk buildah podman debootstrap runc newuidmap)
-pkgs=(sqlite3 prometheus wrk buildah podman debootstrap runc uidmap)
+# command -> Debian package; the image tests need buildah..uidmap, the 0.4 backup test rsync.
+want=(sqlite3 promtool wrk buildah podman debootstrap runc newuidmap rsync)
+pkgs=(sqlite3 prometheus wrk buildah podman debootstrap runc uidmap rsync)
 missing=()
 for i in "${!want[@]}"; do
   command -v "${want[$i]}" >/dev/null 2>&1 || missing+=("${pkgs[$i]}")
