@@ -35,9 +35,11 @@ class Pool:
     """A fixed set of aiosqlite connections. Reads share them freely; writes go through
     `transaction()` (BEGIN IMMEDIATE), which SQLite serialises with the busy timeout."""
 
-    def __init__(self, connections: list[aiosqlite.Connection]) -> None:
+    def __init__(self, connections: list[aiosqlite.Connection], path: Path) -> None:
         import asyncio
 
+        # The file, for readers that open their own connection (licensing's validate path).
+        self.path = path
         self._connections = connections
         self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         for conn in connections:
@@ -83,7 +85,9 @@ async def open_pool(path: str | Path, size: int = POOL_SIZE) -> Pool:
         for pragma in CONNECTION_PRAGMAS:
             await conn.execute(pragma)
         connections.append(conn)
-    return Pool(connections)
+    from pathlib import Path
+
+    return Pool(connections, Path(path))
 
 
 async def init(

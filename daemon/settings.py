@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,13 @@ LOG_FORMATS = ("text", "json")
 # An admin key shorter than this is guessable; first boot generates a long one when unset.
 ADMIN_KEY_MIN_LENGTH = 16
 STATUS_FILE_NAME = "keysmith-status.json"
+# Verified license keys remembered (each saves an Ed25519 verify, ~60 us), bounded both by
+# count and by the total length of the key strings, so forged or padded keys cost at most
+# the byte bound.
+DEFAULT_KEY_CACHE_ENTRIES = 20_000
+DEFAULT_KEY_CACHE_BYTES = 4 * 1024 * 1024
+# Deactivated machines kept per license as history; older ones are deleted.
+DEFAULT_MACHINE_HISTORY = 100
 
 
 def default_migrations_dir() -> Path:
@@ -49,6 +56,9 @@ class Settings:
     bind_port: int = DEFAULT_BIND_PORT
     admin_api_key: str | None = field(default=None, repr=False)
     log_format: str = "text"
+    key_cache_entries: int = DEFAULT_KEY_CACHE_ENTRIES
+    key_cache_bytes: int = DEFAULT_KEY_CACHE_BYTES
+    machine_history: int = DEFAULT_MACHINE_HISTORY
 
     @property
     def data_dir(self) -> Path:
@@ -144,6 +154,18 @@ def _parse_log_format(name: str, raw: str) -> tuple[str]:
     return (value,)
 
 
+def _count_parser(expected: str) -> Callable[[str, str], tuple[int]]:
+    """A parser of a whole number from 0 to 10**12 (0 turns a cache or the history off)."""
+
+    def parse(name: str, raw: str) -> tuple[int]:
+        text = raw.strip().replace("_", "")
+        if not text.isdigit() or int(text) > 10**12:
+            raise SettingsError(name, raw, expected)
+        return (int(text),)
+
+    return parse
+
+
 # (variable, parser, the Settings fields it fills), in the order problems are reported.
 _PARSERS = (
     (defaults.DB_PATH_VARIABLE, _parse_db_path, ("db_path",)),
@@ -151,4 +173,19 @@ _PARSERS = (
     ("KEYSMITH_BIND", _parse_bind, ("bind_host", "bind_port")),
     ("KEYSMITH_ADMIN_API_KEY", _parse_admin_key, ("admin_api_key",)),
     ("KEYSMITH_LOG_FORMAT", _parse_log_format, ("log_format",)),
+    (
+        "KEYSMITH_KEY_CACHE_SIZE",
+        _count_parser("a whole number of license keys to remember, e.g. 20000 (0: none)"),
+        ("key_cache_entries",),
+    ),
+    (
+        "KEYSMITH_KEY_CACHE_BYTES",
+        _count_parser("a whole number of bytes of key text to remember, e.g. 4194304"),
+        ("key_cache_bytes",),
+    ),
+    (
+        "KEYSMITH_MACHINE_HISTORY",
+        _count_parser("a whole number of deactivated machines kept per license, e.g. 100"),
+        ("machine_history",),
+    ),
 )
