@@ -289,7 +289,7 @@ MACHINE_COLUMNS = (
 )
 
 
-# Counted on the partial index machines_active_idx alone, never reading the table
+# Counted on the index machines_license_state_idx (0012) alone, never reading the table
 # (tests/test_machine_bounds.py holds the query plan to that).
 ACTIVE_SEATS_SQL = "SELECT count(*) FROM machines WHERE license_id = ? AND deactivated_at IS NULL"
 
@@ -300,8 +300,8 @@ async def active_seats(conn: Connection, license_id: str) -> int:
     return int(row[0])
 
 
-# Keeps the `keep` most recently deactivated machines of one license; the index of
-# migration 0012 (license_id, deactivated_at) finds them without a scan of the table.
+# Keeps the `keep` most recently deactivated machines of one license; the same index finds
+# them without a scan of the table.
 PURGE_HISTORY_SQL = (
     "DELETE FROM machines WHERE license_id = ?1 AND deactivated_at IS NOT NULL AND id NOT IN "
     "(SELECT id FROM machines WHERE license_id = ?1 AND deactivated_at IS NOT NULL "
