@@ -199,10 +199,20 @@ def record_migration_failure(reason: str, seconds: float | None = None) -> None:
         MIGRATION_RUN_SECONDS.set(seconds)
 
 
+# (route, method, status) -> its two children. `labels()` validates and hashes its arguments
+# on every call (~4 us for the pair); the label sets are few (route templates, known methods,
+# status codes), so each pair is looked up once.
+_HTTP_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def record_http(route: str, method: str, status: int, seconds: float) -> None:
-    labels = {"route": route, "method": method, "status": str(status)}
-    HTTP_REQUESTS.labels(**labels).inc()
-    HTTP_LATENCY.labels(**labels).observe(seconds)
+    children = _HTTP_CHILDREN.get((route, method, status))
+    if children is None:
+        labels = {"route": route, "method": method, "status": str(status)}
+        children = HTTP_REQUESTS.labels(**labels), HTTP_LATENCY.labels(**labels)
+        _HTTP_CHILDREN[(route, method, status)] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def render() -> tuple[bytes, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
@@ -28,9 +29,20 @@ _PUBLIC_FIELDS = (
 
 
 def add_ops_routes(app: web.Application, lifecycle: Lifecycle) -> None:
+    # The answer changes only when the lifecycle record does: encode it once per revision
+    # instead of copying and encoding the record on every probe (a third of /healthz's time).
+    answer: dict[str, Any] = {"revision": None}
+
     async def healthz(_request: web.Request) -> web.Response:
-        body = healthz_body(lifecycle.snapshot())
-        return web.json_response(body, status=200 if body["ok"] else 503)
+        revision = lifecycle.revision
+        if answer["revision"] != revision:
+            body = healthz_body(lifecycle.snapshot())
+            answer.update(
+                revision=revision, text=json.dumps(body), status=200 if body["ok"] else 503
+            )
+        return web.Response(
+            text=answer["text"], status=answer["status"], content_type="application/json"
+        )
 
     async def metrics_route(_request: web.Request) -> web.Response:
         payload, content_type = metrics.render()
