@@ -13,6 +13,9 @@ measures:
   answers (ok, revoked, bad_signature, anything else), and a run with any unexpected answer
   is void.
 
+Also the median time of one seat claim (activate with a new fingerprint) at 100 and 2,000
+active seats on one license, through the real service in this process.
+
 Next to it, in the same run and on the same cores: a bare aiohttp + uvloop server answering
 constant JSON on the same two routes, and Keysmith's own `GET /healthz`. Targets (issue 12):
 ready and RSS at 1M within 1.5x of the empty database's, validate throughput at 1M >= 75%
@@ -38,6 +41,7 @@ import random
 import re
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -519,6 +523,62 @@ def _lua_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# ---------------------------------------------------------------- seat claims
+
+
+SEAT_LEVELS = (100, 2_000)
+QUICK_SEAT_LEVELS = (10, 200)
+CLAIMS = 50  # timed claims at each level
+
+
+def measure_seat_claims(template: Path, workdir: Path, levels: tuple[int, ...]) -> dict[int, float]:
+    """Median milliseconds of one seat claim (activate with a new fingerprint) on a license
+    that already has each level's count of active machines, through the real service."""
+    import asyncio
+
+    db = workdir / "seats" / "keysmith.db"
+    db.parent.mkdir(parents=True)
+    shutil.copyfile(template, db)
+    try:
+        return asyncio.run(_seat_claims(db, levels))
+    finally:
+        shutil.rmtree(db.parent)
+
+
+async def _seat_claims(db: Path, levels: tuple[int, ...]) -> dict[int, float]:
+    from daemon.db import open_pool
+    from daemon.licensing.service import Licensing
+
+    pool = await open_pool(db)
+    try:
+        service = await Licensing.open(pool)
+        await service.create_product({"slug": "site", "name": "Site", "price_sats": 1})
+        seats = {"slug": "site", "name": "Site", "max_machines": 10 * levels[-1]}
+        await service.create_policy({"product_slug": "site"}, {**seats, "is_default": True})
+        key = (await service.issue_license("site", None, None, None, None))["license_key"]
+        active, medians = 0, {}
+        for level in levels:
+            while active < level:
+                await _claim(service, key, f"fill-{active}")
+                active += 1
+            timings = []
+            for n in range(CLAIMS):
+                started = time.perf_counter()
+                await _claim(service, key, f"timed-{level}-{n}")
+                timings.append((time.perf_counter() - started) * 1000)
+            active += CLAIMS
+            medians[level] = statistics.median(timings)
+        return medians
+    finally:
+        await pool.close()
+
+
+async def _claim(service: object, key: str, fingerprint: str) -> None:
+    answer = await service.activate(key, fingerprint, None, None)  # type: ignore[attr-defined]
+    if not answer["ok"]:
+        raise BenchError(f"a seat claim was refused: {answer}")
+
+
 # ---------------------------------------------------------------- the run
 
 
@@ -587,7 +647,7 @@ def measure_reference(template: Path, workdir: Path, seconds: int, python: str) 
     }
 
 
-def report(rows: list[Row], ref: dict[str, Load], seconds: int) -> None:
+def report(rows: list[Row], ref: dict[str, Load], seconds: int, claims: dict[int, float]) -> None:
     print(
         f"\n**Keysmith at scale: {CONNECTIONS} connections, wrk -t1 on core {LOAD_CPU}, server "
         f"on core {SERVER_CPU}, {seconds} s per run**\n"
@@ -619,9 +679,16 @@ def report(rows: list[Row], ref: dict[str, Load], seconds: int) -> None:
     ):
         load = ref[key]
         print(f"| {name} | {route} | {load.rps:,.0f} | {load.p50_ms:.2f} | {load.p99_ms:.2f} |")
+    print(f"\n**Seat claim (activate, a new fingerprint), median of {CLAIMS}**\n")
+    print("| active seats | ms per claim |")
+    print("|---:|---:|")
+    for level, ms in claims.items():
+        print(f"| {level:,} | {ms:.2f} |")
     empty = rows[0]
     bare = ref["bare_validate"]
     print("\n**Ratios**\n")
+    low, high = min(claims), max(claims)
+    _ratio(f"seat claim at {high:,} active vs {low:,}", claims[high] / claims[low], None)
     _ratio(
         "Keysmith /healthz req/s vs bare /healthz",
         ref["keysmith_healthz"].rps / ref["bare_healthz"].rps,
@@ -678,13 +745,15 @@ def main(argv: list[str] | None = None) -> int:
     python = sys.executable
     try:
         template = build_template(workdir, python)
+        levels = QUICK_SEAT_LEVELS if args.quick else SEAT_LEVELS
+        claims = measure_seat_claims(template, workdir, levels)
         ref = measure_reference(template, workdir, seconds, python)
         rows = []
         for licenses in sizes:
             print(f"measuring {licenses:,} licenses ...", flush=True)
             draws = QUICK_DRAWS if args.quick else DRAWS
             rows.append(measure_size(template, workdir, licenses, seconds, draws, python))
-        report(rows, ref, seconds)
+        report(rows, ref, seconds, claims)
     except BenchError as e:
         print(f"bench_scale: {e}", file=sys.stderr)
         return 2
