@@ -146,6 +146,9 @@ class Load:
     p50_ms: float
     p99_ms: float
     answers: dict[str, int]
+    # The server's CPU time (user + system) per request answered: unlike req/s, it barely
+    # moves when other work on a shared machine takes the server's core away.
+    cpu_us: float = 0.0
 
 
 @dataclass
@@ -465,17 +468,19 @@ def rss_mb(pid: int) -> float:
 # ---------------------------------------------------------------- wrk
 
 
-def wrk(port: int, path: str, seconds: int, script: Path | None = None) -> Load:
+def wrk(server: Server, path: str, seconds: int, script: Path | None = None) -> Load:
     command = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s"]
     command += ["--latency", "--timeout", "5s"]
     if script is not None:
         command += ["-s", str(script)]
+    cpu_before = _cpu_seconds(server.pid)
     done = subprocess.run(
-        [*command, f"http://127.0.0.1:{port}{path}"],
+        [*command, f"http://127.0.0.1:{server.port}{path}"],
         capture_output=True,
         text=True,
         timeout=seconds + 120,
     )
+    cpu = _cpu_seconds(server.pid) - cpu_before
     if done.returncode != 0:
         raise BenchError(f"wrk failed: {done.stderr}")
     out = done.stdout
@@ -492,7 +497,14 @@ def wrk(port: int, path: str, seconds: int, script: Path | None = None) -> Load:
         counted = dict(
             zip(("ok", "revoked", "forged", "other"), map(int, answers.groups()), strict=True)
         )
-    return Load(float(rps.group(1)), _ms(p50), _ms(p99), counted)
+    requests = re.search(r"(\d+) requests in", out)
+    per_request = cpu / int(requests.group(1)) * 1e6 if requests else 0.0
+    return Load(float(rps.group(1)), _ms(p50), _ms(p99), counted, per_request)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ms(match: re.Match[str]) -> float:
@@ -600,11 +612,11 @@ def measure_size(
     try:
         row = Row(licenses, machines, db_mb, build, ready, rss_mb(server.pid))
         if script is not None and expected is not None:
-            wrk(server.port, "/v1/validate", 2, script)  # warm-up
-            row.validate = wrk(server.port, "/v1/validate", seconds, script)
+            wrk(server, "/v1/validate", 2, script)  # warm-up
+            row.validate = wrk(server, "/v1/validate", seconds, script)
             check_answers(row.validate, expected)
             row.rss_load_mb = rss_mb(server.pid)
-            wrk(server.port, "/v1/validate", seconds, script)
+            wrk(server, "/v1/validate", seconds, script)
             row.rss_load2_mb = rss_mb(server.pid)
             print(
                 f"  {licenses:,} licenses: {expected['distinct_keys']:,} distinct real keys "
@@ -624,8 +636,8 @@ def measure_reference(template: Path, workdir: Path, seconds: int, python: str) 
     shutil.copyfile(template, db)
     server, _ = start_daemon(db, python)
     try:
-        wrk(server.port, "/healthz", 2)
-        keysmith_healthz = wrk(server.port, "/healthz", seconds)
+        wrk(server, "/healthz", 2)
+        keysmith_healthz = wrk(server, "/healthz", seconds)
     finally:
         stop(server)
     bare = start_bare(python, workdir)
@@ -635,9 +647,9 @@ def measure_reference(template: Path, workdir: Path, seconds: int, python: str) 
             'wrk.method = "POST"\nwrk.body = \'{"key": "LIC1-AAAA"}\'\n'
             'wrk.headers["Content-Type"] = "application/json"\n'
         )
-        wrk(bare.port, "/healthz", 2)
-        bare_healthz = wrk(bare.port, "/healthz", seconds)
-        bare_validate = wrk(bare.port, "/v1/validate", seconds, script)
+        wrk(bare, "/healthz", 2)
+        bare_healthz = wrk(bare, "/healthz", seconds)
+        bare_validate = wrk(bare, "/v1/validate", seconds, script)
     finally:
         stop(bare)
     return {
@@ -654,31 +666,34 @@ def report(rows: list[Row], ref: dict[str, Load], seconds: int, claims: dict[int
     )
     print(
         "| licenses | machines | db MB | build s | ready s | RSS ready MB | validate req/s "
-        "| p50 ms | p99 ms | RSS after load MB | RSS after 2nd load MB |"
+        "| p50 ms | p99 ms | CPU us/req | RSS after load MB | RSS after 2nd load MB |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         v = r.validate
         print(
             f"| {r.licenses:,} | {r.machines:,} | {r.db_mb:.1f} | {r.build_s:.1f} | "
             f"{r.ready_s:.2f} | {r.rss_ready_mb:.1f} | "
             + (
-                f"{v.rps:,.0f} | {v.p50_ms:.2f} | {v.p99_ms:.2f} | {r.rss_load_mb:.1f} | "
-                f"{r.rss_load2_mb:.1f} |"
+                f"{v.rps:,.0f} | {v.p50_ms:.2f} | {v.p99_ms:.2f} | {v.cpu_us:.1f} | "
+                f"{r.rss_load_mb:.1f} | {r.rss_load2_mb:.1f} |"
                 if v
-                else "- | - | - | - | - |"
+                else "- | - | - | - | - | - |"
             )
         )
     print("\n**Reference servers, same cores, same run**\n")
-    print("| server | route | req/s | p50 ms | p99 ms |")
-    print("|---|---|---:|---:|---:|")
+    print("| server | route | req/s | p50 ms | p99 ms | CPU us/req |")
+    print("|---|---|---:|---:|---:|---:|")
     for name, route, key in (
         ("bare aiohttp+uvloop", "GET /healthz", "bare_healthz"),
         ("bare aiohttp+uvloop", "POST /v1/validate", "bare_validate"),
         ("Keysmith", "GET /healthz", "keysmith_healthz"),
     ):
         load = ref[key]
-        print(f"| {name} | {route} | {load.rps:,.0f} | {load.p50_ms:.2f} | {load.p99_ms:.2f} |")
+        print(
+            f"| {name} | {route} | {load.rps:,.0f} | {load.p50_ms:.2f} | {load.p99_ms:.2f} "
+            f"| {load.cpu_us:.1f} |"
+        )
     print(f"\n**Seat claim (activate, a new fingerprint), median of {CLAIMS}**\n")
     print("| active seats | ms per claim |")
     print("|---:|---:|")
@@ -699,6 +714,11 @@ def report(rows: list[Row], ref: dict[str, Load], seconds: int, claims: dict[int
         ref["keysmith_healthz"].p99_ms / ref["bare_healthz"].p99_ms,
         None,
     )
+    _ratio(
+        "Keysmith /healthz CPU per request vs bare /healthz",
+        ref["keysmith_healthz"].cpu_us / ref["bare_healthz"].cpu_us,
+        None,
+    )
     for r in rows[1:]:
         assert r.validate is not None
         label = f"{r.licenses:,}"
@@ -712,6 +732,9 @@ def report(rows: list[Row], ref: dict[str, Load], seconds: int, claims: dict[int
         _ratio(f"validate req/s at {label} vs bare", r.validate.rps / bare.rps, (TARGET_RPS, ">="))
         _ratio(
             f"validate p99 at {label} vs bare", r.validate.p99_ms / bare.p99_ms, (TARGET_P99, "<=")
+        )
+        _ratio(
+            f"validate CPU per request at {label} vs bare", r.validate.cpu_us / bare.cpu_us, None
         )
 
 
