@@ -24,9 +24,10 @@ ADMIN_KEY_MIN_LENGTH = 16
 STATUS_FILE_NAME = "keysmith-status.json"
 # Verified license keys remembered (each saves an Ed25519 verify, ~60 us), bounded both by
 # count and by the total length of the key strings, so forged or padded keys cost at most
-# the byte bound.
+# the byte bound. A real key is ~250 characters: 20,000 of them fit in the byte bound, and
+# the whole cache then costs ~12 MB (measured with bench/bench_scale.py).
 DEFAULT_KEY_CACHE_ENTRIES = 20_000
-DEFAULT_KEY_CACHE_BYTES = 4 * 1024 * 1024
+DEFAULT_KEY_CACHE_BYTES = 8 * 1024 * 1024
 # Deactivated machines kept per license as history; older ones are deleted.
 DEFAULT_MACHINE_HISTORY = 100
 
@@ -180,7 +181,7 @@ _PARSERS = (
     ),
     (
         "KEYSMITH_KEY_CACHE_BYTES",
-        _count_parser("a whole number of bytes of key text to remember, e.g. 4194304"),
+        _count_parser("a whole number of bytes of key text to remember, e.g. 8388608"),
         ("key_cache_bytes",),
     ),
     (
