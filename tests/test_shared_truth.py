@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+import sys
 from contextlib import ExitStack, closing
 from typing import Any
 
@@ -98,6 +99,40 @@ def test_a_plain_sqlite_writer_is_seen_by_the_very_next_validation(daemons, writ
     )
     for daemon in daemons:
         assert _reason(daemon, key) == "ok"
+
+
+# What a StartOS action does: open the licensing service in its own short-lived process and
+# write through it while the daemons serve.
+ACTION = """
+import asyncio, sys
+from daemon.db import open_pool
+from daemon.licensing.service import Licensing
+
+async def main():
+    pool = await open_pool(sys.argv[1])
+    try:
+        service = await Licensing.open(pool)
+        await service.revoke(sys.argv[2], "refunded")
+    finally:
+        await pool.close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_revoke_by_a_short_lived_process_is_the_next_answer_of_every_daemon(daemons):
+    product = make_product(daemons[0])
+    license_ = issue(daemons[0], product)
+    for daemon in daemons:
+        assert _reason(daemon, license_["license_key"]) == "ok"
+    subprocess.run(
+        [sys.executable, "-c", ACTION, str(daemons[0].db_path), license_["license_id"]],
+        env=daemons[0].env,
+        check=True,
+        timeout=60,
+    )
+    for daemon in daemons:
+        assert _reason(daemon, license_["license_key"]) == "revoked"
 
 
 def test_seat_changes_are_shared_by_every_daemon(daemons):
