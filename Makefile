@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint bench bench-peers bench-validate soak venv actions-catalogue
+.PHONY: run test lint bench bench-peers bench-validate bench-scale soak venv actions-catalogue
 
 # The virtualenv is rebuilt whenever pyproject.toml changes. The editable install uses compat
 # mode: a plain path entry, not an import hook that every interpreter start would pay for.
@@ -49,6 +49,10 @@ bench-peers: venv
 bench-validate: venv
 	bash tests/system-deps.sh
 	$(PY) bench/bench_validate.py
+
+bench-scale: venv
+	bash tests/system-deps.sh
+	$(PY) bench/bench_scale.py
 
 soak: venv
 	$(PY) -m tests.crash_harness --kills 500

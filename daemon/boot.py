@@ -303,9 +303,14 @@ def _record_outcome(lifecycle: Lifecycle, outcome: Any) -> None:
 
 
 async def _open_licensing(pool: Any, settings: Settings) -> Any:
-    from daemon.licensing.service import Licensing
+    from daemon.licensing.service import Licensing, Limits
 
-    licensing = await Licensing.open(pool, admin_api_key=settings.admin_api_key)
+    limits = Limits(
+        key_cache_entries=settings.key_cache_entries,
+        key_cache_bytes=settings.key_cache_bytes,
+        machine_history=settings.machine_history,
+    )
+    licensing = await Licensing.open(pool, admin_api_key=settings.admin_api_key, limits=limits)
     register_secret(licensing.admin_api_key)
     return licensing
 

@@ -35,11 +35,13 @@ class Pool:
     """A fixed set of aiosqlite connections. Reads share them freely; writes go through
     `transaction()` (BEGIN IMMEDIATE), which SQLite serialises with the busy timeout."""
 
-    def __init__(self, connections: list[aiosqlite.Connection]) -> None:
+    def __init__(self, connections: list[aiosqlite.Connection], path: Path) -> None:
         import asyncio
 
         from daemon.storage import StorageHealth
 
+        # The file, for readers that open their own connection (licensing's validate path).
+        self.path = path
         self._connections = connections
         self.health = StorageHealth()
         self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
@@ -95,7 +97,9 @@ async def open_pool(path: str | Path, size: int = POOL_SIZE) -> Pool:
         for pragma in CONNECTION_PRAGMAS:
             await conn.execute(pragma)
         connections.append(conn)
-    return Pool(connections)
+    from pathlib import Path
+
+    return Pool(connections, Path(path))
 
 
 async def init(

@@ -6,7 +6,7 @@ service, `record_validation`). `/metrics` renders `REGISTRY` with `render()`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -21,6 +21,8 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from daemon import __version__
 from daemon.status import STATES
@@ -141,6 +143,48 @@ STORAGE_FAULTS = Counter(
 )
 
 
+class _KeyCacheCollector(Collector):
+    """Reads the verified-key cache's figures when /metrics is scraped, never per request.
+
+    The source is swapped, not re-registered, when a service opens again in one process.
+    """
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Any] | None = None
+
+    def collect(self) -> Iterable[Any]:
+        if self.source is None:
+            return
+        stats = self.source()
+        yield GaugeMetricFamily(
+            "keysmith_key_cache_entries",
+            "Verified license keys remembered (bounded by KEYSMITH_KEY_CACHE_SIZE).",
+            value=stats.entries,
+        )
+        yield GaugeMetricFamily(
+            "keysmith_key_cache_bytes",
+            "Total length of the remembered key strings (bounded by KEYSMITH_KEY_CACHE_BYTES).",
+            value=stats.key_bytes,
+        )
+        lookups = CounterMetricFamily(
+            "keysmith_key_cache_lookups",
+            "Key lookups of the validate path, by outcome: hit (remembered) or miss (verified).",
+            labels=["outcome"],
+        )
+        lookups.add_metric(["hit"], stats.hits)
+        lookups.add_metric(["miss"], stats.misses)
+        yield lookups
+
+
+_KEY_CACHE = _KeyCacheCollector()
+REGISTRY.register(_KEY_CACHE)
+
+
+def watch_key_cache(stats: Callable[[], Any]) -> None:
+    """Export the verified-key cache; `stats()` returns `state.KeyCacheStats`."""
+    _KEY_CACHE.source = stats
+
+
 def record_validation(result: str) -> None:
     """Count one validation; `result` is "ok" or the reason the client receives."""
     VALIDATIONS.labels(result=result).inc()
@@ -183,10 +227,20 @@ def count_storage_fault(cause: str) -> None:
     STORAGE_FAULTS.labels(cause=cause).inc()
 
 
+# (route, method, status) -> its two children. `labels()` validates and hashes its arguments
+# on every call (~4 us for the pair); the label sets are few (route templates, known methods,
+# status codes), so each pair is looked up once.
+_HTTP_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def record_http(route: str, method: str, status: int, seconds: float) -> None:
-    labels = {"route": route, "method": method, "status": str(status)}
-    HTTP_REQUESTS.labels(**labels).inc()
-    HTTP_LATENCY.labels(**labels).observe(seconds)
+    children = _HTTP_CHILDREN.get((route, method, status))
+    if children is None:
+        labels = {"route": route, "method": method, "status": str(status)}
+        children = HTTP_REQUESTS.labels(**labels), HTTP_LATENCY.labels(**labels)
+        _HTTP_CHILDREN[(route, method, status)] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def render() -> tuple[bytes, str]:

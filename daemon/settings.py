@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,15 @@ STATUS_FILE_NAME = "keysmith-status.json"
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
 MAX_TIMEOUT = 600.0
+
+# Verified license keys remembered (each saves an Ed25519 verify, ~60 us), bounded both by
+# count and by the total length of the key strings, so forged or padded keys cost at most
+# the byte bound. A real key is ~250 characters: 20,000 of them fit in the byte bound, and
+# the whole cache then costs ~12 MB (measured with bench/bench_scale.py).
+DEFAULT_KEY_CACHE_ENTRIES = 20_000
+DEFAULT_KEY_CACHE_BYTES = 8 * 1024 * 1024
+# Deactivated machines kept per license as history; older ones are deleted.
+DEFAULT_MACHINE_HISTORY = 100
 
 
 def default_migrations_dir() -> Path:
@@ -57,6 +66,10 @@ class Settings:
     log_format: str = "text"
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+
+    key_cache_entries: int = DEFAULT_KEY_CACHE_ENTRIES
+    key_cache_bytes: int = DEFAULT_KEY_CACHE_BYTES
+    machine_history: int = DEFAULT_MACHINE_HISTORY
 
     @property
     def data_dir(self) -> Path:
@@ -163,6 +176,18 @@ def _parse_seconds(name: str, raw: str) -> tuple[float]:
     return (value,)
 
 
+def _count_parser(expected: str) -> Callable[[str, str], tuple[int]]:
+    """A parser of a whole number from 0 to 10**12 (0 turns a cache or the history off)."""
+
+    def parse(name: str, raw: str) -> tuple[int]:
+        text = raw.strip().replace("_", "")
+        if not text.isdigit() or int(text) > 10**12:
+            raise SettingsError(name, raw, expected)
+        return (int(text),)
+
+    return parse
+
+
 # (variable, parser, the Settings fields it fills), in the order problems are reported.
 _PARSERS = (
     (defaults.DB_PATH_VARIABLE, _parse_db_path, ("db_path",)),
@@ -172,4 +197,19 @@ _PARSERS = (
     ("KEYSMITH_LOG_FORMAT", _parse_log_format, ("log_format",)),
     ("KEYSMITH_HEADER_TIMEOUT", _parse_seconds, ("header_timeout",)),
     ("KEYSMITH_BODY_TIMEOUT", _parse_seconds, ("body_timeout",)),
+    (
+        "KEYSMITH_KEY_CACHE_SIZE",
+        _count_parser("a whole number of license keys to remember, e.g. 20000 (0: none)"),
+        ("key_cache_entries",),
+    ),
+    (
+        "KEYSMITH_KEY_CACHE_BYTES",
+        _count_parser("a whole number of bytes of key text to remember, e.g. 8388608"),
+        ("key_cache_bytes",),
+    ),
+    (
+        "KEYSMITH_MACHINE_HISTORY",
+        _count_parser("a whole number of deactivated machines kept per license, e.g. 100"),
+        ("machine_history",),
+    ),
 )

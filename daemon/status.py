@@ -181,6 +181,8 @@ class Lifecycle:
         self.path = path
         self.history = history
         self._lock = threading.Lock()
+        # Counts updates, so readers can reuse what they derived from an unchanged record.
+        self.revision = 0
         self._write_failed = False
         self._started_monotonic = time.monotonic()
         self._record: dict[str, Any] = {
@@ -228,6 +230,7 @@ class Lifecycle:
         with self._lock:
             self._record.update(fields)
             self._record["updated_at"] = utc_now()
+            self.revision += 1
             self._write_locked()
 
     def enter_safe_mode(self, state: str, cause: Cause, **fields: Any) -> None:

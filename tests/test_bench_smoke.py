@@ -193,3 +193,32 @@ def test_bench_validate_quick_prints_both_routes_and_the_ratios():
         assert float(requests_per_second) > 0 and float(p50) > 0 and float(p99) > 0
     assert any(re.match(r"throughput ratio validate/healthz = \d+\.\d\d", line) for line in lines)
     assert any(re.match(r"p99 ratio validate/healthz = \d+\.\d\d", line) for line in lines)
+
+
+def test_bench_scale_quick_prints_every_figure_and_ratio(tmp_path):
+    if shutil.which("wrk") is None:
+        if os.environ.get("CI"):
+            pytest.fail("wrk is missing in CI; tests/system-deps.sh installs it")
+        pytest.skip("wrk is not installed (run: bash tests/system-deps.sh)")
+    command = [sys.executable, str(BENCH / "bench_scale.py"), "--quick"]
+    done = subprocess.run(
+        [*command, "--workdir", str(tmp_path / "w")],
+        cwd=REPO, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, f"{done.stderr[-3000:]}\n{done.stdout[-2000:]}"
+    assert not (tmp_path / "w").exists(), "the scratch folder must be removed"
+    rows = _table_rows(done.stdout, "Keysmith at scale")
+    empty, small = rows["0"], rows["2,000"]
+    ready, rss = float(small[3]), float(small[4])
+    assert float(empty[3]) > 0 and ready > 0 and rss > 0
+    requests_per_second, p50, p99 = (float(v.replace(",", "")) for v in small[5:8])
+    assert requests_per_second > 0 and 0 < p50 <= p99
+    ratios = [line for line in done.stdout.splitlines() if line.startswith("- ")]
+    for label in (
+        "ready at 2,000 vs empty",
+        "RSS ready at 2,000 vs empty",
+        "validate req/s at 2,000 vs bare",
+        "validate p99 at 2,000 vs bare",
+    ):
+        shown = [line for line in ratios if line.startswith(f"- {label}: ")]
+        assert shown and re.search(r": \d+\.\d\dx", shown[0]), label

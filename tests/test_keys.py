@@ -184,19 +184,20 @@ def _payload(**change) -> keys.KeyPayload:
 
 
 def test_verified_key_memory_is_bounded_and_answers_exactly_like_a_fresh_verify():
-    from daemon.licensing.state import VerifiedKeys
+    from daemon.licensing.state import BAD_SIGNATURE, KeyIdentity, VerifiedKeys
 
-    memory = VerifiedKeys(ISSUER.public, capacity=3)
+    memory = VerifiedKeys(ISSUER.public, max_entries=3, max_bytes=1 << 20)
     issued = [keys.issue_key(ISSUER, _payload()) for _ in range(5)]
     foreign = keys.issue_key(keys.IssuerKey.generate(), _payload())
     for key in issued:
-        assert memory.payload_of(key) == keys.verify_key(ISSUER.public, key)
-        assert memory.payload_of(key) == keys.verify_key(ISSUER.public, key)  # remembered
+        payload = keys.verify_key(ISSUER.public, key)
+        expected = KeyIdentity(str(payload.license_id), str(payload.product_id))
+        assert memory.identity_of(key) == expected
+        assert memory.identity_of(key) == expected  # remembered
     assert len(memory) == 3
     for _ in range(2):  # a remembered refusal is still a refusal
-        with pytest.raises(keys.KeySignatureError):
-            memory.payload_of(foreign)
+        assert memory.identity_of(foreign) is BAD_SIGNATURE
     for bad in ("LIC1-AAAA", None, 7):
         with pytest.raises(keys.KeyFormatError):
-            memory.payload_of(bad)
+            memory.identity_of(bad)
     assert len(memory) == 3  # format errors are never remembered

@@ -498,6 +498,26 @@ def test_0011_one_invoice_per_provider_reference(tmp_path):
     assert count_rows(conn) == counts
 
 
+def test_0012_machine_state_index_keeps_every_machine(tmp_path):
+    from daemon.licensing.store import ACTIVE_SEATS_SQL, PURGE_HISTORY_SQL
+
+    db, conn = _database_at(tmp_path, 11, scale=2)
+    before = _snapshot(conn)
+    assert conn.execute(
+        "SELECT count(*) FROM machines WHERE deactivated_at IS NOT NULL"
+    ).fetchone()[0]
+    kit.apply_range(db, upto=12)
+    _unchanged_since(conn, before)
+    kit.assert_db_clean(conn)
+    assert "machines_license_state_idx" in _indexes(conn, "machines")
+    license_id = conn.execute("SELECT license_id FROM machines LIMIT 1").fetchone()[0]
+    # The purge of one license's history and the seat count never scan the table.
+    purge = _plan(conn, PURGE_HISTORY_SQL, license_id, 100)
+    assert "machines_license_state_idx" in purge and "SCAN machines" not in purge, purge
+    seats = _plan(conn, ACTIVE_SEATS_SQL, license_id)
+    assert "COVERING INDEX machines_license_state_idx" in seats, seats
+
+
 def test_every_migration_has_a_test_here():
     # A new migration without its test here fails this, on purpose.
     names = {p.name[:4] for p in kit.MIGRATIONS.glob("[0-9]*_*.sql")}

@@ -53,7 +53,10 @@ async def _call(settings: Settings, operation: Callable[[Licensing], Awaitable[T
         # No admin key passed: with the issuer and admin keys in place, opening writes nothing;
         # settling a key from the environment is the daemon's job at its boot, not an action's.
         service = await Licensing.open(pool, actor=AUDIT_ACTOR)
-        return await operation(service)
+        try:
+            return await operation(service)
+        finally:
+            service.close()
     finally:
         await pool.close()
 

@@ -1,10 +1,10 @@
 """The licensing service: products, policies, licenses, seats, codes, and validation.
 
 The API calls this; this never calls the API. Every write is one transaction
-(`pool.transaction()`), admin writes add an audit row in that same transaction, and every
-write that changes what validation reads updates the in-memory `LicenseBook` right after
-its commit (see `daemon.licensing.state` for why that keeps validation exact). Writes are
-serialised by one asyncio lock so the book is always updated in commit order.
+(`pool.transaction()`), and admin writes add an audit row in that same transaction.
+Validation reads the committed rows on every call (see `daemon.licensing.state`), so a write
+by this process, another daemon or a StartOS action is seen by the very next validation.
+Writes of this process are serialised by one asyncio lock.
 
 Fingerprints: clients send a fingerprint string (the published client hashes the machine's
 raw identifier first). The server stores and compares only SHA-256 hex of what it received,
@@ -25,15 +25,16 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from daemon import metrics
+from daemon import metrics, settings
 from daemon.licensing import inputs, keys, store
 from daemon.licensing.errors import BadRequest, Conflict, NotFound, PaymentNotConfigured
 from daemon.licensing.state import (
-    LicenseBook,
+    BAD_SIGNATURE,
+    KeyIdentity,
+    LicenseReader,
     LicenseView,
     VerifiedKeys,
     iso_time,
-    view_from_row,
 )
 from daemon.storage import StorageHealth
 
@@ -66,10 +67,23 @@ NO_PAYMENT_PROVIDER = (
 
 @dataclass(frozen=True, slots=True)
 class _SeatClaim:
-    """Validation needs a seat the book shows as free; claiming it writes to the database."""
+    """Validation needs a seat that was free when read; claiming it writes to the database."""
 
     view: LicenseView
     fingerprint_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The memory and history bounds of the service (`daemon.settings` documents each).
+
+    Deactivated machines beyond `machine_history` per license are deleted in the transaction
+    that deactivates another, so activate/deactivate churn cannot grow the table.
+    """
+
+    key_cache_entries: int = settings.DEFAULT_KEY_CACHE_ENTRIES
+    key_cache_bytes: int = settings.DEFAULT_KEY_CACHE_BYTES
+    machine_history: int = settings.DEFAULT_MACHINE_HISTORY
 
 
 class Licensing:
@@ -79,6 +93,7 @@ class Licensing:
         issuer: keys.IssuerKey,
         issuer_id: int,
         admin_api_key: str,
+        limits: Limits,
         *,
         actor: AdminActor = "admin",
     ) -> None:
@@ -87,8 +102,13 @@ class Licensing:
         self._issuer = issuer
         self._issuer_id = issuer_id
         self._admin_key = admin_api_key.encode("utf-8")
-        self._book = LicenseBook()
-        self._verified = VerifiedKeys(issuer.public)
+        self._reader = LicenseReader(pool.path)
+        self._verified = VerifiedKeys(
+            issuer.public,
+            max_entries=limits.key_cache_entries,
+            max_bytes=limits.key_cache_bytes,
+        )
+        self._machine_history = limits.machine_history
         self._write_lock = asyncio.Lock()
         self.public_key_pem = issuer.public_pem()
         self._result_counters: dict[str, Any] = {}
@@ -97,9 +117,14 @@ class Licensing:
 
     @classmethod
     async def open(
-        cls, pool: Any, *, admin_api_key: str | None = None, actor: AdminActor = "admin"
+        cls,
+        pool: Any,
+        *,
+        admin_api_key: str | None = None,
+        limits: Limits | None = None,
+        actor: AdminActor = "admin",
     ) -> Licensing:
-        """Load (or on first boot create) the issuer key and the admin key, then the book.
+        """Load (or on first boot create) the issuer key and the admin key.
 
         An admin key given by the environment wins and is stored, so the value in the
         database (which the StartOS action shows) is always the one that works.
@@ -127,16 +152,12 @@ class Licensing:
                 issuer = keys.IssuerKey.from_private_bytes(bytes(row["private_key"]))
                 issuer_id = row["id"]
             admin_key = await _settle_admin_key(conn, admin_api_key, now)
-        service = cls(pool, issuer, issuer_id, admin_key, actor=actor)
-        await service._load_book()
+        service = cls(pool, issuer, issuer_id, admin_key, limits or Limits(), actor=actor)
+        metrics.watch_key_cache(service._verified.stats)
         return service
 
-    async def _load_book(self) -> None:
-        async with self._pool.connection() as conn:
-            licenses = await store.all_licenses(conn)
-            machines = await store.all_active_machines(conn)
-        self._book.load(licenses, machines)
-        log.info("license state loaded", extra={"licenses": len(self._book)})
+    def close(self) -> None:
+        self._reader.close()
 
     @property
     def storage(self) -> StorageHealth:
@@ -176,13 +197,15 @@ class Licensing:
         self, key: object, product_slug: str | None, fingerprint: str | None, *, may_claim: bool
     ) -> dict[str, Any] | _SeatClaim:
         try:
-            payload = self._verified.payload_of(key)
+            identity = self._verified.identity_of(key)
         except keys.KeyFormatError:
             return {"ok": False, "reason": "bad_format"}
-        except keys.KeySignatureError:
+        if identity is BAD_SIGNATURE:
             return {"ok": False, "reason": "bad_signature"}
-        view = self._book.get(str(payload.license_id))
-        if view is None or view.product_id != str(payload.product_id):
+        assert isinstance(identity, KeyIdentity)
+        fp_hash = None if fingerprint is None else keys.fingerprint_hash(fingerprint).hex()
+        view = self._reader.view(identity.license_id, fp_hash)
+        if view is None or view.product_id != identity.product_id:
             return {"ok": False, "reason": "not_found"}
         if view.status != "active":
             return {"ok": False, "reason": view.status}
@@ -190,14 +213,11 @@ class Licensing:
             return {"ok": False, "reason": "product_mismatch"}
         if view.expires_at is not None and time.time() >= view.expires_at:
             return _refusal(view, "expired", expires_at=view.expires_at_text)
-        machine_id = None
-        if fingerprint is not None:
-            fp_hash = keys.fingerprint_hash(fingerprint).hex()
+        if fp_hash is not None:
             if view.fingerprint_hash is not None and fp_hash != view.fingerprint_hash:
                 return _refusal(view, "fingerprint_mismatch")
-            machine_id = view.machines.get(fp_hash)
-            if machine_id is None:
-                if may_claim and len(view.machines) < view.max_machines:
+            if view.machine_id is None:
+                if may_claim and self._reader.active_seats(view.id) < view.max_machines:
                     return _SeatClaim(view, fp_hash)
                 # One seat taken by another machine is a binding mismatch; a full multi-seat
                 # license is out of seats.
@@ -217,7 +237,7 @@ class Licensing:
             "is_trial": view.is_trial,
             "entitlements": list(view.entitlements),
             "status": view.status,
-            "machine_id": machine_id,
+            "machine_id": view.machine_id,
             "max_machines": view.max_machines,
         }
 
@@ -232,88 +252,110 @@ class Licensing:
     async def activate(
         self, key: str, fingerprint: str, hostname: str | None, platform: str | None
     ) -> dict[str, Any]:
-        view = self._license_for_machine_call(key)
-        refusal = _machine_refusal(view, fingerprint)
+        fp_hash = keys.fingerprint_hash(fingerprint).hex()
+        view = self._license_for_machine_call(key, fp_hash)
+        refusal = self._machine_refusal(view, fp_hash)
         if refusal is not None:
             return refusal
-        fp_hash = keys.fingerprint_hash(fingerprint).hex()
         machine_id = await self._claim_seat(view.id, fp_hash, hostname, platform)
-        view = self._book.get(view.id)
         if machine_id is None:
-            return _seat_answer(view, None, reason="too_many_machines")
-        return _seat_answer(view, machine_id)
+            return self._seat_answer(view, None, reason="too_many_machines")
+        return self._seat_answer(view, machine_id)
 
     async def heartbeat(self, key: str, fingerprint: str) -> dict[str, Any]:
-        view = self._license_for_machine_call(key)
-        refusal = _machine_refusal(view, fingerprint)
+        fp_hash = keys.fingerprint_hash(fingerprint).hex()
+        view = self._license_for_machine_call(key, fp_hash)
+        refusal = self._machine_refusal(view, fp_hash)
         if refusal is not None:
             return refusal
-        machine_id = view.machines.get(keys.fingerprint_hash(fingerprint).hex())
-        if machine_id is None:
-            return _seat_answer(view, None, reason="not_activated")
+        if view.machine_id is None:
+            return self._seat_answer(view, None, reason="not_activated")
         async with self._pool.transaction() as conn:
-            await store.touch_machine(conn, machine_id, _now())
-        return _seat_answer(view, machine_id)
+            await store.touch_machine(conn, view.machine_id, _now())
+        return self._seat_answer(view, view.machine_id)
 
     async def deactivate(self, key: str, fingerprint: str, reason: str | None) -> dict[str, Any]:
-        view = self._license_for_machine_call(key)
-        fp_hash = keys.fingerprint_hash(fingerprint).hex()
-        machine_id = view.machines.get(fp_hash)
-        if machine_id is None:
-            return _seat_answer(view, None, reason="not_found")
+        view = self._license_for_machine_call(key, keys.fingerprint_hash(fingerprint).hex())
+        if view.machine_id is None:
+            return self._seat_answer(view, None, reason="not_found")
         await self._deactivate_machine(
-            view.id, machine_id, reason or "client_requested", actor=None
+            view.id, view.machine_id, reason or "client_requested", actor=None
         )
-        return _seat_answer(self._book.get(view.id), machine_id)
+        return self._seat_answer(view, view.machine_id)
 
-    def _license_for_machine_call(self, key: str) -> LicenseView:
+    def _license_for_machine_call(self, key: str, fp_hash: str) -> LicenseView:
         try:
-            payload = self._verified.payload_of(key)
+            identity = self._verified.identity_of(key)
         except keys.KeyFormatError as e:
             raise BadRequest(f"'key' is not a license key: {e}") from e
-        except keys.KeySignatureError as e:
-            raise BadRequest(f"'key' was not issued by this server: {e}") from e
-        view = self._book.get(str(payload.license_id))
+        if identity is BAD_SIGNATURE:
+            raise BadRequest(
+                "'key' was not issued by this server: the signature was not made by this "
+                "server's issuer key"
+            )
+        assert isinstance(identity, KeyIdentity)
+        view = self._reader.view(identity.license_id, fp_hash)
         if view is None:
-            raise NotFound(f"license {payload.license_id}")
+            raise NotFound(f"license {identity.license_id}")
         return view
+
+    def _machine_refusal(self, view: LicenseView, fp_hash: str) -> dict[str, Any] | None:
+        if view.status != "active":
+            return self._seat_answer(view, None, reason=view.status)
+        if view.expires_at is not None and time.time() >= view.expires_at:
+            return self._seat_answer(view, None, reason="expired")
+        if view.fingerprint_hash is not None and fp_hash != view.fingerprint_hash:
+            return self._seat_answer(view, None, reason="fingerprint_mismatch")
+        return None
+
+    def _seat_answer(
+        self, view: LicenseView, machine_id: str | None, *, reason: str | None = None
+    ) -> dict[str, Any]:
+        """The machine routes' answer, with the seats in use as committed now."""
+        return {
+            "ok": reason is None,
+            "reason": reason,
+            "machine_id": machine_id,
+            "active_count": self._reader.active_seats(view.id),
+            "max_machines": view.max_machines,
+        }
 
     async def _claim_seat(
         self, license_id: str, fp_hash: str, hostname: str | None, platform: str | None
     ) -> str | None:
-        """Take a seat for this fingerprint (or refresh its own); None if none is free."""
+        """Take a seat for this fingerprint (or refresh its own); None if none is free.
+
+        Costs the same at 2,000 seats as at one: the fingerprint is found by the
+        (license_id, fingerprint) unique index and the seats are counted on the partial
+        index of active machines, never loaded.
+        """
         async with self._write_lock:
             now = _now()
             async with self._pool.transaction() as conn:
-                license_row = await store.license_by_id(conn, license_id)
+                license_row = await store.seat_limit_of(conn, license_id)
                 if license_row is None or license_row["status"] != "active":
                     return None
-                active = await store.active_machines_of(conn, license_id)
-                mine = [m["id"] for m in active if m["fingerprint"] == fp_hash]
-                if mine:
-                    await store.reactivate_machine(conn, mine[0], hostname, platform, now)
-                    return mine[0]
-                if len(active) >= license_row["max_machines"]:
-                    return None
                 known = await store.machine_by_fingerprint(conn, license_id, fp_hash)
+                if known is not None and known["deactivated_at"] is None:
+                    await store.reactivate_machine(conn, known["id"], hostname, platform, now)
+                    return known["id"]
+                if await store.active_seats(conn, license_id) >= license_row["max_machines"]:
+                    return None
                 if known is not None:
-                    machine_id = known["id"]
-                    await store.reactivate_machine(conn, machine_id, hostname, platform, now)
-                else:
-                    machine_id = str(uuid.uuid4())
-                    await store.insert_machine(
-                        conn,
-                        {
-                            "id": machine_id,
-                            "license_id": license_id,
-                            "fingerprint": fp_hash,
-                            "hostname": hostname,
-                            "platform": platform,
-                            "now": now,
-                        },
-                    )
-                view = await self._fresh_view(conn, license_id)
-            self._book.put(view)
+                    await store.reactivate_machine(conn, known["id"], hostname, platform, now)
+                    return known["id"]
+                machine_id = str(uuid.uuid4())
+                await store.insert_machine(
+                    conn,
+                    {
+                        "id": machine_id,
+                        "license_id": license_id,
+                        "fingerprint": fp_hash,
+                        "hostname": hostname,
+                        "platform": platform,
+                        "now": now,
+                    },
+                )
             return machine_id
 
     async def _deactivate_machine(
@@ -323,6 +365,7 @@ class Licensing:
             now = _now()
             async with self._pool.transaction() as conn:
                 changed = await store.deactivate_machine(conn, machine_id, reason, now)
+                await store.purge_machine_history(conn, license_id, keep=self._machine_history)
                 if actor is not None and changed:
                     await store.audit(
                         conn,
@@ -332,14 +375,7 @@ class Licensing:
                         detail={"license_id": license_id, "reason": reason},
                         now=now,
                     )
-                view = await self._fresh_view(conn, license_id)
-            self._book.put(view)
             return bool(changed)
-
-    async def _fresh_view(self, conn: Any, license_id: str) -> LicenseView:
-        row = await store.license_by_id(conn, license_id)
-        machines = await store.active_machines_of(conn, license_id)
-        return view_from_row(row, {m["fingerprint"]: m["id"] for m in machines})
 
     # ----- public catalogue -----
 
@@ -436,8 +472,6 @@ class Licensing:
                     detail={"code_id": row["id"], "invoice_id": invoice_id},
                     now=now,
                 )
-                view = await self._fresh_view(conn, license_row["id"])
-            self._book.put(view)
         return {
             "license_id": license_row["id"],
             "license_key": license_row["license_key"],
@@ -609,8 +643,6 @@ class Licensing:
                     },
                     now=now,
                 )
-                view = await self._fresh_view(conn, license_row["id"])
-            self._book.put(view)
         return {
             "license_id": license_row["id"],
             "product_id": product["id"],
@@ -746,10 +778,7 @@ class Licensing:
                     detail={"from": before["status"], **detail},
                     now=now,
                 )
-                view = await self._fresh_view(conn, license_id)
                 row = await store.license_by_id(conn, license_id)
-            # Installed right after commit: the next validation sees the new status.
-            self._book.put(view)
         return license_json(row)
 
     # ----- admin: discount codes -----
@@ -958,29 +987,6 @@ def _check_redeemable(code: Any, product: Any, now: int) -> None:
             f"code '{name}' has already been redeemed {code['redemptions']} time(s), its "
             "limit; no new license was issued"
         )
-
-
-def _machine_refusal(view: LicenseView, fingerprint: str) -> dict[str, Any] | None:
-    if view.status != "active":
-        return _seat_answer(view, None, reason=view.status)
-    if view.expires_at is not None and time.time() >= view.expires_at:
-        return _seat_answer(view, None, reason="expired")
-    fp_hash = keys.fingerprint_hash(fingerprint).hex()
-    if view.fingerprint_hash is not None and fp_hash != view.fingerprint_hash:
-        return _seat_answer(view, None, reason="fingerprint_mismatch")
-    return None
-
-
-def _seat_answer(
-    view: LicenseView, machine_id: str | None, *, reason: str | None = None
-) -> dict[str, Any]:
-    return {
-        "ok": reason is None,
-        "reason": reason,
-        "machine_id": machine_id,
-        "active_count": len(view.machines),
-        "max_machines": view.max_machines,
-    }
 
 
 def _refusal(view: LicenseView, reason: str, **extra: Any) -> dict[str, Any]:

@@ -216,8 +216,14 @@ async def license_by_id(conn: Connection, license_id: str) -> Row | None:
     )
 
 
-async def all_licenses(conn: Connection) -> list[Row]:
-    return await _all(conn, f"SELECT {LICENSE_COLUMNS} {LICENSE_FROM}", ())
+async def seat_limit_of(conn: Connection, license_id: str) -> Row | None:
+    """The license's status and seat limit (its policy's max_machines, 1 without a policy)."""
+    return await _one(
+        conn,
+        "SELECT l.status, COALESCE(pol.max_machines, 1) AS max_machines FROM licenses AS l "
+        "LEFT JOIN policies AS pol ON pol.id = l.policy_id WHERE l.id = ?",
+        (license_id,),
+    )
 
 
 async def list_licenses(
@@ -283,19 +289,30 @@ MACHINE_COLUMNS = (
 )
 
 
-async def all_active_machines(conn: Connection) -> list[Row]:
-    return await _all(
-        conn, "SELECT id, license_id, fingerprint FROM machines WHERE deactivated_at IS NULL", ()
-    )
+# Counted on the index machines_license_state_idx (0012) alone, never reading the table
+# (tests/test_machine_bounds.py holds the query plan to that).
+ACTIVE_SEATS_SQL = "SELECT count(*) FROM machines WHERE license_id = ? AND deactivated_at IS NULL"
 
 
-async def active_machines_of(conn: Connection, license_id: str) -> list[Row]:
-    return await _all(
-        conn,
-        "SELECT id, license_id, fingerprint FROM machines "
-        "WHERE license_id = ? AND deactivated_at IS NULL",
-        (license_id,),
-    )
+async def active_seats(conn: Connection, license_id: str) -> int:
+    row = await _one(conn, ACTIVE_SEATS_SQL, (license_id,))
+    assert row is not None
+    return int(row[0])
+
+
+# Keeps the `keep` most recently deactivated machines of one license; the same index finds
+# them without a scan of the table.
+PURGE_HISTORY_SQL = (
+    "DELETE FROM machines WHERE license_id = ?1 AND deactivated_at IS NOT NULL AND id NOT IN "
+    "(SELECT id FROM machines WHERE license_id = ?1 AND deactivated_at IS NOT NULL "
+    "ORDER BY deactivated_at DESC, id DESC LIMIT ?2)"
+)
+
+
+async def purge_machine_history(conn: Connection, license_id: str, *, keep: int) -> int:
+    """Delete the license's deactivated machines beyond the `keep` most recent ones."""
+    cursor = await conn.execute(PURGE_HISTORY_SQL, (license_id, keep))
+    return cursor.rowcount
 
 
 async def machine_by_fingerprint(conn: Connection, license_id: str, fingerprint: str) -> Row | None:
