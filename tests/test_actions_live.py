@@ -11,8 +11,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from tests.daemon_proc import REPO, DaemonProc
 from tests.test_api_support import issue, make_product, must
 
@@ -30,16 +28,6 @@ def validate(daemon: DaemonProc, key: str) -> dict:
     return must(daemon.request("POST", "/v1/validate", {"key": key}), 200)
 
 
-# The daemon answers validations from its in-memory book, loaded at boot and updated only by
-# its own writes; issue 12 makes the validate path read the database as the truth. Strict: once
-# that lands, these pass and the marker must go.
-SERVED_FROM_MEMORY = pytest.mark.xfail(
-    reason="the serving daemon does not see another process's writes until issue 12",
-    strict=True,
-)
-
-
-@SERVED_FROM_MEMORY
 def test_revoke_by_action_is_seen_by_the_serving_daemon(tmp_path):
     with DaemonProc(tmp_path) as daemon:
         product = make_product(daemon)
@@ -51,7 +39,6 @@ def test_revoke_by_action_is_seen_by_the_serving_daemon(tmp_path):
         assert answer == {"ok": False, "reason": "revoked"}, answer
 
 
-@SERVED_FROM_MEMORY
 def test_a_license_issued_by_action_validates_on_the_serving_daemon(tmp_path):
     with DaemonProc(tmp_path) as daemon:
         product = make_product(daemon)
