@@ -22,6 +22,7 @@ run: venv
 ## Install what the suite needs (Python packages, and Debian tools when root), lint, run every test.
 test: venv
 	bash tests/system-deps.sh
+	$(MAKE) startos-check javascript/index.js
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -96,3 +97,34 @@ verify: $(PKG_ID).s9pk
 ## Remove package outputs (the image cache under /var/tmp/keysmith-image-cache is kept).
 clean:
 	rm -rf docker-images $(PKG_ID).s9pk
+
+# ---- The StartOS 0.4 package: startos/ (TypeScript, start-sdk 2.0.9) -------------------------
+# npm and node 18+ are needed; start-cli only for `make s9pk` (see scripts/README.md).
+STARTOS_SOURCES := $(shell find startos -type f 2>/dev/null) package.json tsconfig.json
+
+.PHONY: startos-deps startos-check s9pk
+
+## node_modules/ exactly as package-lock.json pins it.
+startos-deps: node_modules/.package-lock.json
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+## Type-check the package and run the SDK's own lint gate.
+startos-check: startos-deps
+	npx tsc --noEmit
+	node node_modules/@start9labs/start-sdk/lint.mjs
+
+## The bundle start-cli packs (and the tests run in node).
+javascript/index.js: node_modules/.package-lock.json $(STARTOS_SOURCES)
+	npx ncc build startos/index.ts -o javascript
+
+## keysmith_v2.s9pk (s9pk v2, for StartOS 0.4) from the bundle, the Dockerfile and the assets;
+## named apart from the 0.3.5 package's keysmith.s9pk (`make pack`).
+s9pk: startos-check javascript/index.js
+	@command -v start-cli >/dev/null 2>&1 || { \
+	  echo "make s9pk: start-cli is not installed (it is not on PyPI, npm or Debian);" >&2; \
+	  echo "  install it from Start9's apt repository or build it from Start9Labs/start-os;" >&2; \
+	  echo "  see scripts/README.md, section 'StartOS 0.4 (s9pk v2)'." >&2; exit 1; }
+	start-cli s9pk pack -o $(PKG_ID)_v2.s9pk

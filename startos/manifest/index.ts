@@ -1,0 +1,28 @@
+import { setupManifest } from '@start9labs/start-sdk'
+import { long, short } from './i18n'
+
+// The package's identity and shape. The version, release notes and migration ranges come from
+// versions/ (buildManifest in ../index.ts joins the two).
+export const manifest = setupManifest({
+  id: 'keysmith',
+  title: 'Keysmith',
+  license: 'MIT',
+  packageRepo: 'https://github.com/keysmith-licensing/keysmith',
+  upstreamRepo: 'https://github.com/keysmith-licensing/keysmith',
+  marketingUrl: 'https://github.com/keysmith-licensing/keysmith',
+  donationUrl: null,
+  description: { short, long },
+  // One volume: the SQLite database, its pre-upgrade backups, the status file.
+  volumes: ['main'],
+  images: {
+    main: {
+      // The repository's own Dockerfile, the same image the 0.3.5 package ships.
+      source: { dockerBuild: { dockerfile: 'Dockerfile', workdir: '.' } },
+      arch: ['x86_64', 'aarch64'],
+      // The SDK defaults this to 'x86_64', which would let any architecture install an
+      // emulated image; Keysmith is built and tested for these two only.
+      emulateMissingAs: null,
+    },
+  },
+  dependencies: {},
+})
