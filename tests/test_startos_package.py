@@ -221,7 +221,10 @@ def test_version_graph_takes_over_a_0_3_5_volume(inspected):
     # a no-op: the daemon's own migrator does the schema work at boot.
     assert init["dataVersion"] == "0.1.0:1"
     assert [b["internalPort"] for b in init["bindings"]] == [8080]
-    assert [(i["id"], i["type"]) for i in init["interfaces"]] == [("api", "api")]
+    assert [(i["id"], i["type"], i["path"]) for i in init["interfaces"]] == [
+        ("api", "api", ""),
+        ("console", "ui", "/admin/"),
+    ]
 
 
 def test_version_graph_refuses_a_newer_data_version(clone, tmp_path):
