@@ -106,3 +106,26 @@ def test_every_boot_is_recorded_and_the_history_stays_bounded(tmp_path):
     kept = read_boots(path)
     assert len(kept) == BOOT_HISTORY_LIMIT
     assert [k["n"] for k in kept[:2]] == [BOOT_HISTORY_LIMIT + 9, BOOT_HISTORY_LIMIT + 8]
+
+
+def test_an_unreadable_database_closes_the_console_with_a_reason(tmp_path):
+    db = tmp_path / "data" / "keysmith.db"
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"not a database, " * 512)
+    before = db.read_bytes()
+    with DaemonProc(tmp_path, db_path=db) as d:
+        d.wait_for("failed")
+        status, body = d.request("GET", "/admin/login")
+        assert (
+            status == 503 and "cannot read its password" in body and "nothing was changed" in body
+        )
+    # With the password from the environment the console opens, and explains the failure.
+    with DaemonProc(tmp_path, db_path=db, env={"KEYSMITH_CONSOLE_PASSWORD": PASSWORD}) as d:
+        d.wait_for("failed")
+        status, headers = sign_in(d.url, PASSWORD)
+        cookie = headers["Set-Cookie"].split(";", 1)[0]
+        page = urllib.request.Request(f"{d.url}/admin/upgrades", headers={"Cookie": cookie})
+        with urllib.request.urlopen(page, timeout=10) as answer:
+            text = answer.read().decode()
+        assert "Keysmith is in safe mode (failed)" in text
+    assert db.read_bytes() == before

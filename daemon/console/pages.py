@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +86,22 @@ class Console:
                     password.hash_password, self.settings.console_password
                 )
             return self._env_hash
-        return await asyncio.to_thread(password.read_hash, self.settings.db_path)
+        try:
+            return await asyncio.to_thread(password.read_hash, self.settings.db_path)
+        except sqlite3.Error as e:
+            raise PasswordUnreadable(self.settings.db_path, e) from None
+
+
+class PasswordUnreadable(Exception):
+    """The database could not be read for the console password: nobody can sign in."""
+
+    def __init__(self, db_path: Path, error: sqlite3.Error) -> None:
+        super().__init__(
+            f"The console cannot read its password from the database {db_path} ({error}), so "
+            "nobody can sign in; nothing was changed. The service's health check says whether "
+            "the database itself is healthy; to use the console meanwhile, start Keysmith with "
+            "KEYSMITH_CONSOLE_PASSWORD set."
+        )
 
 
 CONSOLE_KEY = web.AppKey("console", Console)
@@ -202,7 +218,10 @@ def _signed_in(page: Page) -> Callable[[web.Request], Awaitable[web.StreamRespon
     @functools.wraps(page)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         console = request.app[CONSOLE_KEY]
-        stored = await console.password_hash()
+        try:
+            stored = await console.password_hash()
+        except PasswordUnreadable as e:
+            return _unreadable(request, e)
         if stored is None:
             return render(request, "setup.html", status=403, title="Set a console password")
         session = console.sessions.find(request.cookies.get(auth.COOKIE), auth.fingerprint(stored))
@@ -240,14 +259,28 @@ def _serving(page: Page) -> Page:
 
 async def login_page(request: web.Request) -> web.StreamResponse:
     console = request.app[CONSOLE_KEY]
-    if await console.password_hash() is None:
+    try:
+        stored = await console.password_hash()
+    except PasswordUnreadable as e:
+        return _unreadable(request, e)
+    if stored is None:
         return render(request, "setup.html", status=403, title="Set a console password")
     return render(request, "login.html", title="Sign in", error=None)
 
 
+def _unreadable(request: web.Request, error: PasswordUnreadable) -> web.Response:
+    log.error(str(error))
+    return render(
+        request, "refused.html", status=503, title="Console unavailable", message=str(error)
+    )
+
+
 async def login(request: web.Request) -> web.StreamResponse:
     console = request.app[CONSOLE_KEY]
-    stored = await console.password_hash()
+    try:
+        stored = await console.password_hash()
+    except PasswordUnreadable as e:
+        return _unreadable(request, e)
     if stored is None:
         return render(request, "setup.html", status=403, title="Set a console password")
     if not _same_origin(request):
