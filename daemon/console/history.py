@@ -65,18 +65,23 @@ def blocked_explanation(record: dict[str, Any]) -> str | None:
     return None
 
 
+def boots(settings: Settings) -> list[dict[str, Any]]:
+    """Every recorded boot, newest first."""
+    return read_boots(boots_path(settings.status_path))
+
+
 def upgrades(settings: Settings) -> Upgrades:
-    boots = read_boots(boots_path(settings.status_path))
+    booted = boots(settings)
     backups = [_backup(b) for b in list_backups(settings.db_path)]
     try:
         plan = inspect(settings.db_path, settings.migrations_dir, IDEMPOTENT_MIGRATIONS)
         heals = heal_history(settings.db_path)
         rows = _ledger_rows(settings.db_path)
     except MigrateError as e:
-        return Upgrades([], {}, [], backups, boots, str(e))
+        return Upgrades([], {}, [], backups, booted, str(e))
     except sqlite3.Error as e:
-        return Upgrades([], {}, [], backups, boots, f"the ledger could not be read: {e}")
-    return Upgrades(list(plan.findings), rows, heals, backups, boots, None)
+        return Upgrades([], {}, [], backups, booted, f"the ledger could not be read: {e}")
+    return Upgrades(list(plan.findings), rows, heals, backups, booted, None)
 
 
 def _ledger_rows(db_path: Path) -> dict[int, AppliedRow]:

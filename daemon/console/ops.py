@@ -23,8 +23,9 @@ from daemon.licensing.errors import BadRequest, LicensingError
 from daemon.licensing.service import DISCOUNT_KINDS, LICENSE_STATUSES, Licensing
 from daemon.storage import Degraded, fault_of
 
-# The admin API's list limits.
-MAX_LIST = 1000
+# Rows per page (a phone on a slow link gets a page, not thousands of rows); the API's limits.
+LICENSE_PAGE = 100
+MAX_OFFSET = 10**9
 MAX_MACHINES = 5000
 AUDIT_PAGE = 100
 _INTEGER = re.compile(r"^-?[0-9]{1,20}$")
@@ -206,17 +207,18 @@ async def create_policy(service: Licensing, form: Mapping[str, str]) -> dict[str
 LICENSE_FIELDS = ("product_slug", "policy_slug", "note", "fingerprint", "expires_at")
 
 
-async def licenses(
-    service: Licensing, search: str | None, status: str | None
-) -> list[dict[str, Any]]:
-    query = {"q": search or None, "status": status or None}
+async def licenses(service: Licensing, query: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One page of licenses for the query string's q, status and offset, as the API reads them."""
+    query = {name: query[name] for name in ("q", "status", "offset") if query.get(name)}
     return await _service(
         service.list_licenses(
             product_id=None,
             status=_field("status", inputs.text, query, max_len=20),
             search=_field("q", inputs.text, query, max_len=200),
-            limit=MAX_LIST,
-            offset=0,
+            limit=LICENSE_PAGE,
+            offset=_field(
+                "offset", inputs.query_int, query, default=0, minimum=0, maximum=MAX_OFFSET
+            ),
         ),
         ("status", "q"),
     )

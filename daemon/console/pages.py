@@ -357,7 +357,7 @@ async def overview(
     counts = None
     if console.licensing is not None:
         counts = await asyncio.to_thread(ops.counts, console.settings.db_path)
-    boots = (await asyncio.to_thread(history.upgrades, console.settings)).boots
+    boots = await asyncio.to_thread(history.boots, console.settings)
     return render(
         request,
         "overview.html",
@@ -469,14 +469,16 @@ async def licenses(
 ) -> web.StreamResponse:
     # A key just issued is in the session until this page shows it, once.
     issued, session.issued = session.issued, None
-    search = request.query.get("q", "")
-    status = request.query.get("status", "")
     found: list[dict[str, Any]] = []
     search_error = None
     try:
-        found = await ops.licenses(_service(request), search, status)
+        found = await ops.licenses(_service(request), request.query)
     except ops.Refused as e:
         search_error = e.message
+    offset = request.query.get("offset", "0")
+    more = None
+    if len(found) == ops.LICENSE_PAGE and offset.isdigit():
+        more = request.rel_url.update_query(offset=int(offset) + ops.LICENSE_PAGE)
     return render(
         request,
         "licenses.html",
@@ -485,8 +487,9 @@ async def licenses(
         title="Licenses",
         page="licenses",
         licenses=found,
-        search=search,
-        status_filter=status,
+        more=more,
+        search=request.query.get("q", ""),
+        status_filter=request.query.get("status", ""),
         statuses=ops.STATUSES,
         search_error=search_error,
         issued=issued,
