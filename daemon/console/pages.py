@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from aiohttp import web
@@ -25,6 +25,9 @@ from daemon import __version__, metrics
 from daemon.console import PREFIX, auth, history, ops, password
 from daemon.settings import Settings
 from daemon.status import Lifecycle
+
+if TYPE_CHECKING:
+    from daemon.licensing.service import Licensing
 
 log = logging.getLogger("keysmith.console")
 
@@ -69,7 +72,7 @@ VERIFY_SLOTS = 2
 class Console:
     settings: Settings
     lifecycle: Lifecycle
-    licensing: Any  # daemon.licensing.service.Licensing while serving, None in safe mode
+    licensing: Licensing | None  # None in safe mode, which opens no licensing service
     templates: jinja2.Environment
     static: dict[str, bytes]
     sessions: auth.Sessions = field(default_factory=auth.Sessions)
@@ -109,7 +112,7 @@ Page = Callable[[web.Request, auth.Session, dict[str, str]], Awaitable[web.Strea
 
 
 def add_console_routes(
-    app: web.Application, lifecycle: Lifecycle, licensing: Any, settings: Settings
+    app: web.Application, lifecycle: Lifecycle, licensing: Licensing | None, settings: Settings
 ) -> None:
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -393,8 +396,10 @@ async def upgrades(
 # ----- the seller's pages -----
 
 
-def _service(request: web.Request) -> Any:
-    return request.app[CONSOLE_KEY].licensing
+def _service(request: web.Request) -> Licensing:
+    service = request.app[CONSOLE_KEY].licensing
+    assert service is not None  # the seller's pages are wrapped in _serving
+    return service
 
 
 def _done(request: web.Request) -> str | None:
