@@ -156,6 +156,8 @@ def test_seller_console_after_a_healed_upgrade(tmp_path, browser_context, screen
         page.on("response", lambda r: html.append(r.text()) if "text/html" in (
             r.headers.get("content-type", "")) else None)  # fmt: skip
 
+        page.goto(f"{d.url}/admin/login")
+        shoot(page, screens, "login")
         sign_in(page, d.url)
         assert "ready, schema v" in page.inner_text(".health")
 
