@@ -8,6 +8,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from daemon.console import auth
 from daemon.settings import Settings
 from daemon.status import BOOT_HISTORY_LIMIT, append_boot, boots_path, read_boots
 from tests import kit
@@ -129,3 +130,43 @@ def test_an_unreadable_database_closes_the_console_with_a_reason(tmp_path):
             text = answer.read().decode()
         assert "Keysmith is in safe mode (failed)" in text
     assert db.read_bytes() == before
+
+
+def test_sessions_end_when_idle_too_long_too_old_or_the_password_changes(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
+    sessions = auth.Sessions()
+    token = sessions.open("password-1")
+    assert token not in repr(sessions.__dict__)  # only its digest is kept
+    now[0] += auth.IDLE_SECONDS - 1
+    assert sessions.find(token, "password-1") is not None  # use keeps it alive
+    now[0] += auth.IDLE_SECONDS + 1
+    assert sessions.find(token, "password-1") is None
+
+    token = sessions.open("password-1")
+    while now[0] < 1000.0 + auth.ABSOLUTE_SECONDS + auth.IDLE_SECONDS:
+        now[0] += auth.IDLE_SECONDS / 2
+        if sessions.find(token, "password-1") is None:
+            break
+    assert now[0] - 1000.0 >= auth.ABSOLUTE_SECONDS  # ended by age, however busy
+
+    token = sessions.open("password-1")
+    assert sessions.find(token, "password-2") is None
+    assert sessions.find(token, "password-1") is None  # forgotten, not just hidden
+    token = sessions.open("password-1")
+    sessions.close(token)
+    assert sessions.find(token, "password-1") is None
+
+
+def test_a_paused_address_may_try_again_once_the_window_has_passed(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
+    limiter = auth.SignInLimiter()
+    for _ in range(auth.PER_ADDRESS_FAILURES):
+        assert limiter.retry_after("203.0.113.5") is None
+        limiter.failed("203.0.113.5")
+    assert limiter.retry_after("203.0.113.5") == auth.WINDOW_SECONDS + 1
+    now[0] += auth.WINDOW_SECONDS / 2
+    assert 0 < limiter.retry_after("203.0.113.5") <= auth.WINDOW_SECONDS / 2 + 1
+    now[0] += auth.WINDOW_SECONDS / 2 + 1
+    assert limiter.retry_after("203.0.113.5") is None
