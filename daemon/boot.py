@@ -66,6 +66,7 @@ def serve_main() -> int:
     settings, errors = Settings.lenient()
     setup_logging(settings.log_format)
     register_secret(settings.admin_api_key)
+    register_secret(settings.console_password)
     lifecycle = _record_boot_attempt(settings)
     try:
         import uvloop
@@ -325,6 +326,7 @@ async def _start_http(settings: Settings, lifecycle: Lifecycle, licensing: Any) 
         licensing,
         header_timeout=settings.header_timeout,
         body_timeout=settings.body_timeout,
+        console=settings,
     )
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
     await runner.setup()

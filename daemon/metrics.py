@@ -6,6 +6,7 @@ service, `record_validation`). `/metrics` renders `REGISTRY` with `render()`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -185,9 +186,23 @@ def watch_key_cache(stats: Callable[[], Any]) -> None:
     _KEY_CACHE.source = stats
 
 
+# [UTC day number, validations answered that day by this process], for the console's overview.
+_validations_day = [0, 0]
+
+
 def record_validation(result: str) -> None:
     """Count one validation; `result` is "ok" or the reason the client receives."""
     VALIDATIONS.labels(result=result).inc()
+    day = int(time.time()) // 86400
+    if day != _validations_day[0]:
+        _validations_day[:] = [day, 0]
+    _validations_day[1] += 1
+
+
+def validations_today() -> int:
+    """Validations answered since UTC midnight by this process (a restart starts from 0)."""
+    day, count = _validations_day
+    return count if day == int(time.time()) // 86400 else 0
 
 
 def set_lifecycle(state: str, *, safe_mode: bool, failed_boots: int) -> None:

@@ -28,6 +28,21 @@ STATUS_FILE_NAME = "keysmith-status.json"
 DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 30.0
 MAX_TIMEOUT = 600.0
+# The console's password from the environment (outside StartOS); shorter is guessable offline.
+CONSOLE_PASSWORD_MIN_LENGTH = 12
+CONSOLE_PASSWORD_MAX_LENGTH = 1024
+# Peers whose X-Forwarded-For / X-Forwarded-Proto the console believes: loopback and the
+# private ranges, where StartOS's TLS-terminating proxy reaches the container from. A direct
+# client on a public address cannot claim to be someone else or to have come over TLS.
+DEFAULT_TRUSTED_PROXIES = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+)
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Verified license keys remembered (each saves an Ed25519 verify, ~60 us), bounded both by
 # count and by the total length of the key strings, so forged or padded keys cost at most
@@ -66,6 +81,10 @@ class Settings:
     log_format: str = "text"
     header_timeout: float = DEFAULT_HEADER_TIMEOUT
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+    console_password: str | None = field(default=None, repr=False)
+    trusted_proxies: tuple[Network, ...] = field(
+        default_factory=lambda: tuple(ipaddress.ip_network(n) for n in DEFAULT_TRUSTED_PROXIES)
+    )
 
     key_cache_entries: int = DEFAULT_KEY_CACHE_ENTRIES
     key_cache_bytes: int = DEFAULT_KEY_CACHE_BYTES
@@ -158,6 +177,26 @@ def _parse_admin_key(name: str, raw: str) -> tuple[str]:
     return (raw,)
 
 
+def _parse_console_password(name: str, raw: str) -> tuple[str]:
+    if not CONSOLE_PASSWORD_MIN_LENGTH <= len(raw) <= CONSOLE_PASSWORD_MAX_LENGTH:
+        raise SettingsError(
+            name,
+            raw,
+            f"{CONSOLE_PASSWORD_MIN_LENGTH} to {CONSOLE_PASSWORD_MAX_LENGTH} characters, or "
+            "unset to use the password set with the action 'Set console password'",
+            secret=True,
+        )
+    return (raw,)
+
+
+def _parse_networks(name: str, raw: str) -> tuple[tuple[Network, ...]]:
+    expected = "comma-separated addresses or networks, e.g. 10.0.3.1,192.168.0.0/16"
+    try:
+        return (tuple(ipaddress.ip_network(p.strip()) for p in raw.split(",") if p.strip()),)
+    except ValueError:
+        raise SettingsError(name, raw, expected) from None
+
+
 def _parse_log_format(name: str, raw: str) -> tuple[str]:
     value = raw.strip().lower()
     if value not in LOG_FORMATS:
@@ -212,4 +251,6 @@ _PARSERS = (
         _count_parser("a whole number of deactivated machines kept per license, e.g. 100"),
         ("machine_history",),
     ),
+    ("KEYSMITH_CONSOLE_PASSWORD", _parse_console_password, ("console_password",)),
+    ("KEYSMITH_TRUSTED_PROXIES", _parse_networks, ("trusted_proxies",)),
 )

@@ -31,6 +31,11 @@ STATES = (STARTING, MIGRATING, SERVING, BLOCKED, FAILED, STOPPED)
 # After this many boots in a row that ended without a clean stop, the next boot does not touch
 # the database: whatever killed them (often during a migration) would likely kill it too.
 CRASH_LIMIT = 3
+# One line per boot that reached serving or safe mode, beside the status file (which keeps only
+# the current boot), so the console can show every boot's migration run. Bounded: the oldest
+# lines go once there are more.
+BOOTS_FILE_NAME = "keysmith-boots.jsonl"
+BOOT_HISTORY_LIMIT = 50
 
 log = logging.getLogger("keysmith.boot")
 
@@ -68,6 +73,38 @@ def read_status(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) and record.get("state") in STATES else None
+
+
+def boots_path(status_path: Path) -> Path:
+    return status_path.with_name(BOOTS_FILE_NAME)
+
+
+def read_boots(path: Path) -> list[dict[str, Any]]:
+    """Every recorded boot, newest first; an unreadable line is skipped, not fatal."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError:
+        return []
+    boots = []
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            boots.append(entry)
+    return boots
+
+
+def append_boot(path: Path, entry: dict[str, Any]) -> None:
+    """Add one boot's line, keeping the newest BOOT_HISTORY_LIMIT (atomically, like the status
+    file: a crash leaves the old history or the new one)."""
+    try:
+        kept = path.read_bytes().splitlines()[-(BOOT_HISTORY_LIMIT - 1) :]
+    except FileNotFoundError:
+        kept = []
+    line = json.dumps(entry, sort_keys=True).encode()
+    write_atomic(path, b"".join(k + b"\n" for k in (*kept, line)))
 
 
 def pid_alive(pid: object) -> bool:
@@ -243,9 +280,36 @@ class Lifecycle:
             consecutive_failed_boots=self.history.failed_before + 1,
             last_failure=cause.message,
         )
+        self._record_boot()
 
     def mark_serving(self, **fields: Any) -> None:
         self.update(state=SERVING, reached_serving=True, progress=None, **fields)
+        self._record_boot()
+
+    def _record_boot(self) -> None:
+        """This boot's outcome, appended to the boot history (see BOOTS_FILE_NAME)."""
+        record = self.snapshot()
+        entry = {
+            key: record.get(key)
+            for key in (
+                "boot_started_at",
+                "updated_at",
+                "daemon_version",
+                "state",
+                "schema_version",
+                "applied",
+                "heals",
+                "cause",
+                "previous_unclean",
+            )
+        }
+        try:
+            append_boot(boots_path(self.path), entry)
+        except OSError as e:
+            log.error(
+                "cannot append to the boot history; the console will not list this boot",
+                extra={"path": str(boots_path(self.path)), "error": f"{type(e).__name__}: {e}"},
+            )
 
     def mark_stopped(self) -> None:
         with self._lock:

@@ -37,7 +37,7 @@ ACTION_IDS = {
     "migration-status", "admin-credentials", "restore-backup", "create-product",
     "create-policy", "issue-license", "revoke-license", "suspend-license", "unsuspend-license",
     "search-licenses", "list-machines", "deactivate-machine", "create-discount-code",
-    "disable-discount-code", "audit-log", "heal-history",
+    "disable-discount-code", "audit-log", "heal-history", "set-console-password",
 }  # fmt: skip
 # The SDK's form value type for each catalogue kind.
 FORM_TYPES = {"text": "text", "textarea": "textarea", "number": "number", "toggle": "toggle",
@@ -221,7 +221,12 @@ def test_version_graph_takes_over_a_0_3_5_volume(inspected):
     # a no-op: the daemon's own migrator does the schema work at boot.
     assert init["dataVersion"] == "0.1.0:1"
     assert [b["internalPort"] for b in init["bindings"]] == [8080]
-    assert [(i["id"], i["type"]) for i in init["interfaces"]] == [("api", "api")]
+    # The console is the daemon's /admin/ on the API's own port.
+    interfaces = [(i["id"], i["type"], i["addressInfo"]["suffix"]) for i in init["interfaces"]]
+    assert interfaces == [
+        ("api", "api", ""),
+        ("console", "ui", "/admin/"),
+    ]
 
 
 def test_version_graph_refuses_a_newer_data_version(clone, tmp_path):

@@ -5,7 +5,8 @@ Middlewares, outermost first:
   id must not create a new time series per license);
 - the JSON error envelope `{"ok": false, "error": CODE, "message": TEXT}` for 404/405/413 and for
   any unhandled exception (logged with its type, never echoing request bodies);
-- safe mode: every route except /healthz and /metrics answers 503 with the cause.
+- safe mode: every route except /healthz, /metrics and the console (/admin/, which shows the
+  cause and the upgrade history, and writes nothing then) answers 503 with the cause.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from daemon import metrics
 from daemon.api import ops
 from daemon.api.envelope import error_response
 from daemon.api.expect import expect_handler
-from daemon.settings import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT
+from daemon.console import PREFIX as CONSOLE_PATH
+from daemon.settings import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, Settings
 from daemon.status import SERVING, Lifecycle
 
 log = logging.getLogger("keysmith.http")
@@ -97,6 +99,7 @@ def create_app(
     *,
     header_timeout: float = DEFAULT_HEADER_TIMEOUT,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    console: Settings | None = None,
 ) -> web.Application:
     """The application for this boot; the licensing routes are added only when serving.
 
@@ -106,6 +109,7 @@ def create_app(
     trickled in; so it is also how long an idle kept-alive connection stays open.
     `body_timeout` bounds reading the body (`routes.json_object`): 408, then the connection
     is closed after at most LINGER_SECONDS more.
+    `console`: the settings the operator's console (/admin/) works with; None leaves it out.
     """
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
@@ -125,6 +129,10 @@ def create_app(
         from daemon.api.routes import add_licensing_routes
 
         add_licensing_routes(app, licensing)
+    if console is not None:
+        from daemon.console.pages import add_console_routes
+
+        add_console_routes(app, lifecycle, licensing, console)
     # Last, so it sees only what no other route took.
     app.router.add_route("*", "/{path:.*}", _no_route, expect_handler=expect_handler, name=NO_ROUTE)
     return app
@@ -234,10 +242,18 @@ def _http_error_message(request: web.Request, e: web.HTTPException) -> str:
     return e.reason
 
 
+def _is_console(path: str) -> bool:
+    return path == CONSOLE_PATH or path.startswith(CONSOLE_PATH + "/")
+
+
 @web.middleware
 async def _safe_mode_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     lifecycle = request.app[LIFECYCLE_KEY]
-    if request.path in OPS_PATHS or (lifecycle.state == SERVING and not lifecycle.safe_mode):
+    if (
+        request.path in OPS_PATHS
+        or _is_console(request.path)
+        or (lifecycle.state == SERVING and not lifecycle.safe_mode)
+    ):
         return await handler(request)
     if not lifecycle.safe_mode:  # the moment between listening and serving
         return error_response(

@@ -1,0 +1,322 @@
+"""The console's one door into the licensing layer: every call it makes to `Licensing`.
+
+When the service's method names or shapes change, this module changes and no page does.
+Form fields go through the admin API's own field rules (`daemon.licensing.inputs`, with the API's
+names and limits), so a value the API refuses is refused here with the same message, and the
+service raises the same errors for what only it can check. A refusal is a `Refused` naming the
+form field it is about (None for the form as a whole); nothing was written.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from daemon.licensing import inputs
+from daemon.licensing.errors import BadRequest, LicensingError
+from daemon.licensing.service import DISCOUNT_KINDS, LICENSE_STATUSES, Licensing
+from daemon.storage import Degraded, fault_of
+
+# Rows per page (a phone on a slow link gets a page, not thousands of rows); the API's limits.
+LICENSE_PAGE = 100
+MAX_OFFSET = 10**9
+MAX_MACHINES = 5000
+AUDIT_PAGE = 100
+_INTEGER = re.compile(r"^-?[0-9]{1,20}$")
+_NAMED_FIELD = re.compile(r"^'([a-z_]+)'")
+
+STATUSES = LICENSE_STATUSES
+KINDS = DISCOUNT_KINDS
+
+
+class Refused(Exception):
+    """`status` is the one the API answers for the same refusal."""
+
+    def __init__(self, field: str | None, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.status = status
+
+
+_STATUS = {"bad_request": 400, "not_found": 404, "conflict": 409}
+
+
+@dataclass(frozen=True)
+class Counts:
+    products: int
+    active_licenses: int
+    machines: int
+
+
+def _body(form: Mapping[str, str], numbers: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A form as the JSON body the API would get: empty fields absent, digits as integers.
+    A number field holding anything else stays text, so the API's rule refuses it as it would
+    refuse a string in JSON."""
+    body: dict[str, Any] = {}
+    for name, value in form.items():
+        if value == "":
+            continue
+        if name in numbers and _INTEGER.match(value.strip()):
+            body[name] = int(value.strip())
+        else:
+            body[name] = value
+    return body
+
+
+def _field(name: str, check: Callable[..., Any], body: Mapping[str, Any], **options: Any) -> Any:
+    try:
+        return check(body, name, **options)
+    except BadRequest as e:
+        raise Refused(name, e.message) from None
+
+
+async def _service(call: Any, fields: tuple[str, ...] = ()) -> Any:
+    """Await a service call; its refusal names a form field when its message starts with one."""
+    try:
+        return await call
+    except LicensingError as e:
+        named = _NAMED_FIELD.match(e.message)
+        field = named[1] if named and named[1] in fields else None
+        raise Refused(field, _sentence(e), _STATUS.get(e.code, 400)) from None
+    except sqlite3.IntegrityError as e:  # as the API: rolled back, a conflict, never a 500
+        message = f"The database refused the change ({e}); nothing was written"
+        raise Refused(None, message, 409) from None
+    except sqlite3.OperationalError as e:
+        fault = fault_of(e)
+        if fault is None:
+            raise
+        words = Degraded(fault, str(e), "").as_dict()
+        raise Refused(None, f"{words['message']}. What to do: {words['remedy']}.", 503) from None
+
+
+def _sentence(e: LicensingError) -> str:
+    text = e.message if e.code != "not_found" else f"there is no {e.message}"
+    return text[:1].upper() + text[1:]
+
+
+def _id(value: str, what: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        example = "3f2a0c1e-9b7d-4c1a-8e2f-0a1b2c3d4e5f"
+        raise Refused(None, f"{what} must be an id like {example}", 404) from None
+
+
+def _flag(form: Mapping[str, str], name: str) -> bool:
+    return form.get(name) == "on"
+
+
+# ----- overview -----
+
+
+def counts(db_path: Path) -> Counts:
+    """Row counts for the overview. The licensing layer has no count method, and listing every
+    license to count it would not stay fast; a read-only connection counts instead."""
+    conn = sqlite3.connect(f"file:{quote(str(db_path))}?mode=ro", uri=True, timeout=5.0)
+    try:
+        (products,) = conn.execute("SELECT count(*) FROM products").fetchone()
+        (active,) = conn.execute("SELECT count(*) FROM licenses WHERE status = 'active'").fetchone()
+        (machines,) = conn.execute(
+            "SELECT count(*) FROM machines WHERE deactivated_at IS NULL"
+        ).fetchone()
+    finally:
+        conn.close()
+    return Counts(products, active, machines)
+
+
+# ----- products and policies -----
+
+PRODUCT_FIELDS = ("slug", "name", "description", "price_sats", "entitlements_catalog")
+
+
+async def products(service: Licensing) -> list[dict[str, Any]]:
+    return await service.admin_products()
+
+
+async def create_product(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
+    body = _body(form, numbers=("price_sats",))
+    fields = {
+        "slug": _field("slug", inputs.slug, body, required=True),
+        "name": _field("name", inputs.text, body, required=True),
+        "description": _field(
+            "description", inputs.text, body, max_len=inputs.MAX_TEXT, allow_empty=True
+        ),
+        "price_sats": _field(
+            "price_sats", inputs.integer, body, required=True, maximum=inputs.MAX_SATS
+        ),
+        "entitlements_catalog": _field(
+            "entitlements_catalog",
+            inputs.catalog,
+            {"entitlements_catalog": _catalog_lines(form.get("entitlements_catalog", ""))},
+        ),
+    }
+    return await _service(service.create_product(fields), PRODUCT_FIELDS)
+
+
+def _catalog_lines(text: str) -> list[dict[str, str]] | None:
+    """'slug: Name' per line, as the API's [{slug, name}] list."""
+    entries = []
+    for line in text.splitlines():
+        if line.strip():
+            slug, _, name = line.partition(":")
+            entries.append({"slug": slug.strip(), "name": name.strip()})
+    return entries or None
+
+
+POLICY_FIELDS = ("product_slug", "slug", "name", "price_sats", "duration_days", "max_machines")
+
+
+async def policies(service: Licensing) -> list[dict[str, Any]]:
+    return await service.admin_policies({"product_id": None, "product_slug": None})
+
+
+async def create_policy(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
+    body = _body(form, numbers=("price_sats", "duration_days", "max_machines"))
+    listed = [p.strip() for p in form.get("entitlements", "").split(",") if p.strip()]
+    product_ref = {
+        "product_id": None,
+        "product_slug": _field("product_slug", inputs.slug, body, required=True),
+    }
+    fields = {
+        "slug": _field("slug", inputs.slug, body, required=True),
+        "name": _field("name", inputs.text, body, required=True),
+        "price_sats": _field("price_sats", inputs.integer, body, maximum=inputs.MAX_SATS),
+        "duration_days": _field("duration_days", inputs.integer, body, minimum=1, maximum=36_500),
+        "max_machines": _field("max_machines", inputs.integer, body, minimum=1, maximum=10_000),
+        "entitlements": _field(
+            "entitlements", inputs.slug_list, {"entitlements": listed or None}, max_items=255
+        ),
+        "is_trial": _flag(form, "is_trial"),
+        "is_default": _flag(form, "is_default"),
+        "is_public": _flag(form, "is_public"),
+    }
+    return await _service(
+        service.create_policy(product_ref, fields), (*POLICY_FIELDS, "entitlements")
+    )
+
+
+# ----- licenses and machines -----
+
+LICENSE_FIELDS = ("product_slug", "policy_slug", "note", "fingerprint", "expires_at")
+
+
+async def licenses(service: Licensing, query: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One page of licenses for the query string's q, status and offset, as the API reads them."""
+    query = {name: query[name] for name in ("q", "status", "offset") if query.get(name)}
+    return await _service(
+        service.list_licenses(
+            product_id=None,
+            status=_field("status", inputs.text, query, max_len=20),
+            search=_field("q", inputs.text, query, max_len=200),
+            limit=LICENSE_PAGE,
+            offset=_field(
+                "offset", inputs.query_int, query, default=0, minimum=0, maximum=MAX_OFFSET
+            ),
+        ),
+        ("status", "q"),
+    )
+
+
+async def issue_license(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
+    body = _body(form)
+    return await _service(
+        service.issue_license(
+            product_slug=_field("product_slug", inputs.slug, body, required=True),
+            policy_slug=_field("policy_slug", inputs.slug, body),
+            note=_field("note", inputs.text, body, max_len=inputs.MAX_TEXT, allow_empty=True),
+            fingerprint=_field("fingerprint", inputs.text, body, max_len=512),
+            expires_at=_field("expires_at", inputs.timestamp, body),
+        ),
+        LICENSE_FIELDS,
+    )
+
+
+async def license_with_machines(
+    service: Licensing, license_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    license_id = _id(license_id, "The license")
+    found = await _service(service.get_license(license_id))
+    machines = await service.list_machines(
+        license_id=license_id, include_inactive=True, limit=MAX_MACHINES
+    )
+    return found, machines
+
+
+async def revoke(service: Licensing, license_id: str, form: Mapping[str, str]) -> None:
+    reason = _field("reason", inputs.text, _body(form), max_len=inputs.MAX_TEXT)
+    await _service(service.revoke(_id(license_id, "The license"), reason), ("reason",))
+
+
+async def suspend(service: Licensing, license_id: str, form: Mapping[str, str]) -> None:
+    await _service(service.suspend(_id(license_id, "The license")))
+
+
+async def unsuspend(service: Licensing, license_id: str, form: Mapping[str, str]) -> None:
+    await _service(service.unsuspend(_id(license_id, "The license")))
+
+
+async def deactivate_machine(service: Licensing, machine_id: str, form: Mapping[str, str]) -> str:
+    """Deactivate one machine; returns the license it belonged to."""
+    reason = _field("reason", inputs.text, _body(form), max_len=200)
+    machine = await _service(
+        service.admin_deactivate_machine(_id(machine_id, "The machine"), reason), ("reason",)
+    )
+    return machine["license_id"]
+
+
+# ----- discount codes -----
+
+CODE_FIELDS = (
+    "code",
+    "kind",
+    "amount",
+    "product_slug",
+    "policy_slug",
+    "max_redemptions",
+    "expires_at",
+    "note",
+)
+
+
+async def codes(service: Licensing) -> list[dict[str, Any]]:
+    return await service.list_codes(None)
+
+
+async def create_code(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
+    body = _body(form, numbers=("amount", "max_redemptions"))
+    code = _field("code", inputs.text, body, required=True, max_len=64)
+    if not inputs.SLUG.match(code.lower()):
+        raise Refused("code", f"'code' must be {inputs.SLUG_RULE} (any case); got {code!r}")
+    fields = {
+        "code": code,
+        "kind": _field("kind", inputs.text, body, required=True, max_len=20),
+        "amount": _field("amount", inputs.integer, body, maximum=inputs.MAX_SATS),
+        "product_slug": _field("product_slug", inputs.slug, body),
+        "policy_slug": _field("policy_slug", inputs.slug, body),
+        "max_redemptions": _field(
+            "max_redemptions", inputs.integer, body, minimum=1, maximum=10**9
+        ),
+        "expires_at": _field("expires_at", inputs.timestamp, body),
+        "note": _field("note", inputs.text, body, max_len=inputs.MAX_TEXT, allow_empty=True),
+    }
+    return await _service(service.create_code(fields), CODE_FIELDS)
+
+
+async def disable_code(service: Licensing, code_id: str) -> None:
+    await _service(service.set_code_active(_id(code_id, "The discount code"), False))
+
+
+# ----- audit -----
+
+
+async def audit(service: Licensing, before_id: int | None) -> list[dict[str, Any]]:
+    return await service.audit_entries(
+        action=None, subject=None, limit=AUDIT_PAGE, before_id=before_id
+    )

@@ -1,0 +1,298 @@
+"""The seller's pages: products, policies, licenses and their machines, discount codes, and the
+audit log. Every call into licensing goes through `ops`; a refused form comes back filled in,
+with the message next to its field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from daemon.console import PREFIX, auth, ops
+from daemon.console.web import CONSOLE_KEY, Page, render, see
+
+if TYPE_CHECKING:
+    from daemon.licensing.service import Licensing
+
+# Messages after a change, by the `done` query value of the redirect that follows it.
+DONE = {
+    "product": "Product created.",
+    "policy": "Policy created.",
+    "revoke": "License revoked: it no longer validates anywhere.",
+    "suspend": "License suspended: it does not validate until you unsuspend it.",
+    "unsuspend": "License unsuspended: it validates again.",
+    "deactivate": "Machine deactivated: its seat is free again.",
+    "code": "Discount code created.",
+    "disable": "Discount code disabled: it can no longer be redeemed.",
+}
+
+
+def _service(request: web.Request) -> Licensing:
+    service = request.app[CONSOLE_KEY].licensing
+    assert service is not None  # the seller's pages are wrapped in _serving
+    return service
+
+
+def _done(request: web.Request) -> str | None:
+    return DONE.get(request.query.get("done", ""))
+
+
+async def products(
+    request: web.Request,
+    session: auth.Session,
+    form: dict[str, str],
+    refused: ops.Refused | None = None,
+) -> web.StreamResponse:
+    return render(
+        request,
+        "products.html",
+        status=refused.status if refused else 200,
+        session=session,
+        title="Products",
+        page="products",
+        products=await ops.products(_service(request)),
+        done=_done(request),
+        **_form_state(form, refused),
+    )
+
+
+async def create_product(
+    request: web.Request, session: auth.Session, form: dict[str, str]
+) -> web.StreamResponse:
+    try:
+        await ops.create_product(_service(request), form)
+    except ops.Refused as refused:
+        return await products(request, session, form, refused)
+    return see(f"{PREFIX}/products?done=product")
+
+
+async def policies(
+    request: web.Request,
+    session: auth.Session,
+    form: dict[str, str],
+    refused: ops.Refused | None = None,
+) -> web.StreamResponse:
+    service = _service(request)
+    return render(
+        request,
+        "policies.html",
+        status=refused.status if refused else 200,
+        session=session,
+        title="Policies",
+        page="policies",
+        policies=await ops.policies(service),
+        products={p["id"]: p["slug"] for p in await ops.products(service)},
+        done=_done(request),
+        **_form_state(form, refused),
+    )
+
+
+async def create_policy(
+    request: web.Request, session: auth.Session, form: dict[str, str]
+) -> web.StreamResponse:
+    try:
+        await ops.create_policy(_service(request), form)
+    except ops.Refused as refused:
+        return await policies(request, session, form, refused)
+    return see(f"{PREFIX}/policies?done=policy")
+
+
+async def licenses(
+    request: web.Request,
+    session: auth.Session,
+    form: dict[str, str],
+    refused: ops.Refused | None = None,
+) -> web.StreamResponse:
+    # A key just issued is in the session until this page shows it, once.
+    issued, session.issued = session.issued, None
+    found: list[dict[str, Any]] = []
+    search_error = None
+    try:
+        found = await ops.licenses(_service(request), request.query)
+    except ops.Refused as e:
+        search_error = e.message
+    offset = request.query.get("offset", "0")
+    more = None
+    if len(found) == ops.LICENSE_PAGE and offset.isdigit():
+        more = request.rel_url.update_query(offset=int(offset) + ops.LICENSE_PAGE)
+    return render(
+        request,
+        "licenses.html",
+        status=refused.status if refused else 200,
+        session=session,
+        title="Licenses",
+        page="licenses",
+        licenses=found,
+        more=more,
+        search=request.query.get("q", ""),
+        status_filter=request.query.get("status", ""),
+        statuses=ops.STATUSES,
+        search_error=search_error,
+        issued=issued,
+        **_form_state(form, refused),
+    )
+
+
+async def issue_license(
+    request: web.Request, session: auth.Session, form: dict[str, str]
+) -> web.StreamResponse:
+    try:
+        session.issued = await ops.issue_license(_service(request), form)
+    except ops.Refused as refused:
+        return await licenses(request, session, form, refused)
+    # Redirected, so reloading the page shows the list and never issues a second license.
+    return see(f"{PREFIX}/licenses")
+
+
+async def license_detail(
+    request: web.Request,
+    session: auth.Session,
+    form: dict[str, str],
+    refused: ops.Refused | None = None,
+) -> web.StreamResponse:
+    try:
+        found, machines = await ops.license_with_machines(
+            _service(request), request.match_info["id"]
+        )
+    except ops.Refused as e:
+        return render(
+            request,
+            "refused.html",
+            status=e.status,
+            session=session,
+            title="Not found",
+            message=e.message,
+        )
+    return render(
+        request,
+        "license.html",
+        status=refused.status if refused else 200,
+        session=session,
+        title="License",
+        page="licenses",
+        license=found,
+        machines=machines,
+        done=_done(request),
+        **_form_state(form, refused),
+    )
+
+
+def _license_change(
+    change: Callable[[Any, str, dict[str, str]], Awaitable[Any]], done: str
+) -> Page:
+    async def handler(
+        request: web.Request, session: auth.Session, form: dict[str, str]
+    ) -> web.StreamResponse:
+        license_id = request.match_info["id"]
+        try:
+            await change(_service(request), license_id, form)
+        except ops.Refused as refused:
+            return await license_detail(request, session, form, refused)
+        return see(f"{PREFIX}/licenses/{license_id}?done={done}")
+
+    return handler
+
+
+async def deactivate_machine(
+    request: web.Request, session: auth.Session, form: dict[str, str]
+) -> web.StreamResponse:
+    try:
+        license_id = await ops.deactivate_machine(_service(request), request.match_info["id"], form)
+    except ops.Refused as e:
+        return render(
+            request,
+            "refused.html",
+            status=e.status,
+            session=session,
+            title="Refused",
+            message=e.message,
+        )
+    return see(f"{PREFIX}/licenses/{license_id}?done=deactivate")
+
+
+async def codes(
+    request: web.Request,
+    session: auth.Session,
+    form: dict[str, str],
+    refused: ops.Refused | None = None,
+) -> web.StreamResponse:
+    return render(
+        request,
+        "codes.html",
+        status=refused.status if refused else 200,
+        session=session,
+        title="Discount codes",
+        page="codes",
+        codes=await ops.codes(_service(request)),
+        kinds=ops.KINDS,
+        done=_done(request),
+        **_form_state(form, refused),
+    )
+
+
+async def create_code(
+    request: web.Request, session: auth.Session, form: dict[str, str]
+) -> web.StreamResponse:
+    try:
+        await ops.create_code(_service(request), form)
+    except ops.Refused as refused:
+        return await codes(request, session, form, refused)
+    return see(f"{PREFIX}/codes?done=code")
+
+
+async def disable_code(
+    request: web.Request, session: auth.Session, form: dict[str, str]
+) -> web.StreamResponse:
+    try:
+        await ops.disable_code(_service(request), request.match_info["id"])
+    except ops.Refused as refused:
+        return await codes(request, session, {}, refused)
+    return see(f"{PREFIX}/codes?done=disable")
+
+
+async def audit(
+    request: web.Request, session: auth.Session, form: dict[str, str]
+) -> web.StreamResponse:
+    before = request.query.get("before", "")
+    before_id = int(before) if before.isdigit() and 0 < int(before) < 2**62 else None
+    entries = await ops.audit(_service(request), before_id)
+    return render(
+        request,
+        "audit.html",
+        session=session,
+        title="Audit log",
+        page="audit",
+        entries=entries,
+        older=entries[-1]["id"] if len(entries) == ops.AUDIT_PAGE else None,
+    )
+
+
+def _form_state(form: dict[str, str], refused: ops.Refused | None) -> dict[str, Any]:
+    """What a page needs to show a refused form again: the values, and the message next to
+    its field (or above the form when it is about the form as a whole)."""
+    return {
+        "values": form,
+        "errors": {refused.field: refused.message} if refused and refused.field else {},
+        "form_error": refused.message if refused and not refused.field else None,
+    }
+
+
+SELLER_ROUTES: tuple[tuple[str, str, Page], ...] = (
+    ("GET", "/products", products),
+    ("POST", "/products", create_product),
+    ("GET", "/policies", policies),
+    ("POST", "/policies", create_policy),
+    ("GET", "/licenses", licenses),
+    ("POST", "/licenses", issue_license),
+    ("GET", "/licenses/{id}", license_detail),
+    ("POST", "/licenses/{id}/revoke", _license_change(ops.revoke, "revoke")),
+    ("POST", "/licenses/{id}/suspend", _license_change(ops.suspend, "suspend")),
+    ("POST", "/licenses/{id}/unsuspend", _license_change(ops.unsuspend, "unsuspend")),
+    ("POST", "/machines/{id}/deactivate", deactivate_machine),
+    ("GET", "/codes", codes),
+    ("POST", "/codes", create_code),
+    ("POST", "/codes/{id}/disable", disable_code),
+    ("GET", "/audit", audit),
+)

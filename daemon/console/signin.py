@@ -1,0 +1,181 @@
+"""Who may use the console: sign-in and sign-out, and the guard around every other page.
+
+Every POST except the sign-in needs the session's CSRF token; every POST from a browser must
+come from this origin. Without a password set, every page is the one explaining how to set it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from daemon.console import PREFIX, auth, password
+from daemon.console.web import CONSOLE_KEY, Page, PasswordUnreadable, render, see
+
+log = logging.getLogger("keysmith.console")
+
+
+def _same_origin(request: web.Request) -> bool:
+    """A browser names the site that sent a POST in Origin; it must be this console's. (The
+    Referrer-Policy is same-origin: "no-referrer" would make browsers send "null" here.)"""
+    origin = request.headers.get("Origin")
+    if origin is None:  # not a browser, or a very old one: the CSRF token still decides
+        return True
+    console = request.app[CONSOLE_KEY]
+    scheme = "https" if auth.over_tls(request, console.settings.trusted_proxies) else "http"
+    return origin == f"{scheme}://{request.host}"
+
+
+def _refused(request: web.Request, session: auth.Session | None) -> web.Response:
+    log.warning(
+        "console form refused: missing or wrong CSRF token, or another origin",
+        extra={"path": request.path},
+    )
+    return render(
+        request,
+        "refused.html",
+        status=403,
+        session=session,
+        title="Refused",
+        message="This form was refused: it did not carry this console's security token, or it "
+        "came from another site. Nothing was changed. Reload the page and try again.",
+    )
+
+
+def signed_in(page: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Only with a live session; a POST also needs this origin and the session's CSRF token.
+    Without a password set, only the page that explains how to set one."""
+
+    @functools.wraps(page)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        console = request.app[CONSOLE_KEY]
+        try:
+            stored = await console.password_hash()
+        except PasswordUnreadable as e:
+            return _unreadable(request, e)
+        if stored is None:
+            return render(request, "setup.html", status=403, title="Set a console password")
+        session = console.sessions.find(request.cookies.get(auth.COOKIE), auth.fingerprint(stored))
+        if session is None:
+            if request.method == "POST":
+                return _refused(request, None)
+            return see(f"{PREFIX}/login")
+        form: dict[str, str] = {}
+        if request.method == "POST":
+            posted = await request.post()
+            form = {k: v for k, v in posted.items() if isinstance(v, str)}
+            if not _same_origin(request) or not auth.csrf_ok(session, form.pop("csrf", None)):
+                return _refused(request, session)
+        return await page(request, session, form)
+
+    return wrapped
+
+
+def serving(page: Page) -> Page:
+    """The seller's pages need the licensing service, which safe mode does not open."""
+
+    @functools.wraps(page)
+    async def wrapped(
+        request: web.Request, session: auth.Session, form: dict[str, str]
+    ) -> web.StreamResponse:
+        if request.app[CONSOLE_KEY].licensing is None:
+            return render(request, "paused.html", status=503, session=session, title="Paused")
+        return await page(request, session, form)
+
+    return wrapped
+
+
+# ----- sign in and out -----
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    console = request.app[CONSOLE_KEY]
+    try:
+        stored = await console.password_hash()
+    except PasswordUnreadable as e:
+        return _unreadable(request, e)
+    if stored is None:
+        return render(request, "setup.html", status=403, title="Set a console password")
+    return render(request, "login.html", title="Sign in", error=None)
+
+
+def _unreadable(request: web.Request, error: PasswordUnreadable) -> web.Response:
+    log.error(str(error))
+    return render(
+        request, "refused.html", status=503, title="Console unavailable", message=str(error)
+    )
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    console = request.app[CONSOLE_KEY]
+    try:
+        stored = await console.password_hash()
+    except PasswordUnreadable as e:
+        return _unreadable(request, e)
+    if stored is None:
+        return render(request, "setup.html", status=403, title="Set a console password")
+    if not _same_origin(request):
+        return _refused(request, None)
+    address = auth.client_address(request, console.settings.trusted_proxies)
+    wait = console.limiter.retry_after(address)
+    if wait is not None:
+        return _too_many(request, wait)
+    posted = await request.post()
+    given = posted.get("password")
+    async with console.verify_slots:
+        matches = isinstance(given, str) and await asyncio.to_thread(password.verify, stored, given)
+    if not matches:
+        console.limiter.failed(address)
+        log.warning("console sign-in failed: wrong password", extra={"client": address})
+        wait = console.limiter.retry_after(address)
+        if wait is not None:
+            return _too_many(request, wait)
+        return render(
+            request,
+            "login.html",
+            status=401,
+            title="Sign in",
+            error="That password is not the console password. Nothing was changed.",
+        )
+    console.limiter.succeeded(address)
+    token = console.sessions.open(auth.fingerprint(stored))
+    log.info("console sign-in", extra={"client": address})
+    response = see(f"{PREFIX}/")
+    response.set_cookie(
+        auth.COOKIE,
+        token,
+        path=PREFIX,
+        httponly=True,
+        samesite="Strict",
+        secure=auth.over_tls(request, console.settings.trusted_proxies),
+        max_age=auth.ABSOLUTE_SECONDS,
+    )
+    return response
+
+
+def _too_many(request: web.Request, wait: int) -> web.Response:
+    response = render(
+        request,
+        "login.html",
+        status=429,
+        title="Sign in",
+        error=f"Too many wrong passwords: sign-in is paused for {wait} seconds. Nothing was "
+        "changed. Wait, then try again; if you forgot the password, set a new one with the "
+        "action 'Set console password'.",
+    )
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
+async def logout(
+    request: web.Request, session: auth.Session, form: dict[str, str]
+) -> web.StreamResponse:
+    console = request.app[CONSOLE_KEY]
+    console.sessions.close(request.cookies.get(auth.COOKIE))
+    response = see(f"{PREFIX}/login")
+    response.del_cookie(auth.COOKIE, path=PREFIX)
+    return response

@@ -1,0 +1,130 @@
+"""What every console page shares: the console's state on the app, rendering with the security
+headers, and redirects.
+
+Every page is rendered on the server (Jinja2, autoescaped, StrictUndefined) and served with a
+strict Content-Security-Policy; the only script is the copy button's, served by the daemon. No
+secret (the admin key, the issuer key, the password, the session token) is ever put into a page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from aiohttp import web
+
+from daemon import __version__
+from daemon.console import PREFIX, auth, history, password
+from daemon.settings import Settings
+from daemon.status import Lifecycle
+
+if TYPE_CHECKING:
+    from daemon.licensing.service import Licensing
+
+HERE = Path(__file__).resolve().parent
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+NAV = (
+    ("overview", "Overview", f"{PREFIX}/"),
+    ("upgrades", "Upgrades", f"{PREFIX}/upgrades"),
+    ("products", "Products", f"{PREFIX}/products"),
+    ("policies", "Policies", f"{PREFIX}/policies"),
+    ("licenses", "Licenses", f"{PREFIX}/licenses"),
+    ("codes", "Discount codes", f"{PREFIX}/codes"),
+    ("audit", "Audit log", f"{PREFIX}/audit"),
+)
+# argon2id takes 64 MiB per check: at most this many run at once, whatever the traffic.
+VERIFY_SLOTS = 2
+
+
+@dataclass
+class Console:
+    settings: Settings
+    lifecycle: Lifecycle
+    licensing: Licensing | None  # None in safe mode, which opens no licensing service
+    templates: jinja2.Environment
+    static: dict[str, bytes]
+    sessions: auth.Sessions = field(default_factory=auth.Sessions)
+    limiter: auth.SignInLimiter = field(default_factory=auth.SignInLimiter)
+    verify_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(VERIFY_SLOTS))
+    _env_hash: str | None = None
+
+    async def password_hash(self) -> str | None:
+        """The hash to check sign-ins against: of KEYSMITH_CONSOLE_PASSWORD when it is set
+        (hashed once, kept in memory), else the one the action stored in the database."""
+        if self.settings.console_password is not None:
+            if self._env_hash is None:
+                self._env_hash = await asyncio.to_thread(
+                    password.hash_password, self.settings.console_password
+                )
+            return self._env_hash
+        try:
+            return await asyncio.to_thread(password.read_hash, self.settings.db_path)
+        except sqlite3.Error as e:
+            raise PasswordUnreadable(self.settings.db_path, e) from None
+
+
+class PasswordUnreadable(Exception):
+    """The database could not be read for the console password: nobody can sign in."""
+
+    def __init__(self, db_path: Path, error: sqlite3.Error) -> None:
+        super().__init__(
+            f"The console cannot read its password from the database {db_path} ({error}), so "
+            "nobody can sign in; nothing was changed. The service's health check says whether "
+            "the database itself is healthy; to use the console meanwhile, start Keysmith with "
+            "KEYSMITH_CONSOLE_PASSWORD set."
+        )
+
+
+CONSOLE_KEY = web.AppKey("console", Console)
+
+Page = Callable[[web.Request, auth.Session, dict[str, str]], Awaitable[web.StreamResponse]]
+
+
+# ----- rendering -----
+
+
+def render(
+    request: web.Request,
+    template: str,
+    *,
+    status: int = 200,
+    session: auth.Session | None = None,
+    **context: Any,
+) -> web.Response:
+    console = request.app[CONSOLE_KEY]
+    record = console.lifecycle.snapshot()
+    body = console.templates.get_template(template).render(
+        nav=NAV,
+        prefix=PREFIX,
+        csrf=session.csrf if session else "",
+        signed_in=session is not None,
+        health=history.health_text(record),
+        state=record["state"],
+        safe_mode=record["safe_mode"],
+        version=__version__,
+        **context,
+    )
+    response = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def see(location: str) -> web.Response:
+    response = web.Response(status=303, headers={"Location": location})
+    response.headers.update(SECURITY_HEADERS)
+    return response
