@@ -17,6 +17,7 @@ from daemon.migrate import (
     DatabaseUnreadable,
     LockTimeout,
     MigrationFailed,
+    Remedy,
     SourceError,
     inspect,
 )
@@ -147,7 +148,8 @@ def test_a_semantic_edit_of_a_migration_not_on_the_allowlist_is_refused(project)
         run(folder, db)
     message = str(error.value)
     assert "migration 2" in message and "has been modified" in message
-    assert "Nothing was changed" in message and "install the previous version" in message
+    assert "Nothing was changed" in message
+    assert error.value.remedies == (Remedy.INSTALL_PREVIOUS_VERSION,)
     assert snapshot(db) == before
     plan = inspect(db, folder, frozenset())
     assert "-ALTER TABLE accounts ADD COLUMN plan TEXT NOT NULL DEFAULT 'free';" in (
@@ -164,7 +166,8 @@ def test_every_blocker_is_reported_at_once_and_pending_ones_are_not_applied(proj
     with pytest.raises(Blocked) as error:
         run(folder, db)
     assert [b.version for b in error.value.blockers] == [2, 3]
-    assert "newer Keysmith" in error.value.blockers[1].finding
+    assert "migrated by a newer release" in error.value.blockers[1].finding
+    assert error.value.blockers[1].remedies == (Remedy.INSTALL_NEWER_VERSION, Remedy.RESTORE_BACKUP)
     assert snapshot(db) == before
 
 
@@ -260,7 +263,8 @@ def test_a_failed_no_transaction_migration_restores_the_backup(project):
     before = snapshot(db)[0]
     with pytest.raises(MigrationFailed) as error:
         run(folder, db)
-    assert "backup taken before it was restored" in str(error.value)
+    assert "the backup taken before this run was restored" in str(error.value)
+    assert "at schema version 3" in str(error.value) and error.value.undone == ()
     assert snapshot(db)[0] == before
 
 
