@@ -19,9 +19,7 @@ from daemon.migrate import MigrationFailed
 from tests import kit, migfiles
 
 BROKEN_OUTSIDE = (
-    "-- no-transaction\n"
-    "CREATE TABLE outside (x);\n"
-    "INSERT INTO no_such_table VALUES (1);\n"
+    "-- no-transaction\nCREATE TABLE outside (x);\nINSERT INTO no_such_table VALUES (1);\n"
 )
 FIXED_OUTSIDE = "-- no-transaction\nCREATE TABLE outside (x);\n"
 
