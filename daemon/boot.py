@@ -30,6 +30,7 @@ from daemon.status import (
     BLOCKED,
     CRASH_LIMIT,
     FAILED,
+    HEALTHY_SERVING_SECONDS,
     MIGRATING,
     STARTING,
     Cause,
@@ -202,6 +203,7 @@ async def _serve(settings: Settings, errors: list[SettingsError], lifecycle: Lif
         runner = await _start_http(settings, lifecycle, serving.licensing)
         _write_properties(settings, lifecycle, serving.licensing)
         lifecycle.mark_serving(http=True)
+        loop.call_later(HEALTHY_SERVING_SECONDS, lifecycle.mark_served_healthily)
         _publish(lifecycle)
         log.info(
             "serving",
@@ -246,8 +248,9 @@ def _refuse_known_causes(
             Cause(
                 kind="crash_loop",
                 message=f"the previous {history.crashes_before} boots ended without a clean stop "
-                f"(the last: {history.last_failure}). To break the crash loop this boot did not "
-                "open the database.",
+                f"before they had served for {HEALTHY_SERVING_SECONDS:.0f} s (the last: "
+                f"{history.last_failure}). To break the crash loop this boot did not open the "
+                "database.",
                 remedy="read the service logs for what stopped those runs (out of memory, a full "
                 "disk, a slow migration killed by a timeout), fix it, then restart the service to "
                 "try again; if it happens again, "

@@ -17,7 +17,11 @@ from collections.abc import Callable
 from daemon import __version__, defaults, schema
 from daemon.migrate import MigrateError, inspect, run_migrations
 from daemon.migrate.errors import Blocker, Reason, Remedy
-from daemon.migrate.plan import Action, Plan, State
+from daemon.migrate.plan import BACKUP, Action, Plan, State
+
+TYPE_CHECKING = False  # typing stays unimported for the no-op run
+if TYPE_CHECKING:
+    from daemon.migrate.apply import Progress
 
 EXIT_OK, EXIT_FAILED, EXIT_BLOCKED = 0, 1, 2
 
@@ -106,7 +110,13 @@ def _parse_versions(text: str | None) -> frozenset[int]:
 
 
 def _run(db_path: str, migrations: str, idempotent: frozenset[int], as_json: bool) -> int:
-    outcome = run_migrations(db_path, migrations, idempotent=idempotent, daemon_version=__version__)
+    outcome = run_migrations(
+        db_path,
+        migrations,
+        idempotent=idempotent,
+        daemon_version=__version__,
+        on_progress=_print_progress,
+    )
     summary = {
         "schema_version": outcome.schema_version,
         "applied": outcome.applied,
@@ -123,6 +133,19 @@ def _run(db_path: str, migrations: str, idempotent: frozenset[int], as_json: boo
     else:
         print(f"nothing to do; schema v{outcome.schema_version}")
     return EXIT_OK
+
+
+def _print_progress(progress: Progress) -> None:
+    """One line on stderr as each step starts (stdout stays the result), so a long upgrade
+    shows where it is."""
+    if progress.action == BACKUP:
+        line = f"backing up the database before {progress.total} step(s)"
+    else:
+        line = (
+            f"step {progress.index} of {progress.total}: {progress.action} {progress.version} "
+            f"({progress.description})"
+        )
+    print(line, file=sys.stderr, flush=True)
 
 
 def _report_error(error: MigrateError, as_json: bool, words: ShellWords) -> int:

@@ -31,6 +31,12 @@ STATES = (STARTING, MIGRATING, SERVING, BLOCKED, FAILED, STOPPED)
 # After this many boots in a row that ended without a clean stop, the next boot does not touch
 # the database: whatever killed them (often during a migration) would likely kill it too.
 CRASH_LIMIT = 3
+# Only a boot that never reached serving, or died within this long of reaching it, is evidence of
+# a crash loop. A daemon that served this long had migrated, opened its pool and answered
+# StartOS's health checks (every 15 s: this is four of them) with its own code paths: its death
+# afterwards (an OOM kill, a power cut) says nothing about the next boot, which must not be kept
+# offline by it. A defect that kills the daemon right after it starts serving still counts.
+HEALTHY_SERVING_SECONDS = 60.0
 
 log = logging.getLogger("keysmith.boot")
 
@@ -126,7 +132,9 @@ def history_from(previous: dict[str, Any] | None) -> BootHistory:
         )
     clean = previous.get("clean_stop") is True
     served = previous.get("reached_serving") is True
-    crashes = 0 if clean else _count(previous.get("crashes_before")) + 1
+    # A run that served past HEALTHY_SERVING_SECONDS breaks the chain however it ended.
+    healthy = previous.get("served_healthily") is True
+    crashes = 0 if clean or healthy else _count(previous.get("crashes_before")) + 1
     if clean and served:
         return BootHistory(0, crashes, None, None)
     failed = _count(previous.get("failed_before")) + 1
@@ -199,6 +207,7 @@ class Lifecycle:
             "heals": [],
             "cause": None,
             "reached_serving": False,
+            "served_healthily": False,
             "clean_stop": False,
             "failed_before": history.failed_before,
             "crashes_before": history.crashes_before,
@@ -243,6 +252,12 @@ class Lifecycle:
 
     def mark_serving(self, **fields: Any) -> None:
         self.update(state=SERVING, reached_serving=True, progress=None, **fields)
+
+    def mark_served_healthily(self) -> None:
+        """Called HEALTHY_SERVING_SECONDS after serving began, if still serving: from now on
+        an unclean end of this run does not count towards the crash loop."""
+        if self.state == SERVING:
+            self.update(served_healthily=True)
 
     def mark_stopped(self) -> None:
         with self._lock:

@@ -70,7 +70,7 @@ def test_a_backup_and_a_cli_run_create_owner_only_files(tmp_path):
             str(db),
             "--migrations",
             str(folder),
-        ],  # fmt: skip
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -132,3 +132,52 @@ def test_the_daemon_waits_for_a_no_transaction_step_then_serves(tmp_path):
     finally:
         users.release()
         daemon.close()
+
+
+def test_readers_closing_beside_a_run_never_lose_its_commits(tmp_path):
+    # Found while aiming kills at phases: the backup's fast copy opened and closed the database
+    # file, which drops every POSIX lock the migrator's process holds on it. A reader in another
+    # process that then closed its last connection took the migrator's for gone, merged and
+    # deleted the WAL under it: later migrations, committed, were lost, and readers meanwhile
+    # were told "database disk image is malformed".
+    migrations = tmp_path / "migrations"
+    shutil.copytree(kit.MIGRATIONS, migrations)
+    first = kit.latest_version(migrations) + 1
+    versions = list(range(first, first + 8))
+    migfiles.write(
+        migrations,
+        {
+            f"{v:04d}_work_{v}.sql": f"CREATE TABLE work_{v} AS WITH RECURSIVE n(i) AS "
+            "(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) SELECT i FROM n;\n"
+            for v in versions
+        },
+    )
+    template = tmp_path / "template.db"
+    kit.apply_range(template, upto=first - 1)
+    kit.file_bytes(template)
+    for attempt in range(4):
+        db = tmp_path / f"run{attempt}" / "app.db"
+        db.parent.mkdir()
+        shutil.copy(template, db)
+        errors: list[str] = []
+        stop = threading.Event()
+
+        def read_repeatedly(
+            db: Path = db, errors: list[str] = errors, stop: threading.Event = stop
+        ) -> None:
+            while not stop.is_set():
+                try:
+                    kit.checksums(db)  # a connection opened, read and closed
+                except sqlite3.DatabaseError as error:
+                    errors.append(str(error))
+
+        reader = threading.Thread(target=read_repeatedly)
+        reader.start()
+        try:
+            result = migrate_run(db, migrations)
+        finally:
+            stop.set()
+            reader.join()
+        assert result.returncode == 0, result.stderr
+        assert not errors, f"run {attempt}: readers saw {errors[:3]}"
+        assert set(versions) <= set(kit.checksums(db)), f"run {attempt}: commits lost"

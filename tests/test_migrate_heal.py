@@ -402,7 +402,7 @@ def test_a_held_lock_makes_the_second_migrator_give_up_clearly(project):
 @pytest.mark.parametrize("reader_holds_the_wal", [False, True])
 def test_a_backup_is_an_exact_self_contained_copy(tmp_path, reader_holds_the_wal):
     from daemon.migrate.apply import open_for_migration
-    from daemon.migrate.backup import _copy_file_under_write_lock, take_backup
+    from daemon.migrate.backup import _copy_file_under_write_lock, open_database_file, take_backup
 
     folder = migfiles.write(tmp_path / "m", migfiles.BASIC)
     db = tmp_path / "data" / "app.db"
@@ -414,9 +414,10 @@ def test_a_backup_is_an_exact_self_contained_copy(tmp_path, reader_holds_the_wal
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM accounts").fetchone()
     # The fast file copy is possible exactly when no reader pins the WAL.
-    fast = _copy_file_under_write_lock(conn, db, tmp_path / "probe.sqlite3")
+    db_fd = open_database_file(db)
+    fast = _copy_file_under_write_lock(conn, db_fd, db, tmp_path / "probe.sqlite3")
     assert fast is not reader_holds_the_wal
-    backup = take_backup(conn, db, 3)
+    backup = take_backup(conn, db_fd, db, 3)
     reader.close()
     copy = sqlite3.connect(backup.path)
     assert copy.execute("PRAGMA journal_mode").fetchone() == ("delete",)

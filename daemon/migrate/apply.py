@@ -41,7 +41,6 @@ CONNECTION_PRAGMAS = (
 
 # Before each step: version (None for the backup), description, index, total, and action
 # (an Action, or BACKUP for the backup).
-BACKUP = "backup"
 Progress = namedtuple("Progress", "version description index total action")
 # One heal: version, description, action (Action.RESTAMP | Action.RERUN), evidence, old and new
 # checksum (hex), and the backup taken before it (a re-run) or None (a re-stamp runs no SQL).

@@ -39,7 +39,19 @@ def backups_dir(db_path: Path) -> Path:
     return db_path.parent / BACKUP_DIR
 
 
-def take_backup(conn: sqlite3.Connection, db_path: Path, schema_version: int | None) -> BackupInfo:
+def open_database_file(db_path: Path) -> int:
+    """A read descriptor of the database file for the fast copy, which the caller must close
+    only after its SQLite connection: closing any descriptor of a file drops every POSIX lock
+    this process holds on it, SQLite's included. A copy that opened and closed the file itself
+    would let another process, closing its last connection, take our connection for gone and
+    delete the WAL under it (committed migrations lost, readers answered "malformed")."""
+    return os.open(db_path, os.O_RDONLY)
+
+
+def take_backup(
+    conn: sqlite3.Connection, db_fd: int, db_path: Path, schema_version: int | None
+) -> BackupInfo:
+    """A backup of the database `conn` has open; `db_fd` comes from open_database_file."""
     started = time.perf_counter()
     folder = backups_dir(db_path)
     try:
@@ -55,7 +67,7 @@ def take_backup(conn: sqlite3.Connection, db_path: Path, schema_version: int | N
     partial = final.with_name(final.name + ".partial")
     try:
         create_private(partial)
-        _copy_consistent(conn, db_path, partial)
+        _copy_consistent(conn, db_fd, db_path, partial)
         os.replace(partial, final)
         _fsync_dir(folder)
     except (sqlite3.Error, OSError) as exc:
@@ -80,8 +92,8 @@ def _check_room(conn: sqlite3.Connection, folder: Path) -> None:
         )
 
 
-def _copy_consistent(conn: sqlite3.Connection, db_path: Path, dest: Path) -> None:
-    if not _copy_file_under_write_lock(conn, db_path, dest):
+def _copy_consistent(conn: sqlite3.Connection, db_fd: int, db_path: Path, dest: Path) -> None:
+    if not _copy_file_under_write_lock(conn, db_fd, db_path, dest):
         _copy_page_by_page(conn, dest)
     target = sqlite3.connect(dest)
     try:
@@ -92,7 +104,9 @@ def _copy_consistent(conn: sqlite3.Connection, db_path: Path, dest: Path) -> Non
         os.fsync(handle.fileno())
 
 
-def _copy_file_under_write_lock(conn: sqlite3.Connection, db_path: Path, dest: Path) -> bool:
+def _copy_file_under_write_lock(
+    conn: sqlite3.Connection, db_fd: int, db_path: Path, dest: Path
+) -> bool:
     """The fast way (about `cp` speed): merge the WAL into the file, take the write lock, and
     copy the file's bytes. Holding the write lock with an empty WAL, no connection can change
     the file while it is copied. False, having copied nothing, when readers keep the WAL from
@@ -105,10 +119,19 @@ def _copy_file_under_write_lock(conn: sqlite3.Connection, db_path: Path, dest: P
         wal = db_path.with_name(db_path.name + "-wal")
         if wal.exists() and wal.stat().st_size > 0:
             return False  # something was written between the merge and the lock
-        shutil.copyfile(db_path, dest)
+        _copy_descriptor(db_fd, dest)
         return True
     finally:
         conn.execute("ROLLBACK")
+
+
+def _copy_descriptor(source: int, dest: Path) -> None:
+    """The bytes behind `source` into `dest`, leaving `source` open (see open_database_file)."""
+    size = os.fstat(source).st_size
+    with open(dest, "wb") as out:
+        offset = 0
+        while offset < size:
+            offset += os.sendfile(out.fileno(), source, offset, size - offset)
 
 
 def _copy_page_by_page(conn: sqlite3.Connection, dest: Path) -> None:

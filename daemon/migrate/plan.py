@@ -45,6 +45,8 @@ class Action(StrEnum):
     BLOCKED = "blocked"
 
 
+# The progress report's action before the backup, which is not a step of its own.
+BACKUP = "backup"
 STEP_ACTIONS = (Action.APPLY, Action.RESTAMP, Action.RERUN)
 SQL_ACTIONS = (Action.APPLY, Action.RERUN)
 

@@ -24,7 +24,7 @@ from daemon.migrate.ledger import (
     has_user_tables,
     read_ledger,
 )
-from daemon.migrate.plan import Plan, make_plan
+from daemon.migrate.plan import BACKUP, Plan, make_plan
 from daemon.migrate.source import Migration, load_source
 
 # A no-op run must cost little more than reading the ledger and hashing the files, so modules
@@ -102,8 +102,8 @@ def run_migrations(
     from contextlib import ExitStack
     from pathlib import Path
 
-    from daemon.migrate.apply import BACKUP, Executor, Progress, open_for_migration
-    from daemon.migrate.backup import take_backup
+    from daemon.migrate.apply import Executor, Progress, open_for_migration
+    from daemon.migrate.backup import open_database_file, take_backup
     from daemon.migrate.lock import UsersLock, migration_lock
 
     db_path = Path(db_path)
@@ -114,6 +114,8 @@ def run_migrations(
             held.enter_context(migration_lock(db_path, lock_timeout))
             with _sqlite_errors(db_path):
                 conn = open_for_migration(db_path)
+            db_fd = open_database_file(db_path)
+        held.callback(os.close, db_fd)  # runs after conn.close: see open_database_file
         held.callback(conn.close)
         # 2. Re-read the ledger under the lock and plan again: another run may have gone first.
         with _sqlite_errors(db_path):
@@ -134,8 +136,8 @@ def run_migrations(
                 current.rows or plan.runs_outside_a_transaction or has_user_tables(conn)
             ):
                 if on_progress:
-                    on_progress(Progress(None, "backup", 0, len(plan.steps), BACKUP))
-                backup = take_backup(conn, db_path, plan.schema_version)
+                    on_progress(Progress(None, BACKUP, 0, len(plan.steps), BACKUP))
+                backup = take_backup(conn, db_fd, db_path, plan.schema_version)
                 logging.getLogger("keysmith.migrate").info(
                     "backed up the database to %s before migrating", backup.path
                 )
