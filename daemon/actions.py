@@ -201,8 +201,8 @@ def _restore_error(error: Exception, backup: Path) -> ActionError:
 
     if isinstance(error, LockTimeout | DatabaseInUse):
         return ActionError(
-            "The service has the database open or is upgrading it right now. Nothing was "
-            "changed. Stop the service, then run this action again."
+            "The database is being migrated, or the service has it open, right now. Nothing "
+            "was changed. Stop the service, then run this action again."
         )
     if isinstance(error, MigrateError):
         return ActionError(f"{error} To fix: {startos_words(error.remedies, error.params)}.")

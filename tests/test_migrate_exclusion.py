@@ -181,3 +181,26 @@ def test_readers_closing_beside_a_run_never_lose_its_commits(tmp_path):
         assert result.returncode == 0, result.stderr
         assert not errors, f"run {attempt}: readers saw {errors[:3]}"
         assert set(versions) <= set(kit.checksums(db)), f"run {attempt}: commits lost"
+
+
+def test_the_restore_action_refuses_while_the_daemon_serves(tmp_path):
+    # The same loss by another road: the restore action replaced the file under a serving
+    # daemon whenever no migration was running.
+    db = tmp_path / "data" / "keysmith.db"
+    kit.apply_range(db, upto=kit.latest_version() - 1)
+    kit.apply_range(db)  # leaves a pre-upgrade backup to restore
+    with DaemonProc(tmp_path) as daemon:
+        product = make_product(daemon)
+        before = license_ids(db)
+        issued = admin(daemon, "POST", "/v1/admin/licenses", {"product_slug": product})[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "daemon", "action", "restore-backup"],
+            env=daemon.env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 1, result.stdout
+        assert "Nothing was changed" in result.stderr and "Stop the service" in result.stderr
+        assert license_ids(db) == before | {issued["license_id"]}
