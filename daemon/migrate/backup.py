@@ -44,7 +44,9 @@ def open_database_file(db_path: Path) -> int:
     only after its SQLite connection: closing any descriptor of a file drops every POSIX lock
     this process holds on it, SQLite's included. A copy that opened and closed the file itself
     would let another process, closing its last connection, take our connection for gone and
-    delete the WAL under it (committed migrations lost, readers answered "malformed")."""
+    delete the WAL under it (committed migrations lost, readers answered "malformed").
+    Creates the database (empty, 0600) when there is none yet."""
+    create_private(db_path)
     return os.open(db_path, os.O_RDONLY)
 
 

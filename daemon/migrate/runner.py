@@ -112,11 +112,11 @@ def run_migrations(
         with _storage_errors(db_path):
             db_path.parent.mkdir(parents=True, exist_ok=True)
             held.enter_context(migration_lock(db_path, lock_timeout))
+            db_fd = open_database_file(db_path)
+            held.callback(os.close, db_fd)  # runs after conn.close: see open_database_file
             with _sqlite_errors(db_path):
                 conn = open_for_migration(db_path)
-            db_fd = open_database_file(db_path)
-        held.callback(os.close, db_fd)  # runs after conn.close: see open_database_file
-        held.callback(conn.close)
+            held.callback(conn.close)
         # 2. Re-read the ledger under the lock and plan again: another run may have gone first.
         with _sqlite_errors(db_path):
             current = read_ledger(conn, _checksums(source))
