@@ -1,7 +1,10 @@
 """A short crash-injection run in CI (the soak: `python -m tests.crash_harness --kills 500`).
 
 Every kill is aimed at one phase of the upgrade, and the test checks where it landed: each
-phase must be hit, in both modes, and every kill must pass every invariant."""
+phase must be hit, in both modes, and every kill must pass every invariant. Some phases last
+a few milliseconds (migration 11 is one small index), and on a loaded machine the harness can
+see a moment late: a kill may then land in a later phase, never an earlier one, and is aimed
+again (every such kill is checked like any other)."""
 
 from __future__ import annotations
 
@@ -19,15 +22,21 @@ def scenario(tmp_path_factory):
     return crash_harness.build(tmp_path_factory.mktemp("crash"))
 
 
+ATTEMPTS = 5
+
+
 def _aimed_kills(scenario, mode: str, rounds: int, seed: int) -> collections.Counter:
     rng = random.Random(seed)
     landed: collections.Counter = collections.Counter()
     for _ in range(rounds):
         for aim in PHASES:
-            phase = crash_harness.kill_once(scenario, mode, rng, aim)
-            group = BETWEEN if phase.startswith(BETWEEN) else phase
-            assert group == aim, f"{mode}: aimed at {aim!r}, landed {phase!r}"
-            landed[group] += 1
+            for _attempt in range(ATTEMPTS):
+                phase = crash_harness.kill_once(scenario, mode, rng, aim)
+                group = BETWEEN if phase.startswith(BETWEEN) else phase
+                assert PHASES.index(group) >= PHASES.index(aim), f"{aim!r}: landed {phase!r}"
+                landed[group] += 1
+                if group == aim:
+                    break
     return landed
 
 
