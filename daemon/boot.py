@@ -59,7 +59,7 @@ def _startos_word(remedy: Remedy, params: dict[str, str]) -> str:
         case Remedy.INSTALL_PREVIOUS_VERSION:
             return "install the previous version of Keysmith"
         case Remedy.INSTALL_NEWER_VERSION:
-            return "install again the newer version of Keysmith that migrated this database"
+            return "install that newer version of Keysmith again (it migrated this database)"
         case Remedy.RESTORE_BACKUP:
             return "restore the pre-upgrade backup with the action 'Restore pre-upgrade backup'"
         case Remedy.RESTORE_FULL_BACKUP:

@@ -71,7 +71,7 @@ class ShellWords:
             case Remedy.INSTALL_PREVIOUS_VERSION:
                 return "install the previous version of Keysmith"
             case Remedy.INSTALL_NEWER_VERSION:
-                return "run the newer Keysmith that migrated this database"
+                return "install that newer Keysmith again (the one that migrated this database)"
             case Remedy.RESTORE_BACKUP:
                 return (
                     f"stop the daemon, then restore the newest backup in {backups} with "

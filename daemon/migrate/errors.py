@@ -107,8 +107,8 @@ class StorageError(MigrateError):
 
     def __init__(self, folder: str, detail: str) -> None:
         super().__init__(
-            f"Cannot write to the data volume at {folder} ({detail}), so the database cannot "
-            "be migrated.",
+            f"The migrator cannot write to the data volume at {folder} ({detail}), so the database "
+            "cannot be migrated.",
             Remedy.MAKE_VOLUME_WRITABLE,
             folder=folder,
         )
