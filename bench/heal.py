@@ -159,8 +159,8 @@ def backup_cost(db: Path, reps: int, workdir: Path) -> str:
     """
     sys.path.insert(0, str(REPO))
     from daemon import __version__
-    from daemon.db import IDEMPOTENT_MIGRATIONS
     from daemon.migrate import run_migrations
+    from daemon.schema import IDEMPOTENT_MIGRATIONS
 
     workdir.mkdir(parents=True, exist_ok=True)
     folder = workdir / "backup-migrations"

@@ -20,16 +20,17 @@ import signal
 import sqlite3
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon import __version__, metrics
 from daemon.logs import register_secret, setup_logging
-from daemon.migrate.errors import PREVIOUS_VERSION_HINT
+from daemon.migrate.errors import Remedy
 from daemon.settings import Settings, SettingsError
 from daemon.status import (
     BLOCKED,
     CRASH_LIMIT,
     FAILED,
+    HEALTHY_SERVING_SECONDS,
     MIGRATING,
     STARTING,
     Cause,
@@ -38,11 +39,56 @@ from daemon.status import (
     read_status,
 )
 
+if TYPE_CHECKING:
+    from daemon.migrate import MigrateError
+
 log = logging.getLogger("keysmith.boot")
 
 # Well inside StartOS's 30 s sigterm-timeout, leaving time to close the pool afterwards.
 SHUTDOWN_GRACE_SECONDS = 20.0
-RESTORE_HINT = "restore the pre-upgrade backup with the action 'Restore pre-upgrade backup'"
+
+
+def startos_words(remedies: tuple[Remedy, ...], params: dict[str, str] | None = None) -> str:
+    """The migrator's remedy codes in words for a StartOS operator, who acts through the
+    StartOS interface (its actions, backups and service page), not a shell."""
+    return "; or ".join(_startos_word(remedy, params or {}) for remedy in remedies)
+
+
+def _startos_word(remedy: Remedy, params: dict[str, str]) -> str:
+    match remedy:
+        case Remedy.INSTALL_PREVIOUS_VERSION:
+            return "install the previous version of Keysmith"
+        case Remedy.INSTALL_NEWER_VERSION:
+            return "install that newer version of Keysmith again (it migrated this database)"
+        case Remedy.RESTORE_BACKUP:
+            return "restore the pre-upgrade backup with the action 'Restore pre-upgrade backup'"
+        case Remedy.RESTORE_FULL_BACKUP:
+            return "restore the service from a StartOS backup"
+        case Remedy.CHOOSE_OLDER_BACKUP:
+            return "restore the service from an older StartOS backup"
+        case Remedy.FREE_DISK_SPACE:
+            return (
+                "free disk space on the StartOS data drive (old pre-upgrade backups in "
+                f"{params.get('folder', 'backups/')} can go)"
+            )
+        case Remedy.MAKE_VOLUME_WRITABLE:
+            return "make sure the StartOS data drive is healthy, writable and not full"
+        case Remedy.STOP_OTHER_PROCESS:
+            return (
+                "stop whatever else has the database open (another copy of the service, or an "
+                "action still running) and let it finish"
+            )
+        case Remedy.WAIT_FOR_OTHER_MIGRATION:
+            return "wait for the other upgrade of this database to finish"
+        case Remedy.REPORT_TO_MAINTAINERS:
+            return "report this error and the service logs to the maintainers"
+        case Remedy.RETRY:
+            return "nothing: the remaining migrations run at the next start"
+
+
+def startos_remedy(remedies: tuple[Remedy, ...], params: dict[str, str] | None = None) -> str:
+    """A full remedy sentence for the status file, /healthz and the health check."""
+    return f"{startos_words(remedies, params)}. Then restart the service."
 
 
 class SafeMode(Exception):
@@ -62,7 +108,14 @@ class Serving:
     licensing: Any
 
 
+# The database, its backups and the status file hold the issuer key and the admin key: whatever
+# this process creates is readable by its owner only, and files left wider by an older version
+# are narrowed at boot.
+PRIVATE_UMASK = 0o077
+
+
 def serve_main() -> int:
+    os.umask(PRIVATE_UMASK)
     settings, errors = Settings.lenient()
     setup_logging(settings.log_format)
     register_secret(settings.admin_api_key)
@@ -84,6 +137,7 @@ def _record_boot_attempt(settings: Settings) -> Lifecycle:
         log.error(
             "cannot create the data folder", extra={"path": str(settings.data_dir), "error": str(e)}
         )
+    _narrow_modes(settings)
     history = history_from(read_status(settings.status_path))
     lifecycle = Lifecycle(
         settings.status_path, version=__version__, bind=settings.bind, history=history
@@ -103,6 +157,26 @@ def _record_boot_attempt(settings: Settings) -> Lifecycle:
     if history.previous_unclean:
         log.warning(history.previous_unclean, extra={"crashes_in_a_row": history.crashes_before})
     return lifecycle
+
+
+def _narrow_modes(settings: Settings) -> None:
+    from daemon.migrate.backup import backups_dir
+    from daemon.migrate.private import narrow, narrow_modes
+
+    try:
+        fixed = narrow_modes(settings.db_path, backups_dir(settings.db_path))
+        if narrow(settings.status_path):
+            fixed.append(settings.status_path)
+    except OSError as e:
+        log.warning(
+            "could not make the database files private", extra={"error": f"{type(e).__name__}: {e}"}
+        )
+        return
+    if fixed:
+        log.warning(
+            "made files holding secrets readable by the owner only (they were readable by others)",
+            extra={"files": ",".join(str(p) for p in fixed)},
+        )
 
 
 def _publish(lifecycle: Lifecycle) -> None:
@@ -130,6 +204,7 @@ async def _serve(settings: Settings, errors: list[SettingsError], lifecycle: Lif
         runner = await _start_http(settings, lifecycle, serving.licensing)
         _write_properties(settings, lifecycle, serving.licensing)
         lifecycle.mark_serving(http=True)
+        loop.call_later(HEALTHY_SERVING_SECONDS, lifecycle.mark_served_healthily)
         _publish(lifecycle)
         log.info(
             "serving",
@@ -174,11 +249,13 @@ def _refuse_known_causes(
             Cause(
                 kind="crash_loop",
                 message=f"the previous {history.crashes_before} boots ended without a clean stop "
-                f"(the last: {history.last_failure}). To break the crash loop this boot did not "
-                "open the database.",
+                f"before they had served for {HEALTHY_SERVING_SECONDS:.0f} s (the last: "
+                f"{history.last_failure}). To break the crash loop this boot did not open the "
+                "database.",
                 remedy="read the service logs for what stopped those runs (out of memory, a full "
                 "disk, a slow migration killed by a timeout), fix it, then restart the service to "
-                f"try again; if it happens again, {PREVIOUS_VERSION_HINT} or {RESTORE_HINT}",
+                "try again; if it happens again, "
+                + startos_words((Remedy.INSTALL_PREVIOUS_VERSION, Remedy.RESTORE_BACKUP)),
                 data_intact=None,
             ),
         )
@@ -226,7 +303,7 @@ async def _migrate_and_open(
                 message=f"the database {settings.db_path} could not be opened: "
                 f"{type(e).__name__}: {e}.",
                 remedy="check that the data volume is mounted, writable and not full, then restart "
-                f"the service; if the file is damaged, {RESTORE_HINT}",
+                "the service; if the file is damaged, " + startos_words((Remedy.RESTORE_BACKUP,)),
                 data_intact=None,
             ),
         ) from e
@@ -239,39 +316,30 @@ async def _migrate_and_open(
     return Serving(pool=pool, licensing=licensing)
 
 
-def _migrate_cause(e: Any) -> tuple[str, Cause]:
-    what = getattr(e, "what", None) or str(e)
-    if getattr(e, "blockers", None) is not None:
+def _migrate_cause(e: MigrateError) -> tuple[str, Cause]:
+    """The migrator's typed error as the operator's cause: its own words for what happened and
+    whether data is safe (`str(e)`), ours for what to do."""
+    from daemon.migrate import Blocked
+
+    remedy = startos_remedy(e.remedies, e.params)
+    if isinstance(e, Blocked):
         blockers = [
             {
                 "version": b.version,
                 "description": b.description,
                 "finding": b.finding,
-                "remedy": b.remedy,
+                "remedy": startos_words(b.remedies),
             }
             for b in e.blockers
         ]
         return BLOCKED, Cause(
             kind="blocked",
-            message=what,
-            remedy=_with_hints(e.remedy),
+            message=e.what,
+            remedy=remedy,
             data_intact=e.data_intact,
             blockers=blockers,
         )
-    return FAILED, Cause(
-        kind=e.reason, message=what, remedy=_with_hints(e.remedy), data_intact=e.data_intact
-    )
-
-
-def _with_hints(remedy: str) -> str:
-    # The migrator's remedy is specific (it suggests the backup only where one helps: a blocked
-    # upgrade took none and changed nothing). On StartOS the backup is restored by an action.
-    from daemon.migrate.errors import RESTORE_HINT as MIGRATOR_RESTORE_HINT
-
-    text = remedy.rstrip(".").replace(MIGRATOR_RESTORE_HINT, RESTORE_HINT)
-    if PREVIOUS_VERSION_HINT.lower() not in text.lower():
-        text += f"; or {PREVIOUS_VERSION_HINT}"
-    return text + ". Then restart the service."
+    return FAILED, Cause(kind=e.reason, message=str(e), remedy=remedy, data_intact=e.data_intact)
 
 
 def _record_outcome(lifecycle: Lifecycle, outcome: Any) -> None:
@@ -386,8 +454,7 @@ def _unexpected(e: BaseException) -> SafeMode:
         Cause(
             kind="exception",
             message=f"the boot failed with an unexpected error: {type(e).__name__}: {e}",
-            remedy="report this error and the service logs to the maintainers; to keep serving "
-            f"meanwhile, {PREVIOUS_VERSION_HINT}, then restart the service",
+            remedy=startos_remedy((Remedy.REPORT_TO_MAINTAINERS, Remedy.INSTALL_PREVIOUS_VERSION)),
             data_intact=None,
         ),
     )

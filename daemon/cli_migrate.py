@@ -2,6 +2,9 @@
 
 Exit status: 0 done or nothing to do, 2 blocked (nothing was changed), 1 failed. Kept lean: a
 no-op `run` must cost little more than opening the database and hashing the files.
+
+This is one of the migrator's two hosts (the other is the daemon's boot, for a StartOS
+operator): it words the migrator's remedy codes for a shell user, naming paths and commands.
 """
 
 from __future__ import annotations
@@ -9,23 +12,27 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 
-from daemon import __version__, defaults
-from daemon.db import IDEMPOTENT_MIGRATIONS
+from daemon import __version__, defaults, schema
 from daemon.migrate import MigrateError, inspect, run_migrations
-from daemon.migrate.plan import Plan
+from daemon.migrate.errors import Blocker, Reason, Remedy
+from daemon.migrate.plan import BACKUP, Action, Plan, State
+
+TYPE_CHECKING = False  # typing stays unimported for the no-op run
+if TYPE_CHECKING:
+    from daemon.migrate.apply import Progress
 
 EXIT_OK, EXIT_FAILED, EXIT_BLOCKED = 0, 1, 2
 
 
 def migrate_main(args: argparse.Namespace) -> int:
+    os.umask(0o077)  # the database and its backups hold secrets: owner only
     # Only these two settings matter here, so they are read directly rather than through
     # daemon.settings, whose full validation would cost every no-op run more than its work.
     db_path = args.db or os.environ.get(defaults.DB_PATH_VARIABLE) or defaults.DEFAULT_DB_PATH
     migrations = (
-        args.migrations
-        or os.environ.get(defaults.MIGRATIONS_DIR_VARIABLE)
-        or defaults.DEFAULT_MIGRATIONS_DIR
+        args.migrations or os.environ.get(defaults.MIGRATIONS_DIR_VARIABLE) or schema.MIGRATIONS_DIR
     )
     try:
         idempotent = _parse_versions(args.idempotent)
@@ -34,27 +41,82 @@ def migrate_main(args: argparse.Namespace) -> int:
             f"--idempotent: expected versions like 9,12, got {args.idempotent!r}", file=sys.stderr
         )
         return EXIT_FAILED
+    words = ShellWords(db_path)
     try:
         if args.step == "run":
             return _run(db_path, migrations, idempotent, args.json)
         plan = inspect(db_path, migrations, idempotent)
     except MigrateError as error:
-        return _report_error(error, args.json)
+        return _report_error(error, args.json, words)
     if args.json:
-        _print_json(_as_json(plan, include_steps=args.step == "plan"))
+        _print_json(_as_json(plan, words, include_steps=args.step == "plan"))
     else:
-        print(_render(plan, args.step))
+        print(_plan_text(plan, words) if args.step == "plan" else status_report(plan, words))
     return EXIT_BLOCKED if plan.blockers else EXIT_OK
+
+
+class ShellWords:
+    """The migrator's remedy codes in words for someone at a shell, about one database."""
+
+    def __init__(self, db_path: str) -> None:
+        self.db = db_path
+        self.backups = os.path.join(os.path.dirname(os.path.abspath(db_path)), "backups")
+
+    def __call__(self, remedies: tuple[Remedy, ...], params: dict[str, str] | None = None) -> str:
+        return "; or ".join(self.one(remedy, params or {}) for remedy in remedies)
+
+    def one(self, remedy: Remedy, params: dict[str, str]) -> str:
+        db, backups = self.db, self.backups
+        match remedy:
+            case Remedy.INSTALL_PREVIOUS_VERSION:
+                return "install the previous version of Keysmith"
+            case Remedy.INSTALL_NEWER_VERSION:
+                return "install that newer Keysmith again (the one that migrated this database)"
+            case Remedy.RESTORE_BACKUP:
+                return (
+                    f"stop the daemon, then restore the newest backup in {backups} with "
+                    f"`KEYSMITH_DB_PATH={db} python -m daemon action restore-backup`"
+                )
+            case Remedy.RESTORE_FULL_BACKUP:
+                return f"put back {db} from your own last full backup"
+            case Remedy.CHOOSE_OLDER_BACKUP:
+                return f"with the daemon stopped, copy an older backup from {backups} over {db}"
+            case Remedy.FREE_DISK_SPACE:
+                return (
+                    f"free disk space for {params.get('folder', backups)} (old files in "
+                    f"{backups} can go), then run it again"
+                )
+            case Remedy.MAKE_VOLUME_WRITABLE:
+                folder = params.get("folder", db)
+                return f"make {folder} writable and give it free space, then run it again"
+            case Remedy.STOP_OTHER_PROCESS:
+                return (
+                    f"stop the daemon and any other process that has {db} open "
+                    f"(`fuser {params.get('lock_path', db)}` lists them), then run it again"
+                )
+            case Remedy.WAIT_FOR_OTHER_MIGRATION:
+                holder = params.get("holder", "another process")
+                return f"wait for the other migration ({holder}) to finish, then run it again"
+            case Remedy.REPORT_TO_MAINTAINERS:
+                return "report this error to the Keysmith maintainers"
+            case Remedy.RETRY:
+                return "run it again: the remaining migrations run then"
 
 
 def _parse_versions(text: str | None) -> frozenset[int]:
     if text is None:
-        return IDEMPOTENT_MIGRATIONS
+        return schema.IDEMPOTENT_MIGRATIONS
     return frozenset(int(v) for v in text.split(",") if v.strip())
 
 
 def _run(db_path: str, migrations: str, idempotent: frozenset[int], as_json: bool) -> int:
-    outcome = run_migrations(db_path, migrations, idempotent=idempotent, daemon_version=__version__)
+    outcome = run_migrations(
+        db_path,
+        migrations,
+        idempotent=idempotent,
+        daemon_version=__version__,
+        on_progress=_print_progress,
+    )
     summary = {
         "schema_version": outcome.schema_version,
         "applied": outcome.applied,
@@ -73,18 +135,41 @@ def _run(db_path: str, migrations: str, idempotent: frozenset[int], as_json: boo
     return EXIT_OK
 
 
-def _report_error(error: MigrateError, as_json: bool) -> int:
+def _print_progress(progress: Progress) -> None:
+    """One line on stderr as each step starts (stdout stays the result), so a long upgrade
+    shows where it is."""
+    if progress.action == BACKUP:
+        line = f"backing up the database before {progress.total} step(s)"
+    else:
+        line = (
+            f"step {progress.index} of {progress.total}: {progress.action} {progress.version} "
+            f"({progress.description})"
+        )
+    print(line, file=sys.stderr, flush=True)
+
+
+def _report_error(error: MigrateError, as_json: bool, words: ShellWords) -> int:
+    message = f"{error} To fix: {words(error.remedies, error.params)}."
     if as_json:
         blockers = getattr(error, "blockers", [])
         _print_json(
             {
                 "error": error.reason,
-                "message": str(error),
-                "blocked": [b._asdict() for b in blockers],
+                "message": message,
+                "blocked": [_blocker_json(b, words) for b in blockers],
             }
         )
-    print(str(error), file=sys.stderr)
-    return EXIT_BLOCKED if error.reason == "blocked" else EXIT_FAILED
+    print(message, file=sys.stderr)
+    return EXIT_BLOCKED if error.reason is Reason.BLOCKED else EXIT_FAILED
+
+
+def _blocker_json(blocker: Blocker, words: ShellWords) -> dict:
+    return {
+        "version": blocker.version,
+        "description": blocker.description,
+        "finding": blocker.finding,
+        "remedy": words(blocker.remedies),
+    }
 
 
 def _print_json(doc: dict) -> None:
@@ -93,13 +178,7 @@ def _print_json(doc: dict) -> None:
     print(json.dumps(doc))
 
 
-def _render(plan: Plan, step: str) -> str:
-    if step == "plan":
-        return _plan_text(plan)
-    return status_report(plan)
-
-
-def _as_json(plan: Plan, include_steps: bool) -> dict:
+def _as_json(plan: Plan, words: ShellWords, include_steps: bool) -> dict:
     doc: dict = {
         "migrations": [
             {
@@ -111,7 +190,7 @@ def _as_json(plan: Plan, include_steps: bool) -> dict:
             }
             for f in plan.findings
         ],
-        "blocked": [f.as_blocker()._asdict() for f in plan.blockers],
+        "blocked": [_blocker_json(f.as_blocker(), words) for f in plan.blockers],
         "schema_version": plan.schema_version,
     }
     if include_steps:
@@ -121,41 +200,41 @@ def _as_json(plan: Plan, include_steps: bool) -> dict:
 
 
 _SQLX_STATUS = {
-    "applied": "installed",
-    "pending": "pending",
-    "modified": "installed (different checksum)",
-    "missing": "installed (missing from the migrations folder)",
-    "dirty": "installed (failed)",
+    State.APPLIED: "installed",
+    State.PENDING: "pending",
+    State.MODIFIED: "installed (different checksum)",
+    State.MISSING: "installed (missing from the migrations folder)",
+    State.DIRTY: "installed (failed)",
 }
 
 
-def status_report(plan: Plan) -> str:
-    """The `migrate status` text (also what the StartOS action shows)."""
-    return "\n".join(_status_lines(plan))
+def status_report(plan: Plan, words: Callable[[tuple[Remedy, ...]], str]) -> str:
+    """The `migrate status` text (also what the StartOS action shows, in its host's `words`)."""
+    return "\n".join(_status_lines(plan, words))
 
 
-def _status_lines(plan: Plan) -> list[str]:
+def _status_lines(plan: Plan, words: Callable[[tuple[Remedy, ...]], str]) -> list[str]:
     """Like `sqlx migrate info`, plus what Keysmith will do about each version and why."""
     lines = []
     for f in plan.findings:
         lines.append(f"{f.version}/{_SQLX_STATUS[f.state]} {f.description}")
-        if f.action not in ("none", "apply"):
+        if f.action not in (Action.NONE, Action.APPLY):
             lines.append(f"    -> {f.action}: {f.evidence}")
-        if f.state == "modified" and f.row and f.migration:
+        if f.state is State.MODIFIED and f.row and f.migration:
             lines.append(f"    applied migration had checksum {f.row.checksum.hex()}")
             lines.append(f"    local migration has checksum {f.migration.checksum.hex()}")
-        if f.remedy:
-            lines.append(f"    to fix: {f.remedy}")
+        if f.remedies:
+            lines.append(f"    to fix: {words(f.remedies)}")
         if f.detail:
             lines.extend("    " + line for line in f.detail.splitlines())
     lines.append(f"schema version: {plan.schema_version}")
     return lines
 
 
-def _plan_text(plan: Plan) -> str:
+def _plan_text(plan: Plan, words: ShellWords) -> str:
     if plan.blockers:
         return "blocked; nothing will be changed:\n" + "\n".join(
-            f"  {b.as_blocker().line()}\n    to fix: {b.remedy}" for b in plan.blockers
+            f"  {b.as_blocker().line()}\n    to fix: {words(b.remedies)}" for b in plan.blockers
         )
     if not plan.steps:
         return f"nothing to do; schema v{plan.schema_version}"

@@ -1,7 +1,8 @@
 """The database: `init` migrates, then opens the serving pool with the production settings.
 
-asyncio and aiosqlite are imported inside the functions that use them, so
-`python -m daemon migrate ...`, which imports IDEMPOTENT_MIGRATIONS from here, never pays for them.
+The pool holds the database's users lock shared for its whole life (daemon/migrate/lock.py), so
+no restore of a backup, and no migration step that might need one, runs while this process
+has the database open. asyncio and aiosqlite are imported inside the functions that use them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from daemon import __version__, defaults
+from daemon import __version__, schema
 
 TYPE_CHECKING = False  # typing, asyncio and pathlib stay unimported for the migrate CLI
 if TYPE_CHECKING:
@@ -21,12 +22,7 @@ if TYPE_CHECKING:
 
     from daemon.migrate import Outcome
     from daemon.migrate.apply import Progress
-
-# Versions certified safe to run twice (same end state), re-run when their checksum no longer
-# matches and no cosmetic proof exists. tests/test_idempotent_migrations.py proves each one by
-# dump comparison; a version that fails it cannot stay here. Never add an ALTER TABLE ADD COLUMN
-# migration: SQLite has no ADD COLUMN IF NOT EXISTS.
-IDEMPOTENT_MIGRATIONS: frozenset[int] = frozenset({9})
+    from daemon.migrate.lock import UsersLock
 
 POOL_SIZE = 8
 
@@ -35,7 +31,9 @@ class Pool:
     """A fixed set of aiosqlite connections. Reads share them freely; writes go through
     `transaction()` (BEGIN IMMEDIATE), which SQLite serialises with the busy timeout."""
 
-    def __init__(self, connections: list[aiosqlite.Connection], path: Path) -> None:
+    def __init__(
+        self, connections: list[aiosqlite.Connection], path: Path, users: UsersLock
+    ) -> None:
         import asyncio
 
         from daemon.storage import StorageHealth
@@ -44,6 +42,7 @@ class Pool:
         self.path = path
         self._connections = connections
         self.health = StorageHealth()
+        self._users = users
         self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         for conn in connections:
             self._idle.put_nowait(conn)
@@ -81,9 +80,12 @@ class Pool:
     async def close(self) -> None:
         for conn in self._connections:
             await conn.close()
+        self._users.release()  # only once every connection is closed
 
 
-async def open_pool(path: str | Path, size: int = POOL_SIZE) -> Pool:
+async def open_pool(path: str | Path, users: UsersLock, size: int = POOL_SIZE) -> Pool:
+    """`users` is this database's users lock, already held shared; the pool releases it when
+    it closes."""
     import aiosqlite
 
     # The serving pool uses exactly the migrator's settings (WAL, synchronous=NORMAL, foreign
@@ -99,7 +101,7 @@ async def open_pool(path: str | Path, size: int = POOL_SIZE) -> Pool:
         connections.append(conn)
     from pathlib import Path
 
-    return Pool(connections, Path(path))
+    return Pool(connections, Path(path), users)
 
 
 async def init(
@@ -109,20 +111,31 @@ async def init(
     on_progress: Callable[[Progress], None] | None = None,
     lock_timeout: float = 120.0,
 ) -> Pool:
-    """Migrate the database (raising a MigrateError on refusal or failure), then open the pool."""
+    """Migrate the database (raising a MigrateError on refusal or failure), then open the pool.
+
+    The migration runs before this process takes the users lock, so it may take it exclusively
+    itself. Taking it shared then waits for any other process's step that could need a restore.
+    """
     import asyncio
 
     from daemon.migrate import run_migrations
+    from daemon.migrate.lock import UsersLock
 
     outcome = await asyncio.to_thread(
         run_migrations,
         path,
-        migrations_dir or defaults.DEFAULT_MIGRATIONS_DIR,
-        idempotent=IDEMPOTENT_MIGRATIONS,
+        migrations_dir or schema.MIGRATIONS_DIR,
+        idempotent=schema.IDEMPOTENT_MIGRATIONS,
         daemon_version=__version__,
         on_progress=on_progress,
         lock_timeout=lock_timeout,
     )
-    pool = await open_pool(path)
+    users = UsersLock(path)
+    try:
+        await asyncio.to_thread(users.take_shared, lock_timeout)
+        pool = await open_pool(path, users)
+    except BaseException:
+        users.release()
+        raise
     pool.outcome = outcome
     return pool

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daemon import defaults
+from daemon import defaults, schema
 
 DEFAULT_DB_PATH = Path(defaults.DEFAULT_DB_PATH)
 DEFAULT_BIND_HOST = "127.0.0.1"
@@ -56,7 +56,7 @@ DEFAULT_MACHINE_HISTORY = 100
 
 def default_migrations_dir() -> Path:
     """The `migrations/` folder shipped beside the `daemon` package (repo checkout or image)."""
-    return Path(defaults.DEFAULT_MIGRATIONS_DIR)
+    return Path(schema.MIGRATIONS_DIR)
 
 
 class SettingsError(ValueError):

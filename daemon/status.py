@@ -36,6 +36,12 @@ CRASH_LIMIT = 3
 # lines go once there are more.
 BOOTS_FILE_NAME = "keysmith-boots.jsonl"
 BOOT_HISTORY_LIMIT = 50
+# Only a boot that never reached serving, or died within this long of reaching it, is evidence of
+# a crash loop. A daemon that served this long had migrated, opened its pool and answered
+# StartOS's health checks (every 15 s: this is four of them) with its own code paths: its death
+# afterwards (an OOM kill, a power cut) says nothing about the next boot, which must not be kept
+# offline by it. A defect that kills the daemon right after it starts serving still counts.
+HEALTHY_SERVING_SECONDS = 60.0
 
 log = logging.getLogger("keysmith.boot")
 
@@ -44,7 +50,7 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace `path` with `data` so that a crash leaves either the old or the new content."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -163,7 +169,9 @@ def history_from(previous: dict[str, Any] | None) -> BootHistory:
         )
     clean = previous.get("clean_stop") is True
     served = previous.get("reached_serving") is True
-    crashes = 0 if clean else _count(previous.get("crashes_before")) + 1
+    # A run that served past HEALTHY_SERVING_SECONDS breaks the chain however it ended.
+    healthy = previous.get("served_healthily") is True
+    crashes = 0 if clean or healthy else _count(previous.get("crashes_before")) + 1
     if clean and served:
         return BootHistory(0, crashes, None, None)
     failed = _count(previous.get("failed_before")) + 1
@@ -238,6 +246,7 @@ class Lifecycle:
             "heals": [],
             "cause": None,
             "reached_serving": False,
+            "served_healthily": False,
             "clean_stop": False,
             "failed_before": history.failed_before,
             "crashes_before": history.crashes_before,
@@ -310,6 +319,12 @@ class Lifecycle:
                 "cannot append to the boot history; the console will not list this boot",
                 extra={"path": str(boots_path(self.path)), "error": f"{type(e).__name__}: {e}"},
             )
+
+    def mark_served_healthily(self) -> None:
+        """Called HEALTHY_SERVING_SECONDS after serving began, if still serving: from now on
+        an unclean end of this run does not count towards the crash loop."""
+        if self.state == SERVING:
+            self.update(served_healthily=True)
 
     def mark_stopped(self) -> None:
         with self._lock:

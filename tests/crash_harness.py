@@ -8,6 +8,9 @@ The upgrade is the hard case from the incident, on a populated database at v10:
 so a random kill lands before the backup, during it, during the re-stamp or the re-run, or
 between two migrations.
 
+Each kill is aimed at one phase (see PHASES) or at a random moment; the phase it landed in is
+read back from the database and tallied.
+
 Invariants checked after every kill:
   1. the database opens and passes integrity_check and foreign_key_check;
   2. every migration is all-or-nothing: its ledger row exists exactly when its effects do;
@@ -23,14 +26,18 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
+import os
 import random
+import re
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,33 +117,136 @@ def migrate_command(db: Path, migrations: Path) -> list[str]:
             "--migrations", str(migrations), "--idempotent", "9"]  # fmt: skip
 
 
-def kill_once(scenario: Scenario, mode: str, rng: random.Random) -> str:
-    """One kill at a random moment; returns the phase it landed in. Raises on a broken
-    invariant."""
+# Every phase a kill can land in, in the order a run passes them. A kill aimed at a phase waits
+# for the moment that starts it, seen from outside the process: the migrator's progress lines
+# on stderr (`migrate run`) or the progress in the status file (`serve`), a backup's .partial
+# file, the last ledger row. So the CI run covers every phase deterministically, and the soak
+# adds kills at random moments in between.
+BEFORE, DURING_BACKUP, AFTER_BACKUP = (
+    "before any change",
+    "during backup",
+    "after backup, before the re-run",
+)
+AFTER_RERUN, BETWEEN, AFTER_LAST = (
+    "after the re-run of 9",
+    "between migrations",
+    "after the last migration",
+)
+PHASES = (BEFORE, DURING_BACKUP, AFTER_BACKUP, AFTER_RERUN, BETWEEN, AFTER_LAST)
+RANDOM = "random moment"
+WAIT_SECONDS = 120.0
+
+
+class Run:
+    """The process under test and what can be seen of it from outside."""
+
+    def __init__(self, scenario: Scenario, case: Path, db: Path, mode: str) -> None:
+        self.db, self.mode = db, mode
+        self.lines: list[str] = []
+        if mode == "migrate":
+            self.proc = subprocess.Popen(
+                migrate_command(db, scenario.migrations), cwd=REPO,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            self.reader = threading.Thread(target=self._read_stderr, daemon=True)
+            self.reader.start()
+            self.daemon = None
+        else:
+            self.daemon = DaemonProc(
+                case, db_path=db, migrations_dir=scenario.migrations, wait=None
+            )
+            self.daemon.start()
+            self.proc = self.daemon.proc
+
+    def _read_stderr(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def started_version(self) -> int | None:
+        """The version of the step in progress (0 for the backup), or None before the first."""
+        if self.daemon is not None:
+            record = self.daemon.status() or {}
+            progress = record.get("progress") if record.get("pid") == self.proc.pid else None
+            if not progress:
+                return None
+            return 0 if progress.get("action") == "backup" else progress.get("version")
+        for line in reversed(self.lines):  # warnings (a heal) come between progress lines
+            if match := re.match(r"step \d+ of \d+: \w+ (\d+) ", line):
+                return int(match[1])
+            if line.startswith("backing up"):
+                return 0
+        return None
+
+    def wait(self, condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not condition():
+            if self.proc.poll() is not None:  # it may have passed the moment as it ended
+                if self.daemon is None:
+                    self.reader.join(timeout=10)
+                assert condition(), f"the run ended before the phase aimed at: {self.lines[-3:]}"
+                return
+            assert time.monotonic() < deadline, "the phase aimed at never came"
+            time.sleep(0.0005)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        if self.proc.stderr is not None:
+            self.reader.join(timeout=10)
+            self.proc.stderr.close()
+
+
+def kill_once(scenario: Scenario, mode: str, rng: random.Random, aim: str = RANDOM) -> str:
+    """One kill aimed at a phase (or at a random moment); returns the phase it landed in.
+    Raises on a broken invariant."""
     case = Path(tempfile.mkdtemp(dir=scenario.root))
     db = case / "data" / "keysmith.db"
     db.parent.mkdir()
     shutil.copy(scenario.template, db)
-    # Mostly inside the run's work, after the interpreter has started and planned.
-    delay = rng.uniform(scenario.startup_seconds * 0.8, scenario.clean_seconds * 1.05)
-    if mode == "migrate":
-        proc = subprocess.Popen(
-            migrate_command(db, scenario.migrations), cwd=REPO,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    else:
-        daemon = DaemonProc(case, db_path=db, migrations_dir=scenario.migrations, wait=None)
-        daemon.start()
-        time.sleep(delay + 0.15)  # the daemon's own start-up before it migrates
-        daemon.kill()
+    run = Run(scenario, case, db, mode)
+    _wait_for(run, aim, scenario, rng)
+    run.kill()
     phase = check_after_kill(scenario, db)
     recover(scenario, case, db, mode)
     shutil.rmtree(case)
-    scenario.tally[phase] += 1
+    scenario.tally[_group(phase)] += 1
     return phase
+
+
+def _wait_for(run: Run, aim: str, scenario: Scenario, rng: random.Random) -> None:
+    partials = run.db.parent / "backups"
+    if aim == RANDOM:  # mostly inside the run's work, after start-up and planning
+        time.sleep(rng.uniform(scenario.startup_seconds * 0.8, scenario.clean_seconds * 1.05))
+        if run.daemon is not None:
+            time.sleep(0.15)  # the daemon's own start-up before it migrates
+    elif aim == BEFORE:  # still starting: nothing planned yet
+        time.sleep(rng.uniform(0.1, 0.5) * scenario.startup_seconds)
+    elif aim == DURING_BACKUP:  # the copy takes milliseconds: look for it without pausing
+        run.wait(lambda: run.started_version() == 0)
+        while run.proc.poll() is None and not _partial_exists(partials):
+            pass
+    elif aim == AFTER_BACKUP:  # the re-run of 9 has begun, not committed
+        run.wait(lambda: (run.started_version() or 0) >= 9)
+    elif aim == AFTER_RERUN:  # 9 committed, 11 begun
+        run.wait(lambda: (run.started_version() or 0) >= 11)
+    elif aim == BETWEEN:
+        probe = rng.choice(PROBES[1:])
+        run.wait(lambda: (run.started_version() or 0) >= probe)
+    else:
+        assert aim == AFTER_LAST, aim
+        run.wait(lambda: (run.started_version() or 0) >= PROBES[-1])
+        run.wait(lambda: PROBES[-1] in kit.checksums(run.db))
+
+
+def _partial_exists(folder: Path) -> bool:
+    try:
+        return any(name.endswith(".partial") for name in os.listdir(folder))
+    except FileNotFoundError:
+        return False
+
+
+def _group(phase: str) -> str:
+    return BETWEEN if phase.startswith(BETWEEN) else phase
 
 
 def check_after_kill(scenario: Scenario, db: Path) -> str:
@@ -168,15 +278,16 @@ def _phase(scenario: Scenario, db: Path, ledger: dict[int, bytes]) -> str:
     probes = sum(1 for v in PROBES if v in ledger)
     if ledger[9] == POISON:
         if any(b.name.endswith(".partial") for b in backups):
-            return "during backup"
+            return DURING_BACKUP
         if backups:
-            return "after backup, before the re-run"
-        return "after re-stamp, before backup" if restamped else "before any change"
+            return AFTER_BACKUP
+        assert not restamped, "0002 was re-stamped before the backup"
+        return BEFORE
     if 11 not in ledger:
-        return "after the re-run of 9"
+        return AFTER_RERUN
     if probes < len(PROBES):
-        return f"between migrations ({probes} of {len(PROBES)} probes applied)"
-    return "after the last migration"
+        return f"{BETWEEN} ({probes} of {len(PROBES)} probes applied)"
+    return AFTER_LAST
 
 
 def recover(scenario: Scenario, case: Path, db: Path, mode: str) -> None:
@@ -209,6 +320,13 @@ def _comparable(dump: str) -> str:
     )
 
 
+def schedule(kills: int, modes: list[str]) -> list[tuple[str, str]]:
+    """(mode, aim) per kill: every phase in turn in every mode, and every other kill at a
+    random moment, to find what no aim foresaw."""
+    aims = [aim for phase in PHASES for aim in (phase, RANDOM)]
+    return [(modes[n % len(modes)], aims[(n // len(modes)) % len(aims)]) for n in range(kills)]
+
+
 def soak(kills: int, modes: list[str], seed_value: int) -> collections.Counter:
     rng = random.Random(seed_value)
     with tempfile.TemporaryDirectory() as root:
@@ -217,9 +335,8 @@ def soak(kills: int, modes: list[str], seed_value: int) -> collections.Counter:
             f"clean run {scenario.clean_seconds:.2f} s, start-up {scenario.startup_seconds:.2f} s;"
             f" {kills} kills, modes {modes}"
         )
-        for n in range(kills):
-            mode = modes[n % len(modes)]
-            kill_once(scenario, mode, rng)
+        for n, (mode, aim) in enumerate(schedule(kills, modes)):
+            kill_once(scenario, mode, rng, aim)
             scenario.tally[f"mode {mode}"] += 1
             if (n + 1) % 50 == 0:
                 print(f"  {n + 1} kills, all invariants held", flush=True)

@@ -14,11 +14,11 @@ import sqlite3
 from pathlib import Path
 
 from daemon import __version__
-from daemon.db import IDEMPOTENT_MIGRATIONS
 from daemon.migrate import Outcome, run_migrations
 from daemon.migrate.apply import CONNECTION_PRAGMAS
 from daemon.migrate.ledger import OWN_TABLES
 from daemon.migrate.source import load_source
+from daemon.schema import IDEMPOTENT_MIGRATIONS
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 

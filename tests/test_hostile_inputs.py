@@ -168,7 +168,7 @@ def test_a_database_from_a_newer_keysmith_is_refused(tmp_path):
     result = cli("run", "--db", db, "--migrations", kit.MIGRATIONS)
     assert result.returncode == 2
     assert "migration 99 (from the future)" in result.stderr
-    assert "migrated by a newer Keysmith" in result.stderr and "install that newer" in result.stderr
+    assert "migrated by a newer release" in result.stderr and "install that newer" in result.stderr
     assert logical(db) == before
 
 

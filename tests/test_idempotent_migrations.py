@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.db import IDEMPOTENT_MIGRATIONS
 from daemon.migrate.source import load_source
+from daemon.schema import IDEMPOTENT_MIGRATIONS
 from tests import kit
 from tests.seed import seed
 

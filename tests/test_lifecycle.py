@@ -265,6 +265,28 @@ def test_migration_failing_midway_is_rolled_back_and_reported(tmp_path):
     assert "invoices" not in tables and {"customers", "orders"} <= tables
 
 
+def test_a_failed_no_transaction_migration_says_where_it_left_the_database(tmp_path):
+    # Issue 11, defect 2: on a fresh database the table this migration created stayed behind
+    # while the message said "rolled back", and every later boot failed on it.
+    migrations = copy_migrations(tmp_path)
+    latest = kit.latest_version(migrations)
+    outside = f"{latest + 1:04d}_outside.sql"
+    broken = "-- no-transaction\nCREATE TABLE outside (x);\nINSERT INTO no_such_table VALUES (1);\n"
+    migfiles.write(migrations, {outside: broken})
+    with DaemonProc(tmp_path, migrations_dir=migrations) as d:
+        record = d.wait_for("failed")
+        assert record["cause"]["kind"] == "sql_error", record["cause"]
+        code, _, err = d.health()
+        assert code == 1 and "the backup taken before this run was restored" in err, err
+        assert "with no schema yet" in err, err
+        assert f"Migrations {', '.join(map(str, range(1, latest + 1)))}, applied earlier" in err
+        assert "will run again" in err and "install the previous version of Keysmith" in err
+    # The fixed release boots from where the message said the database was.
+    migfiles.write(migrations, {outside: "-- no-transaction\nCREATE TABLE outside (x);\n"})
+    with DaemonProc(tmp_path, migrations_dir=migrations) as d:
+        assert d.wait_for("serving")["applied"] == list(range(1, latest + 2))
+
+
 class _Squatter(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200)

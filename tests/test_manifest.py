@@ -421,11 +421,11 @@ def snapshot(data: Path) -> dict[str, bytes]:
     if db.exists():
         with contextlib.suppress(sqlite3.DatabaseError):  # a damaged file is compared as is
             file_bytes(db)
-    # The migration lock file holds only the last holder's pid: not data.
+    # The lock files hold only the last holder's pid: not data.
     return {
         str(p.relative_to(data)): p.read_bytes()
         for p in sorted(data.rglob("*"))
-        if p.is_file() and not p.name.endswith(".migrate-lock")
+        if p.is_file() and not p.name.endswith((".migrate-lock", ".users-lock"))
     }
 
 

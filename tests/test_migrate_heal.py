@@ -17,6 +17,7 @@ from daemon.migrate import (
     DatabaseUnreadable,
     LockTimeout,
     MigrationFailed,
+    Remedy,
     SourceError,
     inspect,
 )
@@ -147,7 +148,8 @@ def test_a_semantic_edit_of_a_migration_not_on_the_allowlist_is_refused(project)
         run(folder, db)
     message = str(error.value)
     assert "migration 2" in message and "has been modified" in message
-    assert "Nothing was changed" in message and "install the previous version" in message
+    assert "Nothing was changed" in message
+    assert error.value.remedies == (Remedy.INSTALL_PREVIOUS_VERSION,)
     assert snapshot(db) == before
     plan = inspect(db, folder, frozenset())
     assert "-ALTER TABLE accounts ADD COLUMN plan TEXT NOT NULL DEFAULT 'free';" in (
@@ -164,7 +166,8 @@ def test_every_blocker_is_reported_at_once_and_pending_ones_are_not_applied(proj
     with pytest.raises(Blocked) as error:
         run(folder, db)
     assert [b.version for b in error.value.blockers] == [2, 3]
-    assert "newer Keysmith" in error.value.blockers[1].finding
+    assert "migrated by a newer release" in error.value.blockers[1].finding
+    assert error.value.blockers[1].remedies == (Remedy.INSTALL_NEWER_VERSION, Remedy.RESTORE_BACKUP)
     assert snapshot(db) == before
 
 
@@ -260,7 +263,8 @@ def test_a_failed_no_transaction_migration_restores_the_backup(project):
     before = snapshot(db)[0]
     with pytest.raises(MigrationFailed) as error:
         run(folder, db)
-    assert "backup taken before it was restored" in str(error.value)
+    assert "the backup taken before this run was restored" in str(error.value)
+    assert "at schema version 3" in str(error.value) and error.value.undone == ()
     assert snapshot(db)[0] == before
 
 
@@ -398,7 +402,7 @@ def test_a_held_lock_makes_the_second_migrator_give_up_clearly(project):
 @pytest.mark.parametrize("reader_holds_the_wal", [False, True])
 def test_a_backup_is_an_exact_self_contained_copy(tmp_path, reader_holds_the_wal):
     from daemon.migrate.apply import open_for_migration
-    from daemon.migrate.backup import _copy_file_under_write_lock, take_backup
+    from daemon.migrate.backup import _copy_file_under_write_lock, open_database_file, take_backup
 
     folder = migfiles.write(tmp_path / "m", migfiles.BASIC)
     db = tmp_path / "data" / "app.db"
@@ -410,9 +414,10 @@ def test_a_backup_is_an_exact_self_contained_copy(tmp_path, reader_holds_the_wal
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM accounts").fetchone()
     # The fast file copy is possible exactly when no reader pins the WAL.
-    fast = _copy_file_under_write_lock(conn, db, tmp_path / "probe.sqlite3")
+    db_fd = open_database_file(db)
+    fast = _copy_file_under_write_lock(conn, db_fd, db, tmp_path / "probe.sqlite3")
     assert fast is not reader_holds_the_wal
-    backup = take_backup(conn, db, 3)
+    backup = take_backup(conn, db_fd, db, 3)
     reader.close()
     copy = sqlite3.connect(backup.path)
     assert copy.execute("PRAGMA journal_mode").fetchone() == ("delete",)

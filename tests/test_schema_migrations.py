@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.db import IDEMPOTENT_MIGRATIONS
 from daemon.migrate import MigrationFailed
+from daemon.schema import IDEMPOTENT_MIGRATIONS
 from tests import kit
 from tests.seed import TABLE_SINCE, count_rows, seed
 

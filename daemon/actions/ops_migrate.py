@@ -25,9 +25,10 @@ RESTORE_LOCK_TIMEOUT = 5.0
 
 def migration_status(settings: Settings, _: dict[str, Any]) -> Result:
     """The `migrate status` report, with a one-line summary for the action's message."""
+    from daemon.boot import startos_words
     from daemon.cli_migrate import status_report
-    from daemon.db import IDEMPOTENT_MIGRATIONS
     from daemon.migrate import MigrateError, inspect
+    from daemon.schema import IDEMPOTENT_MIGRATIONS
 
     if not settings.db_path.exists():
         return Result(
@@ -39,7 +40,9 @@ def migration_status(settings: Settings, _: dict[str, Any]) -> Result:
     except MigrateError as error:
         raise ActionError(f"Reading the migration status failed: {error}") from None
     return Result(
-        "Migration status", _status_summary(plan), Value(status_report(plan), copyable=True)
+        "Migration status",
+        _status_summary(plan),
+        Value(status_report(plan, startos_words), copyable=True),
     )
 
 
@@ -114,7 +117,7 @@ def _stored_admin_key(db_path: Path) -> str | None:
 def restore_newest_backup(settings: Settings, _: dict[str, Any]) -> Result:
     """Put back the newest pre-upgrade backup, keeping the current database beside it."""
     from daemon.migrate.backup import backups_dir, list_backups, restore_backup
-    from daemon.migrate.lock import migration_lock
+    from daemon.migrate.lock import UsersLock, migration_lock
 
     db_path = settings.db_path
     backups = list_backups(db_path)
@@ -126,15 +129,20 @@ def restore_newest_backup(settings: Settings, _: dict[str, Any]) -> Result:
         )
     newest = backups[0]
     kept: Path | None = None
+    users = UsersLock(db_path)
     try:
         with migration_lock(db_path, timeout=RESTORE_LOCK_TIMEOUT):
+            # A running daemon has the database open: restoring under it would lose its writes.
+            users.take_exclusive("restore a backup")
             kept = _keep_current(db_path, backups_dir(db_path))
-            restore_backup(db_path, newest.path)
+            restore_backup(db_path, newest.path, users)
     except Exception as error:
         # The database was not replaced, so the copy of it is only clutter.
         if kept is not None:
             kept.unlink(missing_ok=True)
         raise _restore_error(error, newest.path) from None
+    finally:
+        users.release()
     kept_note = f" The database it replaced is kept as {kept.name}." if kept else ""
     return Result(
         "Backup restored",
@@ -146,15 +154,16 @@ def restore_newest_backup(settings: Settings, _: dict[str, Any]) -> Result:
 
 
 def _restore_error(error: Exception, backup: Path) -> ActionError:
-    from daemon.migrate import LockTimeout, MigrateError
+    from daemon.boot import startos_words
+    from daemon.migrate import DatabaseInUse, LockTimeout, MigrateError
 
-    if isinstance(error, LockTimeout):
+    if isinstance(error, LockTimeout | DatabaseInUse):
         return ActionError(
-            "The database is being migrated by a running Keysmith right now. Nothing was "
-            "changed. Stop the service, then run this action again."
+            "The database is being migrated, or the service has it open, right now. Nothing "
+            "was changed. Stop the service, then run this action again."
         )
     if isinstance(error, MigrateError):
-        return ActionError(str(error))
+        return ActionError(f"{error} To fix: {startos_words(error.remedies, error.params)}.")
     if isinstance(error, sqlite3.DatabaseError):
         return ActionError(
             f"The backup {backup.name} cannot be read as a database ({error}). Nothing was "

@@ -78,8 +78,8 @@ async def _require_first_start_done(pool: Any) -> None:
 
 def _require_current_schema(settings: Settings) -> None:
     """Licensing actions work only on a database the daemon has finished upgrading."""
-    from daemon.db import IDEMPOTENT_MIGRATIONS
     from daemon.migrate import MigrateError, inspect
+    from daemon.schema import IDEMPOTENT_MIGRATIONS
 
     if not settings.db_path.exists():
         raise ActionError(

@@ -3,7 +3,8 @@ together with its ledger, provenance and heal-log rows, so a failure leaves noth
 
 Statements are executed one by one inside an explicit BEGIN IMMEDIATE ... COMMIT (never
 `executescript()`, which would COMMIT first). A `-- no-transaction` file cannot be rolled back,
-so its failure restores the backup taken before any SQL ran.
+so its failure restores the backup taken before any SQL ran; the runner holds the users lock
+exclusively for such a run, so nothing else has the database open when that happens.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from pathlib import Path
 from daemon.migrate import ledger
 from daemon.migrate.backup import BackupInfo, restore_backup
 from daemon.migrate.errors import MigrationFailed
-from daemon.migrate.plan import Finding, Plan
+from daemon.migrate.lock import UsersLock
+from daemon.migrate.plan import Action, Finding, Plan
+from daemon.migrate.private import create_private
 from daemon.migrate.source import Migration
 from daemon.migrate.sqltext import normalized_sha384, statements
 
@@ -37,10 +40,10 @@ CONNECTION_PRAGMAS = (
 # migration more than applying it.
 
 # Before each step: version (None for the backup), description, index, total, and action
-# (apply | restamp | rerun | backup).
+# (an Action, or BACKUP for the backup).
 Progress = namedtuple("Progress", "version description index total action")
-# One heal: version, description, action (restamp | rerun), evidence, old and new checksum
-# (hex), and the backup taken before it (a re-run) or None (a re-stamp runs no SQL).
+# One heal: version, description, action (Action.RESTAMP | Action.RERUN), evidence, old and new
+# checksum (hex), and the backup taken before it (a re-run) or None (a re-stamp runs no SQL).
 HealEvent = namedtuple(
     "HealEvent", "version description action evidence old_checksum new_checksum backup_path"
 )
@@ -50,7 +53,9 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def open_for_migration(db_path: Path) -> sqlite3.Connection:
-    # Autocommit mode: every transaction below is opened and closed explicitly.
+    """Autocommit mode: every transaction below is opened and closed explicitly. A database
+    created here is created 0600, and so are its -wal and -shm (SQLite gives them its mode)."""
+    create_private(db_path)
     conn = sqlite3.connect(db_path, isolation_level=None, timeout=5.0)
     for pragma in CONNECTION_PRAGMAS:
         conn.execute(pragma)
@@ -58,7 +63,9 @@ def open_for_migration(db_path: Path) -> sqlite3.Connection:
 
 
 class Executor:
-    """Carries out a plan on one open connection, under the migration lock."""
+    """Carries out a plan's steps on one open connection, under the migration lock.
+    `users` is the users lock, held exclusively when the plan has a step that cannot be rolled
+    back (and then `backup` is set)."""
 
     def __init__(
         self,
@@ -66,39 +73,43 @@ class Executor:
         db_path: Path,
         daemon_version: str,
         backup: BackupInfo | None,
+        users: UsersLock,
         on_progress: ProgressCallback | None = None,
     ) -> None:
         self.conn = conn
         self.db_path = db_path
         self.daemon_version = daemon_version
         self.backup = backup
+        self.users = users
         self.on_progress = on_progress
+        self.schema_before: int | None = None
+        self.applied: list[int] = []
+        self.heals: list[HealEvent] = []
 
-    def execute(self, plan: Plan) -> tuple[list[int], list[HealEvent]]:
+    def run_steps(self, plan: Plan) -> list[Migration]:
+        """Every step in order; returns the migrations applied (their text is kept after)."""
+        self.schema_before = plan.schema_version
         with transaction(self.conn):
             ledger.ensure_tables(self.conn)
-        applied: list[int] = []
         fresh: list[Migration] = []
-        heals: list[HealEvent] = []
         steps = plan.steps
         for index, step in enumerate(steps, start=1):
             if self.on_progress:
                 self.on_progress(
                     Progress(step.version, step.description, index, len(steps), step.action)
                 )
-            if step.action == "restamp":
-                heals.append(self._restamp(step))
-            elif step.action == "rerun":
-                heals.append(self._rerun(step))
+            if step.action is Action.RESTAMP:
+                self.heals.append(self._restamp(step))
+            elif step.action is Action.RERUN:
+                self.heals.append(self._rerun(step))
             else:
                 self._run(_migration(step))
                 fresh.append(_migration(step))
-                applied.append(step.version)
+                self.applied.append(step.version)
                 log.info("applied migration %s (%s)", step.version, step.description)
-        self._keep_texts([*plan.missing_provenance, *fresh])
-        return applied, heals
+        return fresh
 
-    def _keep_texts(self, migrations: list[Migration]) -> None:
+    def keep_texts(self, migrations: list[Migration]) -> None:
         """Provenance for versions whose ledger checksum matches today's file: the ones just
         applied, and any without it yet (a database taken over from sqlx). One transaction for
         all: it is our own bookkeeping, and a version a crash leaves without it is found and
@@ -160,9 +171,7 @@ class Executor:
                     self._record(migration)
                     heal = self._log_heal(heal_of)
         except sqlite3.Error as exc:
-            raise MigrationFailed(
-                migration.version, migration.description, _describe(exc), restored=False
-            ) from exc
+            raise MigrationFailed(migration.version, migration.description, _describe(exc)) from exc
         return heal
 
     def _run_outside_transaction(self, migration: Migration) -> None:
@@ -170,17 +179,22 @@ class Executor:
             for statement in statements(migration.text):
                 self.conn.execute(statement)
         except sqlite3.Error as exc:
-            restored = self._restore_backup()
+            self._restore_backup()
             raise MigrationFailed(
-                migration.version, migration.description, _describe(exc), restored=restored
+                migration.version,
+                migration.description,
+                _describe(exc),
+                restored=True,
+                restored_to=self.schema_before,
+                undone=tuple(sorted({*self.applied, *(heal.version for heal in self.heals)})),
             ) from exc
 
-    def _restore_backup(self) -> bool:
-        if self.backup is None:
-            return False
+    def _restore_backup(self) -> None:
+        """Everything since the backup is undone, earlier steps of this run included: the
+        statements already run cannot be rolled back one by one."""
+        assert self.backup is not None, "a run with a no-transaction step always backs up"
         self.conn.close()
-        restore_backup(self.db_path, self.backup.path)
-        return True
+        restore_backup(self.db_path, self.backup.path, self.users)
 
     def _record(self, migration: Migration) -> None:
         ledger.record_provenance(
@@ -196,7 +210,7 @@ class Executor:
         before it; a re-stamp ran no SQL and needed none."""
         migration, row = _migration(step), step.row
         old = row.checksum if row else None
-        rerun_with_backup = step.action == "rerun" and self.backup is not None
+        rerun_with_backup = step.action is Action.RERUN and self.backup is not None
         backup_path = str(self.backup.path) if rerun_with_backup else None
         ledger.append_heal(
             self.conn,

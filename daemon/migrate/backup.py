@@ -4,7 +4,8 @@ A backup is a consistent copy of the database: its bytes, copied under the write
 WAL is merged into it, or, when readers keep the WAL from merging, SQLite's online backup. It is
 written to a temporary name, fsynced, then renamed into `backups/` beside the database, so a
 half-written backup never looks like a real one. We refuse up front when the volume cannot hold
-it, and keep only the newest few.
+it, and keep only the newest few. Backups hold everything the database holds, so they are
+created 0600 in a 0700 folder.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from collections import namedtuple
 from pathlib import Path
 
 from daemon.migrate.errors import BackupRefused, RestoreRefused
+from daemon.migrate.lock import UsersLock
+from daemon.migrate.private import create_private, make_private_folder
 
 BACKUP_DIR = "backups"
 KEEP_BACKUPS = 5
@@ -36,13 +39,27 @@ def backups_dir(db_path: Path) -> Path:
     return db_path.parent / BACKUP_DIR
 
 
-def take_backup(conn: sqlite3.Connection, db_path: Path, schema_version: int | None) -> BackupInfo:
+def open_database_file(db_path: Path) -> int:
+    """A read descriptor of the database file for the fast copy, which the caller must close
+    only after its SQLite connection: closing any descriptor of a file drops every POSIX lock
+    this process holds on it, SQLite's included. A copy that opened and closed the file itself
+    would let another process, closing its last connection, take our connection for gone and
+    delete the WAL under it (committed migrations lost, readers answered "malformed").
+    Creates the database (empty, 0600) when there is none yet."""
+    create_private(db_path)
+    return os.open(db_path, os.O_RDONLY)
+
+
+def take_backup(
+    conn: sqlite3.Connection, db_fd: int, db_path: Path, schema_version: int | None
+) -> BackupInfo:
+    """A backup of the database `conn` has open; `db_fd` comes from open_database_file."""
     started = time.perf_counter()
     folder = backups_dir(db_path)
     try:
-        folder.mkdir(exist_ok=True)
+        make_private_folder(folder)
     except OSError as exc:
-        raise BackupRefused(f"cannot create {folder} ({exc.strerror})") from None
+        raise BackupRefused(f"cannot create {folder} ({exc.strerror})", str(folder)) from None
     for stale in folder.glob("*.partial"):  # left by a migrator killed mid-backup; we hold the lock
         stale.unlink(missing_ok=True)
     _check_room(conn, folder)
@@ -51,12 +68,13 @@ def take_backup(conn: sqlite3.Connection, db_path: Path, schema_version: int | N
     final = folder / f"{db_path.stem}-{stamp}-pre-v{schema_version or 0}.sqlite3"
     partial = final.with_name(final.name + ".partial")
     try:
-        _copy_consistent(conn, db_path, partial)
+        create_private(partial)
+        _copy_consistent(conn, db_fd, db_path, partial)
         os.replace(partial, final)
         _fsync_dir(folder)
     except (sqlite3.Error, OSError) as exc:
         partial.unlink(missing_ok=True)
-        raise BackupRefused(f"writing {final} failed ({exc})") from None
+        raise BackupRefused(f"writing {final} failed ({exc})", str(folder)) from None
     _prune(db_path)
     return BackupInfo(
         final, final.stat().st_size, time.perf_counter() - started, stamp, str(schema_version)
@@ -71,12 +89,13 @@ def _check_room(conn: sqlite3.Connection, folder: Path) -> None:
     if free < needed:
         raise BackupRefused(
             f"the data volume has {free // 2**20} MiB free and the backup needs about "
-            f"{needed // 2**20} MiB"
+            f"{needed // 2**20} MiB",
+            str(folder),
         )
 
 
-def _copy_consistent(conn: sqlite3.Connection, db_path: Path, dest: Path) -> None:
-    if not _copy_file_under_write_lock(conn, db_path, dest):
+def _copy_consistent(conn: sqlite3.Connection, db_fd: int, db_path: Path, dest: Path) -> None:
+    if not _copy_file_under_write_lock(conn, db_fd, db_path, dest):
         _copy_page_by_page(conn, dest)
     target = sqlite3.connect(dest)
     try:
@@ -87,7 +106,9 @@ def _copy_consistent(conn: sqlite3.Connection, db_path: Path, dest: Path) -> Non
         os.fsync(handle.fileno())
 
 
-def _copy_file_under_write_lock(conn: sqlite3.Connection, db_path: Path, dest: Path) -> bool:
+def _copy_file_under_write_lock(
+    conn: sqlite3.Connection, db_fd: int, db_path: Path, dest: Path
+) -> bool:
     """The fast way (about `cp` speed): merge the WAL into the file, take the write lock, and
     copy the file's bytes. Holding the write lock with an empty WAL, no connection can change
     the file while it is copied. False, having copied nothing, when readers keep the WAL from
@@ -100,10 +121,19 @@ def _copy_file_under_write_lock(conn: sqlite3.Connection, db_path: Path, dest: P
         wal = db_path.with_name(db_path.name + "-wal")
         if wal.exists() and wal.stat().st_size > 0:
             return False  # something was written between the merge and the lock
-        shutil.copyfile(db_path, dest)
+        _copy_descriptor(db_fd, dest)
         return True
     finally:
         conn.execute("ROLLBACK")
+
+
+def _copy_descriptor(source: int, dest: Path) -> None:
+    """The bytes behind `source` into `dest`, leaving `source` open (see open_database_file)."""
+    size = os.fstat(source).st_size
+    with open(dest, "wb") as out:
+        offset = 0
+        while offset < size:
+            offset += os.sendfile(out.fileno(), source, offset, size - offset)
 
 
 def _copy_page_by_page(conn: sqlite3.Connection, dest: Path) -> None:
@@ -147,9 +177,11 @@ def _prune(db_path: Path) -> None:
         old.path.unlink(missing_ok=True)
 
 
-def restore_backup(db_path: Path, backup: Path) -> None:
-    """Replace the database with a backup. Only while nothing has the database open: the
-    service stopped, or the migrator holding the lock with its own connection closed."""
+def restore_backup(db_path: Path, backup: Path, users: UsersLock) -> None:
+    """Replace the database with a backup. Only while no process has the database open, which
+    `users` proves: the caller holds the users lock exclusively (and has closed its own
+    connections)."""
+    assert users.exclusive, "a restore needs the users lock held exclusively"
     check = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
     try:
         verdict = check.execute("PRAGMA integrity_check").fetchone()[0]
@@ -158,6 +190,8 @@ def restore_backup(db_path: Path, backup: Path) -> None:
     if verdict != "ok":
         raise RestoreRefused(str(backup), verdict)
     staged = db_path.with_name(db_path.name + ".restoring")
+    staged.unlink(missing_ok=True)  # left by a restore killed midway; copied afresh below
+    create_private(staged)
     shutil.copyfile(backup, staged)
     with open(staged, "rb") as handle:
         os.fsync(handle.fileno())

@@ -1,65 +1,101 @@
-"""Everything that can go wrong in a migration run, each worded for the operator who reads it.
+"""Everything that can go wrong in a migration run, as typed values.
 
-Every error says what happened, whether the data is intact, and what to do next. `reason` is a
-short stable label (for metrics and scripts); `remedy` is the action to take.
+Each error says what happened and whether the data is intact, in words that name no product
+(the migrator works on any sqlx folder). What to do next is not a sentence but a list of
+`Remedy` codes with structured parameters (`params`): the host that runs the migrator words
+them for its reader (the daemon for a StartOS operator, the CLI for a shell user).
+`reason` is a short stable label for metrics and scripts.
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
+from enum import StrEnum
 
-# Worded for any host; the StartOS layer (daemon/boot.py) names its action for it.
-RESTORE_HINT = "restore the pre-upgrade backup kept in backups/ beside the database"
-PREVIOUS_VERSION_HINT = "install the previous version of Keysmith"
+
+class Remedy(StrEnum):
+    """What the operator can do about a refusal or a failure; the host renders the words."""
+
+    INSTALL_PREVIOUS_VERSION = "install_previous_version"
+    INSTALL_NEWER_VERSION = "install_newer_version"  # param: none (the one that migrated it)
+    RESTORE_BACKUP = "restore_backup"  # the pre-migration backup beside the database
+    RESTORE_FULL_BACKUP = "restore_full_backup"  # the operator's own backup of the service
+    CHOOSE_OLDER_BACKUP = "choose_older_backup"
+    FREE_DISK_SPACE = "free_disk_space"  # params: folder
+    MAKE_VOLUME_WRITABLE = "make_volume_writable"  # params: folder
+    STOP_OTHER_PROCESS = "stop_other_process"  # params: lock_path
+    WAIT_FOR_OTHER_MIGRATION = "wait_for_other_migration"  # params: holder
+    REPORT_TO_MAINTAINERS = "report_to_maintainers"
+    RETRY = "retry"  # nothing to fix: the next run carries on
+
+
+class Reason(StrEnum):
+    """The kind of failure: stable labels for metrics, scripts and the CLI's JSON."""
+
+    ERROR = "error"
+    SOURCE_ERROR = "source_error"
+    DB_UNREADABLE = "db_unreadable"
+    STORAGE_ERROR = "storage_error"
+    LOCK_TIMEOUT = "lock_timeout"
+    DATABASE_IN_USE = "database_in_use"
+    BACKUP_REFUSED = "backup_refused"
+    RESTORE_REFUSED = "restore_refused"
+    INTERRUPTED = "interrupted"
+    SQL_ERROR = "sql_error"
+    BLOCKED = "blocked"
+
+
+INTACT = "Nothing was changed: the data is intact."
 
 
 class MigrateError(Exception):
-    """Base of every migrator error. `str(e)` is the full operator message."""
+    """Base of every migrator error. `str(e)` is what happened and whether data is safe; the
+    remedies are codes for the host to word."""
 
-    reason = "error"
+    reason = Reason.ERROR
 
     def __init__(
         self,
         what: str,
-        *,
-        remedy: str,
-        safety: str = "Nothing was changed: your data is intact.",
+        *remedies: Remedy,
+        safety: str = INTACT,
         data_intact: bool = True,
+        **params: str,
     ) -> None:
         self.what = what
-        self.remedy = remedy
+        self.remedies = remedies
+        self.params = params
         self.safety = safety
         self.data_intact = data_intact
-        super().__init__(self.message())
-
-    def message(self) -> str:
-        return f"{self.what} {self.safety} To fix: {self.remedy}."
+        super().__init__(f"{what} {safety}")
 
 
 class SourceError(MigrateError):
     """The migrations folder itself is unusable (bad name, duplicate, unreadable file)."""
 
-    reason = "source_error"
+    reason = Reason.SOURCE_ERROR
 
     def __init__(self, path: str, problem: str) -> None:
         self.path = path
         super().__init__(
-            f"The migrations folder is not usable: {path}: {problem}.",
-            remedy=f"{PREVIOUS_VERSION_HINT}; this release ships a broken migrations folder",
+            f"The migrations folder is not usable: {path}: {problem}. This release ships a "
+            "broken migrations folder.",
+            Remedy.INSTALL_PREVIOUS_VERSION,
         )
 
 
 class DatabaseUnreadable(MigrateError):
     """The database file cannot be opened or read as SQLite."""
 
-    reason = "db_unreadable"
+    reason = Reason.DB_UNREADABLE
 
     def __init__(self, path: str, detail: str) -> None:
         super().__init__(
             f"The database file {path} cannot be read as SQLite ({detail}).",
-            remedy=f"{RESTORE_HINT}, or restore your last full backup of the service",
-            safety="Keysmith did not write to it, but the file itself is damaged or is not a "
-            "Keysmith database.",
+            Remedy.RESTORE_BACKUP,
+            Remedy.RESTORE_FULL_BACKUP,
+            safety="The migrator did not write to it, but the file itself is damaged or is not "
+            "a database of this application.",
             data_intact=False,
         )
 
@@ -67,52 +103,70 @@ class DatabaseUnreadable(MigrateError):
 class StorageError(MigrateError):
     """The data volume refuses writes (read-only, full, gone)."""
 
-    reason = "storage_error"
+    reason = Reason.STORAGE_ERROR
 
     def __init__(self, folder: str, detail: str) -> None:
         super().__init__(
-            f"Keysmith cannot write to the data volume at {folder} ({detail}), so it cannot "
-            "upgrade the database.",
-            remedy="make sure the data volume is mounted writable and has free space, then "
-            "restart Keysmith",
+            f"The migrator cannot write to the data volume at {folder} ({detail}), so the database "
+            "cannot be migrated.",
+            Remedy.MAKE_VOLUME_WRITABLE,
+            folder=folder,
         )
 
 
 class LockTimeout(MigrateError):
     """Another process held the migration lock for longer than we were willing to wait."""
 
-    reason = "lock_timeout"
+    reason = Reason.LOCK_TIMEOUT
 
     def __init__(self, lock_path: str, waited: float, holder: str) -> None:
         super().__init__(
             f"Another process ({holder}) is migrating this database; gave up waiting for "
             f"{lock_path} after {waited:.0f} s.",
-            remedy="wait for the other process to finish, then start Keysmith again",
+            Remedy.WAIT_FOR_OTHER_MIGRATION,
+            holder=holder,
+        )
+
+
+class DatabaseInUse(MigrateError):
+    """A step that may need the backup restored would run while another process has the
+    database open: a restore under it would throw away what it writes meanwhile."""
+
+    reason = Reason.DATABASE_IN_USE
+
+    def __init__(self, lock_path: str, why: str) -> None:
+        super().__init__(
+            f"Refused to {why}: another process has the database open (it holds {lock_path}). "
+            "If this step failed, restoring the backup would discard whatever that process "
+            "wrote meanwhile.",
+            Remedy.STOP_OTHER_PROCESS,
+            lock_path=lock_path,
         )
 
 
 class BackupRefused(MigrateError):
     """The pre-migration backup could not be taken, so no SQL was run."""
 
-    reason = "backup_refused"
+    reason = Reason.BACKUP_REFUSED
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, folder: str) -> None:
         super().__init__(
             f"Could not take the backup required before migrating: {what}.",
-            remedy="free disk space on the data volume (old files in backups/ can go), "
-            "then restart Keysmith",
+            Remedy.FREE_DISK_SPACE,
+            folder=folder,
         )
 
 
 class RestoreRefused(MigrateError):
     """A backup chosen for restore is not a sound SQLite database; the current one is kept."""
 
-    reason = "restore_refused"
+    reason = Reason.RESTORE_REFUSED
 
     def __init__(self, backup: str, verdict: str) -> None:
         super().__init__(
             f"The backup {backup} failed its integrity check ({verdict}) and was not restored.",
-            remedy="choose an older backup, or restore your last full backup of the service",
+            Remedy.CHOOSE_OLDER_BACKUP,
+            Remedy.RESTORE_FULL_BACKUP,
         )
 
 
@@ -120,34 +174,67 @@ class Interrupted(MigrateError):
     """Raised by a progress callback to stop a run between two steps (a shutdown request).
     Every step already taken is complete; the rest runs at the next start."""
 
-    reason = "interrupted"
+    reason = Reason.INTERRUPTED
 
     def __init__(self) -> None:
         super().__init__(
-            "The upgrade was stopped between two migrations because Keysmith is shutting down.",
-            remedy="nothing: the remaining migrations run at the next start",
-            safety="Every migration already applied is complete: your data is intact.",
+            "The upgrade was stopped between two migrations because of a shutdown request.",
+            Remedy.RETRY,
+            safety="Every migration already applied is complete: the data is intact.",
         )
 
 
 class MigrationFailed(MigrateError):
-    """A migration's SQL failed; its transaction was rolled back (or the backup restored)."""
+    """A migration's SQL failed. A transactional one was rolled back; a `-- no-transaction` one
+    had the backup taken before the run restored, which also undoes the versions this run
+    applied before it (`undone`; they run again next time)."""
 
-    reason = "sql_error"
+    reason = Reason.SQL_ERROR
 
-    def __init__(self, version: int, description: str, detail: str, *, restored: bool) -> None:
+    def __init__(
+        self,
+        version: int,
+        description: str,
+        detail: str,
+        *,
+        restored_to: int | None = None,
+        undone: tuple[int, ...] = (),
+        restored: bool = False,
+    ) -> None:
         self.version = version
-        undone = "the backup taken before it was restored" if restored else "it was rolled back"
+        self.restored = restored
+        self.undone = undone
+        what = (
+            f"Migration {version} ({description}) failed "
+            f"(while executing migration {version}: {detail})."
+        )
+        if not restored:
+            safety = (
+                "It was rolled back: the database is exactly as it was before this migration, "
+                "and the data is intact."
+            )
+        else:
+            at = "with no schema yet" if restored_to is None else f"at schema version {restored_to}"
+            safety = (
+                "It cannot run in a transaction, so the backup taken before this run was "
+                f"restored: the database is as it was before this run, {at}, and the data is "
+                "intact."
+            )
+            if undone:
+                listed = ", ".join(map(str, undone))
+                many = len(undone) > 1
+                safety += (
+                    f" Migration{'s' if many else ''} {listed}, applied earlier in this run, "
+                    f"{'were' if many else 'was'} undone too and will run again at the next run."
+                )
         super().__init__(
-            f"Migration {version} ({description}) failed and {undone} "
-            f"(while executing migration {version}: {detail}).",
-            remedy=f"{PREVIOUS_VERSION_HINT} and report this error to the maintainers",
-            safety="The database is as it was before this migration: your data is intact.",
+            what, Remedy.INSTALL_PREVIOUS_VERSION, Remedy.REPORT_TO_MAINTAINERS, safety=safety
         )
 
 
-class Blocker(namedtuple("Blocker", "version description finding remedy")):
-    """One version the migrator refuses to touch, with why and what the operator should do."""
+class Blocker(namedtuple("Blocker", "version description finding remedies")):
+    """One version the migrator refuses to touch, with why and what the operator can do
+    (Remedy codes, in order of preference)."""
 
     __slots__ = ()
 
@@ -158,13 +245,10 @@ class Blocker(namedtuple("Blocker", "version description finding remedy")):
 class Blocked(MigrateError):
     """The plan refuses at least one version. Raised before anything is changed."""
 
-    reason = "blocked"
+    reason = Reason.BLOCKED
 
     def __init__(self, blockers: list[Blocker]) -> None:
         self.blockers = blockers
-        remedies = list(dict.fromkeys(b.remedy for b in blockers))
+        remedies = dict.fromkeys(r for b in blockers for r in b.remedies)
         findings = "; ".join(b.line() for b in blockers)
-        super().__init__(
-            f"Keysmith refused to migrate the database: {findings}.",
-            remedy="; or ".join(remedies),
-        )
+        super().__init__(f"Refused to migrate the database: {findings}.", *remedies)

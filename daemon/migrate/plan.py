@@ -16,34 +16,92 @@ Cheapest and safest proof first: a re-stamp backed by evidence always wins over 
 from __future__ import annotations
 
 from collections import namedtuple
+from enum import StrEnum
 
-from daemon.migrate.errors import PREVIOUS_VERSION_HINT, RESTORE_HINT, Blocker
+from daemon.migrate.errors import Blocker, Remedy
 from daemon.migrate.ledger import AppliedRow, Ledger
 from daemon.migrate.source import Migration
 
 CHECKSUM_BYTES = 48  # SHA-384
 
 
-class Finding(
-    namedtuple(
-        "Finding",
-        "version description state action evidence remedy migration row detail",
-        defaults=("", "", None, None, ""),
-    )
-):
-    """What the plan found for one version.
+class State(StrEnum):
+    """What the ledger and the folder say about one version (sqlx's `migrate info` column)."""
 
-    state: applied | pending | modified | missing | dirty
-    action: none | apply | restamp | rerun | blocked
-    evidence: why (the proof for a heal, the finding for a refusal); remedy: what to do;
-    migration / row: the source file and ledger row behind it; detail: a diff of the applied
-    text against today's, when both are known.
+    APPLIED = "applied"
+    PENDING = "pending"
+    MODIFIED = "modified"
+    MISSING = "missing"
+    DIRTY = "dirty"
+
+
+class Action(StrEnum):
+    """What a run does about one version."""
+
+    NONE = "none"
+    APPLY = "apply"
+    RESTAMP = "restamp"
+    RERUN = "rerun"
+    BLOCKED = "blocked"
+
+
+# The progress report's action before the backup, which is not a step of its own.
+BACKUP = "backup"
+STEP_ACTIONS = (Action.APPLY, Action.RESTAMP, Action.RERUN)
+SQL_ACTIONS = (Action.APPLY, Action.RERUN)
+
+
+class Finding:
+    """What the plan found for one version; built with keywords only, so a new field can never
+    shift another one silently.
+
+    evidence: why (the proof for a heal, the finding for a refusal); remedies: what the
+    operator can do about a refusal; migration / row: the source file and ledger row behind it;
+    detail: a diff of the applied text against today's, when both are known.
     """
 
-    __slots__ = ()
+    # A plain slotted class rather than a dataclass: importing dataclasses would cost the
+    # no-op run more than building every Finding (see runner.py).
+    __slots__ = (
+        "action",
+        "description",
+        "detail",
+        "evidence",
+        "migration",
+        "remedies",
+        "row",
+        "state",
+        "version",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        version: int,
+        description: str,
+        state: State,
+        action: Action,
+        evidence: str = "",
+        remedies: tuple[Remedy, ...] = (),
+        migration: Migration | None = None,
+        row: AppliedRow | None = None,
+        detail: str = "",
+    ) -> None:
+        self.version = version
+        self.description = description
+        self.state = state
+        self.action = action
+        self.evidence = evidence
+        self.remedies = remedies
+        self.migration = migration
+        self.row = row
+        self.detail = detail
+
+    def __repr__(self) -> str:
+        return f"Finding(version={self.version}, state={self.state}, action={self.action})"
 
     def as_blocker(self) -> Blocker:
-        return Blocker(self.version, self.description, self.evidence, self.remedy)
+        return Blocker(self.version, self.description, self.evidence, self.remedies)
 
 
 class Plan(namedtuple("Plan", "findings schema_version missing_provenance")):
@@ -54,15 +112,23 @@ class Plan(namedtuple("Plan", "findings schema_version missing_provenance")):
 
     @property
     def blockers(self) -> list[Finding]:
-        return [f for f in self.findings if f.action == "blocked"]
+        return [f for f in self.findings if f.action is Action.BLOCKED]
 
     @property
     def steps(self) -> list[Finding]:
-        return [f for f in self.findings if f.action in ("apply", "restamp", "rerun")]
+        return [f for f in self.findings if f.action in STEP_ACTIONS]
 
     @property
     def runs_sql(self) -> bool:
-        return any(f.action in ("apply", "rerun") for f in self.findings)
+        return any(f.action in SQL_ACTIONS for f in self.findings)
+
+    @property
+    def runs_outside_a_transaction(self) -> bool:
+        """Whether a step cannot be rolled back, so its failure needs the backup restored."""
+        return any(
+            f.action in SQL_ACTIONS and f.migration is not None and f.migration.no_transaction
+            for f in self.findings
+        )
 
     @property
     def changes_anything(self) -> bool:
@@ -76,7 +142,7 @@ def make_plan(
     findings = []
     for version in sorted(by_version.keys() | ledger.rows.keys()):
         finding = classify(by_version.get(version), ledger, version, idempotent)
-        if finding.action == "apply" and target is not None and version > target:
+        if finding.action is Action.APPLY and target is not None and version > target:
             continue
         findings.append(finding)
     unrecorded = [
@@ -97,23 +163,35 @@ def classify(
         assert row is not None
         return _missing(row)
     if row is None:
-        return Finding(version, migration.description, "pending", "apply", migration=migration)
+        return Finding(
+            version=version,
+            description=migration.description,
+            state=State.PENDING,
+            action=Action.APPLY,
+            migration=migration,
+        )
     if not row.success:
         return _dirty(migration, row, idempotent)
     if row.checksum == migration.checksum:
-        return Finding(version, migration.description, "applied", "none", migration=migration)
+        return Finding(
+            version=version,
+            description=migration.description,
+            state=State.APPLIED,
+            action=Action.NONE,
+            migration=migration,
+        )
     return _modified(migration, row, ledger, idempotent)
 
 
 def _missing(row: AppliedRow) -> Finding:
     return Finding(
-        row.version,
-        row.description,
-        "missing",
-        "blocked",
+        version=row.version,
+        description=row.description,
+        state=State.MISSING,
+        action=Action.BLOCKED,
         evidence=f"was applied on {row.installed_on} but no file for it is in the migrations "
-        "folder: the database was migrated by a newer Keysmith",
-        remedy=f"install that newer Keysmith again, or {RESTORE_HINT} to return to this version",
+        "folder: the database was migrated by a newer release",
+        remedies=(Remedy.INSTALL_NEWER_VERSION, Remedy.RESTORE_BACKUP),
         row=row,
     )
 
@@ -122,22 +200,22 @@ def _dirty(migration: Migration, row: AppliedRow, idempotent: frozenset[int]) ->
     what = "is recorded as failed (success = false)"
     if migration.version in idempotent:
         return Finding(
-            migration.version,
-            migration.description,
-            "dirty",
-            "rerun",
+            version=migration.version,
+            description=migration.description,
+            state=State.DIRTY,
+            action=Action.RERUN,
             evidence=f"{what}; certified idempotent, so it is run again",
             migration=migration,
             row=row,
         )
     return Finding(
-        migration.version,
-        migration.description,
-        "dirty",
-        "blocked",
+        version=migration.version,
+        description=migration.description,
+        state=State.DIRTY,
+        action=Action.BLOCKED,
         evidence=f"{what}, which only a hand edit or another tool writes on SQLite, and it is "
         "not certified safe to run twice",
-        remedy=RESTORE_HINT,
+        remedies=(Remedy.RESTORE_BACKUP,),
         migration=migration,
         row=row,
     )
@@ -146,17 +224,19 @@ def _dirty(migration: Migration, row: AppliedRow, idempotent: frozenset[int]) ->
 def _modified(
     migration: Migration, row: AppliedRow, ledger: Ledger, idempotent: frozenset[int]
 ) -> Finding:
-    def found(action: str, evidence: str, remedy: str = "", detail: str = "") -> Finding:
+    def found(
+        action: Action, evidence: str, remedies: tuple[Remedy, ...] = (), detail: str = ""
+    ) -> Finding:
         return Finding(
-            migration.version,
-            migration.description,
-            "modified",
-            action,
-            evidence,
-            remedy,
-            migration,
-            row,
-            detail,
+            version=migration.version,
+            description=migration.description,
+            state=State.MODIFIED,
+            action=action,
+            evidence=evidence,
+            remedies=remedies,
+            migration=migration,
+            row=row,
+            detail=detail,
         )
 
     # The proofs load only when a checksum differs: a no-op run never pays for them.
@@ -165,14 +245,14 @@ def _modified(
     if len(row.checksum) == CHECKSUM_BYTES:
         evidence = prove_cosmetic(migration.sql_bytes, row.checksum)
         if evidence:
-            return found("restamp", evidence)
+            return found(Action.RESTAMP, evidence)
     provenance = ledger.provenance.get(migration.version)
     if provenance is not None and provenance.applied_sql is not None:
         evidence = prove_comments_only(
             migration.text, provenance.applied_sql, provenance.normalized_sha384, row.checksum
         )
         if evidence:
-            return found("restamp", evidence)
+            return found(Action.RESTAMP, evidence)
     damaged = len(row.checksum) != CHECKSUM_BYTES
     what = (
         f"the recorded checksum is {len(row.checksum)} bytes, not the 48 of a SHA-384 "
@@ -181,17 +261,12 @@ def _modified(
         else "was previously applied but has been modified, and the change is not cosmetic"
     )
     if migration.version in idempotent:
-        return found("rerun", f"{what}; certified idempotent, so it is run again")
+        return found(Action.RERUN, f"{what}; certified idempotent, so it is run again")
     applied = provenance.applied_sql if provenance else None
     detail = _diff(applied, migration.sql_bytes) if applied is not None else ""
-    return found(
-        "blocked",
-        what,
-        remedy=f"{PREVIOUS_VERSION_HINT} (this release changed an applied migration)"
-        if not damaged
-        else RESTORE_HINT,
-        detail=detail,
-    )
+    # A changed file means this release is wrong; a damaged row means the database is.
+    remedy = Remedy.RESTORE_BACKUP if damaged else Remedy.INSTALL_PREVIOUS_VERSION
+    return found(Action.BLOCKED, what, (remedy,), detail=detail)
 
 
 def _diff(applied: bytes, today: bytes) -> str:

@@ -1,8 +1,11 @@
-"""One migration run: plan without a lock, and if there is work, take the lock, plan again from a
-fresh read of the ledger, back up if any SQL will run, then execute.
+"""One migration run, read top to bottom in `run_migrations`: plan without a lock; if there is
+work, take the migration lock, re-read the ledger and plan again, take the users lock
+exclusively when a step cannot be rolled back, back up if any SQL will run, carry out the
+steps, and record what was applied.
 
-Refusals (a blocked plan, an unreadable database, a broken migrations folder) are raised before
-anything is written, so "blocked" always means "nothing was changed".
+Refusals (a blocked plan, an unreadable database, a broken migrations folder, a database
+another process has open when a step would need a restore) are raised before anything is
+written, so they always mean "nothing was changed".
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from daemon.migrate.ledger import (
     read_heal_log,
     read_ledger,
 )
-from daemon.migrate.plan import Plan, make_plan
+from daemon.migrate.plan import BACKUP, Plan, make_plan
 from daemon.migrate.source import Migration, load_source
 
 # A no-op run must cost little more than reading the ledger and hashing the files, so modules
@@ -85,81 +88,75 @@ def run_migrations(
 
     `on_progress` is called before the backup and before each step; it may raise Interrupted
     to stop the run there (each step is atomic, so a stop between steps is always safe).
-    Raises a MigrateError for every refusal or failure, worded for the operator.
+    Raises a MigrateError for every refusal or failure.
     """
     started = time.perf_counter()
     source = load_source(migrations_dir)
     plan = make_plan(source, _read_only_ledger(db_path, source), idempotent, target)
     _refuse_if_blocked(plan)
-    if not plan.changes_anything:
+    if not plan.changes_anything:  # the no-op fast path: no lock, no write, no extra import
         outcome = Outcome(plan, plan.schema_version)
-    else:
-        outcome = _migrate_locked(
-            db_path, source, idempotent, daemon_version, target, on_progress, lock_timeout
-        )
-    outcome.seconds = time.perf_counter() - started
-    return outcome
+        outcome.seconds = time.perf_counter() - started
+        return outcome
 
-
-def _migrate_locked(
-    db_path: str | PathLike[str],
-    source: list[Migration],
-    idempotent: frozenset[int],
-    daemon_version: str,
-    target: int | None,
-    on_progress: Callable[[Progress], None] | None,
-    lock_timeout: float,
-) -> Outcome:
-    # Imported here so a no-op run never pays for the executor's imports.
+    # Imported here so a no-op run never pays for them.
+    import logging
+    from contextlib import ExitStack
     from pathlib import Path
 
-    from daemon.migrate.apply import open_for_migration
-    from daemon.migrate.lock import migration_lock
+    from daemon.migrate.apply import Executor, Progress, open_for_migration
+    from daemon.migrate.backup import open_database_file, take_backup
+    from daemon.migrate.lock import UsersLock, migration_lock
 
     db_path = Path(db_path)
-    with _storage_errors(db_path):
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        with migration_lock(db_path, lock_timeout):
+    with ExitStack() as held:
+        # 1. The migration lock: one migrator per database file.
+        with _storage_errors(db_path):
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+            held.enter_context(migration_lock(db_path, lock_timeout))
+            db_fd = open_database_file(db_path)
+            held.callback(os.close, db_fd)  # runs after conn.close: see open_database_file
             with _sqlite_errors(db_path):
                 conn = open_for_migration(db_path)
-            try:
-                return _execute(conn, db_path, source, idempotent, daemon_version, target,
-                                on_progress)  # fmt: skip
-            finally:
-                conn.close()
+            held.callback(conn.close)
+        # 2. Re-read the ledger under the lock and plan again: another run may have gone first.
+        with _sqlite_errors(db_path):
+            current = read_ledger(conn, _checksums(source))
+            plan = make_plan(source, current, idempotent, target)
+            _refuse_if_blocked(plan)
+            # 3. A step that cannot be rolled back is undone by restoring the backup, which
+            # must not happen under another process: hold the users lock exclusively, or
+            # refuse now, before the backup and before any SQL.
+            users = UsersLock(db_path)
+            held.callback(users.release)
+            if plan.runs_outside_a_transaction:
+                users.take_exclusive("run a migration that cannot be rolled back")
+            # 4. The backup, before any SQL runs; always before a step that cannot be rolled
+            # back, even on an empty database, so its failure can return to where it began.
+            backup = None
+            if plan.runs_sql and (
+                current.rows or plan.runs_outside_a_transaction or has_user_tables(conn)
+            ):
+                if on_progress:
+                    on_progress(Progress(None, BACKUP, 0, len(plan.steps), BACKUP))
+                backup = take_backup(conn, db_fd, db_path, plan.schema_version)
+                logging.getLogger("keysmith.migrate").info(
+                    "backed up the database to %s before migrating", backup.path
+                )
+        # 5. The steps, each atomic with its ledger row (or undone by the backup).
+        executor = Executor(conn, db_path, daemon_version, backup, users, on_progress)
+        fresh = executor.run_steps(plan)
+        # 6. Record the text of what was applied, for the proofs of later runs.
+        executor.keep_texts([*plan.missing_provenance, *fresh])
 
-
-def _execute(
-    conn: sqlite3.Connection,
-    db_path: Path,
-    source: list[Migration],
-    idempotent: frozenset[int],
-    daemon_version: str,
-    target: int | None,
-    on_progress: Callable[[Progress], None] | None,
-) -> Outcome:
-    import logging
-
-    from daemon.migrate.apply import Executor, Progress
-    from daemon.migrate.backup import take_backup
-
-    with _sqlite_errors(db_path):
-        current = read_ledger(conn, _checksums(source))
-    plan = make_plan(source, current, idempotent, target)  # re-read under the lock
-    _refuse_if_blocked(plan)
-    backup = None
-    if plan.runs_sql and (current.rows or has_user_tables(conn)):
-        if on_progress:
-            on_progress(Progress(None, "backup", 0, len(plan.steps), "backup"))
-        backup = take_backup(conn, db_path, plan.schema_version)
-        logging.getLogger("keysmith.migrate").info(
-            "backed up the database to %s before migrating", backup.path
-        )
-    applied, heals = Executor(conn, db_path, daemon_version, backup, on_progress).execute(plan)
     done = {v for v, row in current.rows.items() if row.success}
-    done |= set(applied) | {heal.version for heal in heals}
+    done |= set(executor.applied) | {heal.version for heal in executor.heals}
     pending = sum(1 for m in source if m.version not in current.rows and m.version not in done)
-    return Outcome(plan, max(done, default=None), applied, heals, backup, pending=pending)
+    outcome = Outcome(
+        plan, max(done, default=None), executor.applied, executor.heals, backup, pending=pending
+    )
+    outcome.seconds = time.perf_counter() - started
+    return outcome
 
 
 def _refuse_if_blocked(plan: Plan) -> None:
