@@ -26,7 +26,7 @@ from daemon.migrate.ledger import (
     read_heal_log,
     read_ledger,
 )
-from daemon.migrate.plan import BACKUP, Plan, make_plan
+from daemon.migrate.plan import BACKUP, Plan, make_plan, needs_history
 from daemon.migrate.source import Migration, load_source
 
 # A no-op run must cost little more than reading the ledger and hashing the files, so modules
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from daemon.migrate.apply import HealEvent, Progress
     from daemon.migrate.backup import BackupInfo
+    from daemon.migrate.history import History
 
 
 class Outcome:
@@ -71,7 +72,10 @@ def inspect(
 ) -> Plan:
     """The plan a run would carry out. Reads only; never creates the database file."""
     source = load_source(migrations_dir)
-    return make_plan(source, _read_only_ledger(db_path, source), idempotent, target)
+    ledger = _read_only_ledger(db_path, source)
+    return make_plan(
+        source, ledger, idempotent, target, _history_if_needed(migrations_dir, source, ledger)
+    )
 
 
 def run_migrations(
@@ -92,7 +96,9 @@ def run_migrations(
     """
     started = time.perf_counter()
     source = load_source(migrations_dir)
-    plan = make_plan(source, _read_only_ledger(db_path, source), idempotent, target)
+    ledger = _read_only_ledger(db_path, source)
+    history = _history_if_needed(migrations_dir, source, ledger)
+    plan = make_plan(source, ledger, idempotent, target, history)
     _refuse_if_blocked(plan)
     if not plan.changes_anything:  # the no-op fast path: no lock, no write, no extra import
         outcome = Outcome(plan, plan.schema_version)
@@ -122,7 +128,9 @@ def run_migrations(
         # 2. Re-read the ledger under the lock and plan again: another run may have gone first.
         with _sqlite_errors(db_path):
             current = read_ledger(conn, _checksums(source))
-            plan = make_plan(source, current, idempotent, target)
+            if history is None:
+                history = _history_if_needed(migrations_dir, source, current)
+            plan = make_plan(source, current, idempotent, target, history)
             _refuse_if_blocked(plan)
             # 3. A step that cannot be rolled back is undone by restoring the backup, which
             # must not happen under another process: hold the users lock exclusively, or
@@ -187,6 +195,17 @@ def heal_history(db_path: str | PathLike[str]) -> list[HealEntry]:
             return read_heal_log(conn)
         finally:
             conn.close()
+
+
+def _history_if_needed(
+    migrations_dir: str | PathLike[str], source: list[Migration], ledger: Ledger
+) -> History | None:
+    """The folder's history lock, read only when some checksum differs (see needs_history)."""
+    if not needs_history(source, ledger):
+        return None
+    from daemon.migrate.history import load_history
+
+    return load_history(migrations_dir)
 
 
 def _checksums(source: list[Migration]) -> dict[int, bytes]:
