@@ -116,6 +116,11 @@ class ShellWords:
                 return "report this error to the Keysmith maintainers"
             case Remedy.RETRY:
                 return "run it again: the remaining migrations run then"
+            case Remedy.KEEP_CURRENT_VERSION:
+                return (
+                    "keep running the Keysmith whose migrations folder applied these migrations; "
+                    "it works on this database as it is"
+                )
             case Remedy.ACCEPT_CHANGE:
                 version = params.get("version", "VERSION")
                 return (

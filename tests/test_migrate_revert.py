@@ -164,7 +164,7 @@ def refused(db: Path, folder: Path, target: int | None) -> Blocked:
     assert snapshot(db, include_ledger=True) == before
     assert kit.file_bytes(db) == before_bytes
     assert "Nothing was changed" in str(error.value)
-    assert error.value.remedies == (Remedy.INSTALL_NEWER_VERSION, Remedy.RESTORE_BACKUP)
+    assert error.value.remedies == (Remedy.KEEP_CURRENT_VERSION, Remedy.RESTORE_BACKUP)
     return error.value
 
 

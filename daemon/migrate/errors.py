@@ -27,6 +27,7 @@ class Remedy(StrEnum):
     WAIT_FOR_OTHER_MIGRATION = "wait_for_other_migration"  # params: holder
     REPORT_TO_MAINTAINERS = "report_to_maintainers"
     RETRY = "retry"  # nothing to fix: the next run carries on
+    KEEP_CURRENT_VERSION = "keep_current_version"  # a refused revert: stay where it is
     ACCEPT_CHANGE = "accept_change"  # params: version (the operator's override, last resort)
     CHECK_STATUS = "check_status"  # read the migration status: which versions are blocked
 

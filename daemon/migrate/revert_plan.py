@@ -27,7 +27,7 @@ from daemon.migrate.source import Migration
 
 # What the operator can do when a revert is refused: stay on the version that migrated the
 # database, or go back through the backup taken before that upgrade.
-REFUSED = (Remedy.INSTALL_NEWER_VERSION, Remedy.RESTORE_BACKUP)
+REFUSED = (Remedy.KEEP_CURRENT_VERSION, Remedy.RESTORE_BACKUP)
 
 
 class RevertPlan(namedtuple("RevertPlan", "findings downs schema_version target")):
