@@ -95,7 +95,9 @@ def test_a_comment_only_edit_on_a_sqlx_ledger_is_restamped_with_the_history(repo
     outcome = run(db, repo / "migrations")
     (heal,) = outcome.heals
     assert (heal.version, heal.action) == (2, "restamp")
-    assert "released in" in heal.evidence and "history lock" in heal.evidence, heal.evidence
+    first_commit = git(repo, "log", "--reverse", "--format=%H").split()[0][:12]
+    assert f"released in commit {first_commit}" in heal.evidence, heal.evidence
+    assert "history lock" in heal.evidence, heal.evidence
     assert kit.dump(sqlite3.connect(db)) == before, "a re-stamp runs no SQL"
     assert [(v, a) for v, a, _e in heal_log(db)] == [(2, "restamp")]
 
@@ -118,7 +120,7 @@ def test_a_released_text_with_another_meaning_names_the_release_and_shows_the_di
     with pytest.raises(Blocked) as error:
         run(db, repo / "migrations")
     first_commit = git(repo, "log", "--reverse", "--format=%H").split()[0][:12]
-    assert f"applied as the text released in {first_commit}" in str(error.value)
+    assert f"applied as the text released in commit {first_commit}" in str(error.value)
     plan = inspect(db, repo / "migrations", frozenset())
     (blocked,) = plan.blockers
     assert "-ALTER TABLE accounts ADD COLUMN plan TEXT NOT NULL DEFAULT 'free';" in blocked.detail

@@ -143,7 +143,9 @@ def prove_released_comments_only(today_text: str, released: Released) -> str | N
     tokens as today's: the third proof, for a ledger that kept no applied text."""
     if normalized_sha384(today_text) != released.tokens_sha384:
         return None
+    from daemon.migrate.history import release_name
+
     return (
-        f"comments/whitespace only (the applied checksum is the text released in "
-        f"{released.release}, per the history lock, and its tokens equal today's)"
+        f"comments/whitespace only (the applied checksum is {release_name(released)} in the "
+        "history lock, and its tokens equal today's)"
     )

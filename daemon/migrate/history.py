@@ -46,6 +46,13 @@ RULE = (
 Released = namedtuple("Released", "sha384 tokens_sha384 release text")
 
 
+def release_name(released: Released) -> str:
+    """How a refusal or a heal names where a text came from."""
+    if released.release == CURRENT:
+        return "the text the history lock lists as current"
+    return f"the text released in commit {released.release}"
+
+
 class HistoryUnavailable(Exception):
     """The lock cannot be generated here (no git, no repository, or a shallow clone)."""
 

@@ -304,9 +304,11 @@ def _modified(
             "(the ledger row was damaged or written by another tool)"
         )
     elif released is not None:
+        from daemon.migrate.history import release_name
+
         what = (
-            f"was previously applied as the text released in {released.release}, whose "
-            "meaning differs from today's file (not only comments or whitespace)"
+            f"was previously applied as {release_name(released)}, whose meaning differs "
+            "from today's file (not only comments or whitespace)"
         )
     elif provenance is None and history is not None:
         what = (
