@@ -122,10 +122,11 @@ class ShellWords:
                     "it works on this database as it is"
                 )
             case Remedy.ACCEPT_CHANGE:
-                version = params.get("version", "VERSION")
+                versions = params.get("version", "VERSION").split(", ")
+                commands = " and ".join(f"`python -m daemon migrate accept {v}`" for v in versions)
                 return (
                     "only if the change was deliberate and the database already has what the new "
-                    f"text describes: `python -m daemon migrate accept {version}` (it runs no SQL)"
+                    f"text describes: {commands} (it runs no SQL)"
                 )
             case Remedy.CHECK_STATUS:
                 return f"see what is blocked with `python -m daemon migrate status --db {db}`"
@@ -197,8 +198,6 @@ def _accept(
     if args.version is None:
         print("accept: give the VERSION of the blocked migration to accept", file=sys.stderr)
         return EXIT_FAILED
-    if not args.json:
-        print(f"warning: {acceptance_warning(args.version)}", file=sys.stderr)
     accepted = accept_migration(
         db_path,
         migrations,
@@ -210,6 +209,7 @@ def _accept(
     if args.json:
         _print_json({**accepted._asdict(), "warning": acceptance_warning(args.version)})
     else:
+        print(f"warning: {acceptance_warning(args.version)}", file=sys.stderr)
         print(
             f"accepted migration {accepted.version} ({accepted.description}) as applied: "
             f"{accepted.evidence}"

@@ -256,7 +256,10 @@ class Blocked(MigrateError):
         self.blockers = blockers
         remedies = dict.fromkeys(r for b in blockers for r in b.remedies)
         findings = "; ".join(b.line() for b in blockers)
-        super().__init__(f"Refused to {doing} the database: {findings}.", *remedies)
+        # The override names the versions it would apply to.
+        acceptable = [str(b.version) for b in blockers if Remedy.ACCEPT_CHANGE in b.remedies]
+        params = {"version": ", ".join(acceptable)} if acceptable else {}
+        super().__init__(f"Refused to {doing} the database: {findings}.", *remedies, **params)
 
 
 class RevertFailed(MigrateError):
