@@ -96,9 +96,9 @@ def _online_backup(db_path: Path, dest: Path) -> None:
 
 def restore(db_path: Path) -> str:
     """Put the restored volume's snapshot in place as the database; refuse rather than guess."""
-    from daemon.migrate import LockTimeout, RestoreRefused
+    from daemon.migrate import DatabaseInUse, LockTimeout, RestoreRefused
     from daemon.migrate.backup import restore_backup
-    from daemon.migrate.lock import migration_lock
+    from daemon.migrate.lock import UsersLock, migration_lock
 
     snapshot = snapshot_path(db_path)
     if not snapshot.exists():
@@ -123,14 +123,17 @@ def restore(db_path: Path) -> str:
             "stop Keysmith, move the database (and its -wal and -shm files) aside, then run "
             "the restore again."
         )
+    users = UsersLock(db_path)
     try:
         with migration_lock(db_path, timeout=5.0):
-            restore_backup(db_path, snapshot)
+            # Never replace the file under a process that has it open: its writes would be lost.
+            users.take_exclusive("put the backup snapshot in place")
+            restore_backup(db_path, snapshot, users)
         os.chmod(db_path, 0o600)
-    except LockTimeout:
+    except (LockTimeout, DatabaseInUse):
         raise BackupError(
-            "A Keysmith is starting on this volume right now. Nothing was changed. Stop the "
-            "service, then run the restore again."
+            "A Keysmith is running or starting on this volume right now. Nothing was changed. "
+            "Stop the service, then run the restore again."
         ) from None
     except (RestoreRefused, sqlite3.Error, OSError) as error:
         raise BackupError(
@@ -138,6 +141,8 @@ def restore(db_path: Path) -> str:
             "replaced and the snapshot is kept. Check the free space on the data volume, then "
             "run the restore again."
         ) from None
+    finally:
+        users.release()
     return f"Restored the database {db_path} from the snapshot {snapshot} (integrity ok)."
 
 

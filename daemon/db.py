@@ -83,24 +83,34 @@ class Pool:
         self._users.release()  # only once every connection is closed
 
 
-async def open_pool(path: str | Path, users: UsersLock, size: int = POOL_SIZE) -> Pool:
-    """`users` is this database's users lock, already held shared; the pool releases it when
-    it closes."""
+async def open_pool(path: str | Path, size: int = POOL_SIZE, lock_timeout: float = 120.0) -> Pool:
+    """The pool, holding this database's users lock shared (waiting up to `lock_timeout` for
+    another process's step that could need a restore); the lock is released when it closes."""
+    import asyncio
+    from pathlib import Path
+
     import aiosqlite
 
     # The serving pool uses exactly the migrator's settings (WAL, synchronous=NORMAL, foreign
     # keys on, 5 s busy timeout), so migrations run under the rules the application runs under.
     from daemon.migrate.apply import CONNECTION_PRAGMAS
+    from daemon.migrate.lock import UsersLock
 
-    connections = []
-    for _ in range(size):
-        conn = await aiosqlite.connect(path, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        for pragma in CONNECTION_PRAGMAS:
-            await conn.execute(pragma)
-        connections.append(conn)
-    from pathlib import Path
-
+    users = UsersLock(Path(path))
+    await asyncio.to_thread(users.take_shared, lock_timeout)
+    connections: list[aiosqlite.Connection] = []
+    try:
+        for _ in range(size):
+            conn = await aiosqlite.connect(path, isolation_level=None)
+            connections.append(conn)
+            conn.row_factory = sqlite3.Row
+            for pragma in CONNECTION_PRAGMAS:
+                await conn.execute(pragma)
+    except BaseException:
+        for conn in connections:
+            await conn.close()
+        users.release()
+        raise
     return Pool(connections, Path(path), users)
 
 
@@ -119,7 +129,6 @@ async def init(
     import asyncio
 
     from daemon.migrate import run_migrations
-    from daemon.migrate.lock import UsersLock
 
     outcome = await asyncio.to_thread(
         run_migrations,
@@ -130,12 +139,6 @@ async def init(
         on_progress=on_progress,
         lock_timeout=lock_timeout,
     )
-    users = UsersLock(path)
-    try:
-        await asyncio.to_thread(users.take_shared, lock_timeout)
-        pool = await open_pool(path, users)
-    except BaseException:
-        users.release()
-        raise
+    pool = await open_pool(path, lock_timeout=lock_timeout)
     pool.outcome = outcome
     return pool

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from daemon.actions.registry import NOTHING_CHANGED, ActionError
 from daemon.licensing.errors import LicensingError, NotFound
+from daemon.migrate.errors import LockTimeout
 from daemon.settings import Settings
 
 if TYPE_CHECKING:
@@ -24,6 +25,9 @@ T = TypeVar("T")
 AUDIT_ACTOR: AdminActor = "action"
 # One connection for reads, one for a write: an action runs one operation at a time.
 POOL_SIZE = 2
+# A backup being restored holds the database exclusively for seconds at most; past this the
+# action gives up with a clear message rather than hang the StartOS action dialog.
+LOCK_TIMEOUT = 10.0
 
 
 def call(settings: Settings, operation: Callable[[Licensing], Awaitable[T]]) -> T:
@@ -35,6 +39,12 @@ def call(settings: Settings, operation: Callable[[Licensing], Awaitable[T]]) -> 
         raise ActionError(f"There is no {error.message}. {NOTHING_CHANGED}") from None
     except LicensingError as error:
         raise ActionError(f"{_sentence(error.message)}. {NOTHING_CHANGED}") from None
+    except LockTimeout:
+        raise ActionError(
+            f"The database is being restored from a backup or upgraded by another process, so "
+            f"it could not be opened within {LOCK_TIMEOUT:g} s. {NOTHING_CHANGED} Wait until the "
+            "service's health check is green, then run this action again."
+        ) from None
     except (sqlite3.Error, OSError) as error:
         raise ActionError(
             f"The database {settings.db_path} could not be used ({error}). The operation was "
@@ -47,7 +57,7 @@ async def _call(settings: Settings, operation: Callable[[Licensing], Awaitable[T
     from daemon.db import open_pool
     from daemon.licensing.service import Licensing
 
-    pool = await open_pool(settings.db_path, size=POOL_SIZE)
+    pool = await open_pool(settings.db_path, size=POOL_SIZE, lock_timeout=LOCK_TIMEOUT)
     try:
         await _require_first_start_done(pool)
         # No admin key passed: with the issuer and admin keys in place, opening writes nothing;

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from daemon.boot import startos_words
 from daemon.health import degraded_message, safe_mode_message, verdict
 from daemon.migrate import HealEntry, MigrateError, heal_history, inspect
 from daemon.migrate.backup import list_backups
@@ -43,6 +44,7 @@ class Backup:
 @dataclass(frozen=True)
 class Upgrades:
     migrations: list[Finding]
+    remedies: dict[int, str]  # what to do about a refused version, worded as the health check
     ledger: dict[int, AppliedRow]  # the ledger row of every applied version
     heals: list[HealEntry]
     backups: list[Backup]
@@ -78,10 +80,11 @@ def upgrades(settings: Settings) -> Upgrades:
         heals = heal_history(settings.db_path)
         rows = _ledger_rows(settings.db_path)
     except MigrateError as e:
-        return Upgrades([], {}, [], backups, booted, str(e))
+        return Upgrades([], {}, {}, [], backups, booted, str(e))
     except sqlite3.Error as e:
-        return Upgrades([], {}, [], backups, booted, f"the ledger could not be read: {e}")
-    return Upgrades(list(plan.findings), rows, heals, backups, booted, None)
+        return Upgrades([], {}, {}, [], backups, booted, f"the ledger could not be read: {e}")
+    remedies = {f.version: startos_words(f.remedies) for f in plan.findings if f.remedies}
+    return Upgrades(list(plan.findings), remedies, rows, heals, backups, booted, None)
 
 
 def _ledger_rows(db_path: Path) -> dict[int, AppliedRow]:
