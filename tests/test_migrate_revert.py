@@ -281,3 +281,46 @@ def test_licenses_written_after_an_upgrade_survive_the_downgrade(tmp_path):
 def test_folder_listing_reads_down_files_only_when_reverting(tmp_path):
     folder = folder_with(tmp_path, {f"{LATEST + 1:04d}_x.down.sql": b"\xff\xfe not utf-8"})
     assert max(m.version for m in load_source(folder)) == LATEST  # a run never reads it
+
+
+def test_a_heal_log_from_before_reverts_is_widened_with_every_row_kept(tmp_path):
+    """Databases healed by an earlier release have a heal log that allows only 'restamp' and
+    'rerun': the first revert rebuilds it, keeping its rows and its append-only triggers."""
+    folder, db = folder_with(tmp_path, PAIRS), tmp_path / "app.db"
+    kit.apply_range(db, folder)
+    conn = kit.connect(db)
+    (narrow,) = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE name = '_keysmith_heal_log'"
+    ).fetchone()
+    conn.execute("DROP TRIGGER _keysmith_heal_log_no_update")
+    conn.execute("DROP TRIGGER _keysmith_heal_log_no_delete")
+    conn.execute("DROP TABLE _keysmith_heal_log")
+    conn.execute(narrow.replace("'restamp', 'rerun', 'revert', 'accept'", "'restamp', 'rerun'"))
+    conn.execute(
+        "INSERT INTO _keysmith_heal_log (version, action, evidence, new_checksum, "
+        "daemon_version) VALUES (9, 'restamp', 'an old heal', x'00', '0.0.1')"
+    )
+    conn.close()
+    revert(db, folder)
+    assert [(v, a) for v, a, _e, _b in heal_log(db)] == [(9, "restamp"), (LATEST + 2, "revert")]
+    conn = kit.connect(db)
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute("DELETE FROM _keysmith_heal_log")
+    finally:
+        conn.close()
+
+
+def test_a_failing_no_transaction_down_step_restores_the_backup(tmp_path):
+    pairs = dict(PAIRS)
+    pairs[f"{LATEST + 2:04d}_products_support_url.down.sql"] = (
+        "-- no-transaction\nALTER TABLE products DROP COLUMN support_url;\nDROP TABLE nothing;\n"
+    )
+    folder, db = folder_with(tmp_path, pairs), tmp_path / "app.db"
+    seeded(db, folder, LATEST)
+    kit.apply_range(db, folder)
+    before = snapshot(db, include_ledger=True)
+    with pytest.raises(Exception) as error:
+        revert(db, folder, LATEST)
+    assert "the backup taken before the revert was restored" in str(error.value)
+    assert snapshot(db, include_ledger=True) == before
