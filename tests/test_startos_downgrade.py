@@ -5,7 +5,9 @@ refuses with the reason before anything changes.
 
 Two variants of the image, differing only in migrations/ (as tests/test_startos_image.py
 builds them): `pair` ships one more migration as sqlx's reversible pair, `plain` ships it as a
-plain (irreversible) `.sql` file. Image `a` is the shipped folder: what the older version runs.
+plain (irreversible) `.sql` file, `changed` has 0010 changed in meaning (a refused upgrade the
+operator overrides with the action `accept-migration`). Image `a` is the shipped folder: what
+the older version runs.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     files = {
         "pair": {f"{NEXT}.up.sql": UP, f"{NEXT}.down.sql": DOWN},
         "plain": {f"{NEXT}.sql": UP},
+    }
+    ten = next((base / "migrations").glob("0010_*.sql"))
+    files["changed"] = {
+        ten.name: ten.read_text() + "CREATE INDEX products_by_name ON products (name);\n"
     }
     contexts = {"a": base}
     for variant, extra in files.items():
@@ -150,3 +156,29 @@ def test_a_downgrade_past_an_irreversible_migration_is_refused_and_changes_nothi
     conn = sqlite3.connect(volume(tmp_path))
     assert dump(conn, include_ledger=True) == before
     conn.close()
+
+
+def test_the_operator_overrides_a_deliberate_change_through_the_action(images, tmp_path):
+    with Package(tmp_path, images["a"]) as pkg:
+        assert boot(pkg)["result"] == "success", pkg.health()
+        pkg.ok("main.stop")
+    with Package(tmp_path, images["changed"]) as pkg:
+        pkg.ok("main.start")
+        refused = pkg.wait_health("failure", timeout=120)["message"]
+        assert "migration 10" in refused and "Accept a changed migration" in refused, refused
+        print(f"\nthe operator sees (refused upgrade): {refused}")
+        pkg.ok("main.stop")
+        answer = pkg.call("action.run", id="accept-migration",
+                          input={"version": 10, "confirm": False})  # fmt: skip
+        assert not answer["ok"] and "Nothing was changed" in answer["error"], answer
+        accepted = run_action(pkg, "accept-migration", version=10, confirm=True)
+        print(f"the operator sees (override): {accepted['message']} {single(accepted)['value']}")
+        assert "no SQL ran" in accepted["message"], accepted
+        assert "StartOS operator" in single(accepted)["value"], accepted
+        after = len(pkg.health())
+        pkg.ok("main.start")
+        ready = pkg.wait_health("success", "failure", timeout=120, after=after)
+        assert ready["result"] == "success", pkg.health()
+        history = text_of(run_action(pkg, "heal-history"))
+        assert "accepted its changed text by the operator" in history, history
+        pkg.ok("main.stop")
