@@ -21,11 +21,11 @@ from daemon.migrate.errors import NotAcceptable
 from daemon.migrate.lock import migration_lock
 from daemon.migrate.plan import CHECKSUM_BYTES, Action, Finding, State, make_plan
 from daemon.migrate.runner import (
-    _checksums,
-    _history_if_needed,
-    _read_only_ledger,
-    _sqlite_errors,
-    _storage_errors,
+    checksums,
+    history_if_needed,
+    read_only_ledger,
+    sqlite_errors,
+    storage_errors,
 )
 from daemon.migrate.source import Migration, load_source
 from daemon.migrate.sqltext import normalized_sha384
@@ -60,16 +60,16 @@ def accept_migration(
     source = load_source(migrations_dir)
     if not Path(db_path).exists():
         raise NotAcceptable(version, f"the database {db_path} does not exist yet")
-    current = _read_only_ledger(db_path, source)
+    current = read_only_ledger(db_path, source)
     _blocked_as_modified(source, current, idempotent, version, migrations_dir)
     with (
-        _storage_errors(Path(db_path)),
+        storage_errors(Path(db_path)),
         migration_lock(Path(db_path), lock_timeout),
-        _sqlite_errors(db_path),
+        sqlite_errors(db_path),
     ):
         conn = open_for_migration(Path(db_path))
         try:
-            current = ledger.read_ledger(conn, _checksums(source))
+            current = ledger.read_ledger(conn, checksums(source))
             step = _blocked_as_modified(source, current, idempotent, version, migrations_dir)
             return _accept(conn, step, accepted_by, daemon_version)
         finally:
@@ -83,7 +83,7 @@ def _blocked_as_modified(
     version: int,
     migrations_dir: str | os.PathLike[str],
 ) -> Finding:
-    history = _history_if_needed(migrations_dir, source, current)
+    history = history_if_needed(migrations_dir, source, current)
     plan = make_plan(source, current, idempotent, history=history)
     finding = next((f for f in plan.findings if f.version == version), None)
     if finding is None:

@@ -26,7 +26,7 @@ from daemon.migrate.errors import Blocked, RevertFailed
 from daemon.migrate.lock import UsersLock, migration_lock
 from daemon.migrate.plan import BACKUP, Action, Finding
 from daemon.migrate.revert_plan import RevertPlan, plan_revert
-from daemon.migrate.runner import _checksums, _read_only_ledger, _sqlite_errors, _storage_errors
+from daemon.migrate.runner import checksums, read_only_ledger, sqlite_errors, storage_errors
 from daemon.migrate.source import Migration, load_downs, load_source
 from daemon.migrate.sqltext import statements
 
@@ -43,7 +43,7 @@ def inspect_revert(
     """The plan a revert would carry out. Reads only."""
     source = load_source(migrations_dir)
     return plan_revert(
-        source, load_downs(migrations_dir), _read_only_ledger(db_path, source), target
+        source, load_downs(migrations_dir), read_only_ledger(db_path, source), target
     )
 
 
@@ -61,7 +61,7 @@ def revert_migrations(
     started = time.perf_counter()
     source = load_source(migrations_dir)
     downs = load_downs(migrations_dir)
-    plan = plan_revert(source, downs, _read_only_ledger(db_path, source), target)
+    plan = plan_revert(source, downs, read_only_ledger(db_path, source), target)
     _refuse_if_blocked(plan)
     if not plan.steps:
         return RevertOutcome(plan, plan.schema_version, [], None, time.perf_counter() - started)
@@ -70,15 +70,15 @@ def revert_migrations(
     reverted: list[int] = []
     with ExitStack() as held:
         # 1. The migration lock, then the plan again on the ledger as it is now.
-        with _storage_errors(db_path):
+        with storage_errors(db_path):
             held.enter_context(migration_lock(db_path, lock_timeout))
             db_fd = open_database_file(db_path)
             held.callback(os.close, db_fd)
-            with _sqlite_errors(db_path):
+            with sqlite_errors(db_path):
                 conn = open_for_migration(db_path)
             held.callback(conn.close)
-        with _sqlite_errors(db_path):
-            current = ledger.read_ledger(conn, _checksums(source))
+        with sqlite_errors(db_path):
+            current = ledger.read_ledger(conn, checksums(source))
             plan = plan_revert(source, downs, current, target)
             _refuse_if_blocked(plan)
             # 2. Nobody else may have the database open: the schema it expects is going away.
