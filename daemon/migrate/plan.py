@@ -30,7 +30,7 @@ from daemon.migrate.source import Migration
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from daemon.migrate.history import History
+    from daemon.migrate.history import History, Released
 
 CHECKSUM_BYTES = 48  # SHA-384
 
@@ -298,25 +298,7 @@ def _modified(
             if evidence:
                 return found(Action.RESTAMP, evidence)
     damaged = len(row.checksum) != CHECKSUM_BYTES
-    if damaged:
-        what = (
-            f"the recorded checksum is {len(row.checksum)} bytes, not the 48 of a SHA-384 "
-            "(the ledger row was damaged or written by another tool)"
-        )
-    elif released is not None:
-        from daemon.migrate.history import release_name
-
-        what = (
-            f"was previously applied as {release_name(released)}, whose meaning differs "
-            "from today's file (not only comments or whitespace)"
-        )
-    elif provenance is None and history is not None:
-        what = (
-            "was previously applied from unknown bytes: the recorded checksum matches no text "
-            "this migration ever had in a release, so it was edited by hand or by another tool"
-        )
-    else:
-        what = "was previously applied but has been modified, and the change is not cosmetic"
+    what = _unproven(row, released, unknown=provenance is None and history is not None)
     if migration.version in idempotent:
         return found(Action.RERUN, f"{what}; certified idempotent, so it is run again")
     applied = provenance.applied_sql if provenance else None
@@ -331,6 +313,30 @@ def _modified(
         else (Remedy.INSTALL_PREVIOUS_VERSION, Remedy.ACCEPT_CHANGE)
     )
     return found(Action.BLOCKED, what, remedies, detail=detail)
+
+
+def _unproven(row: AppliedRow, released: Released | None, *, unknown: bool) -> str:
+    """What is known of a change no proof explains: a damaged row, the release the applied
+    text came from, bytes no release had (`unknown`: the history was searched), or only that
+    it differs."""
+    if len(row.checksum) != CHECKSUM_BYTES:
+        return (
+            f"the recorded checksum is {len(row.checksum)} bytes, not the 48 of a SHA-384 "
+            "(the ledger row was damaged or written by another tool)"
+        )
+    if released is not None:
+        from daemon.migrate.history import release_name
+
+        return (
+            f"was previously applied as {release_name(released)}, whose meaning differs "
+            "from today's file (not only comments or whitespace)"
+        )
+    if unknown:
+        return (
+            "was previously applied from unknown bytes: the recorded checksum matches no text "
+            "this migration ever had in a release, so it was edited by hand or by another tool"
+        )
+    return "was previously applied but has been modified, and the change is not cosmetic"
 
 
 def _diff(applied: bytes, today: bytes) -> str:
