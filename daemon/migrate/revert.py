@@ -37,16 +37,6 @@ log = logging.getLogger("keysmith.migrate")
 RevertOutcome = namedtuple("RevertOutcome", "plan schema_version reverted backup seconds")
 
 
-def inspect_revert(
-    db_path: str | os.PathLike[str], migrations_dir: str | os.PathLike[str], target: int | None
-) -> RevertPlan:
-    """The plan a revert would carry out. Reads only."""
-    source = load_source(migrations_dir)
-    return plan_revert(
-        source, load_downs(migrations_dir), read_only_ledger(db_path, source), target
-    )
-
-
 def revert_migrations(
     db_path: str | os.PathLike[str],
     migrations_dir: str | os.PathLike[str],
