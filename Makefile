@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint bench bench-peers bench-validate bench-scale soak venv actions-catalogue
+.PHONY: run test lint bench bench-peers bench-validate bench-scale soak venv actions-catalogue \
+        migrations-history
 
 # The virtualenv is rebuilt whenever pyproject.toml changes. The editable install uses compat
 # mode: a plain path entry, not an import hook that every interpreter start would pay for.
@@ -38,6 +39,11 @@ startos/actions.json: $(VENV)/.installed $(wildcard daemon/actions/*.py) daemon/
                       daemon/licensing/service.py
 	mkdir -p startos
 	$(PY) -m daemon action --catalogue > $@
+
+## migrations/history.lock: every text each migration had in a commit (daemon/migrate/history.py
+## says which commits count); tests/test_migrate_history.py fails when it is stale.
+migrations-history: venv
+	$(PY) -m daemon.migrate.history generate migrations
 
 ## Full-size benchmarks and the crash soak (none of them part of `make test`).
 bench: venv

@@ -84,6 +84,18 @@ def _startos_word(remedy: Remedy, params: dict[str, str]) -> str:
             return "report this error and the service logs to the maintainers"
         case Remedy.RETRY:
             return "nothing: the remaining migrations run at the next start"
+        case Remedy.KEEP_CURRENT_VERSION:
+            return (
+                "keep the version of Keysmith now installed: the downgrade was stopped, and it "
+                "runs on this data as before"
+            )
+        case Remedy.ACCEPT_CHANGE:
+            return (
+                "only if the change was deliberate and the database already has what the new "
+                "text describes, run the action 'Accept a changed migration' (it runs no SQL)"
+            )
+        case Remedy.CHECK_STATUS:
+            return "run the action 'Migration status' to see which migration is blocked"
 
 
 def startos_remedy(remedies: tuple[Remedy, ...], params: dict[str, str] | None = None) -> str:

@@ -83,8 +83,24 @@ def _parser() -> argparse.ArgumentParser:
         choices=["snapshot", "restore"],
         help="snapshot: copy the live database into backup-snapshot/; restore: put it back",
     )
-    migrate = command("migrate", "inspect or apply database migrations")
-    migrate.add_argument("step", choices=["status", "plan", "run"])
+    migrate = command("migrate", "inspect, apply, revert or accept database migrations")
+    migrate.add_argument("step", choices=["status", "plan", "run", "revert", "accept"])
+    migrate.add_argument(
+        "version", nargs="?", type=int, help="accept: the blocked migration to accept as applied"
+    )
+    migrate.add_argument(
+        "--to",
+        type=int,
+        help="revert: the version to go back to (default: revert only the newest applied one)",
+    )
+    migrate.add_argument(
+        "--by", help="accept: who accepts the change, for the heal log (default: your user name)"
+    )
+    migrate.add_argument(
+        "--for-startos",
+        action="store_true",
+        help="word the remedies for a StartOS operator (the package's downgrade runs revert)",
+    )
     migrate.add_argument(
         "--db", help="SQLite file (default: $KEYSMITH_DB_PATH or ./data/keysmith.db)"
     )

@@ -1,4 +1,4 @@
-"""`python -m daemon migrate status|plan|run`: the migrator's command line.
+"""`python -m daemon migrate status|plan|run|revert|accept`: the migrator's command line.
 
 Exit status: 0 done or nothing to do, 2 blocked (nothing was changed), 1 failed. Kept lean: a
 no-op `run` must cost little more than opening the database and hashing the files.
@@ -41,10 +41,14 @@ def migrate_main(args: argparse.Namespace) -> int:
             f"--idempotent: expected versions like 9,12, got {args.idempotent!r}", file=sys.stderr
         )
         return EXIT_FAILED
-    words = ShellWords(db_path)
+    words = _words_for(args, db_path)
     try:
         if args.step == "run":
             return _run(db_path, migrations, idempotent, args.json)
+        if args.step == "revert":
+            return _revert(db_path, migrations, args.to, args.json)
+        if args.step == "accept":
+            return _accept(db_path, migrations, idempotent, args)
         plan = inspect(db_path, migrations, idempotent)
     except MigrateError as error:
         return _report_error(error, args.json, words)
@@ -53,6 +57,17 @@ def migrate_main(args: argparse.Namespace) -> int:
     else:
         print(_plan_text(plan, words) if args.step == "plan" else status_report(plan, words))
     return EXIT_BLOCKED if plan.blockers else EXIT_OK
+
+
+Words = Callable[..., str]
+
+
+def _words_for(args: argparse.Namespace, db_path: str) -> Words:
+    if args.for_startos:
+        from daemon.boot import startos_words  # only the package's downgrade pays for it
+
+        return startos_words
+    return ShellWords(db_path)
 
 
 class ShellWords:
@@ -101,6 +116,20 @@ class ShellWords:
                 return "report this error to the Keysmith maintainers"
             case Remedy.RETRY:
                 return "run it again: the remaining migrations run then"
+            case Remedy.KEEP_CURRENT_VERSION:
+                return (
+                    "keep running the Keysmith whose migrations folder applied these migrations; "
+                    "it works on this database as it is"
+                )
+            case Remedy.ACCEPT_CHANGE:
+                versions = params.get("version", "VERSION").split(", ")
+                commands = " and ".join(f"`python -m daemon migrate accept {v}`" for v in versions)
+                return (
+                    "only if the change was deliberate and the database already has what the new "
+                    f"text describes: {commands} (it runs no SQL)"
+                )
+            case Remedy.CHECK_STATUS:
+                return f"see what is blocked with `python -m daemon migrate status --db {db}`"
 
 
 def _parse_versions(text: str | None) -> frozenset[int]:
@@ -135,6 +164,68 @@ def _run(db_path: str, migrations: str, idempotent: frozenset[int], as_json: boo
     return EXIT_OK
 
 
+def _revert(db_path: str, migrations: str, target: int | None, as_json: bool) -> int:
+    from daemon.migrate.revert import revert_migrations
+
+    outcome = revert_migrations(
+        db_path, migrations, daemon_version=__version__, target=target, on_progress=_print_progress
+    )
+    if as_json:
+        _print_json(
+            {
+                "schema_version": outcome.schema_version,
+                "reverted": outcome.reverted,
+                "backup": str(outcome.backup.path) if outcome.backup else None,
+                "seconds": round(outcome.seconds, 4),
+            }
+        )
+    elif outcome.reverted:
+        listed = ", ".join(map(str, outcome.reverted))
+        print(
+            f"reverted {len(outcome.reverted)} migration(s) ({listed}); schema "
+            f"v{outcome.schema_version}; backup taken first: {outcome.backup.path}"
+        )
+    else:
+        print(f"nothing to revert; schema v{outcome.schema_version}")
+    return EXIT_OK
+
+
+def _accept(
+    db_path: str, migrations: str, idempotent: frozenset[int], args: argparse.Namespace
+) -> int:
+    from daemon.migrate.accept import accept_migration, acceptance_warning
+
+    if args.version is None:
+        print("accept: give the VERSION of the blocked migration to accept", file=sys.stderr)
+        return EXIT_FAILED
+    accepted = accept_migration(
+        db_path,
+        migrations,
+        args.version,
+        idempotent=idempotent,
+        daemon_version=__version__,
+        accepted_by=args.by or _user_name(),
+    )
+    if args.json:
+        _print_json({**accepted._asdict(), "warning": acceptance_warning(args.version)})
+    else:
+        print(f"warning: {acceptance_warning(args.version)}", file=sys.stderr)
+        print(
+            f"accepted migration {accepted.version} ({accepted.description}) as applied: "
+            f"{accepted.evidence}"
+        )
+    return EXIT_OK
+
+
+def _user_name() -> str:
+    import getpass
+
+    try:
+        return f"{getpass.getuser()} at a shell"
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return f"uid {os.getuid()} at a shell"
+
+
 def _print_progress(progress: Progress) -> None:
     """One line on stderr as each step starts (stdout stays the result), so a long upgrade
     shows where it is."""
@@ -148,7 +239,7 @@ def _print_progress(progress: Progress) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _report_error(error: MigrateError, as_json: bool, words: ShellWords) -> int:
+def _report_error(error: MigrateError, as_json: bool, words: Words) -> int:
     message = f"{error} To fix: {words(error.remedies, error.params)}."
     if as_json:
         blockers = getattr(error, "blockers", [])
@@ -163,7 +254,7 @@ def _report_error(error: MigrateError, as_json: bool, words: ShellWords) -> int:
     return EXIT_BLOCKED if error.reason is Reason.BLOCKED else EXIT_FAILED
 
 
-def _blocker_json(blocker: Blocker, words: ShellWords) -> dict:
+def _blocker_json(blocker: Blocker, words: Words) -> dict:
     return {
         "version": blocker.version,
         "description": blocker.description,
@@ -178,7 +269,7 @@ def _print_json(doc: dict) -> None:
     print(json.dumps(doc))
 
 
-def _as_json(plan: Plan, words: ShellWords, include_steps: bool) -> dict:
+def _as_json(plan: Plan, words: Words, include_steps: bool) -> dict:
     doc: dict = {
         "migrations": [
             {
@@ -231,7 +322,7 @@ def _status_lines(plan: Plan, words: Callable[[tuple[Remedy, ...]], str]) -> lis
     return lines
 
 
-def _plan_text(plan: Plan, words: ShellWords) -> str:
+def _plan_text(plan: Plan, words: Words) -> str:
     if plan.blockers:
         return "blocked; nothing will be changed:\n" + "\n".join(
             f"  {b.as_blocker().line()}\n    to fix: {words(b.remedies)}" for b in plan.blockers

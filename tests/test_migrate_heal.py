@@ -149,7 +149,7 @@ def test_a_semantic_edit_of_a_migration_not_on_the_allowlist_is_refused(project)
     message = str(error.value)
     assert "migration 2" in message and "has been modified" in message
     assert "Nothing was changed" in message
-    assert error.value.remedies == (Remedy.INSTALL_PREVIOUS_VERSION,)
+    assert error.value.remedies == (Remedy.INSTALL_PREVIOUS_VERSION, Remedy.ACCEPT_CHANGE)
     assert snapshot(db) == before
     plan = inspect(db, folder, frozenset())
     assert "-ALTER TABLE accounts ADD COLUMN plan TEXT NOT NULL DEFAULT 'free';" in (

@@ -109,10 +109,12 @@ def test_a_sqlx_ledger_is_taken_over_without_a_false_alarm(tmp_path):
 
 def test_comment_edits_are_provable_once_keysmith_has_kept_the_applied_text(sqlx_shop):
     migrations, db = sqlx_shop
+    (migrations / "history.lock").unlink()  # the history is the other proof: see below
     migfile = next(migrations.glob("0010_*.sql"))
     original = migfile.read_bytes()
     migfile.write_bytes(b"-- reviewed 2026-11\n" + original)
-    # sqlx keeps no text of what it applied, so right after a take-over this cannot be proven.
+    # sqlx keeps no text of what it applied, so right after a take-over, without the history
+    # lock, this cannot be proven.
     with pytest.raises(Blocked):
         kit.apply_range(db, migrations)
 
@@ -122,3 +124,14 @@ def test_comment_edits_are_provable_once_keysmith_has_kept_the_applied_text(sqlx
     (heal,) = kit.apply_range(db, migrations).heals
     assert heal.action == "restamp" and "comments/whitespace only" in heal.evidence
     assert kit.checksums(db)[10] == hashlib.sha384(migfile.read_bytes()).digest()
+
+
+def test_right_after_a_take_over_the_history_lock_proves_a_comment_edit(sqlx_shop):
+    """The issue's case: a ledger written by sqlx, today's file with one added comment line.
+    The shipped history lock names the released text sqlx applied, whose tokens are today's."""
+    migrations, db = sqlx_shop
+    migfile = next(migrations.glob("0010_*.sql"))
+    migfile.write_bytes(b"-- reviewed 2026-11\n" + migfile.read_bytes())
+    (heal,) = kit.apply_range(db, migrations).heals
+    assert (heal.version, heal.action) == (10, "restamp")
+    assert "history lock" in heal.evidence, heal.evidence

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from daemon.actions.registry import Action, ActionError
+from daemon.actions.registry import Action, ActionError, InputError, number, toggle
 from daemon.actions.results import Result, Value
 from daemon.migrate.plan import Plan
 from daemon.settings import Settings
@@ -234,6 +234,8 @@ def heal_history(settings: Settings, _: dict[str, Any]) -> Result:
     done = {
         "restamp": "re-stamped the checksum (no SQL ran)",
         "rerun": "re-ran the migration in one transaction",
+        "revert": "reverted it with its down file (a downgrade)",
+        "accept": "accepted its changed text by the operator (no SQL ran)",
     }
     members = tuple(
         Value(
@@ -252,6 +254,47 @@ def heal_history(settings: Settings, _: dict[str, Any]) -> Result:
         f"{len(heals)} self-heal(s), newest first. Each one was proven safe before it was "
         "applied; your data needs nothing from you.",
         members,
+    )
+
+
+# ---- accept-migration ----------------------------------------------------------------------
+
+ACCEPTED_BY = "the StartOS operator, through the action 'Accept a changed migration'"
+
+
+def accept_changed_migration(settings: Settings, values: dict[str, Any]) -> Result:
+    """The operator's override: today's text of a blocked (modified) migration, as applied."""
+    from daemon import __version__
+    from daemon.boot import startos_words
+    from daemon.migrate import MigrateError
+    from daemon.migrate.accept import accept_migration, acceptance_warning
+    from daemon.schema import IDEMPOTENT_MIGRATIONS
+
+    version = values["version"]
+    if not values["confirm"]:
+        raise InputError(
+            f"Turn on 'I understand' to accept migration {version}. Nothing was changed. "
+            f"{acceptance_warning(version)}"
+        )
+    try:
+        accepted = accept_migration(
+            settings.db_path,
+            settings.migrations_dir,
+            version,
+            idempotent=IDEMPOTENT_MIGRATIONS,
+            daemon_version=__version__,
+            accepted_by=ACCEPTED_BY,
+        )
+    except MigrateError as error:
+        raise ActionError(
+            f"{error} To fix: {startos_words(error.remedies, error.params)}."
+        ) from None
+    return Result(
+        "Migration accepted",
+        f"Migration {accepted.version} ({accepted.description}) is now recorded as applied with "
+        "today's text; no SQL ran, and the database keeps the schema the earlier text "
+        "produced. The heal history lists this acceptance. Start the service.",
+        Value(accepted.evidence, copyable=True),
     )
 
 
@@ -290,5 +333,35 @@ ACTIONS = (
         "previous version if the upgrade was blocked.",
         allowed_statuses="only-stopped",
         group="Database",
+    ),
+    Action(
+        "accept-migration",
+        "Accept a changed migration",
+        "For an upgrade refused because a migration's text changed since it was applied, and "
+        "the change was deliberate: records today's text of that migration as applied, "
+        "without running it. Refused for any migration that is not blocked that way.",
+        accept_changed_migration,
+        warning="The new text is NOT run: the database keeps the schema the earlier text "
+        "produced. Use this only when the database already has what the new text describes "
+        "(for example, you made the change by hand); otherwise install the previous version "
+        "or restore the pre-upgrade backup instead.",
+        allowed_statuses="only-stopped",
+        group="Database",
+        input=(
+            number(
+                "version",
+                "Migration version",
+                "The number of the blocked migration, as 'Migration status' shows it.",
+                minimum=1,
+                maximum=2**53 - 1,
+                required=True,
+            ),
+            toggle(
+                "confirm",
+                "I understand",
+                "The new text is recorded as applied without running it.",
+                default=False,
+            ),
+        ),
     ),
 )

@@ -6,6 +6,9 @@ changing meaning: line endings, a BOM, trailing whitespace, final newlines, and 
 sqlx 0.9 daemon with `ignored-chars` would have recorded. Simplest combinations are tried first,
 so the evidence names the smallest explanation.
 
+The third (prove_released_comments_only) stands in for the second when no text was kept: the
+applied checksum names a released text in history.lock, whose token hash is compared instead.
+
 The second proof needs the text that was applied (kept in our provenance table): if it and
 today's text have the same tokens outside comments and whitespace, the change is comment- or
 whitespace-only, which no tokenizer-visible meaning can hide in (string literals are whole tokens).
@@ -18,6 +21,10 @@ import itertools
 from collections.abc import Callable, Iterator
 
 from daemon.migrate.sqltext import normalized_sha384
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from daemon.migrate.history import Released
 
 BOM = b"\xef\xbb\xbf"
 _WHITESPACE = (b" ", b"\t", b"\n", b"\r")
@@ -129,3 +136,16 @@ def prove_comments_only(
     if normalized_sha384(today_text) != applied_normalized:
         return None
     return "comments/whitespace only (compared with the applied text kept in provenance)"
+
+
+def prove_released_comments_only(today_text: str, released: Released) -> str | None:
+    """Evidence if the text applied (known by its checksum to be a released one) has the same
+    tokens as today's: the third proof, for a ledger that kept no applied text."""
+    if normalized_sha384(today_text) != released.tokens_sha384:
+        return None
+    from daemon.migrate.history import release_name
+
+    return (
+        f"comments/whitespace only (the applied checksum is {release_name(released)} in the "
+        "history lock, and its tokens equal today's)"
+    )

@@ -27,6 +27,9 @@ class Remedy(StrEnum):
     WAIT_FOR_OTHER_MIGRATION = "wait_for_other_migration"  # params: holder
     REPORT_TO_MAINTAINERS = "report_to_maintainers"
     RETRY = "retry"  # nothing to fix: the next run carries on
+    KEEP_CURRENT_VERSION = "keep_current_version"  # a refused revert: stay where it is
+    ACCEPT_CHANGE = "accept_change"  # params: version (the operator's override, last resort)
+    CHECK_STATUS = "check_status"  # read the migration status: which versions are blocked
 
 
 class Reason(StrEnum):
@@ -43,6 +46,7 @@ class Reason(StrEnum):
     INTERRUPTED = "interrupted"
     SQL_ERROR = "sql_error"
     BLOCKED = "blocked"
+    NOT_ACCEPTABLE = "not_acceptable"
 
 
 INTACT = "Nothing was changed: the data is intact."
@@ -243,12 +247,56 @@ class Blocker(namedtuple("Blocker", "version description finding remedies")):
 
 
 class Blocked(MigrateError):
-    """The plan refuses at least one version. Raised before anything is changed."""
+    """The plan refuses at least one version (every one is named). Raised before anything is
+    changed. `doing` is the refused operation: "migrate" or "revert"."""
 
     reason = Reason.BLOCKED
 
-    def __init__(self, blockers: list[Blocker]) -> None:
+    def __init__(self, blockers: list[Blocker], doing: str = "migrate") -> None:
         self.blockers = blockers
         remedies = dict.fromkeys(r for b in blockers for r in b.remedies)
         findings = "; ".join(b.line() for b in blockers)
-        super().__init__(f"Refused to migrate the database: {findings}.", *remedies)
+        # The override names the versions it would apply to.
+        acceptable = [str(b.version) for b in blockers if Remedy.ACCEPT_CHANGE in b.remedies]
+        params = {"version": ", ".join(acceptable)} if acceptable else {}
+        super().__init__(f"Refused to {doing} the database: {findings}.", *remedies, **params)
+
+
+class RevertFailed(MigrateError):
+    """A down step's SQL failed. It was rolled back (or, outside a transaction, the backup
+    taken before the revert was restored); the steps before it stay reverted."""
+
+    reason = Reason.SQL_ERROR
+
+    def __init__(
+        self, version: int, description: str, detail: str, *, now_at: int | None, restored: bool
+    ) -> None:
+        at = "with no schema" if now_at is None else f"at schema version {now_at}"
+        safety = (
+            "It cannot run in a transaction, so the backup taken before the revert was "
+            f"restored: the database is as it was before the revert, {at}, and the data is "
+            "intact."
+            if restored
+            else f"It was rolled back: the database is {at} (every earlier step of this revert "
+            "is complete), and the data is intact."
+        )
+        super().__init__(
+            f"Reverting migration {version} ({description}) failed ({detail}).",
+            Remedy.INSTALL_NEWER_VERSION,
+            Remedy.REPORT_TO_MAINTAINERS,
+            safety=safety,
+        )
+
+
+class NotAcceptable(MigrateError):
+    """The operator asked to accept a migration's text that is not blocked as modified."""
+
+    reason = Reason.NOT_ACCEPTABLE
+
+    def __init__(self, version: int, why: str) -> None:
+        self.version = version
+        super().__init__(
+            f"Refused to accept migration {version}: {why}. Only a migration refused because "
+            "its text changed since it was applied can be accepted.",
+            Remedy.CHECK_STATUS,
+        )

@@ -6,7 +6,8 @@ database we migrate can be handed back to a sqlx daemon and vice versa.
 Side tables (ours):
 - `_keysmith_provenance`: per version, the exact bytes whose SHA-384 is in the ledger, and the
   hash of their comment/whitespace-free token stream: what makes comment-only edits provable.
-- `_keysmith_heal_log`: one row per heal, append-only (triggers refuse UPDATE and DELETE).
+- `_keysmith_heal_log`: one row per heal, revert or operator's acceptance, append-only
+  (triggers refuse UPDATE and DELETE).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ LEDGER_TABLE = "_sqlx_migrations"
 PROVENANCE_TABLE = "_keysmith_provenance"
 HEAL_LOG_TABLE = "_keysmith_heal_log"
 OWN_TABLES = (LEDGER_TABLE, PROVENANCE_TABLE, HEAL_LOG_TABLE)
+# What a heal-log row records: a re-stamp or a re-run (self-heals), a down step (`revert`), or
+# an operator's acceptance of a changed text (`accept`).
+HEAL_LOG_ACTIONS = ("restamp", "rerun", "revert", "accept")
 
 # Exactly sqlx-sqlite's `ensure_migrations_table` text, so sqlite_master holds the same schema.
 LEDGER_DDL = """CREATE TABLE IF NOT EXISTS _sqlx_migrations (
@@ -42,7 +46,7 @@ SIDE_TABLES_DDL = (
     id INTEGER PRIMARY KEY,  -- no AUTOINCREMENT: rows are never deleted, ids only grow
     healed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     version BIGINT NOT NULL,
-    action TEXT NOT NULL CHECK (action IN ('restamp', 'rerun')),
+    action TEXT NOT NULL CHECK (action IN ('restamp', 'rerun', 'revert', 'accept')),
     evidence TEXT NOT NULL,
     old_checksum BLOB,
     new_checksum BLOB NOT NULL,
@@ -158,8 +162,27 @@ def _as_bytes(value: bytes | str | None) -> bytes:
 
 def ensure_tables(conn: sqlite3.Connection) -> None:
     conn.execute(LEDGER_DDL)
+    _widen_heal_log(conn)
     for ddl in SIDE_TABLES_DDL:
         conn.execute(ddl)
+
+
+def _widen_heal_log(conn: sqlite3.Connection) -> None:
+    """A heal log created before reverts and acceptances existed allows only 'restamp' and
+    'rerun': rebuild it with every row kept, in the caller's transaction. Its triggers go
+    first: the new table's triggers reuse their names."""
+    found = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (HEAL_LOG_TABLE,)
+    ).fetchone()
+    if found is None or "'accept'" in found[0]:
+        return
+    conn.execute("DROP TRIGGER IF EXISTS _keysmith_heal_log_no_update")
+    conn.execute("DROP TRIGGER IF EXISTS _keysmith_heal_log_no_delete")
+    conn.execute("ALTER TABLE _keysmith_heal_log RENAME TO _keysmith_heal_log_narrow")
+    for ddl in SIDE_TABLES_DDL:
+        conn.execute(ddl)
+    conn.execute("INSERT INTO _keysmith_heal_log SELECT * FROM _keysmith_heal_log_narrow")
+    conn.execute("DROP TABLE _keysmith_heal_log_narrow")
 
 
 def insert_applied(
@@ -217,3 +240,14 @@ def restamp(conn: sqlite3.Connection, version: int, old: bytes, new: bytes) -> N
 
 def delete_row(conn: sqlite3.Connection, version: int) -> None:
     conn.execute("DELETE FROM _sqlx_migrations WHERE version = ?", (version,))
+
+
+def forget(conn: sqlite3.Connection, version: int, checksum: bytes) -> None:
+    """A reverted version leaves the ledger and provenance, as if never applied (sqlx's
+    `migrate revert` deletes its row too). Called after ensure_tables."""
+    deleted = conn.execute(
+        "DELETE FROM _sqlx_migrations WHERE version = ? AND checksum = ?", (version, checksum)
+    ).rowcount
+    if deleted != 1:
+        raise sqlite3.OperationalError(f"ledger row {version} changed under the migration lock")
+    conn.execute("DELETE FROM _keysmith_provenance WHERE version = ?", (version,))

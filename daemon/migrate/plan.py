@@ -1,16 +1,22 @@
 """The heal policy: compare the migrations folder with the ledger and decide, per version, what a
 run will do. Pure: reads its inputs, returns a Plan, changes nothing.
 
-| finding                                                    | action  |
-|------------------------------------------------------------|---------|
-| checksum equal                                             | none    |
-| not applied                                                | apply   |
-| mismatch, a cosmetic variant of today's bytes matches      | restamp |
-| mismatch, applied text equal up to comments/whitespace     | restamp |
-| mismatch (or failed row), version on the idempotent list   | rerun   |
-| any other mismatch; applied but missing; failed row        | blocked |
+| finding                                                       | action  |
+|---------------------------------------------------------------|---------|
+| checksum equal                                                | none    |
+| not applied                                                   | apply   |
+| mismatch, a cosmetic variant of today's bytes matches         | restamp |
+| mismatch, applied text equal up to comments/whitespace        | restamp |
+| mismatch, no applied text kept, it is a released text whose   | restamp |
+|   tokens equal today's (history.lock)                         |         |
+| mismatch (or failed row), version on the idempotent list      | rerun   |
+| any other mismatch; applied but missing; failed row           | blocked |
 
 Cheapest and safest proof first: a re-stamp backed by evidence always wins over a re-run.
+"Released text" means one listed in the folder's history.lock (history.py): with no provenance
+kept, it is the only way to know what an applied checksum stood for.
+
+Reverting (revert_plan.py) has its own pure plan; it reuses Finding with the REVERT action.
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ from enum import StrEnum
 from daemon.migrate.errors import Blocker, Remedy
 from daemon.migrate.ledger import AppliedRow, Ledger
 from daemon.migrate.source import Migration
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from daemon.migrate.history import History, Released
 
 CHECKSUM_BYTES = 48  # SHA-384
 
@@ -43,6 +53,7 @@ class Action(StrEnum):
     RESTAMP = "restamp"
     RERUN = "rerun"
     BLOCKED = "blocked"
+    REVERT = "revert"
 
 
 # The progress report's action before the backup, which is not a step of its own.
@@ -136,12 +147,18 @@ class Plan(namedtuple("Plan", "findings schema_version missing_provenance")):
 
 
 def make_plan(
-    source: list[Migration], ledger: Ledger, idempotent: frozenset[int], target: int | None = None
+    source: list[Migration],
+    ledger: Ledger,
+    idempotent: frozenset[int],
+    target: int | None = None,
+    history: History | None = None,
 ) -> Plan:
+    """`history`: the released texts, needed only when a checksum differs (see
+    `needs_history`); None when the folder has no lock."""
     by_version = {m.version: m for m in source}
     findings = []
     for version in sorted(by_version.keys() | ledger.rows.keys()):
-        finding = classify(by_version.get(version), ledger, version, idempotent)
+        finding = classify(by_version.get(version), ledger, version, idempotent, history)
         if finding.action is Action.APPLY and target is not None and version > target:
             continue
         findings.append(finding)
@@ -155,8 +172,20 @@ def make_plan(
     return Plan(findings, ledger.schema_version, unrecorded)
 
 
+def needs_history(source: list[Migration], ledger: Ledger) -> bool:
+    """Whether some applied checksum differs from its file: only then can the history help,
+    so a run that matches everywhere never reads it."""
+    return any(
+        m.version in ledger.rows and ledger.rows[m.version].checksum != m.checksum for m in source
+    )
+
+
 def classify(
-    migration: Migration | None, ledger: Ledger, version: int, idempotent: frozenset[int]
+    migration: Migration | None,
+    ledger: Ledger,
+    version: int,
+    idempotent: frozenset[int],
+    history: History | None = None,
 ) -> Finding:
     row = ledger.rows.get(version)
     if migration is None:
@@ -180,7 +209,7 @@ def classify(
             action=Action.NONE,
             migration=migration,
         )
-    return _modified(migration, row, ledger, idempotent)
+    return _modified(migration, row, ledger, idempotent, history)
 
 
 def _missing(row: AppliedRow) -> Finding:
@@ -222,7 +251,11 @@ def _dirty(migration: Migration, row: AppliedRow, idempotent: frozenset[int]) ->
 
 
 def _modified(
-    migration: Migration, row: AppliedRow, ledger: Ledger, idempotent: frozenset[int]
+    migration: Migration,
+    row: AppliedRow,
+    ledger: Ledger,
+    idempotent: frozenset[int],
+    history: History | None,
 ) -> Finding:
     def found(
         action: Action, evidence: str, remedies: tuple[Remedy, ...] = (), detail: str = ""
@@ -240,7 +273,11 @@ def _modified(
         )
 
     # The proofs load only when a checksum differs: a no-op run never pays for them.
-    from daemon.migrate.drift import prove_comments_only, prove_cosmetic
+    from daemon.migrate.drift import (
+        prove_comments_only,
+        prove_cosmetic,
+        prove_released_comments_only,
+    )
 
     if len(row.checksum) == CHECKSUM_BYTES:
         evidence = prove_cosmetic(migration.sql_bytes, row.checksum)
@@ -253,20 +290,53 @@ def _modified(
         )
         if evidence:
             return found(Action.RESTAMP, evidence)
+    released = None
+    if provenance is None and history is not None:
+        released = history.find(migration.version, row.checksum)
+        if released is not None:
+            evidence = prove_released_comments_only(migration.text, released)
+            if evidence:
+                return found(Action.RESTAMP, evidence)
     damaged = len(row.checksum) != CHECKSUM_BYTES
-    what = (
-        f"the recorded checksum is {len(row.checksum)} bytes, not the 48 of a SHA-384 "
-        "(the ledger row was damaged or written by another tool)"
-        if damaged
-        else "was previously applied but has been modified, and the change is not cosmetic"
-    )
+    what = _unproven(row, released, unknown=provenance is None and history is not None)
     if migration.version in idempotent:
         return found(Action.RERUN, f"{what}; certified idempotent, so it is run again")
     applied = provenance.applied_sql if provenance else None
+    if applied is None and released is not None and released.text is not None:
+        applied = released.text.encode("utf-8")
     detail = _diff(applied, migration.sql_bytes) if applied is not None else ""
-    # A changed file means this release is wrong; a damaged row means the database is.
-    remedy = Remedy.RESTORE_BACKUP if damaged else Remedy.INSTALL_PREVIOUS_VERSION
-    return found(Action.BLOCKED, what, (remedy,), detail=detail)
+    # A changed file means this release is wrong; a damaged row means the database is. A
+    # deliberate change can be accepted by the operator, as the last resort.
+    remedies = (
+        (Remedy.RESTORE_BACKUP,)
+        if damaged
+        else (Remedy.INSTALL_PREVIOUS_VERSION, Remedy.ACCEPT_CHANGE)
+    )
+    return found(Action.BLOCKED, what, remedies, detail=detail)
+
+
+def _unproven(row: AppliedRow, released: Released | None, *, unknown: bool) -> str:
+    """What is known of a change no proof explains: a damaged row, the release the applied
+    text came from, bytes no release had (`unknown`: the history was searched), or only that
+    it differs."""
+    if len(row.checksum) != CHECKSUM_BYTES:
+        return (
+            f"the recorded checksum is {len(row.checksum)} bytes, not the 48 of a SHA-384 "
+            "(the ledger row was damaged or written by another tool)"
+        )
+    if released is not None:
+        from daemon.migrate.history import release_name
+
+        return (
+            f"was previously applied as {release_name(released)}, whose meaning differs "
+            "from today's file (not only comments or whitespace)"
+        )
+    if unknown:
+        return (
+            "was previously applied from unknown bytes: the recorded checksum matches no text "
+            "this migration ever had in a release, so it was edited by hand or by another tool"
+        )
+    return "was previously applied but has been modified, and the change is not cosmetic"
 
 
 def _diff(applied: bytes, today: bytes) -> str:

@@ -3,6 +3,10 @@ work, take the migration lock, re-read the ledger and plan again, take the users
 exclusively when a step cannot be rolled back, back up if any SQL will run, carry out the
 steps, and record what was applied.
 
+The reading helpers at the end (read_only_ledger, checksums, history_if_needed, and the error
+translations sqlite_errors / storage_errors) are shared with revert.py and accept.py, which
+follow the same discipline.
+
 Refusals (a blocked plan, an unreadable database, a broken migrations folder, a database
 another process has open when a step would need a restore) are raised before anything is
 written, so they always mean "nothing was changed".
@@ -26,7 +30,7 @@ from daemon.migrate.ledger import (
     read_heal_log,
     read_ledger,
 )
-from daemon.migrate.plan import BACKUP, Plan, make_plan
+from daemon.migrate.plan import BACKUP, Plan, make_plan, needs_history
 from daemon.migrate.source import Migration, load_source
 
 # A no-op run must cost little more than reading the ledger and hashing the files, so modules
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
 
     from daemon.migrate.apply import HealEvent, Progress
     from daemon.migrate.backup import BackupInfo
+    from daemon.migrate.history import History
 
 
 class Outcome:
@@ -71,7 +76,10 @@ def inspect(
 ) -> Plan:
     """The plan a run would carry out. Reads only; never creates the database file."""
     source = load_source(migrations_dir)
-    return make_plan(source, _read_only_ledger(db_path, source), idempotent, target)
+    ledger = read_only_ledger(db_path, source)
+    return make_plan(
+        source, ledger, idempotent, target, history_if_needed(migrations_dir, source, ledger)
+    )
 
 
 def run_migrations(
@@ -92,7 +100,9 @@ def run_migrations(
     """
     started = time.perf_counter()
     source = load_source(migrations_dir)
-    plan = make_plan(source, _read_only_ledger(db_path, source), idempotent, target)
+    ledger = read_only_ledger(db_path, source)
+    history = history_if_needed(migrations_dir, source, ledger)
+    plan = make_plan(source, ledger, idempotent, target, history)
     _refuse_if_blocked(plan)
     if not plan.changes_anything:  # the no-op fast path: no lock, no write, no extra import
         outcome = Outcome(plan, plan.schema_version)
@@ -111,18 +121,20 @@ def run_migrations(
     db_path = Path(db_path)
     with ExitStack() as held:
         # 1. The migration lock: one migrator per database file.
-        with _storage_errors(db_path):
+        with storage_errors(db_path):
             db_path.parent.mkdir(parents=True, exist_ok=True)
             held.enter_context(migration_lock(db_path, lock_timeout))
             db_fd = open_database_file(db_path)
             held.callback(os.close, db_fd)  # runs after conn.close: see open_database_file
-            with _sqlite_errors(db_path):
+            with sqlite_errors(db_path):
                 conn = open_for_migration(db_path)
             held.callback(conn.close)
         # 2. Re-read the ledger under the lock and plan again: another run may have gone first.
-        with _sqlite_errors(db_path):
-            current = read_ledger(conn, _checksums(source))
-            plan = make_plan(source, current, idempotent, target)
+        with sqlite_errors(db_path):
+            current = read_ledger(conn, checksums(source))
+            if history is None:
+                history = history_if_needed(migrations_dir, source, current)
+            plan = make_plan(source, current, idempotent, target, history)
             _refuse_if_blocked(plan)
             # 3. A step that cannot be rolled back is undone by restoring the backup, which
             # must not happen under another process: hold the users lock exclusively, or
@@ -169,7 +181,7 @@ def heals_recorded(db_path: str | PathLike[str]) -> int:
     """How many heals this database has seen, from its append-only heal log."""
     if not os.path.exists(db_path):
         return 0
-    with _sqlite_errors(db_path):
+    with sqlite_errors(db_path):
         conn = _connect_for_reading(db_path)
         try:
             return count_heals(conn)
@@ -181,7 +193,7 @@ def heal_history(db_path: str | PathLike[str]) -> list[HealEntry]:
     """This database's heal log, newest first (empty when there is no database yet)."""
     if not os.path.exists(db_path):
         return []
-    with _sqlite_errors(db_path):
+    with sqlite_errors(db_path):
         conn = _connect_for_reading(db_path)
         try:
             return read_heal_log(conn)
@@ -189,17 +201,28 @@ def heal_history(db_path: str | PathLike[str]) -> list[HealEntry]:
             conn.close()
 
 
-def _checksums(source: list[Migration]) -> dict[int, bytes]:
+def history_if_needed(
+    migrations_dir: str | PathLike[str], source: list[Migration], ledger: Ledger
+) -> History | None:
+    """The folder's history lock, read only when some checksum differs (see needs_history)."""
+    if not needs_history(source, ledger):
+        return None
+    from daemon.migrate.history import load_history
+
+    return load_history(migrations_dir)
+
+
+def checksums(source: list[Migration]) -> dict[int, bytes]:
     return {m.version: m.checksum for m in source}
 
 
-def _read_only_ledger(db_path: str | PathLike[str], source: list[Migration]) -> Ledger:
+def read_only_ledger(db_path: str | PathLike[str], source: list[Migration]) -> Ledger:
     if not os.path.exists(db_path):
         return EMPTY_LEDGER
-    with _sqlite_errors(db_path):
+    with sqlite_errors(db_path):
         conn = _connect_for_reading(db_path)
         try:
-            return read_ledger(conn, _checksums(source))
+            return read_ledger(conn, checksums(source))
         finally:
             conn.close()
 
@@ -224,7 +247,7 @@ def _connect_for_reading(db_path: str | PathLike[str]) -> sqlite3.Connection:
 
 
 @contextmanager
-def _sqlite_errors(db_path: str | PathLike[str]) -> Iterator[None]:
+def sqlite_errors(db_path: str | PathLike[str]) -> Iterator[None]:
     """Name what went wrong for the operator: a volume we cannot write to, a full disk, or a
     file that is not a database. A busy database is none of these and propagates."""
     try:
@@ -239,7 +262,7 @@ def _sqlite_errors(db_path: str | PathLike[str]) -> Iterator[None]:
 
 
 @contextmanager
-def _storage_errors(db_path: Path) -> Iterator[None]:
+def storage_errors(db_path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:

@@ -40,7 +40,19 @@ class Migration(namedtuple("Migration", "version description path sql_bytes chec
 
 
 def load_source(directory: str | PathLike[str]) -> list[Migration]:
-    """Every up/simple migration in `directory`, ascending by version. Down files are skipped."""
+    """Every up/simple migration in `directory`, ascending by version. Down files are skipped
+    unread, so a run never depends on them."""
+    by_version = _scan(directory, downs=False)
+    return [by_version[v] for v in sorted(by_version)]
+
+
+def load_downs(directory: str | PathLike[str]) -> dict[int, Migration]:
+    """The down files by version: sqlx pairs `NNNN_name.up.sql` with `NNNN_name.down.sql`; a
+    plain `NNNN_name.sql` has none and is irreversible."""
+    return _scan(directory, downs=True)
+
+
+def _scan(directory: str | PathLike[str], *, downs: bool) -> dict[int, Migration]:
     try:
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except OSError as exc:
@@ -50,14 +62,14 @@ def load_source(directory: str | PathLike[str]) -> list[Migration]:
         if not _is_migration_name(entry.name) or not _is_regular_file(entry):
             continue
         version, description, is_down = _parse_name(entry.name)
-        if is_down:
+        if is_down is not downs:
             continue
         migration = _read(entry.path, version, description)
         if version in by_version:
             other = os.path.basename(by_version[version].path)
             raise SourceError(entry.path, f"duplicate version {version}: also used by {other}")
         by_version[version] = migration
-    return [by_version[v] for v in sorted(by_version)]
+    return by_version
 
 
 def _is_migration_name(name: str) -> bool:

@@ -1,10 +1,12 @@
-import { IMPOSSIBLE, VersionInfo } from '@start9labs/start-sdk'
+import { VersionInfo } from '@start9labs/start-sdk'
+import { revertSchemaTo } from './schema'
 
 // The first native 0.4 release of Keysmith 0.1.0. A 0.3.5 install of Keysmith 0.1.0 is data
 // version 0.1.0:0; its volume (the database, its pre-upgrade backups, the status file) is
 // taken over as it is: the daemon's own migrator brings the schema up to date at boot, with a
-// backup first, and refuses what it cannot prove safe. Going back to the legacy package is not
-// offered: this version's daemon may have migrated the schema past what the old one knows.
+// backup first, and refuses what it cannot prove safe. Going back reverts the schema to what
+// 0.1.0:0 knows (SCHEMA_VERSION in ./schema), keeping every row written since; a migration
+// without a down file makes that downgrade refuse, with the reason, before anything changes.
 export const v_0_1_0_1 = VersionInfo.of({
   version: '0.1.0:1',
   releaseNotes: {
@@ -16,6 +18,6 @@ export const v_0_1_0_1 = VersionInfo.of({
   },
   migrations: {
     up: async () => {},
-    down: IMPOSSIBLE,
+    down: revertSchemaTo('0.1.0:0'),
   },
 })

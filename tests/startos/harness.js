@@ -130,6 +130,15 @@ const commands = {
     return { dataVersion: record.dataVersion, actions: record.actions,
              interfaces: record.interfaces, bindings: record.bindings }
   },
+  // A downgrade (or uninstall, target null): StartOS runs the installed package's uninit with
+  // the version being installed, which runs the version graph's `down` migrations.
+  'uninit': async ({ target }) => {
+    const { ExtendedVersion } = require('@start9labs/start-sdk')
+    const parsed = target ? ExtendedVersion.parse(target) : null
+    await bundle.uninit({ effects: makeEffects(`uninit-${++events}`), target: parsed })
+    return { dataVersion: record.dataVersion }
+  },
+  'data.version': async () => ({ dataVersion: record.dataVersion }),
   // The form StartOS would render for each action, built by the package from actions.json.
   'action.forms': async () => {
     const forms = {}
