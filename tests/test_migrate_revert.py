@@ -24,6 +24,13 @@ from tests.seed import seed
 from tests.test_api_support import issue, make_product, must
 
 LATEST = kit.latest_version()
+# The newest migration shipped as a plain `.sql` file (before reversible migrations existed):
+# it and everything before it cannot be reverted.
+LAST_PLAIN = max(
+    int(p.name.split("_", 1)[0])
+    for p in kit.MIGRATIONS.glob("*.sql")
+    if not p.name.endswith((".up.sql", ".down.sql"))
+)
 
 # Reversible migrations written the way new schema changes ship from now on, on top of the real
 # schema: a new table with an index and a foreign key, a new column on a seeded table, and a
@@ -171,8 +178,9 @@ def refused(db: Path, folder: Path, target: int | None) -> Blocked:
 def test_shipped_plain_migrations_are_irreversible_and_say_so(tmp_path):
     db = tmp_path / "app.db"
     seeded(db, kit.MIGRATIONS, LATEST)
-    error = refused(db, kit.MIGRATIONS, LATEST - 2)
-    assert [b.version for b in error.blockers] == [LATEST, LATEST - 1], "every blocker at once"
+    error = refused(db, kit.MIGRATIONS, LAST_PLAIN - 2)
+    # The reversible ones above LAST_PLAIN are not blockers; both plain ones are, at once.
+    assert [b.version for b in error.blockers] == [LAST_PLAIN, LAST_PLAIN - 1], "every blocker"
     assert "plain migration without a down file" in str(error)
     assert "Refused to revert the database" in str(error)
 
@@ -251,7 +259,7 @@ def test_cli_revert_exit_codes_json_and_default_of_one_step(tmp_path):
     assert blocked.returncode == 2, blocked.stderr
     doc = json.loads(blocked.stdout)
     assert doc["error"] == "blocked"
-    assert [b["version"] for b in doc["blocked"]] == list(range(LATEST, 1, -1))
+    assert [b["version"] for b in doc["blocked"]] == list(range(LAST_PLAIN, 1, -1))
     assert "Nothing was changed" in doc["message"] and "To fix:" in doc["message"]
     assert snapshot(db, include_ledger=True) == before
 

@@ -45,7 +45,7 @@ UP = (
 )
 DOWN = "DROP TABLE license_support_notes;\n"
 OLDER = "0.1.0:0"
-CURRENT = "0.1.0:1"
+CURRENT = "0.2.0:0"
 
 
 @pytest.fixture(scope="module")

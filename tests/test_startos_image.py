@@ -334,7 +334,7 @@ def test_backup_under_write_load_restores_every_committed_row(images, tmp_path):
     shutil.copytree(tmp_path / "a" / "backup", tmp_path / "b" / "backup")
     with Package(tmp_path / "b", images["a"]) as pkg:
         init = pkg.ok("init", kind="restore")
-        assert init["dataVersion"] == "0.1.0:1"
+        assert init["dataVersion"] == "0.2.0:0"
         assert boot(pkg)["result"] == "success", pkg.health()
         pkg.ok("main.stop")
     conn = sqlite3.connect(tmp_path / "b" / "volumes" / "main" / "keysmith.db")

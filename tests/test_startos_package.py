@@ -221,7 +221,7 @@ def test_version_graph_takes_over_a_0_3_5_volume(inspected):
     init = inspected["init"]
     # 0.1.0:0 (what a 0.3.5 install of 0.1.0 is) migrates to the first native version with
     # a no-op: the daemon's own migrator does the schema work at boot.
-    assert init["dataVersion"] == "0.1.0:1"
+    assert init["dataVersion"] == "0.2.0:0"
     assert [b["internalPort"] for b in init["bindings"]] == [8080]
     # The console is the daemon's /admin/ on the API's own port.
     interfaces = [(i["id"], i["type"], i["addressInfo"]["suffix"]) for i in init["interfaces"]]

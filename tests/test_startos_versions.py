@@ -50,3 +50,12 @@ def test_every_down_migration_names_a_recorded_version():
     for path in VERSIONS.glob("v*.ts"):
         for older in re.findall(r"revertSchemaTo\('([^']+)'\)", path.read_text()):
             assert older in schema_versions(), f"{path.name}: {older} has no SCHEMA_VERSION"
+
+
+def test_the_current_version_is_the_daemons_release():
+    # ExVer upstream:downstream; the upstream part is the daemon's own version, as the 0.3.5
+    # manifest's emver is (tests/test_manifest.py).
+    from daemon import __version__
+
+    upstream, _, downstream = current_version().partition(":")
+    assert upstream == __version__ and downstream.isdigit(), current_version()

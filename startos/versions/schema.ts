@@ -8,9 +8,9 @@ import { daemonCommand } from '../utils'
 // numbers of the versions it can be downgraded to. tests/test_startos_versions.py checks the
 // current version's number against migrations/.
 export const SCHEMA_VERSION = {
-  // Keysmith 0.1.0 as the StartOS 0.3.5 package: the same migrations folder, 0001 to 0012.
-  '0.1.0:0': 12,
-  '0.1.0:1': 12,
+  // Keysmith 0.1.0, the StartOS 0.3.5 package: migrations 0001 to 0011.
+  '0.1.0:0': 11,
+  '0.2.0:0': 12,
 } as const
 
 export type PackageVersion = keyof typeof SCHEMA_VERSION
