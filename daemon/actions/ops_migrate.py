@@ -221,6 +221,7 @@ def heal_history(settings: Settings, _: dict[str, Any]) -> Result:
     """The migrator's append-only heal log: when, which migration, the evidence, what was done."""
     from daemon.migrate import MigrateError
     from daemon.migrate import heal_history as read_history
+    from daemon.migrate.ledger import HEAL_ACTION_WORDS
 
     try:
         heals = read_history(settings.db_path)
@@ -231,16 +232,10 @@ def heal_history(settings: Settings, _: dict[str, Any]) -> Result:
             "Self-heal history",
             "No self-heal so far: every migration this database ran matched its file exactly.",
         )
-    done = {
-        "restamp": "re-stamped the checksum (no SQL ran)",
-        "rerun": "re-ran the migration in one transaction",
-        "revert": "reverted it with its down file (a downgrade)",
-        "accept": "accepted its changed text by the operator (no SQL ran)",
-    }
     members = tuple(
         Value(
             heal.evidence,
-            name=f"{heal.healed_at} · migration {heal.version}: {done[heal.action]}",
+            name=f"{heal.healed_at} · migration {heal.version}: {HEAL_ACTION_WORDS[heal.action]}",
             description=(
                 f"by Keysmith {heal.daemon_version}"
                 + (f"; backup taken first: {heal.backup_file}" if heal.backup_file else "")

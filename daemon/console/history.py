@@ -26,11 +26,6 @@ from daemon.schema import IDEMPOTENT_MIGRATIONS
 from daemon.settings import Settings
 from daemon.status import BLOCKED, FAILED, boots_path, read_boots
 
-HEAL_ACTIONS = {
-    "restamp": "re-stamped the checksum; no SQL ran",
-    "rerun": "re-ran the migration in one transaction, after a backup",
-}
-
 
 @dataclass(frozen=True)
 class Backup:

@@ -115,6 +115,13 @@ def count_heals(conn: sqlite3.Connection) -> int:
 
 
 HealEntry = namedtuple("HealEntry", "healed_at version action evidence backup_file daemon_version")
+# What each heal-log action did, in words every front end shows (actions, console).
+HEAL_ACTION_WORDS = {
+    "restamp": "re-stamped the checksum; no SQL ran",
+    "rerun": "re-ran the migration in one transaction, after a backup",
+    "revert": "reverted it with its down file (a downgrade)",
+    "accept": "recorded its changed text as applied, accepted by the operator; no SQL ran",
+}
 
 
 def read_heal_log(conn: sqlite3.Connection) -> list[HealEntry]:
