@@ -234,6 +234,6 @@ def test_version_graph_takes_over_a_0_3_5_volume(inspected):
 def test_version_graph_refuses_a_newer_data_version(clone, tmp_path):
     """A volume from a later Keysmith cannot be taken back: init fails instead of guessing."""
     bundle = clone / "javascript" / "index.js"
-    with Package(tmp_path, data_version="0.2.0:0", bundle=bundle) as pkg:
+    with Package(tmp_path, data_version="0.3.0:0", bundle=bundle) as pkg:
         answer = pkg.call("init", kind="update")
-    assert not answer["ok"] and "0.2.0:0" in answer["error"], answer
+    assert not answer["ok"] and "0.3.0:0" in answer["error"], answer

@@ -221,7 +221,7 @@ def heal_history(settings: Settings, _: dict[str, Any]) -> Result:
     """The migrator's append-only heal log: when, which migration, the evidence, what was done."""
     from daemon.migrate import MigrateError
     from daemon.migrate import heal_history as read_history
-    from daemon.migrate.ledger import HEAL_ACTION_WORDS
+    from daemon.migrate.ledger import HEAL_ACTION_WORDS, HEAL_LOG_BASIS
 
     try:
         heals = read_history(settings.db_path)
@@ -246,8 +246,7 @@ def heal_history(settings: Settings, _: dict[str, Any]) -> Result:
     )
     return Result(
         "Self-heal history",
-        f"{len(heals)} self-heal(s), newest first. Each one was proven safe before it was "
-        "applied; your data needs nothing from you.",
+        f"{len(heals)} entries, newest first. {HEAL_LOG_BASIS}",
         members,
     )
 

@@ -16,7 +16,7 @@ from daemon.console import PREFIX, auth, history, ops
 from daemon.console.seller import SELLER_ROUTES
 from daemon.console.signin import login, login_page, logout, serving, signed_in
 from daemon.console.web import CONSOLE_KEY, HERE, SECURITY_HEADERS, Console, render, see
-from daemon.migrate.ledger import HEAL_ACTION_WORDS
+from daemon.migrate.ledger import HEAL_ACTION_WORDS, HEAL_LOG_BASIS
 from daemon.settings import Settings
 from daemon.status import Lifecycle
 
@@ -105,4 +105,5 @@ async def upgrades(
         explanation=history.blocked_explanation(record),
         view=await asyncio.to_thread(history.upgrades, console.settings),
         heal_actions=HEAL_ACTION_WORDS,
+        heal_log_basis=HEAL_LOG_BASIS,
     )

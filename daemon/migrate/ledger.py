@@ -120,8 +120,14 @@ HEAL_ACTION_WORDS = {
     "restamp": "re-stamped the checksum; no SQL ran",
     "rerun": "re-ran the migration in one transaction, after a backup",
     "revert": "reverted it with its down file (a downgrade)",
-    "accept": "recorded its changed text as applied, accepted by the operator; no SQL ran",
+    "accept": "accepted its changed text by the operator; no SQL ran",
 }
+# What the entries of the heal log rest on, for a reader of the whole list.
+HEAL_LOG_BASIS = (
+    "Re-stamps and re-runs were proven safe before they were applied; a revert is a downgrade "
+    "with the migration's own down file, and an acceptance is the operator's decision (its "
+    "evidence says who and when)."
+)
 
 
 def read_heal_log(conn: sqlite3.Connection) -> list[HealEntry]:
