@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from daemon import __version__, metrics
 from daemon.logs import register_secret, setup_logging
 from daemon.migrate.errors import Remedy
+from daemon.remedies import startos_remedy, startos_words
 from daemon.settings import Settings, SettingsError
 from daemon.status import (
     BLOCKED,
@@ -46,61 +47,6 @@ log = logging.getLogger("keysmith.boot")
 
 # Well inside StartOS's 30 s sigterm-timeout, leaving time to close the pool afterwards.
 SHUTDOWN_GRACE_SECONDS = 20.0
-
-
-def startos_words(remedies: tuple[Remedy, ...], params: dict[str, str] | None = None) -> str:
-    """The migrator's remedy codes in words for a StartOS operator, who acts through the
-    StartOS interface (its actions, backups and service page), not a shell."""
-    return "; or ".join(_startos_word(remedy, params or {}) for remedy in remedies)
-
-
-def _startos_word(remedy: Remedy, params: dict[str, str]) -> str:
-    match remedy:
-        case Remedy.INSTALL_PREVIOUS_VERSION:
-            return "install the previous version of Keysmith"
-        case Remedy.INSTALL_NEWER_VERSION:
-            return "install that newer version of Keysmith again (it migrated this database)"
-        case Remedy.RESTORE_BACKUP:
-            return "restore the pre-upgrade backup with the action 'Restore pre-upgrade backup'"
-        case Remedy.RESTORE_FULL_BACKUP:
-            return "restore the service from a StartOS backup"
-        case Remedy.CHOOSE_OLDER_BACKUP:
-            return "restore the service from an older StartOS backup"
-        case Remedy.FREE_DISK_SPACE:
-            return (
-                "free disk space on the StartOS data drive (old pre-upgrade backups in "
-                f"{params.get('folder', 'backups/')} can go)"
-            )
-        case Remedy.MAKE_VOLUME_WRITABLE:
-            return "make sure the StartOS data drive is healthy, writable and not full"
-        case Remedy.STOP_OTHER_PROCESS:
-            return (
-                "stop whatever else has the database open (another copy of the service, or an "
-                "action still running) and let it finish"
-            )
-        case Remedy.WAIT_FOR_OTHER_MIGRATION:
-            return "wait for the other upgrade of this database to finish"
-        case Remedy.REPORT_TO_MAINTAINERS:
-            return "report this error and the service logs to the maintainers"
-        case Remedy.RETRY:
-            return "nothing: the remaining migrations run at the next start"
-        case Remedy.KEEP_CURRENT_VERSION:
-            return (
-                "keep the version of Keysmith now installed: the downgrade was stopped, and it "
-                "runs on this data as before"
-            )
-        case Remedy.ACCEPT_CHANGE:
-            return (
-                "only if the change was deliberate and the database already has what the new "
-                "text describes, run the action 'Accept a changed migration' (it runs no SQL)"
-            )
-        case Remedy.CHECK_STATUS:
-            return "run the action 'Migration status' to see which migration is blocked"
-
-
-def startos_remedy(remedies: tuple[Remedy, ...], params: dict[str, str] | None = None) -> str:
-    """A full remedy sentence for the status file, /healthz and the health check."""
-    return f"{startos_words(remedies, params)}. Then restart the service."
 
 
 class SafeMode(Exception):

@@ -64,7 +64,7 @@ Words = Callable[..., str]
 
 def _words_for(args: argparse.Namespace, db_path: str) -> Words:
     if args.for_startos:
-        from daemon.boot import startos_words  # only the package's downgrade pays for it
+        from daemon.remedies import startos_words
 
         return startos_words
     return ShellWords(db_path)

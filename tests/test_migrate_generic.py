@@ -34,8 +34,8 @@ def test_no_message_or_docstring_of_the_migrator_names_the_product():
 
 
 def test_every_remedy_code_is_worded_by_both_hosts(tmp_path):
-    from daemon.boot import startos_words
     from daemon.cli_migrate import ShellWords
+    from daemon.remedies import startos_words
 
     shell = ShellWords(str(tmp_path / "app.db"))
     for remedy in Remedy:

@@ -25,9 +25,9 @@ RESTORE_LOCK_TIMEOUT = 5.0
 
 def migration_status(settings: Settings, _: dict[str, Any]) -> Result:
     """The `migrate status` report, with a one-line summary for the action's message."""
-    from daemon.boot import startos_words
     from daemon.cli_migrate import status_report
     from daemon.migrate import MigrateError, inspect
+    from daemon.remedies import startos_words
     from daemon.schema import IDEMPOTENT_MIGRATIONS
 
     if not settings.db_path.exists():
@@ -154,8 +154,8 @@ def restore_newest_backup(settings: Settings, _: dict[str, Any]) -> Result:
 
 
 def _restore_error(error: Exception, backup: Path) -> ActionError:
-    from daemon.boot import startos_words
     from daemon.migrate import DatabaseInUse, LockTimeout, MigrateError
+    from daemon.remedies import startos_words
 
     if isinstance(error, LockTimeout | DatabaseInUse):
         return ActionError(
@@ -259,9 +259,9 @@ ACCEPTED_BY = "the StartOS operator, through the action 'Accept a changed migrat
 def accept_changed_migration(settings: Settings, values: dict[str, Any]) -> Result:
     """The operator's override: today's text of a blocked (modified) migration, as applied."""
     from daemon import __version__
-    from daemon.boot import startos_words
     from daemon.migrate import MigrateError
     from daemon.migrate.accept import accept_migration, acceptance_warning
+    from daemon.remedies import startos_words
     from daemon.schema import IDEMPOTENT_MIGRATIONS
 
     version = values["version"]

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from daemon.boot import startos_words
 from daemon.health import degraded_message, safe_mode_message, verdict
 from daemon.migrate import HealEntry, MigrateError, heal_history, inspect
 from daemon.migrate.backup import list_backups
 from daemon.migrate.ledger import AppliedRow, read_ledger
 from daemon.migrate.plan import Finding
+from daemon.remedies import startos_words
 from daemon.schema import IDEMPOTENT_MIGRATIONS
 from daemon.settings import Settings
 from daemon.status import BLOCKED, FAILED, boots_path, read_boots
