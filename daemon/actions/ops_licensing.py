@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from daemon.actions import service_call
 from daemon.actions.registry import NOTHING_CHANGED, ActionError
@@ -14,6 +14,8 @@ from daemon.actions.results import Result, Value
 from daemon.licensing import inputs
 from daemon.licensing.errors import LicensingError
 from daemon.settings import Settings
+
+T = TypeVar("T")
 
 
 def _checked(check: Any, values: dict[str, Any], name: str, **options: Any) -> Any:
