@@ -499,7 +499,7 @@ def test_0011_one_invoice_per_provider_reference(tmp_path):
 
 
 def test_0012_machine_state_index_keeps_every_machine(tmp_path):
-    from daemon.licensing.store import ACTIVE_SEATS_SQL, PURGE_HISTORY_SQL
+    from daemon.licensing.store_machines import ACTIVE_SEATS_SQL, PURGE_HISTORY_SQL
 
     db, conn = _database_at(tmp_path, 11, scale=2)
     before = _snapshot(conn)

@@ -10,7 +10,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from daemon import peers
-from daemon.api import admin, openapi, public  # noqa: F401  (they register into the table)
+from daemon.api import (  # noqa: F401  (they register into the table)
+    admin,
+    admin_catalogue,
+    openapi,
+    public,
+)
 from daemon.api.envelope import error_response
 from daemon.api.expect import expect_handler
 from daemon.api.ops import STORAGE_KEY

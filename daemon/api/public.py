@@ -11,8 +11,14 @@ import msgspec
 from aiohttp import web
 
 from daemon import __version__
-from daemon.api.routes import answer, answers_errors, licensing_of, path_uuid, read
-from daemon.api.table import endpoint
+from daemon.api.routes import (
+    answer,
+    licensing_of,
+    path_uuid,
+    public_endpoint,
+    read,
+    read_query,
+)
 from daemon.licensing import answers, inputs, models
 from daemon.licensing.errors import BadRequest
 
@@ -36,16 +42,7 @@ class ProductList(msgspec.Struct):
     products: list[answers.Product]
 
 
-def _public(method: str, path: str, summary: str, **models_of: object):
-    def wrap(handler):  # noqa: ANN001
-        return endpoint(method, path, tag="public", summary=summary, **models_of)(
-            answers_errors(handler)
-        )
-
-    return wrap
-
-
-@_public("GET", "/", "The service, its key format and public key", answer=ServiceInfo)
+@public_endpoint("GET", "/", "The service, its key format and public key", answer=ServiceInfo)
 async def service_info(request: web.Request) -> web.Response:
     pem = licensing_of(request).public_key_pem
     return answer(
@@ -61,22 +58,22 @@ async def service_info(request: web.Request) -> web.Response:
     )
 
 
-@_public("GET", "/v1/pubkey", "The issuer's Ed25519 public key (PEM)", answer=PublicKey)
+@public_endpoint("GET", "/v1/pubkey", "The issuer's Ed25519 public key (PEM)", answer=PublicKey)
 async def pubkey(request: web.Request) -> web.Response:
     return answer(PublicKey(licensing_of(request).public_key_pem, "ed25519"))
 
 
-@_public("GET", "/v1/products", "Active products", answer=ProductList)
+@public_endpoint("GET", "/v1/products", "Active products", answer=ProductList)
 async def list_products(request: web.Request) -> web.Response:
     return answer(ProductList(await licensing_of(request).public_products()))
 
 
-@_public("GET", "/v1/products/{slug}", "One active product", answer=answers.Product)
+@public_endpoint("GET", "/v1/products/{slug}", "One active product", answer=answers.Product)
 async def get_product(request: web.Request) -> web.Response:
     return answer(await licensing_of(request).public_product(_slug(request)))
 
 
-@_public(
+@public_endpoint(
     "GET",
     "/v1/products/{slug}/policies",
     "A product's public policies",
@@ -86,7 +83,7 @@ async def list_policies(request: web.Request) -> web.Response:
     return answer(await licensing_of(request).public_policies(_slug(request)))
 
 
-@_public(
+@public_endpoint(
     "POST",
     "/v1/validate",
     "Validate a key (200 for every key: ok or a reason)",
@@ -99,7 +96,7 @@ async def validate(request: web.Request) -> web.Response:
     return answer(await licensing_of(request).validate(body))
 
 
-@_public(
+@public_endpoint(
     "POST",
     "/v1/machines/activate",
     "Take a seat for a machine",
@@ -111,7 +108,7 @@ async def activate(request: web.Request) -> web.Response:
     return answer(await licensing_of(request).activate(body))
 
 
-@_public(
+@public_endpoint(
     "POST",
     "/v1/machines/heartbeat",
     "A machine is still running",
@@ -124,7 +121,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     return answer(await licensing_of(request).heartbeat(body))
 
 
-@_public(
+@public_endpoint(
     "POST",
     "/v1/machines/deactivate",
     "Free a machine's seat",
@@ -136,7 +133,7 @@ async def deactivate(request: web.Request) -> web.Response:
     return answer(await licensing_of(request).deactivate(body))
 
 
-@_public(
+@public_endpoint(
     "POST",
     "/v1/redeem",
     "Redeem a free-license code",
@@ -149,7 +146,7 @@ async def redeem(request: web.Request) -> web.Response:
     return answer(await licensing_of(request).redeem(body))
 
 
-@_public(
+@public_endpoint(
     "POST",
     "/v1/purchase",
     "Buy a license: free ones are issued at once; paid ones need a "
@@ -162,7 +159,7 @@ async def purchase(request: web.Request) -> web.Response:
     return answer(await licensing_of(request).purchase(body))
 
 
-@_public(
+@public_endpoint(
     "GET",
     "/v1/purchase/{invoice_id}",
     "A purchase's invoice and, once settled, its key",
@@ -173,7 +170,7 @@ async def purchase_status(request: web.Request) -> web.Response:
     return answer(await licensing_of(request).purchase_status(invoice_id))
 
 
-@_public(
+@public_endpoint(
     "POST",
     "/v1/recover",
     "The key of an invoice, for its buyer's email (any case)",
@@ -184,6 +181,25 @@ async def purchase_status(request: web.Request) -> web.Response:
 async def recover(request: web.Request) -> web.Response:
     body = await read(request, models.RecoverRequest)
     return answer(await licensing_of(request).recover(body))
+
+
+@public_endpoint(
+    "GET",
+    "/v1/discount-codes/preview",
+    "What a code takes off a product's price (uses nothing)",
+    query=models.CodePreview,
+    answer=answers.CodePreviewAnswer,
+)
+async def preview_code(request: web.Request) -> web.Response:
+    query = read_query(request, models.CodePreview)
+    return answer(await licensing_of(request).preview_code(query))
+
+
+@public_endpoint(
+    "GET", "/v1/issuer/public-key", "The issuer's Ed25519 public key (PEM)", answer=PublicKey
+)
+async def issuer_public_key(request: web.Request) -> web.Response:
+    return answer(PublicKey(licensing_of(request).public_key_pem, "ed25519"))
 
 
 def _slug(request: web.Request) -> str:

@@ -11,14 +11,14 @@ import functools
 import logging
 import sqlite3
 import uuid
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from daemon.api.app import BODY_TIMEOUT_KEY
 from daemon.api.envelope import error_response
-from daemon.api.table import Handler
-from daemon.licensing import models
+from daemon.api.table import Handler, endpoint
+from daemon.licensing import wire
 from daemon.licensing.errors import (
     BadRequest,
     Conflict,
@@ -134,11 +134,11 @@ async def read(request: web.Request, model: type[T]) -> T:
             raw = await request.read()
     except TimeoutError as e:
         raise web.HTTPRequestTimeout() from e
-    return models.decode(model, raw)
+    return wire.decode(model, raw)
 
 
 def read_query(request: web.Request, model: type[T]) -> T:
-    return models.parse(model, request.query, from_text=True)
+    return wire.parse(model, request.query, from_text=True)
 
 
 def path_uuid(request: web.Request, name: str = "id") -> str:
@@ -150,4 +150,31 @@ def path_uuid(request: web.Request, name: str = "id") -> str:
 
 
 def answer(value: object, status: int = 200) -> web.Response:
-    return web.Response(body=models.encode(value), status=status, content_type="application/json")
+    return web.Response(body=wire.encode(value), status=status, content_type="application/json")
+
+
+def admin_endpoint(method: str, path: str, summary: str, **models_of: Any) -> Any:
+    """Register an admin handler: the bearer check first, errors as envelopes."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            check_admin(request)
+            return await handler(request)
+
+        return endpoint(method, path, tag="admin", summary=summary, **models_of)(
+            answers_errors(guarded)
+        )
+
+    return wrap
+
+
+def public_endpoint(method: str, path: str, summary: str, **models_of: Any) -> Any:
+    """Register a public handler, errors as envelopes."""
+
+    def wrap(handler: Handler) -> Handler:
+        return endpoint(method, path, tag="public", summary=summary, **models_of)(
+            answers_errors(handler)
+        )
+
+    return wrap

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from daemon.licensing import models
+from daemon.licensing import models, wire
 from daemon.licensing.answers import plain
 from daemon.licensing.errors import BadRequest, LicensingError
 from daemon.licensing.rows import BASIS_POINTS_PER_PERCENT
@@ -188,7 +188,7 @@ async def licenses(service: Licensing, query: Mapping[str, str]) -> list[dict[st
     """One page of licenses for the query string's q, status and offset, as the API reads them."""
     fields = {name: query[name] for name in ("q", "status", "offset") if query.get(name)}
     try:
-        request = models.parse(
+        request = wire.parse(
             models.LicenseQuery, {**fields, "limit": str(LICENSE_PAGE)}, from_text=True
         )
     except BadRequest as e:
@@ -279,7 +279,7 @@ async def audit(service: Licensing, before_id: int | None) -> list[dict[str, Any
 def _model(model: type[T], body: dict[str, Any], fields: tuple[str, ...]) -> T:
     """The form as the API's own request model: the same refusal, naming the form field."""
     try:
-        return models.parse(model, body)
+        return wire.parse(model, body)
     except BadRequest as e:
         raise Refused(_named_field(e.message, fields), e.message) from None
 

@@ -25,14 +25,20 @@ Reason = Literal[
 ]
 
 
+PreviewRefusal = Literal[
+    "unknown_code", "disabled", "expired", "wrong_product", "wrong_tier", "exhausted"
+]
+
+
 class Answer(msgspec.Struct, kw_only=True):
     pass
 
 
 class Refusal(Answer, kw_only=True, omit_defaults=True):
-    """validate's `{ok: false, reason}`, with what is known about the license when it is."""
+    """validate's `{ok: false, reason}`, with what is known about the license when it is.
+    Fields not known are left out (`ok` and `reason` are always there)."""
 
-    ok: bool = False
+    ok: Literal[False]
     reason: Reason
     license_id: str | None = None
     product_id: str | None = None
@@ -163,6 +169,10 @@ class Issued(Answer, kw_only=True):
     license_key: str
     issued_at: str | None
     expires_at: str | None
+    entitlements: list[str]
+    is_trial: bool
+    # 0 = unlimited
+    max_machines: int
 
 
 class StatusChange(Answer, kw_only=True):
@@ -175,10 +185,17 @@ class StatusChange(Answer, kw_only=True):
 class LicenseSummary(Answer, kw_only=True):
     total: int
     active: int
-    revoked: int
     suspended: int
-    expired: int
-    trial: int
+    revoked: int
+    last_24h: int
+    last_7d: int
+
+
+class LicenseCounts(Answer, kw_only=True):
+    """Licenses per product id and per policy id."""
+
+    by_product: dict[str, int]
+    by_policy: dict[str, int]
 
 
 class Code(Answer, kw_only=True):
@@ -199,13 +216,32 @@ class Code(Answer, kw_only=True):
     created_at: str | None
 
 
-class CodePreviewAnswer(Answer, kw_only=True):
-    code: str
+class CodePreviewAnswer(Answer, kw_only=True, omit_defaults=True):
+    """Keysat's preview: `valid` with the price, or not with a reason; nothing is used up."""
+
     valid: bool
-    reason: str | None
+    message: str
     base_price_sats: int
-    discount_sats: int
-    final_price_sats: int
+    reason: PreviewRefusal | None = None
+    code: str | None = None
+    kind: str | None = None
+    is_free: bool | None = None
+    discount_applied_sats: int | None = None
+    final_price_sats: int | None = None
+    amount_pct: float | None = None
+
+
+class Redemption(Answer, kw_only=True):
+    id: str
+    invoice_id: str | None
+    license_id: str | None
+    buyer_email: str | None
+    redeemed_at: str | None
+
+
+class CodeWithRedemptions(Answer, kw_only=True):
+    code: Code
+    redemptions: list[Redemption]
 
 
 class Machine(Answer, kw_only=True):
@@ -274,9 +310,21 @@ class Recovered(Answer, kw_only=True):
     product_slug: str
 
 
-class Deleted(Answer, kw_only=True):
+class PublicSet(Answer, kw_only=True):
     ok: bool = True
-    id: str
+    is_public: bool
+
+
+class ArchivedSet(Answer, kw_only=True):
+    ok: bool = True
+    archived: bool
+
+
+class Deleted(Answer, kw_only=True):
+    """Keysat's `{ok: true, deleted: <slug or code>}`."""
+
+    ok: bool = True
+    deleted: str
 
 
 def plain(value: object) -> Any:

@@ -115,7 +115,7 @@ class Catalogue(Core):
             await self._audit(
                 conn, "product.delete", f"product:{product_id}", {"slug": product["slug"]}, at
             )
-        return answers.Deleted(id=product_id)
+        return answers.Deleted(deleted=product["slug"])
 
     # ----- policies -----
 
@@ -207,6 +207,34 @@ class Catalogue(Core):
 
     async def set_policy_active(self, policy_id: str, active: bool) -> answers.Policy:
         return await self.update_policy(policy_id, models.PolicyUpdate(active=active))
+
+    async def set_policy_public(self, policy_id: str, is_public: bool) -> answers.PublicSet:
+        await self.update_policy(policy_id, models.PolicyUpdate(is_public=is_public))
+        return answers.PublicSet(is_public=is_public)
+
+    async def set_policy_archived(self, policy_id: str, archived: bool) -> answers.ArchivedSet:
+        """Keysmith has one flag for both: an archived policy is an inactive one (kept for
+        its licenses, hidden from buyers, not sold)."""
+        await self.update_policy(policy_id, models.PolicyUpdate(active=not archived))
+        return answers.ArchivedSet(archived=archived)
+
+    async def delete_policy(self, policy_id: str) -> answers.Deleted:
+        """Only a policy nothing was issued or sold under; archive it otherwise."""
+        at = now()
+        async with self._write_lock, self._pool.transaction() as conn:
+            policy = await store.policy_by_id(conn, policy_id)
+            if policy is None:
+                raise NotFound(f"policy {policy_id}")
+            if await store.policy_in_use(conn, policy_id):
+                raise Conflict(
+                    f"policy '{policy['slug']}' has licenses, invoices or codes, so it was not "
+                    "deleted; nothing was written. Archive it ('archived': true) to stop selling it"
+                )
+            await store.delete_row(conn, "policies", policy_id)
+            await self._audit(
+                conn, "policy.delete", f"policy:{policy_id}", {"slug": policy["slug"]}, at
+            )
+        return answers.Deleted(deleted=policy["slug"])
 
 
 def _given(request: models.Request, names: tuple[str, ...]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 from aiosqlite import Connection
 
 from daemon.licensing import answers, models, rows, store, store_sales
+from daemon.licensing.answers import PreviewRefusal
 from daemon.licensing.core import Core, now
 from daemon.licensing.errors import BadRequest, Conflict, NotFound
 from daemon.licensing.state import iso_time
@@ -46,21 +47,32 @@ def price_after(code: Row | None, base: int) -> int:
     return min(base, amount)  # set_price
 
 
-def usable_problem(code: Row, product: Row, policy_id: str | None, at: int) -> str | None:
+@dataclass(frozen=True, slots=True)
+class Unusable:
+    """Why a code cannot be used now: Keysat's preview reason and a sentence for a person."""
+
+    reason: PreviewRefusal
+    message: str
+
+
+def unusable(code: Row, product: Row, policy_id: str | None, at: int) -> Unusable | None:
     """Why `code` cannot be used for this product (and policy) now, or None."""
     name = code["code"]
-    if code["product_id"] is not None and code["product_id"] != product["id"]:
-        return f"code '{name}' is not valid for product '{product['slug']}'"
-    if code["policy_id"] is not None and code["policy_id"] != policy_id:
-        return f"code '{name}' is not valid for this policy"
     if code["disabled"]:
-        return f"code '{name}' has been disabled by the seller"
+        return Unusable("disabled", f"code '{name}' has been disabled by the seller")
     if code["expires_at"] is not None and at >= code["expires_at"]:
-        return f"code '{name}' expired at {iso_time(code['expires_at'])}"
+        return Unusable("expired", f"code '{name}' expired at {iso_time(code['expires_at'])}")
+    if code["product_id"] is not None and code["product_id"] != product["id"]:
+        return Unusable(
+            "wrong_product", f"code '{name}' is not valid for product '{product['slug']}'"
+        )
+    if code["policy_id"] is not None and policy_id is not None and code["policy_id"] != policy_id:
+        return Unusable("wrong_tier", f"code '{name}' is not valid for this policy")
     if code["max_redemptions"] is not None and code["redemptions"] >= code["max_redemptions"]:
-        return (
+        return Unusable(
+            "exhausted",
             f"code '{name}' has already been used {code['redemptions']} time(s), its limit; "
-            "no license was issued"
+            "no license was issued",
         )
     return None
 
@@ -121,12 +133,15 @@ class Codes(Core):
             found = await store_sales.list_codes(conn, product_id=product_id)
         return [rows.code(row) for row in found]
 
-    async def get_code(self, code_id: str) -> answers.Code:
+    async def get_code(self, code_id: str) -> answers.CodeWithRedemptions:
         async with self._pool.connection() as conn:
             row = await store_sales.code_by_id(conn, code_id)
-        if row is None:
-            raise NotFound(f"discount code {code_id}")
-        return rows.code(row)
+            if row is None:
+                raise NotFound(f"discount code {code_id}")
+            used = await store_sales.redemptions_of(conn, code_id)
+        return answers.CodeWithRedemptions(
+            code=rows.code(row), redemptions=[rows.redemption(r) for r in used]
+        )
 
     async def update_code(self, code_id: str, request: models.CodeUpdate) -> answers.Code:
         at = now()
@@ -174,28 +189,45 @@ class Codes(Core):
             await self._audit(
                 conn, "discount_code.delete", f"discount_code:{code_id}", {"code": row["code"]}, at
             )
-        return answers.Deleted(id=code_id)
+        return answers.Deleted(deleted=row["code"])
 
-    async def preview_code(self, request: models.CodePreview) -> answers.CodePreviewAnswer:
-        """What a buyer would pay with this code, without using it."""
+    async def preview_code(self, query: models.CodePreview) -> answers.CodePreviewAnswer:
+        """What a buyer would pay with this code (Keysat's public preview); uses nothing up."""
         async with self._pool.connection() as conn:
-            product, policy = await product_and_policy(conn, request.product, request.policy_slug)
-            code = await store_sales.code_by_text(conn, request.code)
-        if code is None:
-            raise NotFound(f"discount code '{request.code}'")
+            product, policy = await product_and_policy(conn, query.product, query.policy_slug)
+            code = await store_sales.code_by_text(conn, query.code)
         base = (policy or product)["price_sats"]
-        problem = usable_problem(code, product, None if policy is None else policy["id"], now())
-        final = base if problem else price_after(code, base)
+        if code is None:
+            return answers.CodePreviewAnswer(
+                valid=False, reason="unknown_code", message="Code not found.", base_price_sats=base
+            )
+        problem = unusable(code, product, None if policy is None else policy["id"], now())
+        if problem is not None:
+            return answers.CodePreviewAnswer(
+                valid=False, reason=problem.reason, message=problem.message, base_price_sats=base
+            )
+        final = price_after(code, base)
+        percent = code["amount"] if code["kind"] == "percent" else None
         return answers.CodePreviewAnswer(
-            code=code["code"],
-            valid=problem is None,
-            reason=problem,
+            valid=True,
+            message=f"{base - final} sats off: {final} sats to pay.",
             base_price_sats=base,
-            discount_sats=base - final,
+            code=code["code"],
+            kind=code["kind"],
+            is_free=final == 0,
+            discount_applied_sats=base - final,
             final_price_sats=final,
+            amount_pct=None if percent is None else float(percent),
         )
 
     async def redeem(self, request: models.RedeemRequest) -> answers.Redeemed:
+        """Keysat answers every refusal of a redemption with 400, an unknown code included."""
+        try:
+            return await self._redeem(request)
+        except NotFound as e:
+            raise BadRequest(f"there is no {e.message}") from None
+
+    async def _redeem(self, request: models.RedeemRequest) -> answers.Redeemed:
         async with self._write_lock:
             at = now()
             async with self._pool.transaction() as conn:
@@ -209,12 +241,12 @@ class Codes(Core):
                         "not a free-license code; use it with POST /v1/purchase"
                     )
                 policy = await policy_of(conn, product, code["policy_id"])
-                problem = usable_problem(code, product, code["policy_id"], at)
+                problem = unusable(code, product, code["policy_id"], at)
                 if problem is not None:
-                    raise BadRequest(problem)
+                    raise BadRequest(problem.message)
                 terms = Terms(request.buyer_email, f"redeemed code {code['code']}")
                 issued = await self._settle_free(  # type: ignore[attr-defined]  # Purchases'
-                    conn, product, policy, code, terms, request.buyer_note, at
+                    conn, product, policy, code, terms, request.buyer_note, at, "license.redeem"
                 )
         return answers.Redeemed(
             license_id=issued["license_id"],

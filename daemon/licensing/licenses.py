@@ -10,9 +10,9 @@ from typing import Any
 
 from aiosqlite import Connection
 
-from daemon.licensing import answers, keys, models, rows, store, store_sales
+from daemon.licensing import answers, keys, models, rows, store, store_machines, store_sales
 from daemon.licensing.core import Core, now
-from daemon.licensing.errors import BadRequest, NotFound
+from daemon.licensing.errors import BadRequest, Conflict, NotFound
 from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
 
@@ -59,7 +59,16 @@ class Licenses(Core):
             license_key=row["license_key"],
             issued_at=iso_time(at),
             expires_at=iso_time(row["expires_at"]),
+            entitlements=json.loads(row["entitlements"]),
+            is_trial=bool(row["is_trial"]),
+            max_machines=await self._seats_of(row["id"]),
         )
+
+    async def _seats_of(self, license_id: str) -> int:
+        async with self._pool.connection() as conn:
+            found = await store.seat_limit_of(conn, license_id)
+        assert found is not None
+        return int(found["max_machines"])
 
     async def _insert_license(
         self, conn: Connection, product: Row, policy: Row | None, terms: Any, at: int
@@ -135,6 +144,14 @@ class Licenses(Core):
             row = await store_sales.license_summary(conn, now())
         return answers.LicenseSummary(**{key: row[key] for key in row.keys()})  # noqa: SIM118
 
+    async def license_counts(self) -> answers.LicenseCounts:
+        async with self._pool.connection() as conn:
+            by_product, by_policy = await store_sales.license_counts(conn)
+        return answers.LicenseCounts(
+            by_product={row[0]: row[1] for row in by_product},
+            by_policy={row[0]: row[1] for row in by_policy},
+        )
+
     async def revoke(self, license_id: str, reason: str | None) -> answers.StatusChange:
         return await self._change_status(
             license_id,
@@ -190,7 +207,7 @@ class Licenses(Core):
 
     async def list_machines(self, query: models.MachineQuery) -> list[answers.Machine]:
         async with self._pool.connection() as conn:
-            found = await store.list_machines(
+            found = await store_machines.list_machines(
                 conn,
                 license_id=query.license_id and str(uuid.UUID(query.license_id)),
                 include_inactive=query.include_inactive,
@@ -202,16 +219,16 @@ class Licenses(Core):
         self, machine_id: str, reason: str | None
     ) -> answers.MachineDeactivated:
         async with self._pool.connection() as conn:
-            row = await store.machine_by_id(conn, machine_id)
+            row = await store_machines.machine_by_id(conn, machine_id)
         if row is None:
             raise NotFound(f"machine {machine_id}")
         if row["deactivated_at"] is not None:
-            raise NotFound(f"active machine {machine_id} (it is already deactivated)")
+            raise Conflict(f"machine {machine_id} is already deactivated")
         await self._deactivate_machine(  # type: ignore[attr-defined]  # Validation's
             row["license_id"], machine_id, reason or "admin deactivate", audited=True
         )
         async with self._pool.connection() as conn:
-            row = await store.machine_by_id(conn, machine_id)
+            row = await store_machines.machine_by_id(conn, machine_id)
         return answers.MachineDeactivated(machine=rows.machine(row))
 
     async def audit_entries(self, query: models.AuditQuery) -> list[answers.AuditEntry]:

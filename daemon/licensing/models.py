@@ -1,10 +1,11 @@
 """Every request the licensing layer accepts, declared once, with its bounds (msgspec).
 
-The HTTP API decodes bodies and query strings into these, the console and the StartOS
-actions convert their forms with `parse`, so all three refuse the same input with the same
-message. A field not declared here is refused by name (`forbid_unknown_fields`): silently
-dropping what a client sent is data loss. The OpenAPI document is generated from these
-types (`daemon.api.openapi`), so a new field is one line here (plus its SQL).
+The HTTP API decodes bodies and query strings into these (`daemon.licensing.wire`), the
+console and the StartOS actions convert their forms with `wire.parse`, so all three refuse the
+same input with the same message. A field not declared here is refused by name
+(`forbid_unknown_fields`): silently dropping what a client sent is data loss. The OpenAPI
+document is generated from these types (`daemon.api.openapi`), so a new field is one line
+here (plus its SQL).
 
 Why msgspec and not pydantic v2 (measured on the validate path, one request decoded and one
 answer encoded, min of 5 x 100,000 on the bench machine; /tmp script in the report):
@@ -15,7 +16,6 @@ checks it would replace, on the route that carries the load.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -25,26 +25,25 @@ from daemon.licensing.errors import BadRequest
 
 T = TypeVar("T")
 
-_NO_NUL = r"^[^\x00]*$"
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_NO_NUL)]
-LongText = Annotated[str, msgspec.Meta(max_length=inputs.MAX_TEXT, pattern=_NO_NUL)]
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+LongText = Annotated[str, msgspec.Meta(max_length=inputs.MAX_TEXT, pattern=NO_NUL)]
 Slug = Annotated[str, msgspec.Meta(pattern=inputs.SLUG.pattern, description=inputs.SLUG_RULE)]
-CodeText = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?$")]
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^\x00\s@]+@[^\s@]+$")]
-Fingerprint = Annotated[str, msgspec.Meta(min_length=1, max_length=512, pattern=_NO_NUL)]
-HostText = Annotated[str, msgspec.Meta(max_length=255, pattern=_NO_NUL)]
+CODE_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?$"
+EMAIL_PATTERN = r"^[^\x00\s@]+@[^\s@]+$"
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+CodeText = Annotated[str, msgspec.Meta(pattern=CODE_PATTERN)]
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=EMAIL_PATTERN)]
+Fingerprint = Annotated[str, msgspec.Meta(min_length=1, max_length=512, pattern=NO_NUL)]
+HostText = Annotated[str, msgspec.Meta(max_length=255, pattern=NO_NUL)]
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
-Uuid = Annotated[
-    str,
-    msgspec.Meta(
-        pattern=r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
-    ),
-]
+Uuid = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN)]
 Sats = Annotated[int, msgspec.Meta(ge=0, le=inputs.MAX_SATS)]
 Seconds = Annotated[int, msgspec.Meta(ge=0, le=100 * 366 * 86_400)]
 Seats = Annotated[int, msgspec.Meta(ge=0, le=10_000, description="0 = unlimited")]
 SortOrder = Annotated[int, msgspec.Meta(ge=-10_000, le=10_000)]
-Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+Currency = Annotated[str, msgspec.Meta(pattern=CURRENCY_PATTERN)]
 # Unix seconds, or an ISO 8601 time with its timezone (`inputs.timestamp` reads both).
 When = Annotated[int, msgspec.Meta(ge=1, le=inputs.MAX_UNIX)] | str
 SlugList = Annotated[list[Slug], msgspec.Meta(max_length=255)]
@@ -148,6 +147,14 @@ class ProductUpdate(Request, kw_only=True):
 
 class ActiveToggle(Request, kw_only=True):
     active: bool
+
+
+class PublicToggle(Request, kw_only=True):
+    is_public: bool
+
+
+class ArchiveToggle(Request, kw_only=True):
+    archived: bool
 
 
 class PolicyTerms(Request, kw_only=True):
@@ -277,56 +284,6 @@ class AuditQuery(Request, kw_only=True):
 class ProductQuery(Request, kw_only=True):
     product_id: Uuid | None = None
     product_slug: Slug | None = None
-
-
-# ----- decoding -----
-
-_DECODERS: dict[type, msgspec.json.Decoder] = {}
-
-
-def decode(model: type[T], raw: bytes) -> T:
-    """A JSON body as `model`; BadRequest naming the field otherwise. Empty body = `{}`."""
-    decoder = _DECODERS.get(model)
-    if decoder is None:
-        decoder = _DECODERS[model] = msgspec.json.Decoder(model)
-    try:
-        return decoder.decode(raw if raw.strip() else b"{}")
-    except msgspec.ValidationError as e:
-        raise BadRequest(_named(str(e))) from None
-    except msgspec.DecodeError as e:
-        raise BadRequest(f"the request body is not valid JSON (UTF-8): {e}") from None
-    except RecursionError:
-        raise BadRequest("the request body nests JSON too deeply") from None
-
-
-def parse(model: type[T], fields: Mapping[str, Any], *, from_text: bool = False) -> T:
-    """`fields` (a form, an action's values, a query string) as `model`, or BadRequest.
-
-    `from_text`: the values are text (a query string), so digits and true/false convert."""
-    try:
-        return msgspec.convert(dict(fields), model, strict=not from_text)
-    except msgspec.ValidationError as e:
-        raise BadRequest(_named(str(e))) from None
-
-
-def encode(value: object) -> bytes:
-    return _ENCODER.encode(value)
-
-
-_ENCODER = msgspec.json.Encoder()
-
-
-def _named(message: str) -> str:
-    """msgspec says `... - at `$.name``; answers name the field first, as every refusal does."""
-    text, sep, where = message.rpartition(" - at `$.")
-    if sep:
-        return f"'{where.rstrip('`')}': {text}"
-    if message.startswith("Object contains unknown field `"):
-        name = message.split("`")[1]
-        return f"'{name}' is not a field of this request; nothing was written"
-    if message.startswith("Object missing required field `"):
-        return f"'{message.split('`')[1]}' is required"
-    return message
 
 
 def _check_json(name: str, value: object) -> None:

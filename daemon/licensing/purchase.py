@@ -16,7 +16,7 @@ from typing import Any
 from aiosqlite import Connection
 
 from daemon.licensing import answers, models, store_sales
-from daemon.licensing.codes import Terms, policy_of, price_after, product_and_policy, usable_problem
+from daemon.licensing.codes import Terms, policy_of, price_after, product_and_policy, unusable
 from daemon.licensing.core import Core, now, record
 from daemon.licensing.errors import BadRequest, NotFound, PaymentNotConfigured
 from daemon.licensing.store import Row
@@ -46,15 +46,15 @@ class Purchases(Core):
                     if code["policy_id"] is not None and policy is None:
                         policy = await policy_of(conn, product, code["policy_id"])
                     policy_id = None if policy is None else policy["id"]
-                    problem = usable_problem(code, product, policy_id, at)
+                    problem = unusable(code, product, policy_id, at)
                     if problem is not None:
-                        raise BadRequest(f"'code': {problem}")
+                        raise BadRequest(f"'code': {problem.message}")
                 base = (policy or product)["price_sats"]
                 if price_after(code, base) > 0:
                     raise PaymentNotConfigured(NO_PAYMENT_PROVIDER)
                 terms = Terms(request.buyer_email, "free purchase")
                 issued = await self._settle_free(
-                    conn, product, policy, code, terms, request.buyer_note, at
+                    conn, product, policy, code, terms, request.buyer_note, at, "license.purchase"
                 )
         return answers.Purchase(
             invoice_id=issued["invoice_id"],
@@ -78,6 +78,7 @@ class Purchases(Core):
         terms: Terms,
         buyer_note: str | None,
         at: int,
+        action: str,
     ) -> dict[str, Any]:
         """License, settled 0-sat invoice and (with a code) its redemption, one transaction."""
         license_row = await self._insert_license(  # type: ignore[attr-defined]  # Licenses'
@@ -112,7 +113,7 @@ class Purchases(Core):
                 },
             )
         detail = {"invoice_id": invoice_id, "code_id": None if code is None else code["id"]}
-        await record(conn, "public", "license.free", f"license:{license_row['id']}", detail, at)
+        await record(conn, "public", action, f"license:{license_row['id']}", detail, at)
         return {
             "license_id": license_row["id"],
             "license_key": license_row["license_key"],

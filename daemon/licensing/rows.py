@@ -137,6 +137,16 @@ def code(row: Row) -> answers.Code:
     )
 
 
+def redemption(row: Row) -> answers.Redemption:
+    return answers.Redemption(
+        id=row["id"],
+        invoice_id=row["invoice_id"],
+        license_id=row["license_id"],
+        buyer_email=row["buyer_email"],
+        redeemed_at=iso_time(row["redeemed_at"]),
+    )
+
+
 def machine(row: Row) -> answers.Machine:
     return answers.Machine(
         id=row["id"],

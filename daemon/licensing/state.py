@@ -43,7 +43,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from daemon.licensing import keys, store
+from daemon.licensing import keys, store, store_machines
 
 # A read in WAL mode waits only in rare moments (another process recovering the WAL index);
 # the event loop must not stall longer than this for it.
@@ -203,7 +203,7 @@ class LicenseReader:
         )
 
     def active_seats(self, license_id: str) -> int:
-        return self._conn.execute(store.ACTIVE_SEATS_SQL, (license_id,)).fetchone()[0]
+        return self._conn.execute(store_machines.ACTIVE_SEATS_SQL, (license_id,)).fetchone()[0]
 
 
 def iso_time(ts: int | None) -> str | None:

@@ -85,6 +85,15 @@ async def delete_code(conn: Connection, code_id: str) -> int:
     return cursor.rowcount
 
 
+async def redemptions_of(conn: Connection, code_id: str) -> list[Row]:
+    return await fetch_all(
+        conn,
+        "SELECT id, invoice_id, license_id, buyer_email, redeemed_at FROM discount_redemptions "
+        "WHERE code_id = ? ORDER BY redeemed_at, id",
+        (code_id,),
+    )
+
+
 INVOICE_COLUMNS = (
     "i.id, i.product_id, i.status, i.amount_sats, i.buyer_email, i.license_id, "
     "l.license_key, p.slug AS product_slug"
@@ -106,11 +115,24 @@ async def license_summary(conn: Connection, now: int) -> Row:
         conn,
         "SELECT count(*) AS total, "
         "count(*) FILTER (WHERE status = 'active') AS active, "
-        "count(*) FILTER (WHERE status = 'revoked') AS revoked, "
         "count(*) FILTER (WHERE status = 'suspended') AS suspended, "
-        "count(*) FILTER (WHERE expires_at IS NOT NULL AND expires_at <= ?) AS expired, "
-        "count(*) FILTER (WHERE is_trial = 1) AS trial FROM licenses",
+        "count(*) FILTER (WHERE status = 'revoked') AS revoked, "
+        "count(*) FILTER (WHERE issued_at >= ?1 - 86400) AS last_24h, "
+        "count(*) FILTER (WHERE issued_at >= ?1 - 7 * 86400) AS last_7d FROM licenses",
         (now,),
     )
     assert row is not None
     return row
+
+
+async def license_counts(conn: Connection) -> tuple[list[Row], list[Row]]:
+    """(product_id, n) and (policy_id, n) over every license."""
+    by_product = await fetch_all(
+        conn, "SELECT product_id, count(*) FROM licenses GROUP BY product_id", ()
+    )
+    by_policy = await fetch_all(
+        conn,
+        "SELECT policy_id, count(*) FROM licenses WHERE policy_id IS NOT NULL GROUP BY policy_id",
+        (),
+    )
+    return by_product, by_policy

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daemon import metrics
-from daemon.licensing import keys, models, store
+from daemon.licensing import keys, models, store, store_machines
 from daemon.licensing.answers import Refusal, SeatAnswer, Valid
 from daemon.licensing.core import Core, now, record
 from daemon.licensing.errors import BadRequest, NotFound
@@ -61,19 +61,19 @@ class Validation(Core):
         try:
             identity = self._verified.identity_of(request.key)
         except keys.KeyFormatError:
-            return Refusal(reason="bad_format")
+            return Refusal(ok=False, reason="bad_format")
         if identity is BAD_SIGNATURE:
-            return Refusal(reason="bad_signature")
+            return Refusal(ok=False, reason="bad_signature")
         assert isinstance(identity, KeyIdentity)
         fingerprint = request.fingerprint
         fp_hash = None if fingerprint is None else keys.fingerprint_hash(fingerprint).hex()
         view = self._reader.view(identity.license_id, fp_hash)
         if view is None or view.product_id != identity.product_id:
-            return Refusal(reason="not_found")
+            return Refusal(ok=False, reason="not_found")
         if view.status != "active":
-            return Refusal(reason=view.status)
+            return Refusal(ok=False, reason=view.status)
         if request.product_slug is not None and request.product_slug != view.product_slug:
-            return Refusal(reason="product_mismatch")
+            return Refusal(ok=False, reason="product_mismatch")
         grace_until = _grace_until(view)
         if view.expires_at is not None and time.time() >= view.expires_at + view.grace_seconds:
             return _refusal(view, "expired", expires_at=view.expires_at_text)
@@ -135,7 +135,7 @@ class Validation(Core):
         if view.machine_id is None:
             return self._seat_answer(view, None, reason="not_activated")
         async with self._pool.transaction() as conn:
-            await store.touch_machine(conn, view.machine_id, now())
+            await store_machines.touch_machine(conn, view.machine_id, now())
         return self._seat_answer(view, view.machine_id)
 
     async def deactivate(self, request: models.DeactivateRequest) -> SeatAnswer:
@@ -199,18 +199,22 @@ class Validation(Core):
                 license_row = await store.seat_limit_of(conn, license_id)
                 if license_row is None or license_row["status"] != "active":
                     return None
-                known = await store.machine_by_fingerprint(conn, license_id, fp_hash)
+                known = await store_machines.machine_by_fingerprint(conn, license_id, fp_hash)
                 if known is not None and known["deactivated_at"] is None:
-                    await store.reactivate_machine(conn, known["id"], hostname, platform, at)
+                    await store_machines.reactivate_machine(
+                        conn, known["id"], hostname, platform, at
+                    )
                     return known["id"]
-                taken = await store.active_seats(conn, license_id)
+                taken = await store_machines.active_seats(conn, license_id)
                 if not _has_free_seat(license_row["max_machines"], taken):
                     return None
                 if known is not None:
-                    await store.reactivate_machine(conn, known["id"], hostname, platform, at)
+                    await store_machines.reactivate_machine(
+                        conn, known["id"], hostname, platform, at
+                    )
                     return known["id"]
                 machine_id = str(uuid.uuid4())
-                await store.insert_machine(
+                await store_machines.insert_machine(
                     conn,
                     {
                         "id": machine_id,
@@ -229,8 +233,10 @@ class Validation(Core):
         async with self._write_lock:
             at = now()
             async with self._pool.transaction() as conn:
-                changed = await store.deactivate_machine(conn, machine_id, reason, at)
-                await store.purge_machine_history(conn, license_id, keep=self._machine_history)
+                changed = await store_machines.deactivate_machine(conn, machine_id, reason, at)
+                await store_machines.purge_machine_history(
+                    conn, license_id, keep=self._machine_history
+                )
                 if audited and changed:
                     await record(
                         conn,
@@ -250,4 +256,4 @@ def _grace_until(view: LicenseView) -> str | None:
 
 
 def _refusal(view: LicenseView, reason: str, **extra: Any) -> Refusal:
-    return Refusal(reason=reason, license_id=view.id, product_id=view.product_id, **extra)
+    return Refusal(ok=False, reason=reason, license_id=view.id, product_id=view.product_id, **extra)
