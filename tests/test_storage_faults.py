@@ -93,7 +93,7 @@ def test_disk_full_is_507_with_its_cause_and_recovers_when_space_returns(tmp_pat
         # The WAL may still have room for a few rows; write until the disk refuses.
         for _ in range(400):
             status, answer = new_product(proc)
-            if status != 201:
+            if status != 200:
                 break
             before = db_dump(proc)
         assert status == 507, answer

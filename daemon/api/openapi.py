@@ -104,8 +104,18 @@ def _operation(e: Endpoint, found: dict[int, Any], components: dict[str, Any]) -
         operation["security"] = [{"adminKey": []}]
         operation["responses"]["401"] = _error("no admin key")
         operation["responses"]["403"] = _error("wrong admin key")
+    responses = operation["responses"]
     if e.rate_group is not None:
-        operation["responses"]["429"] = _error("rate_limited; retry after Retry-After seconds")
+        responses["429"] = _error("rate_limited; retry after Retry-After seconds")
+    if e.method != "GET":
+        # A write may meet a duplicate or a state that forbids it, a slow or huge body, a full
+        # disk or a lock held elsewhere (and a purchase a missing payment provider).
+        responses["408"] = _error("the body did not arrive in time; nothing was applied")
+        responses["409"] = _error("the current state forbids it; nothing was written")
+        responses["413"] = _error("the body is larger than 64 KiB; nothing was applied")
+        responses["503"] = _error("database busy, or no payment provider; retry or see message")
+        responses["507"] = _error("the disk is full; nothing was written")
+    operation["responses"] = dict(sorted(responses.items()))
     return operation
 
 

@@ -74,7 +74,7 @@ class Catalogue(Core):
         return [rows.product(row) for row in found]
 
     async def update_product(
-        self, product_id: str, request: models.ProductUpdate
+        self, product_id: str, request: models.ProductUpdate, action: str = "product.update"
     ) -> answers.Product:
         """Edit a product, its entitlements catalog included; absent fields stay as they are."""
         values: dict[str, Any] = _given(request, ("name", "description", "price_sats"))
@@ -89,14 +89,14 @@ class Catalogue(Core):
         async with self._write_lock, self._pool.transaction() as conn:
             if not await store.update_row(conn, "products", product_id, values, at):
                 raise NotFound(f"product {product_id}")
-            await self._audit(
-                conn, "product.update", f"product:{product_id}", {"fields": sorted(values)}, at
-            )
+            detail = {"fields": sorted(values), "active": request.active}
+            await self._audit(conn, action, f"product:{product_id}", detail, at)
             row = await store.product_by_id(conn, product_id)
         return rows.product(row)
 
     async def set_product_active(self, product_id: str, active: bool) -> answers.Product:
-        return await self.update_product(product_id, models.ProductUpdate(active=active))
+        request = models.ProductUpdate(active=active)
+        return await self.update_product(product_id, request, "product.set_active")
 
     async def delete_product(self, product_id: str) -> answers.Deleted:
         """Only a product nothing was sold under: its licenses and invoices keep it otherwise."""
@@ -170,7 +170,9 @@ class Catalogue(Core):
             found = await store.list_policies(conn, product_id, public_only=False)
         return [rows.policy(row) for row in found]
 
-    async def update_policy(self, policy_id: str, request: models.PolicyUpdate) -> answers.Policy:
+    async def update_policy(
+        self, policy_id: str, request: models.PolicyUpdate, action: str = "policy.update"
+    ) -> answers.Policy:
         """Edit a policy; `active: false` archives it (kept for its licenses, sold no more)."""
         values: dict[str, Any] = _given(
             request,
@@ -199,23 +201,26 @@ class Catalogue(Core):
             if values.get("is_default"):
                 await store.clear_default_policy(conn, before["product_id"])
             await store.update_row(conn, "policies", policy_id, values)
-            await self._audit(
-                conn, "policy.update", f"policy:{policy_id}", {"fields": sorted(values)}, at
-            )
+            await self._audit(conn, action, f"policy:{policy_id}", {"fields": sorted(values)}, at)
             row = await store.policy_by_id(conn, policy_id)
         return rows.policy(row)
 
     async def set_policy_active(self, policy_id: str, active: bool) -> answers.Policy:
-        return await self.update_policy(policy_id, models.PolicyUpdate(active=active))
+        request = models.PolicyUpdate(active=active)
+        return await self.update_policy(policy_id, request, "policy.set_active")
 
     async def set_policy_public(self, policy_id: str, is_public: bool) -> answers.PublicSet:
-        await self.update_policy(policy_id, models.PolicyUpdate(is_public=is_public))
+        request = models.PolicyUpdate(is_public=is_public)
+        await self.update_policy(policy_id, request, "policy.set_public")
         return answers.PublicSet(is_public=is_public)
 
     async def set_policy_archived(self, policy_id: str, archived: bool) -> answers.ArchivedSet:
         """Keysmith has one flag for both: an archived policy is an inactive one (kept for
         its licenses, hidden from buyers, not sold)."""
-        await self.update_policy(policy_id, models.PolicyUpdate(active=not archived))
+        request = models.PolicyUpdate(active=not archived)
+        await self.update_policy(
+            policy_id, request, "policy.archive" if archived else "policy.unarchive"
+        )
         return answers.ArchivedSet(archived=archived)
 
     async def delete_policy(self, policy_id: str) -> answers.Deleted:

@@ -143,7 +143,9 @@ class Codes(Core):
             code=rows.code(row), redemptions=[rows.redemption(r) for r in used]
         )
 
-    async def update_code(self, code_id: str, request: models.CodeUpdate) -> answers.Code:
+    async def update_code(
+        self, code_id: str, request: models.CodeUpdate, action: str = "discount_code.update"
+    ) -> answers.Code:
         at = now()
         values: dict[str, Any] = {}
         if request.note is not None:
@@ -163,7 +165,7 @@ class Codes(Core):
             await store.update_row(conn, "discount_codes", code_id, values)
             await self._audit(
                 conn,
-                "discount_code.update",
+                action,
                 f"discount_code:{code_id}",
                 {"fields": sorted(values)},
                 at,
@@ -172,7 +174,8 @@ class Codes(Core):
         return rows.code(row)
 
     async def set_code_active(self, code_id: str, active: bool) -> answers.Code:
-        return await self.update_code(code_id, models.CodeUpdate(active=active))
+        request = models.CodeUpdate(active=active)
+        return await self.update_code(code_id, request, "discount_code.set_active")
 
     async def delete_code(self, code_id: str) -> answers.Deleted:
         at = now()

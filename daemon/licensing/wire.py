@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
 import msgspec
+import msgspec.inspect
 
 from daemon.licensing import inputs, models
 from daemon.licensing.errors import BadRequest
@@ -122,6 +123,9 @@ def _named(model: type, message: str) -> str:
         wanted = " or ".join(_KINDS.get(k, k) for k in kinds)
         return f"'{field}' must be {wanted}, got {_GOT.get(expected[2], expected[2])}"
     bound = _BOUND.match(text)
+    between = _range_of(model, field)
+    if bound is not None and between is not None:
+        return f"'{field}' must be between {between[0]} and {between[1]}"
     if bound is not None:
         kind, length, sign, limit = bound.groups()
         least = sign.startswith(">")
@@ -166,3 +170,18 @@ def _choices(model: type, name: str) -> tuple[str, ...]:
         else:
             pending.extend(typing.get_args(item))
     return tuple(found)
+
+
+def _range_of(model: type, name: str) -> tuple[int, int] | None:
+    """An integer field's declared (ge, le), when it has both: "between" reads better."""
+    info = msgspec.inspect.type_info(model)
+    for field in getattr(info, "fields", ()):
+        if field.name != name:
+            continue
+        kinds = [field.type]
+        while kinds:
+            kind = kinds.pop()
+            if isinstance(kind, msgspec.inspect.IntType) and None not in (kind.ge, kind.le):
+                return kind.ge, kind.le
+            kinds.extend(getattr(kind, "types", ()))
+    return None
