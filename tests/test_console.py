@@ -80,7 +80,11 @@ def copy_migrations(tmp_path: Path) -> Path:
 
 
 def migration_file(folder: Path, version: int) -> Path:
-    (path,) = [p for p in folder.glob("*_*.sql") if int(p.name.split("_", 1)[0]) == version]
+    (path,) = [
+        p
+        for p in folder.glob("*_*.sql")
+        if int(p.name.split("_", 1)[0]) == version and not p.name.endswith(".down.sql")
+    ]
     return path
 
 

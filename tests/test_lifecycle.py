@@ -29,7 +29,11 @@ INCIDENT_CHECKSUM = b"\xef" * 48  # what the poisoned v9 ledger row held in the 
 
 
 def migration_file(folder: Path, version: int) -> Path:
-    (path,) = [p for p in folder.glob("*_*.sql") if int(p.name.split("_", 1)[0]) == version]
+    (path,) = [
+        p
+        for p in folder.glob("*_*.sql")
+        if int(p.name.split("_", 1)[0]) == version and not p.name.endswith(".down.sql")
+    ]
     return path
 
 
