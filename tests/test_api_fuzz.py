@@ -31,8 +31,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from daemon.api import mount  # noqa: F401  (every handler module registers into the table)
-from daemon.api.table import ENDPOINTS
 from daemon.api.app import MAX_BODY_BYTES
+from daemon.api.table import ENDPOINTS
 from tests.daemon_proc import DaemonProc
 from tests.test_api_support import (
     admin,
@@ -515,7 +515,12 @@ def test_admin_requests_without_the_key_change_nothing(daemon, world):
         if not answer[2].startswith(AIOHTTP_OWN_REFUSALS):
             # 404 only where the path itself matches no route (e.g. an id holding a '/'); 417
             # for an `Expect:` other than 100-continue, answered before authentication.
-            assert answer[0] in (401, 403, 404, 417), (method, target[:200], answer[0], answer[2][:300])
+            assert answer[0] in (401, 403, 404, 417), (
+                method,
+                target[:200],
+                answer[0],
+                answer[2][:300],
+            )
         answered.append(answer[0])
 
     unauthenticated()
