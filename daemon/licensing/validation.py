@@ -76,7 +76,9 @@ class Validation(Core):
             return Refusal(ok=False, reason="product_mismatch")
         grace_until = _grace_until(view)
         if view.expires_at is not None and time.time() >= view.expires_at + view.grace_seconds:
-            return _refusal(view, "expired", expires_at=view.expires_at_text)
+            return _refusal(
+                view, "expired", expires_at=view.expires_at_text, grace_until=grace_until
+            )
         if fp_hash is not None:
             if view.fingerprint_hash is not None and fp_hash != view.fingerprint_hash:
                 return _refusal(view, "fingerprint_mismatch")

@@ -183,5 +183,7 @@ def _range_of(model: type, name: str) -> tuple[int, int] | None:
             kind = kinds.pop()
             if isinstance(kind, msgspec.inspect.IntType) and None not in (kind.ge, kind.le):
                 return kind.ge, kind.le
+            if isinstance(kind, msgspec.inspect.Metadata):  # a described type
+                kinds.append(kind.type)
             kinds.extend(getattr(kind, "types", ()))
     return None
