@@ -340,15 +340,55 @@ def test_public_policies_list_only_public_active_tiers_in_order(daemon, client):
     assert "HTTP 404" in str(missing.value)
 
 
-def test_purchase_says_no_payment_provider_is_configured(daemon, client):
+def test_a_free_tier_is_bought_polled_and_waited_for_with_the_client(daemon, client):
+    product = make_product(daemon, price_sats_override=0)
+    session = client.start_purchase(product, StartPurchaseOptions(buyer_email="fay@example.org"))
+    assert (session.amount_sats, session.base_price_sats, session.discount_applied_sats) == (
+        0,
+        0,
+        0,
+    )
+    assert session.checkout_url is None and session.btcpay_invoice_id is None
+    poll = client.poll_purchase(session.invoice_id)
+    assert (poll.status, poll.amount_sats, poll.license_key is not None) == ("settled", 0, True)
+    key = client.wait_for_license(session.invoice_id, interval_s=0.01, timeout_s=5)
+    assert key == poll.license_key
+    assert client.validate(key, product_slug=product).ok
+
+
+def test_a_redeemed_code_buys_through_the_purchase_flow(daemon, client):
+    product = make_product(daemon)
+    code = unique("FREE")
+    must(
+        admin(
+            daemon,
+            "POST",
+            "/v1/admin/discount-codes",
+            {"code": code, "kind": "free_license", "product_slug": product},
+        ),
+        200,
+    )
+    session = client.start_purchase(product, StartPurchaseOptions(code=code.lower()))
+    assert (session.amount_sats, session.base_price_sats, session.discount_applied_sats) == (
+        0,
+        50_000,
+        50_000,
+    )
+    key = client.wait_for_license(session.invoice_id, interval_s=0.01, timeout_s=5)
+    answer = client.validate(key)
+    assert answer.ok and answer.license_id == client.poll_purchase(session.invoice_id).license_id
+
+
+def test_a_paid_purchase_says_no_payment_provider_is_configured(daemon, client):
     product = make_product(daemon)
     before = db_dump(daemon)
     with pytest.raises(LicensingError) as refused:
         client.start_purchase(product, StartPurchaseOptions(buyer_email="bob@example.com"))
     assert "HTTP 503" in str(refused.value)
     assert "no payment provider is configured" in str(refused.value)
-    with pytest.raises(LicensingError):
+    with pytest.raises(LicensingError) as unknown:
         client.poll_purchase(str(uuid.uuid4()))
+    assert "HTTP 404" in str(unknown.value)
     assert db_dump(daemon) == before
 
 
