@@ -89,7 +89,7 @@ end
 
 function response(status, headers, body)
   if status ~= 200 then other = other + 1
-  elseif string.find(body, '"ok": true', 1, true) then ok = ok + 1
+  elseif string.find(body, '"ok":%%s*true') then ok = ok + 1
   elseif string.find(body, '"reason": "revoked"', 1, true) then revoked = revoked + 1
   elseif string.find(body, '"reason": "bad_signature"', 1, true) then forged = forged + 1
   else other = other + 1 end
