@@ -5,37 +5,40 @@ admin API applies (`daemon.licensing.inputs`), then calls the same `Licensing` m
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any, TypeVar
 
 from daemon.actions import service_call
 from daemon.actions.registry import NOTHING_CHANGED, ActionError
 from daemon.actions.results import Result, Value
-from daemon.licensing import inputs, models, wire
+from daemon.licensing import models, wire
 from daemon.licensing.errors import LicensingError
 from daemon.licensing.rows import BASIS_POINTS_PER_PERCENT
 from daemon.settings import Settings
 
 T = TypeVar("T")
 SECONDS_PER_DAY = 86_400
-
-
-def _checked(check: Any, values: dict[str, Any], name: str, **options: Any) -> Any:
-    """Apply one of the admin API's field rules; its refusal names the field."""
-    try:
-        return check(values, name, **options)
-    except LicensingError as error:
-        raise ActionError(f"{error.message}. {NOTHING_CHANGED}") from None
+# The action forms' names for the model fields they fill under another name.
+_FORM_NAMES = {
+    "product_slug": "product",
+    "policy_slug": "policy",
+    "max_uses": "max_redemptions",
+    "price_sats_override": "price_sats",
+    "duration_seconds": "duration_days",
+}
+_NAMED = re.compile(r"^'([a-z_]+)'")
 
 
 def _request(model: type[T], fields: dict[str, Any]) -> T:
-    """The action's values as the admin API's own request model (absent ones left out);
-    its refusal names the field."""
+    """The action's values as the admin API's own request model (absent ones left out): the
+    same rules and words as the API, naming the action's own field where its name differs."""
     given = {name: value for name, value in fields.items() if value is not None}
     try:
         return wire.parse(model, given)
     except LicensingError as error:
-        raise ActionError(f"{error.message}. {NOTHING_CHANGED}") from None
+        message = _NAMED.sub(lambda m: f"'{_FORM_NAMES.get(m[1], m[1])}'", error.message, 1)
+        raise ActionError(f"{message}. {NOTHING_CHANGED}") from None
 
 
 def _uuid(values: dict[str, Any], name: str) -> str:
@@ -53,7 +56,7 @@ def _uuid(values: dict[str, Any], name: str) -> str:
 
 def create_product(settings: Settings, values: dict[str, Any]) -> Result:
     fields = {
-        "slug": _checked(inputs.slug, values, "slug"),
+        "slug": values["slug"],
         "name": values["name"],
         "description": values["description"],
         "price_sats": values["price_sats"],
@@ -72,11 +75,11 @@ def create_policy(settings: Settings, values: dict[str, Any]) -> Result:
     entitlements = None
     if values["entitlements"]:
         listed = [part.strip() for part in values["entitlements"].split(",") if part.strip()]
-        entitlements = _checked(inputs.slug_list, {"entitlements": listed}, "entitlements")
+        entitlements = listed
     days = values["duration_days"]
     fields = {
-        "product_slug": _checked(inputs.slug, values, "product"),
-        "slug": _checked(inputs.slug, values, "slug"),
+        "product_slug": values["product"],
+        "slug": values["slug"],
         "name": values["name"],
         "price_sats_override": values["price_sats"],
         "duration_seconds": None if days is None else days * SECONDS_PER_DAY,
@@ -103,15 +106,13 @@ def create_policy(settings: Settings, values: dict[str, Any]) -> Result:
 
 
 def issue_license(settings: Settings, values: dict[str, Any]) -> Result:
-    product = _checked(inputs.slug, values, "product")
-    policy = _checked(inputs.slug, values, "policy")
-    expires_at = _checked(inputs.timestamp, values, "expires_at")
+    product = values["product"]
     fields = {
         "product_slug": product,
-        "policy_slug": policy,
+        "policy_slug": values["policy"],
         "note": values["note"],
         "fingerprint": values["fingerprint"],
-        "expires_at": expires_at,
+        "expires_at": values["expires_at"],
     }
     request = _request(models.LicenseIssue, fields)
     issued = service_call.call(settings, lambda s: s.issue_license(request))
@@ -226,17 +227,14 @@ def deactivate_machine(settings: Settings, values: dict[str, Any]) -> Result:
 
 
 def create_discount_code(settings: Settings, values: dict[str, Any]) -> Result:
-    code = values["code"]
-    if not inputs.SLUG.match(code.lower()):
-        raise ActionError(f"'code' must be {inputs.SLUG_RULE} (any case). {NOTHING_CHANGED}")
     fields = {
-        "code": code,
+        "code": values["code"],
         "kind": values["kind"],
         "amount": values["amount"],
-        "product_slug": _checked(inputs.slug, values, "product"),
-        "policy_slug": _checked(inputs.slug, values, "policy"),
+        "product_slug": values["product"],
+        "policy_slug": values["policy"],
         "max_uses": values["max_redemptions"],
-        "expires_at": _checked(inputs.timestamp, values, "expires_at"),
+        "expires_at": values["expires_at"],
         "note": values["note"],
     }
     if fields["kind"] == "percent" and fields["amount"] is not None:
