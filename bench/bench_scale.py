@@ -90,8 +90,8 @@ end
 function response(status, headers, body)
   if status ~= 200 then other = other + 1
   elseif string.find(body, '"ok":%%s*true') then ok = ok + 1
-  elseif string.find(body, '"reason": "revoked"', 1, true) then revoked = revoked + 1
-  elseif string.find(body, '"reason": "bad_signature"', 1, true) then forged = forged + 1
+  elseif string.find(body, '"reason":%%s*"revoked"') then revoked = revoked + 1
+  elseif string.find(body, '"reason":%%s*"bad_signature"') then forged = forged + 1
   else other = other + 1 end
 end
 
@@ -401,6 +401,8 @@ def _env(db: Path, port: int) -> dict[str, str]:
         KEYSMITH_DB_PATH=str(db),
         KEYSMITH_BIND=f"127.0.0.1:{port}",
         KEYSMITH_ADMIN_API_KEY=ADMIN_KEY,
+        # One load generator on loopback is one client: the per-client limit would refuse it.
+        KEYSMITH_RATE_LIMIT="0",
         PYTHONPATH=str(REPO),
     )
     return env
