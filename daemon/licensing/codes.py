@@ -25,14 +25,6 @@ DISCOUNT_KINDS = ("percent", "fixed_sats", "free_license", "set_price")
 FULL_PERCENT_BPS = 10_000
 
 
-@dataclass(frozen=True, slots=True)
-class Terms:
-    """What a redeemed or free-purchased license gets beyond its policy: the buyer's email."""
-
-    buyer_email: str | None
-    note: str
-
-
 def price_after(code: Row | None, base: int) -> int:
     """The price once `code` (a stored row) applies to `base` sats."""
     if code is None:
@@ -247,7 +239,11 @@ class Codes(Core):
                 problem = unusable(code, product, code["policy_id"], at)
                 if problem is not None:
                     raise BadRequest(problem.message)
-                terms = Terms(request.buyer_email, f"redeemed code {code['code']}")
+                terms = models.LicenseIssue(
+                    product_slug=product["slug"],
+                    note=f"redeemed code {code['code']}",
+                    buyer_email=request.buyer_email,
+                )
                 issued = await self._settle_free(  # type: ignore[attr-defined]  # Purchases'
                     conn, product, policy, code, terms, request.buyer_note, at, "license.redeem"
                 )

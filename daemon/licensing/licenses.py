@@ -71,20 +71,25 @@ class Licenses(Core):
         return int(found["max_machines"])
 
     async def _insert_license(
-        self, conn: Connection, product: Row, policy: Row | None, terms: Any, at: int
+        self,
+        conn: Connection,
+        product: Row,
+        policy: Row | None,
+        terms: models.LicenseIssue,
+        at: int,
     ) -> dict[str, Any]:
-        """Sign and store a key. `terms` is a LicenseIssue, or any object with its fields
-        (purchases and redemptions pass their own); a field left None takes the policy's."""
-        expires_at = getattr(terms, "expires_at", None)
+        """Sign and store a key; a term the request leaves None takes the policy's (purchases
+        and redemptions pass a LicenseIssue of their own: a note and the buyer's email)."""
+        expires_at = terms.expires_at
         if expires_at is None and policy is not None and policy["duration_seconds"] is not None:
             expires_at = at + policy["duration_seconds"]
-        entitlements = getattr(terms, "entitlements", None)
+        entitlements = terms.entitlements
         if entitlements is None:
             entitlements = [] if policy is None else json.loads(policy["entitlements"])
-        is_trial = getattr(terms, "is_trial", None)
+        is_trial = terms.is_trial
         if is_trial is None:
             is_trial = policy is not None and bool(policy["is_trial"])
-        fingerprint = getattr(terms, "fingerprint", None)
+        fingerprint = terms.fingerprint
         fp_hash = None if fingerprint is None else keys.fingerprint_hash(fingerprint)
         flags = (keys.FLAG_TRIAL if is_trial else 0) | (
             keys.FLAG_FINGERPRINT_BOUND if fp_hash else 0
@@ -107,13 +112,13 @@ class Licenses(Core):
             "issued_at": at,
             "expires_at": expires_at,
             "fingerprint_hash": None if fp_hash is None else fp_hash.hex(),
-            "note": getattr(terms, "note", None) or "",
+            "note": terms.note or "",
             "policy_id": None if policy is None else policy["id"],
             "is_trial": int(is_trial),
             "entitlements": json.dumps(entitlements),
-            "max_machines": getattr(terms, "max_machines", None),
-            "grace_seconds": getattr(terms, "grace_seconds", None),
-            "buyer_email": getattr(terms, "buyer_email", None),
+            "max_machines": terms.max_machines,
+            "grace_seconds": terms.grace_seconds,
+            "buyer_email": terms.buyer_email,
         }
         await store.insert_license(conn, row)
         return row

@@ -16,7 +16,7 @@ from typing import Any
 from aiosqlite import Connection
 
 from daemon.licensing import answers, models, store_sales
-from daemon.licensing.codes import Terms, policy_of, price_after, product_and_policy, unusable
+from daemon.licensing.codes import policy_of, price_after, product_and_policy, unusable
 from daemon.licensing.core import Core, now, record
 from daemon.licensing.errors import BadRequest, NotFound, PaymentNotConfigured
 from daemon.licensing.store import Row
@@ -52,7 +52,11 @@ class Purchases(Core):
                 base = (policy or product)["price_sats"]
                 if price_after(code, base) > 0:
                     raise PaymentNotConfigured(NO_PAYMENT_PROVIDER)
-                terms = Terms(request.buyer_email, "free purchase")
+                terms = models.LicenseIssue(
+                    product_slug=product["slug"],
+                    note="free purchase",
+                    buyer_email=request.buyer_email,
+                )
                 issued = await self._settle_free(
                     conn, product, policy, code, terms, request.buyer_note, at, "license.purchase"
                 )
@@ -75,7 +79,7 @@ class Purchases(Core):
         product: Row,
         policy: Row | None,
         code: Row | None,
-        terms: Terms,
+        terms: models.LicenseIssue,
         buyer_note: str | None,
         at: int,
         action: str,
