@@ -294,7 +294,7 @@ async def list_licenses(
     return await fetch_all(
         conn,
         f"SELECT {LICENSE_COLUMNS} {LICENSE_FROM} {where} "
-        "ORDER BY l.issued_at DESC, l.id LIMIT ? OFFSET ?",
+        "ORDER BY l.issued_at DESC, l.rowid DESC LIMIT ? OFFSET ?",
         (*params, limit, offset),
     )
 
