@@ -426,3 +426,41 @@ def test_unknown_ids_are_404_on_every_new_admin_route(daemon):
         assert (answer["ok"], answer["error"]) == (False, "not_found"), (method, path)
         assert missing in answer["message"]
     assert db_dump(daemon) == before
+
+
+def test_revenue_counts_settled_invoices_only(tmp_path):
+    """A fresh shop so the sums are exact. Paid invoices are written as the payment provider's
+    side would write them (Keysmith has none); a free purchase adds nothing but a license."""
+    from tests.daemon_proc import DaemonProc
+
+    with DaemonProc(tmp_path) as shop:
+        slug = make_product(shop, price_sats_override=0)
+        must(shop.request("POST", "/v1/purchase", {"product": slug}), 200)
+        [(product_id,)] = rows(shop, "SELECT id FROM products WHERE slug = ?", slug)
+        now = int(time.time())
+        for amount, status, settled in (
+            (1_000, "settled", now - 60),
+            (2_000, "settled", now - 3 * DAY),
+            (4_000, "settled", now - 20 * DAY),
+            (8_000, "settled", now - 90 * DAY),
+            (16_000, "pending", None),
+        ):
+            _write(
+                shop,
+                "INSERT INTO invoices (id, product_id, status, provider, amount_sats, "
+                "created_at, settled_at) VALUES (?, ?, ?, 'btcpay', ?, ?, ?)",
+                str(uuid.uuid4()),
+                product_id,
+                status,
+                amount,
+                now - 100 * DAY,
+                settled,
+            )
+        summary = must(admin(shop, "GET", "/v1/admin/revenue/summary"), 200)
+    assert summary == {
+        "total_sats": 15_000,
+        "last_24h_sats": 1_000,
+        "last_7d_sats": 3_000,
+        "last_30d_sats": 7_000,
+        "settled_paid_invoice_count": 4,
+    }

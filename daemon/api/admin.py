@@ -91,6 +91,16 @@ async def license_summary(request: web.Request) -> web.Response:
 
 @admin_endpoint(
     "GET",
+    "/v1/admin/revenue/summary",
+    "Sats taken by settled invoices, lifetime and over 24 h, 7 and 30 days",
+    answer=answers.RevenueSummary,
+)
+async def revenue_summary(request: web.Request) -> web.Response:
+    return answer(await licensing_of(request).revenue_summary())
+
+
+@admin_endpoint(
+    "GET",
     "/v1/admin/licenses/counts",
     "Licenses per product and per policy",
     answer=answers.LicenseCounts,

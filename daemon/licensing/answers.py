@@ -191,6 +191,16 @@ class LicenseSummary(Answer, kw_only=True):
     last_7d: int
 
 
+class RevenueSummary(Answer, kw_only=True):
+    """Sats taken by settled invoices (Keysat's shape); free ones count 0."""
+
+    total_sats: int
+    last_24h_sats: int
+    last_7d_sats: int
+    last_30d_sats: int
+    settled_paid_invoice_count: int
+
+
 class LicenseCounts(Answer, kw_only=True):
     """Licenses per product id and per policy id."""
 

@@ -149,6 +149,11 @@ class Licenses(Core):
             row = await store_sales.license_summary(conn, now())
         return answers.LicenseSummary(**{key: row[key] for key in row.keys()})  # noqa: SIM118
 
+    async def revenue_summary(self) -> answers.RevenueSummary:
+        async with self._pool.connection() as conn:
+            row = await store_sales.revenue_summary(conn, now())
+        return answers.RevenueSummary(**{key: row[key] for key in row.keys()})  # noqa: SIM118
+
     async def license_counts(self) -> answers.LicenseCounts:
         async with self._pool.connection() as conn:
             by_product, by_policy = await store_sales.license_counts(conn)

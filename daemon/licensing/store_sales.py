@@ -136,3 +136,20 @@ async def license_counts(conn: Connection) -> tuple[list[Row], list[Row]]:
         (),
     )
     return by_product, by_policy
+
+
+async def revenue_summary(conn: Connection, now: int) -> Row:
+    row = await fetch_one(
+        conn,
+        "SELECT coalesce(sum(amount_sats), 0) AS total_sats, "
+        "coalesce(sum(amount_sats) FILTER (WHERE settled_at >= ?1 - 86400), 0) AS last_24h_sats, "
+        "coalesce(sum(amount_sats) FILTER (WHERE settled_at >= ?1 - 7 * 86400), 0) "
+        "AS last_7d_sats, "
+        "coalesce(sum(amount_sats) FILTER (WHERE settled_at >= ?1 - 30 * 86400), 0) "
+        "AS last_30d_sats, "
+        "count(*) FILTER (WHERE amount_sats > 0) AS settled_paid_invoice_count "
+        "FROM invoices WHERE status = 'settled'",
+        (now,),
+    )
+    assert row is not None
+    return row
