@@ -218,6 +218,14 @@ def test_public_routes_allow_browsers_and_answer_the_preflight(daemon):
     assert (status, headers["Access-Control-Allow-Origin"]) == (200, "*")
 
 
+def test_a_preflight_with_an_unknown_expect_gets_the_json_envelope(daemon):
+    # Found by the fuzz: the preflight routes once lacked the daemon's Expect handler, and
+    # aiohttp answered 417 in plain text.
+    status, headers, body = _send(daemon, "OPTIONS", "/v1/validate", headers={"Expect": "0"})
+    assert status == 417 and headers["Content-Type"].startswith("application/json")
+    assert (body["ok"], body["error"]) == (False, "expectation_failed")
+
+
 def test_admin_routes_are_not_opened_to_browsers(daemon):
     status, headers, _ = _send(
         daemon, "GET", "/v1/admin/products", headers={**daemon.admin_headers(), "Origin": "x"}

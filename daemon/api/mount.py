@@ -47,7 +47,7 @@ def add_licensing_routes(app: web.Application, licensing: Licensing, settings: S
             methods.setdefault(e.path, []).append(e.method)
         app.router.add_route(e.method, e.path, handler, expect_handler=expect_handler)
     for path, allowed in methods.items():
-        app.router.add_route("OPTIONS", path, _preflight(allowed))
+        app.router.add_route("OPTIONS", path, _preflight(allowed), expect_handler=expect_handler)
 
 
 def _cors(handler: Handler) -> Handler:
