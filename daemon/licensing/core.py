@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -52,10 +51,6 @@ async def record(
 
 def now() -> int:
     return int(time.time())
-
-
-def json_list(raw: str) -> list[Any]:
-    return list(json.loads(raw))
 
 
 class Core:

@@ -16,9 +16,6 @@ from daemon.licensing.errors import BadRequest, Conflict, NotFound
 from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
 
-# With no filter at all, Keysat's license search answers the most recent ones.
-RECENT = 100
-
 
 class Licenses(Core):
     async def issue_license(self, request: models.LicenseIssue) -> answers.Issued:

@@ -229,6 +229,7 @@ class LicenseQuery(Request, kw_only=True):
     q: Text | None = None
     buyer_email: Annotated[str, msgspec.Meta(min_length=1, max_length=254)] | None = None
     invoice_id: Uuid | None = None
+    # With no filter at all, Keysat's search answers the 100 most recent licenses.
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
     offset: Annotated[int, msgspec.Meta(ge=0, le=10**9)] = 0
 
