@@ -118,7 +118,10 @@ def test_policies_are_edited_shown_archived_and_deleted(daemon):
         "ok": True,
         "archived": True,
     }
-    listed = must(admin(daemon, "GET", f"/v1/admin/policies?product_id={product['id']}"), 200)
+    listing = f"/v1/admin/policies?product_id={product['id']}"
+    # As Keysat: an archived policy is listed only when asked for.
+    assert must(admin(daemon, "GET", listing), 200)["policies"] == []
+    listed = must(admin(daemon, "GET", f"{listing}&include_archived=true"), 200)
     [shown] = listed["policies"]
     assert (shown["is_public"], shown["archived"], shown["active"]) == (False, True, False)
     assert must(admin(daemon, "DELETE", path), 200) == {"ok": True, "deleted": policy["slug"]}
@@ -274,6 +277,14 @@ def test_discount_codes_in_keysat_shapes(daemon):
     assert (code["amount"], code["max_uses"], code["uses"]) == (2500, 2, 0)
     listed = must(admin(daemon, "GET", "/v1/admin/discount-codes"), 200)
     assert code["id"] in [c["id"] for c in listed["codes"]]
+    path = f"/v1/admin/discount-codes/{code['id']}"
+    must(admin(daemon, "PATCH", f"{path}/active", {"active": False}), 200)
+    # As Keysat: a disabled code is listed only when asked for.
+    listed = must(admin(daemon, "GET", "/v1/admin/discount-codes"), 200)
+    assert code["id"] not in [c["id"] for c in listed["codes"]]
+    listed = must(admin(daemon, "GET", "/v1/admin/discount-codes?include_inactive=true"), 200)
+    assert code["id"] in [c["id"] for c in listed["codes"]]
+    must(admin(daemon, "PATCH", f"{path}/active", {"active": True}), 200)
     preview = must(
         daemon.request(
             "GET", f"/v1/discount-codes/preview?code={code['code']}&product={product['slug']}"

@@ -255,7 +255,7 @@ def disable_discount_code(settings: Settings, values: dict[str, Any]) -> Result:
 
     async def disable(service: Any) -> dict[str, Any]:
         # Operators know the code they handed out, not its id; codes are few.
-        for code in await service.list_codes(None):
+        for code in await service.list_codes(models.CodeQuery(include_inactive=True)):
             if wanted in (code.code, code.id):
                 return await service.set_code_active(code.id, False)
         raise ActionError(f"There is no discount code '{wanted}'. {NOTHING_CHANGED}")

@@ -36,10 +36,6 @@ class Entries(msgspec.Struct):
     entries: list[answers.AuditEntry]
 
 
-class CodeQuery(models.Request, kw_only=True):
-    product_slug: models.Slug | None = None
-
-
 # ----- licenses -----
 
 
@@ -169,12 +165,12 @@ async def create_code(request: web.Request) -> web.Response:
     "GET",
     "/v1/admin/discount-codes",
     "Discount codes, of one product or all",
-    query=CodeQuery,
+    query=models.CodeQuery,
     answer=Codes,
 )
 async def list_codes(request: web.Request) -> web.Response:
-    query = read_query(request, CodeQuery)
-    return answer(Codes(await licensing_of(request).list_codes(query.product_slug)))
+    query = read_query(request, models.CodeQuery)
+    return answer(Codes(await licensing_of(request).list_codes(query)))
 
 
 @admin_endpoint(

@@ -94,11 +94,11 @@ async def create_policy(request: web.Request) -> web.Response:
     "GET",
     "/v1/admin/policies",
     "Policies, of one product or all",
-    query=models.ProductQuery,
+    query=models.PolicyQuery,
     answer=Policies,
 )
 async def list_policies(request: web.Request) -> web.Response:
-    query = read_query(request, models.ProductQuery)
+    query = read_query(request, models.PolicyQuery)
     return answer(Policies(await licensing_of(request).admin_policies(query)))
 
 

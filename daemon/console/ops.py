@@ -162,7 +162,7 @@ _POLICY_FORM_TO_API = {"price_sats": "price_sats_override", "duration_days": "du
 
 
 async def policies(service: Licensing) -> list[dict[str, Any]]:
-    return plain(await service.admin_policies(models.ProductQuery()))
+    return plain(await service.admin_policies(models.PolicyQuery(include_archived=True)))
 
 
 async def create_policy(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
@@ -250,7 +250,7 @@ CODE_FIELDS = (
 
 
 async def codes(service: Licensing) -> list[dict[str, Any]]:
-    return plain(await service.list_codes(None))
+    return plain(await service.list_codes(models.CodeQuery(include_inactive=True)))
 
 
 async def create_code(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:

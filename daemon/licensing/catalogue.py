@@ -162,12 +162,15 @@ class Catalogue(Core):
             row = await store.policy_by_id(conn, policy["id"])
         return rows.policy(row)
 
-    async def admin_policies(self, query: models.ProductQuery) -> list[answers.Policy]:
+    async def admin_policies(self, query: models.PolicyQuery) -> list[answers.Policy]:
+        everything = query.include_inactive or query.include_archived
         async with self._pool.connection() as conn:
             product_id = None
             if query.product_id or query.product_slug:
                 product_id = (await _product_of(conn, query.product_id, query.product_slug))["id"]
-            found = await store.list_policies(conn, product_id, public_only=False)
+            found = await store.list_policies(
+                conn, product_id, public_only=False, active_only=not everything
+            )
         return [rows.policy(row) for row in found]
 
     async def update_policy(

@@ -114,7 +114,8 @@ class Codes(Core):
             row = await store_sales.code_by_id(conn, code["id"])
         return rows.code(row)
 
-    async def list_codes(self, product_slug: str | None) -> list[answers.Code]:
+    async def list_codes(self, query: models.CodeQuery) -> list[answers.Code]:
+        product_slug = query.product_slug
         async with self._pool.connection() as conn:
             product_id = None
             if product_slug is not None:
@@ -122,7 +123,9 @@ class Codes(Core):
                 if product is None:
                     raise NotFound(f"product '{product_slug}'")
                 product_id = product["id"]
-            found = await store_sales.list_codes(conn, product_id=product_id)
+            found = await store_sales.list_codes(
+                conn, product_id=product_id, include_inactive=query.include_inactive
+            )
         return [rows.code(row) for row in found]
 
     async def get_code(self, code_id: str) -> answers.CodeWithRedemptions:

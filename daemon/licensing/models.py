@@ -286,9 +286,19 @@ class AuditQuery(Request, kw_only=True):
     before_id: Annotated[int, msgspec.Meta(ge=1, le=2**62)] | None = None
 
 
-class ProductQuery(Request, kw_only=True):
+class PolicyQuery(Request, kw_only=True):
+    """Keysat lists only the policies still sold unless asked; archived is inactive here."""
+
     product_id: Uuid | None = None
     product_slug: Slug | None = None
+    include_inactive: bool = False
+    include_archived: bool = False
+
+
+class CodeQuery(Request, kw_only=True):
+    product_slug: Slug | None = None
+    # Keysat lists only the active codes unless asked.
+    include_inactive: bool = False
 
 
 def _check_json(name: str, value: object) -> None:

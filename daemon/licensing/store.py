@@ -196,11 +196,13 @@ async def default_policy(conn: Connection, product_id: str) -> Row | None:
 
 
 async def list_policies(
-    conn: Connection, product_id: str | None, *, public_only: bool
+    conn: Connection, product_id: str | None, *, public_only: bool, active_only: bool = False
 ) -> list[Row]:
     where, params = where_clause(("product_id = ?", product_id))
     if public_only:
         where += (" AND" if where else "WHERE") + " is_public = 1 AND active = 1"
+    elif active_only:
+        where += (" AND" if where else "WHERE") + " active = 1"
     return await fetch_all(
         conn,
         f"SELECT {POLICY_COLUMNS} FROM policies {where} ORDER BY product_id, sort_order, slug",

@@ -42,8 +42,12 @@ async def code_by_text(conn: Connection, code: str) -> Row | None:
     return await fetch_one(conn, f"SELECT {CODE_COLUMNS} {CODE_FROM} WHERE c.code = ?", (code,))
 
 
-async def list_codes(conn: Connection, *, product_id: str | None) -> list[Row]:
-    where, params = where_clause(("c.product_id = ?", product_id))
+async def list_codes(
+    conn: Connection, *, product_id: str | None, include_inactive: bool
+) -> list[Row]:
+    where, params = where_clause(
+        ("c.product_id = ?", product_id), ("c.disabled = ?", None if include_inactive else 0)
+    )
     return await fetch_all(
         conn, f"SELECT {CODE_COLUMNS} {CODE_FROM} {where} ORDER BY c.created_at, c.code", params
     )
