@@ -5,7 +5,7 @@ issues licenses through the admin API, binds each to a machine with one validati
 drives both routes with wrk (Debian package `wrk`; another process, so the load generator
 does not share the server's event loop) at 64 connections. Validate requests rotate over
 all issued keys with their fingerprints, and a wrk Lua hook counts every answer that is not
-`"ok": true`, so a fast wrong answer cannot pass for a fast right one.
+`"ok":true`, so a fast wrong answer cannot pass for a fast right one.
 
 Targets (issue 4): validate throughput >= 35% of healthz's, validate p99 <= 3x healthz's.
 
@@ -57,7 +57,7 @@ function request()
 end
 
 function response(status, headers, body)
-  if status ~= 200 or not string.find(body, '"ok": true', 1, true) then
+  if status ~= 200 or not string.find(body, '"ok":%%s*true') then
     bad = bad + 1
   end
 end
@@ -135,7 +135,7 @@ def _seed(daemon: DaemonProc, count: int) -> list[str]:
             },
             headers,
         ),
-        201,
+        200,
     )
     _must(
         daemon.request(
@@ -151,13 +151,13 @@ def _seed(daemon: DaemonProc, count: int) -> list[str]:
             },
             headers,
         ),
-        201,
+        200,
     )
     bodies = []
     for n in range(count):
         issued = _must(
             daemon.request("POST", "/v1/admin/licenses", {"product_slug": "bench-app"}, headers),
-            201,
+            200,
         )
         body = {
             "key": issued["license_key"],

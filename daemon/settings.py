@@ -52,6 +52,10 @@ DEFAULT_KEY_CACHE_ENTRIES = 20_000
 DEFAULT_KEY_CACHE_BYTES = 8 * 1024 * 1024
 # Deactivated machines kept per license as history; older ones are deleted.
 DEFAULT_MACHINE_HISTORY = 100
+# Requests per minute one client address may make to each rate-limited public route group
+# (validate, heartbeat, redeem, recover), with a burst of the same size; 0 turns limits off.
+# A client validating every few minutes uses a fraction of one; a flood is held to this.
+DEFAULT_RATE_LIMIT_PER_MINUTE = 600
 
 
 def default_migrations_dir() -> Path:
@@ -89,6 +93,7 @@ class Settings:
     key_cache_entries: int = DEFAULT_KEY_CACHE_ENTRIES
     key_cache_bytes: int = DEFAULT_KEY_CACHE_BYTES
     machine_history: int = DEFAULT_MACHINE_HISTORY
+    rate_limit_per_minute: int = DEFAULT_RATE_LIMIT_PER_MINUTE
 
     @property
     def data_dir(self) -> Path:
@@ -250,6 +255,13 @@ _PARSERS = (
         "KEYSMITH_MACHINE_HISTORY",
         _count_parser("a whole number of deactivated machines kept per license, e.g. 100"),
         ("machine_history",),
+    ),
+    (
+        "KEYSMITH_RATE_LIMIT",
+        _count_parser(
+            "a whole number of requests per minute per client address, e.g. 600 (0: off)"
+        ),
+        ("rate_limit_per_minute",),
     ),
     ("KEYSMITH_CONSOLE_PASSWORD", _parse_console_password, ("console_password",)),
     ("KEYSMITH_TRUSTED_PROXIES", _parse_networks, ("trusted_proxies",)),

@@ -71,6 +71,9 @@ class DaemonProc:
         settings_env = {
             "KEYSMITH_DB_PATH": str(self.db_path),
             "KEYSMITH_BIND": f"127.0.0.1:{self.port}",
+            # Tests and benchmarks send floods from one address on purpose; the rate limits
+            # have their own tests (tests/test_keysat_contract.py), which turn them on.
+            "KEYSMITH_RATE_LIMIT": "0",
         }
         if admin_key is not None:
             settings_env["KEYSMITH_ADMIN_API_KEY"] = admin_key

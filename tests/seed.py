@@ -57,10 +57,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         " entitlements_catalog price_currency price_minor",
         "policies": "id product_id slug name description price_sats duration_days max_machines"
         " is_trial entitlements is_public active created_at highlighted sort_order is_default"
-        " price_currency price_minor",
+        " price_currency price_minor duration_seconds grace_seconds unlimited_machines",
         "licenses": "id product_id issuer_key_id license_key status issued_at expires_at"
         " fingerprint_hash note revoked_at revoke_reason suspended_at policy_id is_trial"
-        " entitlements",
+        " entitlements max_machines grace_seconds buyer_email suspend_reason",
         "machines": "id license_id fingerprint first_seen_at last_seen_at hostname platform"
         " deactivated_at deactivate_reason",
         "invoices": "id product_id license_id status provider provider_invoice_id checkout_url"
@@ -325,7 +325,7 @@ def _policies(shop: _Shop, product: _Product) -> list[_Tier]:
                 name,
                 f"{name} license",
                 tier.price_sats,
-                days,
+                days if shop.version < 13 else None,  # 0013 moved durations to seconds
                 seats,
                 trial,
                 json.dumps(list(ents)),
@@ -337,10 +337,32 @@ def _policies(shop: _Shop, product: _Product) -> list[_Tier]:
                 int(slug == "yearly"),
                 currency,
                 minor,
+                *_keysat_terms(shop, days, seats),
             )
         )
         tiers.append(tier)
     return tiers
+
+
+def _keysat_terms(shop: _Shop, days: int | None, seats: int) -> tuple:
+    """Migration 0013's policy columns: the duration in seconds (duration_days then NULL, as
+    0013 leaves it), a grace, unlimited seats now and then. Nothing drawn before 0013, so
+    older seeds stay the same."""
+    if shop.version < 13:
+        return ()
+    grace = shop.rng.choice((0, 0, DAY, 7 * DAY))
+    return (None if days is None else days * DAY, grace, int(seats > 1 and shop.rng.random() < 0.3))
+
+
+def _license_overrides(shop: _Shop, status: str) -> tuple:
+    """Migration 0013's license columns: per-license seats and grace, buyer, suspend reason."""
+    if shop.version < 13:
+        return ()
+    rng = shop.rng
+    seats = rng.choice((None, None, None, 0, 5))
+    grace = rng.choice((None, None, 3600))
+    email = f"{rng.choice(_FIRST_NAMES).lower()}@example.org" if rng.random() < 0.5 else None
+    return (seats, grace, email, "unpaid invoice" if status == "suspended" else None)
 
 
 @dataclass(frozen=True)
@@ -459,6 +481,7 @@ def _license(
             tier.id if tier else None,
             is_trial,
             json.dumps(list(ents)),
+            *_license_overrides(shop, status),
         )
     )
     shop.audit(

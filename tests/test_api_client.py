@@ -109,7 +109,7 @@ def test_a_license_past_its_expiry_is_refused(daemon, client):
 
 
 def test_policy_duration_sets_expiry_and_trial_flag(daemon, client):
-    product = make_product(daemon, duration_days=14, is_trial=True)
+    product = make_product(daemon, duration_seconds=14 * 86_400, is_trial=True)
     issued = issue(daemon, product)
     ok = Verifier(PublicKey.from_pem(client.fetch_pubkey_pem())).verify(issued["license_key"])
     assert ok.is_trial
@@ -230,10 +230,10 @@ def test_a_free_license_code_is_redeemed_once_and_not_twice(daemon, client):
                 "code": code,
                 "kind": "free_license",
                 "product_slug": product,
-                "max_redemptions": 1,
+                "max_uses": 1,
             },
         ),
-        201,
+        200,
     )
     redeemed = client.redeem_free_license(
         product, code.lower(), RedeemFreeOptions(buyer_email="ada@example.com")
@@ -245,7 +245,8 @@ def test_a_free_license_code_is_redeemed_once_and_not_twice(daemon, client):
     before = db_dump(daemon)
     with pytest.raises(LicensingError) as replay:
         client.redeem_free_license(product, code)
-    assert "HTTP 409" in str(replay.value) and "already been redeemed" in str(replay.value)
+    # Keysat answers every refused redemption with 400.
+    assert "HTTP 400" in str(replay.value) and "already been used 1 time(s)" in str(replay.value)
     assert db_dump(daemon) == before
     redemptions = rows(
         daemon,
@@ -265,12 +266,12 @@ def test_codes_that_cannot_be_redeemed_say_why(daemon, client):
             daemon,
             "POST",
             "/v1/admin/discount-codes",
-            {"code": percent, "kind": "percent", "amount": 20},
+            {"code": percent, "kind": "percent", "amount": 2000},
         ),
-        201,
+        200,
     )
     before = db_dump(daemon)
-    for code, fragment in [(percent, "not a free-license code"), ("NO-SUCH-CODE", "HTTP 404")]:
+    for code, fragment in [(percent, "not a free-license code"), ("NO-SUCH-CODE", "HTTP 400")]:
         with pytest.raises(LicensingError) as refused:
             client.redeem_free_license(product, code)
         assert fragment in str(refused.value)
@@ -295,26 +296,32 @@ def test_public_policies_list_only_public_active_tiers_in_order(daemon, client):
                 "entitlements_catalog": [{"slug": "sync", "name": "Cloud sync"}],
             },
         ),
-        201,
+        200,
     )
     tiers = [
         {
             "slug": "pro",
             "name": "Pro",
-            "price_sats": 30_000,
+            "price_sats_override": 30_000,
             "max_machines": 3,
             "entitlements": ["sync"],
             "highlighted": True,
             "sort_order": 2,
         },
-        {"slug": "trial", "name": "Trial", "duration_days": 7, "is_trial": True, "sort_order": 1},
+        {
+            "slug": "trial",
+            "name": "Trial",
+            "duration_seconds": 7 * 86_400,
+            "is_trial": True,
+            "sort_order": 1,
+        },
         {"slug": "internal", "name": "Staff", "is_public": False},
         {"slug": "legacy", "name": "Legacy"},
     ]
     ids = {}
     for tier in tiers:
         ids[tier["slug"]] = must(
-            admin(daemon, "POST", "/v1/admin/policies", {"product_slug": product, **tier}), 201
+            admin(daemon, "POST", "/v1/admin/policies", {"product_slug": product, **tier}), 200
         )["id"]
     must(
         admin(daemon, "PATCH", f"/v1/admin/policies/{ids['legacy']}/active", {"active": False}), 200
@@ -333,15 +340,55 @@ def test_public_policies_list_only_public_active_tiers_in_order(daemon, client):
     assert "HTTP 404" in str(missing.value)
 
 
-def test_purchase_says_no_payment_provider_is_configured(daemon, client):
+def test_a_free_tier_is_bought_polled_and_waited_for_with_the_client(daemon, client):
+    product = make_product(daemon, price_sats_override=0)
+    session = client.start_purchase(product, StartPurchaseOptions(buyer_email="fay@example.org"))
+    assert (session.amount_sats, session.base_price_sats, session.discount_applied_sats) == (
+        0,
+        0,
+        0,
+    )
+    assert session.checkout_url is None and session.btcpay_invoice_id is None
+    poll = client.poll_purchase(session.invoice_id)
+    assert (poll.status, poll.amount_sats, poll.license_key is not None) == ("settled", 0, True)
+    key = client.wait_for_license(session.invoice_id, interval_s=0.01, timeout_s=5)
+    assert key == poll.license_key
+    assert client.validate(key, product_slug=product).ok
+
+
+def test_a_redeemed_code_buys_through_the_purchase_flow(daemon, client):
+    product = make_product(daemon)
+    code = unique("FREE")
+    must(
+        admin(
+            daemon,
+            "POST",
+            "/v1/admin/discount-codes",
+            {"code": code, "kind": "free_license", "product_slug": product},
+        ),
+        200,
+    )
+    session = client.start_purchase(product, StartPurchaseOptions(code=code.lower()))
+    assert (session.amount_sats, session.base_price_sats, session.discount_applied_sats) == (
+        0,
+        50_000,
+        50_000,
+    )
+    key = client.wait_for_license(session.invoice_id, interval_s=0.01, timeout_s=5)
+    answer = client.validate(key)
+    assert answer.ok and answer.license_id == client.poll_purchase(session.invoice_id).license_id
+
+
+def test_a_paid_purchase_says_no_payment_provider_is_configured(daemon, client):
     product = make_product(daemon)
     before = db_dump(daemon)
     with pytest.raises(LicensingError) as refused:
         client.start_purchase(product, StartPurchaseOptions(buyer_email="bob@example.com"))
     assert "HTTP 503" in str(refused.value)
     assert "no payment provider is configured" in str(refused.value)
-    with pytest.raises(LicensingError):
+    with pytest.raises(LicensingError) as unknown:
         client.poll_purchase(str(uuid.uuid4()))
+    assert "HTTP 404" in str(unknown.value)
     assert db_dump(daemon) == before
 
 

@@ -82,7 +82,7 @@ def test_the_running_daemon_serves_the_document(daemon):
     served = must(daemon.request("GET", "/v1/openapi.json"), 200)
     assert served["openapi"].startswith("3.1")
     assert served == json.loads(json.dumps(openapi.document()))
-    reasons = served["components"]["schemas"]["ValidateResponse"]["properties"]["reason"]
+    reasons = served["components"]["schemas"]["Refusal"]["properties"]["reason"]
     assert set(reasons["enum"]) == {
         "bad_format",
         "bad_signature",

@@ -43,7 +43,7 @@ SEED_NOW = 1_700_000_000  # any fixed instant: the seeded copy and its reference
 
 def _all_versions() -> list[int]:
     found = (re.match(r"^(\d+)_.*\.sql$", p.name) for p in kit.MIGRATIONS.iterdir())
-    return sorted(int(m.group(1)) for m in found if m)
+    return sorted({int(m.group(1)) for m in found if m})  # an up and a down file: one version
 
 
 def _healthz(port: int) -> dict[str, Any] | None:

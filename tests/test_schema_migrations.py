@@ -499,7 +499,7 @@ def test_0011_one_invoice_per_provider_reference(tmp_path):
 
 
 def test_0012_machine_state_index_keeps_every_machine(tmp_path):
-    from daemon.licensing.store import ACTIVE_SEATS_SQL, PURGE_HISTORY_SQL
+    from daemon.licensing.store_machines import ACTIVE_SEATS_SQL, PURGE_HISTORY_SQL
 
     db, conn = _database_at(tmp_path, 11, scale=2)
     before = _snapshot(conn)
@@ -516,6 +516,54 @@ def test_0012_machine_state_index_keeps_every_machine(tmp_path):
     assert "machines_license_state_idx" in purge and "SCAN machines" not in purge, purge
     seats = _plan(conn, ACTIVE_SEATS_SQL, license_id)
     assert "COVERING INDEX machines_license_state_idx" in seats, seats
+
+
+def test_0013_moves_durations_to_seconds_and_adds_keysat_terms(tmp_path):
+    db, conn = _database_at(tmp_path, 12, scale=2)
+    before = _snapshot(conn)
+    days = dict(conn.execute("SELECT id, duration_days FROM policies").fetchall())
+    assert any(days.values()) and None in days.values()
+    kit.apply_range(db, upto=13)
+    kit.assert_db_clean(conn)
+    # Every value of every column that existed is unchanged, but the durations that moved.
+    moved = {"policies": ("duration_days",)}
+    for table, (columns, rows) in before.items():
+        kept = [c for c in columns.split(", ") if c not in moved.get(table, ())]
+        old = [tuple(r[columns.split(", ").index(c)] for c in kept) for r in rows]
+        assert _rows(conn, table, ", ".join(kept)) == old, table
+    seconds = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            "SELECT id, duration_days, duration_seconds, grace_seconds, unlimited_machines "
+            "FROM policies"
+        )
+    }
+    assert seconds == {
+        policy_id: (None, None if d is None else d * 86_400, 0, 0) for policy_id, d in days.items()
+    }
+    assert conn.execute(
+        "SELECT count(*) FROM licenses WHERE max_machines IS NOT NULL OR grace_seconds IS NOT "
+        "NULL OR buyer_email IS NOT NULL OR suspend_reason IS NOT NULL"
+    ).fetchone() == (0,)
+    assert "licenses_buyer_email_idx" in _indexes(conn, "licenses")
+    # The new checks hold: a negative grace or seat count is refused.
+    for sql in (
+        "UPDATE policies SET grace_seconds = -1",
+        "UPDATE licenses SET max_machines = -1",
+        "UPDATE policies SET unlimited_machines = 2",
+    ):
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+            conn.execute(sql)
+
+
+def test_0013_down_restores_the_database_before_it_exactly(tmp_path):
+    db, conn = _database_at(tmp_path, 12, scale=2)
+    before = kit.dump(conn)
+    kit.apply_range(db, upto=13)
+    down = (kit.MIGRATIONS / "0013_keysat_terms.down.sql").read_text()
+    conn.executescript(f"BEGIN;\n{down}\nCOMMIT;")
+    assert kit.dump(conn) == before
+    kit.assert_db_clean(conn)
 
 
 def test_every_migration_has_a_test_here():

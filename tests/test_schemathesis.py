@@ -50,7 +50,7 @@ def resources(daemon):
         admin(
             daemon, "POST", "/v1/admin/discount-codes", {"code": "st-free", "kind": "free_license"}
         ),
-        201,
+        200,
     )
     [policy] = must(admin(daemon, "GET", f"/v1/admin/policies?product_slug={slug}"), 200)[
         "policies"
@@ -197,7 +197,9 @@ def test_admin_operations_without_the_key_change_nothing(daemon, resources, tmp_
     after = http_counts(daemon)
     grown = {k: after[k] - before.get(k, 0.0) for k in after if after[k] > before.get(k, 0.0)}
     on_admin = {k: n for k, n in grown.items() if k[0].startswith("/v1/admin/")}
-    assert on_admin and {status for _route, _method, status in on_admin} == {"401"}, grown
+    # 401 without a key, 403 with one that is wrong (Keysat's statuses); never anything else.
+    statuses = {status for _route, _method, status in on_admin}
+    assert on_admin and "401" in statuses and statuses <= {"401", "403"}, grown
     assert db_dump(daemon) == before_dump
 
 

@@ -85,7 +85,7 @@ def test_disk_full_is_507_with_its_cause_and_recovers_when_space_returns(tmp_pat
         small_volume(tmp_path, 16) as volume,
         DaemonProc(tmp_path, db_path=volume / "keysmith.db") as proc,
     ):
-        must(new_product(proc), 201)
+        must(new_product(proc), 200)
         assert degraded_gauge(proc, "disk_full") == 0
         filler = volume / "filler"
         fill(filler)
@@ -93,7 +93,7 @@ def test_disk_full_is_507_with_its_cause_and_recovers_when_space_returns(tmp_pat
         # The WAL may still have room for a few rows; write until the disk refuses.
         for _ in range(400):
             status, answer = new_product(proc)
-            if status != 201:
+            if status != 200:
                 break
             before = db_dump(proc)
         assert status == 507, answer
@@ -115,14 +115,14 @@ def test_disk_full_is_507_with_its_cause_and_recovers_when_space_returns(tmp_pat
         must(proc.request("GET", "/v1/products"), 200)
 
         filler.unlink()
-        must(new_product(proc), 201)
+        must(new_product(proc), 200)
         assert_ready(proc)
         assert degraded_gauge(proc, "disk_full") == 0
 
 
 def test_a_lock_held_past_the_busy_timeout_is_503_with_retry_after(tmp_path):
     with DaemonProc(tmp_path) as proc:
-        must(new_product(proc), 201)
+        must(new_product(proc), 200)
         before = db_dump(proc)
         with closing(sqlite3.connect(proc.db_path, isolation_level=None, timeout=0)) as holder:
             holder.execute("BEGIN IMMEDIATE")
@@ -144,6 +144,6 @@ def test_a_lock_held_past_the_busy_timeout_is_503_with_retry_after(tmp_path):
             finally:
                 holder.execute("ROLLBACK")
         assert db_dump(proc) == before
-        must(new_product(proc), 201)
+        must(new_product(proc), 200)
         assert_ready(proc)
         assert degraded_gauge(proc, "database_busy") == 0

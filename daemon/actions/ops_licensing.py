@@ -5,23 +5,40 @@ admin API applies (`daemon.licensing.inputs`), then calls the same `Licensing` m
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from daemon.actions import service_call
 from daemon.actions.registry import NOTHING_CHANGED, ActionError
 from daemon.actions.results import Result, Value
-from daemon.licensing import inputs
+from daemon.licensing import models, wire
 from daemon.licensing.errors import LicensingError
+from daemon.licensing.rows import BASIS_POINTS_PER_PERCENT
 from daemon.settings import Settings
 
+T = TypeVar("T")
+SECONDS_PER_DAY = 86_400
+# The action forms' names for the model fields they fill under another name.
+_FORM_NAMES = {
+    "product_slug": "product",
+    "policy_slug": "policy",
+    "max_uses": "max_redemptions",
+    "price_sats_override": "price_sats",
+    "duration_seconds": "duration_days",
+}
+_NAMED = re.compile(r"^'([a-z_]+)'")
 
-def _checked(check: Any, values: dict[str, Any], name: str, **options: Any) -> Any:
-    """Apply one of the admin API's field rules; its refusal names the field."""
+
+def _request(model: type[T], fields: dict[str, Any]) -> T:
+    """The action's values as the admin API's own request model (absent ones left out): the
+    same rules and words as the API, naming the action's own field where its name differs."""
+    given = {name: value for name, value in fields.items() if value is not None}
     try:
-        return check(values, name, **options)
+        return wire.parse(model, given)
     except LicensingError as error:
-        raise ActionError(f"{error.message}. {NOTHING_CHANGED}") from None
+        message = _NAMED.sub(lambda m: f"'{_FORM_NAMES.get(m[1], m[1])}'", error.message, 1)
+        raise ActionError(f"{message}. {NOTHING_CHANGED}") from None
 
 
 def _uuid(values: dict[str, Any], name: str) -> str:
@@ -39,12 +56,13 @@ def _uuid(values: dict[str, Any], name: str) -> str:
 
 def create_product(settings: Settings, values: dict[str, Any]) -> Result:
     fields = {
-        "slug": _checked(inputs.slug, values, "slug"),
+        "slug": values["slug"],
         "name": values["name"],
         "description": values["description"],
         "price_sats": values["price_sats"],
     }
-    product = service_call.call(settings, lambda s: s.create_product(fields))
+    request = _request(models.ProductCreate, fields)
+    product = service_call.call(settings, lambda s: s.create_product(request))
     return Result(
         "Product created",
         f"Created the product '{product['name']}' ({product['slug']}) at "
@@ -54,23 +72,25 @@ def create_product(settings: Settings, values: dict[str, Any]) -> Result:
 
 
 def create_policy(settings: Settings, values: dict[str, Any]) -> Result:
-    product_ref = {"product_id": None, "product_slug": _checked(inputs.slug, values, "product")}
     entitlements = None
     if values["entitlements"]:
         listed = [part.strip() for part in values["entitlements"].split(",") if part.strip()]
-        entitlements = _checked(inputs.slug_list, {"entitlements": listed}, "entitlements")
+        entitlements = listed
+    days = values["duration_days"]
     fields = {
-        "slug": _checked(inputs.slug, values, "slug"),
+        "product_slug": values["product"],
+        "slug": values["slug"],
         "name": values["name"],
-        "price_sats": values["price_sats"],
-        "duration_days": values["duration_days"],
+        "price_sats_override": values["price_sats"],
+        "duration_seconds": None if days is None else days * SECONDS_PER_DAY,
         "max_machines": values["max_machines"],
         "is_trial": values["is_trial"],
         "is_default": values["is_default"],
         "is_public": values["is_public"],
         "entitlements": entitlements,
     }
-    policy = service_call.call(settings, lambda s: s.create_policy(product_ref, fields))
+    request = _request(models.PolicyCreate, fields)
+    policy = service_call.call(settings, lambda s: s.create_policy(request))
     duration = f"{policy['duration_days']} days" if policy["duration_days"] else "no expiry"
     return Result(
         "Policy created",
@@ -86,15 +106,16 @@ def create_policy(settings: Settings, values: dict[str, Any]) -> Result:
 
 
 def issue_license(settings: Settings, values: dict[str, Any]) -> Result:
-    product = _checked(inputs.slug, values, "product")
-    policy = _checked(inputs.slug, values, "policy")
-    expires_at = _checked(inputs.timestamp, values, "expires_at")
-    issued = service_call.call(
-        settings,
-        lambda s: s.issue_license(
-            product, policy, values["note"], values["fingerprint"], expires_at
-        ),
-    )
+    product = values["product"]
+    fields = {
+        "product_slug": product,
+        "policy_slug": values["policy"],
+        "note": values["note"],
+        "fingerprint": values["fingerprint"],
+        "expires_at": values["expires_at"],
+    }
+    request = _request(models.LicenseIssue, fields)
+    issued = service_call.call(settings, lambda s: s.issue_license(request))
     expiry = issued["expires_at"] or "never"
     return Result(
         "License issued",
@@ -122,7 +143,8 @@ def unsuspend_license(settings: Settings, values: dict[str, Any]) -> Result:
     return _status_result("License unsuspended", done, "it validates again")
 
 
-def _status_result(title: str, license: dict[str, Any], consequence: str) -> Result:
+def _status_result(title: str, done: dict[str, Any], consequence: str) -> Result:
+    license = done["license"]
     return Result(
         title,
         f"License {license['id']} of '{license['product_slug']}' is now {license['status']}: "
@@ -134,7 +156,9 @@ def search_licenses(settings: Settings, values: dict[str, Any]) -> Result:
     status = None if values["status"] == "any" else values["status"]
     found = service_call.call(
         settings,
-        lambda s: s.list_licenses(None, status, values["query"], values["limit"], 0),
+        lambda s: s.list_licenses(
+            models.LicenseQuery(status=status, q=values["query"] or None, limit=values["limit"])
+        ),
     )
     if not found:
         return Result("Licenses", "No license matches.")
@@ -159,7 +183,10 @@ def list_machines(settings: Settings, values: dict[str, Any]) -> Result:
 
     async def read(service: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         found = await service.get_license(license_id)  # an unknown id is refused by name
-        return found, await service.list_machines(license_id, values["include_inactive"], 500)
+        query = models.MachineQuery(
+            license_id=license_id, include_inactive=values["include_inactive"], limit=500
+        )
+        return found, await service.list_machines(query)
 
     license, machines = service_call.call(settings, read)
     seats = f"{license['max_machines']} seat(s)"
@@ -188,7 +215,7 @@ def deactivate_machine(settings: Settings, values: dict[str, Any]) -> Result:
     machine_id = _uuid(values, "machine_id")
     machine = service_call.call(
         settings, lambda s: s.admin_deactivate_machine(machine_id, values["reason"])
-    )
+    )["machine"]
     return Result(
         "Machine deactivated",
         f"Machine {machine['id']} is deactivated; its seat on license {machine['license_id']} is "
@@ -200,20 +227,21 @@ def deactivate_machine(settings: Settings, values: dict[str, Any]) -> Result:
 
 
 def create_discount_code(settings: Settings, values: dict[str, Any]) -> Result:
-    code = values["code"]
-    if not inputs.SLUG.match(code.lower()):
-        raise ActionError(f"'code' must be {inputs.SLUG_RULE} (any case). {NOTHING_CHANGED}")
     fields = {
-        "code": code,
+        "code": values["code"],
         "kind": values["kind"],
         "amount": values["amount"],
-        "product_slug": _checked(inputs.slug, values, "product"),
-        "policy_slug": _checked(inputs.slug, values, "policy"),
-        "max_redemptions": values["max_redemptions"],
-        "expires_at": _checked(inputs.timestamp, values, "expires_at"),
+        "product_slug": values["product"],
+        "policy_slug": values["policy"],
+        "max_uses": values["max_redemptions"],
+        "expires_at": values["expires_at"],
         "note": values["note"],
     }
-    created = service_call.call(settings, lambda s: s.create_code(fields))
+    if fields["kind"] == "percent" and fields["amount"] is not None:
+        # The form asks for a whole percent; the model counts basis points, as Keysat.
+        fields["amount"] *= BASIS_POINTS_PER_PERCENT
+    request = _request(models.CodeCreate, fields)
+    created = service_call.call(settings, lambda s: s.create_code(request))
     scope = f"for '{created['product_slug']}'" if created["product_slug"] else "for every product"
     return Result(
         "Discount code created",
@@ -227,15 +255,15 @@ def disable_discount_code(settings: Settings, values: dict[str, Any]) -> Result:
 
     async def disable(service: Any) -> dict[str, Any]:
         # Operators know the code they handed out, not its id; codes are few.
-        for code in await service.list_codes(None):
-            if wanted in (code["code"], code["id"]):
-                return await service.set_code_active(code["id"], False)
+        for code in await service.list_codes(models.CodeQuery(include_inactive=True)):
+            if wanted in (code.code, code.id):
+                return await service.set_code_active(code.id, False)
         raise ActionError(f"There is no discount code '{wanted}'. {NOTHING_CHANGED}")
 
     disabled = service_call.call(settings, disable)
     return Result(
         "Discount code disabled",
-        f"The code {disabled['code']} can no longer be redeemed ({disabled['redemptions']} "
+        f"The code {disabled['code']} can no longer be redeemed ({disabled['uses']} "
         "redemption(s) so far are kept).",
     )
 
@@ -246,7 +274,13 @@ def disable_discount_code(settings: Settings, values: dict[str, Any]) -> Result:
 def audit_log(settings: Settings, values: dict[str, Any]) -> Result:
     entries = service_call.call(
         settings,
-        lambda s: s.audit_entries(values["action"], values["subject"], values["limit"], None),
+        lambda s: s.audit_entries(
+            models.AuditQuery(
+                action=values["action"] or None,
+                subject=values["subject"] or None,
+                limit=values["limit"],
+            )
+        ),
     )
     if not entries:
         return Result("Audit log", "No audit entry matches.")

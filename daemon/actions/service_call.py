@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from daemon.actions.registry import NOTHING_CHANGED, ActionError
+from daemon.licensing.answers import plain
 from daemon.licensing.errors import LicensingError, NotFound
 from daemon.migrate.errors import LockTimeout
 from daemon.settings import Settings
@@ -64,7 +65,8 @@ async def _call(settings: Settings, operation: Callable[[Licensing], Awaitable[T
         # settling a key from the environment is the daemon's job at its boot, not an action's.
         service = await Licensing.open(pool, actor=AUDIT_ACTOR)
         try:
-            return await operation(service)
+            # As dicts and lists: an action reads fields by name to write its message.
+            return plain(await operation(service))
         finally:
             service.close()
     finally:

@@ -109,7 +109,8 @@ def create_app(
     trickled in; so it is also how long an idle kept-alive connection stays open.
     `body_timeout` bounds reading the body (`routes.json_object`): 408, then the connection
     is closed after at most LINGER_SECONDS more.
-    `console`: the settings the operator's console (/admin/) works with; None leaves it out.
+    `console`: the daemon's settings, for the operator's console (/admin/; None leaves it out)
+    and the API's rate limits and trusted proxies (None: the defaults).
     """
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
@@ -126,9 +127,9 @@ def create_app(
     app[BODY_TIMEOUT_KEY] = body_timeout
     ops.add_ops_routes(app, lifecycle)
     if licensing is not None:
-        from daemon.api.routes import add_licensing_routes
+        from daemon.api.mount import add_licensing_routes
 
-        add_licensing_routes(app, licensing)
+        add_licensing_routes(app, licensing, console or Settings())
     if console is not None:
         from daemon.console.pages import add_console_routes
 

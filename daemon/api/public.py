@@ -1,120 +1,205 @@
 """Public licensing routes, wire-compatible with the published Keysat client.
 
 `POST /v1/validate` answers 200 for every key, good or bad (`ok` + `reason`); only a
-request that is not a validate request at all (not JSON, no `key`, wrong types) gets a 400.
+request that is not a validate request at all (not JSON, no `key`, wrong types, unknown
+fields) gets a 400.
 """
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from daemon import __version__
-from daemon.api.routes import Route, answers_errors, json_object, licensing_of, ok_json
-from daemon.licensing import inputs
+from daemon.api.routes import (
+    answer,
+    licensing_of,
+    path_uuid,
+    public_endpoint,
+    read,
+    read_query,
+)
+from daemon.licensing import answers, inputs, models
 from daemon.licensing.errors import BadRequest
 
-MAX_KEY = 4096
-MAX_BODY_BYTES = 64 * 1024
-MAX_FINGERPRINT = 512
+
+class ServiceInfo(msgspec.Struct):
+    service: str
+    version: str
+    api: str
+    key_format: str
+    algorithm: str
+    public_key_pem: str
+    openapi: str
 
 
-@answers_errors
+class PublicKey(msgspec.Struct):
+    public_key_pem: str
+    algorithm: str
+
+
+class ProductList(msgspec.Struct):
+    products: list[answers.Product]
+
+
+@public_endpoint("GET", "/", "The service, its key format and public key", answer=ServiceInfo)
 async def service_info(request: web.Request) -> web.Response:
-    return ok_json(
-        {
-            "service": "keysmith",
-            "version": __version__,
-            "api": "keysat-compatible v1",
-            "key_format": "LIC1",
-            "algorithm": "ed25519",
-            "public_key_pem": licensing_of(request).public_key_pem,
-            "openapi": "/v1/openapi.json",
-        }
+    pem = licensing_of(request).public_key_pem
+    return answer(
+        ServiceInfo(
+            "keysmith",
+            __version__,
+            "keysat-compatible v1",
+            "LIC1",
+            "ed25519",
+            pem,
+            "/v1/openapi.json",
+        )
     )
 
 
-@answers_errors
+@public_endpoint("GET", "/v1/pubkey", "The issuer's Ed25519 public key (PEM)", answer=PublicKey)
 async def pubkey(request: web.Request) -> web.Response:
-    return ok_json({"public_key_pem": licensing_of(request).public_key_pem, "algorithm": "ed25519"})
+    return answer(PublicKey(licensing_of(request).public_key_pem, "ed25519"))
 
 
-@answers_errors
+@public_endpoint("GET", "/v1/products", "Active products", answer=ProductList)
 async def list_products(request: web.Request) -> web.Response:
-    return ok_json({"products": await licensing_of(request).public_products()})
+    return answer(ProductList(await licensing_of(request).public_products()))
 
 
-@answers_errors
+@public_endpoint("GET", "/v1/products/{slug}", "One active product", answer=answers.Product)
 async def get_product(request: web.Request) -> web.Response:
-    return ok_json(await licensing_of(request).public_product(_slug(request)))
+    return answer(await licensing_of(request).public_product(_slug(request)))
 
 
-@answers_errors
+@public_endpoint(
+    "GET",
+    "/v1/products/{slug}/policies",
+    "A product's public policies",
+    answer=answers.PublicPolicies,
+)
 async def list_policies(request: web.Request) -> web.Response:
-    return ok_json(await licensing_of(request).public_policies(_slug(request)))
+    return answer(await licensing_of(request).public_policies(_slug(request)))
 
 
-@answers_errors
+@public_endpoint(
+    "POST",
+    "/v1/validate",
+    "Validate a key (200 for every key: ok or a reason)",
+    body=models.ValidateRequest,
+    answer=(answers.Valid, answers.Refusal),
+    rate_group="validate",
+)
 async def validate(request: web.Request) -> web.Response:
-    body = await json_object(request)
-    # Any string is a key to judge (an over-long one is answered bad_format, with 200).
-    key = inputs.text(body, "key", required=True, max_len=MAX_BODY_BYTES, allow_empty=True)
-    result = await licensing_of(request).validate(
-        key,
-        product_slug=inputs.text(body, "product_slug", max_len=64),
-        fingerprint=inputs.text(body, "fingerprint", max_len=MAX_FINGERPRINT),
-        hostname=inputs.text(body, "hostname", max_len=255),
-        platform=inputs.text(body, "platform", max_len=255),
-    )
-    return ok_json(result)
+    body = await read(request, models.ValidateRequest)
+    return answer(await licensing_of(request).validate(body))
 
 
-@answers_errors
+@public_endpoint(
+    "POST",
+    "/v1/machines/activate",
+    "Take a seat for a machine",
+    body=models.ActivateRequest,
+    answer=answers.SeatAnswer,
+)
 async def activate(request: web.Request) -> web.Response:
-    body = await json_object(request)
-    key, fingerprint = _key_and_fingerprint(body)
-    return ok_json(
-        await licensing_of(request).activate(
-            key,
-            fingerprint,
-            hostname=inputs.text(body, "hostname", max_len=255),
-            platform=inputs.text(body, "platform", max_len=255),
-        )
-    )
+    body = await read(request, models.ActivateRequest)
+    return answer(await licensing_of(request).activate(body))
 
 
-@answers_errors
+@public_endpoint(
+    "POST",
+    "/v1/machines/heartbeat",
+    "A machine is still running",
+    body=models.HeartbeatRequest,
+    answer=answers.SeatAnswer,
+    rate_group="heartbeat",
+)
 async def heartbeat(request: web.Request) -> web.Response:
-    body = await json_object(request)
-    key, fingerprint = _key_and_fingerprint(body)
-    return ok_json(await licensing_of(request).heartbeat(key, fingerprint))
+    body = await read(request, models.HeartbeatRequest)
+    return answer(await licensing_of(request).heartbeat(body))
 
 
-@answers_errors
+@public_endpoint(
+    "POST",
+    "/v1/machines/deactivate",
+    "Free a machine's seat",
+    body=models.DeactivateRequest,
+    answer=answers.SeatAnswer,
+)
 async def deactivate(request: web.Request) -> web.Response:
-    body = await json_object(request)
-    key, fingerprint = _key_and_fingerprint(body)
-    reason = inputs.text(body, "reason", max_len=200)
-    return ok_json(await licensing_of(request).deactivate(key, fingerprint, reason))
+    body = await read(request, models.DeactivateRequest)
+    return answer(await licensing_of(request).deactivate(body))
 
 
-@answers_errors
+@public_endpoint(
+    "POST",
+    "/v1/redeem",
+    "Redeem a free-license code",
+    body=models.RedeemRequest,
+    answer=answers.Redeemed,
+    rate_group="redeem",
+)
 async def redeem(request: web.Request) -> web.Response:
-    body = await json_object(request)
-    product = inputs.slug(body, "product", required=True)
-    code = inputs.text(body, "code", required=True, max_len=64)
-    return ok_json(
-        await licensing_of(request).redeem(
-            product,
-            code,
-            buyer_email=inputs.text(body, "buyer_email", max_len=254),
-            buyer_note=inputs.text(body, "buyer_note", max_len=inputs.MAX_TEXT),
-        )
-    )
+    body = await read(request, models.RedeemRequest)
+    return answer(await licensing_of(request).redeem(body))
 
 
-@answers_errors
+@public_endpoint(
+    "POST",
+    "/v1/purchase",
+    "Buy a license: free ones are issued at once; paid ones need a "
+    "payment provider (503 payment_not_configured)",
+    body=models.PurchaseRequest,
+    answer=answers.Purchase,
+)
 async def purchase(request: web.Request) -> web.Response:
-    return ok_json(licensing_of(request).start_purchase())
+    body = await read(request, models.PurchaseRequest)
+    return answer(await licensing_of(request).purchase(body))
+
+
+@public_endpoint(
+    "GET",
+    "/v1/purchase/{invoice_id}",
+    "A purchase's invoice and, once settled, its key",
+    answer=answers.PurchaseStatus,
+)
+async def purchase_status(request: web.Request) -> web.Response:
+    invoice_id = path_uuid(request, "invoice_id")
+    return answer(await licensing_of(request).purchase_status(invoice_id))
+
+
+@public_endpoint(
+    "POST",
+    "/v1/recover",
+    "The key of an invoice, for its buyer's email (any case)",
+    body=models.RecoverRequest,
+    answer=answers.Recovered,
+    rate_group="recover",
+)
+async def recover(request: web.Request) -> web.Response:
+    body = await read(request, models.RecoverRequest)
+    return answer(await licensing_of(request).recover(body))
+
+
+@public_endpoint(
+    "GET",
+    "/v1/discount-codes/preview",
+    "What a code takes off a product's price (uses nothing)",
+    query=models.CodePreview,
+    answer=answers.CodePreviewAnswer,
+)
+async def preview_code(request: web.Request) -> web.Response:
+    query = read_query(request, models.CodePreview)
+    return answer(await licensing_of(request).preview_code(query))
+
+
+@public_endpoint(
+    "GET", "/v1/issuer/public-key", "The issuer's Ed25519 public key (PEM)", answer=PublicKey
+)
+async def issuer_public_key(request: web.Request) -> web.Response:
+    return answer(PublicKey(licensing_of(request).public_key_pem, "ed25519"))
 
 
 def _slug(request: web.Request) -> str:
@@ -122,25 +207,3 @@ def _slug(request: web.Request) -> str:
     if not inputs.SLUG.match(slug):
         raise BadRequest(f"'{slug[:64]}' is not a product slug: {inputs.SLUG_RULE}")
     return slug
-
-
-def _key_and_fingerprint(body: dict) -> tuple[str, str]:
-    key = inputs.text(body, "key", required=True, max_len=MAX_KEY)
-    fingerprint = inputs.text(body, "fingerprint", required=True, max_len=MAX_FINGERPRINT)
-    return key, fingerprint
-
-
-ROUTES: tuple[Route, ...] = (
-    ("GET", "/", service_info),
-    ("GET", "/v1/pubkey", pubkey),
-    ("GET", "/v1/products", list_products),
-    ("GET", "/v1/products/{slug}", get_product),
-    ("GET", "/v1/products/{slug}/policies", list_policies),
-    ("POST", "/v1/validate", validate),
-    ("POST", "/v1/machines/activate", activate),
-    ("POST", "/v1/machines/heartbeat", heartbeat),
-    ("POST", "/v1/machines/deactivate", deactivate),
-    ("POST", "/v1/redeem", redeem),
-    ("POST", "/v1/purchase", purchase),
-    ("GET", "/v1/purchase/{invoice_id}", purchase),
-)

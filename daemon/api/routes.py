@@ -1,30 +1,28 @@
-"""Mounts the licensing API (public, admin, OpenAPI) on the daemon's aiohttp app.
-
-Also the small pieces every licensing handler shares: reading a JSON object body, turning a
-`LicensingError` into the JSON error envelope with the right status, and the admin bearer
-check. Handlers live in `public.py` and `admin.py`; each module lists its routes in ROUTES,
-and `openapi.py` describes every one of them.
+"""What every licensing handler shares: the service on the app, reading a request into its
+model, answering a model, turning a `LicensingError` into the JSON error envelope with the
+right status, and the admin bearer check. Knows no handler: `table` lists the routes, `mount`
+adds them to the app.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import sqlite3
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from daemon.api.app import BODY_TIMEOUT_KEY
 from daemon.api.envelope import error_response
-from daemon.api.ops import STORAGE_KEY
+from daemon.api.table import Handler, endpoint
+from daemon.licensing import wire
 from daemon.licensing.errors import (
     BadRequest,
     Conflict,
+    Forbidden,
     LicensingError,
     NotFound,
     PaymentNotConfigured,
@@ -36,8 +34,7 @@ from daemon.storage import Fault, fault_of
 log = logging.getLogger("keysmith.api")
 
 LICENSING = web.AppKey("licensing", Licensing)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Route = tuple[str, str, Handler]
+T = TypeVar("T")
 
 # The refused request already waited out SQLite's busy timeout (5 s) for the lock; retrying
 # much sooner would most likely meet the same lock.
@@ -46,21 +43,11 @@ RETRY_AFTER_BUSY_SECONDS = 5
 STATUS_OF = {
     BadRequest: 400,
     Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
     PaymentNotConfigured: 503,
 }
-
-
-def add_licensing_routes(app: web.Application, licensing: Licensing) -> None:
-    """Every public and admin licensing route, plus `GET /` and `GET /v1/openapi.json`."""
-    from daemon.api import admin, openapi, public
-    from daemon.api.expect import expect_handler
-
-    app[LICENSING] = licensing
-    app[STORAGE_KEY] = licensing.storage
-    for method, path, handler in (*public.ROUTES, *admin.ROUTES, *openapi.ROUTES):
-        app.router.add_route(method, path, handler, expect_handler=expect_handler)
 
 
 def licensing_of(request: web.Request) -> Licensing:
@@ -123,59 +110,35 @@ def answers_errors(handler: Handler) -> Handler:
     return wrapped
 
 
-def admin_only(handler: Handler) -> Handler:
-    """Require `Authorization: Bearer <admin key>`, compared in constant time."""
-
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        header = request.headers.get("Authorization")
-        if header is None:
-            return refusal(
-                Unauthorized(
-                    "admin routes need the header 'Authorization: Bearer <admin key>'; the key is "
-                    "shown by the StartOS action, or set it with KEYSMITH_ADMIN_API_KEY"
-                )
-            )
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return refusal(Unauthorized("the Authorization header must be 'Bearer <admin key>'"))
-        if not licensing_of(request).admin_key_matches(token.strip()):
-            return refusal(Unauthorized("the admin key is wrong"))
-        return await handler(request)
-
-    wrapped.admin_only = True  # type: ignore[attr-defined]  # read by the OpenAPI test
-    return wrapped
+def check_admin(request: web.Request) -> None:
+    """`Authorization: Bearer <admin key>`, compared in constant time: 401 when it is missing
+    (or not a bearer token), 403 when the key is wrong, as Keysat answers."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        raise Unauthorized(
+            "admin routes need the header 'Authorization: Bearer <admin key>'; the key is "
+            "shown by the StartOS action, or set it with KEYSMITH_ADMIN_API_KEY"
+        )
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <admin key>'")
+    if not licensing_of(request).admin_key_matches(token.strip()):
+        raise Forbidden("the admin key is wrong")
 
 
-async def json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or BadRequest saying what is wrong with it.
-    An empty body counts as `{}` (routes whose fields are all optional). A body that does not
-    arrive within the body timeout is a 408 (a slow client must not hold a handler forever)."""
+async def read(request: web.Request, model: type[T]) -> T:
+    """The body as `model`, or BadRequest naming the field. A body that does not arrive
+    within the body timeout is a 408 (a slow client must not hold a handler forever)."""
     try:
         async with asyncio.timeout(request.app[BODY_TIMEOUT_KEY]):
             raw = await request.read()
     except TimeoutError as e:
         raise web.HTTPRequestTimeout() from e
-    if not raw.strip():
-        return {}
-    try:
-        # Decode first: json.loads on bytes would also guess UTF-16/32, which JSON APIs
-        # (RFC 8259) do not speak.
-        body = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
-    except UnicodeDecodeError as e:
-        raise BadRequest("the request body is not UTF-8 text") from e
-    except RecursionError as e:
-        raise BadRequest("the request body nests JSON too deeply") from e
-    except ValueError as e:
-        raise BadRequest(f"the request body is not valid JSON: {e}") from e
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    return body
+    return wire.decode(model, raw)
 
 
-def _not_json(constant: str) -> None:
-    # Python's decoder accepts NaN and Infinity; JSON (RFC 8259) and SQLite's json_valid do not.
-    raise ValueError(f"{constant} is not a JSON value")
+def read_query(request: web.Request, model: type[T]) -> T:
+    return wire.parse(model, request.query, from_text=True)
 
 
 def path_uuid(request: web.Request, name: str = "id") -> str:
@@ -186,5 +149,32 @@ def path_uuid(request: web.Request, name: str = "id") -> str:
         raise BadRequest(f"'{name}' in the path must be a UUID, got {value[:40]!r}") from e
 
 
-def ok_json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status)
+def answer(value: object, status: int = 200) -> web.Response:
+    return web.Response(body=wire.encode(value), status=status, content_type="application/json")
+
+
+def admin_endpoint(method: str, path: str, summary: str, **models_of: Any) -> Any:
+    """Register an admin handler: the bearer check first, errors as envelopes."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            check_admin(request)
+            return await handler(request)
+
+        return endpoint(method, path, tag="admin", summary=summary, **models_of)(
+            answers_errors(guarded)
+        )
+
+    return wrap
+
+
+def public_endpoint(method: str, path: str, summary: str, **models_of: Any) -> Any:
+    """Register a public handler, errors as envelopes."""
+
+    def wrap(handler: Handler) -> Handler:
+        return endpoint(method, path, tag="public", summary=summary, **models_of)(
+            answers_errors(handler)
+        )
+
+    return wrap

@@ -12,16 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
-
-from aiohttp import web
-
-from daemon.settings import Network
 
 COOKIE = "keysmith_console"
 IDLE_SECONDS = 30 * 60
@@ -138,26 +133,3 @@ class SignInLimiter:
 def _expire(failures: deque[float], now: float) -> None:
     while failures and now - failures[0] > WINDOW_SECONDS:
         failures.popleft()
-
-
-def _trusted(request: web.Request, proxies: tuple[Network, ...]) -> bool:
-    try:
-        peer = ipaddress.ip_address(request.remote or "")
-    except ValueError:
-        return False
-    return any(peer in network for network in proxies)
-
-
-def client_address(request: web.Request, proxies: tuple[Network, ...]) -> str:
-    """The client's address: the peer's, or the one a trusted proxy appended to the chain."""
-    forwarded = request.headers.get("X-Forwarded-For", "")
-    if forwarded and _trusted(request, proxies):
-        return forwarded.rsplit(",", 1)[-1].strip() or (request.remote or "")
-    return request.remote or ""
-
-
-def over_tls(request: web.Request, proxies: tuple[Network, ...]) -> bool:
-    if request.secure:
-        return True
-    proto = request.headers.get("X-Forwarded-Proto", "")
-    return proto.strip().lower() == "https" and _trusted(request, proxies)

@@ -1,8 +1,8 @@
 """The console's one door into the licensing layer: every call it makes to `Licensing`.
 
 When the service's method names or shapes change, this module changes and no page does.
-Form fields go through the admin API's own field rules (`daemon.licensing.inputs`, with the API's
-names and limits), so a value the API refuses is refused here with the same message, and the
+Form fields go through the admin API's own request models (`daemon.licensing.models`, with the
+API's names and limits), so a value the API refuses is refused here with the same message, and the
 service raises the same errors for what only it can check. A refusal is a `Refused` naming the
 form field it is about (None for the form as a whole); nothing was written.
 """
@@ -12,14 +12,16 @@ from __future__ import annotations
 import re
 import sqlite3
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
-from daemon.licensing import inputs
+from daemon.licensing import models, wire
+from daemon.licensing.answers import plain
 from daemon.licensing.errors import BadRequest, LicensingError
+from daemon.licensing.rows import BASIS_POINTS_PER_PERCENT
 from daemon.licensing.service import DISCOUNT_KINDS, LICENSE_STATUSES, Licensing
 from daemon.storage import Degraded, fault_of
 
@@ -30,6 +32,8 @@ MAX_MACHINES = 5000
 AUDIT_PAGE = 100
 _INTEGER = re.compile(r"^-?[0-9]{1,20}$")
 _NAMED_FIELD = re.compile(r"^'([a-z_]+)'")
+SECONDS_PER_DAY = 86_400
+T = TypeVar("T")
 
 STATUSES = LICENSE_STATUSES
 KINDS = DISCOUNT_KINDS
@@ -68,13 +72,6 @@ def _body(form: Mapping[str, str], numbers: tuple[str, ...] = ()) -> dict[str, A
         else:
             body[name] = value
     return body
-
-
-def _field(name: str, check: Callable[..., Any], body: Mapping[str, Any], **options: Any) -> Any:
-    try:
-        return check(body, name, **options)
-    except BadRequest as e:
-        raise Refused(name, e.message) from None
 
 
 async def _service(call: Any, fields: tuple[str, ...] = ()) -> Any:
@@ -137,27 +134,16 @@ PRODUCT_FIELDS = ("slug", "name", "description", "price_sats", "entitlements_cat
 
 
 async def products(service: Licensing) -> list[dict[str, Any]]:
-    return await service.admin_products()
+    return plain(await service.admin_products())
 
 
 async def create_product(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
     body = _body(form, numbers=("price_sats",))
-    fields = {
-        "slug": _field("slug", inputs.slug, body, required=True),
-        "name": _field("name", inputs.text, body, required=True),
-        "description": _field(
-            "description", inputs.text, body, max_len=inputs.MAX_TEXT, allow_empty=True
-        ),
-        "price_sats": _field(
-            "price_sats", inputs.integer, body, required=True, maximum=inputs.MAX_SATS
-        ),
-        "entitlements_catalog": _field(
-            "entitlements_catalog",
-            inputs.catalog,
-            {"entitlements_catalog": _catalog_lines(form.get("entitlements_catalog", ""))},
-        ),
-    }
-    return await _service(service.create_product(fields), PRODUCT_FIELDS)
+    catalog = _catalog_lines(body.pop("entitlements_catalog", ""))
+    if catalog:
+        body["entitlements_catalog"] = catalog
+    request = _model(models.ProductCreate, body, PRODUCT_FIELDS)
+    return plain(await _service(service.create_product(request), PRODUCT_FIELDS))
 
 
 def _catalog_lines(text: str) -> list[dict[str, str]] | None:
@@ -171,35 +157,26 @@ def _catalog_lines(text: str) -> list[dict[str, str]] | None:
 
 
 POLICY_FIELDS = ("product_slug", "slug", "name", "price_sats", "duration_days", "max_machines")
+# The console's form says days and price; the API (Keysat) says seconds and an override.
+_POLICY_FORM_TO_API = {"price_sats": "price_sats_override", "duration_days": "duration_seconds"}
 
 
 async def policies(service: Licensing) -> list[dict[str, Any]]:
-    return await service.admin_policies({"product_id": None, "product_slug": None})
+    return plain(await service.admin_policies(models.PolicyQuery(include_archived=True)))
 
 
 async def create_policy(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
     body = _body(form, numbers=("price_sats", "duration_days", "max_machines"))
-    listed = [p.strip() for p in form.get("entitlements", "").split(",") if p.strip()]
-    product_ref = {
-        "product_id": None,
-        "product_slug": _field("product_slug", inputs.slug, body, required=True),
-    }
-    fields = {
-        "slug": _field("slug", inputs.slug, body, required=True),
-        "name": _field("name", inputs.text, body, required=True),
-        "price_sats": _field("price_sats", inputs.integer, body, maximum=inputs.MAX_SATS),
-        "duration_days": _field("duration_days", inputs.integer, body, minimum=1, maximum=36_500),
-        "max_machines": _field("max_machines", inputs.integer, body, minimum=1, maximum=10_000),
-        "entitlements": _field(
-            "entitlements", inputs.slug_list, {"entitlements": listed or None}, max_items=255
-        ),
-        "is_trial": _flag(form, "is_trial"),
-        "is_default": _flag(form, "is_default"),
-        "is_public": _flag(form, "is_public"),
-    }
-    return await _service(
-        service.create_policy(product_ref, fields), (*POLICY_FIELDS, "entitlements")
-    )
+    listed = [p.strip() for p in body.pop("entitlements", "").split(",") if p.strip()]
+    if listed:
+        body["entitlements"] = listed
+    if isinstance(body.get("duration_days"), int):
+        body["duration_days"] *= SECONDS_PER_DAY
+    body = {_POLICY_FORM_TO_API.get(name, name): value for name, value in body.items()}
+    for flag in ("is_trial", "is_default", "is_public"):
+        body[flag] = _flag(form, flag)
+    request = _model(models.PolicyCreate, body, (*POLICY_FIELDS, "entitlements"))
+    return plain(await _service(service.create_policy(request), (*POLICY_FIELDS, "entitlements")))
 
 
 # ----- licenses and machines -----
@@ -209,33 +186,19 @@ LICENSE_FIELDS = ("product_slug", "policy_slug", "note", "fingerprint", "expires
 
 async def licenses(service: Licensing, query: Mapping[str, str]) -> list[dict[str, Any]]:
     """One page of licenses for the query string's q, status and offset, as the API reads them."""
-    query = {name: query[name] for name in ("q", "status", "offset") if query.get(name)}
-    return await _service(
-        service.list_licenses(
-            product_id=None,
-            status=_field("status", inputs.text, query, max_len=20),
-            search=_field("q", inputs.text, query, max_len=200),
-            limit=LICENSE_PAGE,
-            offset=_field(
-                "offset", inputs.query_int, query, default=0, minimum=0, maximum=MAX_OFFSET
-            ),
-        ),
-        ("status", "q"),
-    )
+    fields = {name: query[name] for name in ("q", "status", "offset") if query.get(name)}
+    try:
+        request = wire.parse(
+            models.LicenseQuery, {**fields, "limit": str(LICENSE_PAGE)}, from_text=True
+        )
+    except BadRequest as e:
+        raise Refused(_named_field(e.message, ("status", "q", "offset")), e.message) from None
+    return plain(await _service(service.list_licenses(request), ("status", "q")))
 
 
 async def issue_license(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
-    body = _body(form)
-    return await _service(
-        service.issue_license(
-            product_slug=_field("product_slug", inputs.slug, body, required=True),
-            policy_slug=_field("policy_slug", inputs.slug, body),
-            note=_field("note", inputs.text, body, max_len=inputs.MAX_TEXT, allow_empty=True),
-            fingerprint=_field("fingerprint", inputs.text, body, max_len=512),
-            expires_at=_field("expires_at", inputs.timestamp, body),
-        ),
-        LICENSE_FIELDS,
-    )
+    request = _model(models.LicenseIssue, _body(form), LICENSE_FIELDS)
+    return plain(await _service(service.issue_license(request), LICENSE_FIELDS))
 
 
 async def license_with_machines(
@@ -244,18 +207,19 @@ async def license_with_machines(
     license_id = _id(license_id, "The license")
     found = await _service(service.get_license(license_id))
     machines = await service.list_machines(
-        license_id=license_id, include_inactive=True, limit=MAX_MACHINES
+        models.MachineQuery(license_id=license_id, include_inactive=True, limit=MAX_MACHINES)
     )
-    return found, machines
+    return plain(found), plain(machines)
 
 
 async def revoke(service: Licensing, license_id: str, form: Mapping[str, str]) -> None:
-    reason = _field("reason", inputs.text, _body(form), max_len=inputs.MAX_TEXT)
+    reason = _model(models.ReasonRequest, _body(form), ("reason",)).reason
     await _service(service.revoke(_id(license_id, "The license"), reason), ("reason",))
 
 
 async def suspend(service: Licensing, license_id: str, form: Mapping[str, str]) -> None:
-    await _service(service.suspend(_id(license_id, "The license")))
+    reason = _model(models.ReasonRequest, _body(form), ("reason",)).reason
+    await _service(service.suspend(_id(license_id, "The license"), reason), ("reason",))
 
 
 async def unsuspend(service: Licensing, license_id: str, form: Mapping[str, str]) -> None:
@@ -264,11 +228,11 @@ async def unsuspend(service: Licensing, license_id: str, form: Mapping[str, str]
 
 async def deactivate_machine(service: Licensing, machine_id: str, form: Mapping[str, str]) -> str:
     """Deactivate one machine; returns the license it belonged to."""
-    reason = _field("reason", inputs.text, _body(form), max_len=200)
-    machine = await _service(
+    reason = _model(models.ReasonRequest, _body(form), ("reason",)).reason
+    done = await _service(
         service.admin_deactivate_machine(_id(machine_id, "The machine"), reason), ("reason",)
     )
-    return machine["license_id"]
+    return done.machine.license_id
 
 
 # ----- discount codes -----
@@ -286,27 +250,18 @@ CODE_FIELDS = (
 
 
 async def codes(service: Licensing) -> list[dict[str, Any]]:
-    return await service.list_codes(None)
+    return plain(await service.list_codes(models.CodeQuery(include_inactive=True)))
 
 
 async def create_code(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
     body = _body(form, numbers=("amount", "max_redemptions"))
-    code = _field("code", inputs.text, body, required=True, max_len=64)
-    if not inputs.SLUG.match(code.lower()):
-        raise Refused("code", f"'code' must be {inputs.SLUG_RULE} (any case); got {code!r}")
-    fields = {
-        "code": code,
-        "kind": _field("kind", inputs.text, body, required=True, max_len=20),
-        "amount": _field("amount", inputs.integer, body, maximum=inputs.MAX_SATS),
-        "product_slug": _field("product_slug", inputs.slug, body),
-        "policy_slug": _field("policy_slug", inputs.slug, body),
-        "max_redemptions": _field(
-            "max_redemptions", inputs.integer, body, minimum=1, maximum=10**9
-        ),
-        "expires_at": _field("expires_at", inputs.timestamp, body),
-        "note": _field("note", inputs.text, body, max_len=inputs.MAX_TEXT, allow_empty=True),
-    }
-    return await _service(service.create_code(fields), CODE_FIELDS)
+    if "max_redemptions" in body:
+        body["max_uses"] = body.pop("max_redemptions")
+    # The form asks for a whole percent; the API (Keysat) counts basis points.
+    if body.get("kind") == "percent" and isinstance(body.get("amount"), int):
+        body["amount"] *= BASIS_POINTS_PER_PERCENT
+    request = _model(models.CodeCreate, body, (*CODE_FIELDS, "max_uses"))
+    return plain(await _service(service.create_code(request), CODE_FIELDS))
 
 
 async def disable_code(service: Licensing, code_id: str) -> None:
@@ -317,6 +272,24 @@ async def disable_code(service: Licensing, code_id: str) -> None:
 
 
 async def audit(service: Licensing, before_id: int | None) -> list[dict[str, Any]]:
-    return await service.audit_entries(
-        action=None, subject=None, limit=AUDIT_PAGE, before_id=before_id
+    query = models.AuditQuery(limit=AUDIT_PAGE, before_id=before_id)
+    return plain(await service.audit_entries(query))
+
+
+def _model(model: type[T], body: dict[str, Any], fields: tuple[str, ...]) -> T:
+    """The form as the API's own request model: the same refusal, naming the form field."""
+    try:
+        return wire.parse(model, body)
+    except BadRequest as e:
+        raise Refused(_named_field(e.message, fields), e.message) from None
+
+
+def _named_field(message: str, fields: tuple[str, ...]) -> str | None:
+    named = _NAMED_FIELD.match(message)
+    if named is None:
+        return None
+    name = {"max_uses": "max_redemptions", "price_sats_override": "price_sats"}.get(
+        named[1], named[1]
     )
+    name = "duration_days" if name == "duration_seconds" else name
+    return name if name in fields else None

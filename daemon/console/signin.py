@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from daemon import peers
 from daemon.console import PREFIX, auth, password
 from daemon.console.web import CONSOLE_KEY, Page, PasswordUnreadable, render, see
 
@@ -26,7 +27,7 @@ def _same_origin(request: web.Request) -> bool:
     if origin is None:  # not a browser, or a very old one: the CSRF token still decides
         return True
     console = request.app[CONSOLE_KEY]
-    scheme = "https" if auth.over_tls(request, console.settings.trusted_proxies) else "http"
+    scheme = "https" if peers.over_tls(request, console.settings.trusted_proxies) else "http"
     return origin == f"{scheme}://{request.host}"
 
 
@@ -120,7 +121,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return render(request, "setup.html", status=403, title="Set a console password")
     if not _same_origin(request):
         return _refused(request, None)
-    address = auth.client_address(request, console.settings.trusted_proxies)
+    address = peers.client_address(request, console.settings.trusted_proxies)
     wait = console.limiter.retry_after(address)
     if wait is not None:
         return _too_many(request, wait)
@@ -151,7 +152,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         path=PREFIX,
         httponly=True,
         samesite="Strict",
-        secure=auth.over_tls(request, console.settings.trusted_proxies),
+        secure=peers.over_tls(request, console.settings.trusted_proxies),
         max_age=auth.ABSOLUTE_SECONDS,
     )
     return response

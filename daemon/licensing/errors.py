@@ -45,3 +45,9 @@ class PaymentNotConfigured(LicensingError):
     """Purchases need a payment provider, and none is configured (payments are out of scope)."""
 
     code = "payment_not_configured"
+
+
+class Forbidden(LicensingError):
+    """An admin route with a bearer key that is not the admin key (Keysat: 403)."""
+
+    code = "forbidden"

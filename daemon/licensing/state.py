@@ -43,7 +43,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from daemon.licensing import keys, store
+from daemon.licensing import keys, store, store_machines
 
 # A read in WAL mode waits only in rare moments (another process recovering the WAL index);
 # the event loop must not stall longer than this for it.
@@ -143,7 +143,10 @@ class LicenseView:
     expires_at: int | None
     is_trial: bool
     entitlements: tuple[str, ...]
+    # 0 = unlimited
     max_machines: int
+    # Seconds after expires_at during which validation still answers ok, in grace.
+    grace_seconds: int
     fingerprint_hash: str | None
     # The active machine of the fingerprint asked about (None if not asked or not active).
     machine_id: str | None
@@ -160,7 +163,7 @@ class LicenseView:
 # One statement, so the license and its machine come from one committed snapshot.
 _VIEW_SQL = (
     "SELECT l.id, l.product_id, p.slug, l.status, l.issued_at, l.expires_at, l.is_trial, "
-    "l.entitlements, COALESCE(pol.max_machines, 1), l.fingerprint_hash, "
+    f"l.entitlements, {store.SEATS}, {store.GRACE}, l.fingerprint_hash, "
     "(SELECT m.id FROM machines AS m WHERE m.license_id = l.id AND m.fingerprint = ?1 "
     "AND m.deactivated_at IS NULL) "
     "FROM licenses AS l JOIN products AS p ON p.id = l.product_id "
@@ -194,12 +197,13 @@ class LicenseReader:
             is_trial=bool(row[6]),
             entitlements=tuple(json.loads(row[7])),
             max_machines=row[8],
-            fingerprint_hash=row[9],
-            machine_id=row[10],
+            grace_seconds=row[9],
+            fingerprint_hash=row[10],
+            machine_id=row[11],
         )
 
     def active_seats(self, license_id: str) -> int:
-        return self._conn.execute(store.ACTIVE_SEATS_SQL, (license_id,)).fetchone()[0]
+        return self._conn.execute(store_machines.ACTIVE_SEATS_SQL, (license_id,)).fetchone()[0]
 
 
 def iso_time(ts: int | None) -> str | None:

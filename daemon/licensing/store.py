@@ -67,10 +67,10 @@ async def audit(
 async def list_audit(
     conn: Connection, *, action: str | None, subject: str | None, limit: int, before_id: int | None
 ) -> list[Row]:
-    where, params = _filters(
+    where, params = where_clause(
         ("action = ?", action), ("subject = ?", subject), ("id < ?", before_id)
     )
-    return await _all(
+    return await fetch_all(
         conn,
         f"SELECT id, created_at, actor, action, subject, detail FROM audit_log {where} "
         "ORDER BY id DESC LIMIT ?",
@@ -97,16 +97,20 @@ async def insert_product(conn: Connection, product: dict[str, Any]) -> None:
 
 
 async def product_by_slug(conn: Connection, slug: str) -> Row | None:
-    return await _one(conn, f"SELECT {PRODUCT_COLUMNS} FROM products WHERE slug = ?", (slug,))
+    return await fetch_one(conn, f"SELECT {PRODUCT_COLUMNS} FROM products WHERE slug = ?", (slug,))
 
 
 async def product_by_id(conn: Connection, product_id: str) -> Row | None:
-    return await _one(conn, f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?", (product_id,))
+    return await fetch_one(
+        conn, f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?", (product_id,)
+    )
 
 
 async def list_products(conn: Connection, *, active_only: bool) -> list[Row]:
     where = "WHERE active = 1" if active_only else ""
-    return await _all(conn, f"SELECT {PRODUCT_COLUMNS} FROM products {where} ORDER BY slug", ())
+    return await fetch_all(
+        conn, f"SELECT {PRODUCT_COLUMNS} FROM products {where} ORDER BY slug", ()
+    )
 
 
 async def set_product_active(conn: Connection, product_id: str, active: bool, now: int) -> int:
@@ -117,10 +121,32 @@ async def set_product_active(conn: Connection, product_id: str, active: bool, no
     return cursor.rowcount
 
 
+async def update_row(
+    conn: Connection, table: str, row_id: str, values: dict[str, Any], now: int | None = None
+) -> int:
+    """Set `values` (column -> value, columns from this module's own lists) on one row."""
+    if now is not None:
+        values = {**values, "updated_at": now}
+    if not values:
+        return 1 if await fetch_one(conn, f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)) else 0
+    assignments = ", ".join(f"{column} = :{column}" for column in values)
+    cursor = await conn.execute(
+        f"UPDATE {table} SET {assignments} WHERE id = :row_id", {**values, "row_id": row_id}
+    )
+    return cursor.rowcount
+
+
+async def delete_row(conn: Connection, table: str, row_id: str) -> int:
+    """Delete one row; the schema's foreign keys refuse it while anything points at it."""
+    cursor = await conn.execute(f"DELETE FROM {table} WHERE id = ?", (row_id,))
+    return cursor.rowcount
+
+
 # ---------- policies ----------
 
 POLICY_COLUMNS = (
-    "id, product_id, slug, name, description, price_sats, duration_days, max_machines, is_trial, "
+    "id, product_id, slug, name, description, price_sats, duration_seconds, grace_seconds, "
+    "CASE WHEN unlimited_machines = 1 THEN 0 ELSE max_machines END AS max_machines, is_trial, "
     "entitlements, is_public, active, created_at, highlighted, sort_order, is_default, "
     "price_currency, price_minor"
 )
@@ -129,9 +155,10 @@ POLICY_COLUMNS = (
 async def insert_policy(conn: Connection, policy: dict[str, Any]) -> None:
     await conn.execute(
         "INSERT INTO policies (id, product_id, slug, name, description, price_sats, "
-        "duration_days, max_machines, is_trial, entitlements, is_public, active, created_at, "
-        "highlighted, sort_order, is_default, price_currency, price_minor) VALUES (:id, "
-        ":product_id, :slug, :name, :description, :price_sats, :duration_days, :max_machines, "
+        "duration_seconds, grace_seconds, max_machines, unlimited_machines, is_trial, "
+        "entitlements, is_public, active, created_at, highlighted, sort_order, is_default, "
+        "price_currency, price_minor) VALUES (:id, :product_id, :slug, :name, :description, "
+        ":price_sats, :duration_seconds, :grace_seconds, :max_machines, :unlimited_machines, "
         ":is_trial, :entitlements, :is_public, 1, :now, :highlighted, :sort_order, :is_default, "
         ":price_currency, :price_minor)",
         policy,
@@ -146,11 +173,13 @@ async def clear_default_policy(conn: Connection, product_id: str) -> None:
 
 
 async def policy_by_id(conn: Connection, policy_id: str) -> Row | None:
-    return await _one(conn, f"SELECT {POLICY_COLUMNS} FROM policies WHERE id = ?", (policy_id,))
+    return await fetch_one(
+        conn, f"SELECT {POLICY_COLUMNS} FROM policies WHERE id = ?", (policy_id,)
+    )
 
 
 async def policy_by_slug(conn: Connection, product_id: str, slug: str) -> Row | None:
-    return await _one(
+    return await fetch_one(
         conn,
         f"SELECT {POLICY_COLUMNS} FROM policies WHERE product_id = ? AND slug = ?",
         (product_id, slug),
@@ -158,7 +187,7 @@ async def policy_by_slug(conn: Connection, product_id: str, slug: str) -> Row | 
 
 
 async def default_policy(conn: Connection, product_id: str) -> Row | None:
-    return await _one(
+    return await fetch_one(
         conn,
         f"SELECT {POLICY_COLUMNS} FROM policies "
         "WHERE product_id = ? AND is_default = 1 AND active = 1",
@@ -167,12 +196,14 @@ async def default_policy(conn: Connection, product_id: str) -> Row | None:
 
 
 async def list_policies(
-    conn: Connection, product_id: str | None, *, public_only: bool
+    conn: Connection, product_id: str | None, *, public_only: bool, active_only: bool = False
 ) -> list[Row]:
-    where, params = _filters(("product_id = ?", product_id))
+    where, params = where_clause(("product_id = ?", product_id))
     if public_only:
         where += (" AND" if where else "WHERE") + " is_public = 1 AND active = 1"
-    return await _all(
+    elif active_only:
+        where += (" AND" if where else "WHERE") + " active = 1"
+    return await fetch_all(
         conn,
         f"SELECT {POLICY_COLUMNS} FROM policies {where} ORDER BY product_id, sort_order, slug",
         params,
@@ -188,11 +219,18 @@ async def set_policy_active(conn: Connection, policy_id: str, active: bool) -> i
 
 # ---------- licenses ----------
 
+# A license's seat limit: its own override, else its policy's, else 1; 0 = unlimited.
+SEATS = (
+    "COALESCE(l.max_machines, CASE WHEN pol.unlimited_machines = 1 THEN 0 "
+    "ELSE pol.max_machines END, 1)"
+)
+# Its grace after expiry: its own override, else its policy's, else none.
+GRACE = "COALESCE(l.grace_seconds, pol.grace_seconds, 0)"
 LICENSE_COLUMNS = (
     "l.id, l.product_id, p.slug AS product_slug, l.policy_id, pol.slug AS policy_slug, "
     "l.license_key, l.status, l.issued_at, l.expires_at, l.fingerprint_hash, l.note, "
-    "l.revoked_at, l.revoke_reason, l.suspended_at, l.is_trial, l.entitlements, "
-    "COALESCE(pol.max_machines, 1) AS max_machines"
+    "l.revoked_at, l.revoke_reason, l.suspended_at, l.suspend_reason, l.is_trial, "
+    f"l.entitlements, l.buyer_email, {GRACE} AS grace_seconds, {SEATS} AS max_machines"
 )
 LICENSE_FROM = (
     "FROM licenses AS l JOIN products AS p ON p.id = l.product_id "
@@ -203,24 +241,25 @@ LICENSE_FROM = (
 async def insert_license(conn: Connection, license_row: dict[str, Any]) -> None:
     await conn.execute(
         "INSERT INTO licenses (id, product_id, issuer_key_id, license_key, status, issued_at, "
-        "expires_at, fingerprint_hash, note, policy_id, is_trial, entitlements) VALUES (:id, "
-        ":product_id, :issuer_key_id, :license_key, 'active', :issued_at, :expires_at, "
-        ":fingerprint_hash, :note, :policy_id, :is_trial, :entitlements)",
+        "expires_at, fingerprint_hash, note, policy_id, is_trial, entitlements, max_machines, "
+        "grace_seconds, buyer_email) VALUES (:id, :product_id, :issuer_key_id, :license_key, "
+        "'active', :issued_at, :expires_at, :fingerprint_hash, :note, :policy_id, :is_trial, "
+        ":entitlements, :max_machines, :grace_seconds, :buyer_email)",
         license_row,
     )
 
 
 async def license_by_id(conn: Connection, license_id: str) -> Row | None:
-    return await _one(
+    return await fetch_one(
         conn, f"SELECT {LICENSE_COLUMNS} {LICENSE_FROM} WHERE l.id = ?", (license_id,)
     )
 
 
 async def seat_limit_of(conn: Connection, license_id: str) -> Row | None:
     """The license's status and seat limit (its policy's max_machines, 1 without a policy)."""
-    return await _one(
+    return await fetch_one(
         conn,
-        "SELECT l.status, COALESCE(pol.max_machines, 1) AS max_machines FROM licenses AS l "
+        f"SELECT l.status, {SEATS} AS max_machines FROM licenses AS l "
         "LEFT JOIN policies AS pol ON pol.id = l.policy_id WHERE l.id = ?",
         (license_id,),
     )
@@ -232,13 +271,21 @@ async def list_licenses(
     product_id: str | None,
     status: str | None,
     search: str | None,
+    buyer_email: str | None,
+    invoice_id: str | None,
     limit: int,
     offset: int,
 ) -> list[Row]:
     like = None if search is None else f"%{_escape_like(search)}%"
-    where, params = _filters(
+    where, params = where_clause(
         ("l.product_id = ?", product_id),
         ("l.status = ?", status),
+        (
+            "(l.buyer_email = ? COLLATE NOCASE OR l.id IN (SELECT license_id FROM invoices "
+            "WHERE buyer_email = ? COLLATE NOCASE))",
+            None if buyer_email is None else (buyer_email, buyer_email),
+        ),
+        ("l.id IN (SELECT license_id FROM invoices WHERE id = ?)", invoice_id),
         (
             "(l.id LIKE ? ESCAPE '\\' OR l.note LIKE ? ESCAPE '\\' OR l.license_key LIKE ? "
             "ESCAPE '\\' OR l.id IN (SELECT license_id FROM invoices "
@@ -246,10 +293,10 @@ async def list_licenses(
             None if like is None else (like, like, like, like),
         ),
     )
-    return await _all(
+    return await fetch_all(
         conn,
         f"SELECT {LICENSE_COLUMNS} {LICENSE_FROM} {where} "
-        "ORDER BY l.issued_at DESC, l.id LIMIT ? OFFSET ?",
+        "ORDER BY l.issued_at DESC, l.rowid DESC LIMIT ? OFFSET ?",
         (*params, limit, offset),
     )
 
@@ -263,183 +310,28 @@ async def revoke_license(conn: Connection, license_id: str, reason: str | None, 
     return cursor.rowcount
 
 
-async def suspend_license(conn: Connection, license_id: str, now: int) -> int:
+async def suspend_license(conn: Connection, license_id: str, reason: str | None, now: int) -> int:
     cursor = await conn.execute(
-        "UPDATE licenses SET status = 'suspended', suspended_at = ? "
+        "UPDATE licenses SET status = 'suspended', suspended_at = ?, suspend_reason = ? "
         "WHERE id = ? AND status = 'active'",
-        (now, license_id),
+        (now, reason, license_id),
     )
     return cursor.rowcount
 
 
 async def unsuspend_license(conn: Connection, license_id: str) -> int:
     cursor = await conn.execute(
-        "UPDATE licenses SET status = 'active', suspended_at = NULL "
+        "UPDATE licenses SET status = 'active', suspended_at = NULL, suspend_reason = NULL "
         "WHERE id = ? AND status = 'suspended'",
         (license_id,),
     )
     return cursor.rowcount
 
 
-# ---------- machines ----------
-
-MACHINE_COLUMNS = (
-    "id, license_id, fingerprint, hostname, platform, first_seen_at, last_seen_at, "
-    "deactivated_at, deactivate_reason"
-)
-
-
-# Counted on the index machines_license_state_idx (0012) alone, never reading the table
-# (tests/test_machine_bounds.py holds the query plan to that).
-ACTIVE_SEATS_SQL = "SELECT count(*) FROM machines WHERE license_id = ? AND deactivated_at IS NULL"
-
-
-async def active_seats(conn: Connection, license_id: str) -> int:
-    row = await _one(conn, ACTIVE_SEATS_SQL, (license_id,))
-    assert row is not None
-    return int(row[0])
-
-
-# Keeps the `keep` most recently deactivated machines of one license; the same index finds
-# them without a scan of the table.
-PURGE_HISTORY_SQL = (
-    "DELETE FROM machines WHERE license_id = ?1 AND deactivated_at IS NOT NULL AND id NOT IN "
-    "(SELECT id FROM machines WHERE license_id = ?1 AND deactivated_at IS NOT NULL "
-    "ORDER BY deactivated_at DESC, id DESC LIMIT ?2)"
-)
-
-
-async def purge_machine_history(conn: Connection, license_id: str, *, keep: int) -> int:
-    """Delete the license's deactivated machines beyond the `keep` most recent ones."""
-    cursor = await conn.execute(PURGE_HISTORY_SQL, (license_id, keep))
-    return cursor.rowcount
-
-
-async def machine_by_fingerprint(conn: Connection, license_id: str, fingerprint: str) -> Row | None:
-    return await _one(
-        conn,
-        f"SELECT {MACHINE_COLUMNS} FROM machines WHERE license_id = ? AND fingerprint = ?",
-        (license_id, fingerprint),
-    )
-
-
-async def machine_by_id(conn: Connection, machine_id: str) -> Row | None:
-    return await _one(conn, f"SELECT {MACHINE_COLUMNS} FROM machines WHERE id = ?", (machine_id,))
-
-
-async def insert_machine(conn: Connection, machine: dict[str, Any]) -> None:
-    await conn.execute(
-        "INSERT INTO machines (id, license_id, fingerprint, hostname, platform, first_seen_at, "
-        "last_seen_at) VALUES (:id, :license_id, :fingerprint, :hostname, :platform, :now, :now)",
-        machine,
-    )
-
-
-async def reactivate_machine(
-    conn: Connection, machine_id: str, hostname: str | None, platform: str | None, now: int
-) -> None:
-    await conn.execute(
-        "UPDATE machines SET deactivated_at = NULL, deactivate_reason = NULL, last_seen_at = ?, "
-        "hostname = COALESCE(?, hostname), platform = COALESCE(?, platform) WHERE id = ?",
-        (now, hostname, platform, machine_id),
-    )
-
-
-async def touch_machine(conn: Connection, machine_id: str, now: int) -> None:
-    await conn.execute(
-        "UPDATE machines SET last_seen_at = max(last_seen_at, ?) WHERE id = ?", (now, machine_id)
-    )
-
-
-async def deactivate_machine(conn: Connection, machine_id: str, reason: str, now: int) -> int:
-    cursor = await conn.execute(
-        "UPDATE machines SET deactivated_at = max(last_seen_at, ?), deactivate_reason = ? "
-        "WHERE id = ? AND deactivated_at IS NULL",
-        (now, reason, machine_id),
-    )
-    return cursor.rowcount
-
-
-async def list_machines(
-    conn: Connection, *, license_id: str | None, include_inactive: bool, limit: int
-) -> list[Row]:
-    where, params = _filters(("license_id = ?", license_id))
-    if not include_inactive:
-        where += (" AND" if where else "WHERE") + " deactivated_at IS NULL"
-    return await _all(
-        conn,
-        f"SELECT {MACHINE_COLUMNS} FROM machines {where} ORDER BY last_seen_at DESC, id LIMIT ?",
-        (*params, limit),
-    )
-
-
-# ---------- discount codes, invoices, redemptions ----------
-
-CODE_COLUMNS = (
-    "c.id, c.code, c.product_id, p.slug AS product_slug, c.policy_id, pol.slug AS policy_slug, "
-    "c.kind, c.amount, c.max_redemptions, c.expires_at, c.disabled, c.note, c.created_at, "
-    "(SELECT count(*) FROM discount_redemptions AS r WHERE r.code_id = c.id) AS redemptions"
-)
-CODE_FROM = (
-    "FROM discount_codes AS c LEFT JOIN products AS p ON p.id = c.product_id "
-    "LEFT JOIN policies AS pol ON pol.id = c.policy_id"
-)
-
-
-async def insert_code(conn: Connection, code: dict[str, Any]) -> None:
-    await conn.execute(
-        "INSERT INTO discount_codes (id, code, product_id, policy_id, kind, amount, "
-        "max_redemptions, expires_at, disabled, note, created_at) VALUES (:id, :code, "
-        ":product_id, :policy_id, :kind, :amount, :max_redemptions, :expires_at, 0, :note, :now)",
-        code,
-    )
-
-
-async def code_by_id(conn: Connection, code_id: str) -> Row | None:
-    return await _one(conn, f"SELECT {CODE_COLUMNS} {CODE_FROM} WHERE c.id = ?", (code_id,))
-
-
-async def code_by_text(conn: Connection, code: str) -> Row | None:
-    # The column is COLLATE NOCASE, so codes match case-insensitively, as buyers type them.
-    return await _one(conn, f"SELECT {CODE_COLUMNS} {CODE_FROM} WHERE c.code = ?", (code,))
-
-
-async def list_codes(conn: Connection, *, product_id: str | None) -> list[Row]:
-    where, params = _filters(("c.product_id = ?", product_id))
-    return await _all(
-        conn, f"SELECT {CODE_COLUMNS} {CODE_FROM} {where} ORDER BY c.created_at, c.code", params
-    )
-
-
-async def set_code_disabled(conn: Connection, code_id: str, disabled: bool) -> int:
-    cursor = await conn.execute(
-        "UPDATE discount_codes SET disabled = ? WHERE id = ?", (int(disabled), code_id)
-    )
-    return cursor.rowcount
-
-
-async def insert_free_invoice(conn: Connection, invoice: dict[str, Any]) -> None:
-    await conn.execute(
-        "INSERT INTO invoices (id, product_id, license_id, status, provider, amount_sats, "
-        "buyer_email, buyer_note, created_at, settled_at, policy_id, discount_sats) VALUES (:id, "
-        ":product_id, :license_id, 'settled', 'free', 0, :buyer_email, :buyer_note, :now, :now, "
-        ":policy_id, :discount_sats)",
-        invoice,
-    )
-
-
-async def insert_redemption(conn: Connection, redemption: dict[str, Any]) -> None:
-    await conn.execute(
-        "INSERT INTO discount_redemptions (id, code_id, invoice_id, license_id, buyer_email, "
-        "redeemed_at) VALUES (:id, :code_id, :invoice_id, :license_id, :buyer_email, :now)",
-        redemption,
-    )
-
-
 # ---------- helpers ----------
 
 
-def _filters(*pairs: tuple[str, Any]) -> tuple[str, tuple[Any, ...]]:
+def where_clause(*pairs: tuple[str, Any]) -> tuple[str, tuple[Any, ...]]:
     """`WHERE a AND b` over the pairs whose value is not None; a tuple value binds several."""
     clauses: list[str] = []
     params: list[Any] = []
@@ -455,11 +347,39 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def _one(conn: Connection, sql: str, params: Sequence[Any] | dict[str, Any]) -> Row | None:
+async def fetch_one(
+    conn: Connection, sql: str, params: Sequence[Any] | dict[str, Any]
+) -> Row | None:
     async with conn.execute(sql, params) as cursor:
         return await cursor.fetchone()
 
 
-async def _all(conn: Connection, sql: str, params: Iterable[Any]) -> list[Row]:
+async def fetch_all(conn: Connection, sql: str, params: Iterable[Any]) -> list[Row]:
     async with conn.execute(sql, tuple(params)) as cursor:
         return list(await cursor.fetchall())
+
+
+async def product_in_use(conn: Connection, product_id: str) -> bool:
+    row = await fetch_one(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM licenses WHERE product_id = ?1) "
+        "OR EXISTS (SELECT 1 FROM invoices WHERE product_id = ?1) "
+        "OR EXISTS (SELECT 1 FROM discount_codes WHERE product_id = ?1)",
+        (product_id,),
+    )
+    return bool(row and row[0])
+
+
+async def delete_policies_of(conn: Connection, product_id: str) -> None:
+    await conn.execute("DELETE FROM policies WHERE product_id = ?", (product_id,))
+
+
+async def policy_in_use(conn: Connection, policy_id: str) -> bool:
+    row = await fetch_one(
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM licenses WHERE policy_id = ?1) "
+        "OR EXISTS (SELECT 1 FROM invoices WHERE policy_id = ?1) "
+        "OR EXISTS (SELECT 1 FROM discount_codes WHERE policy_id = ?1)",
+        (policy_id,),
+    )
+    return bool(row and row[0])

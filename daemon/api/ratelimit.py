@@ -1,0 +1,44 @@
+"""Per-client rate limits on the public routes a flood would hurt: validate, heartbeat,
+redeem and recover (one bucket per route group and client address).
+
+A token bucket per (group, address): `per_minute` tokens, refilled continuously, the same
+number as the burst. The client address is the forwarded one only behind a trusted proxy
+(`daemon.peers`). Buckets are kept for the most recently seen addresses only (an LRU of
+MAX_BUCKETS), so a flood of distinct addresses costs bounded memory; a forgotten bucket is
+a full one, which at worst lets an evicted address start over.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+
+MAX_BUCKETS = 100_000
+
+
+class RateLimiter:
+    def __init__(self, per_minute: int) -> None:
+        self._capacity = float(per_minute)
+        self._per_second = per_minute / 60.0
+        self._buckets: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()
+
+    @property
+    def enabled(self) -> bool:
+        return self._capacity > 0
+
+    def retry_after(self, group: str, address: str) -> int:
+        """0 when the request may go ahead (a token is taken), else whole seconds to wait."""
+        at = time.monotonic()
+        key = (group, address)
+        tokens, last = self._buckets.pop(key, (self._capacity, at))
+        tokens = min(self._capacity, tokens + (at - last) * self._per_second)
+        wait = 0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = max(1, math.ceil((1.0 - tokens) / self._per_second))
+        self._buckets[key] = (tokens, at)
+        if len(self._buckets) > MAX_BUCKETS:
+            self._buckets.popitem(last=False)
+        return wait

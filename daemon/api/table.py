@@ -1,0 +1,57 @@
+"""The route table: every licensing route, declared once with its request and answer models.
+
+Handler modules (`public`, `admin`, `openapi`) register into it with `endpoint`; `mount`
+adds the table to the app; `openapi` describes it. Imports go one way: handlers import
+this module, never each other, and this module imports no handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Tag = Literal["public", "admin"]
+RateGroup = Literal["validate", "heartbeat", "redeem", "recover"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    tag: Tag
+    summary: str
+    body: type | None = None
+    query: type | None = None
+    answer: object = None
+    rate_group: RateGroup | None = None
+    status: int = 200
+
+
+ENDPOINTS: list[Endpoint] = []
+
+
+def endpoint(
+    method: str,
+    path: str,
+    *,
+    tag: Tag,
+    summary: str,
+    body: type | None = None,
+    query: type | None = None,
+    answer: object = None,
+    rate_group: RateGroup | None = None,
+) -> Callable[[Handler], Handler]:
+    """Register the handler under `method path`; the models say what it reads and answers."""
+
+    def register(handler: Handler) -> Handler:
+        ENDPOINTS.append(
+            Endpoint(method, path, handler, tag, summary, body, query, answer, rate_group)
+        )
+        return handler
+
+    return register

@@ -1,0 +1,342 @@
+"""Every answer of the licensing layer, declared once (msgspec Structs, Keysat's field names).
+
+The API encodes these as they are; the OpenAPI document's response schemas are generated
+from them; the console and the actions read them as plain dicts (`msgspec.to_builtins`).
+Times are RFC 3339 UTC strings (`state.iso_time`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+# The reasons the published client knows; validate answers only these (or ok).
+Reason = Literal[
+    "bad_format",
+    "bad_signature",
+    "not_found",
+    "revoked",
+    "suspended",
+    "expired",
+    "product_mismatch",
+    "fingerprint_mismatch",
+    "too_many_machines",
+]
+
+
+PreviewRefusal = Literal[
+    "unknown_code", "disabled", "expired", "wrong_product", "wrong_tier", "exhausted"
+]
+
+
+class Answer(msgspec.Struct, kw_only=True):
+    pass
+
+
+class Refusal(Answer, kw_only=True, omit_defaults=True):
+    """validate's `{ok: false, reason}`, with what is known about the license when it is.
+    Fields not known are left out (`ok` and `reason` are always there)."""
+
+    ok: Literal[False]
+    reason: Reason
+    license_id: str | None = None
+    product_id: str | None = None
+    expires_at: str | None = None
+    grace_until: str | None = None
+    max_machines: int | None = None
+
+
+class Valid(Answer, kw_only=True):
+    ok: bool = True
+    license_id: str
+    product_id: str
+    product_slug: str
+    issued_at: str
+    expires_at: str | None
+    grace_until: str | None
+    in_grace_period: bool
+    is_trial: bool
+    entitlements: list[str]
+    status: str
+    machine_id: str | None
+    # 0 = unlimited
+    max_machines: int
+
+
+class SeatAnswer(Answer, kw_only=True):
+    ok: bool
+    reason: str | None
+    machine_id: str | None
+    active_count: int
+    max_machines: int
+
+
+class CatalogEntryOut(Answer, kw_only=True):
+    slug: str
+    name: str
+    description: str = ""
+
+
+class Product(Answer, kw_only=True):
+    id: str
+    slug: str
+    name: str
+    description: str
+    price_sats: int
+    price_currency: str
+    price_minor: int
+    metadata: dict[str, Any]
+    entitlements_catalog: list[Any]
+    active: bool
+    created_at: str | None
+    updated_at: str | None
+
+
+class PublicPolicy(Answer, kw_only=True):
+    """The buyer-visible fields the published client's `PublicPolicy` reads."""
+
+    slug: str
+    name: str
+    description: str
+    price_sats: int
+    duration_seconds: int
+    grace_seconds: int
+    max_machines: int
+    is_trial: bool
+    entitlements: list[str]
+    highlighted: bool
+    is_recurring: bool = False
+    renewal_period_days: int = 0
+    trial_days: int
+
+
+class Policy(PublicPolicy, kw_only=True):
+    id: str
+    product_id: str
+    price_sats_override: int
+    duration_days: int | None
+    is_public: bool
+    active: bool
+    archived: bool
+    sort_order: int
+    is_default: bool
+    price_currency: str
+    price_minor: int
+    created_at: str | None
+
+
+class PublicProduct(Answer, kw_only=True):
+    slug: str
+    name: str
+    description: str
+    base_price_sats: int
+    entitlements_catalog: list[Any]
+
+
+class PublicPolicies(Answer, kw_only=True):
+    product: PublicProduct
+    policies: list[PublicPolicy]
+
+
+class License(Answer, kw_only=True):
+    id: str
+    product_id: str
+    product_slug: str
+    policy_id: str | None
+    policy_slug: str | None
+    license_key: str
+    status: str
+    issued_at: str | None
+    expires_at: str | None
+    grace_seconds: int
+    fingerprint_bound: bool
+    fingerprint_hash: str | None
+    note: str
+    buyer_email: str | None
+    revoked_at: str | None
+    revoke_reason: str | None
+    suspended_at: str | None
+    suspend_reason: str | None
+    is_trial: bool
+    entitlements: list[str]
+    max_machines: int
+
+
+class Issued(Answer, kw_only=True):
+    license_id: str
+    product_id: str
+    license_key: str
+    issued_at: str | None
+    expires_at: str | None
+    entitlements: list[str]
+    is_trial: bool
+    # 0 = unlimited
+    max_machines: int
+
+
+class StatusChange(Answer, kw_only=True):
+    """revoke / suspend / unsuspend: Keysat's `{ok: true, ...}` with the license as it is now."""
+
+    ok: bool = True
+    license: License
+
+
+class LicenseSummary(Answer, kw_only=True):
+    total: int
+    active: int
+    suspended: int
+    revoked: int
+    last_24h: int
+    last_7d: int
+
+
+class RevenueSummary(Answer, kw_only=True):
+    """Sats taken by settled invoices (Keysat's shape); free ones count 0."""
+
+    total_sats: int
+    last_24h_sats: int
+    last_7d_sats: int
+    last_30d_sats: int
+    settled_paid_invoice_count: int
+
+
+class LicenseCounts(Answer, kw_only=True):
+    """Licenses per product id and per policy id."""
+
+    by_product: dict[str, int]
+    by_policy: dict[str, int]
+
+
+class Code(Answer, kw_only=True):
+    id: str
+    code: str
+    kind: str
+    # percent: basis points, as Keysat
+    amount: int
+    product_id: str | None
+    product_slug: str | None
+    policy_id: str | None
+    policy_slug: str | None
+    max_uses: int | None
+    uses: int
+    expires_at: str | None
+    active: bool
+    note: str
+    created_at: str | None
+
+
+class CodePreviewAnswer(Answer, kw_only=True, omit_defaults=True):
+    """Keysat's preview: `valid` with the price, or not with a reason; nothing is used up."""
+
+    valid: bool
+    message: str
+    base_price_sats: int
+    reason: PreviewRefusal | None = None
+    code: str | None = None
+    kind: str | None = None
+    is_free: bool | None = None
+    discount_applied_sats: int | None = None
+    final_price_sats: int | None = None
+    amount_pct: float | None = None
+
+
+class Redemption(Answer, kw_only=True):
+    id: str
+    invoice_id: str | None
+    license_id: str | None
+    buyer_email: str | None
+    redeemed_at: str | None
+
+
+class CodeWithRedemptions(Answer, kw_only=True):
+    code: Code
+    redemptions: list[Redemption]
+
+
+class Machine(Answer, kw_only=True):
+    id: str
+    license_id: str
+    fingerprint_hash: str
+    hostname: str | None
+    platform: str | None
+    first_seen_at: str | None
+    last_seen_at: str | None
+    active: bool
+    deactivated_at: str | None
+    deactivate_reason: str | None
+
+
+class MachineDeactivated(Answer, kw_only=True):
+    ok: bool = True
+    machine: Machine
+
+
+class AuditEntry(Answer, kw_only=True):
+    id: int
+    created_at: str | None
+    actor: str
+    action: str
+    subject: str | None
+    detail: dict[str, Any]
+
+
+class Redeemed(Answer, kw_only=True):
+    license_id: str
+    license_key: str
+    invoice_id: str
+    redemption_id: str
+
+
+class Purchase(Answer, kw_only=True):
+    """POST /v1/purchase for a purchase that costs nothing: settled and issued at once."""
+
+    invoice_id: str
+    btcpay_invoice_id: str | None
+    checkout_url: str | None
+    amount_sats: int
+    base_price_sats: int
+    discount_applied_sats: int
+    poll_url: str
+    status: str
+    license_id: str | None
+    license_key: str | None
+
+
+class PurchaseStatus(Answer, kw_only=True):
+    invoice_id: str
+    status: str
+    product_id: str
+    amount_sats: int
+    license_id: str | None
+    license_key: str | None
+
+
+class Recovered(Answer, kw_only=True):
+    ok: bool = True
+    invoice_id: str
+    license_id: str
+    license_key: str
+    product_slug: str
+
+
+class PublicSet(Answer, kw_only=True):
+    ok: bool = True
+    is_public: bool
+
+
+class ArchivedSet(Answer, kw_only=True):
+    ok: bool = True
+    archived: bool
+
+
+class Deleted(Answer, kw_only=True):
+    """Keysat's `{ok: true, deleted: <slug or code>}`."""
+
+    ok: bool = True
+    deleted: str
+
+
+def plain(value: object) -> Any:
+    """An answer as dicts and lists, for the console's templates and the actions' messages."""
+    return msgspec.to_builtins(value)

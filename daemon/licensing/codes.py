@@ -1,0 +1,290 @@
+"""Discount codes (Keysat's shapes: `max_uses`, percent `amount` in basis points) and their
+redemption: a free-license code at POST /v1/redeem, any code at purchase (`purchase.py`).
+
+Storage keeps migration 0005's whole percents (0009 forbids altering discount_codes), so a
+percent amount must be a whole percent: a multiple of 100 basis points; anything else is
+refused by name rather than rounded.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiosqlite import Connection
+
+from daemon.licensing import answers, models, rows, store, store_sales
+from daemon.licensing.answers import PreviewRefusal
+from daemon.licensing.core import Core, now
+from daemon.licensing.errors import BadRequest, Conflict, NotFound
+from daemon.licensing.state import iso_time
+from daemon.licensing.store import Row
+
+DISCOUNT_KINDS = ("percent", "fixed_sats", "free_license", "set_price")
+FULL_PERCENT_BPS = 10_000
+
+
+def price_after(code: Row | None, base: int) -> int:
+    """The price once `code` (a stored row) applies to `base` sats."""
+    if code is None:
+        return base
+    kind, amount = code["kind"], code["amount"]
+    if kind == "free_license":
+        return 0
+    if kind == "percent":
+        return base - base * amount // 100
+    if kind == "fixed_sats":
+        return max(0, base - amount)
+    return min(base, amount)  # set_price
+
+
+@dataclass(frozen=True, slots=True)
+class Unusable:
+    """Why a code cannot be used now: Keysat's preview reason and a sentence for a person."""
+
+    reason: PreviewRefusal
+    message: str
+
+
+def unusable(code: Row, product: Row, policy_id: str | None, at: int) -> Unusable | None:
+    """Why `code` cannot be used for this product (and policy) now, or None."""
+    name = code["code"]
+    if code["disabled"]:
+        return Unusable("disabled", f"code '{name}' has been disabled by the seller")
+    if code["expires_at"] is not None and at >= code["expires_at"]:
+        return Unusable("expired", f"code '{name}' expired at {iso_time(code['expires_at'])}")
+    if code["product_id"] is not None and code["product_id"] != product["id"]:
+        return Unusable(
+            "wrong_product", f"code '{name}' is not valid for product '{product['slug']}'"
+        )
+    if code["policy_id"] is not None and policy_id is not None and code["policy_id"] != policy_id:
+        return Unusable("wrong_tier", f"code '{name}' is not valid for this policy")
+    if code["max_redemptions"] is not None and code["redemptions"] >= code["max_redemptions"]:
+        return Unusable(
+            "exhausted",
+            f"code '{name}' has already been used {code['redemptions']} time(s), its limit; "
+            "no license was issued",
+        )
+    return None
+
+
+class Codes(Core):
+    async def create_code(self, request: models.CodeCreate) -> answers.Code:
+        at = now()
+        expires_at = request.expires_at
+        if expires_at is not None and expires_at <= at:  # type: ignore[operator]
+            raise BadRequest("'expires_at' must be in the future")
+        async with self._write_lock, self._pool.transaction() as conn:
+            product_id = policy_id = None
+            if request.product_slug:
+                product = await store.product_by_slug(conn, request.product_slug)
+                if product is None:
+                    raise NotFound(f"product '{request.product_slug}'")
+                product_id = product["id"]
+                if request.policy_slug:
+                    policy = await store.policy_by_slug(conn, product_id, request.policy_slug)
+                    if policy is None:
+                        raise NotFound(f"policy '{request.policy_slug}'")
+                    policy_id = policy["id"]
+            elif request.policy_slug:
+                raise BadRequest("'policy_slug' needs 'product_slug' too")
+            if await store_sales.code_by_text(conn, request.code) is not None:
+                raise Conflict(f"a discount code '{request.code}' already exists")
+            code = {
+                "id": str(uuid.uuid4()),
+                "code": request.code,
+                "product_id": product_id,
+                "policy_id": policy_id,
+                "kind": request.kind,
+                "amount": _stored_amount(request.kind, request.amount),
+                "max_redemptions": request.max_uses,
+                "expires_at": expires_at,
+                "note": request.note or "",
+                "now": at,
+            }
+            await store_sales.insert_code(conn, code)
+            await self._audit(
+                conn,
+                "discount_code.create",
+                f"discount_code:{code['id']}",
+                {"kind": request.kind, "product_id": product_id},
+                at,
+            )
+            row = await store_sales.code_by_id(conn, code["id"])
+        return rows.code(row)
+
+    async def list_codes(self, query: models.CodeQuery) -> list[answers.Code]:
+        product_slug = query.product_slug
+        async with self._pool.connection() as conn:
+            product_id = None
+            if product_slug is not None:
+                product = await store.product_by_slug(conn, product_slug)
+                if product is None:
+                    raise NotFound(f"product '{product_slug}'")
+                product_id = product["id"]
+            found = await store_sales.list_codes(
+                conn, product_id=product_id, include_inactive=query.include_inactive
+            )
+        return [rows.code(row) for row in found]
+
+    async def get_code(self, code_id: str) -> answers.CodeWithRedemptions:
+        async with self._pool.connection() as conn:
+            row = await store_sales.code_by_id(conn, code_id)
+            if row is None:
+                raise NotFound(f"discount code {code_id}")
+            used = await store_sales.redemptions_of(conn, code_id)
+        return answers.CodeWithRedemptions(
+            code=rows.code(row), redemptions=[rows.redemption(r) for r in used]
+        )
+
+    async def update_code(
+        self, code_id: str, request: models.CodeUpdate, action: str = "discount_code.update"
+    ) -> answers.Code:
+        at = now()
+        values: dict[str, Any] = {}
+        if request.note is not None:
+            values["note"] = request.note
+        if request.max_uses is not None:
+            values["max_redemptions"] = request.max_uses
+        if request.expires_at is not None:
+            values["expires_at"] = request.expires_at
+        if request.active is not None:
+            values["disabled"] = int(not request.active)
+        async with self._write_lock, self._pool.transaction() as conn:
+            before = await store_sales.code_by_id(conn, code_id)
+            if before is None:
+                raise NotFound(f"discount code {code_id}")
+            if request.amount is not None:
+                values["amount"] = _stored_amount(before["kind"], request.amount)
+            await store.update_row(conn, "discount_codes", code_id, values)
+            await self._audit(
+                conn,
+                action,
+                f"discount_code:{code_id}",
+                {"fields": sorted(values)},
+                at,
+            )
+            row = await store_sales.code_by_id(conn, code_id)
+        return rows.code(row)
+
+    async def set_code_active(self, code_id: str, active: bool) -> answers.Code:
+        request = models.CodeUpdate(active=active)
+        return await self.update_code(code_id, request, "discount_code.set_active")
+
+    async def delete_code(self, code_id: str) -> answers.Deleted:
+        at = now()
+        async with self._write_lock, self._pool.transaction() as conn:
+            row = await store_sales.code_by_id(conn, code_id)
+            if row is None:
+                raise NotFound(f"discount code {code_id}")
+            if not await store_sales.delete_code(conn, code_id):
+                raise Conflict(
+                    f"code '{row['code']}' has been used {row['redemptions']} time(s), so it "
+                    "was kept for its redemptions' record; nothing was written. Set it "
+                    "inactive ('active': false) to stop it"
+                )
+            await self._audit(
+                conn, "discount_code.delete", f"discount_code:{code_id}", {"code": row["code"]}, at
+            )
+        return answers.Deleted(deleted=row["code"])
+
+    async def preview_code(self, query: models.CodePreview) -> answers.CodePreviewAnswer:
+        """What a buyer would pay with this code (Keysat's public preview); uses nothing up."""
+        async with self._pool.connection() as conn:
+            product, policy = await product_and_policy(conn, query.product, query.policy_slug)
+            code = await store_sales.code_by_text(conn, query.code)
+        base = (policy or product)["price_sats"]
+        if code is None:
+            return answers.CodePreviewAnswer(
+                valid=False, reason="unknown_code", message="Code not found.", base_price_sats=base
+            )
+        problem = unusable(code, product, None if policy is None else policy["id"], now())
+        if problem is not None:
+            return answers.CodePreviewAnswer(
+                valid=False, reason=problem.reason, message=problem.message, base_price_sats=base
+            )
+        final = price_after(code, base)
+        percent = code["amount"] if code["kind"] == "percent" else None
+        return answers.CodePreviewAnswer(
+            valid=True,
+            message=f"{base - final} sats off: {final} sats to pay.",
+            base_price_sats=base,
+            code=code["code"],
+            kind=code["kind"],
+            is_free=final == 0,
+            discount_applied_sats=base - final,
+            final_price_sats=final,
+            amount_pct=None if percent is None else float(percent),
+        )
+
+    async def redeem(self, request: models.RedeemRequest) -> answers.Redeemed:
+        """Keysat answers every refusal of a redemption with 400, an unknown code included."""
+        try:
+            return await self._redeem(request)
+        except NotFound as e:
+            raise BadRequest(f"there is no {e.message}") from None
+
+    async def _redeem(self, request: models.RedeemRequest) -> answers.Redeemed:
+        async with self._write_lock:
+            at = now()
+            async with self._pool.transaction() as conn:
+                product, _ = await product_and_policy(conn, request.product, None)
+                code = await store_sales.code_by_text(conn, request.code)
+                if code is None:
+                    raise NotFound(f"discount code '{request.code}'")
+                if code["kind"] != "free_license":
+                    raise BadRequest(
+                        f"code '{code['code']}' is a {code['kind']} discount for purchases, "
+                        "not a free-license code; use it with POST /v1/purchase"
+                    )
+                policy = await policy_of(conn, product, code["policy_id"])
+                problem = unusable(code, product, code["policy_id"], at)
+                if problem is not None:
+                    raise BadRequest(problem.message)
+                terms = models.LicenseIssue(
+                    product_slug=product["slug"],
+                    note=f"redeemed code {code['code']}",
+                    buyer_email=request.buyer_email,
+                )
+                issued = await self._settle_free(  # type: ignore[attr-defined]  # Purchases'
+                    conn, product, policy, code, terms, request.buyer_note, at, "license.redeem"
+                )
+        return answers.Redeemed(
+            license_id=issued["license_id"],
+            license_key=issued["license_key"],
+            invoice_id=issued["invoice_id"],
+            redemption_id=issued["redemption_id"],
+        )
+
+
+def _stored_amount(kind: str, amount: int) -> int:
+    if kind != "percent":
+        return amount
+    if not 100 <= amount <= FULL_PERCENT_BPS or amount % 100:
+        raise BadRequest(
+            f"'amount' of a percent code is in basis points, a whole percent from 100 (1%) to "
+            f"10000 (100%); got {amount}"
+        )
+    return amount // 100
+
+
+async def policy_of(conn: Connection, product: Row, policy_id: str | None) -> Row | None:
+    if policy_id is not None:
+        return await store.policy_by_id(conn, policy_id)
+    return await store.default_policy(conn, product["id"])
+
+
+async def product_and_policy(
+    conn: Connection, product_slug: str, policy_slug: str | None
+) -> tuple[Row, Row | None]:
+    """An active product and the named policy (active), or its default policy."""
+    product = await store.product_by_slug(conn, product_slug)
+    if product is None or not product["active"]:
+        raise NotFound(f"product '{product_slug}'")
+    if policy_slug is None:
+        return product, await store.default_policy(conn, product["id"])
+    policy = await store.policy_by_slug(conn, product["id"], policy_slug)
+    if policy is None or not policy["active"]:
+        raise NotFound(f"policy '{policy_slug}' of product '{product_slug}'")
+    return product, policy

@@ -1,0 +1,98 @@
+"""What every use case of the licensing service shares: the pool, the keys, the write lock,
+the clock and the one way to write an audit row.
+
+Every write is one transaction (`pool.transaction()`), and an admin write adds its audit row
+(`record`) in that same transaction. Writes of this process are serialised by one asyncio lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiosqlite import Connection
+
+from daemon import settings
+from daemon.licensing import keys, store
+from daemon.licensing.state import LicenseReader, VerifiedKeys
+
+# Who the audit log names for an admin write: the HTTP admin API, or a StartOS action.
+AdminActor = Literal["admin", "action"]
+Actor = Literal["admin", "action", "public", "system"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The memory and history bounds of the service (`daemon.settings` documents each).
+
+    Deactivated machines beyond `machine_history` per license are deleted in the transaction
+    that deactivates another, so activate/deactivate churn cannot grow the table.
+    """
+
+    key_cache_entries: int = settings.DEFAULT_KEY_CACHE_ENTRIES
+    key_cache_bytes: int = settings.DEFAULT_KEY_CACHE_BYTES
+    machine_history: int = settings.DEFAULT_MACHINE_HISTORY
+
+
+async def record(
+    conn: Connection,
+    actor: Actor,
+    action: str,
+    subject: str,
+    detail: dict[str, Any],
+    now: int,
+) -> None:
+    """The one audit row of a write, in the write's own transaction."""
+    await store.audit(conn, actor=actor, action=action, subject=subject, detail=detail, now=now)
+
+
+def now() -> int:
+    return int(time.time())
+
+
+class Core:
+    def __init__(
+        self,
+        pool: Any,
+        issuer: keys.IssuerKey,
+        issuer_id: int,
+        admin_api_key: str,
+        limits: Limits,
+        *,
+        actor: AdminActor = "admin",
+    ) -> None:
+        self._pool = pool
+        self._actor: AdminActor = actor
+        self._issuer = issuer
+        self._issuer_id = issuer_id
+        self._admin_key = admin_api_key.encode("utf-8")
+        self._reader = LicenseReader(pool.path)
+        self._verified = VerifiedKeys(
+            issuer.public,
+            max_entries=limits.key_cache_entries,
+            max_bytes=limits.key_cache_bytes,
+        )
+        self._machine_history = limits.machine_history
+        self._write_lock = asyncio.Lock()
+        self.public_key_pem = issuer.public_pem()
+
+    def close(self) -> None:
+        self._reader.close()
+
+    @property
+    def admin_api_key(self) -> str:
+        """For the StartOS properties page and the log scrubber; never log it."""
+        return self._admin_key.decode("utf-8")
+
+    def admin_key_matches(self, presented: str) -> bool:
+        """Constant-time comparison, so response timing says nothing about the key."""
+        # surrogateescape: a header with non-UTF-8 bytes is simply a wrong key, not an error.
+        return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), self._admin_key)
+
+    async def _audit(
+        self, conn: Connection, action: str, subject: str, detail: dict[str, Any], at: int
+    ) -> None:
+        await record(conn, self._actor, action, subject, detail, at)

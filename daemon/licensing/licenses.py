@@ -1,0 +1,250 @@
+"""Licenses for the seller: issue (with Keysat's per-license overrides), find, change status;
+machines and the audit log."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiosqlite import Connection
+
+from daemon.licensing import answers, keys, models, rows, store, store_machines, store_sales
+from daemon.licensing.core import Core, now
+from daemon.licensing.errors import BadRequest, Conflict, NotFound
+from daemon.licensing.state import iso_time
+from daemon.licensing.store import Row
+
+
+class Licenses(Core):
+    async def issue_license(self, request: models.LicenseIssue) -> answers.Issued:
+        async with self._write_lock:
+            at = now()
+            expires_at = request.expires_at
+            assert expires_at is None or isinstance(expires_at, int)
+            if expires_at is not None and expires_at <= at:
+                raise BadRequest("'expires_at' must be in the future")
+            async with self._pool.transaction() as conn:
+                product = await store.product_by_slug(conn, request.product_slug)
+                if product is None:
+                    raise NotFound(f"product '{request.product_slug}'")
+                policy = None
+                if request.policy_slug is not None:
+                    policy = await store.policy_by_slug(conn, product["id"], request.policy_slug)
+                    if policy is None:
+                        raise NotFound(
+                            f"policy '{request.policy_slug}' of product '{request.product_slug}'"
+                        )
+                else:
+                    policy = await store.default_policy(conn, product["id"])
+                row = await self._insert_license(conn, product, policy, request, at)
+                await self._audit(
+                    conn,
+                    "license.issue",
+                    f"license:{row['id']}",
+                    {
+                        "product_id": product["id"],
+                        "policy_id": row["policy_id"],
+                        "fingerprint_bound": request.fingerprint is not None,
+                    },
+                    at,
+                )
+        return answers.Issued(
+            license_id=row["id"],
+            product_id=product["id"],
+            license_key=row["license_key"],
+            issued_at=iso_time(at),
+            expires_at=iso_time(row["expires_at"]),
+            entitlements=json.loads(row["entitlements"]),
+            is_trial=bool(row["is_trial"]),
+            max_machines=await self._seats_of(row["id"]),
+        )
+
+    async def _seats_of(self, license_id: str) -> int:
+        async with self._pool.connection() as conn:
+            found = await store.seat_limit_of(conn, license_id)
+        assert found is not None
+        return int(found["max_machines"])
+
+    async def _insert_license(
+        self,
+        conn: Connection,
+        product: Row,
+        policy: Row | None,
+        terms: models.LicenseIssue,
+        at: int,
+    ) -> dict[str, Any]:
+        """Sign and store a key; a term the request leaves None takes the policy's (purchases
+        and redemptions pass a LicenseIssue of their own: a note and the buyer's email)."""
+        expires_at = terms.expires_at
+        if expires_at is None and policy is not None and policy["duration_seconds"] is not None:
+            expires_at = at + policy["duration_seconds"]
+        entitlements = terms.entitlements
+        if entitlements is None:
+            entitlements = [] if policy is None else json.loads(policy["entitlements"])
+        is_trial = terms.is_trial
+        if is_trial is None:
+            is_trial = policy is not None and bool(policy["is_trial"])
+        fingerprint = terms.fingerprint
+        fp_hash = None if fingerprint is None else keys.fingerprint_hash(fingerprint)
+        flags = (keys.FLAG_TRIAL if is_trial else 0) | (
+            keys.FLAG_FINGERPRINT_BOUND if fp_hash else 0
+        )
+        license_id = uuid.uuid4()
+        payload = keys.KeyPayload(
+            product_id=uuid.UUID(product["id"]),
+            license_id=license_id,
+            issued_at=at,
+            expires_at=expires_at or 0,
+            fingerprint_hash=fp_hash or keys.UNBOUND_FINGERPRINT,
+            flags=flags,
+            entitlements=tuple(entitlements),
+        )
+        row = {
+            "id": str(license_id),
+            "product_id": product["id"],
+            "issuer_key_id": self._issuer_id,
+            "license_key": keys.issue_key(self._issuer, payload),
+            "issued_at": at,
+            "expires_at": expires_at,
+            "fingerprint_hash": None if fp_hash is None else fp_hash.hex(),
+            "note": terms.note or "",
+            "policy_id": None if policy is None else policy["id"],
+            "is_trial": int(is_trial),
+            "entitlements": json.dumps(entitlements),
+            "max_machines": terms.max_machines,
+            "grace_seconds": terms.grace_seconds,
+            "buyer_email": terms.buyer_email,
+        }
+        await store.insert_license(conn, row)
+        return row
+
+    async def list_licenses(self, query: models.LicenseQuery) -> list[answers.License]:
+        async with self._pool.connection() as conn:
+            found = await store.list_licenses(
+                conn,
+                product_id=query.product_id and str(uuid.UUID(query.product_id)),
+                status=query.status,
+                search=query.q,
+                buyer_email=query.buyer_email,
+                invoice_id=query.invoice_id and str(uuid.UUID(query.invoice_id)),
+                limit=query.limit,
+                offset=query.offset,
+            )
+        return [rows.license_(row) for row in found]
+
+    async def get_license(self, license_id: str) -> answers.License:
+        async with self._pool.connection() as conn:
+            row = await store.license_by_id(conn, license_id)
+        if row is None:
+            raise NotFound(f"license {license_id}")
+        return rows.license_(row)
+
+    async def license_summary(self) -> answers.LicenseSummary:
+        async with self._pool.connection() as conn:
+            row = await store_sales.license_summary(conn, now())
+        return answers.LicenseSummary(**{key: row[key] for key in row.keys()})  # noqa: SIM118
+
+    async def revenue_summary(self) -> answers.RevenueSummary:
+        async with self._pool.connection() as conn:
+            row = await store_sales.revenue_summary(conn, now())
+        return answers.RevenueSummary(**{key: row[key] for key in row.keys()})  # noqa: SIM118
+
+    async def license_counts(self) -> answers.LicenseCounts:
+        async with self._pool.connection() as conn:
+            by_product, by_policy = await store_sales.license_counts(conn)
+        return answers.LicenseCounts(
+            by_product={row[0]: row[1] for row in by_product},
+            by_policy={row[0]: row[1] for row in by_policy},
+        )
+
+    async def revoke(self, license_id: str, reason: str | None) -> answers.StatusChange:
+        return await self._change_status(
+            license_id,
+            "license.revoke",
+            reason,
+            lambda conn, at: store.revoke_license(conn, license_id, reason, at),
+            refusal="license {id} is already revoked",
+        )
+
+    async def suspend(self, license_id: str, reason: str | None = None) -> answers.StatusChange:
+        return await self._change_status(
+            license_id,
+            "license.suspend",
+            reason,
+            lambda conn, at: store.suspend_license(conn, license_id, reason, at),
+            refusal="license {id} is {status}; only an active license can be suspended",
+        )
+
+    async def unsuspend(self, license_id: str) -> answers.StatusChange:
+        return await self._change_status(
+            license_id,
+            "license.unsuspend",
+            None,
+            lambda conn, at: store.unsuspend_license(conn, license_id),
+            refusal="license {id} is {status}; only a suspended license can be unsuspended",
+        )
+
+    async def _change_status(
+        self,
+        license_id: str,
+        action: str,
+        reason: str | None,
+        update: Callable[[Connection, int], Awaitable[int]],
+        *,
+        refusal: str,
+    ) -> answers.StatusChange:
+        """Keysat answers a change the license's state does not allow with 404, like an
+        unknown license: there is no such active (or suspended) license to change."""
+        async with self._write_lock:
+            at = now()
+            async with self._pool.transaction() as conn:
+                before = await store.license_by_id(conn, license_id)
+                if before is None:
+                    raise NotFound(f"license {license_id}")
+                if not await update(conn, at):
+                    raise NotFound(refusal.format(id=license_id, status=before["status"]))
+                detail = {"from": before["status"], "reason": reason}
+                await self._audit(conn, action, f"license:{license_id}", detail, at)
+                row = await store.license_by_id(conn, license_id)
+        return answers.StatusChange(license=rows.license_(row))
+
+    # ----- machines and audit -----
+
+    async def list_machines(self, query: models.MachineQuery) -> list[answers.Machine]:
+        async with self._pool.connection() as conn:
+            found = await store_machines.list_machines(
+                conn,
+                license_id=query.license_id and str(uuid.UUID(query.license_id)),
+                include_inactive=query.include_inactive,
+                limit=query.limit,
+            )
+        return [rows.machine(row) for row in found]
+
+    async def admin_deactivate_machine(
+        self, machine_id: str, reason: str | None
+    ) -> answers.MachineDeactivated:
+        async with self._pool.connection() as conn:
+            row = await store_machines.machine_by_id(conn, machine_id)
+        if row is None:
+            raise NotFound(f"machine {machine_id}")
+        if row["deactivated_at"] is not None:
+            raise Conflict(f"machine {machine_id} is already deactivated")
+        await self._deactivate_machine(  # type: ignore[attr-defined]  # Validation's
+            row["license_id"], machine_id, reason or "admin deactivate", audited=True
+        )
+        async with self._pool.connection() as conn:
+            row = await store_machines.machine_by_id(conn, machine_id)
+        return answers.MachineDeactivated(machine=rows.machine(row))
+
+    async def audit_entries(self, query: models.AuditQuery) -> list[answers.AuditEntry]:
+        async with self._pool.connection() as conn:
+            found = await store.list_audit(
+                conn,
+                action=query.action,
+                subject=query.subject,
+                limit=query.limit,
+                before_id=query.before_id,
+            )
+        return [rows.audit_entry(row) for row in found]

@@ -1,0 +1,261 @@
+"""Validation and seats: `validate` (the hot path) and the machine routes.
+
+Validation reads the committed rows on every call (see `daemon.licensing.state`), so a write
+by this process, another daemon or a StartOS action is seen by the very next validation.
+
+Fingerprints: clients send a fingerprint string (the published client hashes the machine's
+raw identifier first). The server stores and compares only SHA-256 hex of what it received,
+and a fingerprint-bound key signs that same hash, so `hash_fingerprint(raw)` in the client
+equals the key's `fingerprint_hash` when the client sent `raw`.
+
+Grace (Keysat): after `expires_at`, for the license's `grace_seconds`, validation still
+answers ok with `in_grace_period: true` and `grace_until`; then `expired`. Seats: a limit of
+0 is unlimited.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from daemon import metrics
+from daemon.licensing import keys, models, store, store_machines
+from daemon.licensing.answers import Refusal, SeatAnswer, Valid
+from daemon.licensing.core import Core, now, record
+from daemon.licensing.errors import BadRequest, NotFound
+from daemon.licensing.state import BAD_SIGNATURE, KeyIdentity, LicenseView, iso_time
+
+
+@dataclass(frozen=True, slots=True)
+class _SeatClaim:
+    """Validation needs a seat that was free when read; claiming it writes to the database."""
+
+    view: LicenseView
+    fingerprint_hash: str
+
+
+def _has_free_seat(limit: int, taken: int) -> bool:
+    return limit == 0 or taken < limit
+
+
+class Validation(Core):
+    _result_counters: dict[str, Any]
+
+    async def validate(self, request: models.ValidateRequest) -> Valid | Refusal:
+        """Always an answer, never an exception: Valid, or a Refusal with its reason."""
+        verdict = self._judge(request, may_claim=True)
+        if isinstance(verdict, _SeatClaim):
+            await self._claim_seat(
+                verdict.view.id, verdict.fingerprint_hash, request.hostname, request.platform
+            )
+            verdict = self._judge(request, may_claim=False)
+        assert not isinstance(verdict, _SeatClaim)
+        self._count(verdict.reason if isinstance(verdict, Refusal) else "ok")
+        return verdict
+
+    def _judge(
+        self, request: models.ValidateRequest, *, may_claim: bool
+    ) -> Valid | Refusal | _SeatClaim:
+        try:
+            identity = self._verified.identity_of(request.key)
+        except keys.KeyFormatError:
+            return Refusal(ok=False, reason="bad_format")
+        if identity is BAD_SIGNATURE:
+            return Refusal(ok=False, reason="bad_signature")
+        assert isinstance(identity, KeyIdentity)
+        fingerprint = request.fingerprint
+        fp_hash = None if fingerprint is None else keys.fingerprint_hash(fingerprint).hex()
+        view = self._reader.view(identity.license_id, fp_hash)
+        if view is None or view.product_id != identity.product_id:
+            return Refusal(ok=False, reason="not_found")
+        if view.status != "active":
+            return Refusal(ok=False, reason=view.status)
+        if request.product_slug is not None and request.product_slug != view.product_slug:
+            return Refusal(ok=False, reason="product_mismatch")
+        grace_until = _grace_until(view)
+        if view.expires_at is not None and time.time() >= view.expires_at + view.grace_seconds:
+            return _refusal(
+                view, "expired", expires_at=view.expires_at_text, grace_until=grace_until
+            )
+        if fp_hash is not None:
+            if view.fingerprint_hash is not None and fp_hash != view.fingerprint_hash:
+                return _refusal(view, "fingerprint_mismatch")
+            if view.machine_id is None:
+                taken = self._reader.active_seats(view.id)
+                if may_claim and _has_free_seat(view.max_machines, taken):
+                    return _SeatClaim(view, fp_hash)
+                # One seat taken by another machine is a binding mismatch; a full multi-seat
+                # license is out of seats.
+                reason = "fingerprint_mismatch" if view.max_machines == 1 else "too_many_machines"
+                return _refusal(view, reason, max_machines=view.max_machines)
+        elif view.fingerprint_hash is not None:
+            # A key bound to one machine proves nothing without that machine's fingerprint.
+            return _refusal(view, "fingerprint_mismatch")
+        in_grace = view.expires_at is not None and time.time() >= view.expires_at
+        return Valid(
+            license_id=view.id,
+            product_id=view.product_id,
+            product_slug=view.product_slug,
+            issued_at=view.issued_at_text,
+            expires_at=view.expires_at_text,
+            grace_until=grace_until,
+            in_grace_period=in_grace,
+            is_trial=view.is_trial,
+            entitlements=list(view.entitlements),
+            status=view.status,
+            machine_id=view.machine_id,
+            max_machines=view.max_machines,
+        )
+
+    def _count(self, result: str) -> None:
+        counter = self._result_counters.get(result)
+        if counter is None:
+            counter = self._result_counters[result] = metrics.VALIDATIONS.labels(result=result)
+        counter.inc()
+
+    # ----- machines -----
+
+    async def activate(self, request: models.ActivateRequest) -> SeatAnswer:
+        fp_hash = keys.fingerprint_hash(request.fingerprint).hex()
+        view = self._license_for_machine_call(request.key, fp_hash)
+        refusal = self._machine_refusal(view, fp_hash)
+        if refusal is not None:
+            return refusal
+        machine_id = await self._claim_seat(view.id, fp_hash, request.hostname, request.platform)
+        if machine_id is None:
+            return self._seat_answer(view, None, reason="too_many_machines")
+        return self._seat_answer(view, machine_id)
+
+    async def heartbeat(self, request: models.HeartbeatRequest) -> SeatAnswer:
+        fp_hash = keys.fingerprint_hash(request.fingerprint).hex()
+        view = self._license_for_machine_call(request.key, fp_hash)
+        refusal = self._machine_refusal(view, fp_hash)
+        if refusal is not None:
+            return refusal
+        if view.machine_id is None:
+            return self._seat_answer(view, None, reason="not_activated")
+        async with self._pool.transaction() as conn:
+            await store_machines.touch_machine(conn, view.machine_id, now())
+        return self._seat_answer(view, view.machine_id)
+
+    async def deactivate(self, request: models.DeactivateRequest) -> SeatAnswer:
+        fp_hash = keys.fingerprint_hash(request.fingerprint).hex()
+        view = self._license_for_machine_call(request.key, fp_hash)
+        if view.machine_id is None:
+            return self._seat_answer(view, None, reason="not_found")
+        reason = request.reason or "client_requested"
+        await self._deactivate_machine(view.id, view.machine_id, reason, audited=False)
+        return self._seat_answer(view, view.machine_id)
+
+    def _license_for_machine_call(self, key: str, fp_hash: str) -> LicenseView:
+        try:
+            identity = self._verified.identity_of(key)
+        except keys.KeyFormatError as e:
+            raise BadRequest(f"'key' is not a license key: {e}") from e
+        if identity is BAD_SIGNATURE:
+            raise BadRequest(
+                "'key' was not issued by this server: the signature was not made by this "
+                "server's issuer key"
+            )
+        assert isinstance(identity, KeyIdentity)
+        view = self._reader.view(identity.license_id, fp_hash)
+        if view is None:
+            raise NotFound(f"license {identity.license_id}")
+        return view
+
+    def _machine_refusal(self, view: LicenseView, fp_hash: str) -> SeatAnswer | None:
+        if view.status != "active":
+            return self._seat_answer(view, None, reason=view.status)
+        if view.expires_at is not None and time.time() >= view.expires_at + view.grace_seconds:
+            return self._seat_answer(view, None, reason="expired")
+        if view.fingerprint_hash is not None and fp_hash != view.fingerprint_hash:
+            return self._seat_answer(view, None, reason="fingerprint_mismatch")
+        return None
+
+    def _seat_answer(
+        self, view: LicenseView, machine_id: str | None, *, reason: str | None = None
+    ) -> SeatAnswer:
+        """The machine routes' answer, with the seats in use as committed now."""
+        return SeatAnswer(
+            ok=reason is None,
+            reason=reason,
+            machine_id=machine_id,
+            active_count=self._reader.active_seats(view.id),
+            max_machines=view.max_machines,
+        )
+
+    async def _claim_seat(
+        self, license_id: str, fp_hash: str, hostname: str | None, platform: str | None
+    ) -> str | None:
+        """Take a seat for this fingerprint (or refresh its own); None if none is free.
+
+        Costs the same at 2,000 seats as at one: the fingerprint is found by the
+        (license_id, fingerprint) unique index and the seats are counted on the partial
+        index of active machines, never loaded.
+        """
+        async with self._write_lock:
+            at = now()
+            async with self._pool.transaction() as conn:
+                license_row = await store.seat_limit_of(conn, license_id)
+                if license_row is None or license_row["status"] != "active":
+                    return None
+                known = await store_machines.machine_by_fingerprint(conn, license_id, fp_hash)
+                if known is not None and known["deactivated_at"] is None:
+                    await store_machines.reactivate_machine(
+                        conn, known["id"], hostname, platform, at
+                    )
+                    return known["id"]
+                taken = await store_machines.active_seats(conn, license_id)
+                if not _has_free_seat(license_row["max_machines"], taken):
+                    return None
+                if known is not None:
+                    await store_machines.reactivate_machine(
+                        conn, known["id"], hostname, platform, at
+                    )
+                    return known["id"]
+                machine_id = str(uuid.uuid4())
+                await store_machines.insert_machine(
+                    conn,
+                    {
+                        "id": machine_id,
+                        "license_id": license_id,
+                        "fingerprint": fp_hash,
+                        "hostname": hostname,
+                        "platform": platform,
+                        "now": at,
+                    },
+                )
+            return machine_id
+
+    async def _deactivate_machine(
+        self, license_id: str, machine_id: str, reason: str, *, audited: bool
+    ) -> bool:
+        async with self._write_lock:
+            at = now()
+            async with self._pool.transaction() as conn:
+                changed = await store_machines.deactivate_machine(conn, machine_id, reason, at)
+                await store_machines.purge_machine_history(
+                    conn, license_id, keep=self._machine_history
+                )
+                if audited and changed:
+                    await record(
+                        conn,
+                        self._actor,
+                        "machine.deactivate",
+                        f"machine:{machine_id}",
+                        {"license_id": license_id, "reason": reason},
+                        at,
+                    )
+            return bool(changed)
+
+
+def _grace_until(view: LicenseView) -> str | None:
+    if view.expires_at is None or not view.grace_seconds:
+        return None
+    return iso_time(view.expires_at + view.grace_seconds)
+
+
+def _refusal(view: LicenseView, reason: str, **extra: Any) -> Refusal:
+    return Refusal(ok=False, reason=reason, license_id=view.id, product_id=view.product_id, **extra)
