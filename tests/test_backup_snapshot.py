@@ -4,7 +4,8 @@ The story under test is the real one: the daemon serves while licenses are issue
 in a loop; the pre-backup hook takes the snapshot in the middle of that load; StartOS copies
 the volume file by file, leaving out the live database, its WAL, shared memory and lock files;
 the volume is restored into a fresh folder, `restore` puts the snapshot in place, and the
-daemon boots on it. Every license whose 201 arrived before the snapshot started must be there.
+daemon boots on it. Every license whose creation was answered before the snapshot started
+must be there.
 """
 
 from __future__ import annotations

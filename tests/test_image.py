@@ -147,7 +147,7 @@ def create_shop_data(c: Container, admin_key: str) -> None:
     for slug, price in (("desk-app", 50_000), ("cli-tool", 0)):
         admin("POST", "/products", {"slug": slug, "name": slug.title(), "price_sats": price})
     admin("POST", "/policies", {"product_slug": "desk-app", "slug": "pro", "name": "Pro",
-                                "max_machines": 3, "price_sats": 80_000})  # fmt: skip
+                                "max_machines": 3, "price_sats_override": 80_000})  # fmt: skip
     issued = [
         admin("POST", "/licenses", {"product_slug": "desk-app", "note": note})
         for note in ("first customer", "second customer", "to revoke")
@@ -218,7 +218,7 @@ def test_image_boots_on_empty_data_serves_and_stops_cleanly(images, tmp_path):
         assert status == 200
         status, _ = c.request("GET", f"{ADMIN_PREFIX}/products",
                               headers={"Authorization": "Bearer wrong-key-0123456789"})  # fmt: skip
-        assert status == 401
+        assert status == 403  # Keysat: a wrong key is forbidden (401 only when missing)
         took = c.stop()
         assert c.exit_code in CLEAN_EXITS, f"exit {c.exit_code}; logs:\n{c.logs()}"
         assert took < SIGTERM_TIMEOUT, f"stop took {took:.1f} s: SIGTERM did not reach the daemon"
