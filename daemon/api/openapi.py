@@ -81,6 +81,9 @@ def _operation(e: Endpoint, found: dict[int, Any], components: dict[str, Any]) -
             "404": _error("not found"),
         },
     }
+    if e.scope is not None:
+        # The scope an API key needs here (`master`: only the master admin key).
+        operation["x-keysmith-scope"] = e.scope
     if e.body is not None:
         operation["requestBody"] = {
             "required": True,

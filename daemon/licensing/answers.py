@@ -337,6 +337,29 @@ class Deleted(Answer, kw_only=True):
     deleted: str
 
 
+class ApiKey(Answer, kw_only=True):
+    """An API key as listed: never its token (only the first characters, to recognise it)."""
+
+    id: str
+    label: str
+    role: str
+    scopes: list[str]
+    token_prefix: str
+    created_at: str | None
+    revoked_at: str | None
+
+
+class ApiKeyCreated(ApiKey, kw_only=True):
+    """The one answer that carries the token: store it now, it cannot be shown again."""
+
+    token: str
+
+
+class ApiKeyRevoked(Answer, kw_only=True):
+    ok: bool = True
+    api_key: ApiKey
+
+
 def plain(value: object) -> Any:
     """An answer as dicts and lists, for the console's templates and the actions' messages."""
     return msgspec.to_builtins(value)

@@ -301,6 +301,48 @@ class CodeQuery(Request, kw_only=True):
     include_inactive: bool = False
 
 
+# ----- admin: API keys and webhooks -----
+
+Role = Literal["read-only", "license-issuer", "support", "full-admin"]
+EventType = Literal[
+    "license.issued",
+    "license.revoked",
+    "license.suspended",
+    "license.unsuspended",
+    "machine.activated",
+    "machine.deactivated",
+    "migration.self_healed",
+]
+ScopeText = Annotated[str, msgspec.Meta(pattern=r"^[a-z-]{1,40}:(read|write)$")]
+Url = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://[^\s\x00]+$")]
+Secret = Annotated[str, msgspec.Meta(min_length=16, max_length=256, pattern=NO_NUL)]
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+
+class ApiKeyCreate(Request, kw_only=True):
+    label: Text
+    role: Role
+    scopes: Annotated[list[ScopeText], msgspec.Meta(max_length=64)] | None = None
+
+
+class WebhookEndpointCreate(Request, kw_only=True):
+    url: Url
+    event_types: Annotated[list[EventType], msgspec.Meta(min_length=1, max_length=16)]
+    description: LongText = ""
+    # None: a 32-byte secret is generated (shown once, in the create answer).
+    secret: Secret | None = None
+
+
+class EnabledToggle(Request, kw_only=True):
+    enabled: bool
+
+
+class DeliveryQuery(Request, kw_only=True):
+    endpoint_id: Uuid | None = None
+    status: DeliveryStatus | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+
+
 def _check_json(name: str, value: object) -> None:
     if value is not None:
         problem = inputs.json_bounds_problem(value)
