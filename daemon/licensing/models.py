@@ -333,10 +333,6 @@ class WebhookEndpointCreate(Request, kw_only=True):
     secret: Secret | None = None
 
 
-class EnabledToggle(Request, kw_only=True):
-    enabled: bool
-
-
 class DeliveryQuery(Request, kw_only=True):
     endpoint_id: Uuid | None = None
     status: DeliveryStatus | None = None

@@ -4,8 +4,9 @@ StartOS actions. The API calls this; this never calls the API.
 Each use case lives in its own module: `validation` (validate and seats), `catalogue`
 (products and policies), `licenses` (issue, search, status, machines, audit), `codes`
 (discount codes and redemption), `purchase` (free purchases and recovery), `access`
-(scoped API keys); `core` holds what they share (pool, keys, write lock, the audit helper).
-Requests are `models`, answers are `answers`.
+(scoped API keys), `outbox` (webhook endpoints, the outbox, the delivery log); `core` holds
+what they share (pool, keys, write lock, the audit helper). Requests are `models`, answers
+are `answers`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from daemon.licensing.catalogue import Catalogue
 from daemon.licensing.codes import DISCOUNT_KINDS, Codes
 from daemon.licensing.core import AdminActor, Limits, now, record
 from daemon.licensing.licenses import Licenses
+from daemon.licensing.outbox import Outbox
 from daemon.licensing.purchase import NO_PAYMENT_PROVIDER, Purchases
 from daemon.licensing.validation import Validation
 from daemon.storage import StorageHealth
@@ -45,7 +47,7 @@ REASONS = (
 )
 
 
-class Licensing(Validation, Catalogue, Licenses, Codes, Purchases, ApiKeys):
+class Licensing(Validation, Catalogue, Licenses, Codes, Purchases, ApiKeys, Outbox):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._result_counters = {}
