@@ -260,3 +260,15 @@ def test_a_refused_change_writes_no_event(tmp_path):
         assert db_dump(daemon) == before
         time.sleep(1.0)
         assert len(receiver.seen) == 1
+
+
+def test_the_openapi_document_describes_every_event_and_the_delivery_headers(tmp_path):
+    with _daemon(tmp_path) as daemon:
+        document = must(daemon.request("GET", "/v1/openapi.json"), 200)
+    assert sorted(document["webhooks"]) == sorted(EVENTS)
+    issued = document["webhooks"]["license.issued"]["post"]
+    headers = {p["name"] for p in issued["parameters"]}
+    assert headers == {"X-Keysat-Signature", "X-Keysat-Event", "X-Keysat-Delivery"}
+    data = issued["requestBody"]["content"]["application/json"]["schema"]["properties"]["data"]
+    name = data["$ref"].rsplit("/", 1)[1]
+    assert "license_key" in document["components"]["schemas"][name]["properties"]

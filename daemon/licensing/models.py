@@ -20,6 +20,7 @@ msgspec, 0.38 with pydantic v2 doing this route's decoding and encoding.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -331,6 +332,14 @@ class WebhookEndpointCreate(Request, kw_only=True):
     description: LongText = ""
     # None: a 32-byte secret is generated (shown once, in the create answer).
     secret: Secret | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            host = urllib.parse.urlsplit(self.url).hostname
+        except ValueError:
+            host = None
+        if not host:
+            raise ValueError("'url' must be an http:// or https:// URL with a host")
 
 
 class DeliveryQuery(Request, kw_only=True):

@@ -22,11 +22,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgspec
 from aiosqlite import Connection
 
 from daemon.licensing import answers, models, store
 from daemon.licensing.core import Core, now
 from daemon.licensing.errors import NotFound
+from daemon.licensing.events import PAYLOAD_OF, Event, Payload, SelfHealed
+from daemon.licensing.models import EventType
 from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
 
@@ -39,8 +42,9 @@ SECRET_BYTES = 32
 HEALS_ANNOUNCED_SETTING = "webhooks.heals_announced"
 
 
-async def emit(conn: Connection, event_type: str, data: dict[str, Any], at: int) -> None:
+async def emit(conn: Connection, event_type: EventType, data: Payload, at: int) -> None:
     """The event of a change, in the change's own transaction (next to its audit row)."""
+    assert isinstance(data, PAYLOAD_OF[event_type]), (event_type, type(data))
     cursor = await conn.execute(
         "SELECT id FROM webhook_endpoints WHERE enabled = 1 AND EXISTS "
         "(SELECT 1 FROM json_each(event_types) WHERE value = ?)",
@@ -49,10 +53,12 @@ async def emit(conn: Connection, event_type: str, data: dict[str, Any], at: int)
     endpoints = [row[0] for row in await cursor.fetchall()]
     if not endpoints:
         return  # nobody listens: nothing to keep
-    body = {"type": event_type, "created_at": iso_time(at), "timestamp": at, "data": data}
+    created_at = iso_time(at)
+    assert created_at is not None
+    body = Event(type=event_type, created_at=created_at, timestamp=at, data=data)
     cursor = await conn.execute(
         "INSERT INTO webhook_events (event_type, payload, created_at) VALUES (?, ?, ?)",
-        (event_type, json.dumps(body, sort_keys=True, separators=(",", ":")), at),
+        (event_type, msgspec.json.encode(body).decode(), at),
     )
     event_id = cursor.lastrowid
     await conn.executemany(
@@ -206,7 +212,7 @@ class Outbox(Core):
                 if announced >= len(heal_log):
                     return
                 for heal in heal_log[announced:]:
-                    await emit(conn, "migration.self_healed", heal, at)
+                    await emit(conn, "migration.self_healed", SelfHealed(**heal), at)
                 await store.put_setting(conn, HEALS_ANNOUNCED_SETTING, str(len(heal_log)), at)
 
     # ----- for the sender -----

@@ -23,7 +23,7 @@ from typing import Any
 from aiosqlite import Connection
 
 from daemon import metrics
-from daemon.licensing import keys, models, outbox, store, store_machines
+from daemon.licensing import events, keys, models, outbox, store, store_machines
 from daemon.licensing.answers import Refusal, SeatAnswer, Valid
 from daemon.licensing.core import Core, now, record
 from daemon.licensing.errors import BadRequest, NotFound
@@ -244,8 +244,10 @@ class Validation(Core):
                     conn, license_id, keep=self._machine_history
                 )
                 if changed:
-                    data = {"machine_id": machine_id, "license_id": license_id, "reason": reason}
-                    await outbox.emit(conn, "machine.deactivated", data, at)
+                    gone = events.MachineDeactivated(
+                        machine_id=machine_id, license_id=license_id, reason=reason
+                    )
+                    await outbox.emit(conn, "machine.deactivated", gone, at)
                 if audited and changed:
                     await record(
                         conn,
@@ -267,13 +269,10 @@ async def _activated(
     at: int,
 ) -> None:
     """A seat taken (a new machine, or a deactivated one back): `machine.activated`."""
-    data = {
-        "machine_id": machine_id,
-        "license_id": license_id,
-        "hostname": hostname,
-        "platform": platform,
-    }
-    await outbox.emit(conn, "machine.activated", data, at)
+    taken = events.MachineActivated(
+        machine_id=machine_id, license_id=license_id, hostname=hostname, platform=platform
+    )
+    await outbox.emit(conn, "machine.activated", taken, at)
 
 
 def _grace_until(view: LicenseView) -> str | None:
