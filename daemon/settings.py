@@ -57,9 +57,9 @@ DEFAULT_MACHINE_HISTORY = 100
 # A client validating every few minutes uses a fraction of one; a flood is held to this.
 DEFAULT_RATE_LIMIT_PER_MINUTE = 600
 # Webhook deliveries: one attempt may take this long (connect, send, answer), a failed one is
-# retried after BACKOFF x 2^(attempt-1) seconds (with jitter, at most an hour), and after
-# MAX_ATTEMPTS attempts the delivery is marked failed (the admin can retry it by hand).
-# 10 attempts from 5 s: the last one about 40 minutes after the first.
+# retried after BACKOFF x 2^(attempt-1) seconds (jittered; at most 64 x BACKOFF, and an hour),
+# and after MAX_ATTEMPTS attempts the delivery is marked failed (an admin can retry it).
+# 10 attempts from 5 s: the last one about 20 minutes after the first.
 DEFAULT_WEBHOOK_TIMEOUT = 10.0
 DEFAULT_WEBHOOK_BACKOFF = 5.0
 DEFAULT_WEBHOOK_MAX_ATTEMPTS = 10

@@ -55,6 +55,9 @@ class Sender:
         self._max_attempts = max(1, settings.webhook_max_attempts)
         self._busy: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
+        # Set when an attempt ends (or on stop): the endpoint's next delivery goes at once,
+        # not at the next poll, so a backlog drains as fast as the receiver takes it.
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -69,6 +72,7 @@ class Sender:
 
     async def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
         if self._task is not None:
             await self._task
         if self._busy:
@@ -81,11 +85,12 @@ class Sender:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            self._wake.clear()
             try:
                 for due in await self._outbox.due_deliveries(frozenset(self._busy)):
                     task = asyncio.create_task(self._deliver(due))
                     self._busy[due.endpoint_id] = task
-                    task.add_done_callback(lambda _t, e=due.endpoint_id: self._busy.pop(e, None))
+                    task.add_done_callback(lambda _t, e=due.endpoint_id: self._done(e))
                 depth = await self._outbox.outbox_depth()
                 metrics.set_webhook_outbox(depth.pending, depth.oldest_pending_at)
             except sqlite3.Error as e:
@@ -97,7 +102,11 @@ class Sender:
                     extra={"error": str(e)},
                 )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), POLL_SECONDS)
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+
+    def _done(self, endpoint_id: str) -> None:
+        self._busy.pop(endpoint_id, None)
+        self._wake.set()
 
     async def _deliver(self, due: Due) -> None:
         started = time.perf_counter()

@@ -34,8 +34,9 @@ from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
 
 AttemptResult = Literal["delivered", "retry", "failed"]
-# A longer wait between attempts than this helps nobody: the receiver is down for good or
-# the operator will retry by hand.
+# The wait stops doubling after 6 doublings (64 x the first wait; 320 s from the default 5 s),
+# and never exceeds an hour: a receiver back up should not wait much longer than it was down.
+MAX_BACKOFF_FACTOR = 64
 MAX_BACKOFF_SECONDS = 3600.0
 SECRET_BYTES = 32
 # How many entries of the migrator's heal log have become events (a settings row).
@@ -90,7 +91,8 @@ class OutboxDepth:
 def backoff(attempt: int, base: float) -> float:
     """Seconds before the next attempt: doubling from `base`, jittered to 50-100 % so that
     endpoints that failed together do not retry together."""
-    return min(MAX_BACKOFF_SECONDS, base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+    factor = min(MAX_BACKOFF_FACTOR, 2 ** min(attempt - 1, 30))
+    return min(MAX_BACKOFF_SECONDS, base * factor) * random.uniform(0.5, 1.0)
 
 
 def _endpoint(row: Row, *, secret: str | None = None) -> answers.WebhookEndpoint:
