@@ -272,3 +272,23 @@ def test_the_openapi_document_describes_every_event_and_the_delivery_headers(tmp
     data = issued["requestBody"]["content"]["application/json"]["schema"]["properties"]["data"]
     name = data["$ref"].rsplit("/", 1)[1]
     assert "license_key" in document["components"]["schemas"][name]["properties"]
+
+
+def test_a_delivery_out_of_attempts_is_failed_and_the_next_one_goes(tmp_path):
+    env = {**FAST, "KEYSMITH_WEBHOOK_MAX_ATTEMPTS": "2"}
+    with Receiver(mode="down") as receiver, DaemonProc(tmp_path, env=env) as daemon:
+        endpoint = _endpoint(daemon, receiver.url, ["license.issued"])
+        product = make_product(daemon)
+        first = issue(daemon, product)["license_id"]
+        [failed] = _settled(daemon, endpoint["id"], 1)
+        assert (failed["status"], failed["attempts"]) == ("failed", 2)
+        assert [a["status"] for a in failed["log"]] == ["retry", "failed"]
+        receiver.mode = "ok"
+        second = issue(daemon, product)["license_id"]
+        [arrived] = receiver.wait_for(1)
+        assert arrived.event["data"]["license_id"] == second
+        must(admin(daemon, "POST", f"/v1/admin/webhooks/deliveries/{failed['id']}/retry"), 200)
+        _, again = receiver.wait_for(2)
+        assert again.event["data"]["license_id"] == first
+        metrics = daemon.request("GET", "/metrics")[1]
+        assert 'keysmith_webhook_deliveries_total{result="failed"} 1.0' in metrics
