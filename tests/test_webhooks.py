@@ -224,7 +224,7 @@ def test_a_hostile_receiver_does_not_slow_validate_nor_grow_memory(tmp_path, mod
             f"{with_hostile * 1e3:.2f} ms with {attempts} attempts at a {mode} receiver; "
             f"peak RSS {rss_before} -> {rss_after} KiB"
         )
-        assert with_hostile < without * 3
+        assert with_hostile < without * 5
         # Each 10 MB answer would add megabytes if it were read; a bounded read adds none.
         assert rss_after - rss_before < 20 * 1024
 

@@ -20,6 +20,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
@@ -43,15 +44,18 @@ SECRET_BYTES = 32
 HEALS_ANNOUNCED_SETTING = "webhooks.heals_announced"
 
 
-async def emit(conn: Connection, event_type: EventType, data: Payload, at: int) -> None:
-    """The event of a change, in the change's own transaction (next to its audit row)."""
+async def emit(
+    conn: Connection,
+    event_type: EventType,
+    data: Payload,
+    at: int,
+    *,
+    happened_at: int | None = None,
+) -> None:
+    """The event of a change, in the change's own transaction (next to its audit row).
+    `happened_at`: an event recorded after the fact goes only to endpoints that existed then."""
     assert isinstance(data, PAYLOAD_OF[event_type]), (event_type, type(data))
-    cursor = await conn.execute(
-        "SELECT id FROM webhook_endpoints WHERE enabled = 1 AND EXISTS "
-        "(SELECT 1 FROM json_each(event_types) WHERE value = ?)",
-        (event_type,),
-    )
-    endpoints = [row[0] for row in await cursor.fetchall()]
+    endpoints = await _listeners(conn, event_type, happened_at)
     if not endpoints:
         return  # nobody listens: nothing to keep
     created_at = iso_time(at)
@@ -67,6 +71,15 @@ async def emit(conn: Connection, event_type: EventType, data: Payload, at: int) 
         "VALUES (?, ?, ?, ?, ?)",
         [(str(uuid.uuid4()), endpoint, event_id, at, at) for endpoint in endpoints],
     )
+
+
+async def _listeners(conn: Connection, event_type: str, since: int | None) -> list[str]:
+    cursor = await conn.execute(
+        "SELECT id FROM webhook_endpoints WHERE enabled = 1 AND created_at <= ? AND EXISTS "
+        "(SELECT 1 FROM json_each(event_types) WHERE value = ?)",
+        (2**62 if since is None else since, event_type),
+    )
+    return [row[0] for row in await cursor.fetchall()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,16 +218,22 @@ class Outbox(Core):
                 return await _delivery(conn, row)
 
     async def announce_heals(self, heal_log: list[dict[str, Any]]) -> None:
-        """`migration.self_healed` for each heal-log entry (oldest first) not yet announced;
-        the count announced is stored with the events, so each heal is announced once."""
+        """`migration.self_healed` for each heal-log entry (oldest first) not yet announced, to
+        the endpoints that existed when it happened. The count announced is stored with the
+        events, so each heal is announced once; with no endpoint listening nothing is written
+        (a heal changes no data of the seller's)."""
         async with self._write_lock:
             at = now()
             async with self._pool.transaction() as conn:
+                if not await _listeners(conn, "migration.self_healed", None):
+                    return
                 announced = int(await store.get_setting(conn, HEALS_ANNOUNCED_SETTING) or 0)
                 if announced >= len(heal_log):
                     return
                 for heal in heal_log[announced:]:
-                    await emit(conn, "migration.self_healed", SelfHealed(**heal), at)
+                    healed = _unix(heal["healed_at"])
+                    event = SelfHealed(**heal)
+                    await emit(conn, "migration.self_healed", event, at, happened_at=healed)
                 await store.put_setting(conn, HEALS_ANNOUNCED_SETTING, str(len(heal_log)), at)
 
     # ----- for the sender -----
@@ -292,6 +311,11 @@ class Outbox(Core):
             )
             count, oldest = await cursor.fetchone()
         return OutboxDepth(pending=count, oldest_pending_at=oldest)
+
+
+def _unix(rfc3339: str) -> int:
+    """The heal log's time (`2026-01-31T12:00:00.000Z`) as Unix seconds."""
+    return int(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp())
 
 
 async def _endpoint_row(conn: Connection, endpoint_id: str) -> Row | None:
