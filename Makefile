@@ -62,6 +62,7 @@ bench-scale: venv
 
 soak: venv
 	$(PY) -m tests.crash_harness --kills 500
+	$(PY) -m tests.crash_harness --mode webhook --kills 50
 
 # ---- The StartOS package: image, per-architecture tarballs, .s9pk ----------------------------
 # `make image` needs either a Docker engine (docker buildx) or, without one, buildah + podman +

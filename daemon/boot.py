@@ -64,6 +64,7 @@ class Serving:
 
     pool: Any
     licensing: Any
+    sender: Any = None  # the webhook sender, once serving
 
 
 # The database, its backups and the status file hold the issuer key and the admin key: whatever
@@ -160,6 +161,7 @@ async def _serve(settings: Settings, errors: list[SettingsError], lifecycle: Lif
         if serving is None or stop.is_set():  # SIGTERM arrived while migrating: stop
             return await _shutdown(lifecycle, None, serving)
         runner = await _start_http(settings, lifecycle, serving.licensing)
+        serving.sender = await _start_webhooks(settings, serving.licensing)
         _write_properties(settings, lifecycle, serving.licensing)
         lifecycle.mark_serving(http=True)
         loop.call_later(HEALTHY_SERVING_SECONDS, lifecycle.mark_served_healthily)
@@ -440,7 +442,22 @@ def _write_properties(settings: Settings, lifecycle: Lifecycle, licensing: Any) 
         )
 
 
+async def _start_webhooks(settings: Settings, licensing: Any) -> Any:
+    """Heals not yet announced become `migration.self_healed` events (the heal log is the
+    record, so a crash before this only delays them), then the sender starts."""
+    from daemon.migrate import heal_history
+    from daemon.webhooks import Sender
+
+    oldest_first = [h._asdict() for h in reversed(heal_history(settings.db_path))]
+    await licensing.announce_heals(oldest_first)
+    sender = Sender(licensing, settings)
+    sender.start()
+    return sender
+
+
 async def _close(serving: Serving) -> None:
+    if serving.sender is not None:
+        await serving.sender.stop()
     close = getattr(serving.licensing, "close", None)
     if close is not None:
         result = close()

@@ -125,6 +125,29 @@ VALIDATIONS = Counter(
     registry=REGISTRY,
 )
 
+# A delivery attempt's result (the sender's words): delivered, retry (will be tried again),
+# failed (out of attempts).
+WEBHOOK_RESULTS = ("delivered", "retry", "failed")
+WEBHOOK_DELIVERIES = Counter(
+    "keysmith_webhook_deliveries_total",
+    "Webhook delivery attempts, by result: delivered, retry (tried again later) or failed "
+    "(out of attempts; an admin can retry it).",
+    ["result"],
+    registry=REGISTRY,
+)
+for _result in WEBHOOK_RESULTS:
+    WEBHOOK_DELIVERIES.labels(result=_result)  # every result shows, at 0, from the start
+WEBHOOK_OUTBOX_DEPTH = Gauge(
+    "keysmith_webhook_outbox_depth",
+    "Webhook deliveries not yet made (pending), across all endpoints.",
+    registry=REGISTRY,
+)
+WEBHOOK_OLDEST_PENDING = Gauge(
+    "keysmith_webhook_oldest_pending_seconds",
+    "Age of the oldest webhook delivery not yet made, in seconds (0 when none is pending).",
+    registry=REGISTRY,
+)
+
 # The causes of daemon.storage.Fault, spelled here so this module imports nothing of ours but
 # the lifecycle states.
 STORAGE_FAULT_CAUSES = ("disk_full", "database_busy")
@@ -230,6 +253,15 @@ def record_migration_failure(reason: str, seconds: float | None = None) -> None:
     MIGRATIONS_FAILED.labels(reason=reason).inc()
     if seconds is not None:
         MIGRATION_RUN_SECONDS.set(seconds)
+
+
+def record_webhook_attempt(result: str) -> None:
+    WEBHOOK_DELIVERIES.labels(result=result).inc()
+
+
+def set_webhook_outbox(pending: int, oldest_at: int | None) -> None:
+    WEBHOOK_OUTBOX_DEPTH.set(pending)
+    WEBHOOK_OLDEST_PENDING.set(0 if oldest_at is None else max(0.0, time.time() - oldest_at))
 
 
 def set_storage_degraded(cause: str | None) -> None:

@@ -56,6 +56,13 @@ DEFAULT_MACHINE_HISTORY = 100
 # (validate, heartbeat, redeem, recover), with a burst of the same size; 0 turns limits off.
 # A client validating every few minutes uses a fraction of one; a flood is held to this.
 DEFAULT_RATE_LIMIT_PER_MINUTE = 600
+# Webhook deliveries: one attempt may take this long (connect, send, answer), a failed one is
+# retried after BACKOFF x 2^(attempt-1) seconds (jittered; at most 64 x BACKOFF, and an hour),
+# and after MAX_ATTEMPTS attempts the delivery is marked failed (an admin can retry it).
+# 10 attempts from 5 s: the last one about 20 minutes after the first.
+DEFAULT_WEBHOOK_TIMEOUT = 10.0
+DEFAULT_WEBHOOK_BACKOFF = 5.0
+DEFAULT_WEBHOOK_MAX_ATTEMPTS = 10
 
 
 def default_migrations_dir() -> Path:
@@ -94,6 +101,9 @@ class Settings:
     key_cache_bytes: int = DEFAULT_KEY_CACHE_BYTES
     machine_history: int = DEFAULT_MACHINE_HISTORY
     rate_limit_per_minute: int = DEFAULT_RATE_LIMIT_PER_MINUTE
+    webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT
+    webhook_backoff: float = DEFAULT_WEBHOOK_BACKOFF
+    webhook_max_attempts: int = DEFAULT_WEBHOOK_MAX_ATTEMPTS
 
     @property
     def data_dir(self) -> Path:
@@ -262,6 +272,13 @@ _PARSERS = (
             "a whole number of requests per minute per client address, e.g. 600 (0: off)"
         ),
         ("rate_limit_per_minute",),
+    ),
+    ("KEYSMITH_WEBHOOK_TIMEOUT", _parse_seconds, ("webhook_timeout",)),
+    ("KEYSMITH_WEBHOOK_BACKOFF", _parse_seconds, ("webhook_backoff",)),
+    (
+        "KEYSMITH_WEBHOOK_MAX_ATTEMPTS",
+        _count_parser("a whole number of attempts per webhook delivery, e.g. 10"),
+        ("webhook_max_attempts",),
     ),
     ("KEYSMITH_CONSOLE_PASSWORD", _parse_console_password, ("console_password",)),
     ("KEYSMITH_TRUSTED_PROXIES", _parse_networks, ("trusted_proxies",)),

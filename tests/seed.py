@@ -44,6 +44,11 @@ TABLE_SINCE: dict[str, int] = {
     "policies": 3,
     "discount_codes": 5,
     "discount_redemptions": 5,
+    "api_keys": 14,
+    "webhook_endpoints": 14,
+    "webhook_events": 14,
+    "webhook_deliveries": 14,
+    "webhook_attempts": 14,
 }
 
 # Every column the seed knows, in insertion order (parents before children).
@@ -70,6 +75,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         " disabled note created_at",
         "discount_redemptions": "id code_id invoice_id license_id buyer_email redeemed_at",
         "audit_log": "created_at actor action subject detail",
+        "api_keys": "id label role scopes token_hash token_prefix created_at revoked_at",
+        "webhook_endpoints": "id url event_types description secret enabled created_at",
+        "webhook_events": "id event_type payload created_at",
+        "webhook_deliveries": "id endpoint_id event_id status attempts next_attempt_at"
+        " created_at delivered_at",
+        "webhook_attempts": "delivery_id attempt status response_code latency_ms error at",
     }.items()
 }
 
@@ -255,6 +266,66 @@ def _unit(shop: _Shop, unit: int, key_ids: tuple[int, int]) -> None:
         for _ in range(LICENSES_PER_PRODUCT):
             _sale(shop, product, tiers, codes, key_ids)
         _unsold_invoices(shop, product)
+    if shop.version >= 14:
+        _integrations(shop, unit)
+
+
+def _integrations(shop: _Shop, unit: int) -> None:
+    """A support desk's API key (one revoked) and a CRM's webhook with delivered, failed and
+    pending deliveries, each with its attempts."""
+    for role, revoked in (("support", None), ("read-only", shop.ago(30))):
+        token_hash = shop.rng.randbytes(32).hex()
+        shop.rows["api_keys"].append(
+            (
+                shop.uuid(),
+                f"desk {unit}",
+                role,
+                '["audit:read"]',
+                token_hash,
+                "ks_" + token_hash[:6],
+                shop.ago(200, 100),
+                revoked,
+            )
+        )
+    endpoint_id = shop.uuid()
+    shop.rows["webhook_endpoints"].append(
+        (
+            endpoint_id,
+            f"https://crm.example.com/hooks/{unit}",
+            '["license.issued"]',
+            "CRM",
+            shop.rng.randbytes(32).hex(),
+            1,
+            shop.ago(200, 100),
+        )
+    )
+    for n, status in enumerate(("delivered", "failed", "pending")):
+        event_id = unit * 3 + n + 1
+        at = shop.ago(90)
+        payload = json.dumps({"type": "license.issued", "created_at": at, "data": {}})
+        shop.rows["webhook_events"].append((event_id, "license.issued", payload, at))
+        delivery_id = shop.uuid()
+        shop.rows["webhook_deliveries"].append(
+            (
+                delivery_id,
+                endpoint_id,
+                event_id,
+                status,
+                2,
+                float(at + 60),
+                at,
+                at + 60 if status == "delivered" else None,
+            )
+        )
+        shop.rows["webhook_attempts"].append((delivery_id, 1, "retry", 503, 12, None, at))
+        final = {
+            "delivered": ("delivered", 200, None),
+            "failed": ("failed", None, "timeout"),
+            "pending": ("retry", 500, None),
+        }[status]
+        shop.rows["webhook_attempts"].append(
+            (delivery_id, 2, final[0], final[1], 30, final[2], at + 60)
+        )
 
 
 @dataclass(frozen=True)

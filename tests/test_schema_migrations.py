@@ -566,6 +566,42 @@ def test_0013_down_restores_the_database_before_it_exactly(tmp_path):
     kit.assert_db_clean(conn)
 
 
+def test_0014_adds_api_keys_and_webhooks_and_keeps_every_row(tmp_path):
+    db, conn = _database_at(tmp_path, 13, scale=2)
+    before = kit.dump(conn)
+    kit.apply_range(db, upto=14)
+    kit.assert_db_clean(conn)
+    # Every schema line and row that was there is there still: 0014 only adds.
+    after = set(kit.dump(conn).splitlines())
+    assert [line for line in before.splitlines() if line not in after] == []
+    # The checks hold: an unknown role or delivery status is refused.
+    conn.execute(
+        "INSERT INTO webhook_endpoints (id, url, event_types, secret, created_at) "
+        "VALUES ('e', 'http://x', '[]', 's', 1)"
+    )
+    conn.execute(
+        "INSERT INTO webhook_events (event_type, payload, created_at) VALUES ('t', '{}', 1)"
+    )
+    for sql in (
+        "INSERT INTO api_keys (id, label, role, token_hash, token_prefix, created_at) "
+        "VALUES ('k', 'l', 'root', 'h', 'p', 1)",
+        "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, status, next_attempt_at, "
+        "created_at) VALUES ('d', 'e', 1, 'lost', 1, 1)",
+    ):
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+            conn.execute(sql)
+
+
+def test_0014_down_restores_the_database_before_it_exactly(tmp_path):
+    db, conn = _database_at(tmp_path, 13, scale=2)
+    before = kit.dump(conn)
+    kit.apply_range(db, upto=14)
+    down = (kit.MIGRATIONS / "0014_api_keys_and_webhooks.down.sql").read_text()
+    conn.executescript(f"BEGIN;\n{down}\nCOMMIT;")
+    assert kit.dump(conn) == before
+    kit.assert_db_clean(conn)
+
+
 def test_every_migration_has_a_test_here():
     # A new migration without its test here fails this, on purpose.
     names = {p.name[:4] for p in kit.MIGRATIONS.glob("[0-9]*_*.sql")}

@@ -12,6 +12,7 @@ from aiohttp import web
 from daemon import peers
 from daemon.api import (  # noqa: F401  (they register into the table)
     admin,
+    admin_access,
     admin_catalogue,
     openapi,
     public,

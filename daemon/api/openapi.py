@@ -17,6 +17,7 @@ from aiohttp import web
 from daemon import __version__
 from daemon.api.envelope import error_response
 from daemon.api.table import ENDPOINTS, Endpoint, endpoint
+from daemon.licensing.events import PAYLOAD_OF
 
 REF = "#/components/schemas/{name}"
 _ERROR = {
@@ -41,6 +42,7 @@ def document() -> dict[str, Any]:
     for e in typed:
         kinds.extend(kind for kind in (e.body, *_each(e.answer)) if kind is not None)
     kinds.extend(e.query for e in ENDPOINTS if e.query is not None)
+    kinds.extend(PAYLOAD_OF.values())
     schemas, components = msgspec.json.schema_components(kinds, ref_template=REF)
     found = dict(zip(map(id, kinds), schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
@@ -56,10 +58,12 @@ def document() -> dict[str, Any]:
             }
         }
     components["Error"] = _ERROR
+    webhooks = {name: _webhook(name, found[id(kind)]) for name, kind in PAYLOAD_OF.items()}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Keysmith", "version": __version__},
         "paths": paths,
+        "webhooks": webhooks,
         "components": {
             "schemas": components,
             "securitySchemes": {"adminKey": {"type": "http", "scheme": "bearer"}},
@@ -81,6 +85,9 @@ def _operation(e: Endpoint, found: dict[int, Any], components: dict[str, Any]) -
             "404": _error("not found"),
         },
     }
+    if e.scope is not None:
+        # The scope an API key needs here (`master`: only the master admin key).
+        operation["x-keysmith-scope"] = e.scope
     if e.body is not None:
         operation["requestBody"] = {
             "required": True,
@@ -103,7 +110,9 @@ def _operation(e: Endpoint, found: dict[int, Any], components: dict[str, Any]) -
     if e.tag == "admin":
         operation["security"] = [{"adminKey": []}]
         operation["responses"]["401"] = _error("no admin key")
-        operation["responses"]["403"] = _error("wrong admin key")
+        operation["responses"]["403"] = _error(
+            "wrong admin key, a revoked API key, or one without this route's scope"
+        )
     responses = operation["responses"]
     if e.rate_group is not None:
         responses["429"] = _error("rate_limited; retry after Retry-After seconds")
@@ -117,6 +126,45 @@ def _operation(e: Endpoint, found: dict[int, Any], components: dict[str, Any]) -
         responses["507"] = _error("the disk is full; nothing was written")
     operation["responses"] = dict(sorted(responses.items()))
     return operation
+
+
+_DELIVERY_HEADERS = {
+    "X-Keysat-Signature": "sha256=<hex HMAC-SHA256 of the raw body, keyed with the secret>",
+    "X-Keysat-Event": "the event type (the body's `type`)",
+    "X-Keysat-Delivery": "the delivery id, the same on every retry: de-duplicate on it",
+}
+
+
+def _webhook(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """What Keysmith POSTs to a webhook endpoint for event `name`; any 2xx acknowledges it."""
+    body = {
+        "type": "object",
+        "properties": {
+            "type": {"const": name},
+            "created_at": {"type": "string", "format": "date-time"},
+            "timestamp": {"type": "integer", "description": "the event's Unix time"},
+            "data": data,
+        },
+        "required": ["type", "created_at", "timestamp", "data"],
+    }
+    return {
+        "post": {
+            "summary": f"{name} (at-least-once, in order per endpoint)",
+            "operationId": f"webhook_{name.replace('.', '_')}",
+            "parameters": [
+                {
+                    "name": header,
+                    "in": "header",
+                    "required": True,
+                    "description": words,
+                    "schema": {"type": "string"},
+                }
+                for header, words in _DELIVERY_HEADERS.items()
+            ],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {"2XX": {"description": "received; any other answer is retried"}},
+        }
+    }
 
 
 def _each(answer: object) -> tuple[object, ...]:

@@ -1,7 +1,7 @@
 """What every licensing handler shares: the service on the app, reading a request into its
 model, answering a model, turning a `LicensingError` into the JSON error envelope with the
-right status, and the admin bearer check. Knows no handler: `table` lists the routes, `mount`
-adds them to the app.
+right status, and the admin bearer check (the master key, or an API key with the route's
+scope). Knows no handler: `table` lists the routes, `mount` adds them to the app.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from daemon.api.app import BODY_TIMEOUT_KEY
 from daemon.api.envelope import error_response
 from daemon.api.table import Handler, endpoint
 from daemon.licensing import wire
+from daemon.licensing.access import MASTER, scope_of
 from daemon.licensing.errors import (
     BadRequest,
     Conflict,
@@ -110,9 +111,10 @@ def answers_errors(handler: Handler) -> Handler:
     return wrapped
 
 
-def check_admin(request: web.Request) -> None:
-    """`Authorization: Bearer <admin key>`, compared in constant time: 401 when it is missing
-    (or not a bearer token), 403 when the key is wrong, as Keysat answers."""
+async def check_admin(request: web.Request, scope: str) -> None:
+    """`Authorization: Bearer <admin key or API key>`, compared in constant time: 401 when it is
+    missing (or not a bearer token), 403 when the key is wrong, revoked or lacks `scope`, as
+    Keysat answers. The token is never logged."""
     header = request.headers.get("Authorization")
     if header is None:
         raise Unauthorized(
@@ -120,10 +122,20 @@ def check_admin(request: web.Request) -> None:
             "shown by the StartOS action, or set it with KEYSMITH_ADMIN_API_KEY"
         )
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise Unauthorized("the Authorization header must be 'Bearer <admin key>'")
-    if not licensing_of(request).admin_key_matches(token.strip()):
-        raise Forbidden("the admin key is wrong")
+    licensing = licensing_of(request)
+    if licensing.admin_key_matches(token):
+        return
+    found = await licensing.scopes_of_token(token)
+    if found is None:
+        raise Forbidden("the admin key is wrong (or the API key was revoked)")
+    role, scopes = found
+    if scope == MASTER:
+        raise Forbidden("only the master admin key manages API keys; an API key cannot")
+    if scope not in scopes:
+        raise Forbidden(f"this API key (role {role}) lacks the scope '{scope}' this route needs")
 
 
 async def read(request: web.Request, model: type[T]) -> T:
@@ -153,16 +165,20 @@ def answer(value: object, status: int = 200) -> web.Response:
     return web.Response(body=wire.encode(value), status=status, content_type="application/json")
 
 
-def admin_endpoint(method: str, path: str, summary: str, **models_of: Any) -> Any:
-    """Register an admin handler: the bearer check first, errors as envelopes."""
+def admin_endpoint(
+    method: str, path: str, summary: str, *, scope: str | None = None, **models_of: Any
+) -> Any:
+    """Register an admin handler: the bearer check first, errors as envelopes. The scope an
+    API key needs is the route's resource and access (`scope_of`) unless `scope` says."""
+    needed = scope or scope_of(method, path)
 
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def guarded(request: web.Request) -> web.StreamResponse:
-            check_admin(request)
+            await check_admin(request, needed)
             return await handler(request)
 
-        return endpoint(method, path, tag="admin", summary=summary, **models_of)(
+        return endpoint(method, path, tag="admin", summary=summary, scope=needed, **models_of)(
             answers_errors(guarded)
         )
 

@@ -30,6 +30,8 @@ class Endpoint:
     answer: object = None
     rate_group: RateGroup | None = None
     status: int = 200
+    # Admin routes: the scope an API key needs (`<resource>:read|write`, or `master`).
+    scope: str | None = None
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -45,12 +47,24 @@ def endpoint(
     query: type | None = None,
     answer: object = None,
     rate_group: RateGroup | None = None,
+    scope: str | None = None,
 ) -> Callable[[Handler], Handler]:
     """Register the handler under `method path`; the models say what it reads and answers."""
 
     def register(handler: Handler) -> Handler:
         ENDPOINTS.append(
-            Endpoint(method, path, handler, tag, summary, body, query, answer, rate_group)
+            Endpoint(
+                method,
+                path,
+                handler,
+                tag,
+                summary,
+                body,
+                query,
+                answer,
+                rate_group,
+                scope=scope,
+            )
         )
         return handler
 

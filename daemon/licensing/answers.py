@@ -337,6 +337,65 @@ class Deleted(Answer, kw_only=True):
     deleted: str
 
 
+class ApiKey(Answer, kw_only=True):
+    """An API key as listed: never its token (only the first characters, to recognise it)."""
+
+    id: str
+    label: str
+    role: str
+    scopes: list[str]
+    token_prefix: str
+    created_at: str | None
+    revoked_at: str | None
+
+
+class ApiKeyCreated(ApiKey, kw_only=True):
+    """The one answer that carries the token: store it now, it cannot be shown again."""
+
+    token: str
+
+
+class ApiKeyRevoked(Answer, kw_only=True):
+    ok: bool = True
+    api_key: ApiKey
+
+
+class WebhookEndpoint(Answer, kw_only=True):
+    """A webhook endpoint; `secret` in full only in the answer to its create, masked after."""
+
+    id: str
+    url: str
+    event_types: list[str]
+    description: str
+    enabled: bool
+    secret: str
+    created_at: str | None
+
+
+class DeliveryAttempt(Answer, kw_only=True):
+    attempt: int
+    status: Literal["delivered", "retry", "failed"]
+    response_code: int | None
+    latency_ms: int
+    error: str | None
+    at: str | None
+
+
+class Delivery(Answer, kw_only=True):
+    """One event for one endpoint; `id` is the `X-Keysat-Delivery` header of every attempt."""
+
+    id: str
+    endpoint_id: str
+    event_id: int
+    event_type: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    created_at: str | None
+    delivered_at: str | None
+    next_attempt_at: str | None
+    log: list[DeliveryAttempt]
+
+
 def plain(value: object) -> Any:
     """An answer as dicts and lists, for the console's templates and the actions' messages."""
     return msgspec.to_builtins(value)

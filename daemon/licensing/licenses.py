@@ -10,9 +10,20 @@ from typing import Any
 
 from aiosqlite import Connection
 
-from daemon.licensing import answers, keys, models, rows, store, store_machines, store_sales
+from daemon.licensing import (
+    answers,
+    events,
+    keys,
+    models,
+    outbox,
+    rows,
+    store,
+    store_machines,
+    store_sales,
+)
 from daemon.licensing.core import Core, now
 from daemon.licensing.errors import BadRequest, Conflict, NotFound
+from daemon.licensing.models import EventType
 from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
 
@@ -118,6 +129,17 @@ class Licenses(Core):
             "buyer_email": terms.buyer_email,
         }
         await store.insert_license(conn, row)
+        issued = events.LicenseIssued(
+            license_id=row["id"],
+            product_id=row["product_id"],
+            policy_id=row["policy_id"],
+            license_key=row["license_key"],
+            buyer_email=row["buyer_email"],
+            expires_at=iso_time(row["expires_at"]),
+            entitlements=list(entitlements),
+            is_trial=bool(is_trial),
+        )
+        await outbox.emit(conn, "license.issued", issued, at)
         return row
 
     async def list_licenses(self, query: models.LicenseQuery) -> list[answers.License]:
@@ -163,6 +185,7 @@ class Licenses(Core):
         return await self._change_status(
             license_id,
             "license.revoke",
+            "license.revoked",
             reason,
             lambda conn, at: store.revoke_license(conn, license_id, reason, at),
             refusal="license {id} is already revoked",
@@ -172,6 +195,7 @@ class Licenses(Core):
         return await self._change_status(
             license_id,
             "license.suspend",
+            "license.suspended",
             reason,
             lambda conn, at: store.suspend_license(conn, license_id, reason, at),
             refusal="license {id} is {status}; only an active license can be suspended",
@@ -181,6 +205,7 @@ class Licenses(Core):
         return await self._change_status(
             license_id,
             "license.unsuspend",
+            "license.unsuspended",
             None,
             lambda conn, at: store.unsuspend_license(conn, license_id),
             refusal="license {id} is {status}; only a suspended license can be unsuspended",
@@ -190,6 +215,7 @@ class Licenses(Core):
         self,
         license_id: str,
         action: str,
+        event: EventType,
         reason: str | None,
         update: Callable[[Connection, int], Awaitable[int]],
         *,
@@ -208,6 +234,14 @@ class Licenses(Core):
                 detail = {"from": before["status"], "reason": reason}
                 await self._audit(conn, action, f"license:{license_id}", detail, at)
                 row = await store.license_by_id(conn, license_id)
+                change = events.LicenseStatusChanged(
+                    license_id=license_id,
+                    product_id=row["product_id"],
+                    previous_status=before["status"],
+                    status=row["status"],
+                    reason=reason,
+                )
+                await outbox.emit(conn, event, change, at)
         return answers.StatusChange(license=rows.license_(row))
 
     # ----- machines and audit -----

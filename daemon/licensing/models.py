@@ -20,6 +20,7 @@ msgspec, 0.38 with pydantic v2 doing this route's decoding and encoding.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -299,6 +300,52 @@ class CodeQuery(Request, kw_only=True):
     product_slug: Slug | None = None
     # Keysat lists only the active codes unless asked.
     include_inactive: bool = False
+
+
+# ----- admin: API keys and webhooks -----
+
+Role = Literal["read-only", "license-issuer", "support", "full-admin"]
+EventType = Literal[
+    "license.issued",
+    "license.revoked",
+    "license.suspended",
+    "license.unsuspended",
+    "machine.activated",
+    "machine.deactivated",
+    "migration.self_healed",
+]
+ScopeText = Annotated[str, msgspec.Meta(pattern=r"^[a-z-]{1,40}:(read|write)$")]
+Url = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://[^\s\x00]+$")]
+Secret = Annotated[str, msgspec.Meta(min_length=16, max_length=256, pattern=NO_NUL)]
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+
+class ApiKeyCreate(Request, kw_only=True):
+    label: Text
+    role: Role
+    scopes: Annotated[list[ScopeText], msgspec.Meta(max_length=64)] | None = None
+
+
+class WebhookEndpointCreate(Request, kw_only=True):
+    url: Url
+    event_types: Annotated[list[EventType], msgspec.Meta(min_length=1, max_length=16)]
+    description: LongText = ""
+    # None: a 32-byte secret is generated (shown once, in the create answer).
+    secret: Secret | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            host = urllib.parse.urlsplit(self.url).hostname
+        except ValueError:
+            host = None
+        if not host:
+            raise ValueError("'url' must be an http:// or https:// URL with a host")
+
+
+class DeliveryQuery(Request, kw_only=True):
+    endpoint_id: Uuid | None = None
+    status: DeliveryStatus | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
 
 
 def _check_json(name: str, value: object) -> None:

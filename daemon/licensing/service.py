@@ -3,9 +3,10 @@ StartOS actions. The API calls this; this never calls the API.
 
 Each use case lives in its own module: `validation` (validate and seats), `catalogue`
 (products and policies), `licenses` (issue, search, status, machines, audit), `codes`
-(discount codes and redemption), `purchase` (free purchases and recovery); `core` holds what
-they share (pool, keys, write lock, the audit helper). Requests are `models`, answers are
-`answers`.
+(discount codes and redemption), `purchase` (free purchases and recovery), `access`
+(scoped API keys), `outbox` (webhook endpoints, the outbox, the delivery log); `core` holds
+what they share (pool, keys, write lock, the audit helper). Requests are `models`, answers
+are `answers`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from aiosqlite import Connection
 
 from daemon import metrics
 from daemon.licensing import keys, store
+from daemon.licensing.access import ApiKeys
 from daemon.licensing.catalogue import Catalogue
 from daemon.licensing.codes import DISCOUNT_KINDS, Codes
 from daemon.licensing.core import AdminActor, Limits, now, record
 from daemon.licensing.licenses import Licenses
+from daemon.licensing.outbox import Outbox
 from daemon.licensing.purchase import NO_PAYMENT_PROVIDER, Purchases
 from daemon.licensing.validation import Validation
 from daemon.storage import StorageHealth
@@ -44,7 +47,7 @@ REASONS = (
 )
 
 
-class Licensing(Validation, Catalogue, Licenses, Codes, Purchases):
+class Licensing(Validation, Catalogue, Licenses, Codes, Purchases, ApiKeys, Outbox):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._result_counters = {}

@@ -20,8 +20,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from aiosqlite import Connection
+
 from daemon import metrics
-from daemon.licensing import keys, models, store, store_machines
+from daemon.licensing import events, keys, models, outbox, store, store_machines
 from daemon.licensing.answers import Refusal, SeatAnswer, Valid
 from daemon.licensing.core import Core, now, record
 from daemon.licensing.errors import BadRequest, NotFound
@@ -214,6 +216,7 @@ class Validation(Core):
                     await store_machines.reactivate_machine(
                         conn, known["id"], hostname, platform, at
                     )
+                    await _activated(conn, known["id"], license_id, hostname, platform, at)
                     return known["id"]
                 machine_id = str(uuid.uuid4())
                 await store_machines.insert_machine(
@@ -227,6 +230,7 @@ class Validation(Core):
                         "now": at,
                     },
                 )
+                await _activated(conn, machine_id, license_id, hostname, platform, at)
             return machine_id
 
     async def _deactivate_machine(
@@ -239,6 +243,11 @@ class Validation(Core):
                 await store_machines.purge_machine_history(
                     conn, license_id, keep=self._machine_history
                 )
+                if changed:
+                    gone = events.MachineDeactivated(
+                        machine_id=machine_id, license_id=license_id, reason=reason
+                    )
+                    await outbox.emit(conn, "machine.deactivated", gone, at)
                 if audited and changed:
                     await record(
                         conn,
@@ -249,6 +258,21 @@ class Validation(Core):
                         at,
                     )
             return bool(changed)
+
+
+async def _activated(
+    conn: Connection,
+    machine_id: str,
+    license_id: str,
+    hostname: str | None,
+    platform: str | None,
+    at: int,
+) -> None:
+    """A seat taken (a new machine, or a deactivated one back): `machine.activated`."""
+    taken = events.MachineActivated(
+        machine_id=machine_id, license_id=license_id, hostname=hostname, platform=platform
+    )
+    await outbox.emit(conn, "machine.activated", taken, at)
 
 
 def _grace_until(view: LicenseView) -> str | None:

@@ -1,0 +1,135 @@
+"""Admin routes for scoped API keys (`/v1/admin/api-keys`, master key only) and webhooks
+(`/v1/admin/webhook-endpoints`, `/v1/admin/webhooks/deliveries`), in Keysat's shapes."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from daemon.api.routes import admin_endpoint, answer, licensing_of, path_uuid, read, read_query
+from daemon.licensing import answers, models
+from daemon.licensing.access import MASTER
+
+
+class ApiKeys(msgspec.Struct):
+    api_keys: list[answers.ApiKey]
+
+
+@admin_endpoint(
+    "POST",
+    "/v1/admin/api-keys",
+    "Create a scoped API key; its token is in this answer only (master key only)",
+    scope=MASTER,
+    body=models.ApiKeyCreate,
+    answer=answers.ApiKeyCreated,
+)
+async def create_api_key(request: web.Request) -> web.Response:
+    body = await read(request, models.ApiKeyCreate)
+    return answer(await licensing_of(request).create_api_key(body))
+
+
+@admin_endpoint(
+    "GET",
+    "/v1/admin/api-keys",
+    "API keys, without their tokens (master key only)",
+    scope=MASTER,
+    answer=ApiKeys,
+)
+async def list_api_keys(request: web.Request) -> web.Response:
+    return answer(ApiKeys(await licensing_of(request).list_api_keys()))
+
+
+@admin_endpoint(
+    "DELETE",
+    "/v1/admin/api-keys/{id}",
+    "Revoke an API key, effective from the next request (master key only)",
+    scope=MASTER,
+    answer=answers.ApiKeyRevoked,
+)
+async def revoke_api_key(request: web.Request) -> web.Response:
+    return answer(await licensing_of(request).revoke_api_key(path_uuid(request)))
+
+
+# ----- webhooks -----
+
+
+class WebhookEndpoints(msgspec.Struct):
+    webhook_endpoints: list[answers.WebhookEndpoint]
+
+
+class Deliveries(msgspec.Struct):
+    deliveries: list[answers.Delivery]
+
+
+@admin_endpoint(
+    "POST",
+    "/v1/admin/webhook-endpoints",
+    "Add a webhook endpoint; its secret (generated when not given) is in this answer only",
+    body=models.WebhookEndpointCreate,
+    answer=answers.WebhookEndpoint,
+)
+async def create_webhook_endpoint(request: web.Request) -> web.Response:
+    body = await read(request, models.WebhookEndpointCreate)
+    return answer(await licensing_of(request).create_webhook_endpoint(body))
+
+
+@admin_endpoint(
+    "GET",
+    "/v1/admin/webhook-endpoints",
+    "Webhook endpoints, secrets masked",
+    answer=WebhookEndpoints,
+)
+async def list_webhook_endpoints(request: web.Request) -> web.Response:
+    return answer(WebhookEndpoints(await licensing_of(request).list_webhook_endpoints()))
+
+
+@admin_endpoint(
+    "POST",
+    "/v1/admin/webhook-endpoints/{id}/enable",
+    "Enable an endpoint: its pending deliveries resume, new events are queued for it",
+    answer=answers.WebhookEndpoint,
+)
+async def enable_webhook_endpoint(request: web.Request) -> web.Response:
+    return answer(await licensing_of(request).set_webhook_enabled(path_uuid(request), True))
+
+
+@admin_endpoint(
+    "POST",
+    "/v1/admin/webhook-endpoints/{id}/disable",
+    "Disable an endpoint: nothing is sent to it and no new event is queued for it",
+    answer=answers.WebhookEndpoint,
+)
+async def disable_webhook_endpoint(request: web.Request) -> web.Response:
+    return answer(await licensing_of(request).set_webhook_enabled(path_uuid(request), False))
+
+
+@admin_endpoint(
+    "DELETE",
+    "/v1/admin/webhook-endpoints/{id}",
+    "Delete an endpoint with its deliveries and their log",
+    answer=answers.Deleted,
+)
+async def delete_webhook_endpoint(request: web.Request) -> web.Response:
+    return answer(await licensing_of(request).delete_webhook_endpoint(path_uuid(request)))
+
+
+@admin_endpoint(
+    "GET",
+    "/v1/admin/webhooks/deliveries",
+    "Webhook deliveries, newest event first, each with its log of attempts",
+    query=models.DeliveryQuery,
+    answer=Deliveries,
+)
+async def list_deliveries(request: web.Request) -> web.Response:
+    query = read_query(request, models.DeliveryQuery)
+    return answer(Deliveries(await licensing_of(request).list_deliveries(query)))
+
+
+@admin_endpoint(
+    "POST",
+    "/v1/admin/webhooks/deliveries/{id}/retry",
+    "Send a delivered or failed delivery again (same delivery id), attempts counted afresh",
+    answer=answers.Delivery,
+)
+async def retry_delivery(request: web.Request) -> web.Response:
+    return answer(await licensing_of(request).retry_delivery(path_uuid(request)))

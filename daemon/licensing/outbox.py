@@ -1,0 +1,352 @@
+"""Webhooks: endpoints (Keysat's shapes), the durable outbox and the delivery log.
+
+`emit` writes an event in the transaction of the change it reports, with one delivery per
+enabled endpoint subscribed to its type: an event exists if and only if its change committed,
+and a restart finds every delivery not yet made. The sender (`daemon.webhooks`) asks for the
+deliveries due (`due_deliveries`: per endpoint only the oldest pending one, so each endpoint
+hears its events in order) and records each attempt (`record_attempt`). This module knows no
+HTTP.
+
+The body of a delivery is fixed when the event is written (`payload`), so every attempt
+sends the same bytes and the signature over them never changes; the delivery id (the
+`X-Keysat-Delivery` header) is stable across retries, so a receiver can de-duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+from aiosqlite import Connection
+
+from daemon.licensing import answers, models, store
+from daemon.licensing.core import Core, now
+from daemon.licensing.errors import NotFound
+from daemon.licensing.events import PAYLOAD_OF, Event, Payload, SelfHealed
+from daemon.licensing.models import EventType
+from daemon.licensing.state import iso_time
+from daemon.licensing.store import Row
+
+AttemptResult = Literal["delivered", "retry", "failed"]
+# The wait stops doubling after 6 doublings (64 x the first wait; 320 s from the default 5 s),
+# and never exceeds an hour: a receiver back up should not wait much longer than it was down.
+MAX_BACKOFF_FACTOR = 64
+MAX_BACKOFF_SECONDS = 3600.0
+SECRET_BYTES = 32
+# How many entries of the migrator's heal log have become events (a settings row).
+HEALS_ANNOUNCED_SETTING = "webhooks.heals_announced"
+
+
+async def emit(
+    conn: Connection,
+    event_type: EventType,
+    data: Payload,
+    at: int,
+    *,
+    happened_at: int | None = None,
+) -> None:
+    """The event of a change, in the change's own transaction (next to its audit row).
+    `happened_at`: an event recorded after the fact goes only to endpoints that existed then."""
+    assert isinstance(data, PAYLOAD_OF[event_type]), (event_type, type(data))
+    endpoints = await _listeners(conn, event_type, happened_at)
+    if not endpoints:
+        return  # nobody listens: nothing to keep
+    created_at = iso_time(at)
+    assert created_at is not None
+    body = Event(type=event_type, created_at=created_at, timestamp=at, data=data)
+    cursor = await conn.execute(
+        "INSERT INTO webhook_events (event_type, payload, created_at) VALUES (?, ?, ?)",
+        (event_type, msgspec.json.encode(body).decode(), at),
+    )
+    event_id = cursor.lastrowid
+    await conn.executemany(
+        "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, next_attempt_at, created_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [(str(uuid.uuid4()), endpoint, event_id, at, at) for endpoint in endpoints],
+    )
+
+
+async def _listeners(conn: Connection, event_type: str, since: int | None) -> list[str]:
+    cursor = await conn.execute(
+        "SELECT id FROM webhook_endpoints WHERE enabled = 1 AND created_at <= ? AND EXISTS "
+        "(SELECT 1 FROM json_each(event_types) WHERE value = ?)",
+        (2**62 if since is None else since, event_type),
+    )
+    return [row[0] for row in await cursor.fetchall()]
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A delivery to attempt now: what the sender needs, nothing more."""
+
+    id: str
+    endpoint_id: str
+    url: str
+    secret: str
+    event_type: str
+    body: bytes
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxDepth:
+    pending: int
+    oldest_pending_at: int | None
+
+
+def backoff(attempt: int, base: float) -> float:
+    """Seconds before the next attempt: doubling from `base`, jittered to 50-100 % so that
+    endpoints that failed together do not retry together."""
+    factor = min(MAX_BACKOFF_FACTOR, 2 ** min(attempt - 1, 30))
+    return min(MAX_BACKOFF_SECONDS, base * factor) * random.uniform(0.5, 1.0)
+
+
+def _endpoint(row: Row, *, secret: str | None = None) -> answers.WebhookEndpoint:
+    kept: str = row["secret"]
+    return answers.WebhookEndpoint(
+        id=row["id"],
+        url=row["url"],
+        event_types=json.loads(row["event_types"]),
+        description=row["description"],
+        enabled=bool(row["enabled"]),
+        secret=secret if secret is not None else f"{kept[:4]}…{'*' * 8}",
+        created_at=iso_time(row["created_at"]),
+    )
+
+
+class Outbox(Core):
+    async def create_webhook_endpoint(
+        self, request: models.WebhookEndpointCreate
+    ) -> answers.WebhookEndpoint:
+        secret = request.secret or secrets.token_hex(SECRET_BYTES)
+        endpoint_id = str(uuid.uuid4())
+        async with self._write_lock:
+            at = now()
+            async with self._pool.transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO webhook_endpoints (id, url, event_types, description, secret, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        endpoint_id,
+                        request.url,
+                        json.dumps(sorted(set(request.event_types))),
+                        request.description,
+                        secret,
+                        at,
+                    ),
+                )
+                detail = {"url": request.url, "event_types": request.event_types}
+                await self._audit(conn, "webhook.create", f"webhook:{endpoint_id}", detail, at)
+                row = await _endpoint_row(conn, endpoint_id)
+        assert row is not None
+        return _endpoint(row, secret=secret)
+
+    async def list_webhook_endpoints(self) -> list[answers.WebhookEndpoint]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute("SELECT * FROM webhook_endpoints ORDER BY created_at, id")
+            return [_endpoint(row) for row in await cursor.fetchall()]
+
+    async def set_webhook_enabled(self, endpoint_id: str, enabled: bool) -> answers.WebhookEndpoint:
+        async with self._write_lock:
+            at = now()
+            async with self._pool.transaction() as conn:
+                cursor = await conn.execute(
+                    "UPDATE webhook_endpoints SET enabled = ? WHERE id = ?",
+                    (int(enabled), endpoint_id),
+                )
+                if not cursor.rowcount:
+                    raise NotFound(f"webhook endpoint {endpoint_id}")
+                action = "webhook.enable" if enabled else "webhook.disable"
+                await self._audit(conn, action, f"webhook:{endpoint_id}", {}, at)
+                row = await _endpoint_row(conn, endpoint_id)
+        assert row is not None
+        return _endpoint(row)
+
+    async def delete_webhook_endpoint(self, endpoint_id: str) -> answers.Deleted:
+        """Its deliveries and their log go with it (ON DELETE CASCADE)."""
+        async with self._write_lock:
+            at = now()
+            async with self._pool.transaction() as conn:
+                cursor = await conn.execute(
+                    "DELETE FROM webhook_endpoints WHERE id = ?", (endpoint_id,)
+                )
+                if not cursor.rowcount:
+                    raise NotFound(f"webhook endpoint {endpoint_id}")
+                await self._audit(conn, "webhook.delete", f"webhook:{endpoint_id}", {}, at)
+        return answers.Deleted(deleted=endpoint_id)
+
+    async def list_deliveries(self, query: models.DeliveryQuery) -> list[answers.Delivery]:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT d.*, e.event_type FROM webhook_deliveries d "
+                "JOIN webhook_events e ON e.id = d.event_id "
+                "WHERE (:endpoint IS NULL OR d.endpoint_id = :endpoint) "
+                "AND (:status IS NULL OR d.status = :status) "
+                "ORDER BY d.event_id DESC, d.id LIMIT :limit",
+                {"endpoint": query.endpoint_id, "status": query.status, "limit": query.limit},
+            )
+            found = await cursor.fetchall()
+            return [await _delivery(conn, row) for row in found]
+
+    async def retry_delivery(self, delivery_id: str) -> answers.Delivery:
+        """Back to pending, due now, with a fresh count of attempts (the log keeps the old ones).
+        A retried delivery is sent after the endpoint's older pending ones, as it is older."""
+        async with self._write_lock:
+            at = now()
+            async with self._pool.transaction() as conn:
+                cursor = await conn.execute(
+                    "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, "
+                    "next_attempt_at = ? WHERE id = ? AND status != 'pending'",
+                    (at, delivery_id),
+                )
+                if not cursor.rowcount:
+                    raise NotFound(f"delivery {delivery_id} (or it is pending already)")
+                await self._audit(conn, "webhook.retry", f"delivery:{delivery_id}", {}, at)
+                cursor = await conn.execute(
+                    "SELECT d.*, e.event_type FROM webhook_deliveries d "
+                    "JOIN webhook_events e ON e.id = d.event_id WHERE d.id = ?",
+                    (delivery_id,),
+                )
+                row = await cursor.fetchone()
+                return await _delivery(conn, row)
+
+    async def announce_heals(self, heal_log: list[dict[str, Any]]) -> None:
+        """`migration.self_healed` for each heal-log entry (oldest first) not yet announced, to
+        the endpoints that existed when it happened. The count announced is stored with the
+        events, so each heal is announced once; with no endpoint listening nothing is written
+        (a heal changes no data of the seller's)."""
+        async with self._write_lock:
+            at = now()
+            async with self._pool.transaction() as conn:
+                if not await _listeners(conn, "migration.self_healed", None):
+                    return
+                announced = int(await store.get_setting(conn, HEALS_ANNOUNCED_SETTING) or 0)
+                if announced >= len(heal_log):
+                    return
+                for heal in heal_log[announced:]:
+                    healed = _unix(heal["healed_at"])
+                    event = SelfHealed(**heal)
+                    await emit(conn, "migration.self_healed", event, at, happened_at=healed)
+                await store.put_setting(conn, HEALS_ANNOUNCED_SETTING, str(len(heal_log)), at)
+
+    # ----- for the sender -----
+
+    async def due_deliveries(self, skip: frozenset[str]) -> list[Due]:
+        """Per enabled endpoint (but those in `skip`, being delivered to now), its oldest
+        pending delivery, if its time has come. One indexed lookup per endpoint."""
+        clock = time.time()
+        due = []
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT id, url, secret FROM webhook_endpoints WHERE enabled = 1"
+            )
+            for endpoint in await cursor.fetchall():
+                if endpoint["id"] in skip:
+                    continue
+                cursor = await conn.execute(
+                    "SELECT d.id, d.attempts, d.next_attempt_at, e.event_type, e.payload "
+                    "FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id "
+                    "WHERE d.endpoint_id = ? AND d.status = 'pending' "
+                    "ORDER BY d.event_id LIMIT 1",
+                    (endpoint["id"],),
+                )
+                head = await cursor.fetchone()
+                if head is not None and head["next_attempt_at"] <= clock:
+                    due.append(
+                        Due(
+                            id=head["id"],
+                            endpoint_id=endpoint["id"],
+                            url=endpoint["url"],
+                            secret=endpoint["secret"],
+                            event_type=head["event_type"],
+                            body=head["payload"].encode(),
+                            attempts=head["attempts"],
+                        )
+                    )
+        return due
+
+    async def record_attempt(
+        self,
+        due: Due,
+        *,
+        result: AttemptResult,
+        response_code: int | None,
+        latency_ms: int,
+        error: str | None,
+        retry_in: float,
+    ) -> None:
+        """The attempt in the log and the delivery's new state, in one transaction."""
+        attempt = due.attempts + 1
+        async with self._write_lock:
+            at = now()
+            async with self._pool.transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO webhook_attempts (delivery_id, attempt, status, response_code, "
+                    "latency_ms, error, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (due.id, attempt, result, response_code, latency_ms, error, at),
+                )
+                await conn.execute(
+                    "UPDATE webhook_deliveries SET attempts = ?, next_attempt_at = ?, "
+                    "status = ?, delivered_at = ? WHERE id = ? AND status = 'pending'",
+                    (
+                        attempt,
+                        time.time() + retry_in,
+                        "pending" if result == "retry" else result,
+                        at if result == "delivered" else None,
+                        due.id,
+                    ),
+                )
+
+    async def outbox_depth(self) -> OutboxDepth:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT count(*), min(created_at) FROM webhook_deliveries WHERE status = 'pending'"
+            )
+            count, oldest = await cursor.fetchone()
+        return OutboxDepth(pending=count, oldest_pending_at=oldest)
+
+
+def _unix(rfc3339: str) -> int:
+    """The heal log's time (`2026-01-31T12:00:00.000Z`) as Unix seconds."""
+    return int(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp())
+
+
+async def _endpoint_row(conn: Connection, endpoint_id: str) -> Row | None:
+    cursor = await conn.execute("SELECT * FROM webhook_endpoints WHERE id = ?", (endpoint_id,))
+    return await cursor.fetchone()
+
+
+async def _delivery(conn: Connection, row: Row) -> answers.Delivery:
+    pending = row["status"] == "pending"
+    cursor = await conn.execute(
+        "SELECT * FROM webhook_attempts WHERE delivery_id = ? ORDER BY attempt, id", (row["id"],)
+    )
+    return answers.Delivery(
+        id=row["id"],
+        endpoint_id=row["endpoint_id"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        status=row["status"],
+        attempts=row["attempts"],
+        created_at=iso_time(row["created_at"]),
+        delivered_at=iso_time(row["delivered_at"]),
+        next_attempt_at=iso_time(int(row["next_attempt_at"]) if pending else None),
+        log=[
+            answers.DeliveryAttempt(
+                attempt=a["attempt"],
+                status=a["status"],
+                response_code=a["response_code"],
+                latency_ms=a["latency_ms"],
+                error=a["error"],
+                at=iso_time(a["at"]),
+            )
+            for a in await cursor.fetchall()
+        ],
+    )

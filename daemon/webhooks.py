@@ -1,0 +1,172 @@
+"""The webhook sender: a background task that delivers the outbox (`daemon.licensing.outbox`).
+
+Each enabled endpoint hears its events in order: only its oldest pending delivery is
+attempted, and the next one only once that one is delivered or out of attempts. Endpoints
+are served concurrently, so one slow receiver does not hold up another.
+
+A receiver costs bounded time and memory: one attempt is cut off after the timeout, a
+redirect is not followed (it counts as a failed attempt that says where it pointed), and at
+most `MAX_ANSWER_BYTES` of the answer are read before the connection is closed. The sender
+runs on the daemon's event loop but only ever awaits: the validate path never waits for it.
+
+Delivery is at least once: an attempt that reached the receiver but whose result was not
+recorded (the daemon killed in between) is made again after the restart, with the same
+`X-Keysat-Delivery` id, so a receiver de-duplicates on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import sqlite3
+import time
+from typing import Any
+
+import aiohttp
+
+from daemon import __version__, metrics
+from daemon.licensing.outbox import AttemptResult, Due, backoff
+from daemon.settings import Settings
+
+log = logging.getLogger("keysmith.webhooks")
+
+# How often the outbox is looked at; an event waits at most this long before its first attempt.
+POLL_SECONDS = 0.5
+# Enough for a status line's worth of an error message; the rest is never read.
+MAX_ANSWER_BYTES = 1024
+# On stop, attempts under way get this long to finish (else they are made again after restart).
+STOP_GRACE_SECONDS = 2.0
+USER_AGENT = f"Keysmith-Webhooks/{__version__}"
+
+
+def signature(secret: str, body: bytes) -> str:
+    """`X-Keysat-Signature`: `sha256=` and the hex HMAC-SHA256 of the raw body."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class Sender:
+    def __init__(self, outbox: Any, settings: Settings) -> None:
+        self._outbox = outbox
+        self._timeout = settings.webhook_timeout
+        self._backoff = settings.webhook_backoff
+        self._max_attempts = max(1, settings.webhook_max_attempts)
+        self._busy: dict[str, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+        # Set when an attempt ends (or on stop): the endpoint's next delivery goes at once,
+        # not at the next poll, so a backlog drains as fast as the receiver takes it.
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self._timeout),
+            # No cookies kept between receivers, no proxy from the environment.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": USER_AGENT},
+        )
+        self._task = asyncio.create_task(self._run(), name="webhook-sender")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        if self._busy:
+            _done, late = await asyncio.wait(self._busy.values(), timeout=STOP_GRACE_SECONDS)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                for due in await self._outbox.due_deliveries(frozenset(self._busy)):
+                    task = asyncio.create_task(self._deliver(due))
+                    self._busy[due.endpoint_id] = task
+                    task.add_done_callback(lambda _t, e=due.endpoint_id: self._done(e))
+                depth = await self._outbox.outbox_depth()
+                metrics.set_webhook_outbox(depth.pending, depth.oldest_pending_at)
+            except sqlite3.Error as e:
+                # A full disk or a held lock: nothing is lost (the outbox is in the database);
+                # the next round tries again.
+                log.warning(
+                    "could not read the webhook outbox; deliveries wait, nothing is lost; "
+                    "retrying shortly",
+                    extra={"error": str(e)},
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+
+    def _done(self, endpoint_id: str) -> None:
+        self._busy.pop(endpoint_id, None)
+        self._wake.set()
+
+    async def _deliver(self, due: Due) -> None:
+        started = time.perf_counter()
+        code, error = await self._attempt(due)
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        attempt = due.attempts + 1
+        result: AttemptResult
+        if error is None:
+            result = "delivered"
+        elif attempt >= self._max_attempts:
+            result = "failed"
+            log.warning(
+                "a webhook delivery failed its last attempt; it stays in the delivery log, "
+                "and an admin can retry it",
+                extra={"delivery": due.id, "endpoint": due.endpoint_id, "error": error},
+            )
+        else:
+            result = "retry"
+        try:
+            await self._outbox.record_attempt(
+                due,
+                result=result,
+                response_code=code,
+                latency_ms=latency_ms,
+                error=error,
+                retry_in=backoff(attempt, self._backoff),
+            )
+        except sqlite3.Error as e:
+            log.warning(
+                "could not record a webhook attempt; the delivery stays pending and will be "
+                "made again (receivers de-duplicate on X-Keysat-Delivery)",
+                extra={"delivery": due.id, "error": str(e)},
+            )
+            return
+        metrics.record_webhook_attempt(result)
+
+    async def _attempt(self, due: Due) -> tuple[int | None, str | None]:
+        """(response code, error); error None when the receiver answered 2xx."""
+        assert self._session is not None
+        headers = {
+            "Content-Type": "application/json",
+            "X-Keysat-Event": due.event_type,
+            "X-Keysat-Delivery": due.id,
+            "X-Keysat-Signature": signature(due.secret, due.body),
+        }
+        try:
+            async with self._session.post(
+                due.url, data=due.body, headers=headers, allow_redirects=False
+            ) as response:
+                start = await response.content.read(MAX_ANSWER_BYTES)
+                # Closing (not releasing) drops the connection with whatever is left unread.
+                response.close()
+        except TimeoutError:
+            return None, f"no answer within {self._timeout:g} s"
+        except aiohttp.ClientError as e:
+            return None, f"{type(e).__name__}: {e}"[:300]
+        if 200 <= response.status < 300:
+            return response.status, None
+        if 300 <= response.status < 400:
+            where = response.headers.get("Location", "")[:200]
+            return response.status, f"redirect to {where!r} not followed; set the final URL"
+        text = start.decode("utf-8", "replace")[:200]
+        return response.status, f"HTTP {response.status}: {text}"

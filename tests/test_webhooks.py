@@ -1,0 +1,294 @@
+"""Webhooks against the real daemon and a real receiver on loopback (tests/receiver.py):
+every event delivered once, signed; a receiver down then up; a SIGKILL with events pending;
+hostile receivers (hanging, a 10 MB answer, a redirect) cost validate nothing measurable.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.daemon_proc import DaemonProc
+from tests.kit import MIGRATIONS
+from tests.receiver import Receiver
+from tests.test_api_support import admin, db_dump, issue, make_product, must
+
+EVENTS = [
+    "license.issued",
+    "license.revoked",
+    "license.suspended",
+    "license.unsuspended",
+    "machine.activated",
+    "machine.deactivated",
+    "migration.self_healed",
+]
+FAST = {
+    "KEYSMITH_WEBHOOK_BACKOFF": "0.2",
+    "KEYSMITH_WEBHOOK_TIMEOUT": "1",
+    "KEYSMITH_WEBHOOK_MAX_ATTEMPTS": "50",
+}
+
+
+def _daemon(tmp_path: Path, **kwargs) -> DaemonProc:
+    return DaemonProc(tmp_path, env=dict(FAST), **kwargs)
+
+
+def _endpoint(daemon: DaemonProc, url: str, events: list[str] = EVENTS, **extra) -> dict:
+    body = {"url": url, "event_types": events, "description": "CRM", **extra}
+    return must(admin(daemon, "POST", "/v1/admin/webhook-endpoints", body), 200)
+
+
+def _lifecycle(daemon: DaemonProc) -> list[str]:
+    """Every license and machine event once; returns the types in the order they happened."""
+    product = make_product(daemon, seats=2)
+    issued = issue(daemon, product)
+    key, license_id = issued["license_key"], issued["license_id"]
+    seat = {"key": key, "fingerprint": "fp-1"}
+    must(daemon.request("POST", "/v1/machines/activate", seat), 200)
+    must(daemon.request("POST", "/v1/machines/deactivate", seat), 200)
+    for change in ("suspend", "unsuspend", "revoke"):
+        must(admin(daemon, "POST", f"/v1/admin/licenses/{license_id}/{change}", {}), 200)
+    return [
+        "license.issued",
+        "machine.activated",
+        "machine.deactivated",
+        "license.suspended",
+        "license.unsuspended",
+        "license.revoked",
+    ]
+
+
+def _deliveries(daemon: DaemonProc, endpoint_id: str) -> list[dict]:
+    path = f"/v1/admin/webhooks/deliveries?endpoint_id={endpoint_id}&limit=1000"
+    return must(admin(daemon, "GET", path), 200)["deliveries"]
+
+
+def _settled(daemon: DaemonProc, endpoint_id: str, count: int, timeout: float = 30) -> list:
+    """The endpoint's deliveries once `count` of them are no longer pending (oldest first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = _deliveries(daemon, endpoint_id)
+        if sum(d["status"] != "pending" for d in found) >= count:
+            return found[::-1]
+        assert time.monotonic() < deadline, found
+        time.sleep(0.1)
+
+
+def test_every_event_is_delivered_once_signed_and_in_order(tmp_path):
+    with Receiver() as receiver, Receiver() as muted, _daemon(tmp_path) as daemon:
+        created = _endpoint(daemon, receiver.url)
+        secret = created["secret"]
+        assert len(bytes.fromhex(secret)) == 32  # generated: 32 random bytes
+        disabled = _endpoint(daemon, muted.url, secret="a-secret-of-my-own-choosing")
+        assert disabled["secret"] == "a-secret-of-my-own-choosing"
+        must(admin(daemon, "POST", f"/v1/admin/webhook-endpoints/{disabled['id']}/disable"), 200)
+        listed = must(admin(daemon, "GET", "/v1/admin/webhook-endpoints"), 200)
+        assert secret not in str(listed) and "a-secret-of-my-own" not in str(listed)
+
+        expected = _lifecycle(daemon)
+        seen = receiver.wait_for(len(expected))
+        time.sleep(1.5)  # any duplicate would arrive within a few polls
+        assert [s.event["type"] for s in receiver.delivered()] == expected
+        for s in seen:
+            assert s.signed_by(secret), s.headers
+            assert s.headers["X-Keysat-Event"] == s.event["type"]
+            assert s.event["timestamp"] > 0 and s.event["created_at"].endswith("Z")
+        assert len({s.headers["X-Keysat-Delivery"] for s in seen}) == len(expected)
+        assert seen[0].event["data"]["license_key"]  # a shop can email the key
+        log = _settled(daemon, created["id"], len(expected))
+        assert [(d["status"], d["attempts"]) for d in log] == [("delivered", 1)] * len(expected)
+        assert [d["id"] for d in log] == [s.headers["X-Keysat-Delivery"] for s in seen]
+        assert muted.seen == []  # disabled: nothing sent, nothing queued
+        assert _deliveries(daemon, disabled["id"]) == []
+        metrics = daemon.request("GET", "/metrics")[1]
+        assert 'keysmith_webhook_deliveries_total{result="delivered"} 6.0' in metrics
+        assert "keysmith_webhook_outbox_depth 0.0" in metrics
+
+
+def test_a_receiver_down_then_up_gets_everything_in_order_with_the_attempts_logged(tmp_path):
+    with Receiver(mode="down") as receiver, _daemon(tmp_path) as daemon:
+        endpoint = _endpoint(daemon, receiver.url)
+        expected = _lifecycle(daemon)
+        deadline = time.monotonic() + 30
+        while len(receiver.seen) < 4:  # the first event refused a few times
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # In order: nothing after the first event is tried while the first is refused.
+        assert {s.event["type"] for s in receiver.seen} == {expected[0]}
+        metrics = daemon.request("GET", "/metrics")[1]
+        assert "keysmith_webhook_outbox_depth 6.0" in metrics
+        receiver.mode = "ok"
+        seen = receiver.wait_for(len(expected))
+        assert [s.event["type"] for s in seen] == expected
+        log = _settled(daemon, endpoint["id"], len(expected))
+        first = log[0]
+        assert first["status"] == "delivered" and first["attempts"] >= 4
+        assert [a["response_code"] for a in first["log"]][:3] == [503, 503, 503]
+        assert "down for maintenance" in first["log"][0]["error"]
+        assert first["log"][-1]["status"] == "delivered"
+        # The delivery id did not change across the attempts.
+        refused = [s for s in receiver.seen if s.event["type"] == expected[0]]
+        assert {s.headers["X-Keysat-Delivery"] for s in refused} == {first["id"]}
+
+
+def test_events_pending_at_a_sigkill_arrive_after_the_restart(tmp_path):
+    with Receiver(mode="down") as receiver:
+        daemon = _daemon(tmp_path).start()
+        try:
+            endpoint = _endpoint(daemon, receiver.url)
+            expected = _lifecycle(daemon)
+        finally:
+            daemon.kill()
+        receiver.mode = "ok"
+        with _daemon(tmp_path, db_path=daemon.db_path) as again:
+            seen = receiver.wait_for(len(expected))
+            assert [s.event["type"] for s in seen] == expected
+            _settled(again, endpoint["id"], len(expected))
+
+
+def test_retry_sends_a_delivery_again_with_the_same_id(tmp_path):
+    with Receiver() as receiver, _daemon(tmp_path) as daemon:
+        endpoint = _endpoint(daemon, receiver.url, ["license.issued"])
+        issue(daemon, make_product(daemon))
+        [first] = receiver.wait_for(1)
+        [delivery] = _settled(daemon, endpoint["id"], 1)
+        retried = must(
+            admin(daemon, "POST", f"/v1/admin/webhooks/deliveries/{delivery['id']}/retry"), 200
+        )
+        assert retried["status"] == "pending" and len(retried["log"]) == 1
+        _, second = receiver.wait_for(2)
+        assert second.body == first.body
+        assert second.headers["X-Keysat-Delivery"] == delivery["id"]
+
+
+def test_a_redirect_is_not_followed(tmp_path):
+    with Receiver(mode="redirect") as receiver, _daemon(tmp_path) as daemon:
+        endpoint = _endpoint(daemon, receiver.url, ["license.issued"])
+        issue(daemon, make_product(daemon))
+        deadline = time.monotonic() + 30
+        while not (log := _deliveries(daemon, endpoint["id"])[0]["log"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert log[0]["response_code"] == 307 and "not followed" in log[0]["error"]
+        assert {s.path for s in receiver.seen} == {"/hook"}
+
+
+def _validate_latencies(
+    daemon: DaemonProc, key: str, receiver: Receiver | None = None, rounds: int = 100
+) -> list[float]:
+    """Seconds of each validate; with a receiver, batches go on until it has seen at least
+    four more attempts, so the sender was at work all along the measurement."""
+    seen_before = 0 if receiver is None else len(receiver.seen)
+    spent: list[float] = []
+    deadline = time.monotonic() + 60
+    while not spent or (receiver is not None and len(receiver.seen) < seen_before + 4):
+        assert time.monotonic() < deadline, "the sender made no attempts during the measurement"
+        for _ in range(rounds):
+            started = time.perf_counter()
+            must(daemon.request("POST", "/v1/validate", {"key": key}), 200)
+            spent.append(time.perf_counter() - started)
+    return spent
+
+
+def _peak_rss_kib(daemon: DaemonProc) -> int:
+    """The daemon's peak resident memory so far (VmHWM): a 10 MB answer read whole and freed
+    at once still shows here."""
+    status = Path(f"/proc/{daemon.proc.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
+
+
+@pytest.mark.parametrize("mode", ["hang", "huge"])
+def test_a_hostile_receiver_does_not_slow_validate_nor_grow_memory(tmp_path, mode):
+    with Receiver(mode=mode) as receiver, _daemon(tmp_path) as daemon:
+        key = issue(daemon, make_product(daemon))["license_key"]
+        _validate_latencies(daemon, key, rounds=50)  # warm up
+        without = statistics.median(_validate_latencies(daemon, key, rounds=200))
+        rss_before = _peak_rss_kib(daemon)
+        for _ in range(4):  # four endpoints, each with events it will never get delivered
+            _endpoint(daemon, receiver.url, ["license.issued"])
+        for _ in range(5):
+            issue(daemon, make_product(daemon))
+        deadline = time.monotonic() + 30
+        while len(receiver.seen) < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with_hostile = statistics.median(_validate_latencies(daemon, key, receiver))
+        attempts = len(receiver.seen)
+        rss_after = _peak_rss_kib(daemon)
+        print(
+            f"{mode}: validate median {without * 1e3:.2f} ms without webhooks, "
+            f"{with_hostile * 1e3:.2f} ms with {attempts} attempts at a {mode} receiver; "
+            f"peak RSS {rss_before} -> {rss_after} KiB"
+        )
+        assert with_hostile < without * 5
+        # Each 10 MB answer would add megabytes if it were read; a bounded read adds none.
+        assert rss_after - rss_before < 20 * 1024
+
+
+def test_a_heal_at_boot_is_announced_once(tmp_path):
+    migrations = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, migrations)
+    with Receiver() as receiver:
+        with _daemon(tmp_path, migrations_dir=migrations) as daemon:
+            _endpoint(daemon, receiver.url, ["migration.self_healed"])
+        # A comment-only edit of an applied migration: the next boot re-stamps its checksum.
+        applied = migrations / "0002_lookup_indexes.sql"
+        applied.write_text("-- reviewed: no change in meaning\n" + applied.read_text())
+        with _daemon(tmp_path, migrations_dir=migrations, db_path=daemon.db_path):
+            [seen] = receiver.wait_for(1)
+        assert seen.event["type"] == "migration.self_healed"
+        assert seen.event["data"]["version"] == 2
+        assert seen.event["data"]["action"] == "restamp"
+        # Announced once: the next boot, with nothing new to heal, sends nothing more.
+        with _daemon(tmp_path, migrations_dir=migrations, db_path=daemon.db_path):
+            time.sleep(1.5)
+        assert len(receiver.seen) == 1
+
+
+def test_a_refused_change_writes_no_event(tmp_path):
+    with Receiver() as receiver, _daemon(tmp_path) as daemon:
+        _endpoint(daemon, receiver.url)
+        license_id = issue(daemon, make_product(daemon))["license_id"]
+        receiver.wait_for(1)
+        before = db_dump(daemon)
+        # Unsuspending an active license is refused: no change, so no event.
+        assert admin(daemon, "POST", f"/v1/admin/licenses/{license_id}/unsuspend")[0] == 404
+        assert db_dump(daemon) == before
+        time.sleep(1.0)
+        assert len(receiver.seen) == 1
+
+
+def test_the_openapi_document_describes_every_event_and_the_delivery_headers(tmp_path):
+    with _daemon(tmp_path) as daemon:
+        document = must(daemon.request("GET", "/v1/openapi.json"), 200)
+    assert sorted(document["webhooks"]) == sorted(EVENTS)
+    issued = document["webhooks"]["license.issued"]["post"]
+    headers = {p["name"] for p in issued["parameters"]}
+    assert headers == {"X-Keysat-Signature", "X-Keysat-Event", "X-Keysat-Delivery"}
+    data = issued["requestBody"]["content"]["application/json"]["schema"]["properties"]["data"]
+    name = data["$ref"].rsplit("/", 1)[1]
+    assert "license_key" in document["components"]["schemas"][name]["properties"]
+
+
+def test_a_delivery_out_of_attempts_is_failed_and_the_next_one_goes(tmp_path):
+    env = {**FAST, "KEYSMITH_WEBHOOK_MAX_ATTEMPTS": "2"}
+    with Receiver(mode="down") as receiver, DaemonProc(tmp_path, env=env) as daemon:
+        endpoint = _endpoint(daemon, receiver.url, ["license.issued"])
+        product = make_product(daemon)
+        first = issue(daemon, product)["license_id"]
+        [failed] = _settled(daemon, endpoint["id"], 1)
+        assert (failed["status"], failed["attempts"]) == ("failed", 2)
+        assert [a["status"] for a in failed["log"]] == ["retry", "failed"]
+        receiver.mode = "ok"
+        second = issue(daemon, product)["license_id"]
+        [arrived] = receiver.wait_for(1)
+        assert arrived.event["data"]["license_id"] == second
+        must(admin(daemon, "POST", f"/v1/admin/webhooks/deliveries/{failed['id']}/retry"), 200)
+        _, again = receiver.wait_for(2)
+        assert again.event["data"]["license_id"] == first
+        metrics = daemon.request("GET", "/metrics")[1]
+        assert 'keysmith_webhook_deliveries_total{result="failed"} 1.0' in metrics
