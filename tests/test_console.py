@@ -23,6 +23,8 @@ import pytest
 from daemon.health import safe_mode_message
 from tests import kit
 from tests.daemon_proc import REPO, DaemonProc
+from tests.receiver import Receiver
+from tests.test_api_support import issue, make_product, must
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -305,6 +307,89 @@ def test_seller_console_after_a_healed_upgrade(tmp_path, browser_context, screen
             assert not any(secret in text for text in html)
             assert secret not in log
         assert sum(key in text for text in html) == 1  # the one page that issued it
+
+
+# ----- webhooks and API keys -----
+
+
+@pytest.mark.browser
+def test_webhooks_and_api_keys_from_the_console(tmp_path, browser_context, screens):
+    env = {"KEYSMITH_CONSOLE_PASSWORD": PASSWORD, "KEYSMITH_WEBHOOK_BACKOFF": "0.2"}
+    with Receiver() as receiver, DaemonProc(tmp_path, env=env) as d:
+        d.wait_for("serving")
+        page = browser_context.new_page()
+        html: list[str] = []
+        page.on("response", lambda r: html.append(r.text()) if "text/html" in (
+            r.headers.get("content-type", "")) else None)  # fmt: skip
+        sign_in(page, d.url)
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=d.url)
+        new_endpoint = "#new-endpoint button[type=submit]"
+
+        # A bad URL: the API's own message next to the field, and nothing written.
+        before = full_dump(d.db_path)
+        page.goto(f"{d.url}/admin/webhooks")
+        page.fill("#f-url", "ftp://crm.example.com/hook")
+        page.check("input[name='event-license.issued']")
+        submit(page, new_endpoint)
+        body = {"url": "ftp://crm.example.com/hook", "event_types": ["license.issued"]}
+        status, api = d.request(
+            "POST", "/v1/admin/webhook-endpoints", body, headers=d.admin_headers()
+        )
+        assert status == 400
+        assert page.inner_text("#e-url") == api["message"]
+        assert page.is_checked("input[name='event-license.issued']")  # filled in again
+        assert full_dump(d.db_path) == before
+
+        # The endpoint: its secret shown once, copied with the copy button.
+        page.fill("#f-url", receiver.url)
+        page.fill("#f-description", "CRM")
+        submit(page, new_endpoint)
+        secret = page.input_value("#created-secret")
+        assert len(secret) >= 32
+        page.click("#copy-secret")
+        page.wait_for_function("document.getElementById('copy-secret').textContent === 'Copied'")
+        assert page.evaluate("navigator.clipboard.readText()") == secret
+        shoot(page, screens, "webhook-created")
+        assert receiver.url in page.inner_text("#endpoints")
+
+        # A license issued: its event is delivered, signed with that secret, and listed.
+        issue(d, make_product(d))
+        for _ in range(100):
+            page.goto(f"{d.url}/admin/webhooks")
+            if page.locator("#deliveries tr.delivery-delivered").count():
+                break
+            page.wait_for_timeout(100)
+        delivered = page.inner_text("#deliveries tr.delivery-delivered")
+        assert "license.issued" in delivered and "HTTP 200" in delivered
+        assert receiver.seen[0].signed_by(secret)
+        assert page.locator("#created-secret").count() == 0  # once, and only once
+        shoot(page, screens, "webhooks")
+
+        # An API key: the token shown once; it works until revoked here.
+        page.goto(f"{d.url}/admin/api-keys")
+        page.fill("#f-label", "shop")
+        page.select_option("#f-role", "read-only")
+        submit(page, "#new-key button[type=submit]")
+        token = page.input_value("#created-token")
+        page.click("#copy-token")
+        page.wait_for_function("document.getElementById('copy-token').textContent === 'Copied'")
+        assert page.evaluate("navigator.clipboard.readText()") == token
+        shoot(page, screens, "api-key-created")
+        bearer = {"Authorization": f"Bearer {token}"}
+        must(d.request("GET", "/v1/admin/products", headers=bearer), 200)
+        page.goto(f"{d.url}/admin/api-keys")
+        assert page.locator("#created-token").count() == 0
+        submit(page, "#keys button[type=submit]")
+        assert "API key revoked" in page.inner_text("main")
+        assert "revoked" in page.inner_text("#keys")
+        shoot(page, screens, "api-keys")
+        status, _ = d.request("GET", "/v1/admin/products", headers=bearer)
+        assert status in (401, 403)
+
+        log = d.log_text()
+        for shown_once in (secret, token):
+            assert sum(shown_once in text for text in html) == 1  # the page that created it
+            assert shown_once not in log
 
 
 # ----- a blocked upgrade -----

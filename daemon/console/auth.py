@@ -41,6 +41,9 @@ class Session:
     created: float
     last_seen: float
     issued: dict[str, Any] | None = None  # a license just issued, until its key is shown once
+    # A webhook endpoint / API key just created, until its secret / token is shown once.
+    webhook_created: dict[str, Any] | None = None
+    api_key_created: dict[str, Any] | None = None
 
 
 class Sessions:

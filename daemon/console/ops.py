@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 from urllib.parse import quote
 
 from daemon.licensing import models, wire
@@ -30,6 +30,7 @@ LICENSE_PAGE = 100
 MAX_OFFSET = 10**9
 MAX_MACHINES = 5000
 AUDIT_PAGE = 100
+DELIVERY_PAGE = 50
 _INTEGER = re.compile(r"^-?[0-9]{1,20}$")
 _NAMED_FIELD = re.compile(r"^'([a-z_]+)'")
 SECONDS_PER_DAY = 86_400
@@ -37,6 +38,8 @@ T = TypeVar("T")
 
 STATUSES = LICENSE_STATUSES
 KINDS = DISCOUNT_KINDS
+EVENT_TYPES: tuple[str, ...] = get_args(models.EventType)
+ROLES: tuple[str, ...] = get_args(models.Role)
 
 
 class Refused(Exception):
@@ -266,6 +269,68 @@ async def create_code(service: Licensing, form: Mapping[str, str]) -> dict[str, 
 
 async def disable_code(service: Licensing, code_id: str) -> None:
     await _service(service.set_code_active(_id(code_id, "The discount code"), False))
+
+
+# ----- webhooks -----
+
+WEBHOOK_FIELDS = ("url", "event_types", "description")
+# One checkbox per known event, named `event-<type>` (a form field holds one value).
+EVENT_FIELD = "event-"
+
+
+async def webhook_endpoints(service: Licensing) -> list[dict[str, Any]]:
+    return plain(await service.list_webhook_endpoints())
+
+
+async def deliveries(service: Licensing) -> list[dict[str, Any]]:
+    return plain(await service.list_deliveries(models.DeliveryQuery(limit=DELIVERY_PAGE)))
+
+
+async def create_webhook_endpoint(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
+    """The endpoint as created: its secret in full, this once."""
+    body = _body({k: v for k, v in form.items() if not k.startswith(EVENT_FIELD)})
+    body["event_types"] = [e for e in EVENT_TYPES if _flag(form, f"{EVENT_FIELD}{e}")]
+    request = _model(models.WebhookEndpointCreate, body, WEBHOOK_FIELDS)
+    return plain(await _service(service.create_webhook_endpoint(request), WEBHOOK_FIELDS))
+
+
+async def enable_webhook_endpoint(service: Licensing, endpoint_id: str) -> None:
+    await _service(service.set_webhook_enabled(_id(endpoint_id, "The webhook endpoint"), True))
+
+
+async def disable_webhook_endpoint(service: Licensing, endpoint_id: str) -> None:
+    await _service(service.set_webhook_enabled(_id(endpoint_id, "The webhook endpoint"), False))
+
+
+async def delete_webhook_endpoint(service: Licensing, endpoint_id: str) -> None:
+    await _service(service.delete_webhook_endpoint(_id(endpoint_id, "The webhook endpoint")))
+
+
+async def retry_delivery(service: Licensing, delivery_id: str) -> None:
+    await _service(service.retry_delivery(_id(delivery_id, "The delivery")))
+
+
+# ----- API keys -----
+
+API_KEY_FIELDS = ("label", "role", "scopes")
+
+
+async def api_keys(service: Licensing) -> list[dict[str, Any]]:
+    return plain(await service.list_api_keys())
+
+
+async def create_api_key(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
+    """The key as created: its token in full, this once."""
+    body = _body(form)
+    listed = [s.strip() for s in body.pop("scopes", "").split(",") if s.strip()]
+    if listed:
+        body["scopes"] = listed
+    request = _model(models.ApiKeyCreate, body, API_KEY_FIELDS)
+    return plain(await _service(service.create_api_key(request), API_KEY_FIELDS))
+
+
+async def revoke_api_key(service: Licensing, key_id: str) -> None:
+    await _service(service.revoke_api_key(_id(key_id, "The API key")))
 
 
 # ----- audit -----

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from daemon import metrics
 from daemon.console import PREFIX, auth, history, ops
+from daemon.console.integrations import INTEGRATION_ROUTES
 from daemon.console.seller import SELLER_ROUTES
 from daemon.console.signin import login, login_page, logout, serving, signed_in
 from daemon.console.web import CONSOLE_KEY, HERE, SECURITY_HEADERS, Console, render, see
@@ -45,7 +46,7 @@ def add_console_routes(
     add("POST", f"{PREFIX}/logout", signed_in(logout))
     add("GET", f"{PREFIX}/", signed_in(overview))
     add("GET", f"{PREFIX}/upgrades", signed_in(upgrades))
-    for method, path, page in SELLER_ROUTES:
+    for method, path, page in (*SELLER_ROUTES, *INTEGRATION_ROUTES):
         add(method, f"{PREFIX}{path}", signed_in(serving(page)))
 
 

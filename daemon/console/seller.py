@@ -54,7 +54,7 @@ async def products(
         page="products",
         products=await ops.products(_service(request)),
         done=_done(request),
-        **_form_state(form, refused),
+        **form_state(form, refused),
     )
 
 
@@ -85,7 +85,7 @@ async def policies(
         policies=await ops.policies(service),
         products={p["id"]: p["slug"] for p in await ops.products(service)},
         done=_done(request),
-        **_form_state(form, refused),
+        **form_state(form, refused),
     )
 
 
@@ -131,7 +131,7 @@ async def licenses(
         statuses=ops.STATUSES,
         search_error=search_error,
         issued=issued,
-        **_form_state(form, refused),
+        **form_state(form, refused),
     )
 
 
@@ -175,7 +175,7 @@ async def license_detail(
         license=found,
         machines=machines,
         done=_done(request),
-        **_form_state(form, refused),
+        **form_state(form, refused),
     )
 
 
@@ -228,7 +228,7 @@ async def codes(
         codes=await ops.codes(_service(request)),
         kinds=ops.KINDS,
         done=_done(request),
-        **_form_state(form, refused),
+        **form_state(form, refused),
     )
 
 
@@ -269,7 +269,7 @@ async def audit(
     )
 
 
-def _form_state(form: dict[str, str], refused: ops.Refused | None) -> dict[str, Any]:
+def form_state(form: dict[str, str], refused: ops.Refused | None) -> dict[str, Any]:
     """What a page needs to show a refused form again: the values, and the message next to
     its field (or above the form when it is about the form as a whole)."""
     return {

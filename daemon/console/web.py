@@ -45,6 +45,8 @@ NAV = (
     ("policies", "Policies", f"{PREFIX}/policies"),
     ("licenses", "Licenses", f"{PREFIX}/licenses"),
     ("codes", "Discount codes", f"{PREFIX}/codes"),
+    ("webhooks", "Webhooks", f"{PREFIX}/webhooks"),
+    ("api-keys", "API keys", f"{PREFIX}/api-keys"),
     ("audit", "Audit log", f"{PREFIX}/audit"),
 )
 # argon2id takes 64 MiB per check: at most this many run at once, whatever the traffic.
