@@ -13,7 +13,7 @@ from aiohttp import web
 
 from daemon.console import PREFIX, auth, ops
 from daemon.console.seller import form_state
-from daemon.console.web import CONSOLE_KEY, Page, render, see
+from daemon.console.web import Page, licensing_of, render, see
 
 if TYPE_CHECKING:
     from daemon.licensing.service import Licensing
@@ -27,12 +27,6 @@ DONE = {
 }
 
 
-def _service(request: web.Request) -> Licensing:
-    service = request.app[CONSOLE_KEY].licensing
-    assert service is not None  # these pages are wrapped in serving
-    return service
-
-
 async def webhooks(
     request: web.Request,
     session: auth.Session,
@@ -40,7 +34,7 @@ async def webhooks(
     refused: ops.Refused | None = None,
 ) -> web.StreamResponse:
     created, session.webhook_created = session.webhook_created, None
-    service = _service(request)
+    service = licensing_of(request)
     endpoints = await ops.webhook_endpoints(service)
     return render(
         request,
@@ -64,7 +58,7 @@ async def create_webhook_endpoint(
     request: web.Request, session: auth.Session, form: dict[str, str]
 ) -> web.StreamResponse:
     try:
-        session.webhook_created = await ops.create_webhook_endpoint(_service(request), form)
+        session.webhook_created = await ops.create_webhook_endpoint(licensing_of(request), form)
     except ops.Refused as refused:
         return await webhooks(request, session, form, refused)
     return see(f"{PREFIX}/webhooks")
@@ -84,7 +78,7 @@ async def api_keys(
         session=session,
         title="API keys",
         page="api-keys",
-        keys=await ops.api_keys(_service(request)),
+        keys=await ops.api_keys(licensing_of(request)),
         roles=ops.ROLES,
         created=created,
         done=DONE.get(request.query.get("done", "")),
@@ -96,7 +90,7 @@ async def create_api_key(
     request: web.Request, session: auth.Session, form: dict[str, str]
 ) -> web.StreamResponse:
     try:
-        session.api_key_created = await ops.create_api_key(_service(request), form)
+        session.api_key_created = await ops.create_api_key(licensing_of(request), form)
     except ops.Refused as refused:
         return await api_keys(request, session, form, refused)
     return see(f"{PREFIX}/api-keys")
@@ -111,7 +105,7 @@ def _change(
         request: web.Request, session: auth.Session, form: dict[str, str]
     ) -> web.StreamResponse:
         try:
-            await change(_service(request), request.match_info["id"])
+            await change(licensing_of(request), request.match_info["id"])
         except ops.Refused as refused:
             return await page(request, session, {}, refused)
         return see(f"{PREFIX}{path}?done={done}")

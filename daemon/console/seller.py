@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from daemon.console import PREFIX, auth, ops
-from daemon.console.web import CONSOLE_KEY, Page, render, see
+from daemon.console.web import Page, licensing_of, render, see
 
 if TYPE_CHECKING:
-    from daemon.licensing.service import Licensing
+    pass
 
 # Messages after a change, by the `done` query value of the redirect that follows it.
 DONE = {
@@ -27,12 +27,6 @@ DONE = {
     "code": "Discount code created.",
     "disable": "Discount code disabled: it can no longer be redeemed.",
 }
-
-
-def _service(request: web.Request) -> Licensing:
-    service = request.app[CONSOLE_KEY].licensing
-    assert service is not None  # the seller's pages are wrapped in _serving
-    return service
 
 
 def _done(request: web.Request) -> str | None:
@@ -52,7 +46,7 @@ async def products(
         session=session,
         title="Products",
         page="products",
-        products=await ops.products(_service(request)),
+        products=await ops.products(licensing_of(request)),
         done=_done(request),
         **form_state(form, refused),
     )
@@ -62,7 +56,7 @@ async def create_product(
     request: web.Request, session: auth.Session, form: dict[str, str]
 ) -> web.StreamResponse:
     try:
-        await ops.create_product(_service(request), form)
+        await ops.create_product(licensing_of(request), form)
     except ops.Refused as refused:
         return await products(request, session, form, refused)
     return see(f"{PREFIX}/products?done=product")
@@ -74,7 +68,7 @@ async def policies(
     form: dict[str, str],
     refused: ops.Refused | None = None,
 ) -> web.StreamResponse:
-    service = _service(request)
+    service = licensing_of(request)
     return render(
         request,
         "policies.html",
@@ -93,7 +87,7 @@ async def create_policy(
     request: web.Request, session: auth.Session, form: dict[str, str]
 ) -> web.StreamResponse:
     try:
-        await ops.create_policy(_service(request), form)
+        await ops.create_policy(licensing_of(request), form)
     except ops.Refused as refused:
         return await policies(request, session, form, refused)
     return see(f"{PREFIX}/policies?done=policy")
@@ -110,7 +104,7 @@ async def licenses(
     found: list[dict[str, Any]] = []
     search_error = None
     try:
-        found = await ops.licenses(_service(request), request.query)
+        found = await ops.licenses(licensing_of(request), request.query)
     except ops.Refused as e:
         search_error = e.message
     offset = request.query.get("offset", "0")
@@ -139,7 +133,7 @@ async def issue_license(
     request: web.Request, session: auth.Session, form: dict[str, str]
 ) -> web.StreamResponse:
     try:
-        session.issued = await ops.issue_license(_service(request), form)
+        session.issued = await ops.issue_license(licensing_of(request), form)
     except ops.Refused as refused:
         return await licenses(request, session, form, refused)
     # Redirected, so reloading the page shows the list and never issues a second license.
@@ -154,7 +148,7 @@ async def license_detail(
 ) -> web.StreamResponse:
     try:
         found, machines = await ops.license_with_machines(
-            _service(request), request.match_info["id"]
+            licensing_of(request), request.match_info["id"]
         )
     except ops.Refused as e:
         return render(
@@ -187,7 +181,7 @@ def _license_change(
     ) -> web.StreamResponse:
         license_id = request.match_info["id"]
         try:
-            await change(_service(request), license_id, form)
+            await change(licensing_of(request), license_id, form)
         except ops.Refused as refused:
             return await license_detail(request, session, form, refused)
         return see(f"{PREFIX}/licenses/{license_id}?done={done}")
@@ -199,7 +193,9 @@ async def deactivate_machine(
     request: web.Request, session: auth.Session, form: dict[str, str]
 ) -> web.StreamResponse:
     try:
-        license_id = await ops.deactivate_machine(_service(request), request.match_info["id"], form)
+        license_id = await ops.deactivate_machine(
+            licensing_of(request), request.match_info["id"], form
+        )
     except ops.Refused as e:
         return render(
             request,
@@ -225,7 +221,7 @@ async def codes(
         session=session,
         title="Discount codes",
         page="codes",
-        codes=await ops.codes(_service(request)),
+        codes=await ops.codes(licensing_of(request)),
         kinds=ops.KINDS,
         done=_done(request),
         **form_state(form, refused),
@@ -236,7 +232,7 @@ async def create_code(
     request: web.Request, session: auth.Session, form: dict[str, str]
 ) -> web.StreamResponse:
     try:
-        await ops.create_code(_service(request), form)
+        await ops.create_code(licensing_of(request), form)
     except ops.Refused as refused:
         return await codes(request, session, form, refused)
     return see(f"{PREFIX}/codes?done=code")
@@ -246,7 +242,7 @@ async def disable_code(
     request: web.Request, session: auth.Session, form: dict[str, str]
 ) -> web.StreamResponse:
     try:
-        await ops.disable_code(_service(request), request.match_info["id"])
+        await ops.disable_code(licensing_of(request), request.match_info["id"])
     except ops.Refused as refused:
         return await codes(request, session, {}, refused)
     return see(f"{PREFIX}/codes?done=disable")
@@ -257,7 +253,7 @@ async def audit(
 ) -> web.StreamResponse:
     before = request.query.get("before", "")
     before_id = int(before) if before.isdigit() and 0 < int(before) < 2**62 else None
-    entries = await ops.audit(_service(request), before_id)
+    entries = await ops.audit(licensing_of(request), before_id)
     return render(
         request,
         "audit.html",

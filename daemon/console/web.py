@@ -97,6 +97,13 @@ CONSOLE_KEY = web.AppKey("console", Console)
 Page = Callable[[web.Request, auth.Session, dict[str, str]], Awaitable[web.StreamResponse]]
 
 
+def licensing_of(request: web.Request) -> Licensing:
+    """The licensing service, for pages that are mounted only while serving."""
+    service = request.app[CONSOLE_KEY].licensing
+    assert service is not None  # those pages are wrapped in `serving`
+    return service
+
+
 # ----- rendering -----
 
 
