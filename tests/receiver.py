@@ -2,7 +2,8 @@
 
 `Receiver()` as a context manager listens on a free port; `.url` is its endpoint. `.mode`
 says how it answers, and can be changed while it runs: `ok` (200), `down` (503), `hang`
-(never answers), `huge` (200 with a 10 MB body), `redirect` (307 to `/elsewhere`). Every
+(never answers), `huge` (500 with a 10 MB body: a failed delivery, so the sender keeps
+retrying it and keeps meeting the 10 MB), `redirect` (307 to `/elsewhere`). Every
 request it sees is kept in `.seen` (headers and raw body), whatever it answered.
 """
 
@@ -103,11 +104,14 @@ class Receiver:
         if mode == "hang":
             await asyncio.sleep(3600)
         if mode == "huge":
-            response = web.StreamResponse()
+            response = web.StreamResponse(status=500)
             response.content_length = HUGE_BYTES
             await response.prepare(request)
             chunk = b"x" * 65536
-            for _ in range(HUGE_BYTES // len(chunk)):
-                await response.write(chunk)
+            try:
+                for _ in range(HUGE_BYTES // len(chunk)):
+                    await response.write(chunk)
+            except ConnectionError:
+                pass  # the sender read what it wanted and hung up: what a bounded read does
             return response
         raise web.HTTPTemporaryRedirect("/elsewhere")
