@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint bench bench-peers bench-validate bench-scale soak venv actions-catalogue \
+.PHONY: run test lint bench bench-peers bench-validate bench-scale soak fuzz venv actions-catalogue \
         migrations-history
 
 # The virtualenv is rebuilt whenever pyproject.toml changes. The editable install uses compat
@@ -63,6 +63,13 @@ bench-scale: venv
 soak: venv
 	$(PY) -m tests.crash_harness --kills 500
 	$(PY) -m tests.crash_harness --mode webhook --kills 50
+
+## The property tests with fresh random examples, ten times as many (`make test` draws the same
+## examples on every run, so CI never fails on an input no earlier run tried).
+fuzz: venv
+	KEYSMITH_HYPOTHESIS_PROFILE=explore KEYSMITH_FUZZ_EXAMPLES=1000 $(PY) -m pytest -q \
+	    tests/test_api_fuzz.py tests/test_api_consistency.py tests/test_keys.py \
+	    tests/test_migrate_drift.py
 
 # ---- The StartOS package: image, per-architecture tarballs, .s9pk ----------------------------
 # `make image` needs either a Docker engine (docker buildx) or, without one, buildah + podman +

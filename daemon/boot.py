@@ -20,7 +20,7 @@ import signal
 import sqlite3
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from daemon import __version__, metrics
 from daemon.logs import register_secret, setup_logging
@@ -41,7 +41,14 @@ from daemon.status import (
 )
 
 if TYPE_CHECKING:
-    from daemon.migrate import MigrateError
+    # Only for annotations: serve imports these late, after the status file says "starting".
+    from aiohttp import web
+
+    from daemon.db import Pool
+    from daemon.licensing.service import Licensing
+    from daemon.migrate import MigrateError, Outcome
+    from daemon.migrate.apply import Progress
+    from daemon.webhooks import Sender
 
 log = logging.getLogger("keysmith.boot")
 
@@ -62,9 +69,9 @@ class SafeMode(Exception):
 class Serving:
     """What a successful boot holds open until shutdown."""
 
-    pool: Any
-    licensing: Any
-    sender: Any = None  # the webhook sender, once serving
+    pool: Pool
+    licensing: Licensing
+    sender: Sender | None = None  # once serving
 
 
 # The database, its backups and the status file hold the issuer key and the admin key: whatever
@@ -231,7 +238,7 @@ async def _migrate_and_open(
     lifecycle.update(state=MIGRATING, progress=None)
     _publish(lifecycle)
 
-    def on_progress(progress: Any) -> None:  # called from the migrator's worker thread
+    def on_progress(progress: Progress) -> None:  # called from the migrator's worker thread
         if stop.is_set():  # SIGTERM while migrating: stop between two migrations
             raise Interrupted
         lifecycle.update(
@@ -302,7 +309,7 @@ def _migrate_cause(e: MigrateError) -> tuple[str, Cause]:
     return FAILED, Cause(kind=e.reason, message=str(e), remedy=remedy, data_intact=e.data_intact)
 
 
-def _record_outcome(lifecycle: Lifecycle, outcome: Any) -> None:
+def _record_outcome(lifecycle: Lifecycle, outcome: Outcome) -> None:
     metrics.record_migration_outcome(outcome)
     heals = [
         {
@@ -331,7 +338,7 @@ def _record_outcome(lifecycle: Lifecycle, outcome: Any) -> None:
     )
 
 
-async def _open_licensing(pool: Any, settings: Settings) -> Any:
+async def _open_licensing(pool: Pool, settings: Settings) -> Licensing:
     from daemon.licensing.service import Licensing, Limits
 
     limits = Limits(
@@ -344,7 +351,9 @@ async def _open_licensing(pool: Any, settings: Settings) -> Any:
     return licensing
 
 
-async def _start_http(settings: Settings, lifecycle: Lifecycle, licensing: Any) -> Any:
+async def _start_http(
+    settings: Settings, lifecycle: Lifecycle, licensing: Licensing | None
+) -> web.AppRunner:
     from aiohttp import web
 
     from daemon.api.app import create_app
@@ -379,7 +388,9 @@ async def _start_http(settings: Settings, lifecycle: Lifecycle, licensing: Any) 
     return runner
 
 
-async def _enter_safe_mode(settings: Settings, lifecycle: Lifecycle, safe: SafeMode) -> Any:
+async def _enter_safe_mode(
+    settings: Settings, lifecycle: Lifecycle, safe: SafeMode
+) -> web.AppRunner | None:
     log.error(
         f"safe mode: {safe.cause.message}",
         extra={
@@ -420,7 +431,7 @@ def _unexpected(e: BaseException) -> SafeMode:
     )
 
 
-def _write_properties(settings: Settings, lifecycle: Lifecycle, licensing: Any) -> None:
+def _write_properties(settings: Settings, lifecycle: Lifecycle, licensing: Licensing) -> None:
     from daemon.migrate import heals_recorded
     from daemon.properties import Properties, write_properties
 
@@ -430,8 +441,8 @@ def _write_properties(settings: Settings, lifecycle: Lifecycle, licensing: Any) 
         schema_version=record["schema_version"],
         heals_at_boot=len(record["heals"]),
         heals_total=heals_recorded(settings.db_path),
-        public_key=getattr(licensing, "public_key_pem", None),
-        admin_api_key=settings.admin_api_key or getattr(licensing, "admin_api_key", None),
+        public_key=licensing.public_key_pem,
+        admin_api_key=settings.admin_api_key or licensing.admin_api_key,
     )
     try:
         write_properties(settings.data_dir, props)
@@ -442,7 +453,7 @@ def _write_properties(settings: Settings, lifecycle: Lifecycle, licensing: Any) 
         )
 
 
-async def _start_webhooks(settings: Settings, licensing: Any) -> Any:
+async def _start_webhooks(settings: Settings, licensing: Licensing) -> Sender:
     """Heals not yet announced become `migration.self_healed` events (the heal log is the
     record, so a crash before this only delays them), then the sender starts."""
     from daemon.migrate import heal_history
@@ -458,15 +469,13 @@ async def _start_webhooks(settings: Settings, licensing: Any) -> Any:
 async def _close(serving: Serving) -> None:
     if serving.sender is not None:
         await serving.sender.stop()
-    close = getattr(serving.licensing, "close", None)
-    if close is not None:
-        result = close()
-        if asyncio.iscoroutine(result):
-            await result
+    serving.licensing.close()
     await serving.pool.close()
 
 
-async def _shutdown(lifecycle: Lifecycle, runner: Any, serving: Serving | None) -> int:
+async def _shutdown(
+    lifecycle: Lifecycle, runner: web.AppRunner | None, serving: Serving | None
+) -> int:
     log.info("stopping: finishing in-flight requests", extra={"state": lifecycle.state})
     if runner is not None:
         await _drain_http(runner)
@@ -478,7 +487,7 @@ async def _shutdown(lifecycle: Lifecycle, runner: Any, serving: Serving | None) 
     return 0
 
 
-async def _drain_http(runner: Any) -> None:
+async def _drain_http(runner: web.AppRunner) -> None:
     from daemon.api.app import IN_FLIGHT_KEY
 
     for site in list(runner.sites):

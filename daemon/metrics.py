@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -27,6 +27,9 @@ from prometheus_client.registry import Collector
 
 from daemon import __version__
 from daemon.status import STATES
+
+if TYPE_CHECKING:
+    from daemon.migrate import Outcome
 
 # `*_created` series double the output and no dashboard of ours reads them.
 disable_created_metrics()
@@ -234,7 +237,7 @@ def set_lifecycle(state: str, *, safe_mode: bool, failed_boots: int) -> None:
     CONSECUTIVE_FAILED_BOOTS.set(failed_boots)
 
 
-def record_migration_outcome(outcome: Any) -> None:
+def record_migration_outcome(outcome: Outcome) -> None:
     """Export a migrator `Outcome` (applied, heals, pending, schema version, backup, time)."""
     MIGRATIONS_APPLIED.inc(len(outcome.applied))
     for heal in outcome.heals:

@@ -134,8 +134,11 @@ def create_app(
         from daemon.console.pages import add_console_routes
 
         add_console_routes(app, lifecycle, licensing, console)
-    # Last, so it sees only what no other route took.
-    app.router.add_route("*", "/{path:.*}", _no_route, expect_handler=expect_handler, name=NO_ROUTE)
+    # Last, so it sees only what no other route took. `[\s\S]`, not `.`: a path with an encoded
+    # newline (`/v1/products/%0A`) must land here too, not in aiohttp's own text answers.
+    app.router.add_route(
+        "*", r"/{path:[\s\S]*}", _no_route, expect_handler=expect_handler, name=NO_ROUTE
+    )
     return app
 
 
