@@ -15,8 +15,8 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 COOKIE = "keysmith_console"
 IDLE_SECONDS = 30 * 60
@@ -29,6 +29,8 @@ PER_ADDRESS_FAILURES = 5
 GLOBAL_FAILURES = 50
 MAX_TRACKED_ADDRESSES = 10_000
 
+ShownOnce = Literal["license", "webhook-endpoint", "api-key"]
+
 
 def fingerprint(password_hash: str) -> str:
     return hashlib.sha256(password_hash.encode()).hexdigest()
@@ -40,10 +42,12 @@ class Session:
     password: str  # fingerprint of the password hash it was opened with
     created: float
     last_seen: float
-    issued: dict[str, Any] | None = None  # a license just issued, until its key is shown once
-    # A webhook endpoint / API key just created, until its secret / token is shown once.
-    webhook_created: dict[str, Any] | None = None
-    api_key_created: dict[str, Any] | None = None
+    # A license just issued, a webhook endpoint or API key just created: kept until the page
+    # the form redirects to shows its key, secret or token, once.
+    shown_once: dict[ShownOnce, dict[str, Any]] = field(default_factory=dict)
+
+    def take(self, kind: ShownOnce) -> dict[str, Any] | None:
+        return self.shown_once.pop(kind, None)
 
 
 class Sessions:

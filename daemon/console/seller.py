@@ -6,15 +6,20 @@ with the message next to its field.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from daemon.console import PREFIX, auth, ops
-from daemon.console.web import Page, licensing_of, render, see
-
-if TYPE_CHECKING:
-    pass
+from daemon.console.web import (
+    Page,
+    create_form,
+    licensing_of,
+    render,
+    render_form_page,
+    row_button,
+    see,
+)
 
 # Messages after a change, by the `done` query value of the redirect that follows it.
 DONE = {
@@ -39,27 +44,17 @@ async def products(
     form: dict[str, str],
     refused: ops.Refused | None = None,
 ) -> web.StreamResponse:
-    return render(
+    return render_form_page(
         request,
         "products.html",
-        status=refused.status if refused else 200,
-        session=session,
+        session,
+        form,
+        refused,
         title="Products",
         page="products",
         products=await ops.products(licensing_of(request)),
         done=_done(request),
-        **form_state(form, refused),
     )
-
-
-async def create_product(
-    request: web.Request, session: auth.Session, form: dict[str, str]
-) -> web.StreamResponse:
-    try:
-        await ops.create_product(licensing_of(request), form)
-    except ops.Refused as refused:
-        return await products(request, session, form, refused)
-    return see(f"{PREFIX}/products?done=product")
 
 
 async def policies(
@@ -69,28 +64,18 @@ async def policies(
     refused: ops.Refused | None = None,
 ) -> web.StreamResponse:
     service = licensing_of(request)
-    return render(
+    return render_form_page(
         request,
         "policies.html",
-        status=refused.status if refused else 200,
-        session=session,
+        session,
+        form,
+        refused,
         title="Policies",
         page="policies",
         policies=await ops.policies(service),
         products={p["id"]: p["slug"] for p in await ops.products(service)},
         done=_done(request),
-        **form_state(form, refused),
     )
-
-
-async def create_policy(
-    request: web.Request, session: auth.Session, form: dict[str, str]
-) -> web.StreamResponse:
-    try:
-        await ops.create_policy(licensing_of(request), form)
-    except ops.Refused as refused:
-        return await policies(request, session, form, refused)
-    return see(f"{PREFIX}/policies?done=policy")
 
 
 async def licenses(
@@ -99,8 +84,7 @@ async def licenses(
     form: dict[str, str],
     refused: ops.Refused | None = None,
 ) -> web.StreamResponse:
-    # A key just issued is in the session until this page shows it, once.
-    issued, session.issued = session.issued, None
+    issued = session.take("license")
     found: list[dict[str, Any]] = []
     search_error = None
     try:
@@ -111,11 +95,12 @@ async def licenses(
     more = None
     if len(found) == ops.LICENSE_PAGE and offset.isdigit():
         more = request.rel_url.update_query(offset=int(offset) + ops.LICENSE_PAGE)
-    return render(
+    return render_form_page(
         request,
         "licenses.html",
-        status=refused.status if refused else 200,
-        session=session,
+        session,
+        form,
+        refused,
         title="Licenses",
         page="licenses",
         licenses=found,
@@ -125,19 +110,7 @@ async def licenses(
         statuses=ops.STATUSES,
         search_error=search_error,
         issued=issued,
-        **form_state(form, refused),
     )
-
-
-async def issue_license(
-    request: web.Request, session: auth.Session, form: dict[str, str]
-) -> web.StreamResponse:
-    try:
-        session.issued = await ops.issue_license(licensing_of(request), form)
-    except ops.Refused as refused:
-        return await licenses(request, session, form, refused)
-    # Redirected, so reloading the page shows the list and never issues a second license.
-    return see(f"{PREFIX}/licenses")
 
 
 async def license_detail(
@@ -159,17 +132,17 @@ async def license_detail(
             title="Not found",
             message=e.message,
         )
-    return render(
+    return render_form_page(
         request,
         "license.html",
-        status=refused.status if refused else 200,
-        session=session,
+        session,
+        form,
+        refused,
         title="License",
         page="licenses",
         license=found,
         machines=machines,
         done=_done(request),
-        **form_state(form, refused),
     )
 
 
@@ -214,38 +187,18 @@ async def codes(
     form: dict[str, str],
     refused: ops.Refused | None = None,
 ) -> web.StreamResponse:
-    return render(
+    return render_form_page(
         request,
         "codes.html",
-        status=refused.status if refused else 200,
-        session=session,
+        session,
+        form,
+        refused,
         title="Discount codes",
         page="codes",
         codes=await ops.codes(licensing_of(request)),
         kinds=ops.KINDS,
         done=_done(request),
-        **form_state(form, refused),
     )
-
-
-async def create_code(
-    request: web.Request, session: auth.Session, form: dict[str, str]
-) -> web.StreamResponse:
-    try:
-        await ops.create_code(licensing_of(request), form)
-    except ops.Refused as refused:
-        return await codes(request, session, form, refused)
-    return see(f"{PREFIX}/codes?done=code")
-
-
-async def disable_code(
-    request: web.Request, session: auth.Session, form: dict[str, str]
-) -> web.StreamResponse:
-    try:
-        await ops.disable_code(licensing_of(request), request.match_info["id"])
-    except ops.Refused as refused:
-        return await codes(request, session, {}, refused)
-    return see(f"{PREFIX}/codes?done=disable")
 
 
 async def audit(
@@ -265,30 +218,24 @@ async def audit(
     )
 
 
-def form_state(form: dict[str, str], refused: ops.Refused | None) -> dict[str, Any]:
-    """What a page needs to show a refused form again: the values, and the message next to
-    its field (or above the form when it is about the form as a whole)."""
-    return {
-        "values": form,
-        "errors": {refused.field: refused.message} if refused and refused.field else {},
-        "form_error": refused.message if refused and not refused.field else None,
-    }
-
-
 SELLER_ROUTES: tuple[tuple[str, str, Page], ...] = (
     ("GET", "/products", products),
-    ("POST", "/products", create_product),
+    ("POST", "/products", create_form(ops.create_product, products, "/products?done=product")),
     ("GET", "/policies", policies),
-    ("POST", "/policies", create_policy),
+    ("POST", "/policies", create_form(ops.create_policy, policies, "/policies?done=policy")),
     ("GET", "/licenses", licenses),
-    ("POST", "/licenses", issue_license),
+    (
+        "POST",
+        "/licenses",
+        create_form(ops.issue_license, licenses, "/licenses", show_once="license"),
+    ),
     ("GET", "/licenses/{id}", license_detail),
     ("POST", "/licenses/{id}/revoke", _license_change(ops.revoke, "revoke")),
     ("POST", "/licenses/{id}/suspend", _license_change(ops.suspend, "suspend")),
     ("POST", "/licenses/{id}/unsuspend", _license_change(ops.unsuspend, "unsuspend")),
     ("POST", "/machines/{id}/deactivate", deactivate_machine),
     ("GET", "/codes", codes),
-    ("POST", "/codes", create_code),
-    ("POST", "/codes/{id}/disable", disable_code),
+    ("POST", "/codes", create_form(ops.create_code, codes, "/codes?done=code")),
+    ("POST", "/codes/{id}/disable", row_button(ops.disable_code, codes, "/codes", "disable")),
     ("GET", "/audit", audit),
 )

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from daemon import __version__
 from daemon.console import PREFIX, auth, history, password
+from daemon.console.ops import Refused
 from daemon.settings import Settings
 from daemon.status import Lifecycle
 
@@ -95,6 +96,10 @@ class PasswordUnreadable(Exception):
 CONSOLE_KEY = web.AppKey("console", Console)
 
 Page = Callable[[web.Request, auth.Session, dict[str, str]], Awaitable[web.StreamResponse]]
+# A page with a form on it, which can show the form again as it was refused.
+ListPage = Callable[
+    [web.Request, auth.Session, dict[str, str], Refused | None], Awaitable[web.StreamResponse]
+]
 
 
 def licensing_of(request: web.Request) -> Licensing:
@@ -137,3 +142,72 @@ def see(location: str) -> web.Response:
     response = web.Response(status=303, headers={"Location": location})
     response.headers.update(SECURITY_HEADERS)
     return response
+
+
+# ----- forms -----
+
+
+def render_form_page(
+    request: web.Request,
+    template: str,
+    session: auth.Session,
+    form: dict[str, str],
+    refused: Refused | None,
+    **context: Any,
+) -> web.Response:
+    """A page with a form on it. Refused, it answers the refusal's status and shows the form
+    again: the values sent, and the message next to its field (or above the form when it is
+    about the form as a whole)."""
+    return render(
+        request,
+        template,
+        status=refused.status if refused else 200,
+        session=session,
+        values=form,
+        errors={refused.field: refused.message} if refused and refused.field else {},
+        form_error=refused.message if refused and not refused.field else None,
+        **context,
+    )
+
+
+def create_form(
+    create: Callable[[Licensing, dict[str, str]], Awaitable[dict[str, Any]]],
+    page: ListPage,
+    then: str,
+    *,
+    show_once: auth.ShownOnce | None = None,
+) -> Page:
+    """A page's create form: the change, then a redirect to `then` (so a reload never makes a
+    second one); refused, the page again with the form filled in and the message by its field.
+    With `show_once`, what was created waits in the session for the page to show it once."""
+
+    async def handler(
+        request: web.Request, session: auth.Session, form: dict[str, str]
+    ) -> web.StreamResponse:
+        try:
+            created = await create(licensing_of(request), form)
+        except Refused as refused:
+            return await page(request, session, form, refused)
+        if show_once is not None:
+            session.shown_once[show_once] = created
+        return see(f"{PREFIX}{then}")
+
+    return handler
+
+
+def row_button(
+    change: Callable[[Licensing, str], Awaitable[None]], page: ListPage, path: str, done: str
+) -> Page:
+    """A button on a row of `page`: the change to the row `{id}`, then back to the page with
+    what happened (`?done=`), or the page with the refusal."""
+
+    async def handler(
+        request: web.Request, session: auth.Session, form: dict[str, str]
+    ) -> web.StreamResponse:
+        try:
+            await change(licensing_of(request), request.match_info["id"])
+        except Refused as refused:
+            return await page(request, session, {}, refused)
+        return see(f"{PREFIX}{path}?done={done}")
+
+    return handler
