@@ -52,6 +52,9 @@ DEFAULT_KEY_CACHE_ENTRIES = 20_000
 DEFAULT_KEY_CACHE_BYTES = 8 * 1024 * 1024
 # Deactivated machines kept per license as history; older ones are deleted.
 DEFAULT_MACHINE_HISTORY = 100
+# Settled (delivered or failed) webhook deliveries kept per endpoint in the delivery log, with
+# their attempts; older ones are deleted. Pending deliveries are never deleted.
+DEFAULT_WEBHOOK_HISTORY = 1000
 # Requests per minute one client address may make to each rate-limited public route group
 # (validate, heartbeat, redeem, recover), with a burst of the same size; 0 turns limits off.
 # A client validating every few minutes uses a fraction of one; a flood is held to this.
@@ -100,6 +103,7 @@ class Settings:
     key_cache_entries: int = DEFAULT_KEY_CACHE_ENTRIES
     key_cache_bytes: int = DEFAULT_KEY_CACHE_BYTES
     machine_history: int = DEFAULT_MACHINE_HISTORY
+    webhook_history: int = DEFAULT_WEBHOOK_HISTORY
     rate_limit_per_minute: int = DEFAULT_RATE_LIMIT_PER_MINUTE
     webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT
     webhook_backoff: float = DEFAULT_WEBHOOK_BACKOFF
@@ -265,6 +269,11 @@ _PARSERS = (
         "KEYSMITH_MACHINE_HISTORY",
         _count_parser("a whole number of deactivated machines kept per license, e.g. 100"),
         ("machine_history",),
+    ),
+    (
+        "KEYSMITH_WEBHOOK_HISTORY",
+        _count_parser("a whole number of settled webhook deliveries kept per endpoint, e.g. 1000"),
+        ("webhook_history",),
     ),
     (
         "KEYSMITH_RATE_LIMIT",

@@ -602,6 +602,38 @@ def test_0014_down_restores_the_database_before_it_exactly(tmp_path):
     kit.assert_db_clean(conn)
 
 
+def test_0015_delivery_log_indexes_keep_every_row_and_serve_the_purge(tmp_path):
+    from daemon.licensing.outbox import DELETE_UNUSED_EVENT_SQL, SETTLED_BEYOND_SQL
+
+    db, conn = _database_at(tmp_path, 14, scale=2)
+    before = kit.dump(conn)
+    settled = conn.execute(
+        "SELECT endpoint_id FROM webhook_deliveries WHERE status != 'pending' LIMIT 1"
+    ).fetchone()
+    assert settled is not None, "the seed has a settled delivery to purge"
+    kit.apply_range(db, upto=15)
+    kit.assert_db_clean(conn)
+    # Every schema line and row that was there is there still: 0015 only adds indexes.
+    after = set(kit.dump(conn).splitlines())
+    assert [line for line in before.splitlines() if line not in after] == []
+    # The purge reads one endpoint's settled deliveries and one event's, never the table.
+    beyond = _plan(conn, SETTLED_BEYOND_SQL, settled[0], 1000)
+    assert "webhook_deliveries_settled_idx" in beyond and "SCAN webhook_deliveries" not in beyond
+    assert "TEMP B-TREE" not in beyond, beyond  # read in index order, not sorted afterwards
+    unused = _plan(conn, DELETE_UNUSED_EVENT_SQL, 1)
+    assert "webhook_deliveries_event_idx" in unused, unused
+
+
+def test_0015_down_restores_the_database_before_it_exactly(tmp_path):
+    db, conn = _database_at(tmp_path, 14, scale=2)
+    before = kit.dump(conn)
+    kit.apply_range(db, upto=15)
+    down = (kit.MIGRATIONS / "0015_webhook_delivery_history.down.sql").read_text()
+    conn.executescript(f"BEGIN;\n{down}\nCOMMIT;")
+    assert kit.dump(conn) == before
+    kit.assert_db_clean(conn)
+
+
 def test_every_migration_has_a_test_here():
     # A new migration without its test here fails this, on purpose.
     names = {p.name[:4] for p in kit.MIGRATIONS.glob("[0-9]*_*.sql")}

@@ -8,6 +8,7 @@ from daemon.settings import (
     DEFAULT_KEY_CACHE_BYTES,
     DEFAULT_KEY_CACHE_ENTRIES,
     DEFAULT_MACHINE_HISTORY,
+    DEFAULT_WEBHOOK_HISTORY,
     Settings,
     SettingsError,
 )
@@ -16,6 +17,7 @@ VARIABLES = {
     "KEYSMITH_KEY_CACHE_SIZE": "key_cache_entries",
     "KEYSMITH_KEY_CACHE_BYTES": "key_cache_bytes",
     "KEYSMITH_MACHINE_HISTORY": "machine_history",
+    "KEYSMITH_WEBHOOK_HISTORY": "webhook_history",
 }
 
 
@@ -24,6 +26,7 @@ def test_defaults():
     assert settings.key_cache_entries == DEFAULT_KEY_CACHE_ENTRIES
     assert settings.key_cache_bytes == DEFAULT_KEY_CACHE_BYTES
     assert settings.machine_history == DEFAULT_MACHINE_HISTORY
+    assert settings.webhook_history == DEFAULT_WEBHOOK_HISTORY
 
 
 @pytest.mark.parametrize("variable", VARIABLES)

@@ -5,6 +5,7 @@ hostile receivers (hanging, a 10 MB answer, a redirect) cost validate nothing me
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
 import time
@@ -15,7 +16,7 @@ import pytest
 from tests.daemon_proc import DaemonProc
 from tests.kit import MIGRATIONS
 from tests.receiver import Receiver
-from tests.test_api_support import admin, db_dump, issue, make_product, must
+from tests.test_api_support import admin, db_dump, issue, make_product, must, rows
 
 EVENTS = [
     "license.issued",
@@ -227,6 +228,69 @@ def test_a_hostile_receiver_does_not_slow_validate_nor_grow_memory(tmp_path, mod
         assert with_hostile < without * 5
         # Each 10 MB answer would add megabytes if it were read; a bounded read adds none.
         assert rss_after - rss_before < 20 * 1024
+
+
+def test_the_delivery_log_keeps_each_endpoint_s_newest_settled_deliveries(tmp_path):
+    keep = 2
+    env = {**FAST, "KEYSMITH_WEBHOOK_HISTORY": str(keep)}
+    with (
+        Receiver() as up,
+        Receiver(mode="down") as down,
+        DaemonProc(tmp_path, env=env) as daemon,
+    ):
+        settled = _endpoint(daemon, up.url, ["license.issued"])
+        product = make_product(daemon)
+        first = [issue(daemon, product)["license_id"] for _ in range(4)]
+        up.wait_for(len(first))
+        kept = _kept(daemon, settled["id"], keep)
+        # The newest two are kept, with their attempts; the older ones are gone, with their
+        # attempts and their events (no other endpoint wanted those).
+        assert [_event(daemon, d["event_id"]) for d in kept] == first[:-3:-1], kept
+        assert all(d["status"] == "delivered" and len(d["log"]) == 1 for d in kept)
+        assert _issued_events(daemon) == first[-keep:]
+        orphans = rows(
+            daemon,
+            "SELECT count(*) FROM webhook_attempts WHERE delivery_id NOT IN "
+            "(SELECT id FROM webhook_deliveries)",
+        )
+        assert orphans == [(0,)]
+
+        # An event another endpoint still waits for stays, and so does every pending delivery.
+        waiting = _endpoint(daemon, down.url, ["license.issued"])
+        more = [issue(daemon, product)["license_id"] for _ in range(3)]
+        up.wait_for(len(first) + len(more))
+        kept = _kept(daemon, settled["id"], keep)
+        assert [_event(daemon, d["event_id"]) for d in kept] == more[:-3:-1], kept
+        pending = _deliveries(daemon, waiting["id"])
+        assert [d["status"] for d in pending] == ["pending"] * len(more)
+        assert [_event(daemon, d["event_id"]) for d in pending] == more[::-1]
+        assert _issued_events(daemon) == more
+
+
+def _kept(daemon: DaemonProc, endpoint_id: str, keep: int) -> list[dict]:
+    """The endpoint's deliveries (newest first) once every one is settled and only `keep`
+    are left."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = _deliveries(daemon, endpoint_id)
+        if len(found) == keep and all(d["status"] != "pending" for d in found):
+            return found
+        assert time.monotonic() < deadline, found
+        time.sleep(0.1)
+
+
+def _issued_events(daemon: DaemonProc) -> list[str]:
+    """The license ids of the `license.issued` events still in the outbox, oldest first."""
+    payloads = rows(
+        daemon, "SELECT payload FROM webhook_events WHERE event_type = 'license.issued' ORDER BY id"
+    )
+    return [json.loads(p)["data"]["license_id"] for (p,) in payloads]
+
+
+def _event(daemon: DaemonProc, event_id: int) -> str:
+    """The license id an event (kept in the outbox) is about."""
+    [(payload,)] = rows(daemon, "SELECT payload FROM webhook_events WHERE id = ?", event_id)
+    return json.loads(payload)["data"]["license_id"]
 
 
 def test_a_heal_at_boot_is_announced_once(tmp_path):

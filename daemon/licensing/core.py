@@ -29,12 +29,14 @@ class Limits:
     """The memory and history bounds of the service (`daemon.settings` documents each).
 
     Deactivated machines beyond `machine_history` per license are deleted in the transaction
-    that deactivates another, so activate/deactivate churn cannot grow the table.
+    that deactivates another, so activate/deactivate churn cannot grow the table; settled
+    webhook deliveries beyond `webhook_history` per endpoint, in the one that settles another.
     """
 
     key_cache_entries: int = settings.DEFAULT_KEY_CACHE_ENTRIES
     key_cache_bytes: int = settings.DEFAULT_KEY_CACHE_BYTES
     machine_history: int = settings.DEFAULT_MACHINE_HISTORY
+    webhook_history: int = settings.DEFAULT_WEBHOOK_HISTORY
 
 
 async def record(
@@ -76,6 +78,7 @@ class Core:
             max_bytes=limits.key_cache_bytes,
         )
         self._machine_history = limits.machine_history
+        self._webhook_history = limits.webhook_history
         self._write_lock = asyncio.Lock()
         self.public_key_pem = issuer.public_pem()
 

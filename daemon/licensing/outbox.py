@@ -40,6 +40,15 @@ AttemptResult = Literal["delivered", "retry", "failed"]
 MAX_BACKOFF_FACTOR = 64
 MAX_BACKOFF_SECONDS = 3600.0
 SECRET_BYTES = 32
+# An endpoint's settled deliveries beyond the newest ?2, on the partial index of 0015.
+SETTLED_BEYOND_SQL = (
+    "SELECT id, event_id FROM webhook_deliveries WHERE endpoint_id = ?1 AND status != 'pending' "
+    "ORDER BY event_id DESC LIMIT -1 OFFSET ?2"
+)
+DELETE_UNUSED_EVENT_SQL = (
+    "DELETE FROM webhook_events WHERE id = ?1 "
+    "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE event_id = ?1)"
+)
 # How many entries of the migrator's heal log have become events (a settings row).
 HEALS_ANNOUNCED_SETTING = "webhooks.heals_announced"
 
@@ -303,6 +312,8 @@ class Outbox(Core):
                         due.id,
                     ),
                 )
+                if result != "retry":
+                    await _purge_history(conn, due.endpoint_id, keep=self._webhook_history)
 
     async def outbox_depth(self) -> OutboxDepth:
         async with self._pool.connection() as conn:
@@ -311,6 +322,21 @@ class Outbox(Core):
             )
             count, oldest = await cursor.fetchone()
         return OutboxDepth(pending=count, oldest_pending_at=oldest)
+
+
+async def _purge_history(conn: Connection, endpoint_id: str, *, keep: int) -> None:
+    """Delete the endpoint's settled deliveries beyond the `keep` most recent ones, with their
+    attempts and the events no delivery refers to any more; pending ones are never touched.
+    Run as each delivery settles, so there is seldom more than one to delete."""
+    cursor = await conn.execute(SETTLED_BEYOND_SQL, (endpoint_id, keep))
+    old = [(row["id"], row["event_id"]) for row in await cursor.fetchall()]
+    if not old:
+        return
+    await conn.executemany(
+        "DELETE FROM webhook_attempts WHERE delivery_id = ?", [(d,) for d, _ in old]
+    )
+    await conn.executemany("DELETE FROM webhook_deliveries WHERE id = ?", [(d,) for d, _ in old])
+    await conn.executemany(DELETE_UNUSED_EVENT_SQL, [(e,) for e in {e for _, e in old}])
 
 
 def _unix(rfc3339: str) -> int:
