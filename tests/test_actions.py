@@ -312,7 +312,11 @@ def test_an_unexpected_failure_is_a_message_not_a_traceback(shop):
     # foreign tool could): a failure no action foresees.
     with closing(connect(shop / "keysmith.db")) as conn:
         conn.execute("PRAGMA ignore_check_constraints = ON")
-        conn.execute("UPDATE licenses SET entitlements = '[broken' WHERE rowid = 1")
+        # The newest license: the first the search reads, whatever the seed made.
+        conn.execute(
+            "UPDATE licenses SET entitlements = '[broken' WHERE rowid = "
+            "(SELECT rowid FROM licenses ORDER BY issued_at DESC, rowid DESC LIMIT 1)"
+        )
     before = db_dump(shop)
     error = refused(action(shop, "search-licenses", "{}"))
     assert "failed unexpectedly" in error and "nothing was left half-done" in error
