@@ -277,6 +277,7 @@ async def _migrate_and_open(
     try:
         _record_outcome(lifecycle, pool.outcome)
         licensing = await _open_licensing(pool, settings)
+        pool.start_rechecks()
     except BaseException:
         await pool.close()
         raise

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from daemon.migrate.lock import UsersLock
 
 POOL_SIZE = 8
+# While writes are degraded by a lock another process held, this often the pool checks whether
+# the lock is free again (taking it waits at most the busy timeout).
+LOCK_RECHECK_SECONDS = 2.0
 
 
 class Pool:
@@ -47,6 +50,7 @@ class Pool:
         for conn in connections:
             self._idle.put_nowait(conn)
         self.outcome: Outcome | None = None
+        self._rechecks: asyncio.Task[None] | None = None
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -77,7 +81,39 @@ class Pool:
             if conn.total_changes != changes:
                 self.health.write_succeeded()
 
+    def start_rechecks(self) -> None:
+        """Recheck a held lock in the background while serving (`recheck_lock`)."""
+        import asyncio
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(LOCK_RECHECK_SECONDS)
+                await self.recheck_lock()
+
+        self._rechecks = asyncio.create_task(loop(), name="storage-recheck")
+
+    async def recheck_lock(self) -> None:
+        """While writes are degraded by a held lock, take the write lock and let go at once:
+        nothing is written, and health recovers without waiting for the next write."""
+        from daemon.storage import Fault
+
+        degraded = self.health.degraded
+        if degraded is None or degraded.fault != Fault.BUSY:
+            return
+        async with self.connection() as conn:
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error:
+                return  # still held: the state stays as the failed write set it
+            await conn.execute("ROLLBACK")
+        self.health.lock_free()
+
     async def close(self) -> None:
+        import asyncio
+
+        if self._rechecks is not None:
+            self._rechecks.cancel()
+            await asyncio.gather(self._rechecks, return_exceptions=True)
         for conn in self._connections:
             await conn.close()
         self._users.release()  # only once every connection is closed

@@ -157,7 +157,7 @@ STORAGE_FAULT_CAUSES = ("disk_full", "database_busy")
 STORAGE_DEGRADED = Gauge(
     "keysmith_storage_degraded",
     "1 while database writes are refused for this cause (disk_full, database_busy), else 0; "
-    "cleared by the next write that succeeds.",
+    "cleared by the next write that succeeds (database_busy also once the lock is seen free).",
     ["cause"],
     registry=REGISTRY,
 )

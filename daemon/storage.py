@@ -5,6 +5,8 @@ write lock past the busy timeout (SQLITE_BUSY) puts the process in a degraded st
 cause: `/healthz`, `python -m daemon health` and `keysmith_storage_degraded` show it. SQLite
 rolls the failed transaction back, so nothing is half-written, and the next write that commits
 clears the state by itself: no restart is needed once space returns or the lock is released.
+A held lock is also rechecked while no write comes (`Pool.recheck_lock`), so a quiet service
+does not report a lock that is long gone.
 
 Knows nothing of HTTP: the API maps a `Fault` to its status code.
 """
@@ -41,7 +43,8 @@ _OPERATOR_WORDS: dict[Fault, tuple[str, str]] = {
         "another process held the database's write lock past the busy timeout, so writes are "
         "refused. Your data is intact: a refused write changes nothing",
         "stop the other program writing to the database (a sqlite3 shell, a backup tool, a "
-        "second Keysmith); Keysmith recovers by itself at the next write that succeeds",
+        "second Keysmith); Keysmith notices within seconds that the lock is free and "
+        "recovers by itself, without a restart",
     ),
 }
 
@@ -102,11 +105,19 @@ class StorageHealth:
         )
 
     def write_succeeded(self) -> None:
+        self._recovered("database writes succeed again; no longer degraded")
+
+    def lock_free(self) -> None:
+        """The write lock was just taken and let go: a busy fault is over (a full disk is not
+        proven over by that, so it waits for a write that commits)."""
+        if self._degraded is not None and self._degraded.fault == Fault.BUSY:
+            self._recovered("the database's write lock is free again; no longer degraded")
+
+    def _recovered(self, message: str) -> None:
         if self._degraded is None:
             return
         log.info(
-            "database writes succeed again; no longer degraded",
-            extra={"cause": self._degraded.fault.value, "since": self._degraded.since},
+            message, extra={"cause": self._degraded.fault.value, "since": self._degraded.since}
         )
         self._degraded = None
         metrics.set_storage_degraded(None)

@@ -3,7 +3,8 @@ write lock held by another process past the busy timeout.
 
 Each gives a clear refusal in the JSON envelope (507 with the cause, 503 with Retry-After),
 changes nothing, shows a degraded state with its cause in /healthz, `python -m daemon health`
-and /metrics, and clears by itself at the next write that succeeds.
+and /metrics, and clears by itself: a full disk at the next write that succeeds, a held lock
+within seconds of its release even when no write comes.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import errno
 import http.client
 import json
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 
+from daemon.db import LOCK_RECHECK_SECONDS
 from tests.daemon_proc import DaemonProc
 from tests.test_api_support import admin, db_dump, must, unique
 from tests.test_hostile_inputs import small_volume
@@ -113,6 +116,9 @@ def test_disk_full_is_507_with_its_cause_and_recovers_when_space_returns(tmp_pat
         assert degraded_gauge(proc, "disk_full") == 1
         # Reads still work while writes are refused.
         must(proc.request("GET", "/v1/products"), 200)
+        # The lock recheck does not take a full disk for over: only a write can prove that.
+        time.sleep(2 * LOCK_RECHECK_SECONDS)
+        assert degraded_gauge(proc, "disk_full") == 1
 
         filler.unlink()
         must(new_product(proc), 200)
@@ -141,9 +147,17 @@ def test_a_lock_held_past_the_busy_timeout_is_503_with_retry_after(tmp_path):
                 code, _out, err = proc.health()
                 assert code == 1 and "locked" in err, err
                 assert degraded_gauge(proc, "database_busy") == 1
+                # Rechecked while held, the lock is still busy: the state stays.
+                time.sleep(2 * LOCK_RECHECK_SECONDS)
+                assert degraded_gauge(proc, "database_busy") == 1
             finally:
                 holder.execute("ROLLBACK")
+        # Released, and no write comes: the recheck sees the lock free and health recovers,
+        # having written nothing.
+        deadline = time.monotonic() + 30
+        while degraded_gauge(proc, "database_busy") == 1:
+            assert time.monotonic() < deadline, "still degraded after the lock was released"
+            time.sleep(0.2)
+        assert_ready(proc)
         assert db_dump(proc) == before
         must(new_product(proc), 200)
-        assert_ready(proc)
-        assert degraded_gauge(proc, "database_busy") == 0
