@@ -212,8 +212,6 @@ def test_the_list_is_keysats_api_keys_newest_first_without_tokens(daemon):
         ({"role": "support"}, "label"),
         ({"label": "x", "role": "root"}, "role"),
         ({"label": "x"}, "role"),
-        # Keysmith's earlier spelling of Keysat's `discount_codes:read`.
-        ({"label": "x", "role": "support", "scopes": ["discount-codes:read"]}, "scopes"),
         ({"label": "x", "role": "support", "scopes": ["subscriptions:write"]}, "scopes"),
         ({"label": "x", "role": "support", "scope": ["audit:read"]}, "scope"),
     ],
