@@ -365,9 +365,24 @@ def test_webhooks_and_api_keys_from_the_console(tmp_path, browser_context, scree
         assert page.locator("#created-secret").count() == 0  # once, and only once
         shoot(page, screens, "webhooks")
 
-        # An API key: the token shown once; it works until revoked here.
+        # An API key. Keysat's roles are explained next to the choice.
         page.goto(f"{d.url}/admin/api-keys")
+        grants = page.inner_text("#role-grants")
+        assert "license-issuer: reads everything; changes licenses:write" in grants
+        assert "support: reads everything; changes licenses:write, machines:write" in grants
+        # An earlier spelling of a scope: the API's own message next to the field, and nothing
+        # written.
+        before = full_dump(d.db_path)
         page.fill("#f-label", "shop")
+        page.fill("#f-scopes", "discount-codes:read")
+        submit(page, "#new-key button[type=submit]")
+        body = {"label": "shop", "role": "read-only", "scopes": ["discount-codes:read"]}
+        status, api = d.request("POST", "/v1/admin/api-keys", body, headers=d.admin_headers())
+        assert status == 400 and "discount_codes:read" in api["message"]
+        assert page.inner_text("#e-scopes") == api["message"]
+        assert full_dump(d.db_path) == before
+        # The token shown once; it works until revoked here.
+        page.fill("#f-scopes", "")
         page.select_option("#f-role", "read-only")
         submit(page, "#new-key button[type=submit]")
         token = page.input_value("#created-token")

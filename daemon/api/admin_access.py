@@ -42,9 +42,10 @@ async def list_api_keys(request: web.Request) -> web.Response:
 @admin_endpoint(
     "DELETE",
     "/v1/admin/api-keys/{id}",
-    "Revoke an API key, effective from the next request (master key only)",
+    "Revoke an API key, effective from the next request; revoking it again changes nothing "
+    "(master key only)",
     scope=MASTER,
-    answer=answers.ApiKeyRevoked,
+    answer=(answers.ApiKeyRevoked, answers.ApiKeyAlreadyRevoked),
 )
 async def revoke_api_key(request: web.Request) -> web.Response:
     return answer(await licensing_of(request).revoke_api_key(path_uuid(request)))

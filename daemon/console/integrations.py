@@ -64,6 +64,8 @@ async def api_keys(
         page="api-keys",
         keys=await ops.api_keys(licensing_of(request)),
         roles=ops.ROLES,
+        role_writes=ops.ROLE_WRITES,
+        scopes=ops.SCOPES,
         created=created,
         done=DONE.get(request.query.get("done", "")),
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args
 from urllib.parse import quote
 
-from daemon.licensing import models, wire
+from daemon.licensing import access, models, wire
 from daemon.licensing.answers import plain
 from daemon.licensing.errors import BadRequest, LicensingError
 from daemon.licensing.rows import BASIS_POINTS_PER_PERCENT
@@ -313,6 +313,12 @@ async def retry_delivery(service: Licensing, delivery_id: str) -> None:
 # ----- API keys -----
 
 API_KEY_FIELDS = ("label", "role", "scopes")
+SCOPES = access.SCOPES
+# What each role may change besides reading everything (Keysat's grants), for the form's hint.
+ROLE_WRITES: dict[str, list[str]] = {
+    role: sorted(s for s in scopes if s.endswith(":write"))
+    for role, scopes in access.ROLE_SCOPES.items()
+}
 
 
 async def api_keys(service: Licensing) -> list[dict[str, Any]]:

@@ -1,18 +1,19 @@
-"""Scoped API keys, in Keysat's shapes: a key has a role and optional extra scopes; every admin
-route needs one scope, `<resource>:read` or `<resource>:write` (declared in `daemon.api.table`).
+"""Scoped API keys, as Keysat has them (`licensing-service/src/api/api_keys.rs`): a key has
+one of four roles (Keysmith adds optional extra scopes); every admin route needs one scope,
+`<resource>:read` for a GET, `<resource>:write` otherwise (declared in `daemon.api.table`).
 
-The token is shown once, on create; only its SHA-256 is stored, so the database cannot give it
-back. A token is high-entropy (32 random bytes), so a plain hash (no salt, no stretching) is
-enough, and it lets the key be found by an index. Revocation writes `revoked_at`; every
-request reads the key again, so a revoked key is refused from the next request on. Only the
-master admin key manages API keys (the routes' scope is `MASTER`).
+The token (`ks_` and 32 random bytes in URL-safe base64, Keysat's form) is shown once, on
+create; only its SHA-256 is stored, so the database cannot give it back. A token is
+high-entropy, so a plain hash (no salt, no stretching) is enough, and it lets the key be found
+by an index. Revocation writes `revoked_at`; every request reads the key again, so a revoked
+key is refused from the next request on. Only the master admin key manages API keys (the
+routes' scope is `MASTER`): a key must not mint itself more rights.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 import uuid
 from typing import Literal, get_args
@@ -20,7 +21,7 @@ from typing import Literal, get_args
 import msgspec
 from aiosqlite import Connection
 
-from daemon.licensing import answers, models
+from daemon.licensing import answers, inputs, models, rows
 from daemon.licensing.core import Core, now
 from daemon.licensing.errors import BadRequest, NotFound
 from daemon.licensing.models import Role
@@ -28,53 +29,54 @@ from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
 
 Access = Literal["read", "write"]
-# The resources of the admin routes: the first path segment after /v1/admin/.
-RESOURCES = (
-    "products",
-    "policies",
-    "licenses",
-    "revenue",
-    "discount-codes",
-    "machines",
-    "audit",
-    "webhooks",
-)
+# Each admin path's first segment after /v1/admin/, and the resource of its scope, as Keysat
+# names it. Keysat asks `licenses:read` for the revenue summary, and one `webhooks` scope for
+# endpoints and deliveries alike.
+RESOURCE_OF_SEGMENT = {
+    "products": "products",
+    "policies": "policies",
+    "licenses": "licenses",
+    "revenue": "licenses",
+    "discount-codes": "discount_codes",
+    "machines": "machines",
+    "audit": "audit",
+    "webhook-endpoints": "webhooks",
+    "webhook-deliveries": "webhooks",
+    "webhooks": "webhooks",
+}
+RESOURCES = tuple(dict.fromkeys(RESOURCE_OF_SEGMENT.values()))
 SCOPES = tuple(f"{r}:{a}" for r in RESOURCES for a in get_args(Access))
-# Only the master admin key: managing API keys (a key must not mint itself more rights).
 MASTER = "master"
-TOKEN_PREFIX = "ksk_"
+TOKEN_PREFIX = "ks_"
+# Extra scopes an earlier Keysmith stored under its own spelling, read as Keysat spells them.
+# (Its `revenue:*` are not carried over: `licenses:read` would grant more than they did.)
+RENAMED_SCOPES = {
+    "discount-codes:read": "discount_codes:read",
+    "discount-codes:write": "discount_codes:write",
+}
 
 READS = frozenset(s for s in SCOPES if s.endswith(":read"))
-# Keysat's four roles; extra scopes add to a role, never remove.
+# Keysat's `Role::grants`; extra scopes add to a role, never remove.
 ROLE_SCOPES: dict[Role, frozenset[str]] = {
-    # Dashboards and reports: every read, no write.
+    # Every read, no write.
     "read-only": READS,
-    # A shop that sells: issue and manage licenses and their machines, read the catalogue.
-    "license-issuer": frozenset(
-        {
-            "licenses:read",
-            "licenses:write",
-            "machines:read",
-            "machines:write",
-            "products:read",
-            "policies:read",
-            "discount-codes:read",
-        }
-    ),
-    # A support desk: read everything, suspend / revoke licenses and free machines.
+    # Every read, and license writes (issue, revoke, suspend): an automation that hands out
+    # licenses, touching neither the catalogue nor codes.
+    "license-issuer": READS | {"licenses:write"},
+    # License writes and freeing machines (Keysat's support also cancels subscriptions, which
+    # Keysmith does not have): a support desk.
     "support": READS | {"licenses:write", "machines:write"},
-    # Everything but managing API keys.
+    # Every scope; still not the master-only routes (managing API keys).
     "full-admin": frozenset(SCOPES),
 }
 
 
 def scope_of(method: str, path: str) -> str:
     """The scope an admin route needs: its resource, read for GET, write otherwise."""
-    resource = path.removeprefix("/v1/admin/").split("/", 1)[0]
-    if resource == "webhook-endpoints":
-        resource = "webhooks"
-    if resource not in RESOURCES:
-        raise ValueError(f"admin route {method} {path}: resource '{resource}' has no scope")
+    segment = path.removeprefix("/v1/admin/").split("/", 1)[0]
+    resource = RESOURCE_OF_SEGMENT.get(segment)
+    if resource is None:
+        raise ValueError(f"admin route {method} {path}: '{segment}' has no scope resource")
     return f"{resource}:{'read' if method == 'GET' else 'write'}"
 
 
@@ -82,12 +84,33 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+def _stored_scopes(row: Row) -> list[str]:
+    """A key's extra scopes as stored, read so that one bad row breaks neither the listing nor
+    the key: a value that is not a list of names counts as no extra scope, a name that is no
+    longer a scope is left out (the role's scopes still hold), each with one warning."""
+    remedy = "the key keeps its role's scopes; revoke it and create a new one to change them"
+    try:
+        stored = inputs.stored_json(row["scopes"])
+        if not isinstance(stored, list) or not all(isinstance(s, str) for s in stored):
+            raise ValueError("it is not a list of scope names")
+    except ValueError as e:
+        rows.warn_unlistable("API key", row["id"], "scopes", str(e), "[]", remedy)
+        return []
+    named = {RENAMED_SCOPES.get(s, s) for s in stored}
+    known = sorted(named.intersection(SCOPES))
+    unknown = sorted(named.difference(SCOPES))
+    if unknown:
+        reason = f"{', '.join(unknown)[:200]} not among {', '.join(SCOPES)}"
+        rows.warn_unlistable("API key", row["id"], "scopes", reason, str(known), remedy)
+    return known
+
+
 def _api_key(row: Row) -> answers.ApiKey:
     return answers.ApiKey(
         id=row["id"],
         label=row["label"],
         role=row["role"],
-        scopes=json.loads(row["scopes"]),
+        scopes=_stored_scopes(row),
         token_prefix=row["token_prefix"],
         created_at=iso_time(row["created_at"]),
         revoked_at=iso_time(row["revoked_at"]),
@@ -99,13 +122,18 @@ class ApiKeys(Core):
         extra = sorted(set(request.scopes or ()))
         unknown = [s for s in extra if s not in SCOPES]
         if unknown:
-            raise BadRequest(f"'scopes': unknown scope {unknown[0]!r}; known: {', '.join(SCOPES)}")
+            renamed = RENAMED_SCOPES.get(unknown[0])
+            hint = f" (Keysat spells it {renamed!r})" if renamed else ""
+            raise BadRequest(
+                f"'scopes': unknown scope {unknown[0]!r}{hint}; known: {', '.join(SCOPES)}"
+            )
+        # Keysat's form: `ks_` and 32 random bytes in unpadded URL-safe base64 (43 characters).
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         row = {
             "id": str(uuid.uuid4()),
             "label": request.label,
             "role": request.role,
-            "scopes": json.dumps(extra),
+            "scopes": msgspec.json.encode(extra).decode(),
             "token_hash": token_hash(token),
             "token_prefix": token[: len(TOKEN_PREFIX) + 6],
         }
@@ -127,11 +155,17 @@ class ApiKeys(Core):
 
     async def list_api_keys(self) -> list[answers.ApiKey]:
         async with self._pool.connection() as conn:
-            cursor = await conn.execute("SELECT * FROM api_keys ORDER BY created_at DESC, rowid")
+            cursor = await conn.execute(
+                "SELECT * FROM api_keys ORDER BY created_at DESC, rowid DESC"
+            )
             found = await cursor.fetchall()
         return [_api_key(row) for row in found]
 
-    async def revoke_api_key(self, key_id: str) -> answers.ApiKeyRevoked:
+    async def revoke_api_key(
+        self, key_id: str
+    ) -> answers.ApiKeyRevoked | answers.ApiKeyAlreadyRevoked:
+        """Keysat's revoke: `{ok, revoked_at}`, or `{ok, already_revoked}` when it was already
+        revoked (nothing written, not audited again); NotFound for no such key."""
         async with self._write_lock:
             at = now()
             async with self._pool.transaction() as conn:
@@ -139,12 +173,16 @@ class ApiKeys(Core):
                     "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                     (at, key_id),
                 )
-                if not cursor.rowcount:
-                    raise NotFound(f"API key {key_id} (or it is already revoked)")
-                await self._audit(conn, "api_key.revoke", f"api_key:{key_id}", {}, at)
-                row = await _key_row(conn, key_id)
-        assert row is not None
-        return answers.ApiKeyRevoked(api_key=_api_key(row))
+                revoked = cursor.rowcount > 0
+                if revoked:
+                    await self._audit(conn, "api_key.revoke", f"api_key:{key_id}", {}, at)
+                elif await _key_row(conn, key_id) is None:
+                    raise NotFound(f"API key {key_id}")
+        if not revoked:
+            return answers.ApiKeyAlreadyRevoked(ok=True, already_revoked=True)
+        revoked_at = iso_time(at)
+        assert revoked_at is not None
+        return answers.ApiKeyRevoked(ok=True, revoked_at=revoked_at)
 
     async def scopes_of_token(self, token: str) -> tuple[Role, frozenset[str]] | None:
         """The role and scopes of a live API key, or None for no such (or a revoked) key.
@@ -152,7 +190,7 @@ class ApiKeys(Core):
         wanted = token_hash(token)
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT role, scopes, token_hash FROM api_keys "
+                "SELECT id, role, scopes, token_hash FROM api_keys "
                 "WHERE token_hash = ? AND revoked_at IS NULL",
                 (wanted,),
             )
@@ -160,7 +198,7 @@ class ApiKeys(Core):
         if row is None or not hmac.compare_digest(row["token_hash"], wanted):
             return None
         role: Role = row["role"]
-        return role, ROLE_SCOPES[role] | frozenset(json.loads(row["scopes"]))
+        return role, ROLE_SCOPES[role].union(_stored_scopes(row))
 
 
 async def _key_row(conn: Connection, key_id: str) -> Row | None:

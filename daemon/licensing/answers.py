@@ -338,7 +338,8 @@ class Deleted(Answer, kw_only=True):
 
 
 class ApiKey(Answer, kw_only=True):
-    """An API key as listed: never its token (only the first characters, to recognise it)."""
+    """An API key as listed: Keysat's fields (without its `last_used_at`, which Keysmith does
+    not record) and Keysmith's extra scopes; never the token, only its first characters."""
 
     id: str
     label: str
@@ -356,8 +357,17 @@ class ApiKeyCreated(ApiKey, kw_only=True):
 
 
 class ApiKeyRevoked(Answer, kw_only=True):
-    ok: bool = True
-    api_key: ApiKey
+    """Keysat's answer to a revoke: the key is refused from the next request on."""
+
+    ok: Literal[True]
+    revoked_at: str
+
+
+class ApiKeyAlreadyRevoked(Answer, kw_only=True):
+    """Keysat's answer to revoking a key already revoked: nothing changed."""
+
+    ok: Literal[True]
+    already_revoked: Literal[True]
 
 
 class WebhookEndpoint(Answer, kw_only=True):

@@ -314,16 +314,23 @@ EventType = Literal[
     "machine.deactivated",
     "migration.self_healed",
 ]
-ScopeText = Annotated[str, msgspec.Meta(pattern=r"^[a-z-]{1,40}:(read|write)$")]
+# Checked against the known scopes by `access`, which names them (and Keysat's spelling).
+ScopeText = Annotated[str, msgspec.Meta(pattern=r"^[a-z_-]{1,40}:(read|write)$")]
+# Keysat's label: at most 80 characters, not blank (stored without surrounding spaces).
+Label = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=r"^\s*[^\s\x00][^\x00]*$")]
 Url = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://[^\s\x00]+$")]
 Secret = Annotated[str, msgspec.Meta(min_length=16, max_length=256, pattern=NO_NUL)]
 DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 
 class ApiKeyCreate(Request, kw_only=True):
-    label: Text
+    label: Label
     role: Role
+    # Keysmith's addition to Keysat's `{label, role}`: scopes added to the role's.
     scopes: Annotated[list[ScopeText], msgspec.Meta(max_length=64)] | None = None
+
+    def __post_init__(self) -> None:
+        self.label = self.label.strip()
 
 
 class WebhookEndpointCreate(Request, kw_only=True):

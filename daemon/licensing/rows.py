@@ -1,8 +1,8 @@
 """Database rows as the layer's answers (`daemon.licensing.answers`), one function per kind.
 
-Rows are `sqlite3.Row` with the columns of the matching `store` column list. A product's
-free-form JSON that an older version or a hand edit left too deep or invalid is answered with
-an empty value and one warning, so one row can never take a whole listing down.
+Rows are `sqlite3.Row` with the columns of the matching `store` column list. A stored
+JSON value that an older version or a hand edit left too deep or invalid is answered with a
+safe value and one warning, so one row can never take a whole listing down.
 """
 
 from __future__ import annotations
@@ -177,16 +177,22 @@ def _listed_json(row: Row, column: str, fallback: Any) -> Any:
     try:
         return inputs.stored_json(row[column])
     except ValueError as e:
-        _warn_unlistable(row["id"], column, str(e), json.dumps(fallback))
+        remedy = (
+            f"rewrite its {column} to valid JSON within {inputs.MAX_JSON_DEPTH} levels to show "
+            "it again"
+        )
+        warn_unlistable("product", row["id"], column, str(e), json.dumps(fallback), remedy)
         return fallback
 
 
 # Once per row and reason, not once per listing: the public catalogue is polled by every client.
 @functools.lru_cache(maxsize=1024)
-def _warn_unlistable(product_id: str, column: str, reason: str, fallback: str) -> None:
+def warn_unlistable(
+    kind: str, row_id: str, column: str, reason: str, answered: str, remedy: str
+) -> None:
+    """One warning that a stored value was answered in a safe form in place of what is stored."""
     log.warning(
-        f"product {product_id}: its stored {column} cannot be shown ({reason}); answered "
-        f"{fallback} in its place. The row is unchanged; rewrite its {column} to valid JSON "
-        f"within {inputs.MAX_JSON_DEPTH} levels to show it again",
-        extra={"product_id": product_id, "column": column},
+        f"{kind} {row_id}: its stored {column} cannot be shown ({reason}); answered "
+        f"{answered} in its place. The row is unchanged; {remedy}",
+        extra={"row_id": row_id, "column": column},
     )
