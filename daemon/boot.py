@@ -31,7 +31,6 @@ from daemon.status import (
     BLOCKED,
     CRASH_LIMIT,
     FAILED,
-    HEALTHY_SERVING_SECONDS,
     MIGRATING,
     STARTING,
     Cause,
@@ -171,7 +170,7 @@ async def _serve(settings: Settings, errors: list[SettingsError], lifecycle: Lif
         serving.sender = await _start_webhooks(settings, serving.licensing)
         _write_properties(settings, lifecycle, serving.licensing)
         lifecycle.mark_serving(http=True)
-        loop.call_later(HEALTHY_SERVING_SECONDS, lifecycle.mark_served_healthily)
+        loop.call_later(settings.healthy_serving_seconds, lifecycle.mark_served_healthily)
         _publish(lifecycle)
         log.info(
             "serving",
@@ -216,7 +215,7 @@ def _refuse_known_causes(
             Cause(
                 kind="crash_loop",
                 message=f"the previous {history.crashes_before} boots ended without a clean stop "
-                f"before they had served for {HEALTHY_SERVING_SECONDS:.0f} s (the last: "
+                f"before they had served for {settings.healthy_serving_seconds:g} s (the last: "
                 f"{history.last_failure}). To break the crash loop this boot did not open the "
                 "database.",
                 remedy="read the service logs for what stopped those runs (out of memory, a full "

@@ -66,6 +66,12 @@ DEFAULT_RATE_LIMIT_PER_MINUTE = 600
 DEFAULT_WEBHOOK_TIMEOUT = 10.0
 DEFAULT_WEBHOOK_BACKOFF = 5.0
 DEFAULT_WEBHOOK_MAX_ATTEMPTS = 10
+# Only a boot that never reached serving, or died within this long of reaching it, is evidence of
+# a crash loop. A daemon that served this long had migrated, opened its pool and answered
+# StartOS's health checks (every 15 s: this is four of them) with its own code paths: its death
+# afterwards (an OOM kill, a power cut) says nothing about the next boot, which must not be kept
+# offline by it. A defect that kills the daemon right after it starts serving still counts.
+DEFAULT_HEALTHY_SERVING_SECONDS = 60.0
 
 
 def default_migrations_dir() -> Path:
@@ -108,6 +114,7 @@ class Settings:
     webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT
     webhook_backoff: float = DEFAULT_WEBHOOK_BACKOFF
     webhook_max_attempts: int = DEFAULT_WEBHOOK_MAX_ATTEMPTS
+    healthy_serving_seconds: float = DEFAULT_HEALTHY_SERVING_SECONDS
 
     @property
     def data_dir(self) -> Path:
@@ -289,6 +296,7 @@ _PARSERS = (
         _count_parser("a whole number of attempts per webhook delivery, e.g. 10"),
         ("webhook_max_attempts",),
     ),
+    ("KEYSMITH_HEALTHY_SERVING_SECONDS", _parse_seconds, ("healthy_serving_seconds",)),
     ("KEYSMITH_CONSOLE_PASSWORD", _parse_console_password, ("console_password",)),
     ("KEYSMITH_TRUSTED_PROXIES", _parse_networks, ("trusted_proxies",)),
 )

@@ -36,12 +36,6 @@ CRASH_LIMIT = 3
 # lines go once there are more.
 BOOTS_FILE_NAME = "keysmith-boots.jsonl"
 BOOT_HISTORY_LIMIT = 50
-# Only a boot that never reached serving, or died within this long of reaching it, is evidence of
-# a crash loop. A daemon that served this long had migrated, opened its pool and answered
-# StartOS's health checks (every 15 s: this is four of them) with its own code paths: its death
-# afterwards (an OOM kill, a power cut) says nothing about the next boot, which must not be kept
-# offline by it. A defect that kills the daemon right after it starts serving still counts.
-HEALTHY_SERVING_SECONDS = 60.0
 
 log = logging.getLogger("keysmith.boot")
 
@@ -169,7 +163,8 @@ def history_from(previous: dict[str, Any] | None) -> BootHistory:
         )
     clean = previous.get("clean_stop") is True
     served = previous.get("reached_serving") is True
-    # A run that served past HEALTHY_SERVING_SECONDS breaks the chain however it ended.
+    # A run that served past the healthy-serving window (Settings.healthy_serving_seconds)
+    # breaks the chain however it ended.
     healthy = previous.get("served_healthily") is True
     crashes = 0 if clean or healthy else _count(previous.get("crashes_before")) + 1
     if clean and served:
@@ -321,7 +316,7 @@ class Lifecycle:
             )
 
     def mark_served_healthily(self) -> None:
-        """Called HEALTHY_SERVING_SECONDS after serving began, if still serving: from now on
+        """Called the healthy-serving window after serving began, if still serving: from now on
         an unclean end of this run does not count towards the crash loop."""
         if self.state == SERVING:
             self.update(served_healthily=True)

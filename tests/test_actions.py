@@ -7,10 +7,13 @@ the database exactly as it was (a dump before and after).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from typing import Any
 import pytest
 
 from daemon.actions import ACTIONS, catalogue_json
+from daemon.migrate.lock import UsersLock
 from tests.daemon_proc import base_env
 from tests.kit import MIGRATIONS, apply_range, connect, dump
 from tests.seed import seed
@@ -321,3 +325,63 @@ def test_an_unexpected_failure_is_a_message_not_a_traceback(shop):
     error = refused(action(shop, "search-licenses", "{}"))
     assert "failed unexpectedly" in error and "nothing was left half-done" in error
     assert db_dump(shop) == before
+
+
+# ---- the console password beside a restore -------------------------------------------------
+
+PASSWORD_FORM = '{"password": "correct horse battery staple"}'
+
+
+def console_hash(data: Path) -> str | None:
+    with closing(connect(data / "keysmith.db")) as conn:
+        row = conn.execute(
+            "SELECT value FROM settings WHERE key = 'console_password_argon2id'"
+        ).fetchone()
+    return row[0] if row else None
+
+
+def wait_until_it_opens(proc: subprocess.Popen[str], path: Path, timeout: float = 60) -> None:
+    """Until `proc` has `path` open (or has exited): from then on it waits on that lock."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        fds = Path(f"/proc/{proc.pid}/fd")
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) == str(path) for fd in fds.iterdir()):
+                return
+        time.sleep(0.05)
+
+
+def test_setting_the_console_password_waits_for_a_restore_to_finish(shop):
+    # A restore holds the users lock exclusively while it replaces the file: a password written
+    # into the old file meanwhile would be committed, then gone. The action waits, then writes
+    # into the file the restore left.
+    restoring = UsersLock(shop / "keysmith.db")
+    restoring.take_exclusive("stand for a restore in this test")
+    try:
+        before = db_dump(shop)
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "daemon", "action", "set-console-password", PASSWORD_FORM],
+            env=base_env({"KEYSMITH_DB_PATH": str(shop / "keysmith.db")}), cwd=REPO,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_until_it_opens(waiting, restoring.path)
+        time.sleep(0.5)
+        assert waiting.poll() is None, waiting.communicate()
+        assert db_dump(shop) == before
+    finally:
+        restoring.release()
+    _out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err
+    assert console_hash(shop).startswith("$argon2id$")
+
+
+def test_setting_the_console_password_refuses_while_a_restore_holds_the_database(shop):
+    restoring = UsersLock(shop / "keysmith.db")
+    restoring.take_exclusive("stand for a restore in this test")
+    try:
+        before = db_dump(shop)
+        error = refused(action(shop, "set-console-password", PASSWORD_FORM))
+    finally:
+        restoring.release()
+    assert "being restored from a backup" in error and "Nothing was changed" in error, error
+    assert db_dump(shop) == before and console_hash(shop) is None

@@ -1,9 +1,10 @@
 """Issue 11, defect 4: the crash-loop guard counts only boots that never reached serving or
-died soon after (within HEALTHY_SERVING_SECONDS), never the SIGKILL of a daemon that had been
-serving healthily (an OOM kill, a power cut).
+died soon after (within the healthy-serving window, KEYSMITH_HEALTHY_SERVING_SECONDS), never the
+SIGKILL of a daemon that had been serving healthily (an OOM kill, a power cut).
 
-Real daemons, real SIGKILLs. The kills after the window wait it out in real time, so that test
-is `slow` (about four minutes); the default run keeps the kills that must still count.
+Real daemons, real SIGKILLs. The kills after the window wait it out in real time: with a short
+window configured in the default run, and with the default 60 s one behind `slow` (about four
+minutes).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import time
 
 import pytest
 
-from daemon.status import CRASH_LIMIT, HEALTHY_SERVING_SECONDS
+from daemon.settings import DEFAULT_HEALTHY_SERVING_SECONDS
+from daemon.status import CRASH_LIMIT
 from tests.daemon_proc import DaemonProc
 
 
-def serve_then_kill(tmp_path, wait_seconds: float) -> dict:
-    d = DaemonProc(tmp_path).start()
+def serve_then_kill(tmp_path, wait_seconds: float, env: dict[str, str] | None = None) -> dict:
+    d = DaemonProc(tmp_path, env=env).start()
     try:
         record = d.wait_for("serving")
         time.sleep(wait_seconds)
@@ -33,17 +35,21 @@ def test_kills_soon_after_serving_still_count_as_a_crash_loop(tmp_path):
         record = d.wait_for("failed")
         assert record["cause"]["kind"] == "crash_loop"
         assert (
-            f"before they had served for {HEALTHY_SERVING_SECONDS:.0f} s"
+            f"before they had served for {DEFAULT_HEALTHY_SERVING_SECONDS:g} s"
             in (record["cause"]["message"])
         )
 
 
-@pytest.mark.slow
-def test_kills_of_a_daemon_that_served_past_the_window_do_not(tmp_path):
+@pytest.mark.parametrize(
+    "window",
+    [0.5, pytest.param(DEFAULT_HEALTHY_SERVING_SECONDS, marks=pytest.mark.slow, id="default")],
+)
+def test_kills_of_a_daemon_that_served_past_the_window_do_not(tmp_path, window):
+    env = {"KEYSMITH_HEALTHY_SERVING_SECONDS": f"{window:g}"}
     for _ in range(CRASH_LIMIT + 1):
-        record = serve_then_kill(tmp_path, HEALTHY_SERVING_SECONDS + 3)
+        record = serve_then_kill(tmp_path, window + 1.5, env)
         assert record["crashes_before"] == 0, record
-    with DaemonProc(tmp_path) as d:
+    with DaemonProc(tmp_path, env=env) as d:
         record = d.wait_for("serving")
         assert record["crashes_before"] == 0 and not record["safe_mode"]
         assert "did not stop cleanly" in record["previous_unclean"]

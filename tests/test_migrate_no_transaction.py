@@ -104,3 +104,49 @@ def test_a_transactional_failure_still_says_it_was_rolled_back(tmp_path):
         error.value
     )
     assert error.value.undone == () and not (tmp_path / "backups").exists()
+
+
+# The volume fills up between a no-transaction body and its ledger row: the insert of version 5
+# into the ledger fails as a full disk makes it fail. Planted as a trigger (it is in the backup
+# too, so "as before the run" includes it); dropping it is the operator freeing space.
+LEDGER_FULL = (
+    "CREATE TRIGGER ledger_full BEFORE INSERT ON _sqlx_migrations WHEN NEW.version = 5 "
+    "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+)
+
+
+def test_a_ledger_failure_after_a_no_transaction_body_restores_and_the_next_run_succeeds(
+    tmp_path,
+):
+    folder = migfiles.write(tmp_path / "m", migfiles.BASIC)
+    db = tmp_path / "data" / "app.db"
+    run(folder, db)
+    conn = kit.connect(db)
+    conn.execute("INSERT INTO accounts (email) VALUES ('paid@example.com')")
+    conn.execute(LEDGER_FULL)
+    conn.close()
+    before = kit.dump(kit.connect(db), include_ledger=True)
+    migfiles.write(
+        folder,
+        {"0004_notes.sql": "CREATE TABLE notes (x);\n", "0005_outside.sql": FIXED_OUTSIDE},
+    )
+
+    with pytest.raises(MigrationFailed) as error:
+        run(folder, db)
+    failure, message = error.value, str(error.value)
+    assert failure.restored and failure.undone == (4,) and failure.data_intact, message
+    assert "while recording migration 5 as applied" in message and "disk is full" in message
+    assert "the backup taken before this run was restored" in message, message
+    assert "at schema version 3" in message
+    assert "Migration 4, applied earlier in this run, was undone too" in message
+    assert "statements of migration 5 had all run" in message
+    assert "as it was before this migration" not in message
+    # Exactly what the message says: the body's table is gone with everything else of the run.
+    assert kit.dump(kit.connect(db), include_ledger=True) == before
+
+    # Space returns; the same release runs again from where the failed run began, and completes.
+    conn = kit.connect(db)
+    conn.execute("DROP TRIGGER ledger_full")
+    conn.close()
+    assert run(folder, db).applied == [4, 5]
+    assert {"notes", "outside"} <= tables(db)

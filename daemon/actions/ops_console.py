@@ -12,6 +12,7 @@ from typing import Any
 
 from daemon.actions.registry import NOTHING_CHANGED, Action, ActionError, Field
 from daemon.actions.results import Result
+from daemon.actions.service_call import users_lock_shared
 from daemon.settings import CONSOLE_PASSWORD_MAX_LENGTH, CONSOLE_PASSWORD_MIN_LENGTH, Settings
 
 
@@ -28,11 +29,11 @@ def set_console_password(settings: Settings, values: dict[str, Any]) -> Result:
             f"No database yet at {settings.db_path}: Keysmith creates it when the service starts "
             f"for the first time. Start the service, then run this action. {NOTHING_CHANGED}"
         )
+    new_hash = password.hash_password(values["password"])  # slow on purpose: not under the lock
     try:
-        password.write_hash(
-            settings.db_path, password.hash_password(values["password"]), actor="action"
-        )
-    except sqlite3.OperationalError as error:
+        with users_lock_shared(settings.db_path):
+            password.write_hash(settings.db_path, new_hash, actor="action")
+    except (sqlite3.OperationalError, OSError) as error:  # OSError: opening its lock file
         if "no such table" in str(error):
             raise ActionError(
                 "Keysmith has not finished its first start yet (the database has no settings "

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from daemon.actions.registry import NOTHING_CHANGED, ActionError
@@ -41,17 +43,40 @@ def call(settings: Settings, operation: Callable[[Licensing], Awaitable[T]]) -> 
     except LicensingError as error:
         raise ActionError(f"{_sentence(error.message)}. {NOTHING_CHANGED}") from None
     except LockTimeout:
-        raise ActionError(
-            f"The database is being restored from a backup or upgraded by another process, so "
-            f"it could not be opened within {LOCK_TIMEOUT:g} s. {NOTHING_CHANGED} Wait until the "
-            "service's health check is green, then run this action again."
-        ) from None
+        raise _locked() from None
     except (sqlite3.Error, OSError) as error:
         raise ActionError(
             f"The database {settings.db_path} could not be used ({error}). The operation was "
             "not applied and your data is intact. Check that the service's health check is "
             "green, then run this action again."
         ) from None
+
+
+@contextmanager
+def users_lock_shared(db_path: Path) -> Iterator[None]:
+    """Hold the database's users lock shared, as the pool of `call` does, for an action that
+    writes with a connection of its own: a restore (which holds it exclusively) then never
+    replaces the file under its write, which would drop it once committed."""
+    from daemon.migrate.lock import UsersLock
+
+    users = UsersLock(db_path)
+    try:
+        users.take_shared(LOCK_TIMEOUT)
+    except LockTimeout:
+        users.release()
+        raise _locked() from None
+    try:
+        yield
+    finally:
+        users.release()
+
+
+def _locked() -> ActionError:
+    return ActionError(
+        f"The database is being restored from a backup or upgraded by another process, so "
+        f"it could not be opened within {LOCK_TIMEOUT:g} s. {NOTHING_CHANGED} Wait until the "
+        "service's health check is green, then run this action again."
+    )
 
 
 async def _call(settings: Settings, operation: Callable[[Licensing], Awaitable[T]]) -> T:

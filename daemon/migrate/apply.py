@@ -3,7 +3,8 @@ together with its ledger, provenance and heal-log rows, so a failure leaves noth
 
 Statements are executed one by one inside an explicit BEGIN IMMEDIATE ... COMMIT (never
 `executescript()`, which would COMMIT first). A `-- no-transaction` file cannot be rolled back,
-so its failure restores the backup taken before any SQL ran; the runner holds the users lock
+so its failure, or a failure to record it in the ledger after its statements ran, restores the
+backup taken before any SQL ran; the runner holds the users lock
 exclusively for such a run, so nothing else has the database open when that happens.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from daemon.migrate import ledger
 from daemon.migrate.backup import BackupInfo, restore_backup
-from daemon.migrate.errors import MigrationFailed
+from daemon.migrate.errors import FailedWhile, MigrationFailed
 from daemon.migrate.lock import UsersLock
 from daemon.migrate.plan import Action, Finding, Plan
 from daemon.migrate.private import create_private
@@ -150,7 +151,11 @@ class Executor:
     def _run(self, migration: Migration, heal_of: Finding | None = None) -> HealEvent | None:
         started = time.perf_counter_ns()
         if migration.no_transaction:
-            self._run_outside_transaction(migration)
+            try:
+                for statement in statements(migration.text):
+                    self.conn.execute(statement)
+            except sqlite3.Error as exc:
+                raise self._undo_run(migration, exc, "executing") from exc
         try:
             with transaction(self.conn):
                 if heal_of is not None:
@@ -171,23 +176,28 @@ class Executor:
                     self._record(migration)
                     heal = self._log_heal(heal_of)
         except sqlite3.Error as exc:
+            if migration.no_transaction:
+                # Its statements are committed but not in the ledger: left so, the next run
+                # would run them again on top of themselves and fail at every run after.
+                raise self._undo_run(migration, exc, "recording") from exc
             raise MigrationFailed(migration.version, migration.description, _describe(exc)) from exc
         return heal
 
-    def _run_outside_transaction(self, migration: Migration) -> None:
-        try:
-            for statement in statements(migration.text):
-                self.conn.execute(statement)
-        except sqlite3.Error as exc:
-            self._restore_backup()
-            raise MigrationFailed(
-                migration.version,
-                migration.description,
-                _describe(exc),
-                restored=True,
-                restored_to=self.schema_before,
-                undone=tuple(sorted({*self.applied, *(heal.version for heal in self.heals)})),
-            ) from exc
+    def _undo_run(
+        self, migration: Migration, exc: sqlite3.Error, failed_while: FailedWhile
+    ) -> MigrationFailed:
+        """A no-transaction migration failed: restore the backup taken before this run, and say
+        so, with the earlier steps of this run it undid too."""
+        self._restore_backup()
+        return MigrationFailed(
+            migration.version,
+            migration.description,
+            _describe(exc),
+            failed_while=failed_while,
+            restored=True,
+            restored_to=self.schema_before,
+            undone=tuple(sorted({*self.applied, *(heal.version for heal in self.heals)})),
+        )
 
     def _restore_backup(self) -> None:
         """Everything since the backup is undone, earlier steps of this run included: the

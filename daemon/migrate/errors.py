@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from enum import StrEnum
+from typing import Literal
 
 
 class Remedy(StrEnum):
@@ -188,10 +189,16 @@ class Interrupted(MigrateError):
         )
 
 
+# Where a migration failed: in its own statements, or in recording it as applied afterwards
+# (which matters only for a `-- no-transaction` one, whose statements were then all committed).
+FailedWhile = Literal["executing", "recording"]
+
+
 class MigrationFailed(MigrateError):
     """A migration's SQL failed. A transactional one was rolled back; a `-- no-transaction` one
-    had the backup taken before the run restored, which also undoes the versions this run
-    applied before it (`undone`; they run again next time)."""
+    (failing in its statements or in its ledger row after them) had the backup taken before the
+    run restored, which also undoes the versions this run applied before it (`undone`; they run
+    again next time)."""
 
     reason = Reason.SQL_ERROR
 
@@ -204,14 +211,18 @@ class MigrationFailed(MigrateError):
         restored_to: int | None = None,
         undone: tuple[int, ...] = (),
         restored: bool = False,
+        failed_while: FailedWhile = "executing",
     ) -> None:
         self.version = version
         self.restored = restored
         self.undone = undone
-        what = (
-            f"Migration {version} ({description}) failed "
-            f"(while executing migration {version}: {detail})."
+        self.failed_while = failed_while
+        during = (
+            f"while executing migration {version}"
+            if failed_while == "executing"
+            else f"while recording migration {version} as applied"
         )
+        what = f"Migration {version} ({description}) failed ({during}: {detail})."
         if not restored:
             safety = (
                 "It was rolled back: the database is exactly as it was before this migration, "
@@ -224,6 +235,12 @@ class MigrationFailed(MigrateError):
                 f"restored: the database is as it was before this run, {at}, and the data is "
                 "intact."
             )
+            if failed_while == "recording":
+                safety += (
+                    f" The statements of migration {version} had all run but could not be "
+                    "recorded as applied; the restore undid them, and it will run again at the "
+                    "next run."
+                )
             if undone:
                 listed = ", ".join(map(str, undone))
                 many = len(undone) > 1
