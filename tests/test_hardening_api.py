@@ -22,7 +22,15 @@ import pytest
 from daemon.licensing import inputs
 from daemon.settings import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, Settings
 from tests.daemon_proc import DaemonProc
-from tests.test_api_support import admin, db_dump, must, serving_daemon, unique
+from tests.test_api_support import (
+    admin,
+    db_dump,
+    issue,
+    make_product,
+    must,
+    serving_daemon,
+    unique,
+)
 
 daemon = pytest.fixture(scope="module", name="daemon")(serving_daemon)
 
@@ -133,6 +141,65 @@ def test_a_deep_row_in_the_database_does_not_break_the_listings(daemon):
     # One line for the row, not one per listing: the catalogue is polled by every client.
     assert len(warnings) == 1, daemon.log_text()[-3000:]
     assert "metadata" in warnings[0]
+
+
+BAD_STORED_JSON = {
+    "deep": nested(975),  # valid JSON to SQLite (its limit is 1,000 levels), not to a listing
+    "invalid": "{not json",
+    "wrong kind": '{"pro": true}',  # an object where a list belongs, and the reverse
+}
+
+
+@pytest.mark.parametrize("bad", BAD_STORED_JSON.values(), ids=BAD_STORED_JSON.keys())
+def test_bad_stored_json_in_any_row_does_not_break_its_listings(daemon, bad):
+    """Policy entitlements (a public listing), license entitlements and an audit entry's
+    detail, written by hand past the schema's CHECKs: every listing still answers, with an
+    empty value in place of the bad one, and one warning names the row and the column."""
+    slug = make_product(daemon)
+    issued = issue(daemon, slug)
+    license_id = issued["license_id"]
+    with closing(sqlite3.connect(daemon.db_path, timeout=10)) as conn:
+        conn.execute("PRAGMA ignore_check_constraints = ON")
+        (policy_id,) = conn.execute(
+            "SELECT pol.id FROM policies AS pol JOIN products AS p ON p.id = pol.product_id "
+            "WHERE p.slug = ?",
+            (slug,),
+        ).fetchone()
+        conn.execute("UPDATE policies SET entitlements = ? WHERE id = ?", (bad, policy_id))
+        conn.execute("UPDATE licenses SET entitlements = ? WHERE id = ?", (bad, license_id))
+        wrong_kind_detail = "[1, 2]" if bad.startswith('{"pro"') else bad
+        (audit_id,) = conn.execute(
+            "UPDATE audit_log SET detail = ? WHERE subject = ? RETURNING id",
+            (wrong_kind_detail, f"license:{license_id}"),
+        ).fetchone()
+        conn.commit()
+
+    public = must(daemon.request("GET", f"/v1/products/{slug}/policies"), 200)
+    assert [p["entitlements"] for p in public["policies"]] == [[]]
+    policies = must(admin(daemon, "GET", f"/v1/admin/policies?product_slug={slug}"), 200)
+    assert [p["entitlements"] for p in policies["policies"]] == [[]]
+    licenses = must(admin(daemon, "GET", "/v1/admin/licenses?limit=1000"), 200)["licenses"]
+    assert {lic["id"]: lic for lic in licenses}[license_id]["entitlements"] == []
+    one = must(admin(daemon, "GET", f"/v1/admin/licenses/{license_id}"), 200)
+    assert one["entitlements"] == []
+    audit = must(admin(daemon, "GET", f"/v1/admin/audit?subject=license:{license_id}"), 200)
+    assert {e["id"]: e for e in audit["entries"]}[audit_id]["detail"] == {}
+    validated = must(daemon.request("POST", "/v1/validate", {"key": issued["license_key"]}), 200)
+    assert validated["ok"] is True and validated["entitlements"] == []
+    # A license issued from the bad policy gets no entitlements rather than a 500.
+    assert issue(daemon, slug)["entitlements"] == []
+
+    log = daemon.log_text().splitlines()
+    for row_id, column in (
+        (policy_id, "entitlements"),
+        (license_id, "entitlements"),
+        (audit_id, "detail"),
+    ):
+        warned = [
+            line for line in log if "WARN" in line and f" {row_id}: its stored {column}" in line
+        ]
+        # One line per row and reason, however many listings showed it.
+        assert len(warned) == 1, (row_id, column, daemon.log_text()[-3000:])
 
 
 # ----- a client that hangs up mid-body -----
