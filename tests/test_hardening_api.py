@@ -16,6 +16,7 @@ import sqlite3
 import time
 import uuid
 from contextlib import closing
+from dataclasses import dataclass
 
 import pytest
 
@@ -143,18 +144,30 @@ def test_a_deep_row_in_the_database_does_not_break_the_listings(daemon):
     assert "metadata" in warnings[0]
 
 
+# ----- bad stored JSON in other rows -----
+
 BAD_STORED_JSON = {
     "deep": nested(975),  # valid JSON to SQLite (its limit is 1,000 levels), not to a listing
     "invalid": "{not json",
-    "wrong kind": '{"pro": true}',  # an object where a list belongs, and the reverse
+    "wrong kind": '{"pro": true}',  # an object where a list belongs (and a list for a detail)
 }
 
 
-@pytest.mark.parametrize("bad", BAD_STORED_JSON.values(), ids=BAD_STORED_JSON.keys())
-def test_bad_stored_json_in_any_row_does_not_break_its_listings(daemon, bad):
-    """Policy entitlements (a public listing), license entitlements and an audit entry's
-    detail, written by hand past the schema's CHECKs: every listing still answers, with an
-    empty value in place of the bad one, and one warning names the row and the column."""
+@dataclass(frozen=True)
+class BadRows:
+    """A product whose policy, license and the license's audit entry hold bad stored JSON."""
+
+    slug: str
+    policy_id: str
+    license_id: str
+    license_key: str
+    audit_id: int
+
+
+@pytest.fixture(scope="module", params=BAD_STORED_JSON.values(), ids=BAD_STORED_JSON.keys())
+def bad_rows(daemon, request) -> BadRows:
+    """Written by hand past the schema's CHECKs, as an older version or a foreign tool could."""
+    bad = request.param
     slug = make_product(daemon)
     issued = issue(daemon, slug)
     license_id = issued["license_id"]
@@ -167,39 +180,64 @@ def test_bad_stored_json_in_any_row_does_not_break_its_listings(daemon, bad):
         ).fetchone()
         conn.execute("UPDATE policies SET entitlements = ? WHERE id = ?", (bad, policy_id))
         conn.execute("UPDATE licenses SET entitlements = ? WHERE id = ?", (bad, license_id))
-        wrong_kind_detail = "[1, 2]" if bad.startswith('{"pro"') else bad
+        detail = "[1, 2]" if bad.startswith('{"pro"') else bad
         (audit_id,) = conn.execute(
             "UPDATE audit_log SET detail = ? WHERE subject = ? RETURNING id",
-            (wrong_kind_detail, f"license:{license_id}"),
+            (detail, f"license:{license_id}"),
         ).fetchone()
         conn.commit()
+    return BadRows(slug, policy_id, license_id, issued["license_key"], audit_id)
 
-    public = must(daemon.request("GET", f"/v1/products/{slug}/policies"), 200)
+
+def test_bad_policy_entitlements_do_not_break_the_public_policy_listing(daemon, bad_rows):
+    public = must(daemon.request("GET", f"/v1/products/{bad_rows.slug}/policies"), 200)
     assert [p["entitlements"] for p in public["policies"]] == [[]]
-    policies = must(admin(daemon, "GET", f"/v1/admin/policies?product_slug={slug}"), 200)
-    assert [p["entitlements"] for p in policies["policies"]] == [[]]
-    licenses = must(admin(daemon, "GET", "/v1/admin/licenses?limit=1000"), 200)["licenses"]
-    assert {lic["id"]: lic for lic in licenses}[license_id]["entitlements"] == []
-    one = must(admin(daemon, "GET", f"/v1/admin/licenses/{license_id}"), 200)
-    assert one["entitlements"] == []
-    audit = must(admin(daemon, "GET", f"/v1/admin/audit?subject=license:{license_id}"), 200)
-    assert {e["id"]: e for e in audit["entries"]}[audit_id]["detail"] == {}
-    validated = must(daemon.request("POST", "/v1/validate", {"key": issued["license_key"]}), 200)
-    assert validated["ok"] is True and validated["entitlements"] == []
-    # A license issued from the bad policy gets no entitlements rather than a 500.
-    assert issue(daemon, slug)["entitlements"] == []
 
+
+def test_bad_policy_entitlements_do_not_break_the_admin_policy_listing(daemon, bad_rows):
+    path = f"/v1/admin/policies?product_slug={bad_rows.slug}"
+    listed = must(admin(daemon, "GET", path), 200)["policies"]
+    assert [(p["id"], p["entitlements"]) for p in listed] == [(bad_rows.policy_id, [])]
+
+
+def test_bad_license_entitlements_do_not_break_the_license_listing(daemon, bad_rows):
+    listed = must(admin(daemon, "GET", "/v1/admin/licenses?limit=1000"), 200)["licenses"]
+    assert {lic["id"]: lic for lic in listed}[bad_rows.license_id]["entitlements"] == []
+    one = must(admin(daemon, "GET", f"/v1/admin/licenses/{bad_rows.license_id}"), 200)
+    assert one["entitlements"] == []
+
+
+def test_a_bad_audit_detail_does_not_break_the_audit_log(daemon, bad_rows):
+    path = f"/v1/admin/audit?subject=license:{bad_rows.license_id}"
+    entries = must(admin(daemon, "GET", path), 200)["entries"]
+    assert {e["id"]: e for e in entries}[bad_rows.audit_id]["detail"] == {}
+
+
+def test_bad_license_entitlements_still_validate_with_none(daemon, bad_rows):
+    answer = must(daemon.request("POST", "/v1/validate", {"key": bad_rows.license_key}), 200)
+    assert answer["ok"] is True and answer["entitlements"] == []
+
+
+def test_a_license_issued_from_a_bad_policy_gets_no_entitlements(daemon, bad_rows):
+    assert issue(daemon, bad_rows.slug)["entitlements"] == []
+
+
+def test_each_bad_row_is_warned_about_once(daemon, bad_rows):
+    for _ in range(2):  # listed again: still one line per row, the catalogue is polled a lot
+        must(daemon.request("GET", f"/v1/products/{bad_rows.slug}/policies"), 200)
+        must(admin(daemon, "GET", f"/v1/admin/licenses/{bad_rows.license_id}"), 200)
+        must(admin(daemon, "GET", f"/v1/admin/audit?subject=license:{bad_rows.license_id}"), 200)
     log = daemon.log_text().splitlines()
     for row_id, column in (
-        (policy_id, "entitlements"),
-        (license_id, "entitlements"),
-        (audit_id, "detail"),
+        (bad_rows.policy_id, "entitlements"),
+        (bad_rows.license_id, "entitlements"),
+        (bad_rows.audit_id, "detail"),
     ):
         warned = [
             line for line in log if "WARN" in line and f" {row_id}: its stored {column}" in line
         ]
-        # One line per row and reason, however many listings showed it.
         assert len(warned) == 1, (row_id, column, daemon.log_text()[-3000:])
+        assert "The row is unchanged" in warned[0]
 
 
 # ----- a client that hangs up mid-body -----
