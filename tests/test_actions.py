@@ -312,13 +312,14 @@ def test_heal_history_shows_when_which_migration_the_evidence_and_what_was_done(
 
 
 def test_an_unexpected_failure_is_a_message_not_a_traceback(shop):
-    # A license row whose entitlements are not JSON (written past the schema's CHECK, as a
-    # foreign tool could): a failure no action foresees.
+    # A license row whose issue time is text (written past the schema's CHECK, as a foreign
+    # tool could): a failure no action foresees. (Bad stored JSON no longer is one: it is
+    # answered as an empty value, see test_hardening_api.)
     with closing(connect(shop / "keysmith.db")) as conn:
         conn.execute("PRAGMA ignore_check_constraints = ON")
         # The newest license: the first the search reads, whatever the seed made.
         conn.execute(
-            "UPDATE licenses SET entitlements = '[broken' WHERE rowid = "
+            "UPDATE licenses SET issued_at = 'not a time' WHERE rowid = "
             "(SELECT rowid FROM licenses ORDER BY issued_at DESC, rowid DESC LIMIT 1)"
         )
     before = db_dump(shop)

@@ -7,6 +7,7 @@ and copied to `bench/out/console/` (gitignored) for a person to look at.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import sqlite3
@@ -19,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from daemon.health import safe_mode_message
 from tests import kit
@@ -96,6 +99,25 @@ def full_dump(db_path: Path) -> str:
         return kit.dump(conn, include_ledger=True)
     finally:
         conn.close()
+
+
+def issuer_key_spellings(db_path: Path) -> list[str]:
+    """The active issuer private key (32 raw bytes in `issuer_keys`) as a page or a log line
+    could carry it: hex, base64 (standard and URL-safe, padded or not), and its PEM body."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        (raw,) = conn.execute("SELECT private_key FROM issuer_keys WHERE active = 1").fetchone()
+    finally:
+        conn.close()
+    private = Ed25519PrivateKey.from_private_bytes(raw)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    (pem_body,) = [line for line in pem.splitlines() if not line.startswith("-----")]
+    spellings = [raw.hex(), raw.hex().upper(), pem_body]
+    for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
+        spellings += [encoded.decode(), encoded.decode().rstrip("=")]
+    return spellings
 
 
 def shoot(page, screens: Path, name: str) -> None:
@@ -301,9 +323,10 @@ def test_seller_console_after_a_healed_upgrade(tmp_path, browser_context, screen
         assert answer.status == 429 and int(answer.headers["retry-after"]) > 0
         assert "sign-in is paused" in answer.text()
 
-        # No secret reached a page or the log.
+        # No secret reached a page or the log, the issuer's private key in any spelling.
         log = d.log_text()
-        for secret in (PASSWORD, d.env["KEYSMITH_ADMIN_API_KEY"], cookie["value"]):
+        secrets = (PASSWORD, d.env["KEYSMITH_ADMIN_API_KEY"], cookie["value"])
+        for secret in (*secrets, *issuer_key_spellings(db)):
             assert not any(secret in text for text in html)
             assert secret not in log
         assert sum(key in text for text in html) == 1  # the one page that issued it

@@ -4,15 +4,22 @@ console password setting, and the boot history the Upgrades page lists."""
 
 from __future__ import annotations
 
+import re
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+
+import pytest
 
 from daemon.console import auth
 from daemon.settings import Settings
 from daemon.status import BOOT_HISTORY_LIMIT, append_boot, boots_path, read_boots
 from tests import kit
 from tests.daemon_proc import DaemonProc
+from tests.test_api_support import db_dump, issue, make_product, must
+from tests.test_hardening_api import TRICKLE_SECONDS, trickle
 
 PASSWORD = "correct horse battery staple"
 
@@ -170,3 +177,139 @@ def test_a_paused_address_may_try_again_once_the_window_has_passed(monkeypatch):
     assert 0 < limiter.retry_after("203.0.113.5") <= auth.WINDOW_SECONDS / 2 + 1
     now[0] += auth.WINDOW_SECONDS / 2 + 1
     assert limiter.retry_after("203.0.113.5") is None
+
+
+# ----- a signed-in console over plain HTTP: headers, slow bodies, suspend -----
+
+SLOW_BODY_TIMEOUT = 2.0
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory) -> Iterator[DaemonProc]:
+    env = {
+        "KEYSMITH_CONSOLE_PASSWORD": PASSWORD,
+        "KEYSMITH_BODY_TIMEOUT": str(SLOW_BODY_TIMEOUT),
+    }
+    with DaemonProc(tmp_path_factory.mktemp("console"), env=env) as d:
+        d.wait_for("serving")
+        yield d
+
+
+def session_cookie(d: DaemonProc) -> str:
+    status, headers = sign_in(d.url, PASSWORD)
+    assert status == 303
+    return headers["Set-Cookie"].split(";", 1)[0]
+
+
+def fetch(d: DaemonProc, method: str, path: str, cookie: str | None = None, form=None):
+    """(status, headers, body text) of one console request, redirects not followed."""
+    request = urllib.request.Request(
+        f"{d.url}{path}",
+        method=method,
+        data=None if form is None else urllib.parse.urlencode(form).encode(),
+        headers={"Cookie": cookie} if cookie else {},
+    )
+    try:
+        with OPENER.open(request, timeout=30) as answer:
+            return answer.status, answer.headers, answer.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+def test_every_kind_of_console_page_carries_the_security_headers(console):
+    cookie = session_cookie(console)
+    pages = {
+        "sign-in page": ("GET", "/admin/login", None, 200),
+        "signed-in page": ("GET", "/admin/licenses", cookie, 200),
+        "redirect to sign in": ("GET", "/admin/audit", None, 303),
+        "static file": ("GET", "/admin/static/console.css", None, 200),
+        "unknown page": ("GET", "/admin/no-such-page", cookie, 404),
+        "unknown static file": ("GET", "/admin/static/nope.js", None, 404),
+        "refused form": ("POST", "/admin/codes", cookie, 403),
+    }
+    for kind, (method, path, with_cookie, expected) in pages.items():
+        form = {} if method == "POST" else None
+        status, headers, body = fetch(console, method, path, with_cookie, form)
+        assert status == expected, (kind, status, body[:300])
+        assert headers["Content-Security-Policy"] == (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+        ), kind
+        assert headers["X-Content-Type-Options"] == "nosniff", kind
+        assert headers["X-Frame-Options"] == "DENY", kind
+        assert headers["Referrer-Policy"] == "same-origin", kind
+        expected_cache = "public, max-age=3600" if kind == "static file" else "no-store"
+        assert headers["Cache-Control"] == expected_cache, kind
+        if status == 404:
+            assert "text/html" in headers["Content-Type"], kind
+            assert "Nothing was changed" in body, kind
+
+
+def csrf_of(d: DaemonProc, path: str, cookie: str) -> str:
+    status, _, body = fetch(d, "GET", path, cookie)
+    assert status == 200, body[:300]
+    found = re.search(r'name="csrf" value="([^"]+)"', body)
+    assert found is not None, body[:300]
+    return found.group(1)
+
+
+def test_suspend_and_unsuspend_from_the_console(console):
+    product = make_product(console)
+    issued = issue(console, product)
+    key, page = issued["license_key"], f"/admin/licenses/{issued['license_id']}"
+    cookie = session_cookie(console)
+
+    def validate() -> tuple[bool, str | None]:
+        answer = must(console.request("POST", "/v1/validate", {"key": key}), 200)
+        return answer["ok"], answer.get("reason")
+
+    assert validate() == (True, None)
+    for action, status_after, validated in (
+        ("suspend", "suspended", (False, "suspended")),
+        ("unsuspend", "active", (True, None)),
+    ):
+        token = csrf_of(console, page, cookie)
+        status, headers, _ = fetch(console, "POST", f"{page}/{action}", cookie, {"csrf": token})
+        assert status == 303 and headers["Location"] == f"{page}?done={action}", action
+        _, _, body = fetch(console, "GET", f"{page}?done={action}", cookie)
+        assert f'id="license-status">{status_after}<' in body, action
+        assert validate() == validated, action
+    # Without the session's token, nothing changes.
+    before = db_dump(console)
+    status, _, body = fetch(console, "POST", f"{page}/suspend", cookie, {"csrf": "x" * 43})
+    assert status == 403 and "Nothing was changed" in body
+    assert db_dump(console) == before and validate() == (True, None)
+
+
+@pytest.mark.parametrize("signed_in", [False, True], ids=["sign-in", "signed-in form"])
+def test_a_trickled_console_form_is_cut_off(console, signed_in):
+    """A body trickled byte by byte (here, the password itself) is cut off after the body
+    timeout with the console's own page, which echoes nothing that was sent."""
+    path = "/admin/codes" if signed_in else "/admin/login"
+    cookie = f"Cookie: {session_cookie(console)}\r\n" if signed_in else ""
+    body = urllib.parse.urlencode({"password": PASSWORD}).encode()
+    sockets = [socket.create_connection(("127.0.0.1", console.port)) for _ in range(2)]
+    before = db_dump(console)
+    try:
+        for sock in sockets:
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{console.port}\r\n{cookie}"
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                f"Content-Length: {len(body) + 4000}\r\n\r\n".encode()
+            )
+        closed = trickle(sockets, [bytes([b]) for b in body])
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert len(closed) == len(sockets), f"still open after {TRICKLE_SECONDS} s: {closed}"
+    answered = [data for data in closed.values() if data]
+    assert answered, "cut off without an answer"
+    for data in answered:
+        head, _, page = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), data[:300]
+        assert b"text/html" in head and b"Content-Security-Policy" in head, head
+        assert b"Nothing was changed" in page, page[:300]
+        assert b"correct" not in data and b"password=" not in data
+    assert db_dump(console) == before
+    # The console still serves a whole form sent at once.
+    assert sign_in(console.url, PASSWORD)[0] == 303

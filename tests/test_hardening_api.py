@@ -16,13 +16,22 @@ import sqlite3
 import time
 import uuid
 from contextlib import closing
+from dataclasses import dataclass
 
 import pytest
 
 from daemon.licensing import inputs
 from daemon.settings import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, Settings
 from tests.daemon_proc import DaemonProc
-from tests.test_api_support import admin, db_dump, must, serving_daemon, unique
+from tests.test_api_support import (
+    admin,
+    db_dump,
+    issue,
+    make_product,
+    must,
+    serving_daemon,
+    unique,
+)
 
 daemon = pytest.fixture(scope="module", name="daemon")(serving_daemon)
 
@@ -133,6 +142,102 @@ def test_a_deep_row_in_the_database_does_not_break_the_listings(daemon):
     # One line for the row, not one per listing: the catalogue is polled by every client.
     assert len(warnings) == 1, daemon.log_text()[-3000:]
     assert "metadata" in warnings[0]
+
+
+# ----- bad stored JSON in other rows -----
+
+BAD_STORED_JSON = {
+    "deep": nested(975),  # valid JSON to SQLite (its limit is 1,000 levels), not to a listing
+    "invalid": "{not json",
+    "wrong kind": '{"pro": true}',  # an object where a list belongs (and a list for a detail)
+}
+
+
+@dataclass(frozen=True)
+class BadRows:
+    """A product whose policy, license and the license's audit entry hold bad stored JSON."""
+
+    slug: str
+    policy_id: str
+    license_id: str
+    license_key: str
+    audit_id: int
+
+
+@pytest.fixture(scope="module", params=BAD_STORED_JSON.values(), ids=BAD_STORED_JSON.keys())
+def bad_rows(daemon, request) -> BadRows:
+    """Written by hand past the schema's CHECKs, as an older version or a foreign tool could."""
+    bad = request.param
+    slug = make_product(daemon)
+    issued = issue(daemon, slug)
+    license_id = issued["license_id"]
+    with closing(sqlite3.connect(daemon.db_path, timeout=10)) as conn:
+        conn.execute("PRAGMA ignore_check_constraints = ON")
+        (policy_id,) = conn.execute(
+            "SELECT pol.id FROM policies AS pol JOIN products AS p ON p.id = pol.product_id "
+            "WHERE p.slug = ?",
+            (slug,),
+        ).fetchone()
+        conn.execute("UPDATE policies SET entitlements = ? WHERE id = ?", (bad, policy_id))
+        conn.execute("UPDATE licenses SET entitlements = ? WHERE id = ?", (bad, license_id))
+        detail = "[1, 2]" if bad.startswith('{"pro"') else bad
+        (audit_id,) = conn.execute(
+            "UPDATE audit_log SET detail = ? WHERE subject = ? RETURNING id",
+            (detail, f"license:{license_id}"),
+        ).fetchone()
+        conn.commit()
+    return BadRows(slug, policy_id, license_id, issued["license_key"], audit_id)
+
+
+def test_bad_policy_entitlements_do_not_break_the_public_policy_listing(daemon, bad_rows):
+    public = must(daemon.request("GET", f"/v1/products/{bad_rows.slug}/policies"), 200)
+    assert [p["entitlements"] for p in public["policies"]] == [[]]
+
+
+def test_bad_policy_entitlements_do_not_break_the_admin_policy_listing(daemon, bad_rows):
+    path = f"/v1/admin/policies?product_slug={bad_rows.slug}"
+    listed = must(admin(daemon, "GET", path), 200)["policies"]
+    assert [(p["id"], p["entitlements"]) for p in listed] == [(bad_rows.policy_id, [])]
+
+
+def test_bad_license_entitlements_do_not_break_the_license_listing(daemon, bad_rows):
+    listed = must(admin(daemon, "GET", "/v1/admin/licenses?limit=1000"), 200)["licenses"]
+    assert {lic["id"]: lic for lic in listed}[bad_rows.license_id]["entitlements"] == []
+    one = must(admin(daemon, "GET", f"/v1/admin/licenses/{bad_rows.license_id}"), 200)
+    assert one["entitlements"] == []
+
+
+def test_a_bad_audit_detail_does_not_break_the_audit_log(daemon, bad_rows):
+    path = f"/v1/admin/audit?subject=license:{bad_rows.license_id}"
+    entries = must(admin(daemon, "GET", path), 200)["entries"]
+    assert {e["id"]: e for e in entries}[bad_rows.audit_id]["detail"] == {}
+
+
+def test_bad_license_entitlements_still_validate_with_none(daemon, bad_rows):
+    answer = must(daemon.request("POST", "/v1/validate", {"key": bad_rows.license_key}), 200)
+    assert answer["ok"] is True and answer["entitlements"] == []
+
+
+def test_a_license_issued_from_a_bad_policy_gets_no_entitlements(daemon, bad_rows):
+    assert issue(daemon, bad_rows.slug)["entitlements"] == []
+
+
+def test_each_bad_row_is_warned_about_once(daemon, bad_rows):
+    for _ in range(2):  # listed again: still one line per row, the catalogue is polled a lot
+        must(daemon.request("GET", f"/v1/products/{bad_rows.slug}/policies"), 200)
+        must(admin(daemon, "GET", f"/v1/admin/licenses/{bad_rows.license_id}"), 200)
+        must(admin(daemon, "GET", f"/v1/admin/audit?subject=license:{bad_rows.license_id}"), 200)
+    log = daemon.log_text().splitlines()
+    for row_id, column in (
+        (bad_rows.policy_id, "entitlements"),
+        (bad_rows.license_id, "entitlements"),
+        (bad_rows.audit_id, "detail"),
+    ):
+        warned = [
+            line for line in log if "WARN" in line and f" {row_id}: its stored {column}" in line
+        ]
+        assert len(warned) == 1, (row_id, column, daemon.log_text()[-3000:])
+        assert "The row is unchanged" in warned[0]
 
 
 # ----- a client that hangs up mid-body -----

@@ -48,6 +48,9 @@ def add_console_routes(
     add("GET", f"{PREFIX}/upgrades", signed_in(upgrades))
     for method, path, page in (*SELLER_ROUTES, *INTEGRATION_ROUTES):
         add(method, f"{PREFIX}{path}", signed_in(serving(page)))
+    # Last of the console's: a page the browser asks for that does not exist is still a
+    # console page, with its headers, not the API's JSON envelope. `[\s\S]` as in the API's.
+    add("GET", rf"{PREFIX}/{{path:[\s\S]*}}", _not_found)
 
 
 async def _to_overview(request: web.Request) -> web.StreamResponse:
@@ -58,11 +61,21 @@ async def _static(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     data = request.app[CONSOLE_KEY].static.get(name)
     if data is None:
-        raise web.HTTPNotFound()
+        return await _not_found(request)
     response = web.Response(body=data, content_type=STATIC_TYPES[Path(name).suffix])
     response.headers.update(SECURITY_HEADERS)
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
+
+
+async def _not_found(request: web.Request) -> web.StreamResponse:
+    return render(
+        request,
+        "refused.html",
+        status=404,
+        title="Not found",
+        message=f"There is no console page at {request.path}. Nothing was changed.",
+    )
 
 
 # ----- overview and upgrades -----

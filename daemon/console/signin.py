@@ -47,6 +47,37 @@ def _refused(request: web.Request, session: auth.Session | None) -> web.Response
     )
 
 
+async def _read_form(request: web.Request) -> dict[str, str] | None:
+    """The posted form's text fields, or None when the body did not arrive within the body
+    timeout (KEYSMITH_BODY_TIMEOUT, the API's bound): a client trickling a body must not hold
+    a handler open forever."""
+    try:
+        async with asyncio.timeout(request.app[CONSOLE_KEY].settings.body_timeout):
+            posted = await request.post()
+    except TimeoutError:
+        return None
+    return {k: v for k, v in posted.items() if isinstance(v, str)}
+
+
+def _too_slow(request: web.Request, session: auth.Session | None) -> web.Response:
+    timeout = request.app[CONSOLE_KEY].settings.body_timeout
+    log.warning(
+        f"console form refused: its body did not arrive within {timeout:g} s",
+        extra={"path": request.path},
+    )
+    response = render(
+        request,
+        "refused.html",
+        status=408,
+        session=session,
+        title="Form too slow",
+        message=f"This form did not arrive within {timeout:g} seconds, so it was refused. "
+        "Nothing was changed. Check the connection, reload the page and send it again.",
+    )
+    response.force_close()  # the rest of a late body must not be read as a new request
+    return response
+
+
 def signed_in(page: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """Only with a live session; a POST also needs this origin and the session's CSRF token.
     Without a password set, only the page that explains how to set one."""
@@ -67,8 +98,10 @@ def signed_in(page: Page) -> Callable[[web.Request], Awaitable[web.StreamRespons
             return see(f"{PREFIX}/login")
         form: dict[str, str] = {}
         if request.method == "POST":
-            posted = await request.post()
-            form = {k: v for k, v in posted.items() if isinstance(v, str)}
+            posted = await _read_form(request)
+            if posted is None:
+                return _too_slow(request, session)
+            form = posted
             if not _same_origin(request) or not auth.csrf_ok(session, form.pop("csrf", None)):
                 return _refused(request, session)
         return await page(request, session, form)
@@ -125,10 +158,12 @@ async def login(request: web.Request) -> web.StreamResponse:
     wait = console.limiter.retry_after(address)
     if wait is not None:
         return _too_many(request, wait)
-    posted = await request.post()
-    given = posted.get("password")
+    form = await _read_form(request)
+    if form is None:
+        return _too_slow(request, None)
+    given = form.get("password")
     async with console.verify_slots:
-        matches = isinstance(given, str) and await asyncio.to_thread(password.verify, stored, given)
+        matches = given is not None and await asyncio.to_thread(password.verify, stored, given)
     if not matches:
         console.limiter.failed(address)
         log.warning("console sign-in failed: wrong password", extra={"client": address})

@@ -21,7 +21,7 @@ from typing import Literal, get_args
 import msgspec
 from aiosqlite import Connection
 
-from daemon.licensing import answers, inputs, models, rows
+from daemon.licensing import answers, inputs, models
 from daemon.licensing.core import Core, now
 from daemon.licensing.errors import BadRequest, NotFound
 from daemon.licensing.models import Role
@@ -94,14 +94,14 @@ def _stored_scopes(row: Row) -> list[str]:
         if not isinstance(stored, list) or not all(isinstance(s, str) for s in stored):
             raise ValueError("it is not a list of scope names")
     except ValueError as e:
-        rows.warn_unlistable("API key", row["id"], "scopes", str(e), "[]", remedy)
+        inputs.warn_unshowable("API key", row["id"], "scopes", str(e), "[]", remedy)
         return []
     named = {RENAMED_SCOPES.get(s, s) for s in stored}
     known = sorted(named.intersection(SCOPES))
     unknown = sorted(named.difference(SCOPES))
     if unknown:
         reason = f"{', '.join(unknown)[:200]} not among {', '.join(SCOPES)}"
-        rows.warn_unlistable("API key", row["id"], "scopes", reason, str(known), remedy)
+        inputs.warn_unshowable("API key", row["id"], "scopes", reason, str(known), remedy)
     return known
 
 

@@ -276,7 +276,7 @@ async def _product_of(conn: Connection, product_id: str | None, slug: str | None
 
 
 def _check_entitlements_in_catalog(product: Row, entitlements: list[str]) -> None:
-    catalog = {entry["slug"] for entry in json.loads(product["entitlements_catalog"])}
+    catalog = {entry["slug"] for entry in rows.entitlements_catalog(product)}
     unknown = [slug for slug in entitlements if slug not in catalog]
     if catalog and unknown:
         raise BadRequest(

@@ -1,19 +1,25 @@
 """The bounds every request model shares, and the checks msgspec cannot declare.
 
 `daemon.licensing.models` builds its field types from these limits; the free-form JSON bounds
-also apply when such a value is read back from the database (`stored_json`), and `timestamp`
-reads the two forms a time may take (unix seconds, or ISO 8601 with a timezone).
+also apply when such a value is read back from the database (`stored_json`, and `shown_json`
+for every JSON column an answer carries), and `timestamp` reads the two forms a time may take
+(unix seconds, or ISO 8601 with a timezone).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from daemon.licensing.errors import BadRequest
+
+log = logging.getLogger("keysmith.licensing")
+J = TypeVar("J", dict[str, Any], list[Any])
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
 SLUG_RULE = "1-64 characters of a-z, 0-9, '-' and '_', starting and ending with a letter or digit"
@@ -44,6 +50,41 @@ def stored_json(raw: object) -> Any:
     if problem is not None:
         raise ValueError(f"it {problem}")
     return value
+
+
+def shown_json(kind: str, row_id: object, column: str, raw: object, fallback: J) -> J:
+    """A stored JSON column to answer with. A row that an older version or a hand edit left
+    invalid, too deep or too large, or not of the fallback's kind (an object where a list
+    belongs) is answered with `fallback` and one warning, so one row can never take a whole
+    listing (or a validation) down."""
+    try:
+        value = stored_json(raw)
+    except ValueError as e:
+        reason = str(e)
+    else:
+        if type(value) is type(fallback):
+            return value
+        reason = f"it is {_kind(value)}, not {_kind(fallback)}"
+    answered = json.dumps(fallback)
+    remedy = (
+        f"rewrite its {column} as JSON like {answered} within {MAX_JSON_DEPTH} levels to show "
+        "it again"
+    )
+    warn_unshowable(kind, str(row_id), column, reason, answered, remedy)
+    return fallback
+
+
+# Once per row and reason, not once per answer: the public catalogue is polled by every client.
+@functools.lru_cache(maxsize=1024)
+def warn_unshowable(
+    kind: str, row_id: str, column: str, reason: str, answered: str, remedy: str
+) -> None:
+    """One warning that a stored value was answered in a safe form in place of what is stored."""
+    log.warning(
+        f"{kind} {row_id}: its stored {column} cannot be shown ({reason}); answered "
+        f"{answered} in its place. The row is unchanged; {remedy}",
+        extra={"row_id": row_id, "column": column},
+    )
 
 
 def json_bounds_problem(value: object) -> str | None:

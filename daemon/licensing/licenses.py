@@ -13,6 +13,7 @@ from aiosqlite import Connection
 from daemon.licensing import (
     answers,
     events,
+    inputs,
     keys,
     models,
     outbox,
@@ -67,7 +68,9 @@ class Licenses(Core):
             license_key=row["license_key"],
             issued_at=iso_time(at),
             expires_at=iso_time(row["expires_at"]),
-            entitlements=json.loads(row["entitlements"]),
+            entitlements=inputs.shown_json(
+                "license", row["id"], "entitlements", row["entitlements"], []
+            ),
             is_trial=bool(row["is_trial"]),
             max_machines=await self._seats_of(row["id"]),
         )
@@ -93,7 +96,13 @@ class Licenses(Core):
             expires_at = at + policy["duration_seconds"]
         entitlements = terms.entitlements
         if entitlements is None:
-            entitlements = [] if policy is None else json.loads(policy["entitlements"])
+            entitlements = (
+                []
+                if policy is None
+                else inputs.shown_json(
+                    "policy", policy["id"], "entitlements", policy["entitlements"], []
+                )
+            )
         is_trial = terms.is_trial
         if is_trial is None:
             is_trial = policy is not None and bool(policy["is_trial"])

@@ -1,22 +1,18 @@
 """Database rows as the layer's answers (`daemon.licensing.answers`), one function per kind.
 
-Rows are `sqlite3.Row` with the columns of the matching `store` column list. A stored
-JSON value that an older version or a hand edit left too deep or invalid is answered with a
-safe value and one warning, so one row can never take a whole listing down.
+Rows are `sqlite3.Row` with the columns of the matching `store` column list. Every stored JSON
+column is read through `inputs.shown_json`: one that an older version or a hand edit left too
+deep, invalid or of the wrong kind is answered with an empty value and one warning, so one row
+can never take a whole listing down.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import logging
 from typing import Any
 
 from daemon.licensing import answers, inputs
 from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
-
-log = logging.getLogger("keysmith.licensing")
 
 # A percent code's amount: stored as whole percent (migration 0005's CHECK), said in basis points.
 BASIS_POINTS_PER_PERCENT = 100
@@ -31,8 +27,8 @@ def product(row: Row) -> answers.Product:
         price_sats=row["price_sats"],
         price_currency=row["price_currency"],
         price_minor=row["price_minor"],
-        metadata=_listed_json(row, "metadata", {}),
-        entitlements_catalog=_listed_json(row, "entitlements_catalog", []),
+        metadata=inputs.shown_json("product", row["id"], "metadata", row["metadata"], {}),
+        entitlements_catalog=entitlements_catalog(row),
         active=bool(row["active"]),
         created_at=iso_time(row["created_at"]),
         updated_at=iso_time(row["updated_at"]),
@@ -45,7 +41,7 @@ def public_product(row: Row) -> answers.PublicProduct:
         name=row["name"],
         description=row["description"],
         base_price_sats=row["price_sats"],
-        entitlements_catalog=_listed_json(row, "entitlements_catalog", []),
+        entitlements_catalog=entitlements_catalog(row),
     )
 
 
@@ -60,7 +56,9 @@ def _public_fields(row: Row) -> dict[str, Any]:
         "grace_seconds": row["grace_seconds"],
         "max_machines": row["max_machines"],
         "is_trial": bool(row["is_trial"]),
-        "entitlements": json.loads(row["entitlements"]),
+        "entitlements": inputs.shown_json(
+            "policy", row["id"], "entitlements", row["entitlements"], []
+        ),
         "highlighted": bool(row["highlighted"]),
         "trial_days": duration // 86_400 if row["is_trial"] else 0,
     }
@@ -110,7 +108,9 @@ def license_(row: Row) -> answers.License:
         suspended_at=iso_time(row["suspended_at"]),
         suspend_reason=row["suspend_reason"],
         is_trial=bool(row["is_trial"]),
-        entitlements=json.loads(row["entitlements"]),
+        entitlements=inputs.shown_json(
+            "license", row["id"], "entitlements", row["entitlements"], []
+        ),
         max_machines=row["max_machines"],
     )
 
@@ -169,30 +169,11 @@ def audit_entry(row: Row) -> answers.AuditEntry:
         actor=row["actor"],
         action=row["action"],
         subject=row["subject"],
-        detail=json.loads(row["detail"]),
+        detail=inputs.shown_json("audit entry", row["id"], "detail", row["detail"], {}),
     )
 
 
-def _listed_json(row: Row, column: str, fallback: Any) -> Any:
-    try:
-        return inputs.stored_json(row[column])
-    except ValueError as e:
-        remedy = (
-            f"rewrite its {column} to valid JSON within {inputs.MAX_JSON_DEPTH} levels to show "
-            "it again"
-        )
-        warn_unlistable("product", row["id"], column, str(e), json.dumps(fallback), remedy)
-        return fallback
-
-
-# Once per row and reason, not once per listing: the public catalogue is polled by every client.
-@functools.lru_cache(maxsize=1024)
-def warn_unlistable(
-    kind: str, row_id: str, column: str, reason: str, answered: str, remedy: str
-) -> None:
-    """One warning that a stored value was answered in a safe form in place of what is stored."""
-    log.warning(
-        f"{kind} {row_id}: its stored {column} cannot be shown ({reason}); answered "
-        f"{answered} in its place. The row is unchanged; {remedy}",
-        extra={"row_id": row_id, "column": column},
+def entitlements_catalog(row: Row) -> list[Any]:
+    return inputs.shown_json(
+        "product", row["id"], "entitlements_catalog", row["entitlements_catalog"], []
     )

@@ -34,7 +34,6 @@ that can change (status, expiry, seats, machines, policy, product) is kept in me
 from __future__ import annotations
 
 import enum
-import json
 import sqlite3
 import time
 from collections import OrderedDict
@@ -43,7 +42,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from daemon.licensing import keys, store, store_machines
+from daemon.licensing import inputs, keys, store, store_machines
 
 # A read in WAL mode waits only in rare moments (another process recovering the WAL index);
 # the event loop must not stall longer than this for it.
@@ -195,7 +194,7 @@ class LicenseReader:
             issued_at=row[4],
             expires_at=row[5],
             is_trial=bool(row[6]),
-            entitlements=tuple(json.loads(row[7])),
+            entitlements=tuple(inputs.shown_json("license", row[0], "entitlements", row[7], [])),
             max_machines=row[8],
             grace_seconds=row[9],
             fingerprint_hash=row[10],
