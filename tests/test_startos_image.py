@@ -24,7 +24,14 @@ from typing import Any
 
 import pytest
 
-from tests.image_tools import REPO, build_image, missing_tools, podman, tools_required, variant_context
+from tests.image_tools import (
+    REPO,
+    build_image,
+    missing_tools,
+    podman,
+    tools_required,
+    variant_context,
+)
 from tests.kit import assert_db_clean, connect, dump
 from tests.startos.driver import Package, build_bundle, missing_node
 
