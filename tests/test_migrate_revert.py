@@ -15,6 +15,7 @@ import pytest
 
 from daemon import __version__
 from daemon.migrate import Blocked, DatabaseInUse, Remedy
+from daemon.migrate.errors import RevertFailed
 from daemon.migrate.lock import UsersLock
 from daemon.migrate.revert import revert_migrations
 from daemon.migrate.source import load_downs, load_source
@@ -231,18 +232,24 @@ def test_revert_refuses_while_another_process_has_the_database_open(tmp_path):
     assert not (db.parent / "backups").exists(), "refused before the backup"
 
 
-def test_a_failing_down_step_is_rolled_back_and_earlier_steps_stay(tmp_path):
+def test_a_failing_down_step_undoes_the_whole_revert(tmp_path):
+    """The newest step reverts, the next one fails: the backup taken before the revert is put
+    back, so the database is as it was before it (never between versions), data intact."""
     pairs = dict(PAIRS)
     pairs[f"{LATEST + 1:04d}_license_support_notes.down.sql"] = "DROP TABLE no_such_table;\n"
     folder, db = folder_with(tmp_path, pairs), tmp_path / "app.db"
-    kit.apply_range(db, folder, upto=LATEST + 1)
-    at_first = snapshot(db)
+    seeded(db, folder, LATEST)
     kit.apply_range(db, folder)
-    with pytest.raises(Exception) as error:
+    before = snapshot(db, include_ledger=True)
+    with pytest.raises(RevertFailed) as error:
         revert(db, folder, LATEST)
-    assert f"Reverting migration {LATEST + 1}" in str(error.value)
-    assert f"at schema version {LATEST + 1}" in str(error.value)
-    assert snapshot(db) == at_first, "the step before it is reverted; the failing one untouched"
+    assert snapshot(db, include_ledger=True) == before, "all or nothing"
+    assert heal_log(db) == [], "no step is recorded as reverted"
+    message = str(error.value)
+    assert f"Reverting migration {LATEST + 1}" in message and "no_such_table" in message
+    assert f"as it was before the revert, at schema version {LATEST + 2}" in message
+    assert "nothing was reverted, and the data is intact" in message
+    assert error.value.data_intact and error.value.remedies[0] is Remedy.KEEP_CURRENT_VERSION
 
 
 # ---- the command line ------------------------------------------------------------------------
@@ -330,5 +337,6 @@ def test_a_failing_no_transaction_down_step_restores_the_backup(tmp_path):
     before = snapshot(db, include_ledger=True)
     with pytest.raises(Exception) as error:
         revert(db, folder, LATEST)
-    assert "the backup taken before the revert was restored" in str(error.value)
+    assert "The backup taken before the revert" in str(error.value)
+    assert "was restored: the database is as it was before the revert" in str(error.value)
     assert snapshot(db, include_ledger=True) == before
