@@ -15,12 +15,13 @@ import pytest
 
 from daemon import __version__
 from daemon.migrate import Blocked, DatabaseInUse, Remedy
+from daemon.migrate.backup import BackupKind, list_backups
 from daemon.migrate.errors import RevertFailed
 from daemon.migrate.lock import UsersLock
 from daemon.migrate.revert import revert_migrations
 from daemon.migrate.source import load_downs, load_source
 from tests import kit, migfiles
-from tests.daemon_proc import REPO, DaemonProc
+from tests.daemon_proc import REPO, DaemonProc, base_env
 from tests.seed import seed
 from tests.test_api_support import issue, make_product, must
 
@@ -250,6 +251,30 @@ def test_a_failing_down_step_undoes_the_whole_revert(tmp_path):
     assert f"as it was before the revert, at schema version {LATEST + 2}" in message
     assert "nothing was reverted, and the data is intact" in message
     assert error.value.data_intact and error.value.remedies[0] is Remedy.KEEP_CURRENT_VERSION
+
+
+def test_after_a_downgrade_the_restore_action_picks_the_pre_upgrade_backup(tmp_path):
+    """Upgrade from the older schema (a pre-upgrade backup), downgrade (a backup at the newer
+    schema, newer still): the older version's 'Restore pre-upgrade backup' must put back the
+    one it can run on, never the one taken before the revert."""
+    db = tmp_path / "data" / "keysmith.db"
+    db.parent.mkdir()
+    seeded(db, kit.MIGRATIONS, LAST_PLAIN)
+    upgrade = kit.apply_range(db, kit.MIGRATIONS)
+    assert upgrade.backup is not None and upgrade.schema_version == LATEST
+    outcome = revert(db, kit.MIGRATIONS, target=LAST_PLAIN)
+    assert outcome.schema_version == LAST_PLAIN
+    assert outcome.backup.path.name.endswith(f"-pre-revert-v{LATEST}.sqlite3")
+    assert [b.path for b in list_backups(db)] == [upgrade.backup.path]
+    assert [b.path for b in list_backups(db, BackupKind.REVERT)] == [outcome.backup.path]
+    env = base_env({"KEYSMITH_DB_PATH": str(db), "KEYSMITH_MIGRATIONS_DIR": str(kit.MIGRATIONS)})
+    done = subprocess.run(
+        [sys.executable, "-m", "daemon", "action", "restore-backup"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["result"]["value"] == str(upgrade.backup.path)
+    assert max(kit.checksums(db)) == LAST_PLAIN, "the restored database is one it can run on"
 
 
 # ---- the command line ------------------------------------------------------------------------

@@ -24,7 +24,13 @@ from typing import NoReturn
 
 from daemon.migrate import ledger
 from daemon.migrate.apply import Progress, open_for_migration, transaction
-from daemon.migrate.backup import BackupInfo, open_database_file, restore_backup, take_backup
+from daemon.migrate.backup import (
+    BackupInfo,
+    BackupKind,
+    open_database_file,
+    restore_backup,
+    take_backup,
+)
 from daemon.migrate.errors import Blocked, MigrateError, RevertFailed
 from daemon.migrate.lock import UsersLock, migration_lock
 from daemon.migrate.plan import BACKUP, Action, Finding
@@ -81,7 +87,7 @@ def revert_migrations(
             # 3. The backup, before any down step.
             if on_progress:
                 on_progress(Progress(None, BACKUP, 0, len(plan.steps), BACKUP))
-            backup = take_backup(conn, db_fd, db_path, plan.schema_version)
+            backup = take_backup(conn, db_fd, db_path, plan.schema_version, BackupKind.REVERT)
             log.info("backed up the database to %s before reverting", backup.path)
             with transaction(conn):
                 ledger.ensure_tables(conn)
