@@ -277,6 +277,57 @@ def test_after_a_downgrade_the_restore_action_picks_the_pre_upgrade_backup(tmp_p
     assert max(kit.checksums(db)) == LAST_PLAIN, "the restored database is one it can run on"
 
 
+# ---- what a revert discards, declared by its down files -----------------------------------
+
+
+def test_every_shipped_down_file_declares_what_it_discards():
+    undeclared = [v for v, down in load_downs(kit.MIGRATIONS).items() if not down.discards]
+    assert undeclared == [], "add a '-- discards: ...' header line (or '-- discards: nothing')"
+
+
+def test_only_header_lines_declare_discards(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {
+            f"{LATEST + 1:04d}_x.up.sql": "CREATE TABLE x (a);\n",
+            f"{LATEST + 1:04d}_x.down.sql": (
+                "-- no-transaction\n-- why it is written this way\n\n--   discards: the x rows  \n"
+                "DROP TABLE x;\n-- discards: not a header line\n"
+            ),
+        },
+    )
+    assert load_downs(folder)[LATEST + 1].discards == ("the x rows",)
+
+
+def test_the_revert_names_what_it_discards_before_acting_and_in_the_heal_log(tmp_path):
+    db = tmp_path / "app.db"
+    seeded(db, kit.MIGRATIONS, LATEST)
+    done = cli("revert", "--to", str(LAST_PLAIN), "--db", str(db), "--migrations",
+               str(kit.MIGRATIONS))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    api_keys = "scoped API keys, webhook endpoints and their events, deliveries and delivery log"
+    # Before the first step runs (stderr is in order), then in the result.
+    before_acting = done.stderr.split("step 1 of")[0]
+    assert api_keys in before_acting and "buyer emails on licenses" in before_acting
+    assert f"reverting 14 discarded {api_keys}" in done.stdout
+    evidence = {v: e for v, _a, e, _b in heal_log(db)}
+    assert f"which discards {api_keys}" in evidence[14]
+    assert "per-license seat limits and grace periods" in evidence[13]
+
+
+def test_the_json_result_lists_what_was_discarded(tmp_path):
+    db = tmp_path / "app.db"
+    kit.apply_range(db, kit.MIGRATIONS)
+    done = cli("revert", "--to", "13", "--db", str(db), "--migrations", str(kit.MIGRATIONS),
+               "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    discarded = json.loads(done.stdout)["discarded"]
+    assert set(discarded) == {"14", "15"}
+    assert discarded["14"] == [
+        "scoped API keys, webhook endpoints and their events, deliveries and delivery log"
+    ]
+
+
 # ---- the command line ------------------------------------------------------------------------
 
 

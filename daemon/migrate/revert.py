@@ -52,11 +52,14 @@ def revert_migrations(
     *,
     daemon_version: str,
     target: int | None = None,
+    on_plan: Callable[[RevertPlan], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     lock_timeout: float = 30.0,
 ) -> RevertOutcome:
     """Revert the applied versions above `target` (only the newest one when None), newest
-    first. Raises Blocked before anything changes when any of them cannot be reverted."""
+    first. Raises Blocked before anything changes when any of them cannot be reverted.
+    `on_plan` is shown the plan it will carry out (each step's evidence names what its down
+    file discards) once it holds the lock, before anything is written."""
     started = time.perf_counter()
     source = load_source(migrations_dir)
     downs = load_downs(migrations_dir)
@@ -80,6 +83,8 @@ def revert_migrations(
             current = ledger.read_ledger(conn, checksums(source))
             plan = plan_revert(source, downs, current, target)
             _refuse_if_blocked(plan)
+            if on_plan:
+                on_plan(plan)
             # 2. Nobody else may have the database open: the schema it expects is going away.
             users = UsersLock(db_path)
             held.callback(users.release)
