@@ -22,6 +22,7 @@ from daemon.migrate.plan import BACKUP, Action, Plan, State
 TYPE_CHECKING = False  # typing stays unimported for the no-op run
 if TYPE_CHECKING:
     from daemon.migrate.apply import Progress
+    from daemon.migrate.revert_plan import RevertPlan
 
 EXIT_OK, EXIT_FAILED, EXIT_BLOCKED = 0, 1, 2
 
@@ -168,13 +169,20 @@ def _revert(db_path: str, migrations: str, target: int | None, as_json: bool) ->
     from daemon.migrate.revert import revert_migrations
 
     outcome = revert_migrations(
-        db_path, migrations, daemon_version=__version__, target=target, on_progress=_print_progress
+        db_path,
+        migrations,
+        daemon_version=__version__,
+        target=target,
+        on_plan=_print_revert_plan,
+        on_progress=_print_progress,
     )
+    discards = outcome.plan.discards
     if as_json:
         _print_json(
             {
                 "schema_version": outcome.schema_version,
                 "reverted": outcome.reverted,
+                "discarded": {str(v): list(what) for v, what in discards.items()},
                 "backup": str(outcome.backup.path) if outcome.backup else None,
                 "seconds": round(outcome.seconds, 4),
             }
@@ -185,9 +193,19 @@ def _revert(db_path: str, migrations: str, target: int | None, as_json: bool) ->
             f"reverted {len(outcome.reverted)} migration(s) ({listed}); schema "
             f"v{outcome.schema_version}; backup taken first: {outcome.backup.path}"
         )
+        for version, what in discards.items():
+            print(f"  reverting {version} discarded {'; '.join(what)}")
     else:
         print(f"nothing to revert; schema v{outcome.schema_version}")
     return EXIT_OK
+
+
+def _print_revert_plan(plan: RevertPlan) -> None:
+    """Before any step runs (stderr, like the progress): what each step will do and discard."""
+    to = "no schema" if plan.target is None else f"schema v{plan.target}"
+    print(f"reverting {len(plan.steps)} migration(s) to {to}:", file=sys.stderr, flush=True)
+    for f in plan.steps:
+        print(f"  {f.version} ({f.description}): {f.evidence}", file=sys.stderr, flush=True)
 
 
 def _accept(

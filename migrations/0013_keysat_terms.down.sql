@@ -5,6 +5,10 @@
 -- shortened); an unlimited policy or a per-license override has no place in the older
 -- schema and is dropped with its column, as are buyer emails on licenses (invoices keep
 -- theirs) and suspension reasons (the audit log keeps them).
+-- discards: per-license seat limits and grace periods
+-- discards: policies' unlimited seats and grace periods
+-- discards: buyer emails on licenses and suspension reasons
+-- discards: policy durations finer than a day (rounded up to whole days)
 
 DROP INDEX licenses_buyer_email_idx;
 

@@ -14,6 +14,7 @@ export const LIVE_FILES = [
   '/keysmith.db-shm',
   '/keysmith.db-journal',
   '*.migrate-lock',
+  '*.users-lock',
   '/keysmith-status.json',
 ]
 

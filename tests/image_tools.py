@@ -26,6 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.daemon_proc import free_port
@@ -41,6 +42,23 @@ CONTEXT_ITEMS = (
 )  # fmt: skip
 BUILD_TIMEOUT = 900  # a cold build on a busy 2-core machine, base image included
 _names = itertools.count()
+
+
+def tools_required(reason: str | None) -> Any:
+    """A module-scoped autouse fixture (assign it to a name in the test module) that runs before
+    the module's image builds: it skips every test there when `reason` says a tool is missing,
+    and under CI fails them with it instead, since a CI run that skipped every image test would
+    pass having run none."""
+
+    @pytest.fixture(scope="module", autouse=True)
+    def image_tools_present() -> None:
+        if reason is None:
+            return
+        if os.environ.get("CI"):
+            pytest.fail(f"the image tests cannot run in CI: {reason}", pytrace=False)
+        pytest.skip(f"the image tests cannot run here: {reason}")
+
+    return image_tools_present
 
 
 def missing_tools() -> str | None:

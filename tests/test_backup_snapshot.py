@@ -24,7 +24,13 @@ from tests.kit import apply_range, assert_db_clean
 from tests.test_api_support import admin, make_product
 
 # What the 0.4 package's backup leaves out of the volume copy (the live files).
-EXCLUDED = ("keysmith.db", "keysmith.db-wal", "keysmith.db-shm", "keysmith.db.migrate-lock")
+EXCLUDED = (
+    "keysmith.db",
+    "keysmith.db-wal",
+    "keysmith.db-shm",
+    "keysmith.db.migrate-lock",
+    "keysmith.db.users-lock",
+)
 WRITERS = 2
 AFTER_SNAPSHOT = 20  # licenses issued after the snapshot ended, to prove the load overlapped it
 

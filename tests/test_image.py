@@ -41,15 +41,15 @@ from tests.image_tools import (
     missing_tools,
     podman,
     run_action,
+    tools_required,
     variant_context,
 )
 from tests.kit import assert_db_clean, connect, dump
 from tests.seed import count_rows
 
-_reason = missing_tools()
+image_tools_present = tools_required(missing_tools())
 pytestmark = [
     pytest.mark.image,
-    pytest.mark.skipif(_reason is not None, reason=f"image test needs buildah/podman: {_reason}"),
     pytest.mark.timeout(1200),
 ]
 

@@ -15,11 +15,13 @@ import pytest
 
 from daemon import __version__
 from daemon.migrate import Blocked, DatabaseInUse, Remedy
+from daemon.migrate.backup import BackupKind, list_backups
+from daemon.migrate.errors import RevertFailed
 from daemon.migrate.lock import UsersLock
 from daemon.migrate.revert import revert_migrations
 from daemon.migrate.source import load_downs, load_source
 from tests import kit, migfiles
-from tests.daemon_proc import REPO, DaemonProc
+from tests.daemon_proc import REPO, DaemonProc, base_env
 from tests.seed import seed
 from tests.test_api_support import issue, make_product, must
 
@@ -231,18 +233,99 @@ def test_revert_refuses_while_another_process_has_the_database_open(tmp_path):
     assert not (db.parent / "backups").exists(), "refused before the backup"
 
 
-def test_a_failing_down_step_is_rolled_back_and_earlier_steps_stay(tmp_path):
+def test_a_failing_down_step_undoes_the_whole_revert(tmp_path):
+    """The newest step reverts, the next one fails: the backup taken before the revert is put
+    back, so the database is as it was before it (never between versions), data intact."""
     pairs = dict(PAIRS)
     pairs[f"{LATEST + 1:04d}_license_support_notes.down.sql"] = "DROP TABLE no_such_table;\n"
     folder, db = folder_with(tmp_path, pairs), tmp_path / "app.db"
-    kit.apply_range(db, folder, upto=LATEST + 1)
-    at_first = snapshot(db)
+    seeded(db, folder, LATEST)
     kit.apply_range(db, folder)
-    with pytest.raises(Exception) as error:
+    before = snapshot(db, include_ledger=True)
+    with pytest.raises(RevertFailed) as error:
         revert(db, folder, LATEST)
-    assert f"Reverting migration {LATEST + 1}" in str(error.value)
-    assert f"at schema version {LATEST + 1}" in str(error.value)
-    assert snapshot(db) == at_first, "the step before it is reverted; the failing one untouched"
+    assert snapshot(db, include_ledger=True) == before, "all or nothing"
+    assert heal_log(db) == [], "no step is recorded as reverted"
+    message = str(error.value)
+    assert f"Reverting migration {LATEST + 1}" in message and "no_such_table" in message
+    assert f"as it was before the revert, at schema version {LATEST + 2}" in message
+    assert "nothing was reverted, and the data is intact" in message
+    assert error.value.data_intact and error.value.remedies[0] is Remedy.KEEP_CURRENT_VERSION
+
+
+def test_after_a_downgrade_the_restore_action_picks_the_pre_upgrade_backup(tmp_path):
+    """Upgrade from the older schema (a pre-upgrade backup), downgrade (a backup at the newer
+    schema, newer still): the older version's 'Restore pre-upgrade backup' must put back the
+    one it can run on, never the one taken before the revert."""
+    db = tmp_path / "data" / "keysmith.db"
+    db.parent.mkdir()
+    seeded(db, kit.MIGRATIONS, LAST_PLAIN)
+    upgrade = kit.apply_range(db, kit.MIGRATIONS)
+    assert upgrade.backup is not None and upgrade.schema_version == LATEST
+    outcome = revert(db, kit.MIGRATIONS, target=LAST_PLAIN)
+    assert outcome.schema_version == LAST_PLAIN
+    assert outcome.backup.path.name.endswith(f"-pre-revert-v{LATEST}.sqlite3")
+    assert [b.path for b in list_backups(db)] == [upgrade.backup.path]
+    assert [b.path for b in list_backups(db, BackupKind.REVERT)] == [outcome.backup.path]
+    env = base_env({"KEYSMITH_DB_PATH": str(db), "KEYSMITH_MIGRATIONS_DIR": str(kit.MIGRATIONS)})
+    done = subprocess.run(
+        [sys.executable, "-m", "daemon", "action", "restore-backup"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["result"]["value"] == str(upgrade.backup.path)
+    assert max(kit.checksums(db)) == LAST_PLAIN, "the restored database is one it can run on"
+
+
+# ---- what a revert discards, declared by its down files -----------------------------------
+
+
+def test_every_shipped_down_file_declares_what_it_discards():
+    undeclared = [v for v, down in load_downs(kit.MIGRATIONS).items() if not down.discards]
+    assert undeclared == [], "add a '-- discards: ...' header line (or '-- discards: nothing')"
+
+
+def test_only_header_lines_declare_discards(tmp_path):
+    folder = folder_with(
+        tmp_path,
+        {
+            f"{LATEST + 1:04d}_x.up.sql": "CREATE TABLE x (a);\n",
+            f"{LATEST + 1:04d}_x.down.sql": (
+                "-- no-transaction\n-- why it is written this way\n\n--   discards: the x rows  \n"
+                "DROP TABLE x;\n-- discards: not a header line\n"
+            ),
+        },
+    )
+    assert load_downs(folder)[LATEST + 1].discards == ("the x rows",)
+
+
+def test_the_revert_names_what_it_discards_before_acting_and_in_the_heal_log(tmp_path):
+    db = tmp_path / "app.db"
+    seeded(db, kit.MIGRATIONS, LATEST)
+    done = cli("revert", "--to", str(LAST_PLAIN), "--db", str(db), "--migrations",
+               str(kit.MIGRATIONS))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    api_keys = "scoped API keys, webhook endpoints and their events, deliveries and delivery log"
+    # Before the first step runs (stderr is in order), then in the result.
+    before_acting = done.stderr.split("step 1 of")[0]
+    assert api_keys in before_acting and "buyer emails on licenses" in before_acting
+    assert f"reverting 14 discarded {api_keys}" in done.stdout
+    evidence = {v: e for v, _a, e, _b in heal_log(db)}
+    assert f"which discards {api_keys}" in evidence[14]
+    assert "per-license seat limits and grace periods" in evidence[13]
+
+
+def test_the_json_result_lists_what_was_discarded(tmp_path):
+    db = tmp_path / "app.db"
+    kit.apply_range(db, kit.MIGRATIONS)
+    done = cli("revert", "--to", "13", "--db", str(db), "--migrations", str(kit.MIGRATIONS),
+               "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    discarded = json.loads(done.stdout)["discarded"]
+    assert set(discarded) == {"14", "15"}
+    assert discarded["14"] == [
+        "scoped API keys, webhook endpoints and their events, deliveries and delivery log"
+    ]
 
 
 # ---- the command line ------------------------------------------------------------------------
@@ -330,5 +413,6 @@ def test_a_failing_no_transaction_down_step_restores_the_backup(tmp_path):
     before = snapshot(db, include_ledger=True)
     with pytest.raises(Exception) as error:
         revert(db, folder, LATEST)
-    assert "the backup taken before the revert was restored" in str(error.value)
+    assert "The backup taken before the revert" in str(error.value)
+    assert "was restored: the database is as it was before the revert" in str(error.value)
     assert snapshot(db, include_ledger=True) == before

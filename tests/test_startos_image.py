@@ -24,14 +24,20 @@ from typing import Any
 
 import pytest
 
-from tests.image_tools import REPO, build_image, missing_tools, podman, variant_context
+from tests.image_tools import (
+    REPO,
+    build_image,
+    missing_tools,
+    podman,
+    tools_required,
+    variant_context,
+)
 from tests.kit import assert_db_clean, connect, dump
 from tests.startos.driver import Package, build_bundle, missing_node
 
-_reason = missing_tools() or missing_node()
+image_tools_present = tools_required(missing_tools() or missing_node())
 pytestmark = [
     pytest.mark.image,
-    pytest.mark.skipif(_reason is not None, reason=f"needs podman, buildah and node: {_reason}"),
     pytest.mark.timeout(900),
 ]
 
@@ -327,7 +333,9 @@ def test_backup_under_write_load_restores_every_committed_row(images, tmp_path):
     # The live files were never copied; the consistent snapshot was.
     for live in ("keysmith.db", "keysmith.db-wal", "keysmith.db-shm", "keysmith-status.json"):
         assert not (saved / live).exists(), live
+    # The locks are held by live processes; a restore must start without them.
     assert not list(saved.glob("*.migrate-lock"))
+    assert not list(saved.glob("*.users-lock"))
     assert (saved / "backup-snapshot" / "keysmith.db").is_file()
 
     # Restore on a new server: the backup target is all there is.

@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 import time
 from collections import namedtuple
+from enum import StrEnum
 from pathlib import Path
 
 from daemon.migrate.errors import BackupRefused, RestoreRefused
@@ -27,7 +28,24 @@ KEEP_BACKUPS = 5
 # Room for the copy plus a margin for the WAL the migration itself will write.
 _HEADROOM = 1.2
 _MIN_FREE_BYTES = 8 * 1024 * 1024
-_NAME = re.compile(r"^(?P<stem>.+)-(?P<stamp>\d{8}T\d{6}\d{6}Z)-pre-v(?P<schema>\w+)\.sqlite3$")
+
+
+class BackupKind(StrEnum):
+    """What a backup was taken before; the part of its name between the stamp and the schema
+    version. A restore of "the backup taken before the upgrade" lists only UPGRADE ones."""
+
+    # `…-pre-v14.sqlite3`: the name every release has given its pre-upgrade backups, and the
+    # only one the restore action of any release (older ones too) picks.
+    UPGRADE = "pre"
+    # `…-pre-revert-v15.sqlite3`: taken at the newer schema before going back from it, so an
+    # older release, after the downgrade, must never pick it as its pre-upgrade backup (it could
+    # not run on it). Its name is one no release's pre-upgrade pattern matches.
+    REVERT = "pre-revert"
+
+
+_NAME = re.compile(
+    r"^(?P<stem>.+)-(?P<stamp>\d{8}T\d{6}\d{6}Z)-(?P<kind>pre|pre-revert)-v(?P<schema>\w+)\.sqlite3$"
+)
 
 
 # path (Path), size_bytes, seconds it took (0.0 when listed), created_at (the UTC stamp in its
@@ -51,7 +69,11 @@ def open_database_file(db_path: Path) -> int:
 
 
 def take_backup(
-    conn: sqlite3.Connection, db_fd: int, db_path: Path, schema_version: int | None
+    conn: sqlite3.Connection,
+    db_fd: int,
+    db_path: Path,
+    schema_version: int | None,
+    kind: BackupKind = BackupKind.UPGRADE,
 ) -> BackupInfo:
     """A backup of the database `conn` has open; `db_fd` comes from open_database_file."""
     started = time.perf_counter()
@@ -65,7 +87,7 @@ def take_backup(
     _check_room(conn, folder)
     now_us = time.time_ns() // 1000
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now_us // 10**6)) + f"{now_us % 10**6:06d}Z"
-    final = folder / f"{db_path.stem}-{stamp}-pre-v{schema_version or 0}.sqlite3"
+    final = folder / f"{db_path.stem}-{stamp}-{kind}-v{schema_version or 0}.sqlite3"
     partial = final.with_name(final.name + ".partial")
     try:
         create_private(partial)
@@ -75,7 +97,7 @@ def take_backup(
     except (sqlite3.Error, OSError) as exc:
         partial.unlink(missing_ok=True)
         raise BackupRefused(f"writing {final} failed ({exc})", str(folder)) from None
-    _prune(db_path)
+    _prune(db_path, kind)
     return BackupInfo(
         final, final.stat().st_size, time.perf_counter() - started, stamp, str(schema_version)
     )
@@ -157,23 +179,24 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def list_backups(db_path: Path) -> list[BackupInfo]:
-    """Backups of this database, newest first."""
+def list_backups(db_path: Path, kind: BackupKind = BackupKind.UPGRADE) -> list[BackupInfo]:
+    """Backups of this database taken before `kind` of change, newest first."""
     folder = backups_dir(db_path)
     if not folder.is_dir():
         return []
     found = []
     for path in folder.iterdir():
         match = _NAME.match(path.name)
-        if match and match["stem"] == db_path.stem:
+        if match and match["stem"] == db_path.stem and match["kind"] == kind:
             found.append(
                 BackupInfo(path, path.stat().st_size, 0.0, match["stamp"], match["schema"])
             )
     return sorted(found, key=lambda b: b.created_at, reverse=True)
 
 
-def _prune(db_path: Path) -> None:
-    for old in list_backups(db_path)[KEEP_BACKUPS:]:
+def _prune(db_path: Path, kind: BackupKind) -> None:
+    """The newest few of each kind stay: reverts never push out the pre-upgrade backups."""
+    for old in list_backups(db_path, kind)[KEEP_BACKUPS:]:
         old.path.unlink(missing_ok=True)
 
 

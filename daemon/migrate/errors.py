@@ -280,28 +280,44 @@ class Blocked(MigrateError):
 
 
 class RevertFailed(MigrateError):
-    """A down step's SQL failed. It was rolled back (or, outside a transaction, the backup
-    taken before the revert was restored); the steps before it stay reverted."""
+    """A down step's SQL failed. A revert is all or nothing: the backup taken before it was
+    restored, undoing its earlier steps too (`restored_to` is the schema version it is back
+    at). Only when that restore itself failed (`restore_failed`) may the database be left
+    between versions, and the message says where the backup is."""
 
     reason = Reason.SQL_ERROR
 
     def __init__(
-        self, version: int, description: str, detail: str, *, now_at: int | None, restored: bool
+        self,
+        version: int,
+        description: str,
+        detail: str,
+        *,
+        backup: str,
+        restored_to: int | None = None,
+        restore_failed: str | None = None,
     ) -> None:
-        at = "with no schema" if now_at is None else f"at schema version {now_at}"
-        safety = (
-            "It cannot run in a transaction, so the backup taken before the revert was "
-            f"restored: the database is as it was before the revert, {at}, and the data is "
-            "intact."
-            if restored
-            else f"It was rolled back: the database is {at} (every earlier step of this revert "
-            "is complete), and the data is intact."
-        )
+        self.version = version
+        self.restored = restore_failed is None
+        at = "with no schema" if restored_to is None else f"at schema version {restored_to}"
+        if restore_failed is None:
+            safety = (
+                f"The backup taken before the revert ({backup}) was restored: the database is as "
+                f"it was before the revert, {at}, nothing was reverted, and the data is intact."
+            )
+            remedies = (Remedy.KEEP_CURRENT_VERSION, Remedy.REPORT_TO_MAINTAINERS)
+        else:
+            safety = (
+                f"Restoring the backup taken before the revert failed too ({restore_failed}), so "
+                f"the database may be left between two versions; that backup, with every row "
+                f"as it was before the revert, is {backup}."
+            )
+            remedies = (Remedy.RESTORE_FULL_BACKUP, Remedy.REPORT_TO_MAINTAINERS)
         super().__init__(
             f"Reverting migration {version} ({description}) failed ({detail}).",
-            Remedy.INSTALL_NEWER_VERSION,
-            Remedy.REPORT_TO_MAINTAINERS,
+            *remedies,
             safety=safety,
+            data_intact=restore_failed is None,
         )
 
 

@@ -1,11 +1,13 @@
 """One revert, read top to bottom in `revert_migrations`, with a run's discipline: plan without a
 lock and refuse there; take the migration lock, re-read the ledger and plan again; hold the
 users lock exclusively (a reverted schema under a process that has the database open would
-break it, and a failed down step outside a transaction needs the backup restored); back up;
-run each down step in one transaction with the removal of its ledger and provenance rows and
-its heal-log entry.
+break it, and a failed step has the backup restored); back up; run each down step in one
+transaction with the removal of its ledger and provenance rows and its heal-log entry.
 
-Refusals are raised before anything is written, so they always mean "nothing was changed".
+Refusals are raised before anything is written, so they always mean "nothing was changed". A
+revert is all or nothing: when any down step fails, the backup taken before the first one is
+put back, so the database is never left between two versions (a platform's downgrade that
+stops there would leave a schema neither version knows).
 """
 
 from __future__ import annotations
@@ -18,11 +20,18 @@ from collections import namedtuple
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import NoReturn
 
 from daemon.migrate import ledger
 from daemon.migrate.apply import Progress, open_for_migration, transaction
-from daemon.migrate.backup import BackupInfo, open_database_file, restore_backup, take_backup
-from daemon.migrate.errors import Blocked, RevertFailed
+from daemon.migrate.backup import (
+    BackupInfo,
+    BackupKind,
+    open_database_file,
+    restore_backup,
+    take_backup,
+)
+from daemon.migrate.errors import Blocked, MigrateError, RevertFailed
 from daemon.migrate.lock import UsersLock, migration_lock
 from daemon.migrate.plan import BACKUP, Action, Finding
 from daemon.migrate.revert_plan import RevertPlan, plan_revert
@@ -43,11 +52,14 @@ def revert_migrations(
     *,
     daemon_version: str,
     target: int | None = None,
+    on_plan: Callable[[RevertPlan], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     lock_timeout: float = 30.0,
 ) -> RevertOutcome:
     """Revert the applied versions above `target` (only the newest one when None), newest
-    first. Raises Blocked before anything changes when any of them cannot be reverted."""
+    first. Raises Blocked before anything changes when any of them cannot be reverted.
+    `on_plan` is shown the plan it will carry out (each step's evidence names what its down
+    file discards) once it holds the lock, before anything is written."""
     started = time.perf_counter()
     source = load_source(migrations_dir)
     downs = load_downs(migrations_dir)
@@ -71,6 +83,8 @@ def revert_migrations(
             current = ledger.read_ledger(conn, checksums(source))
             plan = plan_revert(source, downs, current, target)
             _refuse_if_blocked(plan)
+            if on_plan:
+                on_plan(plan)
             # 2. Nobody else may have the database open: the schema it expects is going away.
             users = UsersLock(db_path)
             held.callback(users.release)
@@ -78,7 +92,7 @@ def revert_migrations(
             # 3. The backup, before any down step.
             if on_progress:
                 on_progress(Progress(None, BACKUP, 0, len(plan.steps), BACKUP))
-            backup = take_backup(conn, db_fd, db_path, plan.schema_version)
+            backup = take_backup(conn, db_fd, db_path, plan.schema_version, BackupKind.REVERT)
             log.info("backed up the database to %s before reverting", backup.path)
             with transaction(conn):
                 ledger.ensure_tables(conn)
@@ -93,24 +107,8 @@ def revert_migrations(
             try:
                 _revert_step(conn, step, down, backup, daemon_version)
             except sqlite3.Error as exc:
-                detail = f"{type(exc).__name__}: {exc}"
-                if not down.no_transaction:
-                    raise RevertFailed(
-                        step.version,
-                        step.description,
-                        detail,
-                        now_at=_after(current, reverted),
-                        restored=False,
-                    ) from exc
                 conn.close()
-                restore_backup(db_path, backup.path, users)
-                raise RevertFailed(
-                    step.version,
-                    step.description,
-                    detail,
-                    now_at=plan.schema_version,
-                    restored=True,
-                ) from exc
+                _undo_revert(db_path, backup, users, step, f"{type(exc).__name__}: {exc}", current)
             reverted.append(step.version)
             log.warning(
                 "reverted migration %s (%s) with its down file; backup first: %s",
@@ -153,6 +151,44 @@ def _revert_step(
                 daemon_version,
             ),
         )
+
+
+def _undo_revert(
+    db_path: Path,
+    backup: BackupInfo,
+    users: UsersLock,
+    step: Finding,
+    detail: str,
+    current: ledger.Ledger,
+) -> NoReturn:
+    """A down step failed: put back the backup taken before the revert, so a revert is all or
+    nothing (the steps before it are undone too), and raise what happened."""
+    try:
+        restore_backup(db_path, backup.path, users)
+    except (MigrateError, OSError, sqlite3.Error) as exc:
+        raise RevertFailed(
+            step.version,
+            step.description,
+            detail,
+            backup=str(backup.path),
+            restore_failed=str(exc),
+        ) from exc
+    log.error(
+        "reverting migration %s (%s) failed (%s); restored the backup taken before the revert "
+        "(%s): the database is at schema version %s, as before the revert",
+        step.version,
+        step.description,
+        detail,
+        backup.path,
+        current.schema_version,
+    )
+    raise RevertFailed(
+        step.version,
+        step.description,
+        detail,
+        backup=str(backup.path),
+        restored_to=current.schema_version,
+    )
 
 
 def _after(current: ledger.Ledger, reverted: list[int]) -> int | None:

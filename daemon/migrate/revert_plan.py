@@ -10,6 +10,9 @@ can be. Pure, like plan.py: reads its inputs, returns a RevertPlan, changes noth
 | applied, but no file for it in the folder                   | blocked |
 | recorded as failed                                          | blocked |
 
+A step's evidence names what its down file declares it discards (`-- discards:` header lines,
+source.py), so the plan shows it before anything runs and the heal log keeps it.
+
 A down file undoes what its up file did; once the up file differs from the applied one, nothing
 says the down file undoes what was really applied, so the step is refused rather than guessed.
 Every blocker is reported at once, before anything changes.
@@ -44,6 +47,15 @@ class RevertPlan(namedtuple("RevertPlan", "findings downs schema_version target"
     @property
     def steps(self) -> list[Finding]:
         return [f for f in self.findings if f.action is Action.REVERT]
+
+    @property
+    def discards(self) -> dict[int, tuple[str, ...]]:
+        """What each step's down file declares it discards, for the steps that declare it."""
+        return {
+            f.version: self.downs[f.version].discards
+            for f in self.steps
+            if self.downs[f.version].discards
+        }
 
     @property
     def runs_outside_a_transaction(self) -> bool:
@@ -117,4 +129,7 @@ def _classify(migration: Migration | None, down: Migration | None, row: AppliedR
             else f"{name} has no matching {name.removesuffix('.up.sql')}.down.sql"
         )
         return found(State.APPLIED, Action.BLOCKED, f"cannot be reverted: {why}")
-    return found(State.APPLIED, Action.REVERT, f"reverted with {os.path.basename(down.path)}")
+    discards = f", which discards {'; '.join(down.discards)}" if down.discards else ""
+    return found(
+        State.APPLIED, Action.REVERT, f"reverted with {os.path.basename(down.path)}{discards}"
+    )

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from os import PathLike
 
 NO_TRANSACTION_MARKER = b"-- no-transaction"
+# A down file declares in its header what reverting throws away for good (rows or values the
+# older schema has no place for), one `-- discards: <what>` line per kind; the revert shows it
+# before acting and records it in the heal log. `-- discards: nothing` says so explicitly.
+DISCARDS_KEY = "discards"
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 
 
@@ -37,6 +41,20 @@ class Migration(namedtuple("Migration", "version description path sql_bytes chec
     def no_transaction(self) -> bool:
         # sqlx honours the marker only as the very first bytes (a BOM or blank line defeats it).
         return self.sql_bytes.startswith(NO_TRANSACTION_MARKER)
+
+    @property
+    def discards(self) -> tuple[str, ...]:
+        """What the file's header declares it discards: the `-- discards:` lines among the
+        comment lines before its first statement (none when it declares nothing)."""
+        declared = []
+        for line in self.text.splitlines():
+            line = line.strip()
+            if line and not line.startswith("--"):
+                break  # the header ends at the first statement
+            key, colon, what = line.removeprefix("--").strip().partition(":")
+            if key == DISCARDS_KEY and colon and what.strip():
+                declared.append(what.strip())
+        return tuple(declared)
 
 
 def load_source(directory: str | PathLike[str]) -> list[Migration]:

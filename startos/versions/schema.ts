@@ -21,16 +21,20 @@ const REVERT_TIMEOUT_MS = 30 * 60_000
 // A version's `down` migration: revert the schema, in a fresh container of this (newer)
 // version's image with the data volume, to what `older` knows, through the daemon's own
 // `migrate revert`. It plans first and refuses before changing anything when a step cannot be
-// reverted (no down file, or an up file that is not the one applied); the refusal's message
-// is thrown, so StartOS shows it and the downgrade stops, never half-done.
+// reverted (no down file, or an up file that is not the one applied), and a step that fails
+// puts back the backup taken before the revert; either way its message is thrown, so StartOS
+// shows it and the downgrade stops, never half-done. StartOS shows nothing for a down that
+// succeeds, so its summary (what each step discarded, the backup taken first) goes to the
+// service's logs; the action 'Self-heal history' shows the same for each step.
 export const revertSchemaTo =
   (older: PackageVersion) =>
   async ({ effects }: { effects: T.Effects }): Promise<void> => {
     const to = String(SCHEMA_VERSION[older])
-    await runInImage(
+    const summary = await runInImage(
       effects,
       'migrate-revert',
       daemonCommand('migrate', 'revert', '--to', to, '--for-startos'),
       REVERT_TIMEOUT_MS,
     )
+    console.info(summary.trim())
   }
