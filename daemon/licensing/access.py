@@ -71,7 +71,7 @@ ROLE_SCOPES: dict[Role, frozenset[str]] = {
 def scope_of(method: str, path: str) -> str:
     """The scope an admin route needs: its resource, read for GET, write otherwise."""
     resource = path.removeprefix("/v1/admin/").split("/", 1)[0]
-    if resource == "webhook-endpoints":
+    if resource in ("webhook-endpoints", "webhook-deliveries"):
         resource = "webhooks"
     if resource not in RESOURCES:
         raise ValueError(f"admin route {method} {path}: resource '{resource}' has no scope")

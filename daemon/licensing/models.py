@@ -314,10 +314,14 @@ EventType = Literal[
     "machine.deactivated",
     "migration.self_healed",
 ]
+# Keysat's wildcard: an endpoint subscribed to `*` hears every event (its default).
+EVERY_EVENT = "*"
+Subscription = EventType | Literal["*"]
 ScopeText = Annotated[str, msgspec.Meta(pattern=r"^[a-z-]{1,40}:(read|write)$")]
 Url = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://[^\s\x00]+$")]
 Secret = Annotated[str, msgspec.Meta(min_length=16, max_length=256, pattern=NO_NUL)]
-DeliveryStatus = Literal["pending", "delivered", "failed"]
+# Keysat's delivery-log filter; `all` (or none) lists every delivery.
+DeliveryFilter = Literal["pending", "delivered", "failed", "all"]
 
 
 class ApiKeyCreate(Request, kw_only=True):
@@ -328,7 +332,9 @@ class ApiKeyCreate(Request, kw_only=True):
 
 class WebhookEndpointCreate(Request, kw_only=True):
     url: Url
-    event_types: Annotated[list[EventType], msgspec.Meta(min_length=1, max_length=16)]
+    event_types: Annotated[list[Subscription], msgspec.Meta(min_length=1, max_length=16)] = (
+        msgspec.field(default_factory=lambda: [EVERY_EVENT])
+    )
     description: LongText = ""
     # None: a 32-byte secret is generated (shown once, in the create answer).
     secret: Secret | None = None
@@ -344,8 +350,9 @@ class WebhookEndpointCreate(Request, kw_only=True):
 
 class DeliveryQuery(Request, kw_only=True):
     endpoint_id: Uuid | None = None
-    status: DeliveryStatus | None = None
-    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    status: DeliveryFilter = "all"
+    # Keysat's default and greatest page.
+    limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
 
 
 def _check_json(name: str, value: object) -> None:

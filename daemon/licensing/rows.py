@@ -173,20 +173,43 @@ def audit_entry(row: Row) -> answers.AuditEntry:
     )
 
 
-def _listed_json(row: Row, column: str, fallback: Any) -> Any:
+def webhook_endpoint(row: Row) -> answers.WebhookEndpoint:
+    return answers.WebhookEndpoint(
+        id=row["id"],
+        url=row["url"],
+        event_types=_event_types(row),
+        active=bool(row["enabled"]),
+        description=row["description"],
+        created_at=iso_time(row["created_at"]),
+        updated_at=iso_time(row["updated_at"]),
+        secret_prefix=row["secret"][:4],
+    )
+
+
+def _event_types(row: Row) -> list[str]:
+    """An endpoint's stored event types; a row an older version or a hand edit broke is listed
+    with none, which is what it hears (`outbox` reads the column with the same guard)."""
+    found = _listed_json(row, "event_types", [], kind="webhook endpoint")
+    if isinstance(found, list) and all(isinstance(t, str) for t in found):
+        return found
+    _warn_unlistable("webhook endpoint", row["id"], "event_types", "not a list of texts", "[]")
+    return []
+
+
+def _listed_json(row: Row, column: str, fallback: Any, *, kind: str = "product") -> Any:
     try:
         return inputs.stored_json(row[column])
     except ValueError as e:
-        _warn_unlistable(row["id"], column, str(e), json.dumps(fallback))
+        _warn_unlistable(kind, row["id"], column, str(e), json.dumps(fallback))
         return fallback
 
 
 # Once per row and reason, not once per listing: the public catalogue is polled by every client.
 @functools.lru_cache(maxsize=1024)
-def _warn_unlistable(product_id: str, column: str, reason: str, fallback: str) -> None:
+def _warn_unlistable(kind: str, row_id: str, column: str, reason: str, fallback: str) -> None:
     log.warning(
-        f"product {product_id}: its stored {column} cannot be shown ({reason}); answered "
+        f"{kind} {row_id}: its stored {column} cannot be shown ({reason}); answered "
         f"{fallback} in its place. The row is unchanged; rewrite its {column} to valid JSON "
-        f"within {inputs.MAX_JSON_DEPTH} levels to show it again",
-        extra={"product_id": product_id, "column": column},
+        f"of that shape within {inputs.MAX_JSON_DEPTH} levels to show it again",
+        extra={"id": row_id, "kind": kind, "column": column},
     )
