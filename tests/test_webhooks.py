@@ -341,9 +341,13 @@ def test_the_openapi_document_describes_every_event_and_the_delivery_headers(tmp
     issued = document["webhooks"]["license.issued"]["post"]
     headers = {p["name"] for p in issued["parameters"]}
     assert headers == {"X-Keysat-Signature", "X-Keysat-Event", "X-Keysat-Delivery"}
-    data = issued["requestBody"]["content"]["application/json"]["schema"]["properties"]["data"]
-    name = data["$ref"].rsplit("/", 1)[1]
-    assert "license_key" in document["components"]["schemas"][name]["properties"]
+    body = issued["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["event_type", "timestamp", "data"]  # Keysat's envelope
+    assert body["properties"]["event_type"] == {"const": "license.issued"}
+    assert body["properties"]["timestamp"]["format"] == "date-time"
+    name = body["properties"]["data"]["$ref"].rsplit("/", 1)[1]
+    fields = document["components"]["schemas"][name]["properties"]
+    assert {"license_id", "invoice_id", "source", "license_key"} <= set(fields)
 
 
 def test_a_delivery_out_of_attempts_is_failed_and_the_next_one_goes(tmp_path):
