@@ -302,7 +302,8 @@ def _integrations(shop: _Shop, unit: int) -> None:
     for n, status in enumerate(("delivered", "failed", "pending")):
         event_id = unit * 3 + n + 1
         at = shop.ago(90)
-        payload = json.dumps({"type": "license.issued", "created_at": at, "data": {}})
+        timestamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+        payload = json.dumps({"event_type": "license.issued", "timestamp": timestamp, "data": {}})
         shop.rows["webhook_events"].append((event_id, "license.issued", payload, at))
         delivery_id = shop.uuid()
         shop.rows["webhook_deliveries"].append(

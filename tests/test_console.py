@@ -373,7 +373,11 @@ def test_webhooks_and_api_keys_from_the_console(tmp_path, browser_context, scree
         page.wait_for_function("document.getElementById('copy-secret').textContent === 'Copied'")
         assert page.evaluate("navigator.clipboard.readText()") == secret
         shoot(page, screens, "webhook-created")
-        assert receiver.url in page.inner_text("#endpoints")
+        listed = page.inner_text("#endpoints")
+        assert receiver.url in listed and "license.issued" in listed
+        assert secret not in listed and f"{secret[:4]}…" in listed  # its first characters only
+        # Keysat's wildcard is offered first: every event, also those of a later version.
+        assert page.inner_text("label[for='f-event-1']") == "* (every event)"
 
         # A license issued: its event is delivered, signed with that secret, and listed.
         issue(d, make_product(d))
@@ -387,6 +391,13 @@ def test_webhooks_and_api_keys_from_the_console(tmp_path, browser_context, scree
         assert receiver.seen[0].signed_by(secret)
         assert page.locator("#created-secret").count() == 0  # once, and only once
         shoot(page, screens, "webhooks")
+
+        # Disabled here: the API lists it inactive (Keysat's `active`); enabled again.
+        for label, state, active in (("Disable", "disabled", False), ("Enable", "enabled", True)):
+            submit(page, f"#endpoints button:text-is('{label}')")
+            assert page.inner_text("#endpoints td[data-label='State']") == state
+            found = d.request("GET", "/v1/admin/webhook-endpoints", headers=d.admin_headers())
+            assert [e["active"] for e in must(found, 200)["endpoints"]] == [active]
 
         # An API key. Keysat's roles are explained next to the choice.
         page.goto(f"{d.url}/admin/api-keys")

@@ -201,9 +201,10 @@ def test_admin_operations_without_the_key_change_nothing(daemon, resources, tmp_
     # The test with the key created webhook endpoints at generated URLs; their deliveries'
     # attempts would be written while this test runs. Disabled, nothing is sent or logged.
     listed = daemon.request("GET", "/v1/admin/webhook-endpoints", headers=daemon.admin_headers())
-    for endpoint in listed[1]["webhook_endpoints"]:
-        path = f"/v1/admin/webhook-endpoints/{endpoint['id']}/disable"
-        assert daemon.request("POST", path, headers=daemon.admin_headers())[0] == 200
+    for endpoint in listed[1]["endpoints"]:
+        path = f"/v1/admin/webhook-endpoints/{endpoint['id']}/active"
+        off = {"active": False}
+        assert daemon.request("PATCH", path, off, headers=daemon.admin_headers())[0] == 200
     time.sleep(1.5)  # an attempt under way when disabled is recorded within its 1 s timeout
     before_dump = db_dump(daemon)
     before = http_counts(daemon)

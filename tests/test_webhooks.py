@@ -5,10 +5,13 @@ hostile receivers (hanging, a 10 MB answer, a redirect) cost validate nothing me
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import sqlite3
 import statistics
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -43,6 +46,11 @@ def _endpoint(daemon: DaemonProc, url: str, events: list[str] = EVENTS, **extra)
     return must(admin(daemon, "POST", "/v1/admin/webhook-endpoints", body), 200)
 
 
+def _set_active(daemon: DaemonProc, endpoint_id: str, active: bool) -> dict:
+    path = f"/v1/admin/webhook-endpoints/{endpoint_id}/active"
+    return must(admin(daemon, "PATCH", path, {"active": active}), 200)
+
+
 def _lifecycle(daemon: DaemonProc) -> list[str]:
     """Every license and machine event once; returns the types in the order they happened."""
     product = make_product(daemon, seats=2)
@@ -64,7 +72,7 @@ def _lifecycle(daemon: DaemonProc) -> list[str]:
 
 
 def _deliveries(daemon: DaemonProc, endpoint_id: str) -> list[dict]:
-    path = f"/v1/admin/webhooks/deliveries?endpoint_id={endpoint_id}&limit=1000"
+    path = f"/v1/admin/webhook-deliveries?endpoint_id={endpoint_id}&limit=500"
     return must(admin(daemon, "GET", path), 200)["deliveries"]
 
 
@@ -86,22 +94,22 @@ def test_every_event_is_delivered_once_signed_and_in_order(tmp_path):
         assert len(bytes.fromhex(secret)) == 32  # generated: 32 random bytes
         disabled = _endpoint(daemon, muted.url, secret="a-secret-of-my-own-choosing")
         assert disabled["secret"] == "a-secret-of-my-own-choosing"
-        must(admin(daemon, "POST", f"/v1/admin/webhook-endpoints/{disabled['id']}/disable"), 200)
+        _set_active(daemon, disabled["id"], False)
         listed = must(admin(daemon, "GET", "/v1/admin/webhook-endpoints"), 200)
         assert secret not in str(listed) and "a-secret-of-my-own" not in str(listed)
 
         expected = _lifecycle(daemon)
         seen = receiver.wait_for(len(expected))
         time.sleep(1.5)  # any duplicate would arrive within a few polls
-        assert [s.event["type"] for s in receiver.delivered()] == expected
+        assert [s.event["event_type"] for s in receiver.delivered()] == expected
         for s in seen:
             assert s.signed_by(secret), s.headers
-            assert s.headers["X-Keysat-Event"] == s.event["type"]
-            assert s.event["timestamp"] > 0 and s.event["created_at"].endswith("Z")
+            assert s.headers["X-Keysat-Event"] == s.event["event_type"]
         assert len({s.headers["X-Keysat-Delivery"] for s in seen}) == len(expected)
         assert seen[0].event["data"]["license_key"]  # a shop can email the key
         log = _settled(daemon, created["id"], len(expected))
-        assert [(d["status"], d["attempts"]) for d in log] == [("delivered", 1)] * len(expected)
+        delivered_once = [("delivered", 1)] * len(expected)
+        assert [(d["status"], d["attempt_count"]) for d in log] == delivered_once
         assert [d["id"] for d in log] == [s.headers["X-Keysat-Delivery"] for s in seen]
         assert muted.seen == []  # disabled: nothing sent, nothing queued
         assert _deliveries(daemon, disabled["id"]) == []
@@ -119,20 +127,20 @@ def test_a_receiver_down_then_up_gets_everything_in_order_with_the_attempts_logg
             assert time.monotonic() < deadline
             time.sleep(0.05)
         # In order: nothing after the first event is tried while the first is refused.
-        assert {s.event["type"] for s in receiver.seen} == {expected[0]}
+        assert {s.event["event_type"] for s in receiver.seen} == {expected[0]}
         metrics = daemon.request("GET", "/metrics")[1]
         assert "keysmith_webhook_outbox_depth 6.0" in metrics
         receiver.mode = "ok"
         seen = receiver.wait_for(len(expected))
-        assert [s.event["type"] for s in seen] == expected
+        assert [s.event["event_type"] for s in seen] == expected
         log = _settled(daemon, endpoint["id"], len(expected))
         first = log[0]
-        assert first["status"] == "delivered" and first["attempts"] >= 4
+        assert first["status"] == "delivered" and first["attempt_count"] >= 4
         assert [a["response_code"] for a in first["log"]][:3] == [503, 503, 503]
         assert "down for maintenance" in first["log"][0]["error"]
         assert first["log"][-1]["status"] == "delivered"
         # The delivery id did not change across the attempts.
-        refused = [s for s in receiver.seen if s.event["type"] == expected[0]]
+        refused = [s for s in receiver.seen if s.event["event_type"] == expected[0]]
         assert {s.headers["X-Keysat-Delivery"] for s in refused} == {first["id"]}
 
 
@@ -147,7 +155,7 @@ def test_events_pending_at_a_sigkill_arrive_after_the_restart(tmp_path):
         receiver.mode = "ok"
         with _daemon(tmp_path, db_path=daemon.db_path) as again:
             seen = receiver.wait_for(len(expected))
-            assert [s.event["type"] for s in seen] == expected
+            assert [s.event["event_type"] for s in seen] == expected
             _settled(again, endpoint["id"], len(expected))
 
 
@@ -158,7 +166,7 @@ def test_retry_sends_a_delivery_again_with_the_same_id(tmp_path):
         [first] = receiver.wait_for(1)
         [delivery] = _settled(daemon, endpoint["id"], 1)
         retried = must(
-            admin(daemon, "POST", f"/v1/admin/webhooks/deliveries/{delivery['id']}/retry"), 200
+            admin(daemon, "POST", f"/v1/admin/webhook-deliveries/{delivery['id']}/retry"), 200
         )
         assert retried["status"] == "pending" and len(retried["log"]) == 1
         _, second = receiver.wait_for(2)
@@ -304,7 +312,7 @@ def test_a_heal_at_boot_is_announced_once(tmp_path):
         applied.write_text("-- reviewed: no change in meaning\n" + applied.read_text())
         with _daemon(tmp_path, migrations_dir=migrations, db_path=daemon.db_path):
             [seen] = receiver.wait_for(1)
-        assert seen.event["type"] == "migration.self_healed"
+        assert seen.event["event_type"] == "migration.self_healed"
         assert seen.event["data"]["version"] == 2
         assert seen.event["data"]["action"] == "restamp"
         # Announced once: the next boot, with nothing new to heal, sends nothing more.
@@ -315,9 +323,9 @@ def test_a_heal_at_boot_is_announced_once(tmp_path):
 
 def test_a_refused_change_writes_no_event(tmp_path):
     with Receiver() as receiver, _daemon(tmp_path) as daemon:
-        _endpoint(daemon, receiver.url)
+        endpoint = _endpoint(daemon, receiver.url)
         license_id = issue(daemon, make_product(daemon))["license_id"]
-        receiver.wait_for(1)
+        _settled(daemon, endpoint["id"], 1)  # its attempt recorded: the dump stays still
         before = db_dump(daemon)
         # Unsuspending an active license is refused: no change, so no event.
         assert admin(daemon, "POST", f"/v1/admin/licenses/{license_id}/unsuspend")[0] == 404
@@ -333,9 +341,13 @@ def test_the_openapi_document_describes_every_event_and_the_delivery_headers(tmp
     issued = document["webhooks"]["license.issued"]["post"]
     headers = {p["name"] for p in issued["parameters"]}
     assert headers == {"X-Keysat-Signature", "X-Keysat-Event", "X-Keysat-Delivery"}
-    data = issued["requestBody"]["content"]["application/json"]["schema"]["properties"]["data"]
-    name = data["$ref"].rsplit("/", 1)[1]
-    assert "license_key" in document["components"]["schemas"][name]["properties"]
+    body = issued["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["event_type", "timestamp", "data"]  # Keysat's envelope
+    assert body["properties"]["event_type"] == {"const": "license.issued"}
+    assert body["properties"]["timestamp"]["format"] == "date-time"
+    name = body["properties"]["data"]["$ref"].rsplit("/", 1)[1]
+    fields = document["components"]["schemas"][name]["properties"]
+    assert {"license_id", "invoice_id", "source", "license_key"} <= set(fields)
 
 
 def test_a_delivery_out_of_attempts_is_failed_and_the_next_one_goes(tmp_path):
@@ -345,14 +357,301 @@ def test_a_delivery_out_of_attempts_is_failed_and_the_next_one_goes(tmp_path):
         product = make_product(daemon)
         first = issue(daemon, product)["license_id"]
         [failed] = _settled(daemon, endpoint["id"], 1)
-        assert (failed["status"], failed["attempts"]) == ("failed", 2)
+        assert (failed["status"], failed["attempt_count"]) == ("failed", 2)
         assert [a["status"] for a in failed["log"]] == ["retry", "failed"]
         receiver.mode = "ok"
         second = issue(daemon, product)["license_id"]
         [arrived] = receiver.wait_for(1)
         assert arrived.event["data"]["license_id"] == second
-        must(admin(daemon, "POST", f"/v1/admin/webhooks/deliveries/{failed['id']}/retry"), 200)
+        must(admin(daemon, "POST", f"/v1/admin/webhook-deliveries/{failed['id']}/retry"), 200)
         _, again = receiver.wait_for(2)
         assert again.event["data"]["license_id"] == first
         metrics = daemon.request("GET", "/metrics")[1]
         assert 'keysmith_webhook_deliveries_total{result="failed"} 1.0' in metrics
+
+
+# ----- Keysat's shapes, exactly (licensing-service/src/api/webhook_endpoints.rs,
+# webhook_deliveries.rs, webhooks.rs `dispatch`, and the `dispatch` calls of admin.rs,
+# machines.rs, validate.rs and webhook.rs) -----
+
+ENDPOINT_FIELDS = {
+    "id", "url", "event_types", "active", "description", "created_at", "updated_at",
+    "secret_prefix",
+}  # fmt: skip
+DELIVERY_FIELDS = {
+    "id", "endpoint_id", "event_type", "payload_json", "attempt_count", "next_attempt_at",
+    "last_status_code", "last_error", "delivered_at", "created_at", "event_id", "status", "log",
+}  # fmt: skip
+
+
+def _rfc3339(text: str) -> datetime:
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    assert parsed.utcoffset() == timedelta(0), text
+    return parsed
+
+
+def test_endpoint_routes_answer_keysat_s_shapes(tmp_path):
+    with _daemon(tmp_path) as daemon:
+        url = "https://crm.example.com/hooks/keysat"
+        created = must(admin(daemon, "POST", "/v1/admin/webhook-endpoints", {"url": url}), 200)
+        assert set(created) == ENDPOINT_FIELDS | {"secret"}
+        secret = created["secret"]
+        assert len(bytes.fromhex(secret)) == 32
+        assert created["url"] == url
+        assert created["event_types"] == ["*"]  # Keysat's default: every event
+        assert created["active"] is True and created["description"] == ""
+        assert created["secret_prefix"] == secret[:4]
+        _rfc3339(created["created_at"])
+        assert created["updated_at"] == created["created_at"]
+
+        listed = must(admin(daemon, "GET", "/v1/admin/webhook-endpoints"), 200)
+        assert list(listed) == ["endpoints"]
+        shown = {k: v for k, v in created.items() if k != "secret"}
+        assert listed["endpoints"] == [shown]  # the secret is never listed
+        second = _endpoint(daemon, "https://shop.example.com/h", ["license.issued", "*"])
+        assert second["event_types"] == ["license.issued", "*"]  # as given, as Keysat keeps it
+        listed = must(admin(daemon, "GET", "/v1/admin/webhook-endpoints"), 200)
+        assert [e["id"] for e in listed["endpoints"]] == [second["id"], created["id"]]
+
+        time.sleep(1.1)  # updated_at has whole seconds
+        off = _set_active(daemon, created["id"], False)
+        assert set(off) == {"ok", "endpoint"} and off["ok"] is True
+        assert off["endpoint"]["active"] is False
+        assert off["endpoint"]["updated_at"] > created["updated_at"]
+        assert off["endpoint"]["created_at"] == created["created_at"]
+        listed = must(admin(daemon, "GET", "/v1/admin/webhook-endpoints"), 200)
+        assert listed["endpoints"][1] == off["endpoint"]
+        assert _set_active(daemon, created["id"], True)["endpoint"]["active"] is True
+
+        deleted = must(admin(daemon, "DELETE", f"/v1/admin/webhook-endpoints/{created['id']}"), 200)
+        assert deleted == {"ok": True, "deleted": created["id"]}
+        listed = must(admin(daemon, "GET", "/v1/admin/webhook-endpoints"), 200)
+        assert [e["id"] for e in listed["endpoints"]] == [second["id"]]
+
+        before = db_dump(daemon)
+        gone = f"/v1/admin/webhook-endpoints/{created['id']}"
+        for method, path, body in (
+            ("PATCH", f"{gone}/active", {"active": False}),
+            ("DELETE", gone, None),
+            ("POST", f"/v1/admin/webhook-deliveries/{created['id']}/retry", None),
+        ):
+            status, answer = admin(daemon, method, path, body)
+            assert status == 404, answer
+            assert answer["error"] == "not_found" and created["id"] in answer["message"]
+        assert db_dump(daemon) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "named"),
+    [
+        ("POST", "/v1/admin/webhook-endpoints", {"url": "https://a.example/h",
+         "event_types": ["invoice.settled"]}, "'event_types[0]'"),
+        ("POST", "/v1/admin/webhook-endpoints", {"url": "https://a.example/h",
+         "event_types": []}, "event_types"),
+        ("POST", "/v1/admin/webhook-endpoints", {"url": "ftp://a.example/h"}, "url"),
+        ("POST", "/v1/admin/webhook-endpoints", {"url": "https://a.example/h",
+         "enabled": True}, "enabled"),
+        ("POST", "/v1/admin/webhook-endpoints", {"url": "https://a.example/h",
+         "secret": "short"}, "secret"),
+        ("PATCH", "/v1/admin/webhook-endpoints/{id}/active", {"active": "yes"}, "active"),
+        ("PATCH", "/v1/admin/webhook-endpoints/{id}/active", {"enabled": False}, "enabled"),
+        ("PATCH", "/v1/admin/webhook-endpoints/not-a-uuid/active", {"active": False}, "'id'"),
+        ("GET", "/v1/admin/webhook-deliveries?status=dead", None, "status"),
+        ("GET", "/v1/admin/webhook-deliveries?limit=501", None, "limit"),
+        ("GET", "/v1/admin/webhook-deliveries?include_secret=true", None, "include_secret"),
+        ("POST", "/v1/admin/webhook-deliveries/not-a-uuid/retry", None, "'id'"),
+    ],
+)  # fmt: skip
+def test_bad_webhook_input_is_refused_by_name_and_nothing_is_written(
+    tmp_path, method, path, body, named
+):
+    with _daemon(tmp_path) as daemon:
+        endpoint = _endpoint(daemon, "https://crm.example.com/h", ["license.issued"])
+        before = db_dump(daemon)
+        status, answer = admin(daemon, method, path.replace("{id}", endpoint["id"]), body)
+        assert status == 400, answer
+        assert answer["error"] == "bad_request" and named in answer["message"], answer
+        assert db_dump(daemon) == before
+        listed = must(admin(daemon, "GET", "/v1/admin/webhook-endpoints"), 200)
+        assert listed["endpoints"][0]["active"] is True
+
+
+def test_each_event_s_body_is_keysat_s_envelope_field_by_field(tmp_path):
+    with Receiver() as receiver, _daemon(tmp_path) as daemon:
+        endpoint = _endpoint(daemon, receiver.url, ["*"])
+        product = make_product(daemon, seats=2)
+        [product_id] = rows(daemon, "SELECT id FROM products WHERE slug = ?", product)[0]
+        issued = issue(daemon, product, buyer_email="ada@example.org")
+        license_id, key = issued["license_id"], issued["license_key"]
+        seat = {"key": key, "fingerprint": "fp-1"}
+        machine = {**seat, "hostname": "studio", "platform": "linux"}
+        activated = must(daemon.request("POST", "/v1/machines/activate", machine), 200)
+        must(daemon.request("POST", "/v1/machines/deactivate", seat), 200)
+        base = f"/v1/admin/licenses/{license_id}"
+        must(admin(daemon, "POST", f"{base}/suspend", {}), 200)
+        must(admin(daemon, "POST", f"{base}/unsuspend"), 200)
+        must(admin(daemon, "POST", f"{base}/revoke", {"reason": "refund"}), 200)
+        code = {"code": "GIFT-1", "kind": "free_license"}
+        must(admin(daemon, "POST", "/v1/admin/discount-codes", code), 200)
+        redeemed = must(
+            daemon.request("POST", "/v1/redeem", {"product": product, "code": "GIFT-1"}), 200
+        )
+        seen = receiver.wait_for(7)
+        bodies = [s.event for s in seen]
+        assert [list(b) for b in bodies] == [["event_type", "timestamp", "data"]] * 7
+        for s, body in zip(seen, bodies, strict=True):
+            assert s.headers["X-Keysat-Event"] == body["event_type"]
+            assert s.signed_by(endpoint["secret"])
+            assert abs(_rfc3339(body["timestamp"]).timestamp() - time.time()) < 60
+        [policy_id] = rows(daemon, "SELECT policy_id FROM licenses WHERE id = ?", license_id)[0]
+        fp_hash = hashlib.sha256(b"fp-1").hexdigest()
+        assert [(b["event_type"], b["data"]) for b in bodies] == [
+            (
+                "license.issued",
+                {
+                    "license_id": license_id,
+                    "product_id": product_id,
+                    "invoice_id": None,
+                    "policy_id": policy_id,
+                    "is_trial": False,
+                    "expires_at": None,
+                    "entitlements": [],
+                    "source": "admin_issue",
+                    "license_key": key,
+                    "buyer_email": "ada@example.org",
+                },
+            ),
+            (
+                "machine.activated",
+                {
+                    "license_id": license_id,
+                    "machine_id": activated["machine_id"],
+                    "fingerprint_hash": fp_hash,
+                    "hostname": "studio",
+                    "platform": "linux",
+                },
+            ),
+            (
+                "machine.deactivated",
+                {
+                    "license_id": license_id,
+                    "machine_id": activated["machine_id"],
+                    "reason": "client_requested",
+                },
+            ),
+            (
+                "license.suspended",
+                {
+                    "license_id": license_id,
+                    "product_id": product_id,
+                    "previous_status": "active",
+                    "status": "suspended",
+                    "reason": "admin suspend",
+                },
+            ),
+            (
+                "license.unsuspended",
+                {
+                    "license_id": license_id,
+                    "product_id": product_id,
+                    "previous_status": "suspended",
+                    "status": "active",
+                },
+            ),
+            (
+                "license.revoked",
+                {
+                    "license_id": license_id,
+                    "product_id": product_id,
+                    "previous_status": "active",
+                    "status": "revoked",
+                    "reason": "refund",
+                },
+            ),
+            (
+                "license.issued",
+                {
+                    "license_id": redeemed["license_id"],
+                    "product_id": product_id,
+                    "invoice_id": redeemed["invoice_id"],
+                    "policy_id": policy_id,
+                    "is_trial": False,
+                    "expires_at": None,
+                    "entitlements": [],
+                    "source": "purchase",
+                    "license_key": redeemed["license_key"],
+                    "buyer_email": None,
+                },
+            ),
+        ]
+
+
+def test_the_delivery_log_and_retry_answer_keysat_s_rows(tmp_path):
+    env = {**FAST, "KEYSMITH_WEBHOOK_MAX_ATTEMPTS": "2"}
+    with Receiver(mode="down") as receiver, DaemonProc(tmp_path, env=env) as daemon:
+        endpoint = _endpoint(daemon, receiver.url, ["license.issued"])
+        issue(daemon, make_product(daemon))
+        [failed] = _settled(daemon, endpoint["id"], 1)
+        [sent] = {s.body for s in receiver.seen}
+        assert set(failed) == DELIVERY_FIELDS
+        assert failed["id"] == receiver.seen[0].headers["X-Keysat-Delivery"]
+        assert failed["endpoint_id"] == endpoint["id"]
+        assert failed["event_type"] == "license.issued"
+        assert failed["payload_json"].encode() == sent  # the very bytes signed and sent
+        assert (failed["attempt_count"], failed["status"]) == (2, "failed")
+        assert failed["next_attempt_at"] is None and failed["delivered_at"] is None
+        assert failed["last_status_code"] == 503
+        assert failed["last_error"] == "HTTP 503: down for maintenance"
+        _rfc3339(failed["created_at"])
+        for status, found in (("failed", [failed]), ("all", [failed]), ("pending", [])):
+            path = f"/v1/admin/webhook-deliveries?status={status}"
+            assert must(admin(daemon, "GET", path), 200) == {"deliveries": found}
+        assert must(admin(daemon, "GET", "/v1/admin/webhook-deliveries"), 200) == {
+            "deliveries": [failed]
+        }
+
+        # Keysat re-queues: the attempts counted afresh, no last code or error, due now.
+        retried = must(
+            admin(daemon, "POST", f"/v1/admin/webhook-deliveries/{failed['id']}/retry"), 200
+        )
+        assert set(retried) == DELIVERY_FIELDS
+        assert (retried["attempt_count"], retried["status"]) == (0, "pending")
+        assert retried["last_status_code"] is None and retried["last_error"] is None
+        assert retried["delivered_at"] is None and retried["next_attempt_at"] is not None
+        assert retried["log"] == failed["log"]  # the log keeps the attempts made
+        receiver.mode = "ok"
+        [arrived] = receiver.wait_for(1)
+        assert arrived.headers["X-Keysat-Delivery"] == failed["id"]
+        [delivered] = _settled(daemon, endpoint["id"], 1)
+        assert (delivered["status"], delivered["attempt_count"]) == ("delivered", 1)
+        assert (delivered["last_status_code"], delivered["last_error"]) == (200, None)
+        _rfc3339(delivered["delivered_at"])
+        # A delivered one may be sent again too, as in Keysat.
+        again = must(
+            admin(daemon, "POST", f"/v1/admin/webhook-deliveries/{failed['id']}/retry"), 200
+        )
+        assert (again["status"], again["delivered_at"]) == ("pending", None)
+        receiver.wait_for(2)
+
+
+def test_one_unreadable_stored_event_types_breaks_neither_a_listing_nor_a_change(tmp_path):
+    with Receiver() as receiver, _daemon(tmp_path) as daemon:
+        broken = _endpoint(daemon, receiver.url, ["license.issued"])
+        kept = _endpoint(daemon, receiver.url, ["license.issued"])
+        for stored in ("{not json", '{"license.issued": "*"}', "[1, 2]"):
+            with sqlite3.connect(daemon.db_path) as conn:  # as an older version or a hand edit
+                conn.execute(
+                    "UPDATE webhook_endpoints SET event_types = ? WHERE id = ?",
+                    (stored, broken["id"]),
+                )
+            listed = must(admin(daemon, "GET", "/v1/admin/webhook-endpoints"), 200)
+            by_id = {e["id"]: e for e in listed["endpoints"]}
+            assert by_id[broken["id"]]["event_types"] == []  # listed with what it hears
+            assert by_id[kept["id"]]["event_types"] == ["license.issued"]
+        # A change still commits, and its event goes to the endpoint that can be read.
+        license_id = issue(daemon, make_product(daemon))["license_id"]
+        [seen] = receiver.wait_for(1)
+        assert seen.event["data"]["license_id"] == license_id
+        assert [d["endpoint_id"] for d in _deliveries(daemon, kept["id"])] == [kept["id"]]
+        assert _deliveries(daemon, broken["id"]) == []
+        assert "cannot be shown" in daemon.log_text()

@@ -1,5 +1,5 @@
 """Admin routes for scoped API keys (`/v1/admin/api-keys`, master key only) and webhooks
-(`/v1/admin/webhook-endpoints`, `/v1/admin/webhooks/deliveries`), in Keysat's shapes."""
+(`/v1/admin/webhook-endpoints`, `/v1/admin/webhook-deliveries`), in Keysat's shapes."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ async def revoke_api_key(request: web.Request) -> web.Response:
 
 
 class WebhookEndpoints(msgspec.Struct):
-    webhook_endpoints: list[answers.WebhookEndpoint]
+    endpoints: list[answers.WebhookEndpoint]
 
 
 class Deliveries(msgspec.Struct):
@@ -65,9 +65,10 @@ class Deliveries(msgspec.Struct):
 @admin_endpoint(
     "POST",
     "/v1/admin/webhook-endpoints",
-    "Add a webhook endpoint; its secret (generated when not given) is in this answer only",
+    "Add a webhook endpoint (every event unless `event_types` says); its secret (generated when "
+    "not given) is in this answer only",
     body=models.WebhookEndpointCreate,
-    answer=answers.WebhookEndpoint,
+    answer=answers.WebhookEndpointCreated,
 )
 async def create_webhook_endpoint(request: web.Request) -> web.Response:
     body = await read(request, models.WebhookEndpointCreate)
@@ -77,7 +78,7 @@ async def create_webhook_endpoint(request: web.Request) -> web.Response:
 @admin_endpoint(
     "GET",
     "/v1/admin/webhook-endpoints",
-    "Webhook endpoints, secrets masked",
+    "Webhook endpoints, newest first, without their secrets",
     answer=WebhookEndpoints,
 )
 async def list_webhook_endpoints(request: web.Request) -> web.Response:
@@ -85,23 +86,17 @@ async def list_webhook_endpoints(request: web.Request) -> web.Response:
 
 
 @admin_endpoint(
-    "POST",
-    "/v1/admin/webhook-endpoints/{id}/enable",
-    "Enable an endpoint: its pending deliveries resume, new events are queued for it",
-    answer=answers.WebhookEndpoint,
+    "PATCH",
+    "/v1/admin/webhook-endpoints/{id}/active",
+    "Enable an endpoint (its pending deliveries resume) or disable it (nothing is sent to it "
+    "and no new event is queued for it)",
+    body=models.ActiveToggle,
+    answer=answers.WebhookEndpointSet,
 )
-async def enable_webhook_endpoint(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).set_webhook_enabled(path_uuid(request), True))
-
-
-@admin_endpoint(
-    "POST",
-    "/v1/admin/webhook-endpoints/{id}/disable",
-    "Disable an endpoint: nothing is sent to it and no new event is queued for it",
-    answer=answers.WebhookEndpoint,
-)
-async def disable_webhook_endpoint(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).set_webhook_enabled(path_uuid(request), False))
+async def set_webhook_endpoint_active(request: web.Request) -> web.Response:
+    endpoint_id = path_uuid(request)
+    body = await read(request, models.ActiveToggle)
+    return answer(await licensing_of(request).set_webhook_active(endpoint_id, body.active))
 
 
 @admin_endpoint(
@@ -116,7 +111,7 @@ async def delete_webhook_endpoint(request: web.Request) -> web.Response:
 
 @admin_endpoint(
     "GET",
-    "/v1/admin/webhooks/deliveries",
+    "/v1/admin/webhook-deliveries",
     "Webhook deliveries, newest event first, each with its log of attempts",
     query=models.DeliveryQuery,
     answer=Deliveries,
@@ -128,8 +123,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 @admin_endpoint(
     "POST",
-    "/v1/admin/webhooks/deliveries/{id}/retry",
-    "Send a delivered or failed delivery again (same delivery id), attempts counted afresh",
+    "/v1/admin/webhook-deliveries/{id}/retry",
+    "Send a delivery again now (same delivery id), its attempts counted afresh",
     answer=answers.Delivery,
 )
 async def retry_delivery(request: web.Request) -> web.Response:

@@ -130,22 +130,26 @@ def _operation(e: Endpoint, found: dict[int, Any], components: dict[str, Any]) -
 
 _DELIVERY_HEADERS = {
     "X-Keysat-Signature": "sha256=<hex HMAC-SHA256 of the raw body, keyed with the secret>",
-    "X-Keysat-Event": "the event type (the body's `type`)",
+    "X-Keysat-Event": "the event type (the body's `event_type`)",
     "X-Keysat-Delivery": "the delivery id, the same on every retry: de-duplicate on it",
 }
 
 
 def _webhook(name: str, data: dict[str, Any]) -> dict[str, Any]:
-    """What Keysmith POSTs to a webhook endpoint for event `name`; any 2xx acknowledges it."""
+    """What Keysmith POSTs to a webhook endpoint for event `name` (Keysat's envelope); any
+    2xx acknowledges it."""
     body = {
         "type": "object",
         "properties": {
-            "type": {"const": name},
-            "created_at": {"type": "string", "format": "date-time"},
-            "timestamp": {"type": "integer", "description": "the event's Unix time"},
+            "event_type": {"const": name},
+            "timestamp": {
+                "type": "string",
+                "format": "date-time",
+                "description": "the change's time, fixed when the event was written",
+            },
             "data": data,
         },
-        "required": ["type", "created_at", "timestamp", "data"],
+        "required": ["event_type", "timestamp", "data"],
     }
     return {
         "post": {

@@ -38,7 +38,8 @@ T = TypeVar("T")
 
 STATUSES = LICENSE_STATUSES
 KINDS = DISCOUNT_KINDS
-EVENT_TYPES: tuple[str, ...] = get_args(models.EventType)
+# Every event (`*`, also those of a later version) first, then each one.
+EVENT_TYPES: tuple[str, ...] = (models.EVERY_EVENT, *get_args(models.EventType))
 ROLES: tuple[str, ...] = get_args(models.Role)
 
 
@@ -295,11 +296,11 @@ async def create_webhook_endpoint(service: Licensing, form: Mapping[str, str]) -
 
 
 async def enable_webhook_endpoint(service: Licensing, endpoint_id: str) -> None:
-    await _service(service.set_webhook_enabled(_id(endpoint_id, "The webhook endpoint"), True))
+    await _service(service.set_webhook_active(_id(endpoint_id, "The webhook endpoint"), True))
 
 
 async def disable_webhook_endpoint(service: Licensing, endpoint_id: str) -> None:
-    await _service(service.set_webhook_enabled(_id(endpoint_id, "The webhook endpoint"), False))
+    await _service(service.set_webhook_active(_id(endpoint_id, "The webhook endpoint"), False))
 
 
 async def delete_webhook_endpoint(service: Licensing, endpoint_id: str) -> None:

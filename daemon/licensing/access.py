@@ -42,7 +42,6 @@ RESOURCE_OF_SEGMENT = {
     "audit": "audit",
     "webhook-endpoints": "webhooks",
     "webhook-deliveries": "webhooks",
-    "webhooks": "webhooks",
 }
 RESOURCES = tuple(dict.fromkeys(RESOURCE_OF_SEGMENT.values()))
 SCOPES = tuple(f"{r}:{a}" for r in RESOURCES for a in get_args(Access))

@@ -371,15 +371,30 @@ class ApiKeyAlreadyRevoked(Answer, kw_only=True):
 
 
 class WebhookEndpoint(Answer, kw_only=True):
-    """A webhook endpoint; `secret` in full only in the answer to its create, masked after."""
+    """A webhook endpoint as listed: Keysat's fields, never the secret (as in Keysat), only
+    its first characters (Keysmith's `secret_prefix`) to recognise it."""
 
     id: str
     url: str
     event_types: list[str]
+    active: bool
     description: str
-    enabled: bool
-    secret: str
     created_at: str | None
+    updated_at: str | None
+    secret_prefix: str
+
+
+class WebhookEndpointCreated(WebhookEndpoint, kw_only=True):
+    """The one answer that carries the secret: store it now, it cannot be shown again."""
+
+    secret: str
+
+
+class WebhookEndpointSet(Answer, kw_only=True):
+    """Keysat's `{ok: true}`, with the endpoint as it is now."""
+
+    ok: bool = True
+    endpoint: WebhookEndpoint
 
 
 class DeliveryAttempt(Answer, kw_only=True):
@@ -392,17 +407,23 @@ class DeliveryAttempt(Answer, kw_only=True):
 
 
 class Delivery(Answer, kw_only=True):
-    """One event for one endpoint; `id` is the `X-Keysat-Delivery` header of every attempt."""
+    """One event for one endpoint, Keysat's delivery row: `id` is the `X-Keysat-Delivery`
+    header of every attempt, `payload_json` the body sent, `attempt_count`,
+    `last_status_code` and `last_error` count from the last retry. Keysmith adds the
+    delivery's `status`, its event's id and the `log` of every attempt kept."""
 
     id: str
     endpoint_id: str
-    event_id: int
     event_type: str
-    status: Literal["pending", "delivered", "failed"]
-    attempts: int
-    created_at: str | None
-    delivered_at: str | None
+    payload_json: str
+    attempt_count: int
     next_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: str | None
+    created_at: str | None
+    event_id: int
+    status: Literal["pending", "delivered", "failed"]
     log: list[DeliveryAttempt]
 
 

@@ -50,7 +50,9 @@ class Licenses(Core):
                         )
                 else:
                     policy = await store.default_policy(conn, product["id"])
-                row = await self._insert_license(conn, product, policy, request, at)
+                row = await self._insert_license(
+                    conn, product, policy, request, at, source="admin_issue"
+                )
                 await self._audit(
                     conn,
                     "license.issue",
@@ -88,9 +90,13 @@ class Licenses(Core):
         policy: Row | None,
         terms: models.LicenseIssue,
         at: int,
+        *,
+        source: events.IssueSource,
+        invoice_id: str | None = None,
     ) -> dict[str, Any]:
-        """Sign and store a key; a term the request leaves None takes the policy's (purchases
-        and redemptions pass a LicenseIssue of their own: a note and the buyer's email)."""
+        """Sign and store a key, with its `license.issued`; a term the request leaves None
+        takes the policy's (purchases and redemptions pass a LicenseIssue of their own: a note
+        and the buyer's email, and the id of the invoice they write next)."""
         expires_at = terms.expires_at
         if expires_at is None and policy is not None and policy["duration_seconds"] is not None:
             expires_at = at + policy["duration_seconds"]
@@ -141,12 +147,14 @@ class Licenses(Core):
         issued = events.LicenseIssued(
             license_id=row["id"],
             product_id=row["product_id"],
+            invoice_id=invoice_id,
             policy_id=row["policy_id"],
-            license_key=row["license_key"],
-            buyer_email=row["buyer_email"],
+            is_trial=bool(is_trial),
             expires_at=iso_time(row["expires_at"]),
             entitlements=list(entitlements),
-            is_trial=bool(is_trial),
+            source=source,
+            license_key=row["license_key"],
+            buyer_email=row["buyer_email"],
         )
         await outbox.emit(conn, "license.issued", issued, at)
         return row
@@ -191,6 +199,7 @@ class Licenses(Core):
         )
 
     async def revoke(self, license_id: str, reason: str | None) -> answers.StatusChange:
+        reason = reason or events.REVOKE_REASON
         return await self._change_status(
             license_id,
             "license.revoke",
@@ -201,6 +210,7 @@ class Licenses(Core):
         )
 
     async def suspend(self, license_id: str, reason: str | None = None) -> answers.StatusChange:
+        reason = reason or events.SUSPEND_REASON
         return await self._change_status(
             license_id,
             "license.suspend",
@@ -243,14 +253,18 @@ class Licenses(Core):
                 detail = {"from": before["status"], "reason": reason}
                 await self._audit(conn, action, f"license:{license_id}", detail, at)
                 row = await store.license_by_id(conn, license_id)
-                change = events.LicenseStatusChanged(
-                    license_id=license_id,
-                    product_id=row["product_id"],
-                    previous_status=before["status"],
-                    status=row["status"],
-                    reason=reason,
+                change = {
+                    "license_id": license_id,
+                    "product_id": row["product_id"],
+                    "previous_status": before["status"],
+                    "status": row["status"],
+                }
+                payload = (
+                    events.LicenseStatusChanged(**change)
+                    if reason is None
+                    else events.LicenseStopped(**change, reason=reason)
                 )
-                await outbox.emit(conn, event, change, at)
+                await outbox.emit(conn, event, payload, at)
         return answers.StatusChange(license=rows.license_(row))
 
     # ----- machines and audit -----

@@ -314,13 +314,17 @@ EventType = Literal[
     "machine.deactivated",
     "migration.self_healed",
 ]
+# Keysat's wildcard: an endpoint subscribed to `*` hears every event (its default).
+EVERY_EVENT = "*"
+Subscription = EventType | Literal["*"]
 # Checked against the known scopes by `access`, which names them (and Keysat's spelling).
 ScopeText = Annotated[str, msgspec.Meta(pattern=r"^[a-z_-]{1,40}:(read|write)$")]
 # Keysat's label: at most 80 characters, not blank (stored without surrounding spaces).
 Label = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=r"^\s*[^\s\x00][^\x00]*$")]
 Url = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://[^\s\x00]+$")]
 Secret = Annotated[str, msgspec.Meta(min_length=16, max_length=256, pattern=NO_NUL)]
-DeliveryStatus = Literal["pending", "delivered", "failed"]
+# Keysat's delivery-log filter; `all` (or none) lists every delivery.
+DeliveryFilter = Literal["pending", "delivered", "failed", "all"]
 
 
 class ApiKeyCreate(Request, kw_only=True):
@@ -335,7 +339,9 @@ class ApiKeyCreate(Request, kw_only=True):
 
 class WebhookEndpointCreate(Request, kw_only=True):
     url: Url
-    event_types: Annotated[list[EventType], msgspec.Meta(min_length=1, max_length=16)]
+    event_types: Annotated[list[Subscription], msgspec.Meta(min_length=1, max_length=16)] = (
+        msgspec.field(default_factory=lambda: [EVERY_EVENT])
+    )
     description: LongText = ""
     # None: a 32-byte secret is generated (shown once, in the create answer).
     secret: Secret | None = None
@@ -351,8 +357,9 @@ class WebhookEndpointCreate(Request, kw_only=True):
 
 class DeliveryQuery(Request, kw_only=True):
     endpoint_id: Uuid | None = None
-    status: DeliveryStatus | None = None
-    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    status: DeliveryFilter = "all"
+    # Keysat's default and greatest page.
+    limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
 
 
 def _check_json(name: str, value: object) -> None:

@@ -1,4 +1,4 @@
-"""Webhooks: endpoints (Keysat's shapes), the durable outbox and the delivery log.
+"""Webhooks: endpoints and the delivery log (Keysat's shapes), and the durable outbox.
 
 `emit` writes an event in the transaction of the change it reports, with one delivery per
 enabled endpoint subscribed to its type: an event exists if and only if its change committed,
@@ -14,7 +14,6 @@ sends the same bytes and the signature over them never changes; the delivery id 
 
 from __future__ import annotations
 
-import json
 import random
 import secrets
 import time
@@ -26,11 +25,11 @@ from typing import Any, Literal
 import msgspec
 from aiosqlite import Connection
 
-from daemon.licensing import answers, models, store
+from daemon.licensing import answers, models, rows, store
 from daemon.licensing.core import Core, now
 from daemon.licensing.errors import NotFound
 from daemon.licensing.events import PAYLOAD_OF, Event, Payload, SelfHealed
-from daemon.licensing.models import EventType
+from daemon.licensing.models import EVERY_EVENT, EventType
 from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
 
@@ -51,6 +50,23 @@ DELETE_UNUSED_EVENT_SQL = (
 )
 # How many entries of the migrator's heal log have become events (a settings row).
 HEALS_ANNOUNCED_SETTING = "webhooks.heals_announced"
+# An endpoint's event types as JSON, or NULL (none) when the stored text is not a JSON array:
+# one row an older version or a hand edit broke must not stop every change from committing.
+EVENT_TYPES_SQL = (
+    "CASE WHEN json_valid(event_types) THEN "
+    "CASE WHEN json_type(event_types) = 'array' THEN event_types END END"
+)
+# Keysat's `updated_at`: the endpoint's last change, which is its last audit entry (each
+# change writes one in its transaction); the (subject, created_at) index finds it.
+ENDPOINT_SQL = (
+    "SELECT e.*, coalesce((SELECT max(a.created_at) FROM audit_log a "
+    "WHERE a.subject = 'webhook:' || e.id), e.created_at) AS updated_at "
+    "FROM webhook_endpoints e"
+)
+DELIVERY_SQL = (
+    "SELECT d.*, e.event_type, e.payload FROM webhook_deliveries d "
+    "JOIN webhook_events e ON e.id = d.event_id"
+)
 
 
 async def emit(
@@ -67,9 +83,9 @@ async def emit(
     endpoints = await _listeners(conn, event_type, happened_at)
     if not endpoints:
         return  # nobody listens: nothing to keep
-    created_at = iso_time(at)
-    assert created_at is not None
-    body = Event(type=event_type, created_at=created_at, timestamp=at, data=data)
+    timestamp = iso_time(at)
+    assert timestamp is not None
+    body = Event(event_type=event_type, timestamp=timestamp, data=data)
     cursor = await conn.execute(
         "INSERT INTO webhook_events (event_type, payload, created_at) VALUES (?, ?, ?)",
         (event_type, msgspec.json.encode(body).decode(), at),
@@ -85,8 +101,8 @@ async def emit(
 async def _listeners(conn: Connection, event_type: str, since: int | None) -> list[str]:
     cursor = await conn.execute(
         "SELECT id FROM webhook_endpoints WHERE enabled = 1 AND created_at <= ? AND EXISTS "
-        "(SELECT 1 FROM json_each(event_types) WHERE value = ?)",
-        (2**62 if since is None else since, event_type),
+        f"(SELECT 1 FROM json_each({EVENT_TYPES_SQL}) WHERE value IN (?, ?))",
+        (2**62 if since is None else since, event_type, EVERY_EVENT),
     )
     return [row[0] for row in await cursor.fetchall()]
 
@@ -117,19 +133,6 @@ def backoff(attempt: int, base: float) -> float:
     return min(MAX_BACKOFF_SECONDS, base * factor) * random.uniform(0.5, 1.0)
 
 
-def _endpoint(row: Row, *, secret: str | None = None) -> answers.WebhookEndpoint:
-    kept: str = row["secret"]
-    return answers.WebhookEndpoint(
-        id=row["id"],
-        url=row["url"],
-        event_types=json.loads(row["event_types"]),
-        description=row["description"],
-        enabled=bool(row["enabled"]),
-        secret=secret if secret is not None else f"{kept[:4]}…{'*' * 8}",
-        created_at=iso_time(row["created_at"]),
-    )
-
-
 class Outbox(Core):
     async def create_webhook_endpoint(
         self, request: models.WebhookEndpointCreate
@@ -145,7 +148,8 @@ class Outbox(Core):
                     (
                         endpoint_id,
                         request.url,
-                        json.dumps(sorted(set(request.event_types))),
+                        # As given (Keysat keeps the order), each type once.
+                        msgspec.json.encode(list(dict.fromkeys(request.event_types))).decode(),
                         request.description,
                         secret,
                         at,
@@ -154,29 +158,33 @@ class Outbox(Core):
                 detail = {"url": request.url, "event_types": request.event_types}
                 await self._audit(conn, "webhook.create", f"webhook:{endpoint_id}", detail, at)
                 row = await _endpoint_row(conn, endpoint_id)
-        assert row is not None
-        return _endpoint(row, secret=secret)
+        listed = rows.webhook_endpoint(row)
+        return answers.WebhookEndpointCreated(**msgspec.structs.asdict(listed), secret=secret)
 
     async def list_webhook_endpoints(self) -> list[answers.WebhookEndpoint]:
+        """Newest first, as Keysat lists them."""
         async with self._pool.connection() as conn:
-            cursor = await conn.execute("SELECT * FROM webhook_endpoints ORDER BY created_at, id")
-            return [_endpoint(row) for row in await cursor.fetchall()]
+            cursor = await conn.execute(f"{ENDPOINT_SQL} ORDER BY e.created_at DESC, e.rowid DESC")
+            return [rows.webhook_endpoint(row) for row in await cursor.fetchall()]
 
-    async def set_webhook_enabled(self, endpoint_id: str, enabled: bool) -> answers.WebhookEndpoint:
+    async def set_webhook_active(
+        self, endpoint_id: str, active: bool
+    ) -> answers.WebhookEndpointSet:
+        """Keysat's `active`: an inactive endpoint is sent nothing and no new event is queued
+        for it; unlike Keysat, its pending deliveries wait (not failed) and resume."""
         async with self._write_lock:
             at = now()
             async with self._pool.transaction() as conn:
                 cursor = await conn.execute(
                     "UPDATE webhook_endpoints SET enabled = ? WHERE id = ?",
-                    (int(enabled), endpoint_id),
+                    (int(active), endpoint_id),
                 )
                 if not cursor.rowcount:
                     raise NotFound(f"webhook endpoint {endpoint_id}")
-                action = "webhook.enable" if enabled else "webhook.disable"
+                action = "webhook.enable" if active else "webhook.disable"
                 await self._audit(conn, action, f"webhook:{endpoint_id}", {}, at)
                 row = await _endpoint_row(conn, endpoint_id)
-        assert row is not None
-        return _endpoint(row)
+        return answers.WebhookEndpointSet(endpoint=rows.webhook_endpoint(row))
 
     async def delete_webhook_endpoint(self, endpoint_id: str) -> answers.Deleted:
         """Its deliveries and their log go with it (ON DELETE CASCADE)."""
@@ -192,12 +200,11 @@ class Outbox(Core):
         return answers.Deleted(deleted=endpoint_id)
 
     async def list_deliveries(self, query: models.DeliveryQuery) -> list[answers.Delivery]:
+        """Newest event first, as Keysat lists them."""
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT d.*, e.event_type FROM webhook_deliveries d "
-                "JOIN webhook_events e ON e.id = d.event_id "
-                "WHERE (:endpoint IS NULL OR d.endpoint_id = :endpoint) "
-                "AND (:status IS NULL OR d.status = :status) "
+                f"{DELIVERY_SQL} WHERE (:endpoint IS NULL OR d.endpoint_id = :endpoint) "
+                "AND (:status = 'all' OR d.status = :status) "
                 "ORDER BY d.event_id DESC, d.id LIMIT :limit",
                 {"endpoint": query.endpoint_id, "status": query.status, "limit": query.limit},
             )
@@ -205,24 +212,21 @@ class Outbox(Core):
             return [await _delivery(conn, row) for row in found]
 
     async def retry_delivery(self, delivery_id: str) -> answers.Delivery:
-        """Back to pending, due now, with a fresh count of attempts (the log keeps the old ones).
-        A retried delivery is sent after the endpoint's older pending ones, as it is older."""
+        """As Keysat: any delivery (delivered, failed or still pending) back to pending, due
+        now, not delivered, with a fresh count of attempts (the log keeps the old ones). It is
+        sent before the endpoint's newer pending deliveries, as its event is older."""
         async with self._write_lock:
             at = now()
             async with self._pool.transaction() as conn:
                 cursor = await conn.execute(
                     "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, "
-                    "next_attempt_at = ? WHERE id = ? AND status != 'pending'",
+                    "next_attempt_at = ?, delivered_at = NULL WHERE id = ?",
                     (at, delivery_id),
                 )
                 if not cursor.rowcount:
-                    raise NotFound(f"delivery {delivery_id} (or it is pending already)")
+                    raise NotFound(f"webhook delivery {delivery_id}")
                 await self._audit(conn, "webhook.retry", f"delivery:{delivery_id}", {}, at)
-                cursor = await conn.execute(
-                    "SELECT d.*, e.event_type FROM webhook_deliveries d "
-                    "JOIN webhook_events e ON e.id = d.event_id WHERE d.id = ?",
-                    (delivery_id,),
-                )
+                cursor = await conn.execute(f"{DELIVERY_SQL} WHERE d.id = ?", (delivery_id,))
                 row = await cursor.fetchone()
                 return await _delivery(conn, row)
 
@@ -344,35 +348,43 @@ def _unix(rfc3339: str) -> int:
     return int(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp())
 
 
-async def _endpoint_row(conn: Connection, endpoint_id: str) -> Row | None:
-    cursor = await conn.execute("SELECT * FROM webhook_endpoints WHERE id = ?", (endpoint_id,))
-    return await cursor.fetchone()
+async def _endpoint_row(conn: Connection, endpoint_id: str) -> Row:
+    cursor = await conn.execute(f"{ENDPOINT_SQL} WHERE e.id = ?", (endpoint_id,))
+    row = await cursor.fetchone()
+    assert row is not None, "read in the transaction that wrote it"
+    return row
 
 
 async def _delivery(conn: Connection, row: Row) -> answers.Delivery:
     pending = row["status"] == "pending"
     cursor = await conn.execute(
-        "SELECT * FROM webhook_attempts WHERE delivery_id = ? ORDER BY attempt, id", (row["id"],)
+        "SELECT * FROM webhook_attempts WHERE delivery_id = ? ORDER BY id", (row["id"],)
     )
+    log = [
+        answers.DeliveryAttempt(
+            attempt=a["attempt"],
+            status=a["status"],
+            response_code=a["response_code"],
+            latency_ms=a["latency_ms"],
+            error=a["error"],
+            at=iso_time(a["at"]),
+        )
+        for a in await cursor.fetchall()
+    ]
+    # Keysat's last_* say the last attempt since the delivery was (re)queued: none after a retry.
+    last = log[-1] if log and row["attempts"] else None
     return answers.Delivery(
         id=row["id"],
         endpoint_id=row["endpoint_id"],
-        event_id=row["event_id"],
         event_type=row["event_type"],
-        status=row["status"],
-        attempts=row["attempts"],
-        created_at=iso_time(row["created_at"]),
-        delivered_at=iso_time(row["delivered_at"]),
+        payload_json=row["payload"],
+        attempt_count=row["attempts"],
         next_attempt_at=iso_time(int(row["next_attempt_at"]) if pending else None),
-        log=[
-            answers.DeliveryAttempt(
-                attempt=a["attempt"],
-                status=a["status"],
-                response_code=a["response_code"],
-                latency_ms=a["latency_ms"],
-                error=a["error"],
-                at=iso_time(a["at"]),
-            )
-            for a in await cursor.fetchall()
-        ],
+        last_status_code=None if last is None else last.response_code,
+        last_error=None if last is None else last.error,
+        delivered_at=iso_time(row["delivered_at"]),
+        created_at=iso_time(row["created_at"]),
+        event_id=row["event_id"],
+        status=row["status"],
+        log=log,
     )

@@ -85,10 +85,10 @@ class Purchases(Core):
         action: str,
     ) -> dict[str, Any]:
         """License, settled 0-sat invoice and (with a code) its redemption, one transaction."""
-        license_row = await self._insert_license(  # type: ignore[attr-defined]  # Licenses'
-            conn, product, policy, terms, at
-        )
         invoice_id = str(uuid.uuid4())
+        license_row = await self._insert_license(  # type: ignore[attr-defined]  # Licenses'
+            conn, product, policy, terms, at, source="purchase", invoice_id=invoice_id
+        )
         await store_sales.insert_free_invoice(
             conn,
             {

@@ -177,3 +177,33 @@ def entitlements_catalog(row: Row) -> list[Any]:
     return inputs.shown_json(
         "product", row["id"], "entitlements_catalog", row["entitlements_catalog"], []
     )
+
+
+def webhook_endpoint(row: Row) -> answers.WebhookEndpoint:
+    return answers.WebhookEndpoint(
+        id=row["id"],
+        url=row["url"],
+        event_types=_event_types(row),
+        active=bool(row["enabled"]),
+        description=row["description"],
+        created_at=iso_time(row["created_at"]),
+        updated_at=iso_time(row["updated_at"]),
+        secret_prefix=row["secret"][:4],
+    )
+
+
+def _event_types(row: Row) -> list[str]:
+    """An endpoint's stored event types; a row an older version or a hand edit broke is listed
+    with none, which is what it hears (`outbox` reads the column with the same guard)."""
+    found = inputs.shown_json("webhook endpoint", row["id"], "event_types", row["event_types"], [])
+    if all(isinstance(t, str) for t in found):
+        return found
+    inputs.warn_unshowable(
+        "webhook endpoint",
+        row["id"],
+        "event_types",
+        "not a list of texts",
+        "[]",
+        "rewrite its event_types as a JSON list of event names to show it again",
+    )
+    return []

@@ -216,7 +216,7 @@ class Validation(Core):
                     await store_machines.reactivate_machine(
                         conn, known["id"], hostname, platform, at
                     )
-                    await _activated(conn, known["id"], license_id, hostname, platform, at)
+                    await _activated(conn, known["id"], license_id, fp_hash, hostname, platform, at)
                     return known["id"]
                 machine_id = str(uuid.uuid4())
                 await store_machines.insert_machine(
@@ -230,7 +230,7 @@ class Validation(Core):
                         "now": at,
                     },
                 )
-                await _activated(conn, machine_id, license_id, hostname, platform, at)
+                await _activated(conn, machine_id, license_id, fp_hash, hostname, platform, at)
             return machine_id
 
     async def _deactivate_machine(
@@ -245,7 +245,7 @@ class Validation(Core):
                 )
                 if changed:
                     gone = events.MachineDeactivated(
-                        machine_id=machine_id, license_id=license_id, reason=reason
+                        license_id=license_id, machine_id=machine_id, reason=reason
                     )
                     await outbox.emit(conn, "machine.deactivated", gone, at)
                 if audited and changed:
@@ -264,13 +264,18 @@ async def _activated(
     conn: Connection,
     machine_id: str,
     license_id: str,
+    fp_hash: str,
     hostname: str | None,
     platform: str | None,
     at: int,
 ) -> None:
     """A seat taken (a new machine, or a deactivated one back): `machine.activated`."""
     taken = events.MachineActivated(
-        machine_id=machine_id, license_id=license_id, hostname=hostname, platform=platform
+        license_id=license_id,
+        machine_id=machine_id,
+        fingerprint_hash=fp_hash,
+        hostname=hostname,
+        platform=platform,
     )
     await outbox.emit(conn, "machine.activated", taken, at)
 
