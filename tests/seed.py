@@ -49,6 +49,7 @@ TABLE_SINCE: dict[str, int] = {
     "webhook_events": 14,
     "webhook_deliveries": 14,
     "webhook_attempts": 14,
+    "discount_code_terms": 16,
 }
 
 # Every column the seed knows, in insertion order (parents before children).
@@ -74,6 +75,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "discount_codes": "id code product_id policy_id kind amount max_redemptions expires_at"
         " disabled note created_at",
         "discount_redemptions": "id code_id invoice_id license_id buyer_email redeemed_at",
+        "discount_code_terms": "code_id percent_bps referrer_label policy_ids",
         "audit_log": "created_at actor action subject detail",
         "api_keys": "id label role scopes token_hash token_prefix created_at revoked_at",
         "webhook_endpoints": "id url event_types description secret enabled created_at",
@@ -476,6 +478,17 @@ def _discount_codes(
             )
         )
         shop.audit(created, "admin", "discount_code.create", f"discount_code:{code.id}", kind=kind)
+        if shop.version >= 16:
+            # Keysat's terms: the launch code's percent in basis points, with its referrer.
+            launch = prefix == "LAUNCH20"
+            shop.rows["discount_code_terms"].append(
+                (
+                    code.id,
+                    amount * 100 if kind == "percent" else None,
+                    "launch-newsletter" if launch else None,
+                    "[]",
+                )
+            )
         codes.append(code)
     return codes
 

@@ -110,9 +110,9 @@ def test_policies_are_edited_shown_archived_and_deleted(daemon):
     )
     assert (edited["grace_seconds"], edited["max_machines"], edited["name"]) == (7 * DAY, 0, "M")
     assert edited["duration_seconds"] == 30 * DAY  # untouched fields stay
-    assert must(admin(daemon, "PATCH", f"{path}/public", {"is_public": False}), 200) == {
+    assert must(admin(daemon, "PATCH", f"{path}/public", {"public": False}), 200) == {
         "ok": True,
-        "is_public": False,
+        "public": False,
     }
     assert must(admin(daemon, "PATCH", f"{path}/archived", {"archived": True}), 200) == {
         "ok": True,
@@ -123,7 +123,7 @@ def test_policies_are_edited_shown_archived_and_deleted(daemon):
     assert must(admin(daemon, "GET", listing), 200)["policies"] == []
     listed = must(admin(daemon, "GET", f"{listing}&include_archived=true"), 200)
     [shown] = listed["policies"]
-    assert (shown["is_public"], shown["archived"], shown["active"]) == (False, True, False)
+    assert (shown["public"], shown["archived"], shown["active"]) == (False, True, False)
     assert must(admin(daemon, "DELETE", path), 200) == {"ok": True, "deleted": policy["slug"]}
     assert must(admin(daemon, "DELETE", path), 404)["error"] == "not_found"
 
@@ -205,11 +205,18 @@ def test_status_changes_answer_ok_and_refuse_what_the_state_forbids_with_404(dae
     assert must(admin(daemon, "POST", f"{path}/unsuspend"), 404)["error"] == "not_found"
     assert db_dump(daemon) == before
     suspended = must(admin(daemon, "POST", f"{path}/suspend", {"reason": "unpaid"}), 200)
-    assert suspended["ok"] is True and suspended["license"]["suspend_reason"] == "unpaid"
+    assert suspended["ok"] is True and suspended["license"]["suspension_reason"] == "unpaid"
     before = db_dump(daemon)
     assert must(admin(daemon, "POST", f"{path}/suspend"), 404)["error"] == "not_found"
     assert db_dump(daemon) == before
-    assert must(admin(daemon, "POST", f"{path}/revoke", {"reason": "fraud"}), 200)["ok"] is True
+    revoked = must(admin(daemon, "POST", f"{path}/revoke", {"reason": "fraud"}), 200)
+    assert revoked["ok"] is True
+    # Keysat's names for the two reasons; Keysmith's old ones are gone from the answer.
+    assert (revoked["license"]["revocation_reason"], revoked["license"]["suspension_reason"]) == (
+        "fraud",
+        "unpaid",
+    )
+    assert not {"revoke_reason", "suspend_reason"} & set(revoked["license"])
     before = db_dump(daemon)
     for change in ("suspend", "unsuspend", "revoke"):
         assert must(admin(daemon, "POST", f"{path}/{change}"), 404)["error"] == "not_found"
@@ -274,7 +281,7 @@ def test_discount_codes_in_keysat_shapes(daemon):
     _policy(daemon, product["slug"], is_default=True)
     body = {"code": unique("Q"), "kind": "percent", "amount": 2500, "max_uses": 2}
     code = must(admin(daemon, "POST", "/v1/admin/discount-codes", body), 200)
-    assert (code["amount"], code["max_uses"], code["uses"]) == (2500, 2, 0)
+    assert (code["amount"], code["max_uses"], code["used_count"]) == (2500, 2, 0)
     listed = must(admin(daemon, "GET", "/v1/admin/discount-codes"), 200)
     assert code["id"] in [c["id"] for c in listed["codes"]]
     path = f"/v1/admin/discount-codes/{code['id']}"
@@ -303,8 +310,8 @@ def test_discount_codes_in_keysat_shapes(daemon):
         "amount_pct": 25.0,
     }
     path = f"/v1/admin/discount-codes/{code['id']}"
-    edited = must(admin(daemon, "PATCH", path, {"max_uses": 5, "note": "launch"}), 200)
-    assert (edited["max_uses"], edited["note"], edited["amount"]) == (5, "launch", 2500)
+    edited = must(admin(daemon, "PATCH", path, {"max_uses": 5, "description": "launch"}), 200)
+    assert (edited["max_uses"], edited["description"], edited["amount"]) == (5, "launch", 2500)
     one = must(admin(daemon, "GET", path), 200)
     assert one == {"code": edited, "redemptions": []}
     assert must(admin(daemon, "DELETE", path), 200) == {"ok": True, "deleted": code["code"]}
@@ -317,19 +324,178 @@ def test_discount_codes_in_keysat_shapes(daemon):
     assert (unknown["valid"], unknown["reason"]) == (False, "unknown_code")
 
 
-def test_a_percent_that_is_not_a_whole_percent_is_refused_not_rounded(daemon):
+def test_a_code_in_keysat_terms_is_answered_in_them_exactly(daemon):
+    product = _product(daemon, price=10_000)
+    monthly = _policy(daemon, product["slug"], "monthly", is_default=True)
+    yearly = _policy(daemon, product["slug"], "yearly")
+    _policy(daemon, product["slug"], "lifetime")
+    body = {
+        "code": unique("TWEET"),
+        "kind": "percent",
+        "amount": 1250,  # basis points: 12.5 %
+        "discount_currency": "sat",
+        "max_uses": 10,
+        "product_slug": product["slug"],
+        "policy_slugs": ["monthly", "yearly"],
+        "referrer_label": "launch-twitter",
+        "description": "Launch week",
+        "featured": False,
+    }
+    code = must(admin(daemon, "POST", "/v1/admin/discount-codes", body), 200)
+    assert code == {
+        "id": code["id"],
+        "code": body["code"],
+        "kind": "percent",
+        "amount": 1250,
+        "discount_currency": "SAT",
+        "applies_to_product_id": product["id"],
+        "product_slug": product["slug"],
+        "applies_to_policy_id": None,
+        "policy_slug": None,
+        "applies_to_policy_ids": [monthly["id"], yearly["id"]],
+        "max_uses": 10,
+        "used_count": 0,
+        "expires_at": None,
+        "active": True,
+        "description": "Launch week",
+        "referrer_label": "launch-twitter",
+        "featured": False,
+        "created_at": code["created_at"],
+    }
+    # Stored as given: the exact basis points beside a whole percent an older version reads.
+    assert rows(
+        daemon,
+        "SELECT c.amount, t.percent_bps, t.referrer_label, c.note FROM discount_codes AS c "
+        "JOIN discount_code_terms AS t ON t.code_id = c.id WHERE c.id = ?",
+        code["id"],
+    ) == [(12, 1250, "launch-twitter", "Launch week")]
+    preview = f"/v1/discount-codes/preview?code={code['code']}&product={product['slug']}"
+    assert must(daemon.request("GET", f"{preview}&policy_slug=yearly"), 200) == {
+        "valid": True,
+        "message": "1250 sats off: 8750 sats to pay.",
+        "base_price_sats": 10_000,
+        "code": code["code"],
+        "kind": "percent",
+        "is_free": False,
+        "discount_applied_sats": 1250,
+        "final_price_sats": 8750,
+        "amount_pct": 12.5,
+    }
+    other = must(daemon.request("GET", f"{preview}&policy_slug=lifetime"), 200)
+    assert (other["valid"], other["reason"]) == (False, "wrong_tier")
+    # Keysat's edit: a new label, one policy (kept in the one-policy column), then none.
+    path = f"/v1/admin/discount-codes/{code['id']}"
+    edited = must(
+        admin(daemon, "PATCH", path, {"referrer_label": "newsletter", "policy_slugs": ["yearly"]}),
+        200,
+    )
+    assert (edited["referrer_label"], edited["amount"]) == ("newsletter", 1250)
+    assert (edited["applies_to_policy_id"], edited["policy_slug"]) == (yearly["id"], "yearly")
+    assert edited["applies_to_policy_ids"] == []
+    cleared = must(admin(daemon, "PATCH", path, {"policy_slugs": [], "amount": 50}), 200)
+    assert (cleared["applies_to_policy_id"], cleared["applies_to_policy_ids"]) == (None, [])
+    assert cleared["amount"] == 50
+    lifetime = must(daemon.request("GET", f"{preview}&policy_slug=lifetime"), 200)
+    assert (lifetime["valid"], lifetime["discount_applied_sats"]) == (True, 50)
+
+
+def test_a_policy_named_by_a_code_cannot_be_deleted(daemon):
+    product = _product(daemon)
+    _policy(daemon, product["slug"], "monthly")
+    yearly = _policy(daemon, product["slug"], "yearly")
+    body = {
+        "code": unique("PAIR"),
+        "kind": "fixed_sats",
+        "amount": 100,
+        "product_slug": product["slug"],
+        "policy_slugs": ["monthly", "yearly"],
+    }
+    must(admin(daemon, "POST", "/v1/admin/discount-codes", body), 200)
     before = db_dump(daemon)
-    refused = must(
+    refused = must(admin(daemon, "DELETE", f"/v1/admin/policies/{yearly['id']}"), 409)
+    assert "has licenses, invoices or codes" in refused["message"]
+    assert db_dump(daemon) == before
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"featured": True}, "'featured' cannot be true"),
+        ({"discount_currency": "USD"}, "'discount_currency' 'USD' is not accepted"),
+        ({"amount": 10_001}, "'amount' of a percent code is in basis points, 0 to 10000"),
+        ({"policy_slugs": ["monthly"]}, "'policy_slugs' needs 'product_slug' too"),
+        ({"note": "old name"}, "'note' is not a field of this request"),
+        ({"referrer_label": "x" * 201}, "referrer_label"),
+    ],
+)
+def test_a_code_keysmith_cannot_honour_is_refused_by_name_with_nothing_written(
+    daemon, extra, named
+):
+    body = {"code": unique("NO"), "kind": "percent", "amount": 1000, **extra}
+    before = db_dump(daemon)
+    refused = must(admin(daemon, "POST", "/v1/admin/discount-codes", body), 400)
+    assert named in refused["message"]
+    assert db_dump(daemon) == before
+
+
+def test_code_edits_keysmith_cannot_honour_are_refused_with_nothing_written(daemon):
+    product = _product(daemon)
+    _policy(daemon, product["slug"], "monthly")
+    unscoped = must(
         admin(
             daemon,
             "POST",
             "/v1/admin/discount-codes",
-            {"code": unique("HALF"), "kind": "percent", "amount": 1250},
+            {"code": unique("ANY"), "kind": "fixed_sats", "amount": 10},
         ),
-        400,
+        200,
     )
-    assert "'amount' of a percent code is in basis points" in refused["message"]
+    scoped = must(
+        admin(
+            daemon,
+            "POST",
+            "/v1/admin/discount-codes",
+            {
+                "code": unique("ONE"),
+                "kind": "percent",
+                "amount": 10,
+                "product_slug": product["slug"],
+            },
+        ),
+        200,
+    )
+    before = db_dump(daemon)
+    for code, body, status, named in (
+        (unscoped, {"policy_slugs": ["monthly"]}, 400, "is not limited to a product"),
+        (scoped, {"policy_slugs": ["nope"]}, 404, "policy 'nope'"),
+        (scoped, {"featured": True}, 400, "'featured' cannot be true"),
+        (scoped, {"amount": 10_001}, 400, "'amount' of a percent code"),
+        (scoped, {"uses": 3}, 400, "'uses' is not a field"),
+    ):
+        path = f"/v1/admin/discount-codes/{code['id']}"
+        refused = must(admin(daemon, "PATCH", path, body), status)
+        assert named in refused["message"], (body, refused)
     assert db_dump(daemon) == before
+
+
+def test_the_public_toggle_takes_keysats_field_only(daemon):
+    product = _product(daemon)
+    policy = _policy(daemon, product["slug"])
+    path = f"/v1/admin/policies/{policy['id']}/public"
+    before = db_dump(daemon)
+    refused = must(admin(daemon, "PATCH", path, {"is_public": False}), 400)
+    assert "'is_public' is not a field of this request" in refused["message"]
+    assert db_dump(daemon) == before
+    assert must(admin(daemon, "PATCH", path, {"public": False}), 200) == {
+        "ok": True,
+        "public": False,
+    }
+    [listed] = must(
+        admin(daemon, "GET", f"/v1/admin/policies?product_slug={product['slug']}"), 200
+    )["policies"]
+    assert listed["public"] is False and "is_public" not in listed
+    catalogue = must(daemon.request("GET", f"/v1/products/{product['slug']}/policies"), 200)
+    assert catalogue["policies"] == []
 
 
 def test_a_used_code_is_kept_and_its_redemptions_listed(daemon):
@@ -426,11 +592,11 @@ def test_unknown_ids_are_404_on_every_new_admin_route(daemon):
         ("PATCH", f"/v1/admin/products/{missing}", {"name": "x"}),
         ("DELETE", f"/v1/admin/products/{missing}", None),
         ("PATCH", f"/v1/admin/policies/{missing}", {"name": "x"}),
-        ("PATCH", f"/v1/admin/policies/{missing}/public", {"is_public": True}),
+        ("PATCH", f"/v1/admin/policies/{missing}/public", {"public": True}),
         ("PATCH", f"/v1/admin/policies/{missing}/archived", {"archived": True}),
         ("DELETE", f"/v1/admin/policies/{missing}", None),
         ("GET", f"/v1/admin/discount-codes/{missing}", None),
-        ("PATCH", f"/v1/admin/discount-codes/{missing}", {"note": "x"}),
+        ("PATCH", f"/v1/admin/discount-codes/{missing}", {"description": "x"}),
         ("DELETE", f"/v1/admin/discount-codes/{missing}", None),
     ):
         answer = must(admin(daemon, method, path, body), 404)

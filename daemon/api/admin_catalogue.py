@@ -105,7 +105,7 @@ async def list_policies(request: web.Request) -> web.Response:
 @admin_endpoint(
     "PATCH",
     "/v1/admin/policies/{id}",
-    "Edit a policy; is_public, active: false archives",
+    "Edit a policy; public, active: false archives",
     body=models.PolicyUpdate,
     answer=answers.Policy,
 )
@@ -135,7 +135,7 @@ async def delete_policy(request: web.Request) -> web.Response:
 async def set_policy_public(request: web.Request) -> web.Response:
     policy_id = path_uuid(request)
     body = await read(request, models.PublicToggle)
-    return answer(await licensing_of(request).set_policy_public(policy_id, body.is_public))
+    return answer(await licensing_of(request).set_policy_public(policy_id, body.public))
 
 
 @admin_endpoint(

@@ -116,7 +116,8 @@ class Policy(PublicPolicy, kw_only=True):
     product_id: str
     price_sats_override: int
     duration_days: int | None
-    is_public: bool
+    # Listed to buyers (Keysat's name).
+    public: bool
     active: bool
     archived: bool
     sort_order: int
@@ -155,9 +156,9 @@ class License(Answer, kw_only=True):
     note: str
     buyer_email: str | None
     revoked_at: str | None
-    revoke_reason: str | None
+    revocation_reason: str | None
     suspended_at: str | None
-    suspend_reason: str | None
+    suspension_reason: str | None
     is_trial: bool
     entitlements: list[str]
     max_machines: int
@@ -214,15 +215,22 @@ class Code(Answer, kw_only=True):
     kind: str
     # percent: basis points, as Keysat
     amount: int
-    product_id: str | None
+    # Always SAT: the only currency a code's amount is taken in (see models.CodeCreate).
+    discount_currency: str = "SAT"
+    applies_to_product_id: str | None
     product_slug: str | None
-    policy_id: str | None
+    # The one policy the code is limited to, or None (several are in applies_to_policy_ids).
+    applies_to_policy_id: str | None
     policy_slug: str | None
+    applies_to_policy_ids: list[str]
     max_uses: int | None
-    uses: int
+    used_count: int
     expires_at: str | None
     active: bool
-    note: str
+    description: str
+    referrer_label: str | None
+    # Keysat's launch special, which Keysmith refuses (models.CodeTerms): never true.
+    featured: bool = False
     created_at: str | None
 
 
@@ -322,7 +330,7 @@ class Recovered(Answer, kw_only=True):
 
 class PublicSet(Answer, kw_only=True):
     ok: bool = True
-    is_public: bool
+    public: bool
 
 
 class ArchivedSet(Answer, kw_only=True):

@@ -140,7 +140,7 @@ class Catalogue(Core):
                 "price_minor": price if request.price_minor is None else request.price_minor,
                 "entitlements": json.dumps(request.entitlements or []),
                 "is_trial": int(bool(request.is_trial)),
-                "is_public": int(request.is_public is not False),
+                "is_public": int(request.public is not False),
                 "highlighted": int(bool(request.highlighted)),
                 "sort_order": request.sort_order or 0,
                 "is_default": int(bool(request.is_default)),
@@ -190,7 +190,9 @@ class Catalogue(Core):
             values |= _seat_columns(request.max_machines)
         if request.entitlements is not None:
             values["entitlements"] = json.dumps(request.entitlements)
-        for flag in ("is_trial", "is_public", "highlighted", "is_default", "active"):
+        if request.public is not None:
+            values["is_public"] = int(request.public)
+        for flag in ("is_trial", "highlighted", "is_default", "active"):
             if getattr(request, flag) is not None:
                 values[flag] = int(getattr(request, flag))
         at = now()
@@ -212,10 +214,10 @@ class Catalogue(Core):
         request = models.PolicyUpdate(active=active)
         return await self.update_policy(policy_id, request, "policy.set_active")
 
-    async def set_policy_public(self, policy_id: str, is_public: bool) -> answers.PublicSet:
-        request = models.PolicyUpdate(is_public=is_public)
+    async def set_policy_public(self, policy_id: str, public: bool) -> answers.PublicSet:
+        request = models.PolicyUpdate(public=public)
         await self.update_policy(policy_id, request, "policy.set_public")
-        return answers.PublicSet(is_public=is_public)
+        return answers.PublicSet(public=public)
 
     async def set_policy_archived(self, policy_id: str, archived: bool) -> answers.ArchivedSet:
         """Keysmith has one flag for both: an archived policy is an inactive one (kept for

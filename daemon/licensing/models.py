@@ -155,7 +155,7 @@ class ActiveToggle(Request, kw_only=True):
 
 
 class PublicToggle(Request, kw_only=True):
-    is_public: bool
+    public: bool
 
 
 class ArchiveToggle(Request, kw_only=True):
@@ -178,7 +178,8 @@ class PolicyTerms(Request, kw_only=True):
     highlighted: bool | None = None
     sort_order: SortOrder | None = None
     is_default: bool | None = None
-    is_public: bool | None = None
+    # Listed to buyers (Keysat's `public`); absent on create: listed.
+    public: bool | None = None
     price_currency: Currency | None = None
     price_minor: Sats | None = None
 
@@ -239,30 +240,51 @@ class LicenseQuery(Request, kw_only=True):
 # ----- admin: discount codes -----
 
 
-class CodeCreate(Request, kw_only=True):
+class CodeTerms(Request, kw_only=True):
+    """The fields a code's create and edit share (Keysat's names and meanings)."""
+
+    max_uses: Annotated[int, msgspec.Meta(ge=1, le=10**9)] | None = None
+    expires_at: When | None = None
+    description: LongText | None = None
+    # A free-form tag for tracking where the code was handed out.
+    referrer_label: Annotated[str, msgspec.Meta(max_length=200, pattern=NO_NUL)] | None = None
+    # Limits the code to these policies of its product; [] lifts the limit.
+    policy_slugs: SlugList | None = None
+    # Keysat's "launch special" shown on its buy page and applied with no code typed.
+    featured: bool = False
+
+    def __post_init__(self) -> None:
+        self.expires_at = _when("expires_at", self.expires_at)
+        if self.featured:
+            raise ValueError(
+                "'featured' cannot be true: Keysmith has no buy page to show a launch special "
+                "on and applies a code only when the buyer gives it"
+            )
+
+
+class CodeCreate(CodeTerms, kw_only=True):
     code: CodeText
     kind: DiscountKind
-    # percent: basis points (5000 = 50%), as Keysat; fixed_sats / set_price: sats.
+    # percent: basis points (1250 = 12.5%), as Keysat; fixed_sats / set_price: sats.
     amount: Sats = 0
     product_slug: Slug | None = None
     policy_slug: Slug | None = None
-    max_uses: Annotated[int, msgspec.Meta(ge=1, le=10**9)] | None = None
-    expires_at: When | None = None
-    note: LongText | None = None
+    # Keysat's currency of a fixed_sats or set_price amount; only sats here (see below).
+    discount_currency: Annotated[str, msgspec.Meta(max_length=8)] | None = None
 
     def __post_init__(self) -> None:
-        self.expires_at = _when("expires_at", self.expires_at)
+        super().__post_init__()
+        if (self.discount_currency or "SAT").upper() != "SAT":
+            raise ValueError(
+                f"'discount_currency' {self.discount_currency!r} is not accepted: Keysmith "
+                "takes code amounts in sats only (SAT), since a USD or EUR amount needs the "
+                "exchange rate a payment provider supplies"
+            )
 
 
-class CodeUpdate(Request, kw_only=True):
+class CodeUpdate(CodeTerms, kw_only=True):
     amount: Sats | None = None
-    max_uses: Annotated[int, msgspec.Meta(ge=1, le=10**9)] | None = None
-    expires_at: When | None = None
-    note: LongText | None = None
     active: bool | None = None
-
-    def __post_init__(self) -> None:
-        self.expires_at = _when("expires_at", self.expires_at)
 
 
 class CodePreview(Request, kw_only=True):

@@ -18,9 +18,6 @@ from daemon.licensing.store import Row
 
 log = logging.getLogger("keysmith.licensing")
 
-# A percent code's amount: stored as whole percent (migration 0005's CHECK), said in basis points.
-BASIS_POINTS_PER_PERCENT = 100
-
 
 def product(row: Row) -> answers.Product:
     return answers.Product(
@@ -78,7 +75,7 @@ def policy(row: Row) -> answers.Policy:
         product_id=row["product_id"],
         price_sats_override=row["price_sats"],
         duration_days=None if duration is None else -(-duration // 86_400),
-        is_public=bool(row["is_public"]),
+        public=bool(row["is_public"]),
         active=bool(row["active"]),
         archived=not row["active"],
         sort_order=row["sort_order"],
@@ -106,9 +103,9 @@ def license_(row: Row) -> answers.License:
         note=row["note"],
         buyer_email=row["buyer_email"],
         revoked_at=iso_time(row["revoked_at"]),
-        revoke_reason=row["revoke_reason"],
+        revocation_reason=row["revoke_reason"],
         suspended_at=iso_time(row["suspended_at"]),
-        suspend_reason=row["suspend_reason"],
+        suspension_reason=row["suspend_reason"],
         is_trial=bool(row["is_trial"]),
         entitlements=json.loads(row["entitlements"]),
         max_machines=row["max_machines"],
@@ -116,23 +113,22 @@ def license_(row: Row) -> answers.License:
 
 
 def code(row: Row) -> answers.Code:
-    amount = row["amount"]
-    if row["kind"] == "percent":
-        amount *= BASIS_POINTS_PER_PERCENT
     return answers.Code(
         id=row["id"],
         code=row["code"],
         kind=row["kind"],
-        amount=amount,
-        product_id=row["product_id"],
+        amount=row["amount"],  # a percent in basis points (store_sales.CODE_COLUMNS)
+        applies_to_product_id=row["product_id"],
         product_slug=row["product_slug"],
-        policy_id=row["policy_id"],
+        applies_to_policy_id=row["policy_id"],
         policy_slug=row["policy_slug"],
+        applies_to_policy_ids=json.loads(row["policy_ids"]),
         max_uses=row["max_redemptions"],
-        uses=row["redemptions"],
+        used_count=row["redemptions"],
         expires_at=iso_time(row["expires_at"]),
         active=not row["disabled"],
-        note=row["note"],
+        description=row["note"],
+        referrer_label=row["referrer_label"],
         created_at=iso_time(row["created_at"]),
     )
 

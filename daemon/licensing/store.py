@@ -379,7 +379,9 @@ async def policy_in_use(conn: Connection, policy_id: str) -> bool:
         conn,
         "SELECT EXISTS (SELECT 1 FROM licenses WHERE policy_id = ?1) "
         "OR EXISTS (SELECT 1 FROM invoices WHERE policy_id = ?1) "
-        "OR EXISTS (SELECT 1 FROM discount_codes WHERE policy_id = ?1)",
+        "OR EXISTS (SELECT 1 FROM discount_codes WHERE policy_id = ?1) "
+        "OR EXISTS (SELECT 1 FROM discount_code_terms AS t, json_each(t.policy_ids) AS p "
+        "WHERE p.value = ?1)",
         (policy_id,),
     )
     return bool(row and row[0])
