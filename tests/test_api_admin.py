@@ -78,7 +78,7 @@ def test_products_are_created_listed_and_deactivated(daemon):
                 "price_sats": 42_000,
                 "metadata": {"homepage": "https://example.com"},
                 "price_currency": "USD",
-                "price_minor": 1999,
+                "price_value": 1999,
             },
         ),
         200,
@@ -88,7 +88,7 @@ def test_products_are_created_listed_and_deactivated(daemon):
         True,
         {"homepage": "https://example.com"},
     )
-    assert (product["price_currency"], product["price_minor"]) == ("USD", 1999)
+    assert (product["price_currency"], product["price_value"]) == ("USD", 1999)
     assert must(daemon.request("GET", f"/v1/products/{slug}"), 200)["id"] == product["id"]
 
     off = must(

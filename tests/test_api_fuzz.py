@@ -207,7 +207,7 @@ def valid_bodies(world: dict) -> dict[tuple[str, str], Any]:
             "metadata": {"a": 1},
             "entitlements_catalog": [{"slug": "pro", "name": "Pro", "description": "x"}],
             "price_currency": "USD",
-            "price_minor": 999,
+            "price_value": 999,
         },
         ("POST", "/v1/admin/policies"): lambda u: {
             "product_slug": slug,

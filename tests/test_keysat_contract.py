@@ -56,6 +56,60 @@ def _write(daemon, sql: str, *params: object) -> None:
         conn.commit()
 
 
+# ----- products -----
+
+
+def test_a_product_priced_in_keysats_typed_form_is_answered_in_it_exactly(daemon):
+    body = {"slug": unique("typed"), "name": "Typed", "price_currency": "SAT", "price_value": 5000}
+    product = must(admin(daemon, "POST", "/v1/admin/products", body), 200)
+    assert product == {
+        "id": product["id"],
+        "slug": body["slug"],
+        "name": "Typed",
+        "description": "",
+        "price_sats": 5000,
+        "price_currency": "SAT",
+        "price_value": 5000,
+        "metadata": {},
+        "entitlements_catalog": [],
+        "active": True,
+        "created_at": product["created_at"],
+        "updated_at": product["updated_at"],
+    }
+    # Keysat's legacy form: price_sats alone is a price in sats.
+    legacy = _product(daemon, price=1234)
+    assert (legacy["price_currency"], legacy["price_value"]) == ("SAT", 1234)
+    path = f"/v1/admin/products/{product['id']}"
+    edited = must(admin(daemon, "PATCH", path, {"price_currency": "SAT", "price_value": 7000}), 200)
+    assert (edited["price_sats"], edited["price_value"]) == (7000, 7000)
+    assert rows(daemon, "SELECT price_currency FROM products WHERE id = ?", product["id"]) == [
+        ("BTC",)  # 0010's spelling of sats, kept for an older version
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"price_currency": "USD", "price_value": 999}, "'price_sats' is needed with a USD price"),
+        ({"price_value": 999}, "'price_currency' and 'price_value' go together"),
+        (
+            {"price_sats": 10, "price_currency": "SAT", "price_value": 20},
+            "'price_sats' 10 and 'price_value' 20 in SAT disagree",
+        ),
+        ({}, "'price_sats' is missing"),
+        ({"price_sats": 10, "price_minor": 10}, "'price_minor' is not a field of this request"),
+    ],
+)
+def test_a_product_price_keysmith_cannot_charge_is_refused_by_name(daemon, body, named):
+    before = db_dump(daemon)
+    refused = must(
+        admin(daemon, "POST", "/v1/admin/products", {"slug": unique("np"), "name": "N", **body}),
+        400,
+    )
+    assert named in refused["message"]
+    assert db_dump(daemon) == before
+
+
 # ----- policies -----
 
 

@@ -84,8 +84,10 @@ class Product(Answer, kw_only=True):
     name: str
     description: str
     price_sats: int
+    # SAT, or a currency shown beside the sats price (Keysmith charges price_sats).
     price_currency: str
-    price_minor: int
+    # The price in price_currency's smallest unit (Keysat's name).
+    price_value: int
     metadata: dict[str, Any]
     entitlements_catalog: list[Any]
     active: bool
@@ -123,7 +125,7 @@ class Policy(PublicPolicy, kw_only=True):
     sort_order: int
     is_default: bool
     price_currency: str
-    price_minor: int
+    price_value: int
     created_at: str | None
 
 

@@ -52,9 +52,9 @@ class Catalogue(Core):
             "price_sats": request.price_sats,
             "metadata": json.dumps(request.metadata or {}, sort_keys=True),
             "entitlements_catalog": _catalog_json(request.entitlements_catalog or []),
-            "price_currency": request.price_currency or "BTC",
+            "price_currency": rows.stored_currency(request.price_currency),
             "price_minor": (
-                request.price_sats if request.price_minor is None else request.price_minor
+                request.price_sats if request.price_value is None else request.price_value
             ),
             "now": at,
         }
@@ -82,7 +82,7 @@ class Catalogue(Core):
             values["metadata"] = json.dumps(request.metadata, sort_keys=True)
         if request.entitlements_catalog is not None:
             values["entitlements_catalog"] = _catalog_json(request.entitlements_catalog)
-        values |= _given(request, ("price_currency", "price_minor"))
+        values |= _stored_prices(request)
         if request.active is not None:
             values["active"] = int(request.active)
         at = now()
@@ -136,8 +136,8 @@ class Catalogue(Core):
                 "name": request.name,
                 "description": request.description or "",
                 "price_sats": price,
-                "price_currency": request.price_currency or "BTC",
-                "price_minor": price if request.price_minor is None else request.price_minor,
+                "price_currency": rows.stored_currency(request.price_currency),
+                "price_minor": price if request.price_value is None else request.price_value,
                 "entitlements": json.dumps(request.entitlements or []),
                 "is_trial": int(bool(request.is_trial)),
                 "is_public": int(request.public is not False),
@@ -179,9 +179,9 @@ class Catalogue(Core):
         """Edit a policy; `active: false` archives it (kept for its licenses, sold no more)."""
         values: dict[str, Any] = _given(
             request,
-            ("name", "description", "grace_seconds", "sort_order", "price_currency"),
+            ("name", "description", "grace_seconds", "sort_order"),
         )
-        values |= _given(request, ("price_minor",))
+        values |= _stored_prices(request)
         if request.price_sats_override is not None:
             values["price_sats"] = request.price_sats_override
         if request.duration_seconds is not None:
@@ -250,6 +250,16 @@ class Catalogue(Core):
 def _given(request: models.Request, names: tuple[str, ...]) -> dict[str, Any]:
     """The named fields the request sets (None means "leave as it is")."""
     return {name: getattr(request, name) for name in names if getattr(request, name) is not None}
+
+
+def _stored_prices(request: models.ProductUpdate | models.PolicyUpdate) -> dict[str, Any]:
+    """An edit's price_currency and price_value in 0010's columns."""
+    values: dict[str, Any] = {}
+    if request.price_currency is not None:
+        values["price_currency"] = rows.stored_currency(request.price_currency)
+    if request.price_value is not None:
+        values["price_minor"] = request.price_value
+    return values
 
 
 def _seat_columns(max_machines: int) -> dict[str, int]:

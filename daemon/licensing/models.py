@@ -49,6 +49,8 @@ Seconds = Annotated[int, msgspec.Meta(ge=0, le=100 * 366 * 86_400)]
 Seats = Annotated[int, msgspec.Meta(ge=0, le=10_000, description="0 = unlimited")]
 SortOrder = Annotated[int, msgspec.Meta(ge=-10_000, le=10_000)]
 Currency = Annotated[str, msgspec.Meta(pattern=CURRENCY_PATTERN)]
+# Keysat's name for a price in sats, and Keysmith's older one (stored since 0010).
+SATS_CURRENCIES = ("SAT", "BTC")
 # Unix seconds, or an ISO 8601 time with its timezone (`inputs.timestamp` reads both).
 When = Annotated[int, msgspec.Meta(ge=1, le=inputs.MAX_UNIX)] | str
 SlugList = Annotated[list[Slug], msgspec.Meta(max_length=255)]
@@ -123,16 +125,19 @@ class RecoverRequest(Request, kw_only=True):
 class ProductCreate(Request, kw_only=True):
     slug: Slug
     name: Text
-    price_sats: Sats
+    # Keysat: `price_sats` alone, or `price_currency` SAT with `price_value` (see below).
+    price_sats: Sats | None = None
     description: LongText = ""
     metadata: dict[str, Any] | None = None
     entitlements_catalog: Annotated[list[CatalogEntry], msgspec.Meta(max_length=64)] | None = None
     price_currency: Currency | None = None
-    price_minor: Sats | None = None
+    # The price in the currency's smallest unit (sats for SAT, cents for USD or EUR).
+    price_value: Sats | None = None
 
     def __post_init__(self) -> None:
         _check_json("metadata", self.metadata)
         _check_catalog(self.entitlements_catalog)
+        self.price_sats = _sats_price(self.price_sats, self.price_currency, self.price_value)
 
 
 class ProductUpdate(Request, kw_only=True):
@@ -143,11 +148,15 @@ class ProductUpdate(Request, kw_only=True):
     entitlements_catalog: Annotated[list[CatalogEntry], msgspec.Meta(max_length=64)] | None = None
     active: bool | None = None
     price_currency: Currency | None = None
-    price_minor: Sats | None = None
+    price_value: Sats | None = None
 
     def __post_init__(self) -> None:
         _check_json("metadata", self.metadata)
         _check_catalog(self.entitlements_catalog)
+        if (self.price_currency is None) != (self.price_value is None):
+            raise ValueError("'price_currency' and 'price_value' go together: send both or neither")
+        if self.price_currency in SATS_CURRENCIES and self.price_sats is None:
+            self.price_sats = self.price_value
 
 
 class ActiveToggle(Request, kw_only=True):
@@ -181,7 +190,7 @@ class PolicyTerms(Request, kw_only=True):
     # Listed to buyers (Keysat's `public`); absent on create: listed.
     public: bool | None = None
     price_currency: Currency | None = None
-    price_minor: Sats | None = None
+    price_value: Sats | None = None
 
     def __post_init__(self) -> None:
         if self.entitlements is not None and len(set(self.entitlements)) != len(self.entitlements):
@@ -368,6 +377,32 @@ class DeliveryQuery(Request, kw_only=True):
     endpoint_id: Uuid | None = None
     status: DeliveryStatus | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+
+
+def _sats_price(sats: int | None, currency: str | None, value: int | None) -> int:
+    """The product's price in sats from Keysat's two forms, refusing what they cannot mean."""
+    if (currency is None) != (value is None):
+        raise ValueError("'price_currency' and 'price_value' go together: send both or neither")
+    if currency is None or value is None:
+        if sats is None:
+            raise ValueError(
+                "'price_sats' is missing: send price_sats, or price_currency SAT with price_value"
+            )
+        return sats
+    if currency in SATS_CURRENCIES:
+        if sats is not None and sats != value:
+            raise ValueError(
+                f"'price_sats' {sats} and 'price_value' {value} in {currency} disagree: send "
+                "price_currency with price_value, or price_sats alone"
+            )
+        return value
+    if sats is None:
+        raise ValueError(
+            f"'price_sats' is needed with a {currency} price: Keysmith charges the sats price "
+            f"and shows the {currency} one, since converting at purchase time needs the "
+            "exchange rates of a payment provider"
+        )
+    return sats
 
 
 def _check_json(name: str, value: object) -> None:

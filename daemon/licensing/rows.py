@@ -18,6 +18,18 @@ from daemon.licensing.store import Row
 
 log = logging.getLogger("keysmith.licensing")
 
+# Sats are 'BTC' in the price_currency columns (0010's default) and 'SAT' on the wire (Keysat).
+SATS_STORED = "BTC"
+SATS_SAID = "SAT"
+
+
+def stored_currency(currency: str | None) -> str:
+    return SATS_STORED if currency in (None, SATS_SAID) else currency
+
+
+def said_currency(stored: str) -> str:
+    return SATS_SAID if stored == SATS_STORED else stored
+
 
 def product(row: Row) -> answers.Product:
     return answers.Product(
@@ -26,8 +38,8 @@ def product(row: Row) -> answers.Product:
         name=row["name"],
         description=row["description"],
         price_sats=row["price_sats"],
-        price_currency=row["price_currency"],
-        price_minor=row["price_minor"],
+        price_currency=said_currency(row["price_currency"]),
+        price_value=row["price_minor"],
         metadata=_listed_json(row, "metadata", {}),
         entitlements_catalog=_listed_json(row, "entitlements_catalog", []),
         active=bool(row["active"]),
@@ -80,8 +92,8 @@ def policy(row: Row) -> answers.Policy:
         archived=not row["active"],
         sort_order=row["sort_order"],
         is_default=bool(row["is_default"]),
-        price_currency=row["price_currency"],
-        price_minor=row["price_minor"],
+        price_currency=said_currency(row["price_currency"]),
+        price_value=row["price_minor"],
         created_at=iso_time(row["created_at"]),
     )
 
