@@ -168,6 +168,15 @@ def test_policies_are_edited_shown_archived_and_deleted(daemon):
         "ok": True,
         "public": False,
     }
+    assert must(admin(daemon, "PATCH", f"{path}/active", {"active": True}), 200) == {
+        "ok": True,
+        "active": True,
+    }
+    product_path = f"/v1/admin/products/{product['id']}/active"
+    assert must(admin(daemon, "PATCH", product_path, {"active": True}), 200) == {
+        "ok": True,
+        "active": True,
+    }
     assert must(admin(daemon, "PATCH", f"{path}/archived", {"archived": True}), 200) == {
         "ok": True,
         "archived": True,
@@ -339,7 +348,10 @@ def test_discount_codes_in_keysat_shapes(daemon):
     listed = must(admin(daemon, "GET", "/v1/admin/discount-codes"), 200)
     assert code["id"] in [c["id"] for c in listed["codes"]]
     path = f"/v1/admin/discount-codes/{code['id']}"
-    must(admin(daemon, "PATCH", f"{path}/active", {"active": False}), 200)
+    assert must(admin(daemon, "PATCH", f"{path}/active", {"active": False}), 200) == {
+        "ok": True,
+        "active": False,
+    }
     # As Keysat: a disabled code is listed only when asked for.
     listed = must(admin(daemon, "GET", "/v1/admin/discount-codes"), 200)
     assert code["id"] not in [c["id"] for c in listed["codes"]]

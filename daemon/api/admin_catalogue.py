@@ -57,12 +57,13 @@ async def update_product(request: web.Request) -> web.Response:
     "/v1/admin/products/{id}/active",
     "Sell a product, or stop",
     body=models.ActiveToggle,
-    answer=answers.Product,
+    answer=answers.ActiveSet,
 )
 async def set_product_active(request: web.Request) -> web.Response:
     product_id = path_uuid(request)
     body = await read(request, models.ActiveToggle)
-    return answer(await licensing_of(request).set_product_active(product_id, body.active))
+    await licensing_of(request).set_product_active(product_id, body.active)
+    return answer(answers.ActiveSet(active=body.active))
 
 
 @admin_endpoint(
@@ -156,9 +157,10 @@ async def set_policy_archived(request: web.Request) -> web.Response:
     "/v1/admin/policies/{id}/active",
     "Archive a policy, or restore it",
     body=models.ActiveToggle,
-    answer=answers.Policy,
+    answer=answers.ActiveSet,
 )
 async def set_policy_active(request: web.Request) -> web.Response:
     policy_id = path_uuid(request)
     body = await read(request, models.ActiveToggle)
-    return answer(await licensing_of(request).set_policy_active(policy_id, body.active))
+    await licensing_of(request).set_policy_active(policy_id, body.active)
+    return answer(answers.ActiveSet(active=body.active))

@@ -335,6 +335,13 @@ class PublicSet(Answer, kw_only=True):
     public: bool
 
 
+class ActiveSet(Answer, kw_only=True):
+    """Keysat's `{ok: true}` for a product, policy or code toggled, with the state set."""
+
+    ok: bool = True
+    active: bool
+
+
 class ArchivedSet(Answer, kw_only=True):
     ok: bool = True
     archived: bool
