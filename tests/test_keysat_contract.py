@@ -583,11 +583,20 @@ def test_a_used_code_is_kept_and_its_redemptions_listed(daemon):
     )
     path = f"/v1/admin/discount-codes/{code['id']}"
     [used] = must(admin(daemon, "GET", path), 200)["redemptions"]
-    assert (used["license_id"], used["invoice_id"], used["buyer_email"]) == (
-        redeemed["license_id"],
-        redeemed["invoice_id"],
-        "a@b.c",
-    )
+    # Keysat's redemption: the code, the prices off its invoice, redeemed once issued.
+    assert used == {
+        "id": used["id"],
+        "code_id": code["id"],
+        "invoice_id": redeemed["invoice_id"],
+        "license_id": redeemed["license_id"],
+        "status": "redeemed",
+        "discount_applied_sats": 50_000,
+        "base_price_sats": 50_000,
+        "final_price_sats": 0,
+        "buyer_email": "a@b.c",
+        "created_at": used["created_at"],
+        "updated_at": used["created_at"],
+    }
     before = db_dump(daemon)
     assert "kept for its redemptions" in must(admin(daemon, "DELETE", path), 409)["message"]
     again = must(daemon.request("POST", "/v1/redeem", {"product": slug, "code": code["code"]}), 400)

@@ -252,11 +252,21 @@ class CodePreviewAnswer(Answer, kw_only=True, omit_defaults=True):
 
 
 class Redemption(Answer, kw_only=True):
+    """Keysat's redemption. Keysmith writes one only once its license is issued (it has no
+    payment provider, so no redemption waits on an invoice): always `redeemed`."""
+
     id: str
+    code_id: str
     invoice_id: str | None
     license_id: str | None
+    status: Literal["redeemed"] = "redeemed"
+    # From its invoice; None where 0009 unlinked a missing one.
+    discount_applied_sats: int | None
+    base_price_sats: int | None
+    final_price_sats: int | None
     buyer_email: str | None
-    redeemed_at: str | None
+    created_at: str | None
+    updated_at: str | None
 
 
 class CodeWithRedemptions(Answer, kw_only=True):

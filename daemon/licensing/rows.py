@@ -146,12 +146,18 @@ def code(row: Row) -> answers.Code:
 
 
 def redemption(row: Row) -> answers.Redemption:
+    final, discount = row["amount_sats"], row["discount_sats"]
     return answers.Redemption(
         id=row["id"],
+        code_id=row["code_id"],
         invoice_id=row["invoice_id"],
         license_id=row["license_id"],
+        discount_applied_sats=discount,
+        base_price_sats=None if final is None else final + discount,
+        final_price_sats=final,
         buyer_email=row["buyer_email"],
-        redeemed_at=iso_time(row["redeemed_at"]),
+        created_at=iso_time(row["redeemed_at"]),
+        updated_at=iso_time(row["redeemed_at"]),
     )
 
 

@@ -111,8 +111,10 @@ async def delete_code(conn: Connection, code_id: str) -> int:
 async def redemptions_of(conn: Connection, code_id: str) -> list[Row]:
     return await fetch_all(
         conn,
-        "SELECT id, invoice_id, license_id, buyer_email, redeemed_at FROM discount_redemptions "
-        "WHERE code_id = ? ORDER BY redeemed_at, id",
+        "SELECT r.id, r.code_id, r.invoice_id, r.license_id, r.buyer_email, r.redeemed_at, "
+        "i.amount_sats, i.discount_sats FROM discount_redemptions AS r "
+        "LEFT JOIN invoices AS i ON i.id = r.invoice_id "
+        "WHERE r.code_id = ? ORDER BY r.redeemed_at, r.id",
         (code_id,),
     )
 
