@@ -463,6 +463,11 @@ def test_a_code_in_keysat_terms_is_answered_in_them_exactly(daemon):
     assert cleared["amount"] == 50
     lifetime = must(daemon.request("GET", f"{preview}&policy_slug=lifetime"), 200)
     assert (lifetime["valid"], lifetime["discount_applied_sats"]) == (True, 50)
+    # As Keysat's edit: null clears the limit and the label; what is absent stays.
+    unlimited = must(admin(daemon, "PATCH", path, {"max_uses": None, "referrer_label": None}), 200)
+    assert (unlimited["max_uses"], unlimited["referrer_label"]) == (None, None)
+    assert (unlimited["description"], unlimited["amount"]) == ("Launch week", 50)
+    assert must(admin(daemon, "PATCH", path, {}), 200) == unlimited
 
 
 def test_a_policy_named_by_a_code_cannot_be_deleted(daemon):

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from aiosqlite import Connection
 
 from daemon.licensing import answers, models, rows, store, store_sales
@@ -167,9 +168,9 @@ class Codes(Core):
         values: dict[str, Any] = {}
         if request.description is not None:
             values["note"] = request.description
-        if request.max_uses is not None:
+        if request.max_uses is not msgspec.UNSET:
             values["max_redemptions"] = request.max_uses
-        if request.expires_at is not None:
+        if request.expires_at is not msgspec.UNSET:
             values["expires_at"] = request.expires_at
         if request.active is not None:
             values["disabled"] = int(not request.active)
@@ -187,7 +188,7 @@ class Codes(Core):
                 stored = _stored_amount(before["kind"], request.amount)
                 values["amount"] = stored.pop("amount")
                 terms.update(stored)
-            if request.referrer_label is not None:
+            if request.referrer_label is not msgspec.UNSET:
                 terms["referrer_label"] = request.referrer_label
             if request.policy_slugs is not None:
                 if before["product_id"] is None and request.policy_slugs:
@@ -202,7 +203,7 @@ class Codes(Core):
             await store_sales.put_code_terms(conn, terms)
             changed = {"note": "description", "disabled": "active", "max_redemptions": "max_uses"}
             fields = {changed.get(f, f) for f in values}
-            if request.referrer_label is not None:
+            if request.referrer_label is not msgspec.UNSET:
                 fields.add("referrer_label")
             if request.policy_slugs is not None:
                 fields.add("policy_slugs")

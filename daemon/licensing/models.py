@@ -263,7 +263,8 @@ class CodeTerms(Request, kw_only=True):
     featured: bool = False
 
     def __post_init__(self) -> None:
-        self.expires_at = _when("expires_at", self.expires_at)
+        if self.expires_at is not msgspec.UNSET:
+            self.expires_at = _when("expires_at", self.expires_at)
         if self.featured:
             raise ValueError(
                 "'featured' cannot be true: Keysmith has no buy page to show a launch special "
@@ -292,8 +293,17 @@ class CodeCreate(CodeTerms, kw_only=True):
 
 
 class CodeUpdate(CodeTerms, kw_only=True):
+    """Keysat's edit: an absent field stays as it is; null clears a limit or the label."""
+
     amount: Sats | None = None
     active: bool | None = None
+    max_uses: Annotated[int, msgspec.Meta(ge=1, le=10**9)] | msgspec.UnsetType | None = (
+        msgspec.UNSET
+    )
+    expires_at: When | msgspec.UnsetType | None = msgspec.UNSET
+    referrer_label: (
+        Annotated[str, msgspec.Meta(max_length=200, pattern=NO_NUL)] | msgspec.UnsetType | None
+    ) = msgspec.UNSET
 
 
 class CodePreview(Request, kw_only=True):
