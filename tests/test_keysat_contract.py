@@ -191,6 +191,20 @@ def test_policies_are_edited_shown_archived_and_deleted(daemon):
     assert must(admin(daemon, "DELETE", path), 404)["error"] == "not_found"
 
 
+def test_keysats_force_delete_is_refused_by_name_with_nothing_written(daemon):
+    product = _product(daemon)
+    policy = _policy(daemon, product["slug"])
+    before = db_dump(daemon)
+    for path in (f"/v1/admin/policies/{policy['id']}", f"/v1/admin/products/{product['id']}"):
+        refused = must(admin(daemon, "DELETE", f"{path}?force=true"), 400)
+        assert "'force' cannot be true: Keysmith never deletes licenses" in refused["message"]
+        unknown = must(admin(daemon, "DELETE", f"{path}?cascade=1"), 400)
+        assert "'cascade' is not a field of this request" in unknown["message"]
+    assert db_dump(daemon) == before
+    gone = must(admin(daemon, "DELETE", f"/v1/admin/policies/{policy['id']}?force=false"), 200)
+    assert gone == {"ok": True, "deleted": policy["slug"]}
+
+
 def test_a_policy_with_licenses_is_kept_and_says_so(daemon):
     product = _product(daemon)
     policy = _policy(daemon, product["slug"], is_default=True)

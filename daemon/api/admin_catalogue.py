@@ -70,10 +70,13 @@ async def set_product_active(request: web.Request) -> web.Response:
     "DELETE",
     "/v1/admin/products/{id}",
     "Delete a product nothing was sold under",
+    query=models.DeleteQuery,
     answer=answers.Deleted,
 )
 async def delete_product(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).delete_product(path_uuid(request)))
+    product_id = path_uuid(request)
+    read_query(request, models.DeleteQuery)
+    return answer(await licensing_of(request).delete_product(product_id))
 
 
 # ----- policies -----
@@ -120,10 +123,13 @@ async def update_policy(request: web.Request) -> web.Response:
     "DELETE",
     "/v1/admin/policies/{id}",
     "Delete a policy nothing was issued under",
+    query=models.DeleteQuery,
     answer=answers.Deleted,
 )
 async def delete_policy(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).delete_policy(path_uuid(request)))
+    policy_id = path_uuid(request)
+    read_query(request, models.DeleteQuery)
+    return answer(await licensing_of(request).delete_policy(policy_id))
 
 
 @admin_endpoint(

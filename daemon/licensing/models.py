@@ -337,6 +337,20 @@ class PolicyQuery(Request, kw_only=True):
     include_archived: bool = False
 
 
+class DeleteQuery(Request, kw_only=True):
+    """Keysat's product and policy delete query; its `force` cascade is refused."""
+
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.force:
+            raise ValueError(
+                "'force' cannot be true: Keysmith never deletes licenses, invoices or machines "
+                "with their product or policy. Revoke the licenses, archive the policy or "
+                "deactivate the product instead"
+            )
+
+
 class CodeQuery(Request, kw_only=True):
     product_slug: Slug | None = None
     # Keysat lists only the active codes unless asked.
