@@ -63,7 +63,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         " entitlements_catalog price_currency price_minor",
         "policies": "id product_id slug name description price_sats duration_days max_machines"
         " is_trial entitlements is_public active created_at highlighted sort_order is_default"
-        " price_currency price_minor duration_seconds grace_seconds unlimited_machines",
+        " price_currency price_minor duration_seconds grace_seconds unlimited_machines metadata",
         "licenses": "id product_id issuer_key_id license_key status issued_at expires_at"
         " fingerprint_hash note revoked_at revoke_reason suspended_at policy_id is_trial"
         " entitlements max_machines grace_seconds buyer_email suspend_reason",
@@ -411,6 +411,8 @@ def _policies(shop: _Shop, product: _Product) -> list[_Tier]:
                 currency,
                 minor,
                 *_keysat_terms(shop, days, seats),
+                # 0017's metadata, as a Keysat seller writes it (no draw: older seeds stay).
+                *(() if shop.version < 17 else (json.dumps({"highlight": slug == "yearly"}),)),
             )
         )
         tiers.append(tier)

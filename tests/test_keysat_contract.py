@@ -135,6 +135,21 @@ def test_a_keysat_policy_keeps_every_term_and_issues_by_them(daemon):
     assert (answer["ok"], answer["max_machines"], answer["in_grace_period"]) == (True, 3, False)
 
 
+def test_a_policy_keeps_keysats_metadata_and_an_edit_replaces_it(daemon):
+    product = _product(daemon)
+    metadata = {"highlight": True, "marketing_bullets": ["Fast", "Private"]}
+    policy = _policy(daemon, product["slug"], metadata=metadata)
+    assert policy["metadata"] == metadata
+    path = f"/v1/admin/policies/{policy['id']}"
+    edited = must(admin(daemon, "PATCH", path, {"metadata": {"tier": "gold"}}), 200)
+    assert edited["metadata"] == {"tier": "gold"}
+    assert must(admin(daemon, "PATCH", path, {"name": "Gold"}), 200)["metadata"] == {"tier": "gold"}
+    before = db_dump(daemon)
+    refused = must(admin(daemon, "PATCH", path, {"metadata": [1, 2]}), 400)
+    assert "'metadata' must be a JSON object" in refused["message"], refused
+    assert db_dump(daemon) == before
+
+
 def test_a_policy_without_a_price_override_costs_the_products_price(daemon):
     product = _product(daemon, price=7_000)
     assert _policy(daemon, product["slug"])["price_sats"] == 7_000

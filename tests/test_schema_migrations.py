@@ -717,6 +717,45 @@ def test_0016_down_disables_codes_whose_terms_the_older_version_would_misread(tm
     assert "discount_code_terms" not in kit.dump(conn)
 
 
+def test_0017_policy_metadata_keeps_every_policy_with_an_empty_object(tmp_path):
+    db, conn = _database_at(tmp_path, 16, scale=2)
+    before = _rows(conn, "policies")
+    kit.apply_range(db, upto=17)
+    kit.assert_db_clean(conn)
+    assert _columns(conn, "policies")[-1] == "metadata"
+    assert [row[:-1] for row in _rows(conn, "policies")] == before
+    assert {row[-1] for row in _rows(conn, "policies")} == {"{}"}
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("UPDATE policies SET metadata = '[1]' WHERE rowid = 1")
+
+
+def test_0017_down_restores_the_database_before_it_and_keeps_metadata_in_the_audit_log(
+    tmp_path,
+):
+    db, conn = _database_at(tmp_path, 16, scale=2)
+    before = kit.dump(conn)
+    kit.apply_range(db, upto=17)
+    down = (kit.MIGRATIONS / "0017_policy_metadata.down.sql").read_text()
+    # Untouched metadata: the down gives back exactly the database 0016 knew.
+    conn.executescript(f"BEGIN;\n{down}\nCOMMIT;")
+    assert kit.dump(conn) == before
+    kit.assert_db_clean(conn)
+    # Metadata a seller wrote is kept in one audit row per policy.
+    _, conn2 = _database_at(tmp_path / "seeded", 17, scale=1)
+    written = dict(conn2.execute("SELECT id, metadata FROM policies WHERE metadata <> '{}'"))
+    assert written, "the seed writes metadata at 17"
+    conn2.executescript(f"BEGIN;\n{down}\nCOMMIT;")
+    kit.assert_db_clean(conn2)
+    kept = {
+        subject.removeprefix("policy:"): json.loads(detail)["metadata"]
+        for subject, detail in conn2.execute(
+            "SELECT subject, detail FROM audit_log WHERE action = 'migration.0017.down'"
+        )
+    }
+    assert kept == {policy_id: json.loads(meta) for policy_id, meta in written.items()}
+    assert "metadata" not in _columns(conn2, "policies")
+
+
 def test_every_migration_has_a_test_here():
     # A new migration without its test here fails this, on purpose.
     names = {p.name[:4] for p in kit.MIGRATIONS.glob("[0-9]*_*.sql")}

@@ -126,6 +126,7 @@ class Policy(PublicPolicy, kw_only=True):
     is_default: bool
     price_currency: str
     price_value: int
+    metadata: dict[str, Any]
     created_at: str | None
 
 

@@ -139,6 +139,7 @@ class Catalogue(Core):
                 "price_currency": rows.stored_currency(request.price_currency),
                 "price_minor": price if request.price_value is None else request.price_value,
                 "entitlements": json.dumps(request.entitlements or []),
+                "metadata": json.dumps(request.metadata or {}, sort_keys=True),
                 "is_trial": int(bool(request.is_trial)),
                 "is_public": int(request.public is not False),
                 "highlighted": int(bool(request.highlighted)),
@@ -190,6 +191,8 @@ class Catalogue(Core):
             values |= _seat_columns(request.max_machines)
         if request.entitlements is not None:
             values["entitlements"] = json.dumps(request.entitlements)
+        if request.metadata is not None:
+            values["metadata"] = json.dumps(request.metadata, sort_keys=True)
         if request.public is not None:
             values["is_public"] = int(request.public)
         for flag in ("is_trial", "highlighted", "is_default", "active"):

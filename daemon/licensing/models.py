@@ -191,8 +191,11 @@ class PolicyTerms(Request, kw_only=True):
     public: bool | None = None
     price_currency: Currency | None = None
     price_value: Sats | None = None
+    # Keysat's free-form JSON object; an edit replaces it whole.
+    metadata: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        _check_json("metadata", self.metadata)
         if self.entitlements is not None and len(set(self.entitlements)) != len(self.entitlements):
             raise ValueError("'entitlements' lists the same slug twice")
 

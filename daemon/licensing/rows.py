@@ -1,8 +1,8 @@
 """Database rows as the layer's answers (`daemon.licensing.answers`), one function per kind.
 
-Rows are `sqlite3.Row` with the columns of the matching `store` column list. A product's
-free-form JSON that an older version or a hand edit left too deep or invalid is answered with
-an empty value and one warning, so one row can never take a whole listing down.
+Rows are `sqlite3.Row` with the columns of the matching `store` column list. A product's or
+policy's free-form JSON that an older version or a hand edit left too deep or invalid is
+answered with an empty value and one warning, so one row can never take a whole listing down.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ def policy(row: Row) -> answers.Policy:
         is_default=bool(row["is_default"]),
         price_currency=said_currency(row["price_currency"]),
         price_value=row["price_minor"],
+        metadata=_listed_json(row, "metadata", {}, "policy"),
         created_at=iso_time(row["created_at"]),
     )
 
@@ -187,20 +188,20 @@ def audit_entry(row: Row) -> answers.AuditEntry:
     )
 
 
-def _listed_json(row: Row, column: str, fallback: Any) -> Any:
+def _listed_json(row: Row, column: str, fallback: Any, kind: str = "product") -> Any:
     try:
         return inputs.stored_json(row[column])
     except ValueError as e:
-        _warn_unlistable(row["id"], column, str(e), json.dumps(fallback))
+        _warn_unlistable(kind, row["id"], column, str(e), json.dumps(fallback))
         return fallback
 
 
 # Once per row and reason, not once per listing: the public catalogue is polled by every client.
 @functools.lru_cache(maxsize=1024)
-def _warn_unlistable(product_id: str, column: str, reason: str, fallback: str) -> None:
+def _warn_unlistable(kind: str, row_id: str, column: str, reason: str, fallback: str) -> None:
     log.warning(
-        f"product {product_id}: its stored {column} cannot be shown ({reason}); answered "
+        f"{kind} {row_id}: its stored {column} cannot be shown ({reason}); answered "
         f"{fallback} in its place. The row is unchanged; rewrite its {column} to valid JSON "
         f"within {inputs.MAX_JSON_DEPTH} levels to show it again",
-        extra={"product_id": product_id, "column": column},
+        extra={f"{kind}_id": row_id, "column": column},
     )

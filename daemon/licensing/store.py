@@ -148,7 +148,7 @@ POLICY_COLUMNS = (
     "id, product_id, slug, name, description, price_sats, duration_seconds, grace_seconds, "
     "CASE WHEN unlimited_machines = 1 THEN 0 ELSE max_machines END AS max_machines, is_trial, "
     "entitlements, is_public, active, created_at, highlighted, sort_order, is_default, "
-    "price_currency, price_minor"
+    "price_currency, price_minor, metadata"
 )
 
 
@@ -157,10 +157,10 @@ async def insert_policy(conn: Connection, policy: dict[str, Any]) -> None:
         "INSERT INTO policies (id, product_id, slug, name, description, price_sats, "
         "duration_seconds, grace_seconds, max_machines, unlimited_machines, is_trial, "
         "entitlements, is_public, active, created_at, highlighted, sort_order, is_default, "
-        "price_currency, price_minor) VALUES (:id, :product_id, :slug, :name, :description, "
-        ":price_sats, :duration_seconds, :grace_seconds, :max_machines, :unlimited_machines, "
-        ":is_trial, :entitlements, :is_public, 1, :now, :highlighted, :sort_order, :is_default, "
-        ":price_currency, :price_minor)",
+        "price_currency, price_minor, metadata) VALUES (:id, :product_id, :slug, :name, "
+        ":description, :price_sats, :duration_seconds, :grace_seconds, :max_machines, "
+        ":unlimited_machines, :is_trial, :entitlements, :is_public, 1, :now, :highlighted, "
+        ":sort_order, :is_default, :price_currency, :price_minor, :metadata)",
         policy,
     )
 
