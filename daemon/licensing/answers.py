@@ -149,6 +149,8 @@ class License(Answer, kw_only=True):
     product_slug: str
     policy_id: str | None
     policy_slug: str | None
+    # The invoice that sold it (a purchase or a redeemed code); None when an admin issued it.
+    invoice_id: str | None
     license_key: str
     status: str
     issued_at: str | None

@@ -230,7 +230,10 @@ LICENSE_COLUMNS = (
     "l.id, l.product_id, p.slug AS product_slug, l.policy_id, pol.slug AS policy_slug, "
     "l.license_key, l.status, l.issued_at, l.expires_at, l.fingerprint_hash, l.note, "
     "l.revoked_at, l.revoke_reason, l.suspended_at, l.suspend_reason, l.is_trial, "
-    f"l.entitlements, l.buyer_email, {GRACE} AS grace_seconds, {SEATS} AS max_machines"
+    f"l.entitlements, l.buyer_email, {GRACE} AS grace_seconds, {SEATS} AS max_machines, "
+    # Keysat's invoice_id: the invoice that sold it (invoices_license_idx), None if issued.
+    "(SELECT i.id FROM invoices AS i WHERE i.license_id = l.id ORDER BY i.created_at LIMIT 1) "
+    "AS invoice_id"
 )
 LICENSE_FROM = (
     "FROM licenses AS l JOIN products AS p ON p.id = l.product_id "
