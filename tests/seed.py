@@ -49,6 +49,7 @@ TABLE_SINCE: dict[str, int] = {
     "webhook_events": 14,
     "webhook_deliveries": 14,
     "webhook_attempts": 14,
+    "discount_code_terms": 16,
 }
 
 # Every column the seed knows, in insertion order (parents before children).
@@ -62,7 +63,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         " entitlements_catalog price_currency price_minor",
         "policies": "id product_id slug name description price_sats duration_days max_machines"
         " is_trial entitlements is_public active created_at highlighted sort_order is_default"
-        " price_currency price_minor duration_seconds grace_seconds unlimited_machines",
+        " price_currency price_minor duration_seconds grace_seconds unlimited_machines metadata",
         "licenses": "id product_id issuer_key_id license_key status issued_at expires_at"
         " fingerprint_hash note revoked_at revoke_reason suspended_at policy_id is_trial"
         " entitlements max_machines grace_seconds buyer_email suspend_reason",
@@ -74,6 +75,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "discount_codes": "id code product_id policy_id kind amount max_redemptions expires_at"
         " disabled note created_at",
         "discount_redemptions": "id code_id invoice_id license_id buyer_email redeemed_at",
+        "discount_code_terms": "code_id percent_bps referrer_label policy_ids",
         "audit_log": "created_at actor action subject detail",
         "api_keys": "id label role scopes token_hash token_prefix created_at revoked_at",
         "webhook_endpoints": "id url event_types description secret enabled created_at",
@@ -410,6 +412,8 @@ def _policies(shop: _Shop, product: _Product) -> list[_Tier]:
                 currency,
                 minor,
                 *_keysat_terms(shop, days, seats),
+                # 0017's metadata, as a Keysat seller writes it (no draw: older seeds stay).
+                *(() if shop.version < 17 else (json.dumps({"highlight": slug == "yearly"}),)),
             )
         )
         tiers.append(tier)
@@ -477,6 +481,17 @@ def _discount_codes(
             )
         )
         shop.audit(created, "admin", "discount_code.create", f"discount_code:{code.id}", kind=kind)
+        if shop.version >= 16:
+            # Keysat's terms: the launch code's percent in basis points, with its referrer.
+            launch = prefix == "LAUNCH20"
+            shop.rows["discount_code_terms"].append(
+                (
+                    code.id,
+                    amount * 100 if kind == "percent" else None,
+                    "launch-newsletter" if launch else None,
+                    "[]",
+                )
+            )
         codes.append(code)
     return codes
 

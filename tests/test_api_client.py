@@ -315,7 +315,7 @@ def test_public_policies_list_only_public_active_tiers_in_order(daemon, client):
             "is_trial": True,
             "sort_order": 1,
         },
-        {"slug": "internal", "name": "Staff", "is_public": False},
+        {"slug": "internal", "name": "Staff", "public": False},
         {"slug": "legacy", "name": "Legacy"},
     ]
     ids = {}

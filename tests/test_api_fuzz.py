@@ -207,7 +207,7 @@ def valid_bodies(world: dict) -> dict[tuple[str, str], Any]:
             "metadata": {"a": 1},
             "entitlements_catalog": [{"slug": "pro", "name": "Pro", "description": "x"}],
             "price_currency": "USD",
-            "price_minor": 999,
+            "price_value": 999,
         },
         ("POST", "/v1/admin/policies"): lambda u: {
             "product_slug": slug,
@@ -223,7 +223,7 @@ def valid_bodies(world: dict) -> dict[tuple[str, str], Any]:
             "highlighted": False,
             "sort_order": 1,
             "is_default": False,
-            "is_public": True,
+            "public": True,
         },
         ("POST", "/v1/admin/licenses"): lambda u: {
             "product_slug": slug,
@@ -245,7 +245,10 @@ def valid_bodies(world: dict) -> dict[tuple[str, str], Any]:
             "policy_slug": "standard",
             "max_uses": 5,
             "expires_at": 2_200_000_000,
-            "note": "n",
+            "description": "n",
+            "referrer_label": f"r-{u}",
+            "policy_slugs": ["standard"],
+            "discount_currency": "SAT",
         },
         ("PATCH", "/v1/admin/products/{id}/active"): lambda u: {"active": True},
         ("PATCH", "/v1/admin/policies/{id}/active"): lambda u: {"active": True},
@@ -273,7 +276,11 @@ def valid_bodies(world: dict) -> dict[tuple[str, str], Any]:
         },
         ("PATCH", "/v1/admin/products/{id}"): lambda u: {"name": f"n-{u}", "price_sats": 5},
         ("PATCH", "/v1/admin/policies/{id}"): lambda u: {"grace_seconds": 60, "max_machines": 0},
-        ("PATCH", "/v1/admin/discount-codes/{id}"): lambda u: {"note": u, "max_uses": 9},
+        ("PATCH", "/v1/admin/discount-codes/{id}"): lambda u: {
+            "description": u,
+            "max_uses": 9,
+            "referrer_label": u,
+        },
         ("POST", "/v1/admin/licenses/{id}/suspend"): lambda u: {"reason": "r"},
     }
 

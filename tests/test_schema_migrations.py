@@ -634,6 +634,128 @@ def test_0015_down_restores_the_database_before_it_exactly(tmp_path):
     kit.assert_db_clean(conn)
 
 
+def test_0016_code_terms_keep_every_row_and_codes_read_as_before(tmp_path):
+    from daemon.licensing.store_sales import CODE_COLUMNS, CODE_FROM
+
+    db, conn = _database_at(tmp_path, 15, scale=2)
+    before = kit.dump(conn)
+    stored = _rows(conn, "discount_codes", "id, kind, amount, policy_id")
+    assert {kind for _, kind, _, _ in stored} >= {"percent", "fixed_sats", "set_price"}
+    kit.apply_range(db, upto=16)
+    kit.assert_db_clean(conn)
+    # Every schema line and row that was there is there still: 0016 only adds a table.
+    after = set(kit.dump(conn).splitlines())
+    assert [line for line in before.splitlines() if line not in after] == []
+    assert _rows(conn, "discount_code_terms") == []
+    # A code without terms reads as it did: a percent's whole percent in basis points.
+    read = conn.execute(
+        "SELECT id, kind, amount, policy_id, referrer_label, policy_ids FROM "
+        f"(SELECT c.rowid AS n, {CODE_COLUMNS} {CODE_FROM}) ORDER BY n"
+    ).fetchall()
+    assert read == [
+        (id_, kind, amount * 100 if kind == "percent" else amount, policy_id, None, "[]")
+        for id_, kind, amount, policy_id in stored
+    ]
+
+
+def test_0016_down_restores_the_database_before_it_exactly(tmp_path):
+    db, conn = _database_at(tmp_path, 15, scale=2)
+    before = kit.dump(conn)
+    kit.apply_range(db, upto=16)
+    down = (kit.MIGRATIONS / "0016_discount_code_terms.down.sql").read_text()
+    conn.executescript(f"BEGIN;\n{down}\nCOMMIT;")
+    assert kit.dump(conn) == before
+    kit.assert_db_clean(conn)
+
+
+def test_0016_down_disables_codes_whose_terms_the_older_version_would_misread(tmp_path):
+    _, conn = _database_at(tmp_path, 16, scale=1)
+    percent, several, labelled, *_ = (
+        row[0]
+        for row in conn.execute(
+            "SELECT id FROM discount_codes WHERE disabled = 0 ORDER BY kind = 'percent' DESC, rowid"
+        )
+    )
+    policies = [row[0] for row in conn.execute("SELECT id FROM policies LIMIT 2")]
+    conn.execute(
+        "DELETE FROM discount_code_terms WHERE code_id IN (?, ?, ?)", (percent, several, labelled)
+    )
+    conn.executemany(
+        "INSERT INTO discount_code_terms (code_id, percent_bps, referrer_label, policy_ids) "
+        "VALUES (?, ?, ?, ?)",
+        [
+            (percent, 1250, None, "[]"),
+            (several, None, None, json.dumps(policies)),
+            (labelled, None, "launch-twitter", "[]"),
+        ],
+    )
+    conn.commit()
+    down = (kit.MIGRATIONS / "0016_discount_code_terms.down.sql").read_text()
+    conn.executescript(f"BEGIN;\n{down}\nCOMMIT;")
+    kit.assert_db_clean(conn)
+    disabled = dict(conn.execute("SELECT id, disabled FROM discount_codes"))
+    assert (disabled[percent], disabled[several], disabled[labelled]) == (1, 1, 0)
+    kept = {
+        subject: json.loads(detail)
+        for subject, detail in conn.execute(
+            "SELECT subject, detail FROM audit_log WHERE action = 'migration.0016.down'"
+        )
+    }
+    seeded_label = conn.execute(
+        "SELECT count(*) FROM audit_log WHERE action = 'migration.0016.down' "
+        "AND detail LIKE '%launch-newsletter%'"
+    ).fetchone()[0]
+    assert seeded_label >= 1  # the seed's labelled codes are recorded too
+    assert kept[f"discount_code:{percent}"]["percent_bps"] == 1250
+    assert kept[f"discount_code:{several}"]["policy_ids"] == policies
+    assert kept[f"discount_code:{labelled}"] == {
+        "percent_bps": None,
+        "referrer_label": "launch-twitter",
+        "policy_ids": [],
+        "disabled": 0,
+    }
+    assert "discount_code_terms" not in kit.dump(conn)
+
+
+def test_0017_policy_metadata_keeps_every_policy_with_an_empty_object(tmp_path):
+    db, conn = _database_at(tmp_path, 16, scale=2)
+    before = _rows(conn, "policies")
+    kit.apply_range(db, upto=17)
+    kit.assert_db_clean(conn)
+    assert _columns(conn, "policies")[-1] == "metadata"
+    assert [row[:-1] for row in _rows(conn, "policies")] == before
+    assert {row[-1] for row in _rows(conn, "policies")} == {"{}"}
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("UPDATE policies SET metadata = '[1]' WHERE rowid = 1")
+
+
+def test_0017_down_restores_the_database_before_it_and_keeps_metadata_in_the_audit_log(
+    tmp_path,
+):
+    db, conn = _database_at(tmp_path, 16, scale=2)
+    before = kit.dump(conn)
+    kit.apply_range(db, upto=17)
+    down = (kit.MIGRATIONS / "0017_policy_metadata.down.sql").read_text()
+    # Untouched metadata: the down gives back exactly the database 0016 knew.
+    conn.executescript(f"BEGIN;\n{down}\nCOMMIT;")
+    assert kit.dump(conn) == before
+    kit.assert_db_clean(conn)
+    # Metadata a seller wrote is kept in one audit row per policy.
+    _, conn2 = _database_at(tmp_path / "seeded", 17, scale=1)
+    written = dict(conn2.execute("SELECT id, metadata FROM policies WHERE metadata <> '{}'"))
+    assert written, "the seed writes metadata at 17"
+    conn2.executescript(f"BEGIN;\n{down}\nCOMMIT;")
+    kit.assert_db_clean(conn2)
+    kept = {
+        subject.removeprefix("policy:"): json.loads(detail)["metadata"]
+        for subject, detail in conn2.execute(
+            "SELECT subject, detail FROM audit_log WHERE action = 'migration.0017.down'"
+        )
+    }
+    assert kept == {policy_id: json.loads(meta) for policy_id, meta in written.items()}
+    assert "metadata" not in _columns(conn2, "policies")
+
+
 def test_every_migration_has_a_test_here():
     # A new migration without its test here fails this, on purpose.
     names = {p.name[:4] for p in kit.MIGRATIONS.glob("[0-9]*_*.sql")}

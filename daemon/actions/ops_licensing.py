@@ -13,8 +13,8 @@ from daemon.actions import service_call
 from daemon.actions.registry import NOTHING_CHANGED, ActionError
 from daemon.actions.results import Result, Value
 from daemon.licensing import models, wire
+from daemon.licensing.codes import BASIS_POINTS_PER_PERCENT
 from daemon.licensing.errors import LicensingError
-from daemon.licensing.rows import BASIS_POINTS_PER_PERCENT
 from daemon.settings import Settings
 
 T = TypeVar("T")
@@ -86,7 +86,7 @@ def create_policy(settings: Settings, values: dict[str, Any]) -> Result:
         "max_machines": values["max_machines"],
         "is_trial": values["is_trial"],
         "is_default": values["is_default"],
-        "is_public": values["is_public"],
+        "public": values["is_public"],
         "entitlements": entitlements,
     }
     request = _request(models.PolicyCreate, fields)
@@ -235,7 +235,7 @@ def create_discount_code(settings: Settings, values: dict[str, Any]) -> Result:
         "policy_slug": values["policy"],
         "max_uses": values["max_redemptions"],
         "expires_at": values["expires_at"],
-        "note": values["note"],
+        "description": values["note"],
     }
     if fields["kind"] == "percent" and fields["amount"] is not None:
         # The form asks for a whole percent; the model counts basis points, as Keysat.
@@ -263,7 +263,7 @@ def disable_discount_code(settings: Settings, values: dict[str, Any]) -> Result:
     disabled = service_call.call(settings, disable)
     return Result(
         "Discount code disabled",
-        f"The code {disabled['code']} can no longer be redeemed ({disabled['uses']} "
+        f"The code {disabled['code']} can no longer be redeemed ({disabled['used_count']} "
         "redemption(s) so far are kept).",
     )
 

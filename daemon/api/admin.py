@@ -201,12 +201,13 @@ async def update_code(request: web.Request) -> web.Response:
     "/v1/admin/discount-codes/{id}/active",
     "Enable or disable a code",
     body=models.ActiveToggle,
-    answer=answers.Code,
+    answer=answers.ActiveSet,
 )
 async def set_code_active(request: web.Request) -> web.Response:
     code_id = path_uuid(request)
     body = await read(request, models.ActiveToggle)
-    return answer(await licensing_of(request).set_code_active(code_id, body.active))
+    await licensing_of(request).set_code_active(code_id, body.active)
+    return answer(answers.ActiveSet(active=body.active))
 
 
 @admin_endpoint(

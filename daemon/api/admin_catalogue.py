@@ -57,22 +57,26 @@ async def update_product(request: web.Request) -> web.Response:
     "/v1/admin/products/{id}/active",
     "Sell a product, or stop",
     body=models.ActiveToggle,
-    answer=answers.Product,
+    answer=answers.ActiveSet,
 )
 async def set_product_active(request: web.Request) -> web.Response:
     product_id = path_uuid(request)
     body = await read(request, models.ActiveToggle)
-    return answer(await licensing_of(request).set_product_active(product_id, body.active))
+    await licensing_of(request).set_product_active(product_id, body.active)
+    return answer(answers.ActiveSet(active=body.active))
 
 
 @admin_endpoint(
     "DELETE",
     "/v1/admin/products/{id}",
     "Delete a product nothing was sold under",
+    query=models.DeleteQuery,
     answer=answers.Deleted,
 )
 async def delete_product(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).delete_product(path_uuid(request)))
+    product_id = path_uuid(request)
+    read_query(request, models.DeleteQuery)
+    return answer(await licensing_of(request).delete_product(product_id))
 
 
 # ----- policies -----
@@ -105,7 +109,7 @@ async def list_policies(request: web.Request) -> web.Response:
 @admin_endpoint(
     "PATCH",
     "/v1/admin/policies/{id}",
-    "Edit a policy; is_public, active: false archives",
+    "Edit a policy; public, active: false archives",
     body=models.PolicyUpdate,
     answer=answers.Policy,
 )
@@ -119,10 +123,13 @@ async def update_policy(request: web.Request) -> web.Response:
     "DELETE",
     "/v1/admin/policies/{id}",
     "Delete a policy nothing was issued under",
+    query=models.DeleteQuery,
     answer=answers.Deleted,
 )
 async def delete_policy(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).delete_policy(path_uuid(request)))
+    policy_id = path_uuid(request)
+    read_query(request, models.DeleteQuery)
+    return answer(await licensing_of(request).delete_policy(policy_id))
 
 
 @admin_endpoint(
@@ -135,7 +142,7 @@ async def delete_policy(request: web.Request) -> web.Response:
 async def set_policy_public(request: web.Request) -> web.Response:
     policy_id = path_uuid(request)
     body = await read(request, models.PublicToggle)
-    return answer(await licensing_of(request).set_policy_public(policy_id, body.is_public))
+    return answer(await licensing_of(request).set_policy_public(policy_id, body.public))
 
 
 @admin_endpoint(
@@ -156,9 +163,10 @@ async def set_policy_archived(request: web.Request) -> web.Response:
     "/v1/admin/policies/{id}/active",
     "Archive a policy, or restore it",
     body=models.ActiveToggle,
-    answer=answers.Policy,
+    answer=answers.ActiveSet,
 )
 async def set_policy_active(request: web.Request) -> web.Response:
     policy_id = path_uuid(request)
     body = await read(request, models.ActiveToggle)
-    return answer(await licensing_of(request).set_policy_active(policy_id, body.active))
+    await licensing_of(request).set_policy_active(policy_id, body.active)
+    return answer(answers.ActiveSet(active=body.active))

@@ -20,8 +20,8 @@ from urllib.parse import quote
 
 from daemon.licensing import access, models, wire
 from daemon.licensing.answers import plain
+from daemon.licensing.codes import BASIS_POINTS_PER_PERCENT
 from daemon.licensing.errors import BadRequest, LicensingError
-from daemon.licensing.rows import BASIS_POINTS_PER_PERCENT
 from daemon.licensing.service import DISCOUNT_KINDS, LICENSE_STATUSES, Licensing
 from daemon.storage import Degraded, fault_of
 
@@ -177,7 +177,7 @@ async def create_policy(service: Licensing, form: Mapping[str, str]) -> dict[str
     if isinstance(body.get("duration_days"), int):
         body["duration_days"] *= SECONDS_PER_DAY
     body = {_POLICY_FORM_TO_API.get(name, name): value for name, value in body.items()}
-    for flag in ("is_trial", "is_default", "is_public"):
+    for flag in ("is_trial", "is_default", "public"):
         body[flag] = _flag(form, flag)
     request = _model(models.PolicyCreate, body, (*POLICY_FIELDS, "entitlements"))
     return plain(await _service(service.create_policy(request), (*POLICY_FIELDS, "entitlements")))
@@ -249,7 +249,7 @@ CODE_FIELDS = (
     "policy_slug",
     "max_redemptions",
     "expires_at",
-    "note",
+    "description",
 )
 
 

@@ -84,8 +84,10 @@ class Product(Answer, kw_only=True):
     name: str
     description: str
     price_sats: int
+    # SAT, or a currency shown beside the sats price (Keysmith charges price_sats).
     price_currency: str
-    price_minor: int
+    # The price in price_currency's smallest unit (Keysat's name).
+    price_value: int
     metadata: dict[str, Any]
     entitlements_catalog: list[Any]
     active: bool
@@ -116,13 +118,15 @@ class Policy(PublicPolicy, kw_only=True):
     product_id: str
     price_sats_override: int
     duration_days: int | None
-    is_public: bool
+    # Listed to buyers (Keysat's name).
+    public: bool
     active: bool
     archived: bool
     sort_order: int
     is_default: bool
     price_currency: str
-    price_minor: int
+    price_value: int
+    metadata: dict[str, Any]
     created_at: str | None
 
 
@@ -145,6 +149,8 @@ class License(Answer, kw_only=True):
     product_slug: str
     policy_id: str | None
     policy_slug: str | None
+    # The invoice that sold it (a purchase or a redeemed code); None when an admin issued it.
+    invoice_id: str | None
     license_key: str
     status: str
     issued_at: str | None
@@ -155,9 +161,9 @@ class License(Answer, kw_only=True):
     note: str
     buyer_email: str | None
     revoked_at: str | None
-    revoke_reason: str | None
+    revocation_reason: str | None
     suspended_at: str | None
-    suspend_reason: str | None
+    suspension_reason: str | None
     is_trial: bool
     entitlements: list[str]
     max_machines: int
@@ -214,15 +220,22 @@ class Code(Answer, kw_only=True):
     kind: str
     # percent: basis points, as Keysat
     amount: int
-    product_id: str | None
+    # Always SAT: the only currency a code's amount is taken in (see models.CodeCreate).
+    discount_currency: str = "SAT"
+    applies_to_product_id: str | None
     product_slug: str | None
-    policy_id: str | None
+    # The one policy the code is limited to, or None (several are in applies_to_policy_ids).
+    applies_to_policy_id: str | None
     policy_slug: str | None
+    applies_to_policy_ids: list[str]
     max_uses: int | None
-    uses: int
+    used_count: int
     expires_at: str | None
     active: bool
-    note: str
+    description: str
+    referrer_label: str | None
+    # Keysat's launch special, which Keysmith refuses (models.CodeTerms): never true.
+    featured: bool = False
     created_at: str | None
 
 
@@ -242,11 +255,21 @@ class CodePreviewAnswer(Answer, kw_only=True, omit_defaults=True):
 
 
 class Redemption(Answer, kw_only=True):
+    """Keysat's redemption. Keysmith writes one only once its license is issued (it has no
+    payment provider, so no redemption waits on an invoice): always `redeemed`."""
+
     id: str
+    code_id: str
     invoice_id: str | None
     license_id: str | None
+    status: Literal["redeemed"] = "redeemed"
+    # From its invoice; None where 0009 unlinked a missing one.
+    discount_applied_sats: int | None
+    base_price_sats: int | None
+    final_price_sats: int | None
     buyer_email: str | None
-    redeemed_at: str | None
+    created_at: str | None
+    updated_at: str | None
 
 
 class CodeWithRedemptions(Answer, kw_only=True):
@@ -322,7 +345,14 @@ class Recovered(Answer, kw_only=True):
 
 class PublicSet(Answer, kw_only=True):
     ok: bool = True
-    is_public: bool
+    public: bool
+
+
+class ActiveSet(Answer, kw_only=True):
+    """Keysat's `{ok: true}` for a product, policy or code toggled, with the state set."""
+
+    ok: bool = True
+    active: bool
 
 
 class ArchivedSet(Answer, kw_only=True):

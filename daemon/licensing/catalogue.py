@@ -52,9 +52,9 @@ class Catalogue(Core):
             "price_sats": request.price_sats,
             "metadata": json.dumps(request.metadata or {}, sort_keys=True),
             "entitlements_catalog": _catalog_json(request.entitlements_catalog or []),
-            "price_currency": request.price_currency or "BTC",
+            "price_currency": rows.stored_currency(request.price_currency),
             "price_minor": (
-                request.price_sats if request.price_minor is None else request.price_minor
+                request.price_sats if request.price_value is None else request.price_value
             ),
             "now": at,
         }
@@ -82,7 +82,7 @@ class Catalogue(Core):
             values["metadata"] = json.dumps(request.metadata, sort_keys=True)
         if request.entitlements_catalog is not None:
             values["entitlements_catalog"] = _catalog_json(request.entitlements_catalog)
-        values |= _given(request, ("price_currency", "price_minor"))
+        values |= _stored_prices(request)
         if request.active is not None:
             values["active"] = int(request.active)
         at = now()
@@ -136,11 +136,12 @@ class Catalogue(Core):
                 "name": request.name,
                 "description": request.description or "",
                 "price_sats": price,
-                "price_currency": request.price_currency or "BTC",
-                "price_minor": price if request.price_minor is None else request.price_minor,
+                "price_currency": rows.stored_currency(request.price_currency),
+                "price_minor": price if request.price_value is None else request.price_value,
                 "entitlements": json.dumps(request.entitlements or []),
+                "metadata": json.dumps(request.metadata or {}, sort_keys=True),
                 "is_trial": int(bool(request.is_trial)),
-                "is_public": int(request.is_public is not False),
+                "is_public": int(request.public is not False),
                 "highlighted": int(bool(request.highlighted)),
                 "sort_order": request.sort_order or 0,
                 "is_default": int(bool(request.is_default)),
@@ -179,9 +180,9 @@ class Catalogue(Core):
         """Edit a policy; `active: false` archives it (kept for its licenses, sold no more)."""
         values: dict[str, Any] = _given(
             request,
-            ("name", "description", "grace_seconds", "sort_order", "price_currency"),
+            ("name", "description", "grace_seconds", "sort_order"),
         )
-        values |= _given(request, ("price_minor",))
+        values |= _stored_prices(request)
         if request.price_sats_override is not None:
             values["price_sats"] = request.price_sats_override
         if request.duration_seconds is not None:
@@ -190,7 +191,11 @@ class Catalogue(Core):
             values |= _seat_columns(request.max_machines)
         if request.entitlements is not None:
             values["entitlements"] = json.dumps(request.entitlements)
-        for flag in ("is_trial", "is_public", "highlighted", "is_default", "active"):
+        if request.metadata is not None:
+            values["metadata"] = json.dumps(request.metadata, sort_keys=True)
+        if request.public is not None:
+            values["is_public"] = int(request.public)
+        for flag in ("is_trial", "highlighted", "is_default", "active"):
             if getattr(request, flag) is not None:
                 values[flag] = int(getattr(request, flag))
         at = now()
@@ -212,10 +217,10 @@ class Catalogue(Core):
         request = models.PolicyUpdate(active=active)
         return await self.update_policy(policy_id, request, "policy.set_active")
 
-    async def set_policy_public(self, policy_id: str, is_public: bool) -> answers.PublicSet:
-        request = models.PolicyUpdate(is_public=is_public)
+    async def set_policy_public(self, policy_id: str, public: bool) -> answers.PublicSet:
+        request = models.PolicyUpdate(public=public)
         await self.update_policy(policy_id, request, "policy.set_public")
-        return answers.PublicSet(is_public=is_public)
+        return answers.PublicSet(public=public)
 
     async def set_policy_archived(self, policy_id: str, archived: bool) -> answers.ArchivedSet:
         """Keysmith has one flag for both: an archived policy is an inactive one (kept for
@@ -248,6 +253,16 @@ class Catalogue(Core):
 def _given(request: models.Request, names: tuple[str, ...]) -> dict[str, Any]:
     """The named fields the request sets (None means "leave as it is")."""
     return {name: getattr(request, name) for name in names if getattr(request, name) is not None}
+
+
+def _stored_prices(request: models.ProductUpdate | models.PolicyUpdate) -> dict[str, Any]:
+    """An edit's price_currency and price_value in 0010's columns."""
+    values: dict[str, Any] = {}
+    if request.price_currency is not None:
+        values["price_currency"] = rows.stored_currency(request.price_currency)
+    if request.price_value is not None:
+        values["price_minor"] = request.price_value
+    return values
 
 
 def _seat_columns(max_machines: int) -> dict[str, int]:

@@ -1,17 +1,20 @@
-"""Discount codes (Keysat's shapes: `max_uses`, percent `amount` in basis points) and their
-redemption: a free-license code at POST /v1/redeem, any code at purchase (`purchase.py`).
+"""Discount codes (Keysat's shapes: `max_uses`, `description`, `referrer_label`, `policy_slugs`,
+a percent `amount` in basis points) and their redemption: a free-license code at POST
+/v1/redeem, any code at purchase (`purchase.py`).
 
-Storage keeps migration 0005's whole percents (0009 forbids altering discount_codes), so a
-percent amount must be a whole percent: a multiple of 100 basis points; anything else is
-refused by name rather than rounded.
+0009 forbids altering discount_codes, so Keysat's terms live beside it in discount_code_terms
+(0016): the exact basis points, the label and a scope of several policies. The whole-percent
+column keeps a value within its CHECK for an older version (`_stored_amount`).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from aiosqlite import Connection
 
 from daemon.licensing import answers, models, rows, store, store_sales
@@ -23,6 +26,8 @@ from daemon.licensing.store import Row
 
 DISCOUNT_KINDS = ("percent", "fixed_sats", "free_license", "set_price")
 FULL_PERCENT_BPS = 10_000
+# The console's and the actions' forms ask for a whole percent; a code's amount is basis points.
+BASIS_POINTS_PER_PERCENT = 100
 
 
 def price_after(code: Row | None, base: int) -> int:
@@ -33,10 +38,24 @@ def price_after(code: Row | None, base: int) -> int:
     if kind == "free_license":
         return 0
     if kind == "percent":
-        return base - base * amount // 100
+        return base - base * amount // FULL_PERCENT_BPS
     if kind == "fixed_sats":
         return max(0, base - amount)
     return min(base, amount)  # set_price
+
+
+def allowed_policy_ids(code: Row) -> list[str]:
+    """The policies a code is limited to (Keysat's several, else its one); empty: any."""
+    several: list[str] = json.loads(code["policy_ids"])
+    if several:
+        return several
+    return [] if code["policy_id"] is None else [code["policy_id"]]
+
+
+def scoped_policy_id(code: Row) -> str | None:
+    """The policy a license bought or redeemed with the code gets when none is chosen."""
+    allowed = allowed_policy_ids(code)
+    return allowed[0] if allowed else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +77,8 @@ def unusable(code: Row, product: Row, policy_id: str | None, at: int) -> Unusabl
         return Unusable(
             "wrong_product", f"code '{name}' is not valid for product '{product['slug']}'"
         )
-    if code["policy_id"] is not None and policy_id is not None and code["policy_id"] != policy_id:
+    allowed = allowed_policy_ids(code)
+    if allowed and policy_id is not None and policy_id not in allowed:
         return Unusable("wrong_tier", f"code '{name}' is not valid for this policy")
     if code["max_redemptions"] is not None and code["redemptions"] >= code["max_redemptions"]:
         return Unusable(
@@ -75,32 +95,35 @@ class Codes(Core):
         expires_at = request.expires_at
         if expires_at is not None and expires_at <= at:  # type: ignore[operator]
             raise BadRequest("'expires_at' must be in the future")
+        amount = _stored_amount(request.kind, request.amount)
+        # Keysat: `policy_slugs` supersedes `policy_slug`; both need `product_slug`.
+        slugs = request.policy_slugs
+        if slugs is None and request.policy_slug is not None:
+            slugs = [request.policy_slug]
         async with self._write_lock, self._pool.transaction() as conn:
-            product_id = policy_id = None
+            product_id = None
             if request.product_slug:
                 product = await store.product_by_slug(conn, request.product_slug)
                 if product is None:
                     raise NotFound(f"product '{request.product_slug}'")
                 product_id = product["id"]
-                if request.policy_slug:
-                    policy = await store.policy_by_slug(conn, product_id, request.policy_slug)
-                    if policy is None:
-                        raise NotFound(f"policy '{request.policy_slug}'")
-                    policy_id = policy["id"]
-            elif request.policy_slug:
-                raise BadRequest("'policy_slug' needs 'product_slug' too")
+            elif slugs:
+                field = "policy_slugs" if request.policy_slugs is not None else "policy_slug"
+                raise BadRequest(f"'{field}' needs 'product_slug' too")
+            scope = await _policy_scope(conn, product_id, slugs or [])
             if await store_sales.code_by_text(conn, request.code) is not None:
                 raise Conflict(f"a discount code '{request.code}' already exists")
             code = {
                 "id": str(uuid.uuid4()),
                 "code": request.code,
                 "product_id": product_id,
-                "policy_id": policy_id,
                 "kind": request.kind,
-                "amount": _stored_amount(request.kind, request.amount),
+                **amount,
+                **scope,
                 "max_redemptions": request.max_uses,
                 "expires_at": expires_at,
-                "note": request.note or "",
+                "note": request.description or "",
+                "referrer_label": request.referrer_label,
                 "now": at,
             }
             await store_sales.insert_code(conn, code)
@@ -143,11 +166,11 @@ class Codes(Core):
     ) -> answers.Code:
         at = now()
         values: dict[str, Any] = {}
-        if request.note is not None:
-            values["note"] = request.note
-        if request.max_uses is not None:
+        if request.description is not None:
+            values["note"] = request.description
+        if request.max_uses is not msgspec.UNSET:
             values["max_redemptions"] = request.max_uses
-        if request.expires_at is not None:
+        if request.expires_at is not msgspec.UNSET:
             values["expires_at"] = request.expires_at
         if request.active is not None:
             values["disabled"] = int(not request.active)
@@ -155,15 +178,37 @@ class Codes(Core):
             before = await store_sales.code_by_id(conn, code_id)
             if before is None:
                 raise NotFound(f"discount code {code_id}")
+            terms = {
+                "id": code_id,
+                "percent_bps": before["amount"] if before["kind"] == "percent" else None,
+                "referrer_label": before["referrer_label"],
+                "policy_ids": before["policy_ids"],
+            }
             if request.amount is not None:
-                values["amount"] = _stored_amount(before["kind"], request.amount)
+                stored = _stored_amount(before["kind"], request.amount)
+                values["amount"] = stored.pop("amount")
+                terms.update(stored)
+            if request.referrer_label is not msgspec.UNSET:
+                terms["referrer_label"] = request.referrer_label
+            if request.policy_slugs is not None:
+                if before["product_id"] is None and request.policy_slugs:
+                    raise BadRequest(
+                        f"'policy_slugs': code '{before['code']}' is not limited to a product, "
+                        "so it cannot be limited to policies; nothing was written"
+                    )
+                scope = await _policy_scope(conn, before["product_id"], request.policy_slugs)
+                values["policy_id"] = scope.pop("policy_id")
+                terms.update(scope)
             await store.update_row(conn, "discount_codes", code_id, values)
+            await store_sales.put_code_terms(conn, terms)
+            changed = {"note": "description", "disabled": "active", "max_redemptions": "max_uses"}
+            fields = {changed.get(f, f) for f in values}
+            if request.referrer_label is not msgspec.UNSET:
+                fields.add("referrer_label")
+            if request.policy_slugs is not None:
+                fields.add("policy_slugs")
             await self._audit(
-                conn,
-                action,
-                f"discount_code:{code_id}",
-                {"fields": sorted(values)},
-                at,
+                conn, action, f"discount_code:{code_id}", {"fields": sorted(fields)}, at
             )
             row = await store_sales.code_by_id(conn, code_id)
         return rows.code(row)
@@ -205,7 +250,7 @@ class Codes(Core):
                 valid=False, reason=problem.reason, message=problem.message, base_price_sats=base
             )
         final = price_after(code, base)
-        percent = code["amount"] if code["kind"] == "percent" else None
+        percent = code["amount"] / 100 if code["kind"] == "percent" else None
         return answers.CodePreviewAnswer(
             valid=True,
             message=f"{base - final} sats off: {final} sats to pay.",
@@ -215,7 +260,7 @@ class Codes(Core):
             is_free=final == 0,
             discount_applied_sats=base - final,
             final_price_sats=final,
-            amount_pct=None if percent is None else float(percent),
+            amount_pct=percent,
         )
 
     async def redeem(self, request: models.RedeemRequest) -> answers.Redeemed:
@@ -238,8 +283,9 @@ class Codes(Core):
                         f"code '{code['code']}' is a {code['kind']} discount for purchases, "
                         "not a free-license code; use it with POST /v1/purchase"
                     )
-                policy = await policy_of(conn, product, code["policy_id"])
-                problem = unusable(code, product, code["policy_id"], at)
+                policy_id = scoped_policy_id(code)
+                policy = await policy_of(conn, product, policy_id)
+                problem = unusable(code, product, policy_id, at)
                 if problem is not None:
                     raise BadRequest(problem.message)
                 terms = models.LicenseIssue(
@@ -258,15 +304,36 @@ class Codes(Core):
         )
 
 
-def _stored_amount(kind: str, amount: int) -> int:
+def _stored_amount(kind: str, amount: int) -> dict[str, int | None]:
+    """discount_codes.amount and the terms' percent_bps for a code's `amount`.
+
+    A percent is Keysat's basis points, kept exactly in percent_bps; the whole-percent column
+    gets it rounded down (at least 1, its CHECK) for an older version, and 0016's down disables
+    a code whose percent that column cannot say.
+    """
     if kind != "percent":
-        return amount
-    if not 100 <= amount <= FULL_PERCENT_BPS or amount % 100:
+        return {"amount": amount, "percent_bps": None}
+    if amount > FULL_PERCENT_BPS:
         raise BadRequest(
-            f"'amount' of a percent code is in basis points, a whole percent from 100 (1%) to "
-            f"10000 (100%); got {amount}"
+            f"'amount' of a percent code is in basis points, 0 to 10000 (100%); got {amount}"
         )
-    return amount // 100
+    return {"amount": max(1, amount // 100), "percent_bps": amount}
+
+
+async def _policy_scope(
+    conn: Connection, product_id: str | None, slugs: list[str]
+) -> dict[str, str | None]:
+    """Keysat's policy scope: one policy in discount_codes.policy_id, several in the terms."""
+    ids = []
+    for slug in dict.fromkeys(slugs):
+        policy = None if product_id is None else await store.policy_by_slug(conn, product_id, slug)
+        if policy is None:
+            raise NotFound(f"policy '{slug}' of the code's product")
+        ids.append(policy["id"])
+    return {
+        "policy_id": ids[0] if len(ids) == 1 else None,
+        "policy_ids": json.dumps(ids if len(ids) > 1 else []),
+    }
 
 
 async def policy_of(conn: Connection, product: Row, policy_id: str | None) -> Row | None:

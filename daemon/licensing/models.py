@@ -49,6 +49,8 @@ Seconds = Annotated[int, msgspec.Meta(ge=0, le=100 * 366 * 86_400)]
 Seats = Annotated[int, msgspec.Meta(ge=0, le=10_000, description="0 = unlimited")]
 SortOrder = Annotated[int, msgspec.Meta(ge=-10_000, le=10_000)]
 Currency = Annotated[str, msgspec.Meta(pattern=CURRENCY_PATTERN)]
+# Keysat's name for a price in sats, and Keysmith's older one (stored since 0010).
+SATS_CURRENCIES = ("SAT", "BTC")
 # Unix seconds, or an ISO 8601 time with its timezone (`inputs.timestamp` reads both).
 When = Annotated[int, msgspec.Meta(ge=1, le=inputs.MAX_UNIX)] | str
 SlugList = Annotated[list[Slug], msgspec.Meta(max_length=255)]
@@ -123,16 +125,19 @@ class RecoverRequest(Request, kw_only=True):
 class ProductCreate(Request, kw_only=True):
     slug: Slug
     name: Text
-    price_sats: Sats
+    # Keysat: `price_sats` alone, or `price_currency` SAT with `price_value` (see below).
+    price_sats: Sats | None = None
     description: LongText = ""
     metadata: dict[str, Any] | None = None
     entitlements_catalog: Annotated[list[CatalogEntry], msgspec.Meta(max_length=64)] | None = None
     price_currency: Currency | None = None
-    price_minor: Sats | None = None
+    # The price in the currency's smallest unit (sats for SAT, cents for USD or EUR).
+    price_value: Sats | None = None
 
     def __post_init__(self) -> None:
         _check_json("metadata", self.metadata)
         _check_catalog(self.entitlements_catalog)
+        self.price_sats = _sats_price(self.price_sats, self.price_currency, self.price_value)
 
 
 class ProductUpdate(Request, kw_only=True):
@@ -143,11 +148,15 @@ class ProductUpdate(Request, kw_only=True):
     entitlements_catalog: Annotated[list[CatalogEntry], msgspec.Meta(max_length=64)] | None = None
     active: bool | None = None
     price_currency: Currency | None = None
-    price_minor: Sats | None = None
+    price_value: Sats | None = None
 
     def __post_init__(self) -> None:
         _check_json("metadata", self.metadata)
         _check_catalog(self.entitlements_catalog)
+        if (self.price_currency is None) != (self.price_value is None):
+            raise ValueError("'price_currency' and 'price_value' go together: send both or neither")
+        if self.price_currency in SATS_CURRENCIES and self.price_sats is None:
+            self.price_sats = self.price_value
 
 
 class ActiveToggle(Request, kw_only=True):
@@ -155,7 +164,7 @@ class ActiveToggle(Request, kw_only=True):
 
 
 class PublicToggle(Request, kw_only=True):
-    is_public: bool
+    public: bool
 
 
 class ArchiveToggle(Request, kw_only=True):
@@ -178,11 +187,15 @@ class PolicyTerms(Request, kw_only=True):
     highlighted: bool | None = None
     sort_order: SortOrder | None = None
     is_default: bool | None = None
-    is_public: bool | None = None
+    # Listed to buyers (Keysat's `public`); absent on create: listed.
+    public: bool | None = None
     price_currency: Currency | None = None
-    price_minor: Sats | None = None
+    price_value: Sats | None = None
+    # Keysat's free-form JSON object; an edit replaces it whole.
+    metadata: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        _check_json("metadata", self.metadata)
         if self.entitlements is not None and len(set(self.entitlements)) != len(self.entitlements):
             raise ValueError("'entitlements' lists the same slug twice")
 
@@ -239,30 +252,61 @@ class LicenseQuery(Request, kw_only=True):
 # ----- admin: discount codes -----
 
 
-class CodeCreate(Request, kw_only=True):
+class CodeTerms(Request, kw_only=True):
+    """The fields a code's create and edit share (Keysat's names and meanings)."""
+
+    max_uses: Annotated[int, msgspec.Meta(ge=1, le=10**9)] | None = None
+    expires_at: When | None = None
+    description: LongText | None = None
+    # A free-form tag for tracking where the code was handed out.
+    referrer_label: Annotated[str, msgspec.Meta(max_length=200, pattern=NO_NUL)] | None = None
+    # Limits the code to these policies of its product; [] lifts the limit.
+    policy_slugs: SlugList | None = None
+    # Keysat's "launch special" shown on its buy page and applied with no code typed.
+    featured: bool = False
+
+    def __post_init__(self) -> None:
+        if self.expires_at is not msgspec.UNSET:
+            self.expires_at = _when("expires_at", self.expires_at)
+        if self.featured:
+            raise ValueError(
+                "'featured' cannot be true: Keysmith has no buy page to show a launch special "
+                "on and applies a code only when the buyer gives it"
+            )
+
+
+class CodeCreate(CodeTerms, kw_only=True):
     code: CodeText
     kind: DiscountKind
-    # percent: basis points (5000 = 50%), as Keysat; fixed_sats / set_price: sats.
+    # percent: basis points (1250 = 12.5%), as Keysat; fixed_sats / set_price: sats.
     amount: Sats = 0
     product_slug: Slug | None = None
     policy_slug: Slug | None = None
-    max_uses: Annotated[int, msgspec.Meta(ge=1, le=10**9)] | None = None
-    expires_at: When | None = None
-    note: LongText | None = None
+    # Keysat's currency of a fixed_sats or set_price amount; only sats here (see below).
+    discount_currency: Annotated[str, msgspec.Meta(max_length=8)] | None = None
 
     def __post_init__(self) -> None:
-        self.expires_at = _when("expires_at", self.expires_at)
+        super().__post_init__()
+        if (self.discount_currency or "SAT").upper() != "SAT":
+            raise ValueError(
+                f"'discount_currency' {self.discount_currency!r} is not accepted: Keysmith "
+                "takes code amounts in sats only (SAT), since a USD or EUR amount needs the "
+                "exchange rate a payment provider supplies"
+            )
 
 
-class CodeUpdate(Request, kw_only=True):
+class CodeUpdate(CodeTerms, kw_only=True):
+    """Keysat's edit: an absent field stays as it is; null clears a limit or the label."""
+
     amount: Sats | None = None
-    max_uses: Annotated[int, msgspec.Meta(ge=1, le=10**9)] | None = None
-    expires_at: When | None = None
-    note: LongText | None = None
     active: bool | None = None
-
-    def __post_init__(self) -> None:
-        self.expires_at = _when("expires_at", self.expires_at)
+    max_uses: Annotated[int, msgspec.Meta(ge=1, le=10**9)] | msgspec.UnsetType | None = (
+        msgspec.UNSET
+    )
+    expires_at: When | msgspec.UnsetType | None = msgspec.UNSET
+    referrer_label: (
+        Annotated[str, msgspec.Meta(max_length=200, pattern=NO_NUL)] | msgspec.UnsetType | None
+    ) = msgspec.UNSET
 
 
 class CodePreview(Request, kw_only=True):
@@ -294,6 +338,20 @@ class PolicyQuery(Request, kw_only=True):
     product_slug: Slug | None = None
     include_inactive: bool = False
     include_archived: bool = False
+
+
+class DeleteQuery(Request, kw_only=True):
+    """Keysat's product and policy delete query; its `force` cascade is refused."""
+
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.force:
+            raise ValueError(
+                "'force' cannot be true: Keysmith never deletes licenses, invoices or machines "
+                "with their product or policy. Revoke the licenses, archive the policy or "
+                "deactivate the product instead"
+            )
 
 
 class CodeQuery(Request, kw_only=True):
@@ -360,6 +418,32 @@ class DeliveryQuery(Request, kw_only=True):
     status: DeliveryFilter = "all"
     # Keysat's default and greatest page.
     limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
+
+
+def _sats_price(sats: int | None, currency: str | None, value: int | None) -> int:
+    """The product's price in sats from Keysat's two forms, refusing what they cannot mean."""
+    if (currency is None) != (value is None):
+        raise ValueError("'price_currency' and 'price_value' go together: send both or neither")
+    if currency is None or value is None:
+        if sats is None:
+            raise ValueError(
+                "'price_sats' is missing: send price_sats, or price_currency SAT with price_value"
+            )
+        return sats
+    if currency in SATS_CURRENCIES:
+        if sats is not None and sats != value:
+            raise ValueError(
+                f"'price_sats' {sats} and 'price_value' {value} in {currency} disagree: send "
+                "price_currency with price_value, or price_sats alone"
+            )
+        return value
+    if sats is None:
+        raise ValueError(
+            f"'price_sats' is needed with a {currency} price: Keysmith charges the sats price "
+            f"and shows the {currency} one, since converting at purchase time needs the "
+            "exchange rates of a payment provider"
+        )
+    return sats
 
 
 def _check_json(name: str, value: object) -> None:

@@ -16,7 +16,13 @@ from typing import Any
 from aiosqlite import Connection
 
 from daemon.licensing import answers, models, store_sales
-from daemon.licensing.codes import policy_of, price_after, product_and_policy, unusable
+from daemon.licensing.codes import (
+    policy_of,
+    price_after,
+    product_and_policy,
+    scoped_policy_id,
+    unusable,
+)
 from daemon.licensing.core import Core, now, record
 from daemon.licensing.errors import BadRequest, NotFound, PaymentNotConfigured
 from daemon.licensing.store import Row
@@ -43,8 +49,8 @@ class Purchases(Core):
                     code = await store_sales.code_by_text(conn, request.code)
                     if code is None:
                         raise BadRequest(f"'code': there is no discount code '{request.code}'")
-                    if code["policy_id"] is not None and policy is None:
-                        policy = await policy_of(conn, product, code["policy_id"])
+                    if policy is None and scoped_policy_id(code) is not None:
+                        policy = await policy_of(conn, product, scoped_policy_id(code))
                     policy_id = None if policy is None else policy["id"]
                     problem = unusable(code, product, policy_id, at)
                     if problem is not None:

@@ -14,8 +14,17 @@ from daemon.licensing import answers, inputs
 from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
 
-# A percent code's amount: stored as whole percent (migration 0005's CHECK), said in basis points.
-BASIS_POINTS_PER_PERCENT = 100
+# Sats are 'BTC' in the price_currency columns (0010's default) and 'SAT' on the wire (Keysat).
+SATS_STORED = "BTC"
+SATS_SAID = "SAT"
+
+
+def stored_currency(currency: str | None) -> str:
+    return SATS_STORED if currency in (None, SATS_SAID) else currency
+
+
+def said_currency(stored: str) -> str:
+    return SATS_SAID if stored == SATS_STORED else stored
 
 
 def product(row: Row) -> answers.Product:
@@ -25,8 +34,8 @@ def product(row: Row) -> answers.Product:
         name=row["name"],
         description=row["description"],
         price_sats=row["price_sats"],
-        price_currency=row["price_currency"],
-        price_minor=row["price_minor"],
+        price_currency=said_currency(row["price_currency"]),
+        price_value=row["price_minor"],
         metadata=inputs.shown_json("product", row["id"], "metadata", row["metadata"], {}),
         entitlements_catalog=entitlements_catalog(row),
         active=bool(row["active"]),
@@ -76,13 +85,14 @@ def policy(row: Row) -> answers.Policy:
         product_id=row["product_id"],
         price_sats_override=row["price_sats"],
         duration_days=None if duration is None else -(-duration // 86_400),
-        is_public=bool(row["is_public"]),
+        public=bool(row["is_public"]),
         active=bool(row["active"]),
         archived=not row["active"],
         sort_order=row["sort_order"],
         is_default=bool(row["is_default"]),
-        price_currency=row["price_currency"],
-        price_minor=row["price_minor"],
+        price_currency=said_currency(row["price_currency"]),
+        price_value=row["price_minor"],
+        metadata=inputs.shown_json("policy", row["id"], "metadata", row["metadata"], {}),
         created_at=iso_time(row["created_at"]),
     )
 
@@ -94,6 +104,7 @@ def license_(row: Row) -> answers.License:
         product_slug=row["product_slug"],
         policy_id=row["policy_id"],
         policy_slug=row["policy_slug"],
+        invoice_id=row["invoice_id"],
         license_key=row["license_key"],
         status=row["status"],
         issued_at=iso_time(row["issued_at"]),
@@ -104,9 +115,9 @@ def license_(row: Row) -> answers.License:
         note=row["note"],
         buyer_email=row["buyer_email"],
         revoked_at=iso_time(row["revoked_at"]),
-        revoke_reason=row["revoke_reason"],
+        revocation_reason=row["revoke_reason"],
         suspended_at=iso_time(row["suspended_at"]),
-        suspend_reason=row["suspend_reason"],
+        suspension_reason=row["suspend_reason"],
         is_trial=bool(row["is_trial"]),
         entitlements=inputs.shown_json(
             "license", row["id"], "entitlements", row["entitlements"], []
@@ -116,34 +127,41 @@ def license_(row: Row) -> answers.License:
 
 
 def code(row: Row) -> answers.Code:
-    amount = row["amount"]
-    if row["kind"] == "percent":
-        amount *= BASIS_POINTS_PER_PERCENT
     return answers.Code(
         id=row["id"],
         code=row["code"],
         kind=row["kind"],
-        amount=amount,
-        product_id=row["product_id"],
+        amount=row["amount"],  # a percent in basis points (store_sales.CODE_COLUMNS)
+        applies_to_product_id=row["product_id"],
         product_slug=row["product_slug"],
-        policy_id=row["policy_id"],
+        applies_to_policy_id=row["policy_id"],
         policy_slug=row["policy_slug"],
+        applies_to_policy_ids=inputs.shown_json(
+            "discount code", row["id"], "policy_ids", row["policy_ids"], []
+        ),
         max_uses=row["max_redemptions"],
-        uses=row["redemptions"],
+        used_count=row["redemptions"],
         expires_at=iso_time(row["expires_at"]),
         active=not row["disabled"],
-        note=row["note"],
+        description=row["note"],
+        referrer_label=row["referrer_label"],
         created_at=iso_time(row["created_at"]),
     )
 
 
 def redemption(row: Row) -> answers.Redemption:
+    final, discount = row["amount_sats"], row["discount_sats"]
     return answers.Redemption(
         id=row["id"],
+        code_id=row["code_id"],
         invoice_id=row["invoice_id"],
         license_id=row["license_id"],
+        discount_applied_sats=discount,
+        base_price_sats=None if final is None else final + discount,
+        final_price_sats=final,
         buyer_email=row["buyer_email"],
-        redeemed_at=iso_time(row["redeemed_at"]),
+        created_at=iso_time(row["redeemed_at"]),
+        updated_at=iso_time(row["redeemed_at"]),
     )
 
 

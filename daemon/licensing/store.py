@@ -148,7 +148,7 @@ POLICY_COLUMNS = (
     "id, product_id, slug, name, description, price_sats, duration_seconds, grace_seconds, "
     "CASE WHEN unlimited_machines = 1 THEN 0 ELSE max_machines END AS max_machines, is_trial, "
     "entitlements, is_public, active, created_at, highlighted, sort_order, is_default, "
-    "price_currency, price_minor"
+    "price_currency, price_minor, metadata"
 )
 
 
@@ -157,10 +157,10 @@ async def insert_policy(conn: Connection, policy: dict[str, Any]) -> None:
         "INSERT INTO policies (id, product_id, slug, name, description, price_sats, "
         "duration_seconds, grace_seconds, max_machines, unlimited_machines, is_trial, "
         "entitlements, is_public, active, created_at, highlighted, sort_order, is_default, "
-        "price_currency, price_minor) VALUES (:id, :product_id, :slug, :name, :description, "
-        ":price_sats, :duration_seconds, :grace_seconds, :max_machines, :unlimited_machines, "
-        ":is_trial, :entitlements, :is_public, 1, :now, :highlighted, :sort_order, :is_default, "
-        ":price_currency, :price_minor)",
+        "price_currency, price_minor, metadata) VALUES (:id, :product_id, :slug, :name, "
+        ":description, :price_sats, :duration_seconds, :grace_seconds, :max_machines, "
+        ":unlimited_machines, :is_trial, :entitlements, :is_public, 1, :now, :highlighted, "
+        ":sort_order, :is_default, :price_currency, :price_minor, :metadata)",
         policy,
     )
 
@@ -230,7 +230,10 @@ LICENSE_COLUMNS = (
     "l.id, l.product_id, p.slug AS product_slug, l.policy_id, pol.slug AS policy_slug, "
     "l.license_key, l.status, l.issued_at, l.expires_at, l.fingerprint_hash, l.note, "
     "l.revoked_at, l.revoke_reason, l.suspended_at, l.suspend_reason, l.is_trial, "
-    f"l.entitlements, l.buyer_email, {GRACE} AS grace_seconds, {SEATS} AS max_machines"
+    f"l.entitlements, l.buyer_email, {GRACE} AS grace_seconds, {SEATS} AS max_machines, "
+    # Keysat's invoice_id: the invoice that sold it (invoices_license_idx), None if issued.
+    "(SELECT i.id FROM invoices AS i WHERE i.license_id = l.id ORDER BY i.created_at LIMIT 1) "
+    "AS invoice_id"
 )
 LICENSE_FROM = (
     "FROM licenses AS l JOIN products AS p ON p.id = l.product_id "
@@ -379,7 +382,9 @@ async def policy_in_use(conn: Connection, policy_id: str) -> bool:
         conn,
         "SELECT EXISTS (SELECT 1 FROM licenses WHERE policy_id = ?1) "
         "OR EXISTS (SELECT 1 FROM invoices WHERE policy_id = ?1) "
-        "OR EXISTS (SELECT 1 FROM discount_codes WHERE policy_id = ?1)",
+        "OR EXISTS (SELECT 1 FROM discount_codes WHERE policy_id = ?1) "
+        "OR EXISTS (SELECT 1 FROM discount_code_terms AS t, json_each(t.policy_ids) AS p "
+        "WHERE p.value = ?1)",
         (policy_id,),
     )
     return bool(row and row[0])

@@ -13,14 +13,19 @@ from daemon.licensing.store import Row, fetch_all, fetch_one, where_clause
 
 # ---------- discount codes, invoices, redemptions ----------
 
+# A percent code's amount is read in basis points: its terms row (0016), else the whole
+# percent of discount_codes.amount. A code without terms has no label and its one policy.
 CODE_COLUMNS = (
     "c.id, c.code, c.product_id, p.slug AS product_slug, c.policy_id, pol.slug AS policy_slug, "
-    "c.kind, c.amount, c.max_redemptions, c.expires_at, c.disabled, c.note, c.created_at, "
+    "c.kind, CASE WHEN c.kind = 'percent' THEN coalesce(t.percent_bps, c.amount * 100) "
+    "ELSE c.amount END AS amount, c.max_redemptions, c.expires_at, c.disabled, c.note, "
+    "c.created_at, t.referrer_label, coalesce(t.policy_ids, '[]') AS policy_ids, "
     "(SELECT count(*) FROM discount_redemptions AS r WHERE r.code_id = c.id) AS redemptions"
 )
 CODE_FROM = (
     "FROM discount_codes AS c LEFT JOIN products AS p ON p.id = c.product_id "
-    "LEFT JOIN policies AS pol ON pol.id = c.policy_id"
+    "LEFT JOIN policies AS pol ON pol.id = c.policy_id "
+    "LEFT JOIN discount_code_terms AS t ON t.code_id = c.id"
 )
 
 
@@ -29,6 +34,18 @@ async def insert_code(conn: Connection, code: dict[str, Any]) -> None:
         "INSERT INTO discount_codes (id, code, product_id, policy_id, kind, amount, "
         "max_redemptions, expires_at, disabled, note, created_at) VALUES (:id, :code, "
         ":product_id, :policy_id, :kind, :amount, :max_redemptions, :expires_at, 0, :note, :now)",
+        code,
+    )
+    await put_code_terms(conn, code)
+
+
+async def put_code_terms(conn: Connection, code: dict[str, Any]) -> None:
+    """The code's Keysat terms (`percent_bps`, `referrer_label`, `policy_ids` as JSON)."""
+    await conn.execute(
+        "INSERT INTO discount_code_terms (code_id, percent_bps, referrer_label, policy_ids) "
+        "VALUES (:id, :percent_bps, :referrer_label, :policy_ids) ON CONFLICT (code_id) DO "
+        "UPDATE SET percent_bps = excluded.percent_bps, referrer_label = "
+        "excluded.referrer_label, policy_ids = excluded.policy_ids",
         code,
     )
 
@@ -86,14 +103,18 @@ async def delete_code(conn: Connection, code_id: str) -> int:
         "(SELECT 1 FROM discount_redemptions WHERE code_id = ?)",
         (code_id, code_id),
     )
+    if cursor.rowcount:
+        await conn.execute("DELETE FROM discount_code_terms WHERE code_id = ?", (code_id,))
     return cursor.rowcount
 
 
 async def redemptions_of(conn: Connection, code_id: str) -> list[Row]:
     return await fetch_all(
         conn,
-        "SELECT id, invoice_id, license_id, buyer_email, redeemed_at FROM discount_redemptions "
-        "WHERE code_id = ? ORDER BY redeemed_at, id",
+        "SELECT r.id, r.code_id, r.invoice_id, r.license_id, r.buyer_email, r.redeemed_at, "
+        "i.amount_sats, i.discount_sats FROM discount_redemptions AS r "
+        "LEFT JOIN invoices AS i ON i.id = r.invoice_id "
+        "WHERE r.code_id = ? ORDER BY r.redeemed_at, r.id",
         (code_id,),
     )
 
