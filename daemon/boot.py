@@ -22,18 +22,13 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from daemon import __version__, metrics
+from daemon import __version__, causes, metrics
 from daemon.logs import register_secret, setup_logging
-from daemon.migrate.errors import Remedy
-from daemon.remedies import startos_remedy, startos_words
 from daemon.settings import Settings, SettingsError
 from daemon.status import (
-    BLOCKED,
-    CRASH_LIMIT,
     FAILED,
     MIGRATING,
     STARTING,
-    Cause,
     Lifecycle,
     history_from,
     read_status,
@@ -45,7 +40,7 @@ if TYPE_CHECKING:
 
     from daemon.db import Pool
     from daemon.licensing.service import Licensing
-    from daemon.migrate import MigrateError, Outcome
+    from daemon.migrate import Outcome
     from daemon.migrate.apply import Progress
     from daemon.webhooks import Sender
 
@@ -53,15 +48,6 @@ log = logging.getLogger("keysmith.boot")
 
 # Well inside StartOS's 30 s sigterm-timeout, leaving time to close the pool afterwards.
 SHUTDOWN_GRACE_SECONDS = 20.0
-
-
-class SafeMode(Exception):
-    """A known cause stops the boot short of serving; the daemon stays up to report it."""
-
-    def __init__(self, state: str, cause: Cause) -> None:
-        super().__init__(cause.message)
-        self.state = state
-        self.cause = cause
 
 
 @dataclass
@@ -162,7 +148,7 @@ async def _serve(settings: Settings, errors: list[SettingsError], lifecycle: Lif
     serving: Serving | None = None
     runner = None
     try:
-        _refuse_known_causes(settings, errors, lifecycle)
+        causes.refuse_known(settings, errors, lifecycle.history)
         serving = await _migrate_and_open(settings, lifecycle, stop)
         if serving is None or stop.is_set():  # SIGTERM arrived while migrating: stop
             return await _shutdown(lifecycle, None, serving)
@@ -179,7 +165,7 @@ async def _serve(settings: Settings, errors: list[SettingsError], lifecycle: Lif
                 "schema_version": lifecycle.snapshot()["schema_version"],
             },
         )
-    except SafeMode as safe:
+    except causes.SafeMode as safe:
         if serving is not None:
             await _close(serving)
             serving = None
@@ -188,43 +174,10 @@ async def _serve(settings: Settings, errors: list[SettingsError], lifecycle: Lif
         if serving is not None:
             await _close(serving)
             serving = None
-        runner = await _enter_safe_mode(settings, lifecycle, _unexpected(e))
+        runner = await _enter_safe_mode(settings, lifecycle, causes.unexpected(e))
 
     await stop.wait()
     return await _shutdown(lifecycle, runner, serving)
-
-
-def _refuse_known_causes(
-    settings: Settings, errors: list[SettingsError], lifecycle: Lifecycle
-) -> None:
-    if errors:
-        raise SafeMode(
-            FAILED,
-            Cause(
-                kind="settings",
-                message="; ".join(str(e) for e in errors) + ". The database was not opened.",
-                remedy=" ".join(f"Set {e.variable} to {e.expected}." for e in errors)
-                + " Then restart the service.",
-                data_intact=True,
-            ),
-        )
-    history = lifecycle.history
-    if history.crashes_before >= CRASH_LIMIT:
-        raise SafeMode(
-            FAILED,
-            Cause(
-                kind="crash_loop",
-                message=f"the previous {history.crashes_before} boots ended without a clean stop "
-                f"before they had served for {settings.healthy_serving_seconds:g} s (the last: "
-                f"{history.last_failure}). To break the crash loop this boot did not open the "
-                "database.",
-                remedy="read the service logs for what stopped those runs (out of memory, a full "
-                "disk, a slow migration killed by a timeout), fix it, then restart the service to "
-                "try again; if it happens again, "
-                + startos_words((Remedy.INSTALL_PREVIOUS_VERSION, Remedy.RESTORE_BACKUP)),
-                data_intact=None,
-            ),
-        )
 
 
 async def _migrate_and_open(
@@ -259,20 +212,10 @@ async def _migrate_and_open(
         return None
     except MigrateError as e:
         metrics.record_migration_failure(e.reason)
-        raise SafeMode(*_migrate_cause(e)) from e
+        raise causes.migrate_cause(e) from e
     except (OSError, sqlite3.Error) as e:
         metrics.record_migration_failure("db_unreadable")
-        raise SafeMode(
-            FAILED,
-            Cause(
-                kind="database",
-                message=f"the database {settings.db_path} could not be opened: "
-                f"{type(e).__name__}: {e}.",
-                remedy="check that the data volume is mounted, writable and not full, then restart "
-                "the service; if the file is damaged, " + startos_words((Remedy.RESTORE_BACKUP,)),
-                data_intact=None,
-            ),
-        ) from e
+        raise causes.unopenable(settings, e) from e
     try:
         _record_outcome(lifecycle, pool.outcome)
         licensing = await _open_licensing(pool, settings)
@@ -281,32 +224,6 @@ async def _migrate_and_open(
         await pool.close()
         raise
     return Serving(pool=pool, licensing=licensing)
-
-
-def _migrate_cause(e: MigrateError) -> tuple[str, Cause]:
-    """The migrator's typed error as the operator's cause: its own words for what happened and
-    whether data is safe (`str(e)`), ours for what to do."""
-    from daemon.migrate import Blocked
-
-    remedy = startos_remedy(e.remedies, e.params)
-    if isinstance(e, Blocked):
-        blockers = [
-            {
-                "version": b.version,
-                "description": b.description,
-                "finding": b.finding,
-                "remedy": startos_words(b.remedies),
-            }
-            for b in e.blockers
-        ]
-        return BLOCKED, Cause(
-            kind="blocked",
-            message=e.what,
-            remedy=remedy,
-            data_intact=e.data_intact,
-            blockers=blockers,
-        )
-    return FAILED, Cause(kind=e.reason, message=str(e), remedy=remedy, data_intact=e.data_intact)
 
 
 def _record_outcome(lifecycle: Lifecycle, outcome: Outcome) -> None:
@@ -375,22 +292,12 @@ async def _start_http(
         await site.start()
     except OSError as e:
         await runner.cleanup()
-        raise SafeMode(
-            FAILED,
-            Cause(
-                kind="port",
-                message=f"could not listen on {settings.bind}: {e.strerror or e}. The database "
-                "was migrated and closed; nothing else was changed.",
-                remedy=f"stop the other program using port {settings.bind_port}, or set "
-                "KEYSMITH_BIND to a free host:port, then restart the service",
-                data_intact=True,
-            ),
-        ) from e
+        raise causes.port_taken(settings, e) from e
     return runner
 
 
 async def _enter_safe_mode(
-    settings: Settings, lifecycle: Lifecycle, safe: SafeMode
+    settings: Settings, lifecycle: Lifecycle, safe: causes.SafeMode
 ) -> web.AppRunner | None:
     log.error(
         f"safe mode: {safe.cause.message}",
@@ -407,7 +314,7 @@ async def _enter_safe_mode(
     if safe.cause.kind != "port":  # when the port is the problem, do not try it again
         try:
             runner = await _start_http(settings, lifecycle, None)
-        except SafeMode as no_port:
+        except causes.SafeMode as no_port:
             log.error(
                 "safe mode without HTTP: the health check will read the status file",
                 extra={"reason": no_port.cause.message},
@@ -417,19 +324,6 @@ async def _enter_safe_mode(
     lifecycle.enter_safe_mode(safe.state, safe.cause, http=runner is not None)
     _publish(lifecycle)
     return runner
-
-
-def _unexpected(e: BaseException) -> SafeMode:
-    log.error("boot failed with an unexpected error", exc_info=e)
-    return SafeMode(
-        FAILED,
-        Cause(
-            kind="exception",
-            message=f"the boot failed with an unexpected error: {type(e).__name__}: {e}",
-            remedy=startos_remedy((Remedy.REPORT_TO_MAINTAINERS, Remedy.INSTALL_PREVIOUS_VERSION)),
-            data_intact=None,
-        ),
-    )
 
 
 def _write_properties(settings: Settings, lifecycle: Lifecycle, licensing: Licensing) -> None:
@@ -504,7 +398,7 @@ async def _drain_http(runner: web.AppRunner) -> None:
 
 def _last_resort(lifecycle: Lifecycle, e: Exception) -> int:
     """A bug escaped the boot: record it and wait for SIGTERM rather than exit into a loop."""
-    safe = _unexpected(e)
+    safe = causes.unexpected(e)
     with contextlib.suppress(Exception):
         lifecycle.enter_safe_mode(FAILED, safe.cause)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
