@@ -15,7 +15,8 @@ export const v_0_2_0_0 = VersionInfo.of({
       'explains a refused upgrade, backups take a consistent snapshot of the database, and ' +
       'the daily licensing work (products, policies, licenses, machines, discount codes, ' +
       'audit log, self-heal history) is in the actions and the web console. A 0.3.5 install ' +
-      'is taken over as is, and a downgrade to it keeps every record written since. The API ' +
+      'is taken over as is; a downgrade to it keeps every license written since and says what ' +
+      'only the newer version can hold (API keys, webhooks). The API ' +
       "follows Keysat's shapes, with signed webhooks and scoped API keys.",
   },
   migrations: {
