@@ -7,12 +7,12 @@ import msgspec
 from aiohttp import web
 
 from daemon.api.routes import admin_endpoint, answer, licensing_of, path_uuid, read, read_query
-from daemon.licensing import answers, models
+from daemon.licensing import answers, integrations, models
 from daemon.licensing.access import MASTER
 
 
 class ApiKeys(msgspec.Struct):
-    api_keys: list[answers.ApiKey]
+    api_keys: list[integrations.ApiKey]
 
 
 @admin_endpoint(
@@ -20,11 +20,11 @@ class ApiKeys(msgspec.Struct):
     "/v1/admin/api-keys",
     "Create a scoped API key; its token is in this answer only (master key only)",
     scope=MASTER,
-    body=models.ApiKeyCreate,
-    answer=answers.ApiKeyCreated,
+    body=integrations.ApiKeyCreate,
+    answer=integrations.ApiKeyCreated,
 )
 async def create_api_key(request: web.Request) -> web.Response:
-    body = await read(request, models.ApiKeyCreate)
+    body = await read(request, integrations.ApiKeyCreate)
     return answer(await licensing_of(request).create_api_key(body))
 
 
@@ -45,7 +45,7 @@ async def list_api_keys(request: web.Request) -> web.Response:
     "Revoke an API key, effective from the next request; revoking it again changes nothing "
     "(master key only)",
     scope=MASTER,
-    answer=(answers.ApiKeyRevoked, answers.ApiKeyAlreadyRevoked),
+    answer=(integrations.ApiKeyRevoked, integrations.ApiKeyAlreadyRevoked),
 )
 async def revoke_api_key(request: web.Request) -> web.Response:
     return answer(await licensing_of(request).revoke_api_key(path_uuid(request)))
@@ -55,11 +55,11 @@ async def revoke_api_key(request: web.Request) -> web.Response:
 
 
 class WebhookEndpoints(msgspec.Struct):
-    endpoints: list[answers.WebhookEndpoint]
+    endpoints: list[integrations.WebhookEndpoint]
 
 
 class Deliveries(msgspec.Struct):
-    deliveries: list[answers.Delivery]
+    deliveries: list[integrations.Delivery]
 
 
 @admin_endpoint(
@@ -67,11 +67,11 @@ class Deliveries(msgspec.Struct):
     "/v1/admin/webhook-endpoints",
     "Add a webhook endpoint (every event unless `event_types` says); its secret (generated when "
     "not given) is in this answer only",
-    body=models.WebhookEndpointCreate,
-    answer=answers.WebhookEndpointCreated,
+    body=integrations.WebhookEndpointCreate,
+    answer=integrations.WebhookEndpointCreated,
 )
 async def create_webhook_endpoint(request: web.Request) -> web.Response:
-    body = await read(request, models.WebhookEndpointCreate)
+    body = await read(request, integrations.WebhookEndpointCreate)
     return answer(await licensing_of(request).create_webhook_endpoint(body))
 
 
@@ -91,7 +91,7 @@ async def list_webhook_endpoints(request: web.Request) -> web.Response:
     "Enable an endpoint (its pending deliveries resume) or disable it (nothing is sent to it "
     "and no new event is queued for it)",
     body=models.ActiveToggle,
-    answer=answers.WebhookEndpointSet,
+    answer=integrations.WebhookEndpointSet,
 )
 async def set_webhook_endpoint_active(request: web.Request) -> web.Response:
     endpoint_id = path_uuid(request)
@@ -113,11 +113,11 @@ async def delete_webhook_endpoint(request: web.Request) -> web.Response:
     "GET",
     "/v1/admin/webhook-deliveries",
     "Webhook deliveries, newest event first, each with its log of attempts",
-    query=models.DeliveryQuery,
+    query=integrations.DeliveryQuery,
     answer=Deliveries,
 )
 async def list_deliveries(request: web.Request) -> web.Response:
-    query = read_query(request, models.DeliveryQuery)
+    query = read_query(request, integrations.DeliveryQuery)
     return answer(Deliveries(await licensing_of(request).list_deliveries(query)))
 
 
@@ -125,7 +125,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     "POST",
     "/v1/admin/webhook-deliveries/{id}/retry",
     "Send a delivery again now (same delivery id), its attempts counted afresh",
-    answer=answers.Delivery,
+    answer=integrations.Delivery,
 )
 async def retry_delivery(request: web.Request) -> web.Response:
     return answer(await licensing_of(request).retry_delivery(path_uuid(request)))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args
 from urllib.parse import quote
 
-from daemon.licensing import access, models, wire
+from daemon.licensing import access, integrations, models, wire
 from daemon.licensing.answers import plain
 from daemon.licensing.codes import BASIS_POINTS_PER_PERCENT
 from daemon.licensing.errors import BadRequest, LicensingError
@@ -39,8 +39,8 @@ T = TypeVar("T")
 STATUSES = LICENSE_STATUSES
 KINDS = DISCOUNT_KINDS
 # Every event (`*`, also those of a later version) first, then each one.
-EVENT_TYPES: tuple[str, ...] = (models.EVERY_EVENT, *get_args(models.EventType))
-ROLES: tuple[str, ...] = get_args(models.Role)
+EVENT_TYPES: tuple[str, ...] = (integrations.EVERY_EVENT, *get_args(integrations.EventType))
+ROLES: tuple[str, ...] = get_args(integrations.Role)
 
 
 class Refused(Exception):
@@ -284,14 +284,14 @@ async def webhook_endpoints(service: Licensing) -> list[dict[str, Any]]:
 
 
 async def deliveries(service: Licensing) -> list[dict[str, Any]]:
-    return plain(await service.list_deliveries(models.DeliveryQuery(limit=DELIVERY_PAGE)))
+    return plain(await service.list_deliveries(integrations.DeliveryQuery(limit=DELIVERY_PAGE)))
 
 
 async def create_webhook_endpoint(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
     """The endpoint as created: its secret in full, this once."""
     body = _body({k: v for k, v in form.items() if not k.startswith(EVENT_FIELD)})
     body["event_types"] = [e for e in EVENT_TYPES if _flag(form, f"{EVENT_FIELD}{e}")]
-    request = _model(models.WebhookEndpointCreate, body, WEBHOOK_FIELDS)
+    request = _model(integrations.WebhookEndpointCreate, body, WEBHOOK_FIELDS)
     return plain(await _service(service.create_webhook_endpoint(request), WEBHOOK_FIELDS))
 
 
@@ -332,7 +332,7 @@ async def create_api_key(service: Licensing, form: Mapping[str, str]) -> dict[st
     listed = [s.strip() for s in body.pop("scopes", "").split(",") if s.strip()]
     if listed:
         body["scopes"] = listed
-    request = _model(models.ApiKeyCreate, body, API_KEY_FIELDS)
+    request = _model(integrations.ApiKeyCreate, body, API_KEY_FIELDS)
     return plain(await _service(service.create_api_key(request), API_KEY_FIELDS))
 
 

@@ -21,10 +21,10 @@ from typing import Literal, get_args
 import msgspec
 from aiosqlite import Connection
 
-from daemon.licensing import answers, inputs, models
+from daemon.licensing import inputs, integrations
 from daemon.licensing.core import Core, now
 from daemon.licensing.errors import BadRequest, NotFound
-from daemon.licensing.models import Role
+from daemon.licensing.integrations import Role
 from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
 
@@ -104,8 +104,8 @@ def _stored_scopes(row: Row) -> list[str]:
     return known
 
 
-def _api_key(row: Row) -> answers.ApiKey:
-    return answers.ApiKey(
+def _api_key(row: Row) -> integrations.ApiKey:
+    return integrations.ApiKey(
         id=row["id"],
         label=row["label"],
         role=row["role"],
@@ -117,7 +117,9 @@ def _api_key(row: Row) -> answers.ApiKey:
 
 
 class ApiKeys(Core):
-    async def create_api_key(self, request: models.ApiKeyCreate) -> answers.ApiKeyCreated:
+    async def create_api_key(
+        self, request: integrations.ApiKeyCreate
+    ) -> integrations.ApiKeyCreated:
         extra = sorted(set(request.scopes or ()))
         unknown = [s for s in extra if s not in SCOPES]
         if unknown:
@@ -150,9 +152,9 @@ class ApiKeys(Core):
                 stored = await _key_row(conn, row["id"])
         assert stored is not None
         key = _api_key(stored)
-        return answers.ApiKeyCreated(**msgspec.structs.asdict(key), token=token)
+        return integrations.ApiKeyCreated(**msgspec.structs.asdict(key), token=token)
 
-    async def list_api_keys(self) -> list[answers.ApiKey]:
+    async def list_api_keys(self) -> list[integrations.ApiKey]:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
                 "SELECT * FROM api_keys ORDER BY created_at DESC, rowid DESC"
@@ -162,7 +164,7 @@ class ApiKeys(Core):
 
     async def revoke_api_key(
         self, key_id: str
-    ) -> answers.ApiKeyRevoked | answers.ApiKeyAlreadyRevoked:
+    ) -> integrations.ApiKeyRevoked | integrations.ApiKeyAlreadyRevoked:
         """Keysat's revoke: `{ok, revoked_at}`, or `{ok, already_revoked}` when it was already
         revoked (nothing written, not audited again); NotFound for no such key."""
         async with self._write_lock:
@@ -178,10 +180,10 @@ class ApiKeys(Core):
                 elif await _key_row(conn, key_id) is None:
                     raise NotFound(f"API key {key_id}")
         if not revoked:
-            return answers.ApiKeyAlreadyRevoked(ok=True, already_revoked=True)
+            return integrations.ApiKeyAlreadyRevoked(ok=True, already_revoked=True)
         revoked_at = iso_time(at)
         assert revoked_at is not None
-        return answers.ApiKeyRevoked(ok=True, revoked_at=revoked_at)
+        return integrations.ApiKeyRevoked(ok=True, revoked_at=revoked_at)
 
     async def scopes_of_token(self, token: str) -> tuple[Role, frozenset[str]] | None:
         """The role and scopes of a live API key, or None for no such (or a revoked) key.

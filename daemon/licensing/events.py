@@ -14,7 +14,7 @@ from typing import Literal, get_args
 
 import msgspec
 
-from daemon.licensing.models import EventType
+from daemon.licensing.integrations import EventType
 
 # Keysat's `source` of `license.issued`: its admin route (and here an action or the console
 # too), or a purchase (a free-license redemption is a purchase of 0 sats, as in Keysat).

@@ -24,7 +24,7 @@ from daemon.licensing import (
 )
 from daemon.licensing.core import Core, now
 from daemon.licensing.errors import BadRequest, Conflict, NotFound
-from daemon.licensing.models import EventType
+from daemon.licensing.integrations import EventType
 from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
 

@@ -20,7 +20,6 @@ msgspec, 0.38 with pydantic v2 doing this route's decoding and encoding.
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -358,66 +357,6 @@ class CodeQuery(Request, kw_only=True):
     product_slug: Slug | None = None
     # Keysat lists only the active codes unless asked.
     include_inactive: bool = False
-
-
-# ----- admin: API keys and webhooks -----
-
-Role = Literal["read-only", "license-issuer", "support", "full-admin"]
-EventType = Literal[
-    "license.issued",
-    "license.revoked",
-    "license.suspended",
-    "license.unsuspended",
-    "machine.activated",
-    "machine.deactivated",
-    "migration.self_healed",
-]
-# Keysat's wildcard: an endpoint subscribed to `*` hears every event (its default).
-EVERY_EVENT = "*"
-Subscription = EventType | Literal["*"]
-# Checked against the known scopes by `access`, which names them (and Keysat's spelling).
-ScopeText = Annotated[str, msgspec.Meta(pattern=r"^[a-z_-]{1,40}:(read|write)$")]
-# Keysat's label: at most 80 characters, not blank (stored without surrounding spaces).
-Label = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=r"^\s*[^\s\x00][^\x00]*$")]
-Url = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://[^\s\x00]+$")]
-Secret = Annotated[str, msgspec.Meta(min_length=16, max_length=256, pattern=NO_NUL)]
-# Keysat's delivery-log filter; `all` (or none) lists every delivery.
-DeliveryFilter = Literal["pending", "delivered", "failed", "all"]
-
-
-class ApiKeyCreate(Request, kw_only=True):
-    label: Label
-    role: Role
-    # Keysmith's addition to Keysat's `{label, role}`: scopes added to the role's.
-    scopes: Annotated[list[ScopeText], msgspec.Meta(max_length=64)] | None = None
-
-    def __post_init__(self) -> None:
-        self.label = self.label.strip()
-
-
-class WebhookEndpointCreate(Request, kw_only=True):
-    url: Url
-    event_types: Annotated[list[Subscription], msgspec.Meta(min_length=1, max_length=16)] = (
-        msgspec.field(default_factory=lambda: [EVERY_EVENT])
-    )
-    description: LongText = ""
-    # None: a 32-byte secret is generated (shown once, in the create answer).
-    secret: Secret | None = None
-
-    def __post_init__(self) -> None:
-        try:
-            host = urllib.parse.urlsplit(self.url).hostname
-        except ValueError:
-            host = None
-        if not host:
-            raise ValueError("'url' must be an http:// or https:// URL with a host")
-
-
-class DeliveryQuery(Request, kw_only=True):
-    endpoint_id: Uuid | None = None
-    status: DeliveryFilter = "all"
-    # Keysat's default and greatest page.
-    limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
 
 
 def _sats_price(sats: int | None, currency: str | None, value: int | None) -> int:

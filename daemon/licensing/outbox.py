@@ -25,11 +25,11 @@ from typing import Any, Literal
 import msgspec
 from aiosqlite import Connection
 
-from daemon.licensing import answers, models, rows, store
+from daemon.licensing import answers, integrations, rows, store
 from daemon.licensing.core import Core, now
 from daemon.licensing.errors import NotFound
 from daemon.licensing.events import PAYLOAD_OF, Event, Payload, SelfHealed
-from daemon.licensing.models import EVERY_EVENT, EventType
+from daemon.licensing.integrations import EVERY_EVENT, EventType
 from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
 
@@ -135,8 +135,8 @@ def backoff(attempt: int, base: float) -> float:
 
 class Outbox(Core):
     async def create_webhook_endpoint(
-        self, request: models.WebhookEndpointCreate
-    ) -> answers.WebhookEndpoint:
+        self, request: integrations.WebhookEndpointCreate
+    ) -> integrations.WebhookEndpoint:
         secret = request.secret or secrets.token_hex(SECRET_BYTES)
         endpoint_id = str(uuid.uuid4())
         async with self._write_lock:
@@ -159,9 +159,9 @@ class Outbox(Core):
                 await self._audit(conn, "webhook.create", f"webhook:{endpoint_id}", detail, at)
                 row = await _endpoint_row(conn, endpoint_id)
         listed = rows.webhook_endpoint(row)
-        return answers.WebhookEndpointCreated(**msgspec.structs.asdict(listed), secret=secret)
+        return integrations.WebhookEndpointCreated(**msgspec.structs.asdict(listed), secret=secret)
 
-    async def list_webhook_endpoints(self) -> list[answers.WebhookEndpoint]:
+    async def list_webhook_endpoints(self) -> list[integrations.WebhookEndpoint]:
         """Newest first, as Keysat lists them."""
         async with self._pool.connection() as conn:
             cursor = await conn.execute(f"{ENDPOINT_SQL} ORDER BY e.created_at DESC, e.rowid DESC")
@@ -169,7 +169,7 @@ class Outbox(Core):
 
     async def set_webhook_active(
         self, endpoint_id: str, active: bool
-    ) -> answers.WebhookEndpointSet:
+    ) -> integrations.WebhookEndpointSet:
         """Keysat's `active`: an inactive endpoint is sent nothing and no new event is queued
         for it; unlike Keysat, its pending deliveries wait (not failed) and resume."""
         async with self._write_lock:
@@ -184,7 +184,7 @@ class Outbox(Core):
                 action = "webhook.enable" if active else "webhook.disable"
                 await self._audit(conn, action, f"webhook:{endpoint_id}", {}, at)
                 row = await _endpoint_row(conn, endpoint_id)
-        return answers.WebhookEndpointSet(endpoint=rows.webhook_endpoint(row))
+        return integrations.WebhookEndpointSet(endpoint=rows.webhook_endpoint(row))
 
     async def delete_webhook_endpoint(self, endpoint_id: str) -> answers.Deleted:
         """Its deliveries and their log go with it (ON DELETE CASCADE)."""
@@ -199,7 +199,9 @@ class Outbox(Core):
                 await self._audit(conn, "webhook.delete", f"webhook:{endpoint_id}", {}, at)
         return answers.Deleted(deleted=endpoint_id)
 
-    async def list_deliveries(self, query: models.DeliveryQuery) -> list[answers.Delivery]:
+    async def list_deliveries(
+        self, query: integrations.DeliveryQuery
+    ) -> list[integrations.Delivery]:
         """Newest event first, as Keysat lists them."""
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
@@ -211,7 +213,7 @@ class Outbox(Core):
             found = await cursor.fetchall()
             return [await _delivery(conn, row) for row in found]
 
-    async def retry_delivery(self, delivery_id: str) -> answers.Delivery:
+    async def retry_delivery(self, delivery_id: str) -> integrations.Delivery:
         """As Keysat: any delivery (delivered, failed or still pending) back to pending, due
         now, not delivered, with a fresh count of attempts (the log keeps the old ones). It is
         sent before the endpoint's newer pending deliveries, as its event is older."""
@@ -355,13 +357,13 @@ async def _endpoint_row(conn: Connection, endpoint_id: str) -> Row:
     return row
 
 
-async def _delivery(conn: Connection, row: Row) -> answers.Delivery:
+async def _delivery(conn: Connection, row: Row) -> integrations.Delivery:
     pending = row["status"] == "pending"
     cursor = await conn.execute(
         "SELECT * FROM webhook_attempts WHERE delivery_id = ? ORDER BY id", (row["id"],)
     )
     log = [
-        answers.DeliveryAttempt(
+        integrations.DeliveryAttempt(
             attempt=a["attempt"],
             status=a["status"],
             response_code=a["response_code"],
@@ -373,7 +375,7 @@ async def _delivery(conn: Connection, row: Row) -> answers.Delivery:
     ]
     # Keysat's last_* say the last attempt since the delivery was (re)queued: none after a retry.
     last = log[-1] if log and row["attempts"] else None
-    return answers.Delivery(
+    return integrations.Delivery(
         id=row["id"],
         endpoint_id=row["endpoint_id"],
         event_type=row["event_type"],

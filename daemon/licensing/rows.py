@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.licensing import answers, inputs
+from daemon.licensing import answers, inputs, integrations
 from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
 
@@ -197,8 +197,8 @@ def entitlements_catalog(row: Row) -> list[Any]:
     )
 
 
-def webhook_endpoint(row: Row) -> answers.WebhookEndpoint:
-    return answers.WebhookEndpoint(
+def webhook_endpoint(row: Row) -> integrations.WebhookEndpoint:
+    return integrations.WebhookEndpoint(
         id=row["id"],
         url=row["url"],
         event_types=_event_types(row),
