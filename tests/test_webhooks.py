@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import shutil
 import sqlite3
 import statistics
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon.licensing.outbox import MAX_BACKOFF_FACTOR, MAX_BACKOFF_SECONDS, backoff
 from tests.daemon_proc import DaemonProc
 from tests.kit import MIGRATIONS
 from tests.receiver import Receiver
@@ -130,6 +132,7 @@ def test_a_receiver_down_then_up_gets_everything_in_order_with_the_attempts_logg
         assert {s.event["event_type"] for s in receiver.seen} == {expected[0]}
         metrics = daemon.request("GET", "/metrics")[1]
         assert "keysmith_webhook_outbox_depth 6.0" in metrics
+        assert _oldest_pending_seconds(daemon) > 0
         receiver.mode = "ok"
         seen = receiver.wait_for(len(expected))
         assert [s.event["event_type"] for s in seen] == expected
@@ -142,6 +145,28 @@ def test_a_receiver_down_then_up_gets_everything_in_order_with_the_attempts_logg
         # The delivery id did not change across the attempts.
         refused = [s for s in receiver.seen if s.event["event_type"] == expected[0]]
         assert {s.headers["X-Keysat-Delivery"] for s in refused} == {first["id"]}
+        deadline = time.monotonic() + 30
+        while _oldest_pending_seconds(daemon) != 0:  # the sender's next round sees none
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+
+def _oldest_pending_seconds(daemon: DaemonProc) -> float:
+    text = daemon.request("GET", "/metrics")[1]
+    name = "keysmith_webhook_oldest_pending_seconds "
+    [line] = [x for x in text.splitlines() if x.startswith(name)]
+    return float(line.split()[-1])
+
+
+def test_backoff_doubles_from_the_base_jittered_and_stops_doubling_at_64_times():
+    random.seed(14)  # outbox.backoff draws its jitter from the module-level generator
+    base = 5.0
+    for attempt in range(1, 12):
+        longest = min(2 ** (attempt - 1), MAX_BACKOFF_FACTOR) * base
+        waits = [backoff(attempt, base) for _ in range(200)]
+        assert all(0.5 * longest <= w <= longest for w in waits), (attempt, min(waits))
+        assert max(waits) - min(waits) > 0.3 * longest  # jittered: endpoints spread out
+    assert max(backoff(40, 100.0) for _ in range(50)) <= MAX_BACKOFF_SECONDS
 
 
 def test_events_pending_at_a_sigkill_arrive_after_the_restart(tmp_path):
