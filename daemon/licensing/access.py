@@ -88,13 +88,7 @@ def _stored_scopes(row: Row) -> list[str]:
     the key: a value that is not a list of names counts as no extra scope, a name that is no
     longer a scope is left out (the role's scopes still hold), each with one warning."""
     remedy = "the key keeps its role's scopes; revoke it and create a new one to change them"
-    try:
-        stored = inputs.stored_json(row["scopes"])
-        if not isinstance(stored, list) or not all(isinstance(s, str) for s in stored):
-            raise ValueError("it is not a list of scope names")
-    except ValueError as e:
-        inputs.warn_unshowable("API key", row["id"], "scopes", str(e), "[]", remedy)
-        return []
+    stored = inputs.shown_names("API key", row["id"], "scopes", row["scopes"], remedy)
     named = {RENAMED_SCOPES.get(s, s) for s in stored}
     known = sorted(named.intersection(SCOPES))
     unknown = sorted(named.difference(SCOPES))

@@ -42,17 +42,22 @@ def stored_json(raw: object) -> Any:
     """
     if not isinstance(raw, str | bytes):
         raise ValueError(f"it is {_kind(raw)}, not JSON text")
-    try:
-        value = json.loads(raw)
-    except RecursionError as e:
-        raise ValueError("it nests too deeply to decode") from e
-    problem = json_bounds_problem(value)
+    # The stored text is measured as it is: no re-encoding on every read (validate reads one).
+    problem = _size_problem(len(raw))
+    if problem is None:
+        try:
+            value = json.loads(raw)
+        except RecursionError as e:
+            raise ValueError("it nests too deeply to decode") from e
+        problem = _depth_problem(value)
     if problem is not None:
         raise ValueError(f"it {problem}")
     return value
 
 
-def shown_json(kind: str, row_id: object, column: str, raw: object, fallback: J) -> J:
+def shown_json(
+    kind: str, row_id: object, column: str, raw: object, fallback: J, remedy: str | None = None
+) -> J:
     """A stored JSON column to answer with. A row that an older version or a hand edit left
     invalid, too deep or too large, or not of the fallback's kind (an object where a list
     belongs) is answered with `fallback` and one warning, so one row can never take a whole
@@ -65,13 +70,32 @@ def shown_json(kind: str, row_id: object, column: str, raw: object, fallback: J)
         if type(value) is type(fallback):
             return value
         reason = f"it is {_kind(value)}, not {_kind(fallback)}"
-    answered = json.dumps(fallback)
-    remedy = (
-        f"rewrite its {column} as JSON like {answered} within {MAX_JSON_DEPTH} levels to show "
-        "it again"
-    )
-    warn_unshowable(kind, str(row_id), column, reason, answered, remedy)
+    _fell_back(kind, row_id, column, reason, fallback, remedy)
     return fallback
+
+
+def shown_names(
+    kind: str, row_id: object, column: str, raw: object, remedy: str | None = None
+) -> list[str]:
+    """A stored JSON list of names (event types, scopes), read like `shown_json`: anything
+    but a list of texts is answered as none, with one warning."""
+    names = shown_json(kind, row_id, column, raw, [], remedy)
+    if all(isinstance(n, str) for n in names):
+        return names
+    _fell_back(kind, row_id, column, "it is not a list of names", [], remedy)
+    return []
+
+
+def _fell_back(
+    kind: str, row_id: object, column: str, reason: str, fallback: object, remedy: str | None
+) -> None:
+    answered = json.dumps(fallback)
+    if remedy is None:
+        remedy = (
+            f"rewrite its {column} as JSON like {answered} within {MAX_JSON_DEPTH} levels to "
+            "show it again"
+        )
+    warn_unshowable(kind, str(row_id), column, reason, answered, remedy)
 
 
 # Once per row and reason, not once per answer: the public catalogue is polled by every client.
@@ -89,10 +113,18 @@ def warn_unshowable(
 
 def json_bounds_problem(value: object) -> str | None:
     """Why a decoded JSON value is too deep or too large to store and list, or None."""
+    # Encoding is safe once the depth is bounded.
+    return _depth_problem(value) or _size_problem(len(json.dumps(value)))
+
+
+def _depth_problem(value: object) -> str | None:
     depth = nesting_depth(value)
     if depth > MAX_JSON_DEPTH:
         return f"nests {depth} levels deep; at most {MAX_JSON_DEPTH} levels are allowed"
-    size = len(json.dumps(value))  # safe to encode now that the depth is bounded
+    return None
+
+
+def _size_problem(size: int) -> str | None:
     if size > MAX_JSON_BYTES:
         return f"is {size} bytes as JSON; at most {MAX_JSON_BYTES} bytes are allowed"
     return None

@@ -213,15 +213,4 @@ def webhook_endpoint(row: Row) -> integrations.WebhookEndpoint:
 def _event_types(row: Row) -> list[str]:
     """An endpoint's stored event types; a row an older version or a hand edit broke is listed
     with none, which is what it hears (`outbox` reads the column with the same guard)."""
-    found = inputs.shown_json("webhook endpoint", row["id"], "event_types", row["event_types"], [])
-    if all(isinstance(t, str) for t in found):
-        return found
-    inputs.warn_unshowable(
-        "webhook endpoint",
-        row["id"],
-        "event_types",
-        "not a list of texts",
-        "[]",
-        "rewrite its event_types as a JSON list of event names to show it again",
-    )
-    return []
+    return inputs.shown_names("webhook endpoint", row["id"], "event_types", row["event_types"])
