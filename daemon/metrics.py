@@ -301,7 +301,3 @@ def render() -> tuple[bytes, str]:
 def sample(name: str, labels: dict[str, str] | None = None) -> float | None:
     """Current value of one sample (for the daemon's own summaries and in-process tests)."""
     return REGISTRY.get_sample_value(name, labels or {})
-
-
-def families() -> Iterable[str]:
-    return sorted({m.name for m in REGISTRY.collect()})

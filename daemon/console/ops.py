@@ -27,7 +27,6 @@ from daemon.storage import Degraded, fault_of
 
 # Rows per page (a phone on a slow link gets a page, not thousands of rows); the API's limits.
 LICENSE_PAGE = 100
-MAX_OFFSET = 10**9
 MAX_MACHINES = 5000
 AUDIT_PAGE = 100
 DELIVERY_PAGE = 50

@@ -139,10 +139,6 @@ def public_pem(key: Ed25519PublicKey) -> str:
     ).decode("ascii")
 
 
-def public_key_from_raw(raw: bytes) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(raw)
-
-
 def fingerprint_hash(fingerprint: str) -> bytes:
     """SHA-256 of the fingerprint string as the client sends it (the same hash the client's
     `hash_fingerprint` computes, as raw bytes)."""

@@ -70,13 +70,6 @@ async def list_codes(
     )
 
 
-async def set_code_disabled(conn: Connection, code_id: str, disabled: bool) -> int:
-    cursor = await conn.execute(
-        "UPDATE discount_codes SET disabled = ? WHERE id = ?", (int(disabled), code_id)
-    )
-    return cursor.rowcount
-
-
 async def insert_free_invoice(conn: Connection, invoice: dict[str, Any]) -> None:
     """A settled invoice of a purchase that cost nothing (a 0-sat tier, a 100%-off code)."""
     await conn.execute(

@@ -19,10 +19,6 @@ LEDGER_TABLE = "_sqlx_migrations"
 PROVENANCE_TABLE = "_keysmith_provenance"
 HEAL_LOG_TABLE = "_keysmith_heal_log"
 OWN_TABLES = (LEDGER_TABLE, PROVENANCE_TABLE, HEAL_LOG_TABLE)
-# What a heal-log row records: a re-stamp or a re-run (self-heals), a down step (`revert`), or
-# an operator's acceptance of a changed text (`accept`).
-HEAL_LOG_ACTIONS = ("restamp", "rerun", "revert", "accept")
-
 # Exactly sqlx-sqlite's `ensure_migrations_table` text, so sqlite_master holds the same schema.
 LEDGER_DDL = """CREATE TABLE IF NOT EXISTS _sqlx_migrations (
     version BIGINT PRIMARY KEY,
