@@ -40,6 +40,7 @@ class Reason(StrEnum):
     SOURCE_ERROR = "source_error"
     DB_UNREADABLE = "db_unreadable"
     STORAGE_ERROR = "storage_error"
+    DISK_FULL = "disk_full"
     LOCK_TIMEOUT = "lock_timeout"
     DATABASE_IN_USE = "database_in_use"
     BACKUP_REFUSED = "backup_refused"
@@ -116,6 +117,22 @@ class StorageError(MigrateError):
             "cannot be migrated.",
             Remedy.MAKE_VOLUME_WRITABLE,
             folder=folder,
+        )
+
+
+class DiskFull(MigrateError):
+    """The data volume is full: SQLite could not create or grow a file it needs beside the
+    database (its WAL or shared-memory file), so the database could not even be opened."""
+
+    reason = Reason.DISK_FULL
+
+    def __init__(self, folder: str, free_bytes: int, detail: str, backups: str) -> None:
+        super().__init__(
+            f"The data volume at {folder} is full ({free_bytes} bytes free), so the database "
+            f"could not be opened (SQLite: {detail}).",
+            Remedy.FREE_DISK_SPACE,
+            safety="Nothing was written: the database file is not damaged; the data is intact.",
+            folder=backups,
         )
 
 
