@@ -66,6 +66,11 @@ DEFAULT_RATE_LIMIT_PER_MINUTE = 600
 DEFAULT_WEBHOOK_TIMEOUT = 10.0
 DEFAULT_WEBHOOK_BACKOFF = 5.0
 DEFAULT_WEBHOOK_MAX_ATTEMPTS = 10
+# Webhooks go to public addresses only: not to loopback, link-local (the cloud metadata
+# address), private, unspecified or multicast ones, which would make the daemon a client inside
+# the seller's own network for whoever may create an endpoint. The operator may allow networks
+# (a sibling service on the same box) with this variable.
+WEBHOOK_ALLOW_VARIABLE = "KEYSMITH_WEBHOOK_ALLOW_NETWORKS"
 # Only a boot that never reached serving, or died within this long of reaching it, is evidence of
 # a crash loop. A daemon that served this long had migrated, opened its pool and answered
 # StartOS's health checks (every 15 s: this is four of them) with its own code paths: its death
@@ -114,6 +119,7 @@ class Settings:
     webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT
     webhook_backoff: float = DEFAULT_WEBHOOK_BACKOFF
     webhook_max_attempts: int = DEFAULT_WEBHOOK_MAX_ATTEMPTS
+    webhook_allow_networks: tuple[Network, ...] = ()
     healthy_serving_seconds: float = DEFAULT_HEALTHY_SERVING_SECONDS
 
     @property
@@ -299,4 +305,5 @@ _PARSERS = (
     ("KEYSMITH_HEALTHY_SERVING_SECONDS", _parse_seconds, ("healthy_serving_seconds",)),
     ("KEYSMITH_CONSOLE_PASSWORD", _parse_console_password, ("console_password",)),
     ("KEYSMITH_TRUSTED_PROXIES", _parse_networks, ("trusted_proxies",)),
+    (WEBHOOK_ALLOW_VARIABLE, _parse_networks, ("webhook_allow_networks",)),
 )

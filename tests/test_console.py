@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from daemon.health import safe_mode_message
 from tests import kit
 from tests.daemon_proc import REPO, DaemonProc
-from tests.receiver import Receiver
+from tests.receiver import ALLOW_LOOPBACK, Receiver
 from tests.test_api_support import issue, make_product, must
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -337,7 +337,11 @@ def test_seller_console_after_a_healed_upgrade(tmp_path, browser_context, screen
 
 @pytest.mark.browser
 def test_webhooks_and_api_keys_from_the_console(tmp_path, browser_context, screens):
-    env = {"KEYSMITH_CONSOLE_PASSWORD": PASSWORD, "KEYSMITH_WEBHOOK_BACKOFF": "0.2"}
+    env = {
+        "KEYSMITH_CONSOLE_PASSWORD": PASSWORD,
+        "KEYSMITH_WEBHOOK_BACKOFF": "0.2",
+        **ALLOW_LOOPBACK,
+    }
     with Receiver() as receiver, DaemonProc(tmp_path, env=env) as d:
         d.wait_for("serving")
         page = browser_context.new_page()

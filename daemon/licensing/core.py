@@ -26,7 +26,8 @@ Actor = Literal["admin", "action", "public", "system"]
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The memory and history bounds of the service (`daemon.settings` documents each).
+    """The memory and history bounds of the service (`daemon.settings` documents each), and
+    the networks beyond the public internet that webhooks may go to.
 
     Deactivated machines beyond `machine_history` per license are deleted in the transaction
     that deactivates another, so activate/deactivate churn cannot grow the table; settled
@@ -37,6 +38,7 @@ class Limits:
     key_cache_bytes: int = settings.DEFAULT_KEY_CACHE_BYTES
     machine_history: int = settings.DEFAULT_MACHINE_HISTORY
     webhook_history: int = settings.DEFAULT_WEBHOOK_HISTORY
+    webhook_allow_networks: tuple[settings.Network, ...] = ()
 
 
 async def record(
@@ -79,6 +81,7 @@ class Core:
         )
         self._machine_history = limits.machine_history
         self._webhook_history = limits.webhook_history
+        self._webhook_networks = limits.webhook_allow_networks
         self._write_lock = asyncio.Lock()
         self.public_key_pem = issuer.public_pem()
 
