@@ -50,7 +50,7 @@ def host_refusal(host: str, allowed: tuple[Network, ...]) -> str | None:
     else:
         address = _literal(host)
         kind = None if address is None else address_refusal(address, allowed)
-    return None if kind is None else f"{host} is a {kind} address: {REMEDY}"
+    return None if kind is None else f"{host} is not a public address ({kind}): {REMEDY}"
 
 
 def _non_public(address: Address) -> NonPublic | None:

@@ -174,7 +174,7 @@ class Sender:
         family, kind, proto, _name, sockaddr = addr_info
         refused = address_refusal(ipaddress.ip_address(sockaddr[0]), self._allowed)
         if refused is not None:
-            raise OSError(errno.EACCES, f"{REFUSED_MARK}: a {refused} address")
+            raise OSError(errno.EACCES, f"{REFUSED_MARK}: not a public address ({refused})")
         return socket.socket(family, kind, proto)
 
     async def _attempt(self, due: Due) -> tuple[int | None, str | None]:
