@@ -54,7 +54,7 @@ log = logging.getLogger("keysmith.webhooks")
 POLL_SECONDS = 0.5
 # How a socket to a refused address fails (see _open_socket), told apart from a real failure.
 REFUSED_MARK = "webhook destination refused"
-# On stop, attempts under way get this long to finish (else they are made again after restart).
+# On stop, attempts under way get this long to finish (else made again when their lease ends).
 STOP_GRACE_SECONDS = 2.0
 # A claim lasts the attempt's timeout and this much more, for recording its result even behind
 # a busy write lock; only a sender that died mid-attempt lets a lease run out.
