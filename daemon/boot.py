@@ -263,6 +263,7 @@ async def _open_licensing(pool: Pool, settings: Settings) -> Licensing:
         key_cache_bytes=settings.key_cache_bytes,
         machine_history=settings.machine_history,
         webhook_history=settings.webhook_history,
+        unlimited_seats=settings.unlimited_seats,
     )
     licensing = await Licensing.open(pool, admin_api_key=settings.admin_api_key, limits=limits)
     register_secret(licensing.admin_api_key)

@@ -234,6 +234,11 @@ class Codes(Core):
             )
         return answers.Deleted(deleted=row["code"])
 
+    async def code_exists(self, text: str) -> bool:
+        """Whether a code with this text exists, usable or not (the API's guessing guard)."""
+        async with self._pool.connection() as conn:
+            return await store_sales.code_by_text(conn, text) is not None
+
     async def preview_code(self, query: models.CodePreview) -> answers.CodePreviewAnswer:
         """What a buyer would pay with this code (Keysat's public preview); uses nothing up."""
         async with self._pool.connection() as conn:

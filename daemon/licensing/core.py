@@ -37,6 +37,8 @@ class Limits:
     key_cache_bytes: int = settings.DEFAULT_KEY_CACHE_BYTES
     machine_history: int = settings.DEFAULT_MACHINE_HISTORY
     webhook_history: int = settings.DEFAULT_WEBHOOK_HISTORY
+    # Active machines a license with unlimited seats may have (0: no ceiling).
+    unlimited_seats: int = settings.DEFAULT_UNLIMITED_SEATS
 
 
 async def record(
@@ -79,6 +81,7 @@ class Core:
         )
         self._machine_history = limits.machine_history
         self._webhook_history = limits.webhook_history
+        self._unlimited_seats = limits.unlimited_seats
         self._write_lock = asyncio.Lock()
         self.public_key_pem = issuer.public_pem()
 
