@@ -14,8 +14,6 @@ import http.client
 import json
 from typing import Any
 
-import pytest
-
 from daemon import settings
 from tests.daemon_proc import DaemonProc
 from tests.test_api_support import admin, db_dump, must, rows, unique
