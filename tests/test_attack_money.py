@@ -128,6 +128,27 @@ def test_the_right_code_does_not_spend_the_wrong_code_budget(tmp_path):
             assert (status, answer["valid"], answer["is_free"]) == (200, True, True)
 
 
+def test_the_seller_is_told_a_free_code_is_guessable_and_offered_a_strong_one(tmp_path):
+    with DaemonProc(tmp_path, env=DEFAULTS) as proc:
+        slug = _product(proc, 50_000)
+        body = {"kind": "free_license", "amount": 0, "product_slug": slug}
+        weak = must(
+            admin(proc, "POST", "/v1/admin/discount-codes", {**body, "code": "ZZ9999"}), 200
+        )
+        # 26^2 x 10^4 shapes, half tried on average, at 10 a minute: 234.7 days < 365.
+        assert "234.7 days on average" in weak["weak"]
+        offered = weak["weak"].rsplit("e.g. ", 1)[1]
+        strong = must(
+            admin(proc, "POST", "/v1/admin/discount-codes", {**body, "code": offered}), 200
+        )
+        assert strong["weak"] is None
+        # A small discount is no prize: no warning, however short the code.
+        small = {"code": "AB12", "kind": "percent", "amount": 500}
+        assert must(admin(proc, "POST", "/v1/admin/discount-codes", small), 200)["weak"] is None
+        listed = must(admin(proc, "GET", "/v1/admin/discount-codes"), 200)["codes"]
+        assert [c["code"] for c in listed if c["weak"]] == ["ZZ9999"]
+
+
 # ----- 2. a policy without an override follows its product's price -----
 
 

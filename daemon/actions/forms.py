@@ -268,10 +268,10 @@ ACTIONS = (
             text(
                 "code",
                 "Code",
-                "What buyers type (letters, digits, '-' and '_').",
-                required=True,
+                "What buyers type (letters, digits, '-' and '_'). Empty: a random code no one "
+                "can guess is made (a short or familiar one giving a free license or a high "
+                "discount can be guessed; the result warns of it).",
                 max_length=64,
-                placeholder="LAUNCH-2027",
             ),
             select(
                 "kind",

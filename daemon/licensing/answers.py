@@ -247,6 +247,8 @@ class Code(Answer, kw_only=True):
     # Keysat's launch special, which Keysmith refuses (models.CodeTerms): never true.
     featured: bool = False
     created_at: str | None
+    # Why a free or high-value code could be guessed soon (KEYSMITH_WEAK_CODE_DAYS), or null.
+    weak: str | None = None
 
 
 class CodePreviewAnswer(Answer, kw_only=True, omit_defaults=True):

@@ -39,6 +39,23 @@ class Limits:
     webhook_history: int = settings.DEFAULT_WEBHOOK_HISTORY
     # Active machines a license with unlimited seats may have (0: no ceiling).
     unlimited_seats: int = settings.DEFAULT_UNLIMITED_SEATS
+    # The API's total of wrong discount codes a minute, and the days within which a code a
+    # guesser would find at that rate is called weak to the seller.
+    wrong_codes_per_minute: int = settings.DEFAULT_WRONG_CODES_PER_MINUTE
+    weak_code_days: int = settings.DEFAULT_WEAK_CODE_DAYS
+
+    @classmethod
+    def of(cls, configured: settings.Settings) -> Limits:
+        """The bounds the operator configured (the daemon's boot and the actions)."""
+        return cls(
+            key_cache_entries=configured.key_cache_entries,
+            key_cache_bytes=configured.key_cache_bytes,
+            machine_history=configured.machine_history,
+            webhook_history=configured.webhook_history,
+            unlimited_seats=configured.unlimited_seats,
+            wrong_codes_per_minute=configured.wrong_codes_per_minute,
+            weak_code_days=configured.weak_code_days,
+        )
 
 
 async def record(
@@ -82,6 +99,8 @@ class Core:
         self._machine_history = limits.machine_history
         self._webhook_history = limits.webhook_history
         self._unlimited_seats = limits.unlimited_seats
+        self._wrong_codes_per_minute = limits.wrong_codes_per_minute
+        self._weak_code_days = limits.weak_code_days
         self._write_lock = asyncio.Lock()
         self.public_key_pem = issuer.public_pem()
 
