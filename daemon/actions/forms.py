@@ -94,10 +94,10 @@ ACTIONS = (
             number(
                 "price_sats",
                 "Price (sats)",
-                "The price with this policy, in satoshis.",
+                "The price with this policy, in satoshis. Empty: the product's price, which the "
+                "policy then follows when it changes.",
                 minimum=0,
                 maximum=inputs.MAX_SATS,
-                default=0,
             ),
             number(
                 "duration_days",

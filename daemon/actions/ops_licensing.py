@@ -243,7 +243,7 @@ def create_discount_code(settings: Settings, values: dict[str, Any]) -> Result:
     request = _request(models.CodeCreate, fields)
     created = service_call.call(settings, lambda s: s.create_code(request))
     scope = f"for '{created['product_slug']}'" if created["product_slug"] else "for every product"
-    warning = f" Warning: {created['weak']}" if created["weak"] else ""
+    warning = f" Warning: {created['weak']}" if "weak" in created else ""
     return Result(
         "Discount code created",
         f"Created the {created['kind']} code {created['code']} {scope} (id {created['id']})."

@@ -100,7 +100,7 @@ async def validate(request: web.Request) -> web.Response:
 @public_endpoint(
     "POST",
     "/v1/machines/activate",
-    "Take a seat for a machine",
+    "Take a seat for a machine (unlimited seats stop at the server's ceiling: `seat_ceiling`)",
     body=models.ActivateRequest,
     answer=answers.SeatAnswer,
     rate_group="activate",

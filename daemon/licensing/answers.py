@@ -247,8 +247,13 @@ class Code(Answer, kw_only=True):
     # Keysat's launch special, which Keysmith refuses (models.CodeTerms): never true.
     featured: bool = False
     created_at: str | None
-    # Why a free or high-value code could be guessed soon (KEYSMITH_WEAK_CODE_DAYS), or null.
-    weak: str | None = None
+
+
+class WeakCode(Code, kw_only=True):
+    """A free or high-value code a guesser could find soon (KEYSMITH_WEAK_CODE_DAYS): Keysat's
+    fields, and `weak` saying why, with a strong code to use instead. Others have no `weak`."""
+
+    weak: str
 
 
 class CodePreviewAnswer(Answer, kw_only=True, omit_defaults=True):

@@ -188,10 +188,12 @@ class Codes(Core):
     def _shown(self, row: Row) -> answers.Code:
         """The code as answered, with the seller's warning when it is guessable."""
         code = rows.code(row)
-        code.weak = weakness(
+        weak = weakness(
             code.kind, code.amount, code.code, self._wrong_codes_per_minute, self._weak_code_days
         )
-        return code
+        if weak is None:
+            return code
+        return answers.WeakCode(**msgspec.structs.asdict(code), weak=weak)
 
     async def list_codes(self, query: models.CodeQuery) -> list[answers.Code]:
         product_slug = query.product_slug

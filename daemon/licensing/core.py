@@ -8,6 +8,7 @@ Every write is one transaction (`pool.transaction()`), and an admin write adds i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import time
 from dataclasses import dataclass
@@ -47,15 +48,8 @@ class Limits:
     @classmethod
     def of(cls, configured: settings.Settings) -> Limits:
         """The bounds the operator configured (the daemon's boot and the actions)."""
-        return cls(
-            key_cache_entries=configured.key_cache_entries,
-            key_cache_bytes=configured.key_cache_bytes,
-            machine_history=configured.machine_history,
-            webhook_history=configured.webhook_history,
-            unlimited_seats=configured.unlimited_seats,
-            wrong_codes_per_minute=configured.wrong_codes_per_minute,
-            weak_code_days=configured.weak_code_days,
-        )
+        # Each bound has the name of its setting.
+        return cls(**{f.name: getattr(configured, f.name) for f in dataclasses.fields(cls)})
 
 
 async def record(
