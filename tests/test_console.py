@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -292,6 +293,15 @@ def test_seller_console_after_a_healed_upgrade(tmp_path, browser_context, screen
         page.fill("#f-amount", "20")
         submit(page, "form[action='/admin/codes'] button[type=submit]")
         assert "Discount code created." in page.inner_text("main")
+        # A fresh form offers a code no one guesses; a short free one is listed as weak.
+        assert re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", page.input_value("#f-code"))
+        page.fill("#f-code", "FREE1")
+        page.select_option("#f-kind", "free_license")
+        page.fill("#f-amount", "")
+        submit(page, "form[action='/admin/codes'] button[type=submit]")
+        # (This daemon runs without the wrong-code limit, so any valuable code is weak.)
+        assert "code 'FREE1' is valuable" in page.inner_text("main")
+        assert "Use a long random code" in page.inner_text("main")
 
         for name in PAGES:
             page.goto(f"{d.url}/admin/{name}")
