@@ -173,12 +173,23 @@ def safe_mode_message(record: dict[str, Any]) -> str:
     elif cause.get("data_intact") is False:
         lines.append("The database may be in a partial state: do not delete anything by hand.")
     if cause.get("remedy"):
-        lines.append(f"What to do: {cause['remedy']}")
+        lines.append(f"What to do: {_remedy_once(cause['remedy'], blockers)}")
     if record.get("consecutive_failed_boots", 0) > 1:
         lines.append(
             f"{record['consecutive_failed_boots']} boots in a row have not reached serving."
         )
     return "\n".join(lines)
+
+
+def _remedy_once(remedy: str, blockers: list[dict[str, Any]]) -> str:
+    """The boot's remedy without the one fix a blocker line above already gave in full."""
+    fixes = {str(b.get("remedy")).rstrip(".") for b in blockers if b.get("remedy")}
+    if len(fixes) == 1:
+        (fix,) = fixes
+        if remedy.startswith(fix):
+            rest = remedy[len(fix) :].lstrip(" .")
+            return f"the fix above.{f' {rest}' if rest else ''}"
+    return remedy
 
 
 def degraded_message(degraded: dict[str, Any]) -> str:

@@ -45,6 +45,15 @@ class Session:
     # A license just issued, a webhook endpoint or API key just created: kept until the page
     # the form redirects to shows its key, secret or token, once.
     shown_once: dict[ShownOnce, dict[str, Any]] = field(default_factory=dict)
+    # A form posted after the previous session ended: (the page it came from, what was
+    # typed), shown again on that page once, not sent.
+    kept: tuple[str, dict[str, str]] | None = None
+
+    def take_kept(self, path: str) -> dict[str, str]:
+        if self.kept is None or self.kept[0] != path:
+            return {}
+        form, self.kept = self.kept[1], None
+        return form
 
     def take(self, kind: ShownOnce) -> dict[str, Any] | None:
         return self.shown_once.pop(kind, None)
@@ -54,12 +63,14 @@ class Sessions:
     def __init__(self) -> None:
         self._by_digest: OrderedDict[str, Session] = OrderedDict()
 
-    def open(self, password_fingerprint: str) -> str:
+    def open(
+        self, password_fingerprint: str, kept: tuple[str, dict[str, str]] | None = None
+    ) -> str:
         """A new session; returns the token for the cookie (kept nowhere else)."""
         token = secrets.token_urlsafe(32)
         now = time.monotonic()
         self._by_digest[_digest(token)] = Session(
-            secrets.token_urlsafe(32), password_fingerprint, now, now
+            secrets.token_urlsafe(32), password_fingerprint, now, now, kept=kept
         )
         while len(self._by_digest) > MAX_SESSIONS:  # the oldest sign-in goes first
             self._by_digest.popitem(last=False)

@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from daemon import peers
 from daemon.console import PREFIX, auth, password
 from daemon.console.web import CONSOLE_KEY, Page, PasswordUnreadable, render, see
+from daemon.licensing.core import acting_as
 
 log = logging.getLogger("keysmith.console")
 
@@ -94,9 +97,9 @@ def signed_in(page: Page) -> Callable[[web.Request], Awaitable[web.StreamRespons
         session = console.sessions.find(request.cookies.get(auth.COOKIE), auth.fingerprint(stored))
         if session is None:
             if request.method == "POST":
-                return _refused(request, None)
+                return await _sign_in_again(request)
             return see(f"{PREFIX}/login")
-        form: dict[str, str] = {}
+        form = session.take_kept(request.path_qs)
         if request.method == "POST":
             posted = await _read_form(request)
             if posted is None:
@@ -104,9 +107,41 @@ def signed_in(page: Page) -> Callable[[web.Request], Awaitable[web.StreamRespons
             form = posted
             if not _same_origin(request) or not auth.csrf_ok(session, form.pop("csrf", None)):
                 return _refused(request, session)
-        return await page(request, session, form)
+        with acting_as("console"):
+            return await page(request, session, form)
 
     return wrapped
+
+
+# What a kept form's page may be: a console path, nothing another site could point to.
+_BACK = re.compile(rf"^{PREFIX}/[A-Za-z0-9/_.~%?&=+-]*$")
+KEEP = "keep:"
+
+
+async def _sign_in_again(request: web.Request) -> web.Response:
+    """A form posted after the session ended (idle, or the daemon restarted): the sign-in
+    page, carrying what was typed, which the page the form came from shows again after the
+    sign-in (not sent: the seller checks it and sends it). From another site: refused."""
+    if not _same_origin(request):
+        return _refused(request, None)
+    posted = await _read_form(request)
+    if posted is None:
+        return _too_slow(request, None)
+    posted.pop("csrf", None)
+    referer = urlsplit(request.headers.get("Referer", ""))
+    back = referer.path + (f"?{referer.query}" if referer.query else "")
+    if referer.netloc != request.host or not _BACK.match(back):
+        back = request.path
+    return render(
+        request,
+        "login.html",
+        status=401,
+        title="Sign in",
+        error="Your session ended, so the form was not sent; nothing was changed. Sign in "
+        "again: what you typed is kept and shown again for you to send.",
+        back=back,
+        kept={f"{KEEP}{name}": value for name, value in posted.items()},
+    )
 
 
 def serving(page: Page) -> Page:
@@ -134,7 +169,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
         return _unreadable(request, e)
     if stored is None:
         return render(request, "setup.html", status=403, title="Set a console password")
-    return render(request, "login.html", title="Sign in", error=None)
+    return render(request, "login.html", title="Sign in", error=None, back=None, kept={})
 
 
 def _unreadable(request: web.Request, error: PasswordUnreadable) -> web.Response:
@@ -176,11 +211,16 @@ async def login(request: web.Request) -> web.StreamResponse:
             status=401,
             title="Sign in",
             error="That password is not the console password. Nothing was changed.",
+            back=form.get("back"),
+            kept={k: v for k, v in form.items() if k.startswith(KEEP)},
         )
     console.limiter.succeeded(address)
-    token = console.sessions.open(auth.fingerprint(stored))
+    back = form.get("back", "")
+    kept = {k.removeprefix(KEEP): v for k, v in form.items() if k.startswith(KEEP)}
+    back = back if _BACK.match(back) else f"{PREFIX}/"
+    token = console.sessions.open(auth.fingerprint(stored), (back, kept) if kept else None)
     log.info("console sign-in", extra={"client": address})
-    response = see(f"{PREFIX}/")
+    response = see(back)
     response.set_cookie(
         auth.COOKIE,
         token,
@@ -202,6 +242,8 @@ def _too_many(request: web.Request, wait: int) -> web.Response:
         error=f"Too many wrong passwords: sign-in is paused for {wait} seconds. Nothing was "
         "changed. Wait, then try again; if you forgot the password, set a new one with the "
         "action 'Set console password'.",
+        back=None,
+        kept={},
     )
     response.headers["Retry-After"] = str(wait)
     return response

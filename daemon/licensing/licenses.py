@@ -300,6 +300,7 @@ class Licenses(Core):
             found = await store.list_audit(
                 conn,
                 action=query.action,
+                actor=query.actor,
                 subject=query.subject,
                 limit=query.limit,
                 before_id=query.before_id,

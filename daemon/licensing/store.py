@@ -65,10 +65,23 @@ async def audit(
 
 
 async def list_audit(
-    conn: Connection, *, action: str | None, subject: str | None, limit: int, before_id: int | None
+    conn: Connection,
+    *,
+    action: str | None,
+    actor: str | None,
+    subject: str | None,
+    limit: int,
+    before_id: int | None,
 ) -> list[Row]:
+    # An actor is a kind, or a kind and an identity (`api_key:<id>`): a kind finds both.
     where, params = where_clause(
-        ("action = ?", action), ("subject = ?", subject), ("id < ?", before_id)
+        ("action = ?", action),
+        (
+            "(actor = ? OR actor LIKE ? ESCAPE '\\')",
+            None if actor is None else (actor, f"{_escape_like(actor)}:%"),
+        ),
+        ("subject = ?", subject),
+        ("id < ?", before_id),
     )
     return await fetch_all(
         conn,
@@ -298,9 +311,9 @@ async def list_licenses(
         ("l.id IN (SELECT license_id FROM invoices WHERE id = ?)", invoice_id),
         (
             "(l.id LIKE ? ESCAPE '\\' OR l.note LIKE ? ESCAPE '\\' OR l.license_key LIKE ? "
-            "ESCAPE '\\' OR l.id IN (SELECT license_id FROM invoices "
-            "WHERE buyer_email LIKE ? ESCAPE '\\'))",
-            None if like is None else (like, like, like, like),
+            "ESCAPE '\\' OR l.buyer_email LIKE ? ESCAPE '\\' OR l.id IN (SELECT license_id "
+            "FROM invoices WHERE buyer_email LIKE ? ESCAPE '\\' OR id LIKE ? ESCAPE '\\'))",
+            None if like is None else (like, like, like, like, like, like),
         ),
     )
     return await fetch_all(

@@ -1,0 +1,240 @@
+"""The seller's console seen from HTTP alone (no browser), against the real daemon: each test
+tells a defect a seller met in a day's work and would have caught it (the browser walk is in
+`test_console.py`)."""
+
+from __future__ import annotations
+
+import html
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from tests.daemon_proc import DaemonProc
+from tests.test_api_support import admin, db_dump, issue, make_product, must, unique
+from tests.test_console_security import OPENER, PASSWORD, csrf_of, fetch, session_cookie
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory) -> Iterator[DaemonProc]:
+    with DaemonProc(
+        tmp_path_factory.mktemp("seller"), env={"KEYSMITH_CONSOLE_PASSWORD": PASSWORD}
+    ) as d:
+        d.wait_for("serving")
+        yield d
+
+
+@pytest.fixture(scope="module")
+def cookie(shop) -> str:
+    return session_cookie(shop)
+
+
+def post(d: DaemonProc, path: str, cookie: str, form: dict[str, str], csrf_from: str):
+    return fetch(d, "POST", path, cookie, {"csrf": csrf_of(d, csrf_from, cookie), **form})
+
+
+def error_of(body: str, field: str) -> str | None:
+    found = re.search(rf'<p class="error" id="e-{field}" role="alert">([^<]*)</p>', body)
+    return html.unescape(found[1]) if found else None
+
+
+def value_of(body: str, field: str) -> str:
+    found = re.search(rf'id="f-{field}" name="{field}" type="[a-z]+" value="([^"]*)"', body)
+    assert found is not None, field
+    return html.unescape(found[1])
+
+
+def test_validations_today_counts_validations(shop, cookie):
+    # Found: the overview said 0 after a day of validations (the counter was never called).
+    def shown() -> int:
+        _, _, body = fetch(shop, "GET", "/admin/", cookie)
+        found = re.search(r'Validations today</span><span class="value">(\d+)<', body)
+        assert found is not None
+        return int(found[1])
+
+    key = issue(shop, make_product(shop))["license_key"]
+    before = shown()
+    for _ in range(3):
+        must(shop.request("POST", "/v1/validate", {"key": key}), 200)
+    must(shop.request("POST", "/v1/validate", {"key": "LIC1-not-a-key"}), 200)
+    assert shown() == before + 4
+
+
+def test_a_license_is_found_by_the_buyer_email_it_was_issued_with(shop, cookie):
+    # Found: the search box promised "buyer email" but read only invoices' emails.
+    email = f"{unique('buyer')}@example.com"
+    issued = issue(shop, make_product(shop), buyer_email=email)
+    _, _, body = fetch(shop, "GET", f"/admin/licenses?q={email.upper()}", cookie)
+    assert f"/admin/licenses/{issued['license_id']}" in body
+    _, _, detail = fetch(shop, "GET", f"/admin/licenses/{issued['license_id']}", cookie)
+    assert f'id="buyer-email">{email}<' in detail
+
+
+def test_a_policy_with_term_grace_and_price_from_the_console(shop, cookie):
+    # Found: grace could not be set ("must be an integer, got a string"), nor the price shown.
+    product = make_product(shop)
+    form = {
+        "product_slug": product, "slug": "monthly", "name": "Monthly", "price_sats": "21000",
+        "duration_days": "30", "grace_days": "7", "max_machines": "2", "public": "on",
+    }  # fmt: skip
+    status, _, body = post(shop, "/admin/policies", cookie, form, "/admin/policies")
+    assert status == 303, body[:2000]
+    policies = must(admin(shop, "GET", f"/v1/admin/policies?product_slug={product}"), 200)
+    (made,) = [p for p in policies["policies"] if p["slug"] == "monthly"]
+    assert (made["duration_seconds"], made["grace_seconds"]) == (30 * 86400, 7 * 86400)
+    assert made["price_sats_override"] == 21000
+
+    # Edited here: a new price; emptied, it follows the product's again.
+    edit = f"/admin/policies/{made['id']}"
+    _, _, page = fetch(shop, "GET", edit, cookie)
+    assert value_of(page, "grace_days") == "7" and value_of(page, "price_sats") == "21000"
+    status, _, _ = post(shop, edit, cookie, {**form, "price_sats": "25000"}, edit)
+    assert status == 303
+    again = must(admin(shop, "GET", f"/v1/admin/policies?product_slug={product}"), 200)
+    (saved,) = [p for p in again["policies"] if p["slug"] == "monthly"]
+    assert (saved["price_sats_override"], saved["grace_seconds"]) == (25000, 7 * 86400)
+
+    # An issue to a buyer email: shown on the license with its grace.
+    email = f"{unique('b')}@example.com"
+    issue_form = {"product_slug": product, "policy_slug": "monthly", "buyer_email": email}
+    status, _, _ = post(shop, "/admin/licenses", cookie, issue_form, "/admin/licenses")
+    assert status == 303
+    (license_row,) = must(admin(shop, "GET", f"/v1/admin/licenses?q={email}"), 200)["licenses"]
+    assert license_row["grace_seconds"] == 7 * 86400
+
+
+def test_form_errors_are_in_the_forms_units_next_to_each_field_all_at_once(shop, cookie):
+    # Found: percent 150 said "basis points ... got 15000", 12.5 % could not be entered,
+    # -3 days named 'duration_seconds', and only the first error of a submit was shown.
+    product = make_product(shop)
+    before = db_dump(shop)
+    bad_policy = {
+        "product_slug": product, "slug": "Bad Slug", "name": "", "duration_days": "-3",
+        "grace_days": "x", "max_machines": "2",
+    }  # fmt: skip
+    status, _, body = post(shop, "/admin/policies", cookie, bad_policy, "/admin/policies")
+    assert status == 400
+    assert error_of(body, "duration_days") == (
+        "Must be a whole number of days from 0 to 36600; got '-3'."
+    )
+    assert "whole number of days" in (error_of(body, "grace_days") or "")
+    assert error_of(body, "slug") is not None and error_of(body, "name") is not None
+    assert value_of(body, "duration_days") == "-3" and value_of(body, "slug") == "Bad Slug"
+
+    code = unique("CODE").upper()
+    form = {"code": code, "kind": "percent", "amount": "150", "max_redemptions": "0"}
+    status, _, body = post(shop, "/admin/codes", cookie, form, "/admin/codes")
+    assert status == 400
+    assert error_of(body, "amount") == (
+        "A percent must be from 0.01 to 100, with at most two decimals (12.5 for 12.5 %); "
+        "got '150'."
+    )
+    assert error_of(body, "max_redemptions") is not None  # both, at once
+    assert value_of(body, "amount") == "150"
+    assert db_dump(shop) == before
+
+    # An unknown product goes next to the product field, not above the form.
+    form = {"product_slug": "no-such-product", "slug": "x", "name": "X"}
+    status, _, body = post(shop, "/admin/policies", cookie, form, "/admin/policies")
+    assert (
+        status == 404 and error_of(body, "product_slug") == "There is no product 'no-such-product'"
+    )
+
+    form = {"code": code, "kind": "percent", "amount": "12.5"}
+    status, _, _ = post(shop, "/admin/codes", cookie, form, "/admin/codes")
+    assert status == 303
+    codes = must(admin(shop, "GET", "/v1/admin/discount-codes?include_inactive=true"), 200)
+    assert [c["amount"] for c in codes["codes"] if c["code"] == code] == [1250]
+    _, _, listed = fetch(shop, "GET", "/admin/codes", cookie)
+    assert "12.5 %" in listed
+
+
+def test_revoking_asks_first_naming_the_license(shop, cookie):
+    # Found: one click on Revoke revoked for good.
+    issued = issue(shop, make_product(shop), buyer_email="ann@example.com")
+    page = f"/admin/licenses/{issued['license_id']}"
+    _, _, body = fetch(shop, "GET", page, cookie)
+    assert f'<form method="get" action="{page}/revoke"' in body
+    before = db_dump(shop)
+    status, _, confirm = fetch(shop, "GET", f"{page}/revoke?reason=chargeback", cookie)
+    assert status == 200 and db_dump(shop) == before
+    assert f"license {issued['license_id']}" in confirm and "ann@example.com" in confirm
+    assert "cannot be undone" in confirm
+    assert '<input type="hidden" name="reason" value="chargeback">' in confirm
+    status, headers, _ = post(shop, f"{page}/revoke", cookie, {"reason": "chargeback"}, page)
+    assert status == 303 and headers["Location"] == f"{page}?done=revoke"
+    answer = must(shop.request("POST", "/v1/validate", {"key": issued["license_key"]}), 200)
+    assert answer["reason"] == "revoked"
+
+
+def test_a_form_sent_after_the_session_ended_is_kept_through_sign_in(shop):
+    # Found: it said the form "came from another site" and lost what was typed.
+    before = db_dump(shop)
+    typed = {"slug": "kept-app", "name": "Kept App", "price_sats": "777"}
+    headers = {"Origin": shop.url, "Referer": f"{shop.url}/admin/products"}
+    request_form = {**typed, "csrf": "from-the-old-session"}
+    posted = urllib.request.Request(
+        f"{shop.url}/admin/products",
+        data=urllib.parse.urlencode(request_form).encode(),
+        headers={**headers, "Cookie": "keysmith_console=ended-long-ago"},
+    )
+    try:
+        OPENER.open(posted, timeout=30)
+        raise AssertionError("expected the sign-in page")
+    except urllib.error.HTTPError as e:
+        status, body = e.code, e.read().decode()
+    assert status == 401 and "Your session ended" in body and "another site" not in body
+    kept = dict(re.findall(r'<input type="hidden" name="(keep:[a-z_]+)" value="([^"]*)">', body))
+    assert kept == {f"keep:{k}": v for k, v in typed.items()}
+    assert '<input type="hidden" name="back" value="/admin/products">' in body
+    assert db_dump(shop) == before
+
+    signin = urllib.request.Request(
+        f"{shop.url}/admin/login",
+        data=urllib.parse.urlencode(
+            {"password": PASSWORD, "back": "/admin/products", **kept}
+        ).encode(),
+    )
+    try:
+        answer = OPENER.open(signin, timeout=30)
+        status, answer_headers = answer.status, answer.headers
+    except urllib.error.HTTPError as e:
+        status, answer_headers = e.code, e.headers
+    assert status == 303 and answer_headers["Location"] == "/admin/products"
+    cookie = answer_headers["Set-Cookie"].split(";", 1)[0]
+    _, _, page = fetch(shop, "GET", "/admin/products", cookie)
+    assert value_of(page, "slug") == "kept-app" and value_of(page, "price_sats") == "777"
+    assert db_dump(shop) == before  # shown again, not sent
+    _, _, again = fetch(shop, "GET", "/admin/products", cookie)
+    assert 'value="kept-app"' not in again  # once
+
+
+def test_the_audit_log_names_who_acted_and_filters_by_it(shop, cookie):
+    # Found: an API key's writes were logged as "admin", like the console's and the master's.
+    body = {"label": "shop-bot", "role": "license-issuer"}
+    key = must(admin(shop, "POST", "/v1/admin/api-keys", body), 200)
+    bearer = {"Authorization": f"Bearer {key['token']}"}
+    product = make_product(shop)
+    by_key = must(
+        shop.request("POST", "/v1/admin/licenses", {"product_slug": product}, headers=bearer),
+        200,
+    )
+    page = f"/admin/licenses/{by_key['license_id']}"
+    post(shop, f"{page}/suspend", cookie, {}, page)
+
+    def actors(query: str) -> list[tuple[str, str]]:
+        found = must(admin(shop, "GET", f"/v1/admin/audit?{query}"), 200)
+        return [(e["actor"], e["action"]) for e in found["entries"]]
+
+    trail = actors(f"subject=license:{by_key['license_id']}")
+    assert trail == [("console", "license.suspend"), (f"api_key:{key['id']}", "license.issue")]
+    assert ("master_key", "api_key.create") in actors("actor=master_key")
+    assert actors(f"actor=api_key:{key['id']}") == [(f"api_key:{key['id']}", "license.issue")]
+    assert {a for a, _ in actors("actor=api_key")} == {f"api_key:{key['id']}"}
+    # The console's filter, the key named by its label.
+    _, _, listed = fetch(shop, "GET", f"/admin/audit?actor=api_key:{key['id']}", cookie)
+    assert "API key &#39;shop-bot&#39; (license-issuer)" in listed
+    assert "license.issue" in listed and "license.suspend" not in listed
