@@ -16,6 +16,7 @@ from daemon.console import PREFIX, auth, ops
 from daemon.console.web import (
     CONSOLE_KEY,
     Irreversible,
+    ListPage,
     Page,
     confirm_page,
     create_form,
@@ -99,27 +100,46 @@ async def products(
     )
 
 
-async def product_edit(
-    request: web.Request,
-    session: auth.Session,
-    form: dict[str, str],
-    refused: ops.Refused | None = None,
-) -> web.StreamResponse:
-    try:
-        found = await ops.product(licensing_of(request), request.match_info["id"])
-    except ops.Refused as e:
-        return _not_found(request, session, e)
+def _edit_page(
+    load: Callable[[Licensing, str], Awaitable[dict[str, Any]]],
+    shown: Callable[[dict[str, Any]], dict[str, str]],
+    template: str,
+    kind: str,
+    page: str,
+) -> ListPage:
+    """The edit page of the row `{id}`: its form filled in with the row's values (`shown`),
+    or with what was typed when refused; the row is `kind` in the template."""
+
+    async def handler(
+        request: web.Request,
+        session: auth.Session,
+        form: dict[str, str],
+        refused: ops.Refused | None = None,
+    ) -> web.StreamResponse:
+        try:
+            found = await load(licensing_of(request), request.match_info["id"])
+        except ops.Refused as e:
+            return _not_found(request, session, e)
+        name = found.get("slug") or found.get("code")
+        return render_form_page(
+            request, template, session, form or shown(found), refused,
+            title=f"{kind.capitalize()} {name}", page=page, **{kind: found},
+        )  # fmt: skip
+
+    return handler
+
+
+def _product_values(found: dict[str, Any]) -> dict[str, str]:
     catalog = "\n".join(f"{e['slug']}: {e['name']}" for e in found["entitlements_catalog"])
-    shown = form or {
+    return {
         "name": found["name"],
         "description": found["description"],
         "price_sats": str(found["price_sats"]),
         "entitlements_catalog": catalog,
     }
-    return render_form_page(
-        request, "product.html", session, shown, refused,
-        title=f"Product {found['slug']}", page="products", product=found,
-    )  # fmt: skip
+
+
+product_edit = _edit_page(ops.product, _product_values, "product.html", "product", "products")
 
 
 async def _product_name(service: Licensing, product_id: str) -> str:
@@ -153,18 +173,9 @@ async def policies(
     )
 
 
-async def policy_edit(
-    request: web.Request,
-    session: auth.Session,
-    form: dict[str, str],
-    refused: ops.Refused | None = None,
-) -> web.StreamResponse:
-    try:
-        found = await ops.policy(licensing_of(request), request.match_info["id"])
-    except ops.Refused as e:
-        return _not_found(request, session, e)
+def _policy_values(found: dict[str, Any]) -> dict[str, str]:
     override = found["price_sats_override"]
-    shown = form or {
+    return {
         "name": found["name"],
         "description": found["description"],
         "price_sats": "" if override is None else str(override),
@@ -175,10 +186,9 @@ async def policy_edit(
         "sort_order": str(found["sort_order"]),
         **{flag: "on" for flag in ops.POLICY_FLAGS if found.get(flag)},
     }
-    return render_form_page(
-        request, "policy.html", session, shown, refused,
-        title=f"Policy {found['slug']}", page="policies", policy=found,
-    )  # fmt: skip
+
+
+policy_edit = _edit_page(ops.policy, _policy_values, "policy.html", "policy", "policies")
 
 
 async def _policy_name(service: Licensing, policy_id: str) -> str:
@@ -250,22 +260,6 @@ async def license_detail(
         trail=trail,
         done=_done(request),
     )
-
-
-def _license_change(
-    change: Callable[[Any, str, dict[str, str]], Awaitable[Any]], done: str
-) -> Page:
-    async def handler(
-        request: web.Request, session: auth.Session, form: dict[str, str]
-    ) -> web.StreamResponse:
-        license_id = request.match_info["id"]
-        try:
-            await change(licensing_of(request), license_id, form)
-        except ops.Refused as refused:
-            return await license_detail(request, session, form, refused)
-        return see(f"{PREFIX}/licenses/{license_id}?done={done}")
-
-    return handler
 
 
 async def _license_name(service: Licensing, license_id: str) -> str:
@@ -356,28 +350,18 @@ async def codes(
     )
 
 
-async def code_edit(
-    request: web.Request,
-    session: auth.Session,
-    form: dict[str, str],
-    refused: ops.Refused | None = None,
-) -> web.StreamResponse:
-    try:
-        found = await ops.code(licensing_of(request), request.match_info["id"])
-    except ops.Refused as e:
-        return _not_found(request, session, e)
+def _code_values(found: dict[str, Any]) -> dict[str, str]:
     amount = found["amount"]
-    shown = form or {
+    return {
         "amount": f"{amount / 100:g}" if found["kind"] == "percent" else str(amount),
         "max_redemptions": str(found["max_uses"] or ""),
         "expires_at": found["expires_at"] or "",
         "description": found["description"],
         "referrer_label": found["referrer_label"] or "",
     }
-    return render_form_page(
-        request, "code.html", session, shown, refused,
-        title=f"Discount code {found['code']}", page="codes", code=found,
-    )  # fmt: skip
+
+
+code_edit = _edit_page(ops.code, _code_values, "code.html", "code", "codes")
 
 
 async def _code_name(service: Licensing, code_id: str) -> str:
@@ -422,9 +406,12 @@ SELLER_ROUTES: tuple[tuple[str, str, Page], ...] = (
     ("GET", "/products", products),
     ("POST", "/products", create_form(ops.create_product, products, "/products?done=product")),
     ("GET", "/products/{id}", product_edit),
-    ("POST", "/products/{id}", edit_form(ops.update_product, product_edit, "/products?done=product-saved")),  # noqa: E501
-    ("POST", "/products/{id}/activate", row_button(ops.activate_product, products, "/products", "product-on")),  # noqa: E501
-    ("POST", "/products/{id}/deactivate", row_button(ops.deactivate_product, products, "/products", "product-off")),  # noqa: E501
+    ("POST", "/products/{id}",
+     edit_form(ops.update_product, product_edit, "/products?done=product-saved")),
+    ("POST", "/products/{id}/activate",
+     row_button(ops.activate_product, products, "/products", "product-on")),
+    ("POST", "/products/{id}/deactivate",
+     row_button(ops.deactivate_product, products, "/products", "product-off")),
     *irreversible(
         "/products/{id}/delete", ops.delete_product, products, "/products", "product-deleted",
         Irreversible("Delete", "the product and its policies are deleted for good. Only a "
@@ -434,9 +421,12 @@ SELLER_ROUTES: tuple[tuple[str, str, Page], ...] = (
     ("GET", "/policies", policies),
     ("POST", "/policies", create_form(ops.create_policy, policies, "/policies?done=policy")),
     ("GET", "/policies/{id}", policy_edit),
-    ("POST", "/policies/{id}", edit_form(ops.update_policy, policy_edit, "/policies?done=policy-saved")),  # noqa: E501
-    ("POST", "/policies/{id}/archive", row_button(ops.archive_policy, policies, "/policies", "archive")),  # noqa: E501
-    ("POST", "/policies/{id}/unarchive", row_button(ops.unarchive_policy, policies, "/policies", "unarchive")),  # noqa: E501
+    ("POST", "/policies/{id}",
+     edit_form(ops.update_policy, policy_edit, "/policies?done=policy-saved")),
+    ("POST", "/policies/{id}/archive",
+     row_button(ops.archive_policy, policies, "/policies", "archive")),
+    ("POST", "/policies/{id}/unarchive",
+     row_button(ops.unarchive_policy, policies, "/policies", "unarchive")),
     *irreversible(
         "/policies/{id}/delete", ops.delete_policy, policies, "/policies", "policy-deleted",
         Irreversible("Delete", "the policy is deleted for good. Only a policy nothing was "
@@ -454,9 +444,13 @@ SELLER_ROUTES: tuple[tuple[str, str, Page], ...] = (
         Irreversible("Revoke", "it stops validating everywhere at once, and no machine can "
                      "activate it again. This cannot be undone.",
                      "/licenses/{id}", _license_name))),
-    ("POST", "/licenses/{id}/revoke", _license_change(ops.revoke, "revoke")),
-    ("POST", "/licenses/{id}/suspend", _license_change(ops.suspend, "suspend")),
-    ("POST", "/licenses/{id}/unsuspend", _license_change(ops.unsuspend, "unsuspend")),
+    *(
+        ("POST", f"/licenses/{{id}}/{done}",
+         edit_form(change, license_detail, f"/licenses/{{id}}?done={done}"))
+        for done, change in (
+            ("revoke", ops.revoke), ("suspend", ops.suspend), ("unsuspend", ops.unsuspend)
+        )
+    ),
     ("GET", "/machines", machines),
     ("POST", "/machines/{id}/deactivate", deactivate_machine),
     ("GET", "/revenue", revenue),
