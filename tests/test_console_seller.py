@@ -152,6 +152,19 @@ def test_form_errors_are_in_the_forms_units_next_to_each_field_all_at_once(shop,
     assert "12.5 %" in listed
 
 
+def test_a_bad_scope_is_named_in_the_forms_words_with_the_other_errors(shop, cookie):
+    # Found: a bad scope showed the model's regex, above the form, alone.
+    before = db_dump(shop)
+    form = {"label": "", "role": "read-only", "scopes": "licenses:read, all of them"}
+    status, _, body = post(shop, "/admin/api-keys", cookie, form, "/admin/api-keys")
+    assert status == 400
+    scopes = error_of(body, "scopes") or ""
+    assert scopes.startswith("'all of them' is not a scope: a scope is a resource, a colon")
+    assert "licenses:write" in scopes and "regex" not in body
+    assert error_of(body, "label") is not None
+    assert db_dump(shop) == before
+
+
 def test_revoking_asks_first_naming_the_license(shop, cookie):
     # Found: one click on Revoke revoked for good.
     issued = issue(shop, make_product(shop), buyer_email="ann@example.com")

@@ -533,6 +533,7 @@ async def retry_delivery(service: Licensing, delivery_id: str) -> None:
 
 API_KEY_FIELDS = ("label", "role", "scopes")
 SCOPES = access.SCOPES
+_SCOPE_SHAPE = re.compile(get_args(integrations.ScopeText)[1].pattern)
 # What each role may change besides reading everything (Keysat's grants), for the form's hint.
 ROLE_WRITES: dict[str, list[str]] = {
     role: sorted(s for s in scopes if s.endswith(":write"))
@@ -546,11 +547,17 @@ async def api_keys(service: Licensing) -> list[dict[str, Any]]:
 
 async def create_api_key(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
     """The key as created: its token in full, this once."""
-    body = _body(form)
+    body, errors = _body(form), {}
     listed = [s.strip() for s in body.pop("scopes", "").split(",") if s.strip()]
-    if listed:
+    unshaped = [s for s in listed if not _SCOPE_SHAPE.match(s)]
+    if unshaped:  # the model's message would be its pattern
+        errors["scopes"] = (
+            f"'{unshaped[0][:40]}' is not a scope: a scope is a resource, a colon and read or "
+            f"write, comma-separated, from: {', '.join(SCOPES)}."
+        )
+    elif listed:
         body["scopes"] = listed
-    request = _model(integrations.ApiKeyCreate, body, API_KEY_FIELDS)
+    request = _model(integrations.ApiKeyCreate, body, API_KEY_FIELDS, errors)
     return plain(await _service(service.create_api_key(request), API_KEY_FIELDS))
 
 
