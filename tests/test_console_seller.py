@@ -91,11 +91,13 @@ def test_a_policy_with_term_grace_and_price_from_the_console(shop, cookie):
     edit = f"/admin/policies/{made['id']}"
     _, _, page = fetch(shop, "GET", edit, cookie)
     assert value_of(page, "grace_days") == "7" and value_of(page, "price_sats") == "21000"
-    status, _, _ = post(shop, edit, cookie, {**form, "price_sats": "25000"}, edit)
+    edited = {**form, "price_sats": "25000", "metadata": '{"highlight": "Best value"}'}
+    status, _, _ = post(shop, edit, cookie, edited, edit)
     assert status == 303
     again = must(admin(shop, "GET", f"/v1/admin/policies?product_slug={product}"), 200)
     (saved,) = [p for p in again["policies"] if p["slug"] == "monthly"]
     assert (saved["price_sats_override"], saved["grace_seconds"]) == (25000, 7 * 86400)
+    assert saved["metadata"] == {"highlight": "Best value"}
 
     # An issue to a buyer email: shown on the license with its grace.
     email = f"{unique('b')}@example.com"
@@ -113,7 +115,7 @@ def test_form_errors_are_in_the_forms_units_next_to_each_field_all_at_once(shop,
     before = db_dump(shop)
     bad_policy = {
         "product_slug": product, "slug": "Bad Slug", "name": "", "duration_days": "-3",
-        "grace_days": "x", "max_machines": "2",
+        "grace_days": "x", "max_machines": "2", "metadata": "[1]",
     }  # fmt: skip
     status, _, body = post(shop, "/admin/policies", cookie, bad_policy, "/admin/policies")
     assert status == 400
@@ -122,6 +124,9 @@ def test_form_errors_are_in_the_forms_units_next_to_each_field_all_at_once(shop,
     )
     assert "whole number of days" in (error_of(body, "grace_days") or "")
     assert error_of(body, "slug") is not None and error_of(body, "name") is not None
+    assert error_of(body, "metadata") == (
+        'Must be a JSON object, like {"tier": "pro"}, not a list or a value.'
+    )
     assert value_of(body, "duration_days") == "-3" and value_of(body, "slug") == "Bad Slug"
 
     code = unique("CODE").upper()

@@ -9,6 +9,7 @@ form field it is about (None for the form as a whole); nothing was written.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import uuid
@@ -184,7 +185,7 @@ def revenue_by_product(db_path: Path) -> list[Sales]:
 
 # ----- products and policies -----
 
-PRODUCT_FIELDS = ("slug", "name", "description", "price_sats", "entitlements_catalog")
+PRODUCT_FIELDS = ("slug", "name", "description", "price_sats", "entitlements_catalog", "metadata")
 
 
 async def products(service: Licensing) -> list[dict[str, Any]]:
@@ -199,25 +200,30 @@ async def product(service: Licensing, product_id: str) -> dict[str, Any]:
     return found[0]
 
 
-def _product_body(form: Mapping[str, str]) -> dict[str, Any]:
+def _product_body(form: Mapping[str, str], errors: dict[str, str]) -> dict[str, Any]:
     body = _body(form, numbers=("price_sats",))
     body["entitlements_catalog"] = _catalog_lines(body.pop("entitlements_catalog", ""))
+    body["metadata"] = _json_object(form, errors)
     return body
 
 
 async def create_product(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
-    body = _product_body(form)
+    errors: dict[str, str] = {}
+    body = _product_body(form, errors)
     if not body["entitlements_catalog"]:
         del body["entitlements_catalog"]
-    request = _model(models.ProductCreate, body, PRODUCT_FIELDS)
+    request = _model(models.ProductCreate, body, PRODUCT_FIELDS, errors)
     return plain(await _service(service.create_product(request), PRODUCT_FIELDS))
 
 
 async def update_product(service: Licensing, product_id: str, form: Mapping[str, str]) -> None:
-    """Every field of the edit form is sent: an emptied catalogue or description is cleared."""
-    body = {"description": "", **_product_body(form)}
+    """Every field of the edit form is sent: an emptied catalogue, description or metadata is
+    cleared."""
+    errors: dict[str, str] = {}
+    body = {"description": "", **_product_body(form, errors)}
+    body["metadata"] = body["metadata"] or {}
     body.pop("slug", None)  # a product's slug is in its licenses' keys: never changed
-    request = _model(models.ProductUpdate, body, PRODUCT_FIELDS)
+    request = _model(models.ProductUpdate, body, PRODUCT_FIELDS, errors)
     await _service(service.update_product(_id(product_id, "The product"), request), PRODUCT_FIELDS)
 
 
@@ -254,6 +260,7 @@ POLICY_FIELDS = (
     "max_machines",
     "entitlements",
     "sort_order",
+    "metadata",
 )
 POLICY_FLAGS = ("is_trial", "is_default", "public", "highlighted")
 
@@ -284,6 +291,7 @@ def _policy_body(form: Mapping[str, str], errors: dict[str, str]) -> dict[str, A
         body["price_sats_override"] = body.pop("price_sats")
     for flag in POLICY_FLAGS:
         body[flag] = _flag(form, flag)
+    body["metadata"] = _json_object(form, errors)
     return body
 
 
@@ -300,6 +308,7 @@ async def update_policy(service: Licensing, policy_id: str, form: Mapping[str, s
     """Every field of the edit form is sent: an empty price follows the product's again."""
     errors: dict[str, str] = {}
     body = {"description": "", "price_sats_override": None, **_policy_body(form, errors)}
+    body["metadata"] = body["metadata"] or {}
     for fixed in ("slug", "product_slug"):  # in the licenses' keys: never changed
         body.pop(fixed, None)
     request = _model(models.PolicyUpdate, body, POLICY_FIELDS, errors)
@@ -652,6 +661,22 @@ def _named_field(message: str, fields: tuple[str, ...]) -> str | None:
         return None
     name = _FORM_NAME.get(named[1], named[1])
     return name if name in fields else None
+
+
+def _json_object(form: Mapping[str, str], errors: dict[str, str]) -> dict[str, Any] | None:
+    """The metadata field: a JSON object, or None when empty (or refused into `errors`)."""
+    text = form.get("metadata", "").strip()
+    if text == "":
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        errors["metadata"] = f'Must be a JSON object, like {{"tier": "pro"}}: {e}.'
+        return None
+    if not isinstance(value, dict):
+        errors["metadata"] = 'Must be a JSON object, like {"tier": "pro"}, not a list or a value.'
+        return None
+    return value
 
 
 def _days(form: Mapping[str, str], name: str, errors: dict[str, str]) -> int | None:

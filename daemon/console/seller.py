@@ -7,6 +7,7 @@ saying what will happen (`confirm_page`), with the one button that does it.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -129,6 +130,10 @@ def _edit_page(
     return handler
 
 
+def _json_text(value: dict[str, Any]) -> str:
+    return json.dumps(value, indent=1, sort_keys=True) if value else ""
+
+
 def _product_values(found: dict[str, Any]) -> dict[str, str]:
     catalog = "\n".join(f"{e['slug']}: {e['name']}" for e in found["entitlements_catalog"])
     return {
@@ -136,6 +141,7 @@ def _product_values(found: dict[str, Any]) -> dict[str, str]:
         "description": found["description"],
         "price_sats": str(found["price_sats"]),
         "entitlements_catalog": catalog,
+        "metadata": _json_text(found["metadata"]),
     }
 
 
@@ -184,6 +190,7 @@ def _policy_values(found: dict[str, Any]) -> dict[str, str]:
         "max_machines": str(found["max_machines"]),
         "entitlements": ", ".join(found["entitlements"]),
         "sort_order": str(found["sort_order"]),
+        "metadata": _json_text(found["metadata"]),
         **{flag: "on" for flag in ops.POLICY_FLAGS if found.get(flag)},
     }
 
