@@ -619,7 +619,7 @@ def test_a_sellers_day_in_the_console(tmp_path, browser_context, screens):
         page.fill("#q", "ann@example.com")
         submit(page, ".search button[type=submit]")
         assert "ann@example.com" in page.inner_text("#licenses")
-        assert "Licenses 1–1" in page.inner_text(".pager")
+        assert "Licenses 1–1 of 1" in page.inner_text(".pager")
         shoot(page, screens, "day-licenses")
         submit(page, "#licenses a")
         license_url = page.url.split("?")[0]

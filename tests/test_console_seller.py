@@ -256,3 +256,16 @@ def test_the_audit_log_names_who_acted_and_filters_by_it(shop, cookie):
     _, _, listed = fetch(shop, "GET", f"/admin/audit?actor=api_key:{key['id']}", cookie)
     assert "API key &#39;shop-bot&#39; (license-issuer)" in listed
     assert "license.issue" in listed and "license.suspend" not in listed
+
+
+def test_the_license_list_says_how_many_and_pages_both_ways(shop, cookie):
+    # Found: a next page, but no previous page and no count.
+    product, note = make_product(shop), unique("bulk")
+    for _ in range(101):
+        issue(shop, product, note=note)
+    _, _, first = fetch(shop, "GET", f"/admin/licenses?q={note}", cookie)
+    assert "Licenses 1–100 of 101" in first and 'rel="prev"' not in first
+    assert f'href="/admin/licenses?q={note}&amp;offset=100" rel="next"' in first
+    _, _, second = fetch(shop, "GET", f"/admin/licenses?q={note}&offset=100", cookie)
+    assert "Licenses 101–101 of 101" in second and 'rel="next"' not in second
+    assert f'href="/admin/licenses?q={note}&amp;offset=0" rel="prev"' in second

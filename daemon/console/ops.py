@@ -342,19 +342,32 @@ LICENSE_FIELDS = (
 )
 
 
-async def licenses(
-    service: Licensing, query: Mapping[str, str], limit: int = LICENSE_PAGE
-) -> list[dict[str, Any]]:
-    """One page of licenses for the query string's q, status, product and offset, as the API
-    reads them."""
+def _license_query(query: Mapping[str, str], limit: int) -> models.LicenseQuery:
+    """The query string's q, status, product and offset, as the API reads them."""
     fields = {name: query[name] for name in ("q", "status", "offset") if query.get(name)}
     if query.get("product"):
         fields["product_id"] = query["product"]
     try:
-        request = wire.parse(models.LicenseQuery, {**fields, "limit": str(limit)}, from_text=True)
+        return wire.parse(models.LicenseQuery, {**fields, "limit": str(limit)}, from_text=True)
     except BadRequest as e:
         raise Refused(_named_field(e.message, ("status", "q", "offset")), e.message) from None
+
+
+async def licenses(
+    service: Licensing, query: Mapping[str, str], limit: int = LICENSE_PAGE
+) -> list[dict[str, Any]]:
+    """One page of the licenses the query string selects."""
+    request = _license_query(query, limit)
     return plain(await _service(service.list_licenses(request), ("status", "q")))
+
+
+async def licenses_page(
+    service: Licensing, query: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of the licenses the query string selects, and how many it selects in all."""
+    request = _license_query(query, LICENSE_PAGE)
+    found = await _service(service.list_licenses(request), ("status", "q"))
+    return plain(found), await service.count_licenses(request)
 
 
 async def issue_license(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:

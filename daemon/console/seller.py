@@ -67,14 +67,17 @@ def _not_found(request: web.Request, session: auth.Session, e: ops.Refused) -> w
     )  # fmt: skip
 
 
-def _page_links(request: web.Request, shown: int, size: int) -> dict[str, Any]:
-    """Which rows of the list are shown (1-based) and the links to the pages either side."""
+def _page_links(request: web.Request, shown: int, size: int, total: int) -> dict[str, Any]:
+    """Which rows of the `total` are shown (1-based) and the links to the pages either side."""
     text = request.query.get("offset", "0")
     offset = int(text) if text.isdigit() and len(text) < 10 else 0
     return {
         "first": offset + 1 if shown else 0,
         "last": offset + shown,
-        "more": request.rel_url.update_query(offset=offset + size) if shown == size else None,
+        "total": total,
+        "more": request.rel_url.update_query(offset=offset + size)
+        if offset + shown < total
+        else None,
         "less": request.rel_url.update_query(offset=max(0, offset - size)) if offset else None,
     }
 
@@ -215,9 +218,9 @@ async def licenses(
     service = licensing_of(request)
     issued = session.take("license")
     found: list[dict[str, Any]] = []
-    search_error = None
+    total, search_error = 0, None
     try:
-        found = await ops.licenses(service, request.query)
+        found, total = await ops.licenses_page(service, request.query)
     except ops.Refused as e:
         search_error = e.message
     catalogue = await ops.products(service)
@@ -230,7 +233,7 @@ async def licenses(
         title="Licenses",
         page="licenses",
         licenses=found,
-        rows=_page_links(request, len(found), ops.LICENSE_PAGE),
+        rows=_page_links(request, len(found), ops.LICENSE_PAGE, total),
         search=request.query.get("q", ""),
         status_filter=request.query.get("status", ""),
         product_filter=request.query.get("product", ""),
