@@ -269,3 +269,23 @@ def test_the_license_list_says_how_many_and_pages_both_ways(shop, cookie):
     _, _, second = fetch(shop, "GET", f"/admin/licenses?q={note}&offset=100", cookie)
     assert "Licenses 101–101 of 101" in second and 'rel="next"' not in second
     assert f'href="/admin/licenses?q={note}&amp;offset=0" rel="prev"' in second
+
+
+def test_a_refused_row_action_says_why_once_at_the_top(shop, cookie):
+    # A product with a license cannot be deleted: the confirmation's button is refused with
+    # the reason at the top of the list, once, and nothing is deleted.
+    product = make_product(shop)
+    issue(shop, product)
+    (row,) = [
+        p
+        for p in must(admin(shop, "GET", "/v1/admin/products"), 200)["products"]
+        if p["slug"] == product
+    ]
+    delete = f"/admin/products/{row['id']}/delete"
+    _, _, confirm = fetch(shop, "GET", delete, cookie)
+    assert f"product &#39;{product}&#39;" in confirm and "deleted for good" in confirm
+    before = db_dump(shop)
+    status, _, body = post(shop, delete, cookie, {}, delete)
+    assert status == 409 and db_dump(shop) == before
+    assert body.count("has licenses, invoices or codes") == 1
+    assert 'id="row-error"' in body

@@ -350,6 +350,7 @@ async def codes(
         session,
         form if "code" in form else {**form, "code": strong_code()},
         refused,
+        posted=bool(form),
         title="Discount codes",
         page="codes",
         codes=await ops.codes(service),

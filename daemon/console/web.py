@@ -155,11 +155,16 @@ def render_form_page(
     session: auth.Session,
     form: dict[str, str],
     refused: Refused | None,
+    *,
+    posted: bool | None = None,
     **context: Any,
 ) -> web.Response:
     """A page with a form on it. Refused, it answers the refusal's status and shows the form
     again: the values sent, and each message next to its field (or above the form when it is
-    about the form as a whole)."""
+    about the form as a whole). A refused row button (nothing `posted` in the form) has its
+    message at the top of the page."""
+    general = refused.message if refused and not refused.errors else None
+    posted = bool(form) if posted is None else posted
     return render(
         request,
         template,
@@ -167,7 +172,8 @@ def render_form_page(
         session=session,
         values=form,
         errors=refused.errors if refused else {},
-        form_error=refused.message if refused and not refused.errors else None,
+        form_error=general if posted else None,
+        row_error=None if posted else general,
         **context,
     )
 
