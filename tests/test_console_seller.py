@@ -289,3 +289,31 @@ def test_a_refused_row_action_says_why_once_at_the_top(shop, cookie):
     assert status == 409 and db_dump(shop) == before
     assert body.count("has licenses, invoices or codes") == 1
     assert 'id="row-error"' in body
+
+
+def test_revenue_per_month_and_product(shop, cookie):
+    # /admin/revenue was a 404; the API's summary, and each product's sales per month.
+    product, code = make_product(shop), unique("FREE").upper()
+    body = {"code": code, "kind": "free_license", "product_slug": product}
+    must(admin(shop, "POST", "/v1/admin/discount-codes", body), 200)
+    must(shop.request("POST", "/v1/redeem", {"product": product, "code": code}), 200)
+    summary = must(admin(shop, "GET", "/v1/admin/revenue/summary"), 200)
+    status, _, page = fetch(shop, "GET", "/admin/revenue", cookie)
+    assert status == 200
+    assert f"<dt>Total</dt><dd>{summary['total_sats']} sats</dd>" in page
+    month = re.search(
+        rf'<td data-label="Month">(\d{{4}}-\d\d)</td><td data-label="Product"><code>{product}'
+        r'</code></td><td data-label="Sats">0</td><td data-label="Invoices">1</td>',
+        page,
+    )
+    assert month is not None, page[-3000:]
+
+
+def test_the_audit_log_filters_by_action(shop, cookie):
+    product = make_product(shop)
+    issued = issue(shop, product)
+    page = f"/admin/licenses/{issued['license_id']}"
+    post(shop, f"{page}/suspend", cookie, {}, page)
+    _, _, listed = fetch(shop, "GET", "/admin/audit?action=license.suspend", cookie)
+    actions = set(re.findall(r'<td data-label="Action"><code>([a-z_.]+)</code>', listed))
+    assert actions == {"license.suspend"}
