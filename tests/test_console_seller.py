@@ -317,3 +317,9 @@ def test_the_audit_log_filters_by_action(shop, cookie):
     _, _, listed = fetch(shop, "GET", "/admin/audit?action=license.suspend", cookie)
     actions = set(re.findall(r'<td data-label="Action"><code>([a-z_.]+)</code>', listed))
     assert actions == {"license.suspend"}
+
+
+def test_a_bad_filter_is_said_not_a_server_error(shop, cookie):
+    for path in ("/admin/machines?product=nope", "/admin/licenses?product=nope"):
+        status, _, body = fetch(shop, "GET", path, cookie)
+        assert status == 200 and "'product_id' must be" in html.unescape(body), path

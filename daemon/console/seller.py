@@ -285,7 +285,12 @@ async def machines(
     request: web.Request, session: auth.Session, form: dict[str, str]
 ) -> web.StreamResponse:
     service = licensing_of(request)
-    found = await ops.machines(service, request.query)
+    found: list[dict[str, Any]] = []
+    search_error = None
+    try:
+        found = await ops.machines(service, request.query)
+    except ops.Refused as e:
+        search_error = e.message
     return render(
         request,
         "machines.html",
@@ -296,6 +301,7 @@ async def machines(
         products=await ops.products(service),
         product_filter=request.query.get("product", ""),
         state_filter=request.query.get("state", ""),
+        search_error=search_error,
         done=_done(request),
     )
 
