@@ -13,7 +13,7 @@ import json
 import re
 import sqlite3
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, get_args
@@ -141,6 +141,28 @@ def _flag(form: Mapping[str, str], name: str) -> bool:
     return form.get(name) == "on"
 
 
+def _setter(
+    method: Callable[[Licensing, str, bool], Awaitable[Any]], what: str, value: bool
+) -> Callable[[Licensing, str], Awaitable[None]]:
+    """A row button setting one flag of the row `what` (e.g. active) to `value`."""
+
+    async def change(service: Licensing, row_id: str) -> None:
+        await _service(method(service, _id(row_id, what), value))
+
+    return change
+
+
+def _one_row(
+    method: Callable[[Licensing, str], Awaitable[Any]], what: str
+) -> Callable[[Licensing, str], Awaitable[None]]:
+    """A row button acting on the row `what` alone (delete, revoke, retry)."""
+
+    async def change(service: Licensing, row_id: str) -> None:
+        await _service(method(service, _id(row_id, what)))
+
+    return change
+
+
 # ----- overview -----
 
 
@@ -227,16 +249,9 @@ async def update_product(service: Licensing, product_id: str, form: Mapping[str,
     await _service(service.update_product(_id(product_id, "The product"), request), PRODUCT_FIELDS)
 
 
-async def activate_product(service: Licensing, product_id: str) -> None:
-    await _service(service.set_product_active(_id(product_id, "The product"), True))
-
-
-async def deactivate_product(service: Licensing, product_id: str) -> None:
-    await _service(service.set_product_active(_id(product_id, "The product"), False))
-
-
-async def delete_product(service: Licensing, product_id: str) -> None:
-    await _service(service.delete_product(_id(product_id, "The product")))
+activate_product = _setter(Licensing.set_product_active, "The product", True)
+deactivate_product = _setter(Licensing.set_product_active, "The product", False)
+delete_product = _one_row(Licensing.delete_product, "The product")
 
 
 def _catalog_lines(text: str) -> list[dict[str, str]]:
@@ -315,16 +330,9 @@ async def update_policy(service: Licensing, policy_id: str, form: Mapping[str, s
     await _service(service.update_policy(_id(policy_id, "The policy"), request), POLICY_FIELDS)
 
 
-async def archive_policy(service: Licensing, policy_id: str) -> None:
-    await _service(service.set_policy_archived(_id(policy_id, "The policy"), True))
-
-
-async def unarchive_policy(service: Licensing, policy_id: str) -> None:
-    await _service(service.set_policy_archived(_id(policy_id, "The policy"), False))
-
-
-async def delete_policy(service: Licensing, policy_id: str) -> None:
-    await _service(service.delete_policy(_id(policy_id, "The policy")))
+archive_policy = _setter(Licensing.set_policy_archived, "The policy", True)
+unarchive_policy = _setter(Licensing.set_policy_archived, "The policy", False)
+delete_policy = _one_row(Licensing.delete_policy, "The policy")
 
 
 # ----- licenses and machines -----
@@ -500,16 +508,9 @@ async def update_code(service: Licensing, code_id: str, form: Mapping[str, str])
     await _service(service.update_code(found["id"], request), CODE_FIELDS)
 
 
-async def enable_code(service: Licensing, code_id: str) -> None:
-    await _service(service.set_code_active(_id(code_id, "The discount code"), True))
-
-
-async def disable_code(service: Licensing, code_id: str) -> None:
-    await _service(service.set_code_active(_id(code_id, "The discount code"), False))
-
-
-async def delete_code(service: Licensing, code_id: str) -> None:
-    await _service(service.delete_code(_id(code_id, "The discount code")))
+enable_code = _setter(Licensing.set_code_active, "The discount code", True)
+disable_code = _setter(Licensing.set_code_active, "The discount code", False)
+delete_code = _one_row(Licensing.delete_code, "The discount code")
 
 
 # ----- webhooks -----
@@ -535,20 +536,10 @@ async def create_webhook_endpoint(service: Licensing, form: Mapping[str, str]) -
     return plain(await _service(service.create_webhook_endpoint(request), WEBHOOK_FIELDS))
 
 
-async def enable_webhook_endpoint(service: Licensing, endpoint_id: str) -> None:
-    await _service(service.set_webhook_active(_id(endpoint_id, "The webhook endpoint"), True))
-
-
-async def disable_webhook_endpoint(service: Licensing, endpoint_id: str) -> None:
-    await _service(service.set_webhook_active(_id(endpoint_id, "The webhook endpoint"), False))
-
-
-async def delete_webhook_endpoint(service: Licensing, endpoint_id: str) -> None:
-    await _service(service.delete_webhook_endpoint(_id(endpoint_id, "The webhook endpoint")))
-
-
-async def retry_delivery(service: Licensing, delivery_id: str) -> None:
-    await _service(service.retry_delivery(_id(delivery_id, "The delivery")))
+enable_webhook_endpoint = _setter(Licensing.set_webhook_active, "The webhook endpoint", True)
+disable_webhook_endpoint = _setter(Licensing.set_webhook_active, "The webhook endpoint", False)
+delete_webhook_endpoint = _one_row(Licensing.delete_webhook_endpoint, "The webhook endpoint")
+retry_delivery = _one_row(Licensing.retry_delivery, "The delivery")
 
 
 # ----- API keys -----
@@ -583,8 +574,7 @@ async def create_api_key(service: Licensing, form: Mapping[str, str]) -> dict[st
     return plain(await _service(service.create_api_key(request), API_KEY_FIELDS))
 
 
-async def revoke_api_key(service: Licensing, key_id: str) -> None:
-    await _service(service.revoke_api_key(_id(key_id, "The API key")))
+revoke_api_key = _one_row(Licensing.revoke_api_key, "The API key")
 
 
 # ----- audit -----

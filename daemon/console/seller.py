@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -31,6 +31,8 @@ from daemon.console.web import (
 )
 from daemon.licensing.codes import strong_code
 from daemon.licensing.service import Licensing
+
+T = TypeVar("T")
 
 # Messages after a change, by the `done` query value of the redirect that follows it.
 DONE = {
@@ -80,6 +82,14 @@ def _page_links(request: web.Request, shown: int, size: int, total: int) -> dict
         else None,
         "less": request.rel_url.update_query(offset=max(0, offset - size)) if offset else None,
     }
+
+
+async def _search(call: Awaitable[T], empty: T) -> tuple[T, str | None]:
+    """The rows a list's query string selects, or `empty` and why the query was refused."""
+    try:
+        return await call, None
+    except ops.Refused as e:
+        return empty, e.message
 
 
 # ----- products -----
@@ -217,12 +227,7 @@ async def licenses(
 ) -> web.StreamResponse:
     service = licensing_of(request)
     issued = session.take("license")
-    found: list[dict[str, Any]] = []
-    total, search_error = 0, None
-    try:
-        found, total = await ops.licenses_page(service, request.query)
-    except ops.Refused as e:
-        search_error = e.message
+    (found, total), search_error = await _search(ops.licenses_page(service, request.query), ([], 0))
     catalogue = await ops.products(service)
     return render_form_page(
         request,
@@ -285,12 +290,7 @@ async def machines(
     request: web.Request, session: auth.Session, form: dict[str, str]
 ) -> web.StreamResponse:
     service = licensing_of(request)
-    found: list[dict[str, Any]] = []
-    search_error = None
-    try:
-        found = await ops.machines(service, request.query)
-    except ops.Refused as e:
-        search_error = e.message
+    found, search_error = await _search(ops.machines(service, request.query), [])
     return render(
         request,
         "machines.html",
@@ -392,12 +392,7 @@ async def audit(
     request: web.Request, session: auth.Session, form: dict[str, str]
 ) -> web.StreamResponse:
     service = licensing_of(request)
-    entries: list[dict[str, Any]] = []
-    search_error = None
-    try:
-        entries = await ops.audit(service, request.query)
-    except ops.Refused as e:
-        search_error = e.message
+    entries, search_error = await _search(ops.audit(service, request.query), [])
     keys = await ops.api_keys(service)
     return render(
         request,
