@@ -323,3 +323,54 @@ def test_a_bad_filter_is_said_not_a_server_error(shop, cookie):
     for path in ("/admin/machines?product=nope", "/admin/licenses?product=nope"):
         status, _, body = fetch(shop, "GET", path, cookie)
         assert status == 200 and "'product_id' must be" in html.unescape(body), path
+
+
+def test_a_code_is_edited_with_every_field_the_api_takes(shop, cookie):
+    product = make_product(shop)
+    for slug in ("monthly", "yearly"):
+        body = {"product_slug": product, "slug": slug, "name": slug}
+        must(admin(shop, "POST", "/v1/admin/policies", body), 200)
+    code = unique("EDIT").upper()
+    body = {"code": code, "kind": "percent", "amount": 1000, "product_slug": product}
+    made = must(admin(shop, "POST", "/v1/admin/discount-codes", body), 200)
+    page = f"/admin/codes/{made['id']}"
+    _, _, shown = fetch(shop, "GET", page, cookie)
+    assert value_of(shown, "amount") == "10"
+    form = {
+        "amount": "12.5", "policy_slugs": "yearly", "max_redemptions": "5",
+        "expires_at": "2031-01-31T00:00:00Z", "description": "launch", "referrer_label": "blog",
+    }  # fmt: skip
+    status, _, body_text = post(shop, page, cookie, form, page)
+    assert status == 303, body_text[:2000]
+    saved = must(admin(shop, "GET", f"/v1/admin/discount-codes/{made['id']}"), 200)
+    saved = saved.get("code", saved)
+    assert (saved["amount"], saved["max_uses"], saved["referrer_label"]) == (1250, 5, "blog")
+    assert saved["expires_at"].startswith("2031-01-31") and saved["description"] == "launch"
+    _, _, again = fetch(shop, "GET", page, cookie)
+    assert value_of(again, "policy_slugs") == "yearly"
+
+
+def test_a_product_is_edited_deactivated_and_deleted_when_unused(shop, cookie):
+    slug = unique("tool")
+    body = {"slug": slug, "name": "Tool", "price_sats": 1000}
+    made = must(admin(shop, "POST", "/v1/admin/products", body), 200)
+    page = f"/admin/products/{made['id']}"
+    _, _, shown = fetch(shop, "GET", page, cookie)
+    assert value_of(shown, "name") == "Tool" and value_of(shown, "price_sats") == "1000"
+    form = {"name": "Tool Pro", "price_sats": "2500", "entitlements_catalog": "pro: Pro"}
+    status, _, _ = post(shop, page, cookie, form, page)
+    assert status == 303
+
+    def listed() -> dict:
+        products = must(admin(shop, "GET", "/v1/admin/products"), 200)["products"]
+        return next(p for p in products if p["slug"] == slug)
+
+    saved = listed()
+    assert (saved["name"], saved["price_sats"]) == ("Tool Pro", 2500)
+    assert [e["slug"] for e in saved["entitlements_catalog"]] == ["pro"]
+    post(shop, f"{page}/deactivate", cookie, {}, "/admin/products")
+    assert listed()["active"] is False
+    status, headers, _ = post(shop, f"{page}/delete", cookie, {}, f"{page}/delete")
+    assert status == 303 and headers["Location"] == "/admin/products?done=product-deleted"
+    products = must(admin(shop, "GET", "/v1/admin/products"), 200)["products"]
+    assert slug not in {p["slug"] for p in products}

@@ -466,6 +466,7 @@ CODE_FIELDS = (
     "expires_at",
     "description",
     "referrer_label",
+    "policy_slugs",
 )
 
 
@@ -474,7 +475,12 @@ async def codes(service: Licensing) -> list[dict[str, Any]]:
 
 
 async def code(service: Licensing, code_id: str) -> dict[str, Any]:
-    return plain(await _service(service.get_code(_id(code_id, "The discount code"))))
+    """The code, with the slugs of the policies it is limited to (the API gives their ids)."""
+    found = plain((await _service(service.get_code(_id(code_id, "The discount code")))).code)
+    slugs = {p["id"]: p["slug"] for p in await policies(service)}
+    one = [found["applies_to_policy_id"]] if found["applies_to_policy_id"] else []
+    found["policy_slugs"] = [slugs.get(i, i) for i in found["applies_to_policy_ids"] or one]
+    return found
 
 
 def _code_body(form: Mapping[str, str], kind: str, errors: dict[str, str]) -> dict[str, Any]:
@@ -482,6 +488,9 @@ def _code_body(form: Mapping[str, str], kind: str, errors: dict[str, str]) -> di
     body = _body(form, numbers=("amount", "max_redemptions"))
     if "max_redemptions" in body:
         body["max_uses"] = body.pop("max_redemptions")
+    listed = [p.strip() for p in body.pop("policy_slugs", "").split(",") if p.strip()]
+    if listed or "policy_slugs" in form:
+        body["policy_slugs"] = listed
     if kind == "percent" and form.get("amount", "").strip():
         body["amount"] = _percent(form["amount"], errors)
         if body["amount"] is None:

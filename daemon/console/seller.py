@@ -375,6 +375,7 @@ def _code_values(found: dict[str, Any]) -> dict[str, str]:
         "expires_at": found["expires_at"] or "",
         "description": found["description"],
         "referrer_label": found["referrer_label"] or "",
+        "policy_slugs": ", ".join(found["policy_slugs"]),
     }
 
 
