@@ -266,6 +266,8 @@ async def _open_licensing(pool: Pool, settings: Settings) -> Licensing:
     )
     licensing = await Licensing.open(pool, admin_api_key=settings.admin_api_key, limits=limits)
     register_secret(licensing.admin_api_key)
+    for secret in await licensing.webhook_secrets():
+        register_secret(secret)
     return licensing
 
 

@@ -19,14 +19,21 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 COOKIE = "keysmith_console"
+# Starts every session token, so the log's redaction knows one wherever a client puts it
+# (daemon.logs: a Keysmith token is `ks_` or `ksc_` and URL-safe base64).
+TOKEN_PREFIX = "ksc_"
 IDLE_SECONDS = 30 * 60
 ABSOLUTE_SECONDS = 12 * 60 * 60
 MAX_SESSIONS = 64
-# Sign-in failures allowed in the window, per client address and for everyone together; the
-# global bound also caps the CPU and memory the argon2 checks can take.
+# Sign-in: wrong passwords allowed per client address in the window (then that address waits
+# for the window to pass), and in all before sign-in slows down. Slowed, every attempt from
+# any address waits its turn, one check every SLOWED_SECONDS: the right password still gets
+# in, and brute force from any number of addresses is bounded by GLOBAL_FAILURES + WINDOW /
+# SLOWED_SECONDS = 150 guesses in five minutes (43,200 a day).
 WINDOW_SECONDS = 300.0
 PER_ADDRESS_FAILURES = 5
 GLOBAL_FAILURES = 50
+SLOWED_SECONDS = 3.0
 MAX_TRACKED_ADDRESSES = 10_000
 
 ShownOnce = Literal["license", "webhook-endpoint", "api-key"]
@@ -56,7 +63,7 @@ class Sessions:
 
     def open(self, password_fingerprint: str) -> str:
         """A new session; returns the token for the cookie (kept nowhere else)."""
-        token = secrets.token_urlsafe(32)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = time.monotonic()
         self._by_digest[_digest(token)] = Session(
             secrets.token_urlsafe(32), password_fingerprint, now, now
@@ -100,35 +107,82 @@ def csrf_ok(session: Session, presented: object) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class Turn:
+    """A sign-in attempt let through: check the password at `start` (monotonic seconds), later
+    than now when sign-in is slowed, then report the outcome with `SignInLimiter.finish`."""
+
+    address: str
+    start: float
+    slowed: bool
+
+
+@dataclass(frozen=True)
+class Paused:
+    """This address made too many wrong guesses: it may try again in `retry_after` seconds."""
+
+    retry_after: int
+
+
 class SignInLimiter:
-    """Failed sign-ins in a sliding window, per client address and in total."""
+    """Sign-in attempts per client address, and their pace for everyone.
+
+    An attempt counts against its address from the moment it is let in (so concurrent guesses
+    cannot overtake the limit) until it ends: a wrong password stays counted for WINDOW_SECONDS,
+    a right one clears the address. There is no global lockout: past GLOBAL_FAILURES recent
+    wrong passwords, attempts are spaced SLOWED_SECONDS apart, in the order they came.
+    """
 
     def __init__(self) -> None:
         self._by_address: dict[str, deque[float]] = {}
+        self._in_flight: dict[str, int] = {}
+        self._in_flight_total = 0
         self._all: deque[float] = deque()
+        self._next_slot = 0.0
 
-    def retry_after(self, address: str) -> int | None:
-        """Seconds until this address may try again, or None when it may try now."""
+    def admit(self, address: str) -> Turn | Paused:
         now = time.monotonic()
-        waits = []
-        mine = self._by_address.get(address)
-        for failures, limit in ((mine, PER_ADDRESS_FAILURES), (self._all, GLOBAL_FAILURES)):
-            if failures is None:
-                continue
-            _expire(failures, now)
-            if len(failures) >= limit:
-                waits.append(failures[0] + WINDOW_SECONDS - now)
-        return max(1, int(max(waits)) + 1) if waits else None
+        paused = self.paused(address)
+        if paused is not None:
+            return paused
+        self._in_flight[address] = self._in_flight.get(address, 0) + 1
+        self._in_flight_total += 1
+        if len(self._all) + self._in_flight_total <= GLOBAL_FAILURES:
+            return Turn(address, now, slowed=False)
+        start = max(now, self._next_slot)
+        self._next_slot = start + SLOWED_SECONDS
+        return Turn(address, start, slowed=True)
 
-    def failed(self, address: str) -> None:
+    def paused(self, address: str) -> Paused | None:
+        """Whether this address must wait before its next attempt."""
+        now = time.monotonic()
+        _expire(self._all, now)
+        mine = self._by_address.get(address, deque())
+        _expire(mine, now)
+        if len(mine) + self._in_flight.get(address, 0) < PER_ADDRESS_FAILURES:
+            return None
+        # All counted ones may still be in flight: then a short wait is the honest answer.
+        ends = mine[0] + WINDOW_SECONDS if mine else now + SLOWED_SECONDS
+        return Paused(max(1, int(ends - now) + 1))
+
+    def finish(self, turn: Turn, matched: bool | None) -> None:
+        """The attempt ended: `matched` says whether the password was right (None: it was
+        never checked, e.g. its form did not arrive)."""
+        self._in_flight_total -= 1
+        left = self._in_flight.pop(turn.address, 1) - 1
+        if left:
+            self._in_flight[turn.address] = left
+        if matched:
+            self._by_address.pop(turn.address, None)
+        elif matched is False:
+            self._failed(turn.address)
+
+    def _failed(self, address: str) -> None:
         now = time.monotonic()
         if address not in self._by_address and len(self._by_address) >= MAX_TRACKED_ADDRESSES:
             self._forget_quiet(now)
         self._by_address.setdefault(address, deque()).append(now)
         self._all.append(now)
-
-    def succeeded(self, address: str) -> None:
-        self._by_address.pop(address, None)
 
     def _forget_quiet(self, now: float) -> None:
         for address in list(self._by_address):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from aiohttp import web
 from daemon import peers
 from daemon.console import PREFIX, auth, password
 from daemon.console.web import CONSOLE_KEY, Page, PasswordUnreadable, render, see
+from daemon.logs import register_secret
 
 log = logging.getLogger("keysmith.console")
 
@@ -155,29 +157,40 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not _same_origin(request):
         return _refused(request, None)
     address = peers.client_address(request, console.settings.trusted_proxies)
-    wait = console.limiter.retry_after(address)
-    if wait is not None:
-        return _too_many(request, wait)
-    form = await _read_form(request)
-    if form is None:
-        return _too_slow(request, None)
-    given = form.get("password")
-    async with console.verify_slots:
-        matches = given is not None and await asyncio.to_thread(password.verify, stored, given)
+    turn = console.limiter.admit(address)
+    if isinstance(turn, auth.Paused):
+        return _too_many(request, turn.retry_after)
+    matches = None
+    try:
+        form = await _read_form(request)
+        if form is None:
+            return _too_slow(request, None)
+        waited = await _wait_for(turn)
+        given = form.get("password")
+        async with console.verify_slots:
+            matches = given is not None and await asyncio.to_thread(password.verify, stored, given)
+    finally:
+        console.limiter.finish(turn, matches)
     if not matches:
-        console.limiter.failed(address)
         log.warning("console sign-in failed: wrong password", extra={"client": address})
-        wait = console.limiter.retry_after(address)
-        if wait is not None:
-            return _too_many(request, wait)
+        paused = console.limiter.paused(address)
+        if paused is not None:
+            return _too_many(request, paused.retry_after)
+        slowed = (
+            f" Sign-in is slowed after many wrong passwords: this attempt waited {waited:.0f} "
+            "seconds for its turn."
+            if turn.slowed
+            else ""
+        )
         return render(
             request,
             "login.html",
             status=401,
             title="Sign in",
-            error="That password is not the console password. Nothing was changed.",
+            error=f"That password is not the console password. Nothing was changed.{slowed}",
         )
-    console.limiter.succeeded(address)
+    # Known now: never print it, even where only its hash was stored (the action's password).
+    register_secret(given)
     token = console.sessions.open(auth.fingerprint(stored))
     log.info("console sign-in", extra={"client": address})
     response = see(f"{PREFIX}/")
@@ -191,6 +204,18 @@ async def login(request: web.Request) -> web.StreamResponse:
         max_age=auth.ABSOLUTE_SECONDS,
     )
     return response
+
+
+async def _wait_for(turn: auth.Turn) -> float:
+    """Sleep until the attempt's turn (sign-in slowed); the seconds waited."""
+    wait = max(0.0, turn.start - time.monotonic())
+    if turn.slowed:
+        log.warning(
+            "console sign-in slowed: many wrong passwords in the last five minutes",
+            extra={"client": turn.address, "wait_seconds": round(wait, 1)},
+        )
+    await asyncio.sleep(wait)
+    return wait
 
 
 def _too_many(request: web.Request, wait: int) -> web.Response:
