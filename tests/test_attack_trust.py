@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import http.client
+import itertools
 import json
 import re
 import shutil
@@ -193,7 +194,7 @@ def test_a_flood_of_wrong_passwords_slows_sign_in_but_never_shuts_the_operator_o
             return float(waited[1])
 
         waits = sorted(pool.map(slowed_guess, range(4)))
-        assert all(b - a >= auth.SLOWED_SECONDS - 1 for a, b in zip(waits, waits[1:])), waits
+        assert all(b - a >= auth.SLOWED_SECONDS - 1 for a, b in itertools.pairwise(waits)), waits
     log = d.log_text()
     assert "console sign-in slowed" in log and PASSWORD not in log
 
@@ -265,7 +266,7 @@ def _malformed(value: str) -> list[bytes]:
     quoted = urllib.parse.quote(value, safe="").encode()
     return [
         b"GET /v1/products HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + raw + b"\x00\r\n\r\n",
-        b"GET /v1/admin/products HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + raw + b"\x01\r\n\r\n",
+        b"GET /v1/admin/products HTTP/1.1\r\nAuthorization: Basic " + raw + b"\x01\r\n\r\n",
         b"GET /v1/products?t=" + quoted + b" HTTP/1.1 junk\r\nHost: x\r\n\r\n",
         b"GET /admin/?t=" + quoted + b"\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
         b"GET /admin/?password=" + quoted + b"&x=\x7f HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -294,7 +295,8 @@ def test_no_credential_reaches_any_log_line(tmp_path, log_format):
             env=d.env, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert set_password.returncode == 0, set_password.stderr
-        token = must(admin(d, "POST", "/v1/admin/api-keys", {"label": "ci", "role": "full-admin"}), 200)
+        key = {"label": "ci", "role": "full-admin"}
+        token = must(admin(d, "POST", "/v1/admin/api-keys", key), 200)
         hook = {"url": "https://example.com/hook", "secret": WEBHOOK_SECRET}
         must(admin(d, "POST", "/v1/admin/webhook-endpoints", hook), 200)
         generated = must(
