@@ -32,7 +32,10 @@ _SECRET_PATTERNS = (
     # Keysmith's tokens: API (daemon.licensing.access.TOKEN_PREFIX) and console session
     # (daemon.console.auth.TOKEN_PREFIX) ones; after a digit too (`%20ks_`, `\x00ks_`).
     re.compile(r"((?<![A-Za-z])ksc?_)[A-Za-z0-9_-]{8,}"),
-    re.compile(r"(\b(?:bearer|basic)\s+)[^\s'\"\\,;]+", re.I),
+    # An Authorization header as a library quotes it, whatever its scheme; a bearer or basic
+    # credential anywhere (at least 8 characters, not only letters: never an ordinary word).
+    re.compile(r"(\bauthorization:\s*)[^\r\n'\"\\]+", re.I),
+    re.compile(r"(\b(?:bearer|basic)\s+)(?=[^\s'\"\\,;]*[^A-Za-z\s'\"\\,;])[^\s'\"\\,;]{8,}", re.I),
     re.compile(r"(keysmith_console\W{1,4})[^\s'\"\\,;]+"),  # daemon.console.auth.COOKIE
     re.compile(r"(\b(?:password|passwd|secret|api_key|admin_key)=)[^\s&'\"\\,;]+", re.I),
 )

@@ -33,6 +33,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from daemon import logs
 from daemon.console import auth
 from tests.daemon_proc import REPO, DaemonProc, base_env
 from tests.test_api_support import admin, must
@@ -335,3 +336,21 @@ def test_no_credential_reaches_any_log_line(tmp_path, log_format):
         if spelling in line
     ]
     assert leaks == [], leaks[:5]
+
+
+def test_the_redaction_masks_credentials_by_shape_and_leaves_ordinary_words(monkeypatch):
+    monkeypatch.setattr(logs, "_secrets", set())
+    logs.register_secret("short")  # under MIN_SECRET_LENGTH: it would mask ordinary words
+    logs.register_secret("an admin key with spaces & 'quotes' \"both\" é")
+    text = (
+        "basic information about bearer bonds, 5 passwords and thanks_for_all_the_fish; "
+        "b'Authorization: Digest u=1\\x00' Bearer abc123defg ?t=ks_0123456789abcdef "
+        "Cookie: keysmith_console=ksc_0123456789; x password=hunter2hunter2 "
+        "an%20admin%20key%20with%20spaces%20%26%20%27quotes%27%20%22both%22%20%C3%A9 "
+        "b'an admin key with spaces & \\'quotes\\' \"both\" \\xc3\\xa9'"
+    )
+    assert logs.redact(text) == (
+        "basic information about bearer bonds, 5 passwords and thanks_for_all_the_fish; "
+        "b'Authorization: [redacted]\\x00' Bearer [redacted] ?t=ks_[redacted] "
+        "Cookie: keysmith_console=[redacted]; x password=[redacted] [redacted] b'[redacted]'"
+    )

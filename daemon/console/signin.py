@@ -160,7 +160,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     turn = console.limiter.admit(address)
     if isinstance(turn, auth.Paused):
         return _too_many(request, turn.retry_after)
-    matches = None
+    matches: bool | None = None
     try:
         form = await _read_form(request)
         if form is None:
