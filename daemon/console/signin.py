@@ -224,9 +224,9 @@ def _too_many(request: web.Request, wait: int) -> web.Response:
         "login.html",
         status=429,
         title="Sign in",
-        error=f"Too many wrong passwords: sign-in is paused for {wait} seconds. Nothing was "
-        "changed. Wait, then try again; if you forgot the password, set a new one with the "
-        "action 'Set console password'.",
+        error=f"Too many wrong passwords from this address: sign-in is paused for {wait} "
+        "seconds here (other addresses are not). Nothing was changed. Wait, then try again; if "
+        "you forgot the password, set a new one with the action 'Set console password'.",
     )
     response.headers["Retry-After"] = str(wait)
     return response
