@@ -202,8 +202,11 @@ def test_a_flood_of_wrong_passwords_slows_sign_in_but_never_shuts_the_operator_o
             assert waited, page
             return float(waited[1])
 
+        # Each waited behind the one before (the daemon's own account, in whole seconds; a
+        # loaded machine may delay a handler a little, so not exactly SLOWED_SECONDS apart).
         waits = sorted(pool.map(slowed_guess, range(4)))
-        assert all(b - a >= auth.SLOWED_SECONDS - 1 for a, b in itertools.pairwise(waits)), waits
+        assert all(b - a >= 1 for a, b in itertools.pairwise(waits)), waits
+        assert waits[-1] >= 3 * auth.SLOWED_SECONDS - 2, waits
     log = d.log_text()
     assert "console sign-in slowed" in log and PASSWORD not in log
 
