@@ -7,10 +7,11 @@ KEYSMITH_LOG_FORMAT=json each line is one JSON object instead.
 
 Secrets never reach the output, whoever writes the line (our code or a library such as
 aiohttp quoting a malformed request): context keys that name a secret are masked; credentials
-recognisable by their shape are masked by pattern (API tokens `ks_...`, a bearer or basic
-Authorization value, the console's session cookie, `password=` and `secret=` fields); and
-values registered with `register_secret` (the admin key, the console password, webhook
-secrets) are replaced wherever they appear, also escaped as a log line or URL would quote them.
+recognisable by their shape are masked by pattern (API tokens `ks_...`, console session and
+device tokens `ksc_...` and `ksd_...`, any Authorization value, a bearer or basic credential,
+the session cookie, `password=` and `secret=` fields); and values registered with
+`register_secret` (the admin key, the console password, webhook secrets) are replaced wherever
+they appear, also escaped as a log line or URL would quote them.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(r"(api_key|admin_key|secret|password|token|private|authorization)", re.I)
 # Credentials by shape; each keeps its name (group 1) and loses its value.
 _SECRET_PATTERNS = (
-    # Keysmith's tokens: API (daemon.licensing.access.TOKEN_PREFIX) and console session
-    # (daemon.console.auth.TOKEN_PREFIX) ones; after a digit too (`%20ks_`, `\x00ks_`).
-    re.compile(r"((?<![A-Za-z])ksc?_)[A-Za-z0-9_-]{8,}"),
+    # Keysmith's tokens: API (daemon.licensing.access.TOKEN_PREFIX), console session and
+    # device ones (daemon.console.auth); after a digit too (`%20ks_`, `\x00ks_`).
+    re.compile(r"((?<![A-Za-z])ks[cd]?_)[A-Za-z0-9_.-]{8,}"),
     # An Authorization header as a library quotes it, whatever its scheme; a bearer or basic
     # credential anywhere (at least 8 characters, not only letters: never an ordinary word).
     re.compile(r"(\bauthorization:\s*)[^\r\n'\"\\]+", re.I),

@@ -8,9 +8,10 @@
   address: a LAN client (a private address) forging X-Forwarded-For is limited as itself (run
   in a private network namespace, where the test can own 192.168.1.20 and 10.0.3.1);
 - a flood of wrong console passwords from many addresses slows sign-in but never shuts the
-  operator out, and the guesses it lets through stay bounded;
-- no credential (master key, API token, webhook secret, session cookie, console password)
-  reaches any log line, text or JSON, whatever malformed request carries it.
+  operator out (nor its known browser, even behind a paused address), and the guesses it lets
+  through stay bounded;
+- no credential (master key, API token, webhook secret, session and device cookies, console
+  password) reaches any log line, text or JSON, whatever malformed request carries it.
 """
 
 from __future__ import annotations
@@ -177,20 +178,29 @@ FLOOD = auth.GLOBAL_FAILURES  # wrong passwords, each from its own address: slow
 
 def test_a_flood_of_wrong_passwords_slows_sign_in_but_never_shuts_the_operator_out(tmp_path):
     env = {"KEYSMITH_CONSOLE_PASSWORD": PASSWORD}
-    with DaemonProc(tmp_path, env=env) as d, ThreadPoolExecutor(4) as pool:
+    with DaemonProc(tmp_path, env=env) as d, ThreadPoolExecutor(8) as pool:
         # Loopback stands in for StartOS's proxy: each forwarded address is another client.
         def guess(n: int) -> int:
             return sign_in(d.url, "wrong password!", {"X-Forwarded-For": f"198.51.100.{n}"})[0]
 
-        # An address that guessed wrong five times is paused, even for the right password.
+        # The operator signed in once before, in its usual browser: it keeps a device cookie.
+        status, headers = sign_in(d.url, PASSWORD, {"X-Forwarded-For": "203.0.113.40"})
+        assert status == 303
+        device = _cookie(headers, auth.DEVICE_COOKIE)
+        known = {"Cookie": f"{auth.DEVICE_COOKIE}={device}"}
+
+        # An address that guessed wrong five times is paused, even for the right password...
         paused = [guess(250) for _ in range(auth.PER_ADDRESS_FAILURES)]
         assert paused == [401] * (auth.PER_ADDRESS_FAILURES - 1) + [429]
         status, headers = sign_in(d.url, PASSWORD, {"X-Forwarded-For": "198.51.100.250"})
         assert status == 429 and int(headers["Retry-After"]) > 0
+        # ...but not the operator's known browser behind it (an address everyone shares).
+        shared = {"X-Forwarded-For": "198.51.100.250", **known}
+        assert sign_in(d.url, PASSWORD, shared)[0] == 303
 
         rest = FLOOD - auth.PER_ADDRESS_FAILURES
         assert list(pool.map(guess, range(rest))) == [401] * rest
-        # The operator, from an address of its own, with the right password: let in.
+        # The operator, from a fresh address, without the cookie, right password: let in.
         status, headers = sign_in(d.url, PASSWORD, {"X-Forwarded-For": "203.0.113.50"})
         assert status == 303 and auth.COOKIE in headers["Set-Cookie"]
 
@@ -202,13 +212,49 @@ def test_a_flood_of_wrong_passwords_slows_sign_in_but_never_shuts_the_operator_o
             assert waited, page
             return float(waited[1])
 
+        queued = [pool.submit(slowed_guess, n) for n in range(4)]
+        _wait_for_lines(d, "console sign-in slowed", 5)  # the operator's, then the four
+        # The known browser does not queue behind them.
+        assert sign_in(d.url, PASSWORD, {"X-Forwarded-For": "203.0.113.60", **known})[0] == 303
+        assert not all(f.done() for f in queued)
         # Each waited behind the one before (the daemon's own account, in whole seconds; a
         # loaded machine may delay a handler a little, so not exactly SLOWED_SECONDS apart).
-        waits = sorted(pool.map(slowed_guess, range(4)))
+        waits = sorted(f.result() for f in queued)
         assert all(b - a >= 1 for a, b in itertools.pairwise(waits)), waits
         assert waits[-1] >= 3 * auth.SLOWED_SECONDS - 2, waits
     log = d.log_text()
-    assert "console sign-in slowed" in log and PASSWORD not in log
+    assert PASSWORD not in log and device not in log
+
+
+def test_a_device_cookie_is_known_only_as_made_and_under_its_password():
+    cookie = auth.device_cookie("argon2-hash-1")
+    device, _, mac = cookie.partition(".")
+    assert auth.known_device(cookie, "argon2-hash-1") == device.removeprefix(auth.DEVICE_PREFIX)
+    assert auth.known_device(cookie, "argon2-hash-2") is None  # a new password voids it
+    for forged in (
+        f"{device}.{'0' * len(mac)}",
+        f"{auth.DEVICE_PREFIX}other.{mac}",
+        cookie.removeprefix(auth.DEVICE_PREFIX),
+        cookie + "x" * 100,
+        f"{device}.\udcff",
+        None,
+    ):
+        assert auth.known_device(forged, "argon2-hash-1") is None, forged
+
+
+def _cookie(headers, name: str) -> str:
+    for header in headers.get_all("Set-Cookie"):
+        key, _, rest = header.partition("=")
+        if key == name:
+            return rest.split(";", 1)[0]
+    raise AssertionError(f"no {name} cookie in {headers.get_all('Set-Cookie')}")
+
+
+def _wait_for_lines(d: DaemonProc, text: str, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while d.log_text().count(text) < count:
+        assert time.monotonic() < deadline, d.log_text()[-3000:]
+        time.sleep(0.05)
 
 
 def _sign_in_page(d: DaemonProc, password: str, forwarded: str) -> tuple[int, str]:
@@ -317,13 +363,13 @@ def test_no_credential_reaches_any_log_line(tmp_path, log_format):
         )
         status, headers = sign_in(d.url, CONSOLE_PASSWORD)
         assert status == 303
-        cookie = headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
         credentials = {
             "master key": d.env["KEYSMITH_ADMIN_API_KEY"],
             "API token": token["token"],
             "webhook secret": WEBHOOK_SECRET,
             "generated webhook secret": generated["secret"],
-            "session cookie": cookie,
+            "session cookie": _cookie(headers, auth.COOKIE),
+            "device cookie": _cookie(headers, auth.DEVICE_COOKIE),
             "console password": CONSOLE_PASSWORD,
         }
         sent = 0

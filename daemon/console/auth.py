@@ -6,6 +6,11 @@ in memory, not in the database: safe mode never writes the database, and a resta
 operator out is a fair price. Each session carries its own CSRF token (a synchronizer token:
 every state-changing form posts it back) and the fingerprint of the password it was opened
 with, so setting a new password ends every session opened with the old one.
+
+A browser that signed in also keeps a device cookie, signed with the stored password hash: its
+sign-ins count on their own, not with their address, and never wait in the slowed queue, so
+no flood of guesses (from the operator's own address, or from everyone) keeps the operator out
+of a browser it used before. Only the password makes one, and a new password voids them all.
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ from typing import Any, Literal
 
 COOKIE = "keysmith_console"
 # Starts every session token, so the log's redaction knows one wherever a client puts it
-# (daemon.logs: a Keysmith token is `ks_` or `ksc_` and URL-safe base64).
+# (daemon.logs: a Keysmith token is `ks_`, `ksc_` or `ksd_` and URL-safe base64).
 TOKEN_PREFIX = "ksc_"
+DEVICE_COOKIE = "keysmith_device"
+DEVICE_PREFIX = "ksd_"
+DEVICE_SECONDS = 180 * 24 * 60 * 60
 IDLE_SECONDS = 30 * 60
 ABSOLUTE_SECONDS = 12 * 60 * 60
 MAX_SESSIONS = 64
@@ -107,19 +115,43 @@ def csrf_ok(session: Session, presented: object) -> bool:
     )
 
 
+def device_cookie(password_hash: str) -> str:
+    """A new device cookie's value: a random id and its MAC under the stored hash (whose salt
+    makes it a secret only this console holds)."""
+    device = secrets.token_urlsafe(16)
+    return f"{DEVICE_PREFIX}{device}.{_device_mac(password_hash, device)}"
+
+
+def known_device(cookie: str | None, password_hash: str) -> str | None:
+    """The device id of a cookie made under the current password, else None."""
+    if not cookie or not cookie.startswith(DEVICE_PREFIX) or len(cookie) > 128:
+        return None
+    device, _, mac = cookie.removeprefix(DEVICE_PREFIX).partition(".")
+    expected = _device_mac(password_hash, device)
+    if device and hmac.compare_digest(mac.encode("utf-8", "surrogateescape"), expected.encode()):
+        return device
+    return None
+
+
+def _device_mac(password_hash: str, device: str) -> str:
+    message = f"keysmith console device {device}".encode("utf-8", "surrogateescape")
+    return hmac.new(password_hash.encode(), message, hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True)
 class Turn:
     """A sign-in attempt let through: check the password at `start` (monotonic seconds), later
     than now when sign-in is slowed, then report the outcome with `SignInLimiter.finish`."""
 
-    address: str
+    key: str  # the client address, or the known device
     start: float
     slowed: bool
 
 
 @dataclass(frozen=True)
 class Paused:
-    """This address made too many wrong guesses: it may try again in `retry_after` seconds."""
+    """This address (or device) made too many wrong guesses: it may try again in `retry_after`
+    seconds."""
 
     retry_after: int
 
@@ -140,26 +172,28 @@ class SignInLimiter:
         self._all: deque[float] = deque()
         self._next_slot = 0.0
 
-    def admit(self, address: str) -> Turn | Paused:
+    def admit(self, key: str, *, queued: bool = True) -> Turn | Paused:
+        """Let an attempt counted under `key` (an address, or a known device: `queued=False`,
+        never slowed) through, or say how long it must wait."""
         now = time.monotonic()
-        paused = self.paused(address)
+        paused = self.paused(key)
         if paused is not None:
             return paused
-        self._in_flight[address] = self._in_flight.get(address, 0) + 1
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
         self._in_flight_total += 1
-        if len(self._all) + self._in_flight_total <= GLOBAL_FAILURES:
-            return Turn(address, now, slowed=False)
+        if not queued or len(self._all) + self._in_flight_total <= GLOBAL_FAILURES:
+            return Turn(key, now, slowed=False)
         start = max(now, self._next_slot)
         self._next_slot = start + SLOWED_SECONDS
-        return Turn(address, start, slowed=True)
+        return Turn(key, start, slowed=True)
 
-    def paused(self, address: str) -> Paused | None:
-        """Whether this address must wait before its next attempt."""
+    def paused(self, key: str) -> Paused | None:
+        """Whether this address or device must wait before its next attempt."""
         now = time.monotonic()
         _expire(self._all, now)
-        mine = self._by_address.get(address, deque())
+        mine = self._by_address.get(key, deque())
         _expire(mine, now)
-        if len(mine) + self._in_flight.get(address, 0) < PER_ADDRESS_FAILURES:
+        if len(mine) + self._in_flight.get(key, 0) < PER_ADDRESS_FAILURES:
             return None
         # All counted ones may still be in flight: then a short wait is the honest answer.
         ends = mine[0] + WINDOW_SECONDS if mine else now + SLOWED_SECONDS
@@ -169,13 +203,13 @@ class SignInLimiter:
         """The attempt ended: `matched` says whether the password was right (None: it was
         never checked, e.g. its form did not arrive)."""
         self._in_flight_total -= 1
-        left = self._in_flight.pop(turn.address, 1) - 1
+        left = self._in_flight.pop(turn.key, 1) - 1
         if left:
-            self._in_flight[turn.address] = left
+            self._in_flight[turn.key] = left
         if matched:
-            self._by_address.pop(turn.address, None)
+            self._by_address.pop(turn.key, None)
         elif matched is False:
-            self._failed(turn.address)
+            self._failed(turn.key)
 
     def _failed(self, address: str) -> None:
         now = time.monotonic()

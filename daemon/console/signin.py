@@ -157,7 +157,11 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not _same_origin(request):
         return _refused(request, None)
     address = peers.client_address(request, console.settings.trusted_proxies)
-    turn = console.limiter.admit(address)
+    device = auth.known_device(request.cookies.get(auth.DEVICE_COOKIE), stored)
+    if device is None:
+        turn = console.limiter.admit(address)
+    else:
+        turn = console.limiter.admit(f"device {device}", queued=False)
     if isinstance(turn, auth.Paused):
         return _too_many(request, turn.retry_after)
     matches: bool | None = None
@@ -173,7 +177,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         console.limiter.finish(turn, matches)
     if not matches:
         log.warning("console sign-in failed: wrong password", extra={"client": address})
-        paused = console.limiter.paused(address)
+        paused = console.limiter.paused(turn.key)
         if paused is not None:
             return _too_many(request, paused.retry_after)
         slowed = (
@@ -203,6 +207,16 @@ async def login(request: web.Request) -> web.StreamResponse:
         secure=peers.over_tls(request, console.settings.trusted_proxies),
         max_age=auth.ABSOLUTE_SECONDS,
     )
+    if device is None:
+        response.set_cookie(
+            auth.DEVICE_COOKIE,
+            auth.device_cookie(stored),
+            path=PREFIX,
+            httponly=True,
+            samesite="Strict",
+            secure=peers.over_tls(request, console.settings.trusted_proxies),
+            max_age=auth.DEVICE_SECONDS,
+        )
     return response
 
 
@@ -212,7 +226,7 @@ async def _wait_for(turn: auth.Turn) -> float:
     if turn.slowed:
         log.warning(
             "console sign-in slowed: many wrong passwords in the last five minutes",
-            extra={"client": turn.address, "wait_seconds": round(wait, 1)},
+            extra={"client": turn.key, "wait_seconds": round(wait, 1)},
         )
     await asyncio.sleep(wait)
     return wait
@@ -224,9 +238,9 @@ def _too_many(request: web.Request, wait: int) -> web.Response:
         "login.html",
         status=429,
         title="Sign in",
-        error=f"Too many wrong passwords from this address: sign-in is paused for {wait} "
-        "seconds here (other addresses are not). Nothing was changed. Wait, then try again; if "
-        "you forgot the password, set a new one with the action 'Set console password'.",
+        error=f"Too many wrong passwords from here: sign-in is paused for {wait} seconds for "
+        "this address or browser only. Nothing was changed. Wait, then try again; if you "
+        "forgot the password, set a new one with the action 'Set console password'.",
     )
     response.headers["Retry-After"] = str(wait)
     return response
