@@ -18,6 +18,7 @@ from daemon import __version__, defaults, schema
 from daemon.migrate import MigrateError, inspect, run_migrations
 from daemon.migrate.errors import Blocker, Reason, Remedy
 from daemon.migrate.plan import BACKUP, Action, Plan, State
+from daemon.remedies import reunite_wal
 
 TYPE_CHECKING = False  # typing stays unimported for the no-op run
 if TYPE_CHECKING:
@@ -131,6 +132,8 @@ class ShellWords:
                 )
             case Remedy.CHECK_STATUS:
                 return f"see what is blocked with `python -m daemon migrate status --db {db}`"
+            case Remedy.REUNITE_WAL:
+                return reunite_wal(params.get("wal", f"{db}-wal"))
 
 
 def _parse_versions(text: str | None) -> frozenset[int]:

@@ -1,5 +1,5 @@
-"""Per-client rate limits on the public routes a flood would hurt: validate, heartbeat,
-redeem and recover (one bucket per route group and client address).
+"""Per-client rate limits on the public routes a flood would hurt (the route table's
+`rate_group`s; one bucket per group and client address), and the discount-code guard's.
 
 A token bucket per (group, address): `per_minute` tokens, refilled continuously, the same
 number as the burst. The address is `daemon.peers.client_address`: the forwarded one only
@@ -44,3 +44,10 @@ class RateLimiter:
         if len(self._buckets) > MAX_BUCKETS:
             self._buckets.popitem(last=False)
         return wait
+
+    def give_back(self, group: str, address: str) -> None:
+        """Return the token a request took (it turned out not to count against the limit)."""
+        key = (group, address)
+        if key in self._buckets:
+            tokens, last = self._buckets[key]
+            self._buckets[key] = (min(self._capacity, tokens + 1.0), last)
