@@ -14,7 +14,7 @@ from typing import Any
 
 from daemon import downgrade
 from tests.daemon_proc import DaemonProc, base_env
-from tests.kit import dump, latest_version
+from tests.kit import dump, latest_version, schema_of
 from tests.startos.host import last_commit_of_release, release_tree
 
 LATEST = latest_version()
@@ -42,14 +42,6 @@ def snapshot(db: Path) -> str:
     conn = sqlite3.connect(db)
     try:
         return dump(conn, include_ledger=True)
-    finally:
-        conn.close()
-
-
-def schema_of(db: Path) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("SELECT max(version) FROM _sqlx_migrations").fetchone()[0]
     finally:
         conn.close()
 

@@ -30,7 +30,7 @@ import pytest
 from daemon import downgrade
 from tests.daemon_proc import DaemonProc
 from tests.image_tools import build_image, missing_tools, podman, tools_required, variant_context
-from tests.kit import dump, latest_version
+from tests.kit import dump, latest_version, schema_of
 from tests.startos.driver import BUNDLE, Package, build_bundle, missing_node
 from tests.startos.host import (
     future_bundle,
@@ -100,14 +100,6 @@ def volume(folder: Path) -> Path:
     return folder / "volumes" / "main" / "keysmith.db"
 
 
-def schema_of(db: Path) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("SELECT max(version) FROM _sqlx_migrations").fetchone()[0]
-    finally:
-        conn.close()
-
-
 def api(port: int, path: str, body: dict, key: str | None = None) -> dict:
     """One POST to the serving daemon's API (the admin endpoints with the admin key)."""
     headers = {"Content-Type": "application/json"}
@@ -156,6 +148,14 @@ def assert_same_answers(before: dict[str, dict], after: dict[str, dict]) -> None
         assert {k: now[k] for k in shared} == {k: was[k] for k in shared}, (key, was, now)
 
 
+def serves_every_license_again(pkg: Package, before: dict[str, dict]) -> None:
+    """This version boots at the newest schema and answers every license as before."""
+    ready = boot(pkg)
+    assert ready["result"] == "success", pkg.health()
+    assert ready["message"].startswith(f"ready, schema v{LATEST}"), ready
+    assert_same_answers(before, validations(pkg.port, list(before)))
+
+
 def test_the_downgrade_to_0_1_0_that_startos_performs_keeps_every_license(images, tmp_path):
     before = served_licenses(images["a"], tmp_path, 5)
     assert schema_of(volume(tmp_path)) == LATEST
@@ -195,10 +195,7 @@ def test_the_downgrade_to_0_1_0_that_startos_performs_keeps_every_license(images
     # 5. Installing this version again later is an upgrade: the preparation no longer holds.
     with Package(tmp_path, images["a"], data_version=OLDER) as pkg:
         assert pkg.ok("init", kind="update")["dataVersion"] == CURRENT
-        ready = boot(pkg)
-        assert ready["result"] == "success", pkg.health()
-        assert ready["message"].startswith(f"ready, schema v{LATEST}"), ready
-        assert_same_answers(before, validations(pkg.port, list(before)))
+        serves_every_license_again(pkg, before)
         pkg.ok("main.stop")
 
 
@@ -208,10 +205,7 @@ def test_a_prepared_downgrade_can_be_cancelled_and_this_version_upgrades_again(i
         run_action(pkg, "prepare-downgrade")
         cancelled = run_action(pkg, "cancel-downgrade")
         assert "upgrades the database again" in cancelled["message"], cancelled
-        ready = boot(pkg)
-        assert ready["result"] == "success", pkg.health()
-        assert ready["message"].startswith(f"ready, schema v{LATEST}"), ready
-        assert_same_answers(before, validations(pkg.port, list(before)))
+        serves_every_license_again(pkg, before)
         pkg.ok("main.stop")
 
 
@@ -227,10 +221,7 @@ def test_a_downgrade_between_native_versions_runs_the_newer_versions_down(images
     assert schema_of(volume(tmp_path)) == schema_versions()[CURRENT]
     with Package(tmp_path, images["a"], data_version=CURRENT) as pkg:
         assert pkg.ok("init", kind="update")["dataVersion"] == CURRENT
-        ready = boot(pkg)
-        assert ready["result"] == "success", pkg.health()
-        assert ready["message"].startswith(f"ready, schema v{LATEST}"), ready
-        assert_same_answers(before, validations(pkg.port, list(before)))
+        serves_every_license_again(pkg, before)
         history = text_of(run_action(pkg, "heal-history"))
         assert f"migration {LATEST + 1}" in history and "down file" in history, history
         pkg.ok("main.stop")
