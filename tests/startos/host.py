@@ -4,6 +4,13 @@ converts it, an older release's daemon from git history, and a future native ver
 
 The decision itself (`uninit_target`) runs in the harness (tests/startos/harness.js,
 `uninitTarget`): a port of start-core's service_map.rs with the SDK's copy of StartOS's ExVer.
+
+Sources, Start9Labs/start-os at 727e4d48ad (shared-libs/crates/ and projects/start-os/):
+- start-core/src/service/service_map.rs 316-347: the uninit target of an install over a package;
+- start-core/src/service/rpc.rs 98-116: the target is sent as the version's or range's text;
+- container-runtime/src/Adapters/RpcListener.ts 313-329: parsed back as a version, else a range;
+- start-core/src/s9pk/v2/compat.rs 178-213: a 0.3.5 manifest's conversion (canMigrateFrom any);
+- exver/src/exver.rs 335-343: emver major.minor.patch.revision -> exver major.minor.patch:rev.
 """
 
 from __future__ import annotations
