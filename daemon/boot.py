@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from daemon import __version__, causes, metrics
+from daemon import __version__, causes, downgrade, metrics
 from daemon.logs import register_secret, setup_logging
 from daemon.settings import Settings, SettingsError
 from daemon.status import (
@@ -89,7 +89,9 @@ def _record_boot_attempt(settings: Settings) -> Lifecycle:
             "cannot create the data folder", extra={"path": str(settings.data_dir), "error": str(e)}
         )
     _narrow_modes(settings)
-    history = history_from(read_status(settings.status_path))
+    previous = read_status(settings.status_path)
+    downgrade.release_if_superseded(settings.db_path, previous, __version__)
+    history = history_from(previous)
     lifecycle = Lifecycle(
         settings.status_path, version=__version__, bind=settings.bind, history=history
     )
@@ -149,6 +151,7 @@ async def _serve(settings: Settings, errors: list[SettingsError], lifecycle: Lif
     runner = None
     try:
         causes.refuse_known(settings, errors, lifecycle.history)
+        causes.refuse_held(settings)
         serving = await _migrate_and_open(settings, lifecycle, stop)
         if serving is None or stop.is_set():  # SIGTERM arrived while migrating: stop
             return await _shutdown(lifecycle, None, serving)

@@ -11,6 +11,7 @@ import logging
 import sqlite3
 from typing import TYPE_CHECKING
 
+from daemon import downgrade
 from daemon.migrate.errors import Remedy
 from daemon.remedies import startos_remedy, startos_words
 from daemon.settings import Settings, SettingsError
@@ -60,6 +61,14 @@ def refuse_known(settings: Settings, errors: list[SettingsError], history: BootH
                 data_intact=None,
             ),
         )
+
+
+def refuse_held(settings: Settings) -> None:
+    """A downgrade the owner prepared: the database stays closed until it is installed or
+    cancelled (daemon/downgrade.py)."""
+    held = downgrade.hold_cause(settings.db_path)
+    if held is not None:
+        raise SafeMode(BLOCKED, held)
 
 
 def migrate_cause(e: MigrateError) -> SafeMode:

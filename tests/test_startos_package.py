@@ -38,7 +38,7 @@ ACTION_IDS = {
     "create-policy", "issue-license", "revoke-license", "suspend-license", "unsuspend-license",
     "search-licenses", "list-machines", "deactivate-machine", "create-discount-code",
     "disable-discount-code", "audit-log", "heal-history", "set-console-password",
-    "accept-migration",
+    "accept-migration", "prepare-downgrade", "cancel-downgrade",
 }  # fmt: skip
 # The SDK's form value type for each catalogue kind.
 FORM_TYPES = {"text": "text", "textarea": "textarea", "number": "number", "toggle": "toggle",
@@ -166,6 +166,7 @@ def test_catalogue_follows_the_contract():
     statuses = {a["id"]: a["allowedStatuses"] for a in CATALOGUE}
     assert statuses["restore-backup"] == "only-stopped"
     assert statuses["accept-migration"] == "only-stopped"
+    assert statuses["prepare-downgrade"] == statuses["cancel-downgrade"] == "only-stopped"
 
 
 @pytest.fixture(scope="module")

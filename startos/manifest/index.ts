@@ -1,5 +1,6 @@
 import { setupManifest } from '@start9labs/start-sdk'
 import { long, short } from './i18n'
+import { urls } from './publish'
 
 // The package's identity and shape. The version, release notes and migration ranges come from
 // versions/ (buildManifest in ../index.ts joins the two).
@@ -7,9 +8,8 @@ export const manifest = setupManifest({
   id: 'keysmith',
   title: 'Keysmith',
   license: 'MIT',
-  packageRepo: 'https://github.com/keysmith-licensing/keysmith',
-  upstreamRepo: 'https://github.com/keysmith-licensing/keysmith',
-  marketingUrl: 'https://github.com/keysmith-licensing/keysmith',
+  // Where it is published: startos/publish.json, the one place a publisher sets.
+  ...urls,
   donationUrl: null,
   description: { short, long },
   // One volume: the SQLite database, its pre-upgrade backups, the status file.
