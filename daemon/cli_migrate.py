@@ -131,6 +131,13 @@ class ShellWords:
                 )
             case Remedy.CHECK_STATUS:
                 return f"see what is blocked with `python -m daemon migrate status --db {db}`"
+            case Remedy.RETRY_OR_STOP_HOLDER:
+                holder = params.get("db", db)
+                return (
+                    f"retry, or stop it: `fuser {holder}` lists the processes that have it open"
+                )
+            case Remedy.CHOOSE_APPLIED_TARGET:
+                return f"give --to one of the applied versions ({params.get('applied')}) or 0"
 
 
 def _parse_versions(text: str | None) -> frozenset[int]:

@@ -16,6 +16,7 @@ import time
 from collections import namedtuple
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from os import PathLike
 from pathlib import Path
 
 from daemon.migrate import ledger
@@ -24,6 +25,7 @@ from daemon.migrate.errors import FailedWhile, MigrationFailed
 from daemon.migrate.lock import UsersLock
 from daemon.migrate.plan import Action, Finding, Plan
 from daemon.migrate.private import create_private
+from daemon.migrate.runner import is_locked
 from daemon.migrate.source import Migration
 from daemon.migrate.sqltext import normalized_sha384, statements
 
@@ -110,14 +112,26 @@ class Executor:
                 log.info("applied migration %s (%s)", step.version, step.description)
         return fresh
 
-    def keep_texts(self, migrations: list[Migration]) -> None:
+    def keep_texts(
+        self, migrations: list[Migration], carry: list[Migration], folder: str | PathLike[str]
+    ) -> None:
         """Provenance for versions whose ledger checksum matches today's file: the ones just
-        applied, and any without it yet (a database taken over from sqlx). One transaction for
+        applied, and any without it yet (a database taken over from sqlx); and the down text of
+        each of `carry` that has one, kept with the data (carried.py). One transaction for
         all: it is our own bookkeeping, and a version a crash leaves without it is found and
         recorded by the next run."""
+        downs: dict[int, Migration] = {}
+        if carry:
+            from daemon.migrate import carried
+            from daemon.migrate.source import load_downs, load_source
+
+            downs = load_downs(folder)
+            line = carried.lineage(folder, load_source(folder))
         with transaction(self.conn):
             for migration in migrations:
                 self._record(migration)
+            if downs:
+                carried.store(self.conn, carry, downs, line)
 
     def _restamp(self, step: Finding) -> HealEvent:
         migration, row = _migration(step), step.row
@@ -176,6 +190,8 @@ class Executor:
                     self._record(migration)
                     heal = self._log_heal(heal_of)
         except sqlite3.Error as exc:
+            if not migration.no_transaction and is_locked(exc):
+                raise  # nothing of it ran: the runner reports the lock (DatabaseLocked)
             if migration.no_transaction:
                 # Its statements are committed but not in the ledger: left so, the next run
                 # would run them again on top of themselves and fail at every run after.

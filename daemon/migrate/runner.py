@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from daemon.migrate.errors import Blocked, DatabaseUnreadable, StorageError
+from daemon.migrate.errors import Blocked, DatabaseLocked, DatabaseUnreadable, StorageError
 from daemon.migrate.ledger import (
     EMPTY_LEDGER,
     HealEntry,
@@ -30,7 +30,7 @@ from daemon.migrate.ledger import (
     read_heal_log,
     read_ledger,
 )
-from daemon.migrate.plan import BACKUP, Plan, make_plan, needs_history
+from daemon.migrate.plan import BACKUP, Action, Plan, make_plan, needs_history
 from daemon.migrate.source import Migration, load_source
 
 # A no-op run must cost little more than reading the ledger and hashing the files, so modules
@@ -143,6 +143,7 @@ def run_migrations(
             held.callback(users.release)
             if plan.runs_outside_a_transaction:
                 users.take_exclusive("run a migration that cannot be rolled back")
+            probe_write_lock(conn)
             # 4. The backup, before any SQL runs; always before a step that cannot be rolled
             # back, even on an empty database, so its failure can return to where it began.
             backup = None
@@ -157,9 +158,22 @@ def run_migrations(
                 )
         # 5. The steps, each atomic with its ledger row (or undone by the backup).
         executor = Executor(conn, db_path, daemon_version, backup, users, on_progress)
-        fresh = executor.run_steps(plan)
+        try:
+            fresh = executor.run_steps(plan)
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc):
+                raise
+            # Taken between the probe and a step: what ran stays (each step is atomic); a
+            # backup no step came after is not left behind.
+            if backup is not None and not executor.applied and not executor.heals:
+                backup.path.unlink(missing_ok=True)
+            done = tuple(executor.applied)
+            raise DatabaseLocked(str(db_path.absolute()), str(exc), done) from None
         # 6. Record the text of what was applied, for the proofs of later runs.
-        executor.keep_texts([*plan.missing_provenance, *fresh])
+        healed = [s.migration for s in plan.steps if s.action is not Action.APPLY]
+        executor.keep_texts(
+            [*plan.missing_provenance, *fresh], [*plan.missing_downs, *fresh, *healed], migrations_dir
+        )
 
     done = {v for v, row in current.rows.items() if row.success}
     done |= set(executor.applied) | {heal.version for heal in executor.heals}
@@ -254,11 +268,24 @@ def sqlite_errors(db_path: str | PathLike[str]) -> Iterator[None]:
         yield
     except sqlite3.DatabaseError as exc:
         text = str(exc)
-        if "locked" in text or "busy" in text:
-            raise
+        if is_locked(exc):
+            raise DatabaseLocked(os.path.abspath(db_path), text) from None
         if "readonly" in text or "read-only" in text or "disk is full" in text:
             raise StorageError(os.path.dirname(os.path.abspath(db_path)), text) from None
         raise DatabaseUnreadable(os.fspath(db_path), text) from None
+
+
+def is_locked(exc: sqlite3.Error) -> bool:
+    """Another connection holds the lock SQLite needed, past the busy timeout."""
+    text = str(exc)
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def probe_write_lock(conn: sqlite3.Connection) -> None:
+    """Take and drop the write lock: raises `database is locked` now, before a backup is
+    taken, when another process holds a write transaction (BEGIN EXCLUSIVE) on the file."""
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("ROLLBACK")
 
 
 @contextmanager
