@@ -93,6 +93,20 @@ def migrate_cause(e: MigrateError) -> SafeMode:
     )
 
 
+def is_locked(e: OSError | sqlite3.Error) -> bool:
+    from daemon.migrate.runner import is_locked as locked
+
+    return isinstance(e, sqlite3.Error) and locked(e)
+
+
+def locked(settings: Settings, e: sqlite3.Error) -> SafeMode:
+    """Opening the pool found the database locked by another process: the migrator's own
+    typed refusal, worded like every other migrator cause."""
+    from daemon.migrate import DatabaseLocked
+
+    return migrate_cause(DatabaseLocked(str(settings.db_path.absolute()), str(e)))
+
+
 def unopenable(settings: Settings, e: OSError | sqlite3.Error) -> SafeMode:
     return SafeMode(
         FAILED,

@@ -76,7 +76,7 @@ def read_stored(conn: sqlite3.Connection) -> dict[int, Stored]:
         data = bytes(sql) if not isinstance(sql, str) else sql.encode("utf-8")
         down = Migration(
             version,
-            name,
+            name.split("_", 1)[-1].removesuffix(".down.sql").replace("_", " "),
             f"{name} ({STORED_MARK})",
             data,
             hashlib.sha384(data).digest(),

@@ -305,7 +305,7 @@ def delete_row(conn: sqlite3.Connection, version: int) -> None:
 
 
 def forget(conn: sqlite3.Connection, version: int, checksum: bytes) -> None:
-    """A reverted version leaves the ledger and provenance, as if never applied (sqlx's
+    """A reverted version leaves the ledger, provenance and kept down text, as if never applied (sqlx's
     `migrate revert` deletes its row too). Called after ensure_tables."""
     deleted = conn.execute(
         "DELETE FROM _sqlx_migrations WHERE version = ? AND checksum = ?", (version, checksum)
@@ -313,3 +313,4 @@ def forget(conn: sqlite3.Connection, version: int, checksum: bytes) -> None:
     if deleted != 1:
         raise sqlite3.OperationalError(f"ledger row {version} changed under the migration lock")
     conn.execute("DELETE FROM _keysmith_provenance WHERE version = ?", (version,))
+    conn.execute("DELETE FROM _keysmith_down_texts WHERE version = ?", (version,))

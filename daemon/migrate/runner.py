@@ -30,7 +30,7 @@ from daemon.migrate.ledger import (
     read_heal_log,
     read_ledger,
 )
-from daemon.migrate.plan import BACKUP, Action, Plan, make_plan, needs_history
+from daemon.migrate.plan import BACKUP, Action, Plan, State, make_plan, needs_history
 from daemon.migrate.source import Migration, load_source
 
 # A no-op run must cost little more than reading the ledger and hashing the files, so modules
@@ -91,8 +91,13 @@ def run_migrations(
     target: int | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     lock_timeout: float = 30.0,
+    revert_newer: bool = False,
 ) -> Outcome:
     """Bring the database up to the migrations folder (up to `target`, when given).
+
+    `revert_newer` (a release booting on a database a newer release migrated): versions newer
+    than every file in the folder are reverted first with the down texts kept with the data,
+    when each one's is trusted (see carried.py); otherwise the run is refused as before.
 
     `on_progress` is called before the backup and before each step; it may raise Interrupted
     to stop the run there (each step is atomic, so a stop between steps is always safe).
@@ -103,6 +108,20 @@ def run_migrations(
     ledger = read_only_ledger(db_path, source)
     history = history_if_needed(migrations_dir, source, ledger)
     plan = make_plan(source, ledger, idempotent, target, history)
+    if revert_newer and plan.blockers and _only_newer(plan, source):
+        from daemon.migrate.downgrade import revert_then_run
+
+        return revert_then_run(
+            db_path,
+            migrations_dir,
+            plan,
+            source,
+            idempotent=idempotent,
+            daemon_version=daemon_version,
+            on_progress=on_progress,
+            lock_timeout=lock_timeout,
+            started=started,
+        )
     _refuse_if_blocked(plan)
     if not plan.changes_anything:  # the no-op fast path: no lock, no write, no extra import
         outcome = Outcome(plan, plan.schema_version)
@@ -185,6 +204,13 @@ def run_migrations(
     return outcome
 
 
+def _only_newer(plan: Plan, source: list[Migration]) -> bool:
+    """Whether every blocker is a version applied by a newer release: missing from the folder
+    and above its newest file (a gap below it is not a downgrade this release can undo)."""
+    newest = max((m.version for m in source), default=0)
+    return all(f.state is State.MISSING and f.version > newest for f in plan.blockers)
+
+
 def _refuse_if_blocked(plan: Plan) -> None:
     # Raised, not logged: the caller (the daemon's boot, the CLI) reports it once, its own way.
     if plan.blockers:
@@ -196,7 +222,7 @@ def heals_recorded(db_path: str | PathLike[str]) -> int:
     if not os.path.exists(db_path):
         return 0
     with sqlite_errors(db_path):
-        conn = _connect_for_reading(db_path)
+        conn = connect_for_reading(db_path)
         try:
             return count_heals(conn)
         finally:
@@ -208,7 +234,7 @@ def heal_history(db_path: str | PathLike[str]) -> list[HealEntry]:
     if not os.path.exists(db_path):
         return []
     with sqlite_errors(db_path):
-        conn = _connect_for_reading(db_path)
+        conn = connect_for_reading(db_path)
         try:
             return read_heal_log(conn)
         finally:
@@ -234,14 +260,14 @@ def read_only_ledger(db_path: str | PathLike[str], source: list[Migration]) -> L
     if not os.path.exists(db_path):
         return EMPTY_LEDGER
     with sqlite_errors(db_path):
-        conn = _connect_for_reading(db_path)
+        conn = connect_for_reading(db_path)
         try:
             return read_ledger(conn, checksums(source))
         finally:
             conn.close()
 
 
-def _connect_for_reading(db_path: str | PathLike[str]) -> sqlite3.Connection:
+def connect_for_reading(db_path: str | PathLike[str]) -> sqlite3.Connection:
     """A plain connection; on a read-only volume, where a WAL database cannot create its -shm
     file, an immutable one, which is exact as long as no -wal file holds unmerged pages."""
     try:
