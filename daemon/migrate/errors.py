@@ -198,17 +198,17 @@ class DatabaseLocked(MigrateError):
 
 
 class BadTarget(MigrateError):
-    """A `--to` that names no applied version (nor 0, for no schema at all)."""
+    """A `--to` that names no version the operation can go to: for a revert an applied
+    version, for a run a version in the folder; 0 (no schema) is always one."""
 
     reason = Reason.BAD_TARGET
     refusal = True
 
-    def __init__(self, target: int, applied: list[int]) -> None:
+    def __init__(self, target: int, known: list[int], what: str = "an applied version") -> None:
         self.versions = (target,)
-        listed = ", ".join(map(str, applied)) or "none"
+        listed = ", ".join(map(str, known)) or "none"
         super().__init__(
-            f"Refused: target version {target} is not an applied version (applied: {listed}) "
-            "nor 0 (no schema).",
+            f"Refused: target version {target} is not {what} ({listed}) nor 0 (no schema).",
             Remedy.CHOOSE_APPLIED_TARGET,
             applied=listed,
         )

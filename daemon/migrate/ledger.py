@@ -275,8 +275,9 @@ HealRecord = namedtuple(
 )
 
 
-def append_heal(conn: sqlite3.Connection, heal: HealRecord) -> None:
-    conn.execute(
+def append_heal(conn: sqlite3.Connection, heal: HealRecord) -> int:
+    """Append one entry; returns its id."""
+    return conn.execute(
         "INSERT INTO _keysmith_heal_log (version, action, evidence, old_checksum, new_checksum, "
         "backup_file, daemon_version) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
@@ -288,7 +289,7 @@ def append_heal(conn: sqlite3.Connection, heal: HealRecord) -> None:
             heal.backup_file,
             heal.daemon_version,
         ),
-    )
+    ).lastrowid
 
 
 def restamp(conn: sqlite3.Connection, version: int, old: bytes, new: bytes) -> None:
