@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from daemon import __version__, defaults, schema
 from daemon.migrate import MigrateError, inspect, run_migrations
-from daemon.migrate.errors import Blocker, Reason, Remedy
+from daemon.migrate.errors import Blocker, Remedy
 from daemon.migrate.plan import BACKUP, Action, Plan, State
 
 TYPE_CHECKING = False  # typing stays unimported for the no-op run
@@ -151,9 +151,12 @@ class ShellWords:
                 )
             case Remedy.ACCEPT_CHANGE:
                 versions = params.get("version", "").split(", ") if params.get("version") else []
-                commands = " and ".join(
-                    f"`python -m daemon migrate accept {v} --db {db}`" for v in versions
-                ) or f"`python -m daemon migrate accept <the blocked version> --db {db}`"
+                commands = (
+                    " and ".join(
+                        f"`python -m daemon migrate accept {v} --db {db}`" for v in versions
+                    )
+                    or f"`python -m daemon migrate accept <the blocked version> --db {db}`"
+                )
                 return (
                     "only if the change was deliberate and the database already has what the new "
                     f"text describes: {commands} (it runs no SQL)"
@@ -162,9 +165,7 @@ class ShellWords:
                 return f"see what is blocked with `python -m daemon migrate status --db {db}`"
             case Remedy.RETRY_OR_STOP_HOLDER:
                 holder = params.get("db", db)
-                return (
-                    f"retry, or stop it: `fuser {holder}` lists the processes that have it open"
-                )
+                return f"retry, or stop it: `fuser {holder}` lists the processes that have it open"
             case Remedy.CHOOSE_APPLIED_TARGET:
                 return f"give --to one of the applied versions ({params.get('applied')}) or 0"
 
@@ -195,7 +196,9 @@ def _run(db_path: str, migrations: str, idempotent: frozenset[int], as_json: boo
     elif outcome.applied or outcome.heals:
         for heal in outcome.heals:
             print(f"healed {heal.version} ({heal.action}): {heal.evidence}")
-        print(f"applied {len(outcome.applied)} migration(s); {schema_words(outcome.schema_version)}")
+        print(
+            f"applied {len(outcome.applied)} migration(s); {schema_words(outcome.schema_version)}"
+        )
     else:
         print(f"nothing to do; {schema_words(outcome.schema_version)}")
     return EXIT_OK

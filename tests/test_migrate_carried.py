@@ -36,7 +36,9 @@ def older_checkout(tmp_path: Path) -> Path:
     was added (its code, its migrations up to OLDER and their history lock), with this
     release's migrator package, as the first release to carry it would have it. The code of
     that time runs on schema OLDER; today's code does not."""
-    added = git("log", "--diff-filter=A", "--format=%H", "--", f":(glob)migrations/{OLDER + 1:04d}_*")
+    added = git(
+        "log", "--diff-filter=A", "--format=%H", "--", f":(glob)migrations/{OLDER + 1:04d}_*"
+    )
     release = f"{added.split()[-1]}^"
     tree = tmp_path / "older"
     tree.mkdir()

@@ -17,7 +17,6 @@ import pytest
 from daemon import __version__
 from daemon.migrate import Blocked, DatabaseInUse, Remedy
 from daemon.migrate.backup import BackupKind, list_backups
-from daemon.migrate.errors import RevertFailed
 from daemon.migrate.lock import UsersLock
 from daemon.migrate.revert import revert_migrations
 from daemon.migrate.source import load_downs, load_source

@@ -57,7 +57,13 @@ def store(
         conn.execute(
             "INSERT OR REPLACE INTO _keysmith_down_texts "
             "(version, up_checksum, lineage, file_name, down_sql) VALUES (?, ?, ?, ?, ?)",
-            (migration.version, migration.checksum, line, os.path.basename(down.path), down.sql_bytes),
+            (
+                migration.version,
+                migration.checksum,
+                line,
+                os.path.basename(down.path),
+                down.sql_bytes,
+            ),
         )
 
 

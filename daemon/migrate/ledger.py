@@ -136,7 +136,9 @@ def read_ledger(
             provenance[version] = _provenance_of(conn, version)
     carried = {
         v: _as_bytes(up)
-        for v, up in _select_if_exists(conn, "SELECT version, up_checksum FROM _keysmith_down_texts")
+        for v, up in _select_if_exists(
+            conn, "SELECT version, up_checksum FROM _keysmith_down_texts"
+        )
     }
     return Ledger(rows, provenance, carried, _accepted(conn, rows))
 
@@ -306,8 +308,8 @@ def delete_row(conn: sqlite3.Connection, version: int) -> None:
 
 
 def forget(conn: sqlite3.Connection, version: int, checksum: bytes) -> None:
-    """A reverted version leaves the ledger, provenance and kept down text, as if never applied (sqlx's
-    `migrate revert` deletes its row too). Called after ensure_tables."""
+    """A reverted version leaves the ledger, provenance and kept down text, as if never
+    applied (sqlx's `migrate revert` deletes its row too). Called after ensure_tables."""
     deleted = conn.execute(
         "DELETE FROM _sqlx_migrations WHERE version = ? AND checksum = ?", (version, checksum)
     ).rowcount

@@ -22,7 +22,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import NoReturn
 
-from daemon.migrate import ledger
+from daemon.migrate import carried, ledger
 from daemon.migrate.apply import Progress, open_for_migration, transaction
 from daemon.migrate.backup import (
     BackupInfo,
@@ -31,7 +31,6 @@ from daemon.migrate.backup import (
     restore_backup,
     take_backup,
 )
-from daemon.migrate import carried
 from daemon.migrate.errors import BadTarget, Blocked, BlockKind, MigrateError, RevertFailed
 from daemon.migrate.lock import UsersLock, migration_lock
 from daemon.migrate.plan import BACKUP, Action, Finding

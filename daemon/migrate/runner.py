@@ -191,7 +191,9 @@ def run_migrations(
         # 6. Record the text of what was applied, for the proofs of later runs.
         healed = [s.migration for s in plan.steps if s.action is not Action.APPLY]
         executor.keep_texts(
-            [*plan.missing_provenance, *fresh], [*plan.missing_downs, *fresh, *healed], migrations_dir
+            [*plan.missing_provenance, *fresh],
+            [*plan.missing_downs, *fresh, *healed],
+            migrations_dir,
         )
 
     done = {v for v, row in current.rows.items() if row.success}
