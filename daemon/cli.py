@@ -100,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
         help="revert: show the steps and what each discards, without acting",
     )
     migrate.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        help="seconds to wait for another migration of the same database (default 30)",
+    )
+    migrate.add_argument(
         "--undo",
         action="store_true",
         help="accept: put back the checksum and provenance the acceptance of VERSION replaced",

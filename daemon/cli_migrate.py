@@ -50,15 +50,15 @@ def migrate_main(args: argparse.Namespace) -> int:
     words = _words_for(args, db_path)
     try:
         if args.step == "run":
-            return _run(db_path, migrations, idempotent, args.json)
+            return _run(db_path, migrations, idempotent, args)
         if args.step == "revert":
-            return _revert(db_path, migrations, args.to, args.json, dry_run=args.dry_run)
+            return _revert(db_path, migrations, args, dry_run=args.dry_run)
         if args.step == "accept":
             return _accept(db_path, migrations, idempotent, args)
         plan = inspect(db_path, migrations, idempotent)
         if args.to is not None and args.to < (plan.schema_version or 0):
             # Below the schema: what a revert to it would do, without acting.
-            return _revert(db_path, migrations, args.to, args.json, dry_run=True)
+            return _revert(db_path, migrations, args, dry_run=True)
         if args.to is not None:
             plan = _forward_to(db_path, migrations, idempotent, plan, args.to)
     except MigrateError as error:
@@ -176,13 +176,16 @@ def _parse_versions(text: str | None) -> frozenset[int]:
     return frozenset(int(v) for v in text.split(",") if v.strip())
 
 
-def _run(db_path: str, migrations: str, idempotent: frozenset[int], as_json: bool) -> int:
+def _run(
+    db_path: str, migrations: str, idempotent: frozenset[int], args: argparse.Namespace
+) -> int:
     outcome = run_migrations(
         db_path,
         migrations,
         idempotent=idempotent,
         daemon_version=__version__,
         on_progress=_print_progress,
+        lock_timeout=args.wait,
     )
     summary = {
         "schema_version": outcome.schema_version,
@@ -191,7 +194,7 @@ def _run(db_path: str, migrations: str, idempotent: frozenset[int], as_json: boo
         "backup": str(outcome.backup.path) if outcome.backup else None,
         "seconds": round(outcome.seconds, 4),
     }
-    if as_json:
+    if args.json:
         _print_json(summary)
     elif outcome.applied or outcome.heals:
         for heal in outcome.heals:
@@ -204,22 +207,21 @@ def _run(db_path: str, migrations: str, idempotent: frozenset[int], as_json: boo
     return EXIT_OK
 
 
-def _revert(
-    db_path: str, migrations: str, target: int | None, as_json: bool, *, dry_run: bool = False
-) -> int:
+def _revert(db_path: str, migrations: str, args: argparse.Namespace, *, dry_run: bool) -> int:
     from daemon.migrate.revert import revert_migrations
 
     outcome = revert_migrations(
         db_path,
         migrations,
         daemon_version=__version__,
-        target=target,
+        target=args.to,
         on_plan=_print_revert_plan,
         on_progress=_print_progress,
+        lock_timeout=args.wait,
         dry_run=dry_run,
     )
     plan, discards = outcome.plan, outcome.plan.discards
-    if as_json:
+    if args.json:
         _print_json(
             {
                 "dry_run": dry_run,
@@ -279,7 +281,11 @@ def _accept(
         return EXIT_BLOCKED
     if args.undo:
         undone = undo_acceptance(
-            db_path, args.version, daemon_version=__version__, undone_by=args.by or _user_name()
+            db_path,
+            args.version,
+            daemon_version=__version__,
+            undone_by=args.by or _user_name(),
+            lock_timeout=args.wait,
         )
         if args.json:
             _print_json(undone._asdict())
@@ -293,6 +299,7 @@ def _accept(
         idempotent=idempotent,
         daemon_version=__version__,
         accepted_by=args.by or _user_name(),
+        lock_timeout=args.wait,
     )
     if args.json:
         _print_json({**accepted._asdict(), "warning": acceptance_warning(args.version)})
