@@ -18,7 +18,6 @@ import pytest
 from daemon import __version__
 from daemon.health import verdict
 from daemon.migrate import Blocked, run_migrations
-from daemon.migrate.ledger import DOWN_TEXTS_TABLE
 from tests import kit
 from tests.daemon_proc import REPO, DaemonProc
 from tests.seed import seed
@@ -29,6 +28,7 @@ LATEST = kit.latest_version()
 OLDER = 13
 NEWER = [v for v in range(OLDER + 1, LATEST + 1)]
 SQLX = Path(sys.executable).parent / "sqlx"
+DOWN_TEXTS_TABLE = "_keysmith_down_texts"  # where the down texts travel (daemon/migrate/ledger.py)
 
 
 def older_checkout(tmp_path: Path) -> Path:
