@@ -30,6 +30,7 @@ from daemon.migrate.source import Migration
 from daemon.migrate.sqltext import normalized_sha384, statements
 
 log = logging.getLogger("keysmith.migrate")
+BOM = "\ufeff"
 
 CONNECTION_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -113,7 +114,11 @@ class Executor:
         return fresh
 
     def keep_texts(
-        self, migrations: list[Migration], carry: list[Migration], folder: str | PathLike[str]
+        self,
+        migrations: list[Migration],
+        carry: list[Migration],
+        folder: str | PathLike[str],
+        source: list[Migration],
     ) -> None:
         """Provenance for versions whose ledger checksum matches today's file: the ones just
         applied, and any without it yet (a database taken over from sqlx); and the down text of
@@ -123,10 +128,10 @@ class Executor:
         downs: dict[int, Migration] = {}
         if carry:
             from daemon.migrate import carried
-            from daemon.migrate.source import load_downs, load_source
+            from daemon.migrate.source import load_downs
 
             downs = load_downs(folder)
-            line = carried.lineage(folder, load_source(folder))
+            line = carried.lineage(folder, source)
         with transaction(self.conn):
             for migration in migrations:
                 self._record(migration)
@@ -171,12 +176,12 @@ class Executor:
             except sqlite3.Error as exc:
                 raise self._undo_run(migration, exc, "executing") from exc
         try:
-            with transaction(self.conn):
+            # The script runs as the transaction's first statements, in one call (SQLite splits
+            # it, in C); a re-run removes its ledger row after, in the same transaction.
+            script = None if migration.no_transaction else migration.text
+            with transaction(self.conn, script):
                 if heal_of is not None:
                     ledger.delete_row(self.conn, migration.version)
-                if not migration.no_transaction:
-                    for statement in statements(migration.text):
-                        self.conn.execute(statement)
                 elapsed = time.perf_counter_ns() - started
                 ledger.insert_applied(
                     self.conn,
@@ -262,11 +267,17 @@ class Executor:
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+def transaction(conn: sqlite3.Connection, script: str | None = None) -> Iterator[None]:
     """BEGIN IMMEDIATE ... COMMIT; anything that fails, COMMIT included (deferred foreign keys
-    are checked there), rolls the whole transaction back."""
-    conn.execute("BEGIN IMMEDIATE")
+    are checked there), rolls the whole transaction back. `script`: SQL run right after BEGIN,
+    in the same `executescript` call (which COMMITs only a transaction already open, and none
+    is), so no statement of it runs outside the transaction."""
     try:
+        if script is None:
+            conn.execute("BEGIN IMMEDIATE")
+        else:
+            # A BOM is not SQL; the newline ends a final `--` comment, `;` a final statement.
+            conn.executescript(f"BEGIN IMMEDIATE;\n{script.removeprefix(BOM)}\n;")
         yield
         conn.execute("COMMIT")
     except BaseException:

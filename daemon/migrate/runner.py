@@ -31,7 +31,7 @@ from daemon.migrate.ledger import (
     read_ledger,
 )
 from daemon.migrate.plan import BACKUP, Action, Plan, State, make_plan, needs_history
-from daemon.migrate.source import Migration, load_source
+from daemon.migrate.source import Migration, has_down_file, load_source
 
 # A no-op run must cost little more than reading the ledger and hashing the files, so modules
 # only a real run needs (executor, backup, lock, logging, typing) are imported when needed.
@@ -190,11 +190,8 @@ def run_migrations(
             raise DatabaseLocked(str(db_path.absolute()), str(exc), done) from None
         # 6. Record the text of what was applied, for the proofs of later runs.
         healed = [s.migration for s in plan.steps if s.action is not Action.APPLY]
-        executor.keep_texts(
-            [*plan.missing_provenance, *fresh],
-            [*plan.missing_downs, *fresh, *healed],
-            migrations_dir,
-        )
+        carry = [*plan.missing_downs, *(m for m in [*fresh, *healed] if has_down_file(m))]
+        executor.keep_texts([*plan.missing_provenance, *fresh], carry, migrations_dir, source)
 
     done = {v for v, row in current.rows.items() if row.success}
     done |= set(executor.applied) | {heal.version for heal in executor.heals}
