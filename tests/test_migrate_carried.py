@@ -149,16 +149,18 @@ def test_an_older_release_boots_on_the_newest_schema_reverts_itself_and_serves(t
 
 @pytest.fixture
 def newest(tmp_path):
-    """A seeded database this release migrated to its newest schema, and the older folder."""
+    """A seeded database this release migrated to its newest schema, the older folder, and the
+    database's dump at schema OLDER (before the newer versions were applied)."""
     db = tmp_path / "app.db"
     kit.apply_range(db, upto=OLDER)
     conn = kit.connect(db)
     try:
         seed(conn, OLDER)
+        at_older = kit.dump(conn)
     finally:
         conn.close()
     kit.apply_range(db)
-    return db, older_checkout(tmp_path) / "migrations"
+    return db, older_checkout(tmp_path) / "migrations", at_older
 
 
 def boot_run(db: Path, folder: Path):
@@ -178,26 +180,18 @@ def refused_at_boot(db: Path, folder: Path) -> Blocked:
     return error.value
 
 
-def test_the_boot_revert_returns_the_older_schema_exactly(newest, tmp_path):
-    db, folder = newest
-    reference = tmp_path / "reference.db"
-    kit.apply_range(reference, upto=OLDER)
-    conn = kit.connect(reference)
-    try:
-        seed(conn, OLDER)
-    finally:
-        conn.close()
+def test_the_boot_revert_returns_the_older_schema_exactly(newest):
+    db, folder, at_older = newest
     outcome = boot_run(db, folder)
     assert outcome.schema_version == OLDER
     assert sorted(h.version for h in outcome.heals) == NEWER
     assert outcome.backup is not None and outcome.backup.path.is_file()
-    want, got = kit.connect(reference), kit.connect(db)
+    conn = kit.connect(db)
     try:
-        kit.assert_db_clean(got)
-        assert kit.dump(got) == kit.dump(want)
+        kit.assert_db_clean(conn)
+        assert kit.dump(conn) == at_older
     finally:
-        want.close()
-        got.close()
+        conn.close()
 
 
 def forget_downs(db: Path, where: str = "1") -> None:
@@ -210,7 +204,7 @@ def forget_downs(db: Path, where: str = "1") -> None:
 
 
 def test_without_a_kept_down_text_the_older_release_still_refuses(newest):
-    db, folder = newest
+    db, folder, _ = newest
     forget_downs(db, f"version = {LATEST}")
     error = refused_at_boot(db, folder)
     assert [b.version for b in error.blockers] == NEWER
@@ -219,40 +213,36 @@ def test_without_a_kept_down_text_the_older_release_still_refuses(newest):
     assert "this release cannot revert it itself" in newest_blocker.finding
 
 
-def test_a_kept_down_text_of_unknown_origin_is_refused(newest):
-    db, folder = newest
+def tamper(db: Path, assignment: str) -> None:
+    """Change the newest version's kept down text behind the migrator's back."""
     conn = sqlite3.connect(db)
     try:
-        conn.execute(f"UPDATE {DOWN_TEXTS_TABLE} SET lineage = x'00' WHERE version = ?", (LATEST,))
+        conn.execute(f"UPDATE {DOWN_TEXTS_TABLE} SET {assignment} WHERE version = ?", (LATEST,))
         conn.commit()
     finally:
         conn.close()
-    error = refused_at_boot(db, folder)
-    kinds = {b.version: b.kind for b in error.blockers}
-    assert kinds[LATEST] == "down_of_unknown_origin", kinds
 
 
-def test_a_kept_down_text_that_fails_is_refused_before_the_backup(newest):
-    db, folder = newest
-    conn = sqlite3.connect(db)
-    try:
-        conn.execute(
-            f"UPDATE {DOWN_TEXTS_TABLE} SET down_sql = CAST('DROP TABLE no_such_table;' AS BLOB) "
-            "WHERE version = ?",
-            (LATEST,),
-        )
-        conn.commit()
-    finally:
-        conn.close()
+@pytest.mark.parametrize(
+    ("assignment", "kind"),
+    [
+        # Kept by another lineage: of unknown origin, never run.
+        ("lineage = x'00'", "down_of_unknown_origin"),
+        # Its origin holds (the up checksum and lineage it was kept with), so it is tried on the
+        # database in a transaction that is rolled back, fails, and is refused before the backup.
+        ("down_sql = CAST('DROP TABLE no_such_table;' AS BLOB)", "down_would_fail"),
+    ],
+)
+def test_a_kept_down_text_it_cannot_trust_or_run_is_refused(newest, assignment, kind):
+    db, folder, _ = newest
+    tamper(db, assignment)
     error = refused_at_boot(db, folder)
-    # Its origin still holds (the up checksum and lineage it was kept with), so it is tried on
-    # the database in a transaction that is rolled back, fails, and is refused before the backup.
     kinds = {b.version: b.kind for b in error.blockers}
-    assert kinds[LATEST] == "down_would_fail", kinds
+    assert kinds[LATEST] == kind, kinds
 
 
 def test_migrate_revert_uses_the_kept_text_when_the_file_is_gone(newest):
-    db, folder = newest
+    db, folder, _ = newest
     done = subprocess.run(
         [sys.executable, "-m", "daemon", "migrate", "revert", "--to", str(OLDER),
          "--db", str(db), "--migrations", str(folder), "--json"],
@@ -267,7 +257,7 @@ def test_migrate_revert_uses_the_kept_text_when_the_file_is_gone(newest):
 
 
 def test_every_applied_pair_keeps_its_down_text_with_its_discards_header(newest):
-    db, _folder = newest
+    db, _folder, _ = newest
     conn = sqlite3.connect(db)
     try:
         kept = dict(conn.execute(f"SELECT version, down_sql FROM {DOWN_TEXTS_TABLE}"))

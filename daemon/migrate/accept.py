@@ -17,6 +17,8 @@ import os
 import sqlite3
 import time
 from collections import namedtuple
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from daemon.migrate import ledger
@@ -66,6 +68,15 @@ def accept_migration(
         raise NotAcceptable(version, f"the database {db_path} does not exist yet")
     current = read_only_ledger(db_path, source)
     _blocked_as_modified(source, current, idempotent, version, migrations_dir)
+    with _locked(db_path, lock_timeout) as conn:
+        current = ledger.read_ledger(conn, checksums(source))
+        step = _blocked_as_modified(source, current, idempotent, version, migrations_dir)
+        return _accept(conn, step, accepted_by, daemon_version)
+
+
+@contextmanager
+def _locked(db_path: str | os.PathLike[str], lock_timeout: float) -> Iterator[sqlite3.Connection]:
+    """A connection under the migration lock, its errors named for the operator."""
     with (
         storage_errors(Path(db_path)),
         migration_lock(Path(db_path), lock_timeout),
@@ -73,9 +84,7 @@ def accept_migration(
     ):
         conn = open_for_migration(Path(db_path))
         try:
-            current = ledger.read_ledger(conn, checksums(source))
-            step = _blocked_as_modified(source, current, idempotent, version, migrations_dir)
-            return _accept(conn, step, accepted_by, daemon_version)
+            yield conn
         finally:
             conn.close()
 
@@ -165,16 +174,8 @@ def undo_acceptance(
     NotAcceptable (nothing changed) when there is none to undo or the ledger moved since."""
     if not Path(db_path).exists():
         raise NotAcceptable(version, f"the database {db_path} does not exist")
-    with (
-        storage_errors(Path(db_path)),
-        migration_lock(Path(db_path), lock_timeout),
-        sqlite_errors(db_path),
-    ):
-        conn = open_for_migration(Path(db_path))
-        try:
-            return _undo(conn, version, undone_by, daemon_version)
-        finally:
-            conn.close()
+    with _locked(db_path, lock_timeout) as conn:
+        return _undo(conn, version, undone_by, daemon_version)
 
 
 def _undo(conn: sqlite3.Connection, version: int, undone_by: str, daemon_version: str) -> Accepted:
