@@ -126,10 +126,13 @@ def read_ledger(
         rows[version] = AppliedRow(version, desc, str(installed), bool(success), checksum, elapsed)
     # Provenance vouches for a version only while it was kept for the checksum the ledger holds
     # now: a row another tool reverted and re-applied from a changed file leaves a stale one.
-    recorded = _select_if_exists(conn, "SELECT version, checksum FROM _keysmith_provenance")
-    provenance: dict[int, Provenance] = {
-        v: RECORDED for v, kept in recorded if v in rows and _as_bytes(kept) == rows[v].checksum
-    }
+    # Compared in SQL: a no-op run never pulls a thousand checksums into Python.
+    recorded = _select_if_exists(
+        conn,
+        "SELECT p.version FROM _keysmith_provenance AS p JOIN _sqlx_migrations AS m "
+        "ON m.version = p.version WHERE CAST(p.checksum AS BLOB) = CAST(m.checksum AS BLOB)",
+    )
+    provenance: dict[int, Provenance] = dict.fromkeys((v for (v,) in recorded), RECORDED)
     known = source_checksums or {}
     for version, row in rows.items():
         if version in provenance and known.get(version, row.checksum) != row.checksum:

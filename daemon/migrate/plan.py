@@ -70,7 +70,6 @@ _KIND_OF_STATE = {
     State.MODIFIED: BlockKind.MODIFIED,
     State.DIRTY: BlockKind.DIRTY,
     State.APPLIED: BlockKind.NO_DOWN,
-    State.PENDING: BlockKind.MODIFIED,
 }
 
 # The progress report's action before the backup, which is not a step of its own.

@@ -151,10 +151,11 @@ def run_migrations(
         # 2. Re-read the ledger under the lock and plan again: another run may have gone first.
         with sqlite_errors(db_path):
             current = read_ledger(conn, checksums(source))
-            if history is None:
-                history = history_if_needed(migrations_dir, source, current)
-            plan = make_plan(source, current, idempotent, target, history)
-            _refuse_if_blocked(plan)
+            if current != ledger:  # another run went first: plan again on what it left
+                if history is None:
+                    history = history_if_needed(migrations_dir, source, current)
+                plan = make_plan(source, current, idempotent, target, history)
+                _refuse_if_blocked(plan)
             # 3. A step that cannot be rolled back is undone by restoring the backup, which
             # must not happen under another process: hold the users lock exclusively, or
             # refuse now, before the backup and before any SQL.
