@@ -69,14 +69,9 @@ def migrate_cause(e: MigrateError) -> SafeMode:
 
     remedy = startos_remedy(e.remedies, e.params)
     if isinstance(e, Blocked):
+        # Each blocker typed (kind code, remedy codes with parameters) and in our words.
         blockers = [
-            {
-                "version": b.version,
-                "description": b.description,
-                "finding": b.finding,
-                "remedy": startos_words(b.remedies),
-            }
-            for b in e.blockers
+            {**b.as_json(), "remedy": startos_words(b.remedies, b.params)} for b in e.blockers
         ]
         return SafeMode(
             BLOCKED,

@@ -378,3 +378,21 @@ def test_a_relative_db_path_is_logged_absolute(tmp_path):
     finally:
         conn.close()
     assert Path(backup).is_absolute() and Path(backup).is_file(), backup
+
+
+def test_a_boot_refusal_is_typed_in_the_status_file(tmp_path):
+    folder = migfiles.write(tmp_path / "m", migfiles.BASIC)
+    db = tmp_path / "data" / "keysmith.db"
+    db.parent.mkdir()
+    kit.apply_range(db, folder, idempotent=frozenset())
+    (folder / "0003_create_invoices.sql").unlink()  # an older release's folder
+    before = dump(db)
+    with DaemonProc(tmp_path, db_path=db, migrations_dir=folder) as daemon:
+        cause = daemon.status()["cause"]
+    assert cause["kind"] == "blocked" and cause["data_intact"] is True
+    (blocker,) = cause["blockers"]
+    assert blocker["version"] == 3 and blocker["kind"] == "missing_from_folder"
+    assert [r["code"] for r in blocker["remedies"]] == ["install_newer_version", "restore_backup"]
+    assert "this release cannot revert it itself" in blocker["finding"]
+    assert "Restore pre-upgrade backup" in blocker["remedy"]
+    assert dump(db) == before
