@@ -269,3 +269,18 @@ def test_every_applied_pair_keeps_its_down_text_with_its_discards_header(newest)
         (down,) = kit.MIGRATIONS.glob(f"{version:04d}_*.down.sql")
         assert bytes(kept[version]) == down.read_bytes()
         assert b"-- discards:" in bytes(kept[version])
+
+
+def test_a_database_migrated_before_down_texts_were_kept_gets_them_at_the_next_run(newest):
+    db, _folder, _ = newest
+    forget_downs(db)
+    outcome = kit.apply_range(db)
+    assert outcome.applied == [] and outcome.heals == []
+    conn = sqlite3.connect(db)
+    try:
+        kept = sorted(v for (v,) in conn.execute(f"SELECT version FROM {DOWN_TEXTS_TABLE}"))
+    finally:
+        conn.close()
+    assert kept == sorted(int(p.name[:4]) for p in kit.MIGRATIONS.glob("*.down.sql"))
+    again = kit.apply_range(db)
+    assert not again.plan.changes_anything, "kept once, a run is a no-op again"
