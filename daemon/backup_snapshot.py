@@ -15,6 +15,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from daemon.remedies import startos_words
 from daemon.settings import Settings, SettingsError
 
 SNAPSHOT_DIR = "backup-snapshot"
@@ -96,7 +97,7 @@ def _online_backup(db_path: Path, dest: Path) -> None:
 
 def restore(db_path: Path) -> str:
     """Put the restored volume's snapshot in place as the database; refuse rather than guess."""
-    from daemon.migrate import DatabaseInUse, LockTimeout, RestoreRefused
+    from daemon.migrate import DatabaseInUse, LockTimeout, OrphanedWal, RestoreRefused
     from daemon.migrate.backup import restore_backup
     from daemon.migrate.lock import UsersLock, migration_lock
 
@@ -135,6 +136,9 @@ def restore(db_path: Path) -> str:
             "A Keysmith is running or starting on this volume right now. Nothing was changed. "
             "Stop the service, then run the restore again."
         ) from None
+    except OrphanedWal as error:
+        fix = startos_words(error.remedies, error.params)
+        raise BackupError(f"{error} To fix: {fix}.") from None
     except (RestoreRefused, sqlite3.Error, OSError) as error:
         raise BackupError(
             f"Putting the snapshot {snapshot} in place failed ({error}). The database was not "

@@ -261,12 +261,7 @@ def _record_outcome(lifecycle: Lifecycle, outcome: Outcome) -> None:
 async def _open_licensing(pool: Pool, settings: Settings) -> Licensing:
     from daemon.licensing.service import Licensing, Limits
 
-    limits = Limits(
-        key_cache_entries=settings.key_cache_entries,
-        key_cache_bytes=settings.key_cache_bytes,
-        machine_history=settings.machine_history,
-        webhook_history=settings.webhook_history,
-    )
+    limits = Limits.of(settings)
     licensing = await Licensing.open(pool, admin_api_key=settings.admin_api_key, limits=limits)
     register_secret(licensing.admin_api_key)
     return licensing

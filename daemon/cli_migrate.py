@@ -18,6 +18,7 @@ from daemon import __version__, defaults, schema
 from daemon.migrate import MigrateError, inspect, run_migrations
 from daemon.migrate.errors import Blocker, Remedy
 from daemon.migrate.plan import BACKUP, Action, Plan, State
+from daemon.remedies import reunite_wal
 
 TYPE_CHECKING = False  # typing stays unimported for the no-op run
 if TYPE_CHECKING:
@@ -168,6 +169,8 @@ class ShellWords:
                 return f"retry, or stop it: `fuser {holder}` lists the processes that have it open"
             case Remedy.CHOOSE_APPLIED_TARGET:
                 return f"give --to one of the applied versions ({params.get('applied')}) or 0"
+            case Remedy.REUNITE_WAL:
+                return reunite_wal(params.get("wal", f"{db}-wal"))
 
 
 def _parse_versions(text: str | None) -> frozenset[int]:

@@ -8,6 +8,8 @@ console all word the codes here. The shell's words are in daemon/cli_migrate.py.
 
 from __future__ import annotations
 
+import os
+
 from daemon.migrate.errors import Remedy
 
 
@@ -66,6 +68,19 @@ def _startos_word(remedy: Remedy, params: dict[str, str]) -> str:
             )
         case Remedy.CHOOSE_APPLIED_TARGET:
             return f"choose one of the applied versions ({params.get('applied', 'see status')})"
+        case Remedy.REUNITE_WAL:
+            return reunite_wal(params.get("wal", "the -wal file"))
+
+
+def reunite_wal(wal: str) -> str:
+    """The same words for every host: only a shell on the data volume can move the files."""
+    name = os.path.basename(wal).removesuffix("-wal")
+    return (
+        f"move {wal} (and its -shm file) beside the database file it belongs to, named after "
+        f"that file (for {name} moved to {name}.old: {name}.old-wal), so that opening it merges "
+        "the writes in; or, if those writes are not wanted, move them aside yourself. Then run "
+        "the restore again"
+    )
 
 
 def startos_remedy(remedies: tuple[Remedy, ...], params: dict[str, str] | None = None) -> str:

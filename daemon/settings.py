@@ -59,6 +59,26 @@ DEFAULT_WEBHOOK_HISTORY = 1000
 # (validate, heartbeat, redeem, recover), with a burst of the same size; 0 turns limits off.
 # A client validating every few minutes uses a fraction of one; a flood is held to this.
 DEFAULT_RATE_LIMIT_PER_MINUTE = 600
+# Public writes (purchase, machine activate and deactivate) one client address may make per
+# minute, burst the same; 0 turns the limit off. Each free purchase adds a license and an
+# invoice, each activation of a new machine a row: a buyer needs a handful, a flood is held
+# to this. (Validate, heartbeat, redeem and recover have KEYSMITH_RATE_LIMIT.)
+DEFAULT_WRITE_RATE_LIMIT_PER_MINUTE = 30
+# Discount codes. Every request that would tell whether a code exists (preview, purchase with
+# a code, redeem) is limited per client address to CODE_CHECKS a minute, and the WRONG codes
+# from all addresses together to WRONG_CODES a minute (a token bucket, burst the same), so
+# rotating addresses, or a crowd behind one Tor exit or proxy, gains nothing. While that
+# budget is spent every code check is refused (429), the right code included, so a spent
+# budget reveals nothing. At 10 wrong codes a minute a guesser finds a 6-digit code (10^6
+# possibilities, half of them tried on average) in 500,000 / 14,400 a day = 34.7 days.
+DEFAULT_CODE_CHECKS_PER_MINUTE = 10
+DEFAULT_WRONG_CODES_PER_MINUTE = 10
+# A free or high-value code (free_license, or at least HIGH_VALUE_PERCENT off) is called weak
+# to the seller when a guesser at the WRONG_CODES rate would find it within this many days.
+DEFAULT_WEAK_CODE_DAYS = 365
+# "Unlimited seats" (max_machines 0) still stops at this many active machines per license, so
+# a leaked key cannot fill the disk with activations; 0 turns the ceiling off.
+DEFAULT_UNLIMITED_SEATS = 1_000
 # Webhook deliveries: one attempt may take this long (connect, send, answer), a failed one is
 # retried after BACKOFF x 2^(attempt-1) seconds (jittered; at most 64 x BACKOFF, and an hour),
 # and after MAX_ATTEMPTS attempts the delivery is marked failed (an admin can retry it).
@@ -66,6 +86,11 @@ DEFAULT_RATE_LIMIT_PER_MINUTE = 600
 DEFAULT_WEBHOOK_TIMEOUT = 10.0
 DEFAULT_WEBHOOK_BACKOFF = 5.0
 DEFAULT_WEBHOOK_MAX_ATTEMPTS = 10
+# Webhooks go to public addresses only: not to loopback, link-local (the cloud metadata
+# address), private, unspecified or multicast ones, which would make the daemon a client inside
+# the seller's own network for whoever may create an endpoint. The operator may allow networks
+# (a sibling service on the same box) with this variable.
+WEBHOOK_ALLOW_VARIABLE = "KEYSMITH_WEBHOOK_ALLOW_NETWORKS"
 # Only a boot that never reached serving, or died within this long of reaching it, is evidence of
 # a crash loop. A daemon that served this long had migrated, opened its pool and answered
 # StartOS's health checks (every 15 s: this is four of them) with its own code paths: its death
@@ -111,9 +136,15 @@ class Settings:
     machine_history: int = DEFAULT_MACHINE_HISTORY
     webhook_history: int = DEFAULT_WEBHOOK_HISTORY
     rate_limit_per_minute: int = DEFAULT_RATE_LIMIT_PER_MINUTE
+    write_rate_limit_per_minute: int = DEFAULT_WRITE_RATE_LIMIT_PER_MINUTE
+    code_checks_per_minute: int = DEFAULT_CODE_CHECKS_PER_MINUTE
+    wrong_codes_per_minute: int = DEFAULT_WRONG_CODES_PER_MINUTE
+    weak_code_days: int = DEFAULT_WEAK_CODE_DAYS
+    unlimited_seats: int = DEFAULT_UNLIMITED_SEATS
     webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT
     webhook_backoff: float = DEFAULT_WEBHOOK_BACKOFF
     webhook_max_attempts: int = DEFAULT_WEBHOOK_MAX_ATTEMPTS
+    webhook_allow_networks: tuple[Network, ...] = ()
     healthy_serving_seconds: float = DEFAULT_HEALTHY_SERVING_SECONDS
 
     @property
@@ -289,6 +320,42 @@ _PARSERS = (
         ),
         ("rate_limit_per_minute",),
     ),
+    (
+        "KEYSMITH_WRITE_RATE_LIMIT",
+        _count_parser(
+            "a whole number of purchases and machine activations per minute per client "
+            "address, e.g. 30 (0: off)"
+        ),
+        ("write_rate_limit_per_minute",),
+    ),
+    (
+        "KEYSMITH_CODE_CHECKS_PER_MINUTE",
+        _count_parser(
+            "a whole number of discount-code checks per minute per client address, e.g. 10 (0: off)"
+        ),
+        ("code_checks_per_minute",),
+    ),
+    (
+        "KEYSMITH_WRONG_CODES_PER_MINUTE",
+        _count_parser(
+            "a whole number of wrong discount codes per minute from all clients together, "
+            "e.g. 10 (0: off)"
+        ),
+        ("wrong_codes_per_minute",),
+    ),
+    (
+        "KEYSMITH_WEAK_CODE_DAYS",
+        _count_parser("a whole number of days, e.g. 365 (0: never warn about a weak code)"),
+        ("weak_code_days",),
+    ),
+    (
+        "KEYSMITH_UNLIMITED_SEATS",
+        _count_parser(
+            "a whole number of active machines per license with unlimited seats, e.g. 1000 "
+            "(0: no ceiling)"
+        ),
+        ("unlimited_seats",),
+    ),
     ("KEYSMITH_WEBHOOK_TIMEOUT", _parse_seconds, ("webhook_timeout",)),
     ("KEYSMITH_WEBHOOK_BACKOFF", _parse_seconds, ("webhook_backoff",)),
     (
@@ -299,4 +366,5 @@ _PARSERS = (
     ("KEYSMITH_HEALTHY_SERVING_SECONDS", _parse_seconds, ("healthy_serving_seconds",)),
     ("KEYSMITH_CONSOLE_PASSWORD", _parse_console_password, ("console_password",)),
     ("KEYSMITH_TRUSTED_PROXIES", _parse_networks, ("trusted_proxies",)),
+    (WEBHOOK_ALLOW_VARIABLE, _parse_networks, ("webhook_allow_networks",)),
 )

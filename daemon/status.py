@@ -287,7 +287,11 @@ class Lifecycle:
         self._record_boot()
 
     def mark_serving(self, **fields: Any) -> None:
-        self.update(state=SERVING, reached_serving=True, progress=None, **fields)
+        # A boot that serves ends the run of failed boots: it shows 0 from now on (the next
+        # boot still reads how the earlier ones ended from `failed_before`, left as it was).
+        self.update(
+            state=SERVING, reached_serving=True, progress=None, consecutive_failed_boots=0, **fields
+        )
         self._record_boot()
 
     def _record_boot(self) -> None:

@@ -53,7 +53,7 @@ from pathlib import Path
 
 from tests import kit
 from tests.daemon_proc import DaemonProc, base_env
-from tests.receiver import Receiver
+from tests.receiver import ALLOW_LOOPBACK, Receiver
 from tests.seed import count_rows, seed
 from tests.test_api_support import admin, issue, make_product, must
 
@@ -359,6 +359,7 @@ WEBHOOK_ENV = {
     "KEYSMITH_WEBHOOK_BACKOFF": "0.1",
     "KEYSMITH_WEBHOOK_TIMEOUT": "1",
     "KEYSMITH_WEBHOOK_MAX_ATTEMPTS": "1000",
+    **ALLOW_LOOPBACK,
 }
 
 

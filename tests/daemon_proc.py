@@ -74,6 +74,10 @@ class DaemonProc:
             # Tests and benchmarks send floods from one address on purpose; the rate limits
             # have their own tests (tests/test_keysat_contract.py), which turn them on.
             "KEYSMITH_RATE_LIMIT": "0",
+            "KEYSMITH_WRITE_RATE_LIMIT": "0",
+            # So are wrong discount codes (tests/test_attack_money.py turns these on).
+            "KEYSMITH_CODE_CHECKS_PER_MINUTE": "0",
+            "KEYSMITH_WRONG_CODES_PER_MINUTE": "0",
         }
         if admin_key is not None:
             settings_env["KEYSMITH_ADMIN_API_KEY"] = admin_key

@@ -1,10 +1,13 @@
 """A real webhook receiver for tests: an aiohttp server on loopback, in a thread of its own.
 
-`Receiver()` as a context manager listens on a free port; `.url` is its endpoint. `.mode`
-says how it answers, and can be changed while it runs: `ok` (200), `down` (503), `hang`
-(never answers), `huge` (500 with a 10 MB body: a failed delivery, so the sender keeps
-retrying it and keeps meeting the 10 MB), `redirect` (307 to `/elsewhere`). Every
-request it sees is kept in `.seen` (headers and raw body), whatever it answered.
+`Receiver()` as a context manager listens on a free port of 127.0.0.1 (or `host`); `.url` is
+its endpoint. `.mode` says how it answers, and can be changed while it runs: `ok` (200),
+`down` (503), `hang` (never answers), `huge` (500 with a 10 MB body: a failed delivery, so
+the sender keeps retrying it and keeps meeting the 10 MB), `redirect` (307 to `/elsewhere`),
+`leaky` (500 whose reason phrase and body hold `LEAKED_SECRET`, as an internal service's
+error page might). `.delay`
+seconds pass before each answer (a receiver that takes its time). Every request it sees is
+kept in `.seen` (headers and raw body), whatever it answered.
 """
 
 from __future__ import annotations
@@ -22,8 +25,12 @@ from aiohttp import web
 
 from tests.daemon_proc import free_port
 
-Mode = Literal["ok", "down", "hang", "huge", "redirect"]
+Mode = Literal["ok", "down", "hang", "huge", "redirect", "leaky"]
 HUGE_BYTES = 10 * 1024 * 1024
+LEAKED_SECRET = "INTERNAL-SECRET root-token=3f9a1c"
+# The receiver listens on loopback, where webhooks are refused by default (daemon.webhook_targets):
+# a daemon that is to deliver to it must be started with this setting.
+ALLOW_LOOPBACK = {"KEYSMITH_WEBHOOK_ALLOW_NETWORKS": "127.0.0.1/32"}
 
 
 @dataclass(frozen=True)
@@ -43,10 +50,12 @@ class Seen:
 
 
 class Receiver:
-    def __init__(self, mode: Mode = "ok") -> None:
+    def __init__(self, mode: Mode = "ok", delay: float = 0.0, host: str = "127.0.0.1") -> None:
         self.mode: Mode = mode
+        self.delay = delay
+        self.host = host
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.url = f"http://{host}:{self.port}/hook"
         self.seen: list[Seen] = []
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -80,7 +89,7 @@ class Receiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self._runner, self.host, self.port)
         self._loop.run_until_complete(site.start())
         self._ready.set()
         self._loop.run_forever()
@@ -97,10 +106,13 @@ class Receiver:
         mode = self.mode
         body = await request.read()
         self.seen.append(Seen(request.path, dict(request.headers), body, mode))
+        await asyncio.sleep(self.delay)
         if mode == "ok":
             return web.Response(text="thanks")
         if mode == "down":
             return web.Response(status=503, text="down for maintenance")
+        if mode == "leaky":
+            return web.Response(status=500, reason=LEAKED_SECRET, text=f"{LEAKED_SECRET}\n")
         if mode == "hang":
             await asyncio.sleep(3600)
         if mode == "huge":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tests.daemon_proc import REPO, DaemonProc, base_env
 from tests.kit import apply_range, assert_db_clean
-from tests.test_api_support import admin, make_product
+from tests.test_api_support import admin, issue, make_product
 
 # What the 0.4 package's backup leaves out of the volume copy (the live files).
 EXCLUDED = (
@@ -185,3 +185,42 @@ def test_a_snapshot_is_private_and_leaves_no_partial_file(tmp_path):
     assert [p.name for p in folder.iterdir()] == ["keysmith.db"]
     assert (folder / "keysmith.db").stat().st_mode & 0o777 == 0o600
     assert not (folder / "keysmith.db-wal").exists()
+
+
+def _license_ids(db: Path, *, immutable: bool = False) -> set[str]:
+    """The licenses in `db`; immutable: in the file alone, as if its -wal were gone."""
+    uri = f"file:{db}?mode=ro" + ("&immutable=1" if immutable else "")
+    with closing(sqlite3.connect(uri, uri=True)) as conn:
+        return {row[0] for row in conn.execute("SELECT id FROM licenses")}
+
+
+def test_restore_keeps_the_wal_of_a_database_moved_aside_after_a_sigkill(tmp_path):
+    # Issue 20, item 11: after a SIGKILL, with only keysmith.db moved aside, `backup restore`
+    # deleted the keysmith.db-wal left behind, and the moved copy lost acknowledged licenses.
+    daemon = DaemonProc(tmp_path).start()
+    try:
+        product = make_product(daemon)
+        assert backup("snapshot", daemon.db_path).returncode == 0
+        acknowledged = {issue(daemon, product)["license_id"] for _ in range(50)}
+    finally:
+        daemon.kill()
+    db = daemon.db_path
+    wal, shm = (db.with_name(db.name + suffix) for suffix in ("-wal", "-shm"))
+    moved = db.with_name("keysmith.db.old")
+    db.rename(moved)
+    lost_without_wal = acknowledged - _license_ids(moved, immutable=True)
+    assert lost_without_wal, "the acknowledged licenses must still be in the WAL for this test"
+    wal_bytes = wal.read_bytes()
+
+    done = backup("restore", db)
+    assert done.returncode == 1, done.stdout
+    assert f"{wal} ({len(wal_bytes)} bytes)" in done.stderr, done.stderr
+    assert "Nothing was changed" in done.stderr and "keysmith.db.old-wal" in done.stderr
+    assert wal.read_bytes() == wal_bytes and not db.exists()
+
+    # The fix the message names: the log beside the file it belongs to, named after it.
+    wal.rename(moved.with_name(moved.name + "-wal"))
+    shm.rename(moved.with_name(moved.name + "-shm"))
+    assert acknowledged <= _license_ids(moved)
+    done = backup("restore", db)
+    assert done.returncode == 0, done.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from daemon.health import safe_mode_message
 from tests import kit
 from tests.daemon_proc import REPO, DaemonProc
-from tests.receiver import Receiver
+from tests.receiver import ALLOW_LOOPBACK, Receiver
 from tests.test_api_support import issue, make_product, must
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -292,6 +293,15 @@ def test_seller_console_after_a_healed_upgrade(tmp_path, browser_context, screen
         page.fill("#f-amount", "20")
         submit(page, "form[action='/admin/codes'] button[type=submit]")
         assert "Discount code created." in page.inner_text("main")
+        # A fresh form offers a code no one guesses; a short free one is listed as weak.
+        assert re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", page.input_value("#f-code"))
+        page.fill("#f-code", "FREE1")
+        page.select_option("#f-kind", "free_license")
+        page.fill("#f-amount", "")
+        submit(page, "form[action='/admin/codes'] button[type=submit]")
+        # (This daemon runs without the wrong-code limit, so any valuable code is weak.)
+        assert "code 'FREE1' is valuable" in page.inner_text("main")
+        assert "Use a long random code" in page.inner_text("main")
 
         for name in PAGES:
             page.goto(f"{d.url}/admin/{name}")
@@ -337,7 +347,11 @@ def test_seller_console_after_a_healed_upgrade(tmp_path, browser_context, screen
 
 @pytest.mark.browser
 def test_webhooks_and_api_keys_from_the_console(tmp_path, browser_context, screens):
-    env = {"KEYSMITH_CONSOLE_PASSWORD": PASSWORD, "KEYSMITH_WEBHOOK_BACKOFF": "0.2"}
+    env = {
+        "KEYSMITH_CONSOLE_PASSWORD": PASSWORD,
+        "KEYSMITH_WEBHOOK_BACKOFF": "0.2",
+        **ALLOW_LOOPBACK,
+    }
     with Receiver() as receiver, DaemonProc(tmp_path, env=env) as d:
         d.wait_for("serving")
         page = browser_context.new_page()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests import kit, migfiles
-from tests.daemon_proc import REPO, DaemonProc
+from tests.daemon_proc import REPO, DaemonProc, base_env
 
 COMPANIONS = ("", "-wal", "-shm", ".migrate-lock", ".users-lock")
 
@@ -105,3 +105,20 @@ def test_a_boot_narrows_files_an_older_version_left_readable(tmp_path):
             if " WARN keysmith.boot " in line and "readable by the owner only" in line
         ]
         assert len(warnings) == 1 and str(db) in warnings[0], d.log_text()
+
+
+def test_the_database_a_restore_replaces_is_kept_owner_only(tmp_path):
+    # Issue 20, item 12: 'Restore pre-upgrade backup' kept the database it replaced as
+    # backups/…-replaced-by-restore.sqlite3 with mode 0644 (the umask's), holding the keys.
+    db = tmp_path / "data" / "keysmith.db"
+    kit.apply_range(db, upto=10)
+    kit.apply_range(db)  # at v10: this run backs up before 11, so there is a backup to restore
+    env = base_env({"KEYSMITH_DB_PATH": str(db)})
+    done = subprocess.run(
+        [sys.executable, "-m", "daemon", "action", "restore-backup"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [kept] = (db.parent / "backups").glob("*-replaced-by-restore.sqlite3")
+    assert mode(kept) == 0o600, oct(mode(kept))
+    assert set(modes(backup_files(db)[1:]).values()) == {"0o600"}, modes(backup_files(db))

@@ -426,7 +426,8 @@ def test_a_boot_after_an_unclean_stop_says_so_and_still_serves(tmp_path):
         record = d.wait_for("serving")
         assert f"pid {first.proc.pid}" in record["previous_unclean"]
         assert "while serving" in record["previous_unclean"]
-        assert record["consecutive_failed_boots"] == 1
+        # Counted for the next boot; shown as 0, since this boot serves.
+        assert record["failed_before"] == 1 and record["consecutive_failed_boots"] == 0
         assert any(
             " WARN keysmith.boot " in line and "did not stop cleanly" in line
             for line in d.log_text().splitlines()
@@ -459,7 +460,7 @@ def test_an_unreadable_status_file_does_not_stop_the_boot(tmp_path):
     )
     with DaemonProc(tmp_path) as d:
         record = d.wait_for("serving")
-        assert record["consecutive_failed_boots"] == 1 and record["previous_unclean"]
+        assert record["failed_before"] == 1 and record["previous_unclean"]
 
 
 def test_http_errors_use_the_json_envelope_and_bodies_are_bounded(tmp_path):
@@ -511,3 +512,19 @@ def test_sigterm_while_migrating_stops_between_two_migrations_then_resumes(tmp_p
 
     with DaemonProc(tmp_path, migrations_dir=migrations) as again:
         assert again.wait_for("serving")["schema_version"] == slow[-1]
+
+
+def test_a_boot_that_serves_after_failed_ones_shows_no_failed_boots(tmp_path):
+    # Issue 20, item 12: three boots refused a malformed setting, the operator fixed it, and
+    # the daemon served normally, while /healthz and the metric still said 3 failed boots.
+    for _ in range(3):
+        with DaemonProc(tmp_path, env={"KEYSMITH_LOG_FORMAT": "yaml"}) as refused:
+            assert refused.wait_for("failed")["cause"]["kind"] == "settings"
+    with DaemonProc(tmp_path) as d:
+        record = d.wait_for("serving")
+        assert record["failed_before"] == 3  # the history did count them
+        assert record["consecutive_failed_boots"] == 0
+        _, body = d.request("GET", "/healthz")
+        assert body["state"] == "serving" and body["consecutive_failed_boots"] == 0, body
+        _, text = d.request("GET", "/metrics")
+        assert metric_value(text, "keysmith_consecutive_failed_boots") == 0.0

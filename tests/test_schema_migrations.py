@@ -756,6 +756,101 @@ def test_0017_down_restores_the_database_before_it_and_keeps_metadata_in_the_aud
     assert "metadata" not in _columns(conn2, "policies")
 
 
+def _priced_shop(conn: sqlite3.Connection) -> dict[str, str]:
+    """Four policies at 0017, one per case 0018 tells apart; returns case -> policy id."""
+    ids = {}
+    for n, (case, product_price, policy_price) in enumerate(
+        (("copied", 5000, 5000), ("edited", 5000, 5000), ("created", 5000, 900), ("stale", 5000, 0))
+    ):
+        product, policy = str(uuid.uuid4()), str(uuid.uuid4())
+        conn.execute(
+            "INSERT INTO products (id, slug, name, price_sats, price_minor, created_at, "
+            "updated_at) VALUES (?, ?, 'P', ?, ?, 100, 100)",
+            (product, f"priced-{n}", product_price, product_price),
+        )
+        conn.execute(
+            "INSERT INTO policies (id, product_id, slug, name, price_sats, price_minor, "
+            "created_at) VALUES (?, ?, 'default', 'D', ?, ?, 200)",
+            (policy, product, policy_price, policy_price),
+        )
+        edits = {
+            "edited": ("policy.update", f"policy:{policy}", 300),
+            "stale": ("product.update", f"product:{product}", 300),
+            # A product edit before the policy existed cannot explain the policy's price.
+            "created": ("product.update", f"product:{product}", 150),
+        }
+        if case in edits:
+            action, subject, at = edits[case]
+            conn.execute(
+                "INSERT INTO audit_log (created_at, actor, action, subject, detail) "
+                "VALUES (?, 'admin', ?, ?, ?)",
+                (at, action, subject, json.dumps({"fields": ["name", "price_sats"]})),
+            )
+        ids[case] = policy
+    conn.commit()
+    return ids
+
+
+def test_0018_a_copied_price_follows_the_product_and_a_set_one_is_kept(tmp_path):
+    db, conn = _database_at(tmp_path, 17, scale=2)
+    ids = _priced_shop(conn)
+    before = _rows(conn, "policies")
+    kit.apply_range(db, upto=18)
+    kit.assert_db_clean(conn)
+    assert [row[:-1] for row in _rows(conn, "policies")] == before  # no price changed
+    follows = dict(conn.execute("SELECT id, price_follows_product FROM policies"))
+    assert {case: follows[policy] for case, policy in ids.items()} == {
+        "copied": 1,
+        "edited": 0,
+        "created": 0,
+        "stale": 0,
+    }
+    # The one policy nothing can decide is named in the audit log with both prices.
+    kept = [
+        (subject, json.loads(detail))
+        for subject, detail in conn.execute(
+            "SELECT subject, detail FROM audit_log WHERE action = 'migration.0018.up'"
+        )
+    ]
+    stale = [(s, d) for s, d in kept if s == f"policy:{ids['stale']}"]
+    assert [d["kept_price_sats"] for _, d in stale] == [0]
+    assert [d["product_price_sats"] for _, d in stale] == [5000]
+    assert not {f"policy:{ids[c]}" for c in ("copied", "edited", "created")} & {s for s, _ in kept}
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("UPDATE policies SET price_follows_product = 2 WHERE rowid = 1")
+
+
+def test_0018_down_gives_each_following_policy_its_products_price(tmp_path):
+    down = (kit.MIGRATIONS / "0018_policy_price_follows_product.down.sql").read_text()
+    # Nothing repriced since: the down gives back exactly the database 0017 knew (but for the
+    # up's audit rows, which stay: they are the seller's record).
+    db, conn = _database_at(tmp_path, 17, scale=2)
+    before = kit.dump(conn)
+    kit.apply_range(db, upto=18)
+    conn.execute("DELETE FROM audit_log WHERE action = 'migration.0018.up'")
+    conn.executescript(f"BEGIN;\n{down}\nCOMMIT;")
+    assert kit.dump(conn) == before
+    # A product repriced at 18: its following policy keeps that price in the older schema.
+    db, conn = _database_at(tmp_path / "repriced", 17)
+    ids = _priced_shop(conn)
+    kit.apply_range(db, upto=18)
+    conn.execute(
+        "UPDATE products SET price_sats = 7000, price_minor = 7000 WHERE id = "
+        "(SELECT product_id FROM policies WHERE id = ?)",
+        (ids["copied"],),
+    )
+    conn.executescript(f"BEGIN;\n{down}\nCOMMIT;")
+    kit.assert_db_clean(conn)
+    assert "price_follows_product" not in _columns(conn, "policies")
+    prices = dict(conn.execute("SELECT id, price_sats FROM policies"))
+    assert [prices[ids[c]] for c in ("copied", "edited", "created", "stale")] == [
+        7000,
+        5000,
+        900,
+        0,
+    ]
+
+
 def test_every_migration_has_a_test_here():
     # A new migration without its test here fails this, on purpose.
     names = {p.name[:4] for p in kit.MIGRATIONS.glob("[0-9]*_*.sql")}

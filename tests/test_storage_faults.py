@@ -10,8 +10,10 @@ within seconds of its release even when no write comes.
 from __future__ import annotations
 
 import errno
+import hashlib
 import http.client
 import json
+import os
 import sqlite3
 import time
 from contextlib import closing
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from daemon.db import LOCK_RECHECK_SECONDS
 from tests.daemon_proc import DaemonProc
-from tests.test_api_support import admin, db_dump, must, unique
+from tests.test_api_support import admin, db_dump, issue, make_product, must, rows, unique
 from tests.test_hostile_inputs import small_volume
 
 DESCRIPTION = "d" * 2000  # each product row then takes a good part of a page
@@ -161,3 +163,58 @@ def test_a_lock_held_past_the_busy_timeout_is_503_with_retry_after(tmp_path):
         assert_ready(proc)
         assert db_dump(proc) == before
         must(new_product(proc), 200)
+
+
+def free_bytes(folder: Path) -> int:
+    stat = os.statvfs(folder)
+    return stat.f_bavail * stat.f_frsize
+
+
+def safe_mode_answer(proc: DaemonProc, timeout: float = 60) -> dict:
+    """/healthz once the daemon settled, read over HTTP: a full disk leaves the status file
+    unwritten, so DaemonProc.wait_for (which reads it) cannot tell."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.alive(), proc.log_text()
+        try:
+            status, body = proc.request("GET", "/healthz")
+        except OSError:
+            status, body = None, None  # not listening yet
+        if isinstance(body, dict) and body.get("state") in ("serving", "blocked", "failed"):
+            return {"http_status": status, **body}
+        time.sleep(0.1)
+    raise AssertionError(f"no settled /healthz within {timeout} s:\n{proc.log_text()}")
+
+
+def test_a_boot_on_a_full_disk_says_disk_full_and_data_intact(tmp_path):
+    # Issue 20, item 10: with 16 KB free, the boot called the database damaged (db_unreadable,
+    # data_intact false) and advised restoring a backup, which loses every license since.
+    with small_volume(tmp_path, 16) as volume:
+        db = volume / "keysmith.db"
+        with DaemonProc(tmp_path, db_path=db) as first:
+            product = make_product(first)
+            issued = {issue(first, product)["license_id"] for _ in range(20)}
+        before = hashlib.sha256(db.read_bytes()).hexdigest()
+        filler = volume / "filler"
+        with open(filler, "wb") as f:
+            f.write(b"\0" * (free_bytes(volume) - 16 * 1024))
+        assert free_bytes(volume) == 16 * 1024
+
+        with DaemonProc(tmp_path, db_path=db, wait=None) as full:
+            answer = safe_mode_answer(full)
+            assert answer["http_status"] == 503 and answer["state"] == "failed", answer
+            cause = answer["cause"]
+            assert cause["kind"] == "disk_full", cause
+            assert cause["data_intact"] is True, cause
+            assert "full" in cause["message"] and "not damaged" in cause["message"], cause
+            assert cause["remedy"].startswith("free disk space"), cause
+            assert "restart" in cause["remedy"] and "restore" not in cause["remedy"], cause
+            code, _out, err = full.health()
+            assert code == 1 and "full" in err and "data is intact" in err, err
+        assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+
+        filler.unlink()
+        with DaemonProc(tmp_path, db_path=db) as again:
+            again.wait_for("serving")
+            found = {r[0] for r in rows(again, "SELECT id FROM licenses")}
+            assert found == issued

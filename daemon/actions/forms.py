@@ -94,10 +94,10 @@ ACTIONS = (
             number(
                 "price_sats",
                 "Price (sats)",
-                "The price with this policy, in satoshis.",
+                "The price with this policy, in satoshis. Empty: the product's price, which the "
+                "policy then follows when it changes.",
                 minimum=0,
                 maximum=inputs.MAX_SATS,
-                default=0,
             ),
             number(
                 "duration_days",
@@ -268,10 +268,10 @@ ACTIONS = (
             text(
                 "code",
                 "Code",
-                "What buyers type (letters, digits, '-' and '_').",
-                required=True,
+                "What buyers type (letters, digits, '-' and '_'). Empty: a random code no one "
+                "can guess is made (a short or familiar one giving a free license or a high "
+                "discount can be guessed; the result warns of it).",
                 max_length=64,
-                placeholder="LAUNCH-2027",
             ),
             select(
                 "kind",

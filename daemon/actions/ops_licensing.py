@@ -13,7 +13,7 @@ from daemon.actions import service_call
 from daemon.actions.registry import NOTHING_CHANGED, ActionError
 from daemon.actions.results import Result, Value
 from daemon.licensing import models, wire
-from daemon.licensing.codes import BASIS_POINTS_PER_PERCENT
+from daemon.licensing.codes import BASIS_POINTS_PER_PERCENT, strong_code
 from daemon.licensing.errors import LicensingError
 from daemon.settings import Settings
 
@@ -228,7 +228,7 @@ def deactivate_machine(settings: Settings, values: dict[str, Any]) -> Result:
 
 def create_discount_code(settings: Settings, values: dict[str, Any]) -> Result:
     fields = {
-        "code": values["code"],
+        "code": values["code"] or strong_code(),
         "kind": values["kind"],
         "amount": values["amount"],
         "product_slug": values["product"],
@@ -243,9 +243,11 @@ def create_discount_code(settings: Settings, values: dict[str, Any]) -> Result:
     request = _request(models.CodeCreate, fields)
     created = service_call.call(settings, lambda s: s.create_code(request))
     scope = f"for '{created['product_slug']}'" if created["product_slug"] else "for every product"
+    warning = f" Warning: {created['weak']}" if "weak" in created else ""
     return Result(
         "Discount code created",
-        f"Created the {created['kind']} code {created['code']} {scope} (id {created['id']}).",
+        f"Created the {created['kind']} code {created['code']} {scope} (id {created['id']})."
+        + warning,
         Value(created["code"], name="Code", copyable=True),
     )
 

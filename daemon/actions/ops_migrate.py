@@ -13,6 +13,7 @@ from typing import Any
 from daemon.actions.registry import Action, ActionError, InputError, number, toggle
 from daemon.actions.results import Result, Value
 from daemon.migrate.plan import Plan
+from daemon.migrate.private import create_private
 from daemon.settings import Settings
 
 # The daemon could be booting in another container at the same moment; its migrator holds this
@@ -189,6 +190,8 @@ def _keep_current(db_path: Path, folder: Path) -> Path | None:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     # Not the pre-upgrade naming: it must never be picked as "the newest pre-upgrade backup".
     kept = folder / f"{db_path.stem}-{stamp}-replaced-by-restore.sqlite3"
+    # Created owner-only before SQLite opens it: it holds what the database holds (the keys).
+    create_private(kept)
     try:
         # Read-write on purpose: a WAL left by a crash is recovered into the copy.
         source = sqlite3.connect(db_path, timeout=5.0)
@@ -201,6 +204,7 @@ def _keep_current(db_path: Path, folder: Path) -> Path | None:
     except sqlite3.DatabaseError:
         # A damaged database cannot be read page by page; keep its raw bytes instead.
         kept.unlink(missing_ok=True)
+        create_private(kept)
         shutil.copyfile(db_path, kept)
     return kept
 

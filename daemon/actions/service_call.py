@@ -81,14 +81,14 @@ def _locked() -> ActionError:
 
 async def _call(settings: Settings, operation: Callable[[Licensing], Awaitable[T]]) -> T:
     from daemon.db import open_pool
-    from daemon.licensing.service import Licensing
+    from daemon.licensing.service import Licensing, Limits
 
     pool = await open_pool(settings.db_path, size=POOL_SIZE, lock_timeout=LOCK_TIMEOUT)
     try:
         await _require_first_start_done(pool)
         # No admin key passed: with the issuer and admin keys in place, opening writes nothing;
         # settling a key from the environment is the daemon's job at its boot, not an action's.
-        service = await Licensing.open(pool, actor=AUDIT_ACTOR)
+        service = await Licensing.open(pool, actor=AUDIT_ACTOR, limits=Limits.of(settings))
         try:
             # As dicts and lists: an action reads fields by name to write its message.
             return plain(await operation(service))

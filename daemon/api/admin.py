@@ -152,7 +152,8 @@ async def unsuspend_license(request: web.Request) -> web.Response:
 @admin_endpoint(
     "POST",
     "/v1/admin/discount-codes",
-    "Create a discount code (percent in basis points)",
+    "Create a discount code (percent in basis points); a guessable free or high-value one "
+    "is answered with `weak`",
     body=models.CodeCreate,
     answer=answers.Code,
 )

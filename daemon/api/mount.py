@@ -1,5 +1,7 @@
 """Adds the route table to the app, with what public routes share: CORS (browser clients,
-preflight included) and the per-client rate limits.
+preflight included), the per-client rate limits (KEYSMITH_RATE_LIMIT for validate, heartbeat,
+redeem and recover; KEYSMITH_WRITE_RATE_LIMIT for the routes that add rows: purchase, machine
+activate and deactivate) and the discount-code guard the code routes call (`codeguard`).
 
 Imports every handler module so they register, then reads the table: the one place that
 knows all of them, and nothing imports this but `app`.
@@ -17,12 +19,13 @@ from daemon.api import (  # noqa: F401  (they register into the table)
     openapi,
     public,
 )
-from daemon.api.envelope import error_response
+from daemon.api.codeguard import CODE_GUARD, CodeGuard
+from daemon.api.envelope import rate_limited
 from daemon.api.expect import expect_handler
 from daemon.api.ops import STORAGE_KEY
 from daemon.api.ratelimit import RateLimiter
 from daemon.api.routes import LICENSING
-from daemon.api.table import ENDPOINTS, Endpoint, Handler
+from daemon.api.table import ENDPOINTS, WRITE_GROUPS, Endpoint, Handler
 from daemon.licensing.service import Licensing
 from daemon.settings import Settings
 
@@ -37,10 +40,13 @@ def add_licensing_routes(app: web.Application, licensing: Licensing, settings: S
     """Every route of the table; public ones with CORS, the rate-limited ones limited."""
     app[LICENSING] = licensing
     app[STORAGE_KEY] = licensing.storage
-    limiter = RateLimiter(settings.rate_limit_per_minute)
+    app[CODE_GUARD] = CodeGuard(licensing, settings)
+    reads = RateLimiter(settings.rate_limit_per_minute)
+    writes = RateLimiter(settings.write_rate_limit_per_minute)
     methods: dict[str, list[str]] = {}
     for e in ENDPOINTS:
         handler = e.handler
+        limiter = writes if e.rate_group in WRITE_GROUPS else reads
         if e.rate_group is not None and limiter.enabled:
             handler = _limited(handler, e, limiter, settings)
         if e.tag == "public":
@@ -77,14 +83,7 @@ def _limited(handler: Handler, e: Endpoint, limiter: RateLimiter, settings: Sett
         address = peers.client_address(request, settings.trusted_proxies)
         wait = limiter.retry_after(group, address)
         if wait:
-            response = error_response(
-                429,
-                "rate_limited",
-                f"too many {group} requests from {address}; nothing was done. Retry in {wait} s",
-                reason="rate_limited",
-            )
-            response.headers["Retry-After"] = str(wait)
-            return response
+            return rate_limited(wait, f"too many {group} requests from {address}")
         return await handler(request)
 
     return limited

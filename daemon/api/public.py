@@ -11,6 +11,7 @@ import msgspec
 from aiohttp import web
 
 from daemon import __version__
+from daemon.api.codeguard import code_refusal
 from daemon.api.routes import (
     answer,
     licensing_of,
@@ -99,9 +100,10 @@ async def validate(request: web.Request) -> web.Response:
 @public_endpoint(
     "POST",
     "/v1/machines/activate",
-    "Take a seat for a machine",
+    "Take a seat for a machine (unlimited seats stop at the server's ceiling: `seat_ceiling`)",
     body=models.ActivateRequest,
     answer=answers.SeatAnswer,
+    rate_group="activate",
 )
 async def activate(request: web.Request) -> web.Response:
     body = await read(request, models.ActivateRequest)
@@ -127,6 +129,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     "Free a machine's seat",
     body=models.DeactivateRequest,
     answer=answers.SeatAnswer,
+    rate_group="deactivate",
 )
 async def deactivate(request: web.Request) -> web.Response:
     body = await read(request, models.DeactivateRequest)
@@ -143,6 +146,8 @@ async def deactivate(request: web.Request) -> web.Response:
 )
 async def redeem(request: web.Request) -> web.Response:
     body = await read(request, models.RedeemRequest)
+    if (refused := await code_refusal(request, body.code)) is not None:
+        return refused
     return answer(await licensing_of(request).redeem(body))
 
 
@@ -153,9 +158,12 @@ async def redeem(request: web.Request) -> web.Response:
     "payment provider (503 payment_not_configured)",
     body=models.PurchaseRequest,
     answer=answers.Purchase,
+    rate_group="purchase",
 )
 async def purchase(request: web.Request) -> web.Response:
     body = await read(request, models.PurchaseRequest)
+    if (refused := await code_refusal(request, body.code)) is not None:
+        return refused
     return answer(await licensing_of(request).purchase(body))
 
 
@@ -192,6 +200,8 @@ async def recover(request: web.Request) -> web.Response:
 )
 async def preview_code(request: web.Request) -> web.Response:
     query = read_query(request, models.CodePreview)
+    if (refused := await code_refusal(request, query.code)) is not None:
+        return refused
     return answer(await licensing_of(request).preview_code(query))
 
 

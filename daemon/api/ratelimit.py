@@ -42,3 +42,10 @@ class RateLimiter:
         if len(self._buckets) > MAX_BUCKETS:
             self._buckets.popitem(last=False)
         return wait
+
+    def give_back(self, group: str, address: str) -> None:
+        """Return the token a request took (it turned out not to count against the limit)."""
+        key = (group, address)
+        if key in self._buckets:
+            tokens, last = self._buckets[key]
+            self._buckets[key] = (min(self._capacity, tokens + 1.0), last)

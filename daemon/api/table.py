@@ -15,7 +15,11 @@ from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Tag = Literal["public", "admin"]
-RateGroup = Literal["validate", "heartbeat", "redeem", "recover"]
+RateGroup = Literal[
+    "validate", "heartbeat", "redeem", "recover", "purchase", "activate", "deactivate"
+]
+# The groups whose requests add rows (licenses, invoices, machines): their own, lower limit.
+WRITE_GROUPS: frozenset[RateGroup] = frozenset({"purchase", "activate", "deactivate"})
 
 
 @dataclass(frozen=True)

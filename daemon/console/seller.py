@@ -20,6 +20,7 @@ from daemon.console.web import (
     row_button,
     see,
 )
+from daemon.licensing.codes import strong_code
 
 # Messages after a change, by the `done` query value of the redirect that follows it.
 DONE = {
@@ -187,11 +188,12 @@ async def codes(
     form: dict[str, str],
     refused: ops.Refused | None = None,
 ) -> web.StreamResponse:
+    # A fresh form offers a strong code; a refused one shows what the seller typed.
     return render_form_page(
         request,
         "codes.html",
         session,
-        form,
+        form if "code" in form else {**form, "code": strong_code()},
         refused,
         title="Discount codes",
         page="codes",

@@ -45,6 +45,8 @@ class Refusal(Answer, kw_only=True, omit_defaults=True):
     expires_at: str | None = None
     grace_until: str | None = None
     max_machines: int | None = None
+    # too_many_machines on an unlimited license: the server's ceiling (KEYSMITH_UNLIMITED_SEATS).
+    seat_ceiling: int | None = None
 
 
 class Valid(Answer, kw_only=True):
@@ -70,6 +72,13 @@ class SeatAnswer(Answer, kw_only=True):
     machine_id: str | None
     active_count: int
     max_machines: int
+
+
+class SeatCeiling(SeatAnswer, kw_only=True):
+    """An unlimited license (max_machines 0) at the server's ceiling of active machines."""
+
+    seat_ceiling: int
+    message: str
 
 
 class CatalogEntryOut(Answer, kw_only=True):
@@ -116,7 +125,8 @@ class PublicPolicy(Answer, kw_only=True):
 class Policy(PublicPolicy, kw_only=True):
     id: str
     product_id: str
-    price_sats_override: int
+    # The policy's own price; null: it follows the product's (price_sats is then the product's).
+    price_sats_override: int | None
     duration_days: int | None
     # Listed to buyers (Keysat's name).
     public: bool
@@ -237,6 +247,13 @@ class Code(Answer, kw_only=True):
     # Keysat's launch special, which Keysmith refuses (models.CodeTerms): never true.
     featured: bool = False
     created_at: str | None
+
+
+class WeakCode(Code, kw_only=True):
+    """A free or high-value code a guesser could find soon (KEYSMITH_WEAK_CODE_DAYS): Keysat's
+    fields, and `weak` saying why, with a strong code to use instead. Others have no `weak`."""
+
+    weak: str
 
 
 class CodePreviewAnswer(Answer, kw_only=True, omit_defaults=True):

@@ -6,6 +6,7 @@ import json
 import uuid
 from typing import Any
 
+import msgspec
 from aiosqlite import Connection
 
 from daemon.licensing import answers, models, rows, store
@@ -126,7 +127,10 @@ class Catalogue(Core):
             if await store.policy_by_slug(conn, product["id"], request.slug) is not None:
                 raise Conflict(f"product '{product['slug']}' already has a policy '{request.slug}'")
             _check_entitlements_in_catalog(product, request.entitlements or [])
-            price = request.price_sats_override
+            # No override: the policy follows the product's price (Keysat), read at each use;
+            # the product's price now is kept in the row for a downgrade (0018's down).
+            follows = request.price_sats_override is None and request.price_value is None
+            price = product["price_sats"] if follows else request.price_sats_override
             if price is None:
                 price = product["price_sats"]
             policy = {
@@ -136,8 +140,19 @@ class Catalogue(Core):
                 "name": request.name,
                 "description": request.description or "",
                 "price_sats": price,
-                "price_currency": rows.stored_currency(request.price_currency),
-                "price_minor": price if request.price_value is None else request.price_value,
+                "price_currency": (
+                    product["price_currency"]
+                    if follows
+                    else rows.stored_currency(request.price_currency)
+                ),
+                "price_minor": (
+                    product["price_minor"]
+                    if follows
+                    else price
+                    if request.price_value is None
+                    else request.price_value
+                ),
+                "price_follows_product": int(follows),
                 "entitlements": json.dumps(request.entitlements or []),
                 "metadata": json.dumps(request.metadata or {}, sort_keys=True),
                 "is_trial": int(bool(request.is_trial)),
@@ -183,8 +198,7 @@ class Catalogue(Core):
             ("name", "description", "grace_seconds", "sort_order"),
         )
         values |= _stored_prices(request)
-        if request.price_sats_override is not None:
-            values["price_sats"] = request.price_sats_override
+        values |= _override_columns(request.price_sats_override)
         if request.duration_seconds is not None:
             values["duration_seconds"] = request.duration_seconds or None
         if request.max_machines is not None:
@@ -263,6 +277,15 @@ def _stored_prices(request: models.ProductUpdate | models.PolicyUpdate) -> dict[
     if request.price_value is not None:
         values["price_minor"] = request.price_value
     return values
+
+
+def _override_columns(override: int | msgspec.UnsetType | None) -> dict[str, int]:
+    """Keysat's edit: a number sets the policy's own price, null follows the product's."""
+    if override is msgspec.UNSET:
+        return {}
+    if override is None:
+        return {"price_follows_product": 1}
+    return {"price_sats": override, "price_follows_product": 0}
 
 
 def _seat_columns(max_machines: int) -> dict[str, int]:

@@ -10,6 +10,7 @@ column keeps a value within its CHECK for an older version (`_stored_amount`).
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,53 @@ DISCOUNT_KINDS = ("percent", "fixed_sats", "free_license", "set_price")
 FULL_PERCENT_BPS = 10_000
 # The console's and the actions' forms ask for a whole percent; a code's amount is basis points.
 BASIS_POINTS_PER_PERCENT = 100
+
+
+# A generated code: 12 characters from 30 that cannot be mistaken for one another (no 0/O,
+# 1/I/L, U), in groups of 4: 30^12 = 5.3 x 10^17 possibilities, centuries at any rate.
+STRONG_ALPHABET = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
+STRONG_GROUPS = 3
+# A percent code taking at least this much off is "high value", like a free license.
+HIGH_VALUE_BPS = 5_000
+MINUTES_PER_DAY = 1_440
+
+
+def strong_code() -> str:
+    """A code no guesser finds: what the console and the action offer the seller."""
+    group = range(4)
+    return "-".join(
+        "".join(secrets.choice(STRONG_ALPHABET) for _ in group) for _ in range(STRONG_GROUPS)
+    )
+
+
+def guess_space(text: str) -> int:
+    """How many codes of this shape exist (a guesser who knows which places hold digits and
+    which letters; codes match any case). Assumes random characters: a word is weaker."""
+    space = 1
+    for char in text:
+        space *= 10 if char.isdigit() else 26 if char.isalpha() else 2
+    return space
+
+
+def weakness(kind: str, amount: int, text: str, wrong_per_minute: int, days: int) -> str | None:
+    """Why a free or high-value code could be guessed within `days`, or None."""
+    valuable = kind == "free_license" or (kind == "percent" and amount >= HIGH_VALUE_BPS)
+    if days == 0 or not valuable:
+        return None
+    advice = f"Use a long random code, e.g. {strong_code()}"
+    if wrong_per_minute == 0:
+        return (
+            f"code '{text}' is valuable and wrong codes are not limited in total on this server "
+            f"(KEYSMITH_WRONG_CODES_PER_MINUTE=0), so many addresses may guess it. {advice}"
+        )
+    expected_days = guess_space(text) / 2 / (wrong_per_minute * MINUTES_PER_DAY)
+    if expected_days >= days:
+        return None
+    return (
+        f"code '{text}' is weak: at this server's limit of {wrong_per_minute} wrong codes a "
+        f"minute, a guesser finds a code of its shape in {expected_days:,.1f} days on average "
+        f"(the warning is for less than {days} days, KEYSMITH_WEAK_CODE_DAYS). {advice}"
+    )
 
 
 def price_after(code: Row | None, base: int) -> int:
@@ -135,7 +183,17 @@ class Codes(Core):
                 at,
             )
             row = await store_sales.code_by_id(conn, code["id"])
-        return rows.code(row)
+        return self._shown(row)
+
+    def _shown(self, row: Row) -> answers.Code:
+        """The code as answered, with the seller's warning when it is guessable."""
+        code = rows.code(row)
+        weak = weakness(
+            code.kind, code.amount, code.code, self._wrong_codes_per_minute, self._weak_code_days
+        )
+        if weak is None:
+            return code
+        return answers.WeakCode(**msgspec.structs.asdict(code), weak=weak)
 
     async def list_codes(self, query: models.CodeQuery) -> list[answers.Code]:
         product_slug = query.product_slug
@@ -149,7 +207,7 @@ class Codes(Core):
             found = await store_sales.list_codes(
                 conn, product_id=product_id, include_inactive=query.include_inactive
             )
-        return [rows.code(row) for row in found]
+        return [self._shown(row) for row in found]
 
     async def get_code(self, code_id: str) -> answers.CodeWithRedemptions:
         async with self._pool.connection() as conn:
@@ -158,7 +216,7 @@ class Codes(Core):
                 raise NotFound(f"discount code {code_id}")
             used = await store_sales.redemptions_of(conn, code_id)
         return answers.CodeWithRedemptions(
-            code=rows.code(row), redemptions=[rows.redemption(r) for r in used]
+            code=self._shown(row), redemptions=[rows.redemption(r) for r in used]
         )
 
     async def update_code(
@@ -211,7 +269,7 @@ class Codes(Core):
                 conn, action, f"discount_code:{code_id}", {"fields": sorted(fields)}, at
             )
             row = await store_sales.code_by_id(conn, code_id)
-        return rows.code(row)
+        return self._shown(row)
 
     async def set_code_active(self, code_id: str, active: bool) -> answers.Code:
         request = models.CodeUpdate(active=active)
@@ -233,6 +291,11 @@ class Codes(Core):
                 conn, "discount_code.delete", f"discount_code:{code_id}", {"code": row["code"]}, at
             )
         return answers.Deleted(deleted=row["code"])
+
+    async def code_exists(self, text: str) -> bool:
+        """Whether a code with this text exists, usable or not (the API's guessing guard)."""
+        async with self._pool.connection() as conn:
+            return await store_sales.code_by_text(conn, text) is not None
 
     async def preview_code(self, query: models.CodePreview) -> answers.CodePreviewAnswer:
         """What a buyer would pay with this code (Keysat's public preview); uses nothing up."""

@@ -8,6 +8,7 @@ Every write is one transaction (`pool.transaction()`), and an admin write adds i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import time
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ Actor = Literal["admin", "action", "public", "system"]
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The memory and history bounds of the service (`daemon.settings` documents each).
+    """The memory and history bounds of the service (`daemon.settings` documents each), and
+    the networks beyond the public internet that webhooks may go to.
 
     Deactivated machines beyond `machine_history` per license are deleted in the transaction
     that deactivates another, so activate/deactivate churn cannot grow the table; settled
@@ -37,6 +39,20 @@ class Limits:
     key_cache_bytes: int = settings.DEFAULT_KEY_CACHE_BYTES
     machine_history: int = settings.DEFAULT_MACHINE_HISTORY
     webhook_history: int = settings.DEFAULT_WEBHOOK_HISTORY
+    # Private networks webhooks may be delivered to (the operator's allowance).
+    webhook_allow_networks: tuple[settings.Network, ...] = ()
+    # Active machines a license with unlimited seats may have (0: no ceiling).
+    unlimited_seats: int = settings.DEFAULT_UNLIMITED_SEATS
+    # The API's total of wrong discount codes a minute, and the days within which a code a
+    # guesser would find at that rate is called weak to the seller.
+    wrong_codes_per_minute: int = settings.DEFAULT_WRONG_CODES_PER_MINUTE
+    weak_code_days: int = settings.DEFAULT_WEAK_CODE_DAYS
+
+    @classmethod
+    def of(cls, configured: settings.Settings) -> Limits:
+        """The bounds the operator configured (the daemon's boot and the actions)."""
+        # Each bound has the name of its setting.
+        return cls(**{f.name: getattr(configured, f.name) for f in dataclasses.fields(cls)})
 
 
 async def record(
@@ -79,6 +95,10 @@ class Core:
         )
         self._machine_history = limits.machine_history
         self._webhook_history = limits.webhook_history
+        self._webhook_networks = limits.webhook_allow_networks
+        self._unlimited_seats = limits.unlimited_seats
+        self._wrong_codes_per_minute = limits.wrong_codes_per_minute
+        self._weak_code_days = limits.weak_code_days
         self._write_lock = asyncio.Lock()
         self.public_key_pem = issuer.public_pem()
 

@@ -174,7 +174,7 @@ class PolicyTerms(Request, kw_only=True):
     """The fields a policy's create and edit share (Keysat's names and meanings)."""
 
     description: LongText | None = None
-    # The policy's price; without it the product's price at the time.
+    # The policy's own price; without it the policy follows the product's price.
     price_sats_override: Sats | None = None
     # Seconds a license lasts from issue; 0 or absent: perpetual.
     duration_seconds: Seconds | None = None
@@ -208,6 +208,8 @@ class PolicyCreate(PolicyTerms, kw_only=True):
 
 class PolicyUpdate(PolicyTerms, kw_only=True):
     name: Text | None = None
+    # Keysat: a number sets the policy's price, null follows the product's, absent: unchanged.
+    price_sats_override: Sats | msgspec.UnsetType | None = msgspec.UNSET  # type: ignore[assignment]
     active: bool | None = None
 
 

@@ -2,10 +2,14 @@
 
 `emit` writes an event in the transaction of the change it reports, with one delivery per
 enabled endpoint subscribed to its type: an event exists if and only if its change committed,
-and a restart finds every delivery not yet made. The sender (`daemon.webhooks`) asks for the
-deliveries due (`due_deliveries`: per endpoint only the oldest pending one, so each endpoint
-hears its events in order) and records each attempt (`record_attempt`). This module knows no
-HTTP.
+and a restart finds every delivery not yet made. The sender (`daemon.webhooks`) claims the
+deliveries due (`claim_due`: per endpoint only the oldest pending one, so each endpoint hears
+its events in order) and records each attempt (`record_attempt`). This module knows no HTTP.
+
+A claim is a lease in the database: the delivery's `next_attempt_at` moves to the lease's end
+before it is sent, so every other process sharing the database (a second daemon) finds it not
+yet due. A sender that dies mid-attempt leaves the lease to run out, and the delivery is made
+again then: at least once, with a duplicate only after a crash mid-attempt.
 
 The body of a delivery is fixed when the event is written (`payload`), so every attempt
 sends the same bytes and the signature over them never changes; the delivery id (the
@@ -14,9 +18,11 @@ sends the same bytes and the signature over them never changes; the delivery id 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import secrets
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,11 +33,12 @@ from aiosqlite import Connection
 
 from daemon.licensing import answers, integrations, rows, store
 from daemon.licensing.core import Core, now
-from daemon.licensing.errors import NotFound
+from daemon.licensing.errors import BadRequest, NotFound
 from daemon.licensing.events import PAYLOAD_OF, Event, Payload, SelfHealed
 from daemon.licensing.integrations import EVERY_EVENT, EventType
 from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
+from daemon.webhook_targets import host_refusal
 
 AttemptResult = Literal["delivered", "retry", "failed"]
 # The wait stops doubling after 6 doublings (64 x the first wait; 320 s from the default 5 s),
@@ -118,6 +125,9 @@ class Due:
     event_type: str
     body: bytes
     attempts: int
+    # When it is due, as read; once claimed, when the claim's lease ends. Each write that
+    # decides the delivery requires it unchanged (compare and set), so only one sender wins.
+    next_attempt_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +147,10 @@ class Outbox(Core):
     async def create_webhook_endpoint(
         self, request: integrations.WebhookEndpointCreate
     ) -> integrations.WebhookEndpoint:
+        host = urllib.parse.urlsplit(request.url).hostname or ""
+        refused = host_refusal(host, self._webhook_networks)
+        if refused is not None:
+            raise BadRequest(f"'url' is refused: {refused}")
         secret = request.secret or secrets.token_hex(SECRET_BYTES)
         endpoint_id = str(uuid.uuid4())
         async with self._write_lock:
@@ -253,7 +267,27 @@ class Outbox(Core):
 
     # ----- for the sender -----
 
-    async def due_deliveries(self, skip: frozenset[str]) -> list[Due]:
+    async def claim_due(self, skip: frozenset[str], lease_seconds: float) -> list[Due]:
+        """The deliveries due (`_due_deliveries`), each claimed until `lease_seconds` from now,
+        in one transaction; a delivery another process claimed or settled since it was read
+        is left out."""
+        found = await self._due_deliveries(skip)
+        if not found:
+            return []
+        lease = time.time() + lease_seconds
+        claimed = []
+        async with self._write_lock, self._pool.transaction() as conn:
+            for due in found:
+                cursor = await conn.execute(
+                    "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ? "
+                    "AND status = 'pending' AND attempts = ? AND next_attempt_at = ?",
+                    (lease, due.id, due.attempts, due.next_attempt_at),
+                )
+                if cursor.rowcount:
+                    claimed.append(dataclasses.replace(due, next_attempt_at=lease))
+        return claimed
+
+    async def _due_deliveries(self, skip: frozenset[str]) -> list[Due]:
         """Per enabled endpoint (but those in `skip`, being delivered to now), its oldest
         pending delivery, if its time has come. One indexed lookup per endpoint."""
         clock = time.time()
@@ -283,6 +317,7 @@ class Outbox(Core):
                             event_type=head["event_type"],
                             body=head["payload"].encode(),
                             attempts=head["attempts"],
+                            next_attempt_at=head["next_attempt_at"],
                         )
                     )
         return due
@@ -297,7 +332,9 @@ class Outbox(Core):
         error: str | None,
         retry_in: float,
     ) -> None:
-        """The attempt in the log and the delivery's new state, in one transaction."""
+        """The attempt in the log and the delivery's new state, in one transaction. An attempt
+        whose claim was lost meanwhile (its lease ran out and another sender claimed it, or an
+        admin asked for a retry) is logged but decides nothing: the new claim does."""
         attempt = due.attempts + 1
         async with self._write_lock:
             at = now()
@@ -309,13 +346,15 @@ class Outbox(Core):
                 )
                 await conn.execute(
                     "UPDATE webhook_deliveries SET attempts = ?, next_attempt_at = ?, "
-                    "status = ?, delivered_at = ? WHERE id = ? AND status = 'pending'",
+                    "status = ?, delivered_at = ? WHERE id = ? AND status = 'pending' "
+                    "AND next_attempt_at = ?",
                     (
                         attempt,
                         time.time() + retry_in,
                         "pending" if result == "retry" else result,
                         at if result == "delivered" else None,
                         due.id,
+                        due.next_attempt_at,
                     ),
                 )
                 if result != "retry":

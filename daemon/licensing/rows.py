@@ -83,7 +83,7 @@ def policy(row: Row) -> answers.Policy:
         **_public_fields(row),
         id=row["id"],
         product_id=row["product_id"],
-        price_sats_override=row["price_sats"],
+        price_sats_override=None if row["price_follows_product"] else row["price_sats"],
         duration_days=None if duration is None else -(-duration // 86_400),
         public=bool(row["is_public"]),
         active=bool(row["active"]),

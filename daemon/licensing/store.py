@@ -144,11 +144,17 @@ async def delete_row(conn: Connection, table: str, row_id: str) -> int:
 
 # ---------- policies ----------
 
+# A policy that follows its product's price (0018) is read at the product's current one.
+_FOLLOWED = (
+    "CASE WHEN price_follows_product = 1 THEN (SELECT {0} FROM products AS prod "
+    "WHERE prod.id = policies.product_id) ELSE {0} END AS {0}"
+)
 POLICY_COLUMNS = (
-    "id, product_id, slug, name, description, price_sats, duration_seconds, grace_seconds, "
+    "id, product_id, slug, name, description, duration_seconds, grace_seconds, "
     "CASE WHEN unlimited_machines = 1 THEN 0 ELSE max_machines END AS max_machines, is_trial, "
     "entitlements, is_public, active, created_at, highlighted, sort_order, is_default, "
-    "price_currency, price_minor, metadata"
+    "metadata, price_follows_product, "
+    + ", ".join(_FOLLOWED.format(name) for name in ("price_sats", "price_currency", "price_minor"))
 )
 
 
@@ -157,10 +163,11 @@ async def insert_policy(conn: Connection, policy: dict[str, Any]) -> None:
         "INSERT INTO policies (id, product_id, slug, name, description, price_sats, "
         "duration_seconds, grace_seconds, max_machines, unlimited_machines, is_trial, "
         "entitlements, is_public, active, created_at, highlighted, sort_order, is_default, "
-        "price_currency, price_minor, metadata) VALUES (:id, :product_id, :slug, :name, "
-        ":description, :price_sats, :duration_seconds, :grace_seconds, :max_machines, "
-        ":unlimited_machines, :is_trial, :entitlements, :is_public, 1, :now, :highlighted, "
-        ":sort_order, :is_default, :price_currency, :price_minor, :metadata)",
+        "price_currency, price_minor, metadata, price_follows_product) VALUES (:id, "
+        ":product_id, :slug, :name, :description, :price_sats, :duration_seconds, "
+        ":grace_seconds, :max_machines, :unlimited_machines, :is_trial, :entitlements, "
+        ":is_public, 1, :now, :highlighted, :sort_order, :is_default, :price_currency, "
+        ":price_minor, :metadata, :price_follows_product)",
         policy,
     )
 

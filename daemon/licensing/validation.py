@@ -24,7 +24,7 @@ from aiosqlite import Connection
 
 from daemon import metrics
 from daemon.licensing import events, keys, models, outbox, store, store_machines
-from daemon.licensing.answers import Refusal, SeatAnswer, Valid
+from daemon.licensing.answers import Refusal, SeatAnswer, SeatCeiling, Valid
 from daemon.licensing.core import Core, now, record
 from daemon.licensing.errors import BadRequest, NotFound
 from daemon.licensing.state import BAD_SIGNATURE, KeyIdentity, LicenseView, iso_time
@@ -38,8 +38,11 @@ class _SeatClaim:
     fingerprint_hash: str
 
 
-def _has_free_seat(limit: int, taken: int) -> bool:
-    return limit == 0 or taken < limit
+def _has_free_seat(limit: int, taken: int, ceiling: int) -> bool:
+    """`limit` 0 is Keysat's unlimited seats: up to the server's `ceiling` (0: none)."""
+    if limit == 0:
+        return ceiling == 0 or taken < ceiling
+    return taken < limit
 
 
 class Validation(Core):
@@ -86,12 +89,13 @@ class Validation(Core):
                 return _refusal(view, "fingerprint_mismatch")
             if view.machine_id is None:
                 taken = self._reader.active_seats(view.id)
-                if may_claim and _has_free_seat(view.max_machines, taken):
+                if may_claim and _has_free_seat(view.max_machines, taken, self._unlimited_seats):
                     return _SeatClaim(view, fp_hash)
                 # One seat taken by another machine is a binding mismatch; a full multi-seat
-                # license is out of seats.
+                # license is out of seats, an unlimited one at the server's ceiling.
                 reason = "fingerprint_mismatch" if view.max_machines == 1 else "too_many_machines"
-                return _refusal(view, reason, max_machines=view.max_machines)
+                ceiling = self._unlimited_seats if view.max_machines == 0 else None
+                return _refusal(view, reason, max_machines=view.max_machines, seat_ceiling=ceiling)
         elif view.fingerprint_hash is not None:
             # A key bound to one machine proves nothing without that machine's fingerprint.
             return _refusal(view, "fingerprint_mismatch")
@@ -179,13 +183,25 @@ class Validation(Core):
     def _seat_answer(
         self, view: LicenseView, machine_id: str | None, *, reason: str | None = None
     ) -> SeatAnswer:
-        """The machine routes' answer, with the seats in use as committed now."""
-        return SeatAnswer(
-            ok=reason is None,
-            reason=reason,
-            machine_id=machine_id,
-            active_count=self._reader.active_seats(view.id),
-            max_machines=view.max_machines,
+        """The machine routes' answer, with the seats in use as committed now; an unlimited
+        license at the server's ceiling says the ceiling and the setting that sets it."""
+        seats = {
+            "ok": reason is None,
+            "reason": reason,
+            "machine_id": machine_id,
+            "active_count": self._reader.active_seats(view.id),
+            "max_machines": view.max_machines,
+        }
+        if reason != "too_many_machines" or view.max_machines != 0:
+            return SeatAnswer(**seats)
+        return SeatCeiling(
+            **seats,
+            seat_ceiling=self._unlimited_seats,
+            message=(
+                f"this license has unlimited seats, which this server caps at "
+                f"{self._unlimited_seats} active machines (KEYSMITH_UNLIMITED_SEATS); nothing "
+                "was activated. Deactivate a machine, or ask the seller to raise the ceiling"
+            ),
         )
 
     async def _claim_seat(
@@ -211,7 +227,7 @@ class Validation(Core):
                     )
                     return known["id"]
                 taken = await store_machines.active_seats(conn, license_id)
-                if not _has_free_seat(license_row["max_machines"], taken):
+                if not _has_free_seat(license_row["max_machines"], taken, self._unlimited_seats):
                     return None
                 if known is not None:
                     await store_machines.reactivate_machine(

@@ -19,7 +19,7 @@ from collections import namedtuple
 from enum import StrEnum
 from pathlib import Path
 
-from daemon.migrate.errors import BackupRefused, RestoreRefused
+from daemon.migrate.errors import BackupRefused, OrphanedWal, RestoreRefused
 from daemon.migrate.lock import UsersLock
 from daemon.migrate.private import create_private, make_private_folder
 
@@ -171,6 +171,19 @@ def _copy_page_by_page(conn: sqlite3.Connection, dest: Path) -> None:
         target.close()
 
 
+def _refuse_orphaned_wal(db_path: Path) -> None:
+    """The restore deletes the -wal and -shm beside the database. With the database there, its
+    log is part of it (a caller that keeps the database keeps what its log holds); without it,
+    a non-empty log belongs to a file moved elsewhere, and deleting it loses its commits."""
+    wal = db_path.with_name(db_path.name + "-wal")
+    try:
+        size = wal.stat().st_size
+    except FileNotFoundError:
+        return
+    if size > 0 and not db_path.exists():
+        raise OrphanedWal(str(wal), size, str(db_path))
+
+
 def _fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -205,6 +218,7 @@ def restore_backup(db_path: Path, backup: Path, users: UsersLock) -> None:
     `users` proves: the caller holds the users lock exclusively (and has closed its own
     connections)."""
     assert users.exclusive, "a restore needs the users lock held exclusively"
+    _refuse_orphaned_wal(db_path)
     check = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
     try:
         verdict = check.execute("PRAGMA integrity_check").fetchone()[0]

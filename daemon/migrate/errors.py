@@ -33,6 +33,7 @@ class Remedy(StrEnum):
     ACCEPT_CHANGE = "accept_change"  # params: version (the operator's override, last resort)
     CHECK_STATUS = "check_status"  # read the migration status: which versions are blocked
     CHOOSE_APPLIED_TARGET = "choose_applied_target"  # params: applied (versions one may go to)
+    REUNITE_WAL = "reunite_wal"  # params: wal (a log whose database was moved away from it)
 
 
 class Reason(StrEnum):
@@ -42,6 +43,7 @@ class Reason(StrEnum):
     SOURCE_ERROR = "source_error"
     DB_UNREADABLE = "db_unreadable"
     STORAGE_ERROR = "storage_error"
+    DISK_FULL = "disk_full"
     LOCK_TIMEOUT = "lock_timeout"
     DATABASE_IN_USE = "database_in_use"
     DATABASE_LOCKED = "database_locked"
@@ -143,6 +145,22 @@ class StorageError(MigrateError):
         )
 
 
+class DiskFull(MigrateError):
+    """The data volume is full: SQLite could not create or grow a file it needs beside the
+    database (its WAL or shared-memory file), so the database could not even be opened."""
+
+    reason = Reason.DISK_FULL
+
+    def __init__(self, folder: str, free_bytes: int, detail: str, backups: str) -> None:
+        super().__init__(
+            f"The data volume at {folder} is full ({free_bytes} bytes free), so the database "
+            f"could not be opened (SQLite: {detail}).",
+            Remedy.FREE_DISK_SPACE,
+            safety="Nothing was written: the database file is not damaged; the data is intact.",
+            folder=backups,
+        )
+
+
 class LockTimeout(MigrateError):
     """Another process held the migration lock for longer than we were willing to wait."""
 
@@ -238,6 +256,23 @@ class RestoreRefused(MigrateError):
             f"The backup {backup} failed its integrity check ({verdict}) and was not restored.",
             Remedy.CHOOSE_OLDER_BACKUP,
             Remedy.RESTORE_FULL_BACKUP,
+        )
+
+
+class OrphanedWal(MigrateError):
+    """A restore would put a database where a write-ahead log lies without its database file
+    (moved away after a crash): the log may hold committed writes that are not in that file
+    yet, and the restore would have to delete it."""
+
+    reason = Reason.RESTORE_REFUSED
+
+    def __init__(self, wal: str, size: int, db_path: str) -> None:
+        super().__init__(
+            f"Refused to restore over {db_path}: {wal} ({size} bytes) is the write-ahead log of "
+            "a database file that is no longer there (moved away after a crash?), and may hold "
+            "committed writes that are not in that file yet. Restoring would delete it.",
+            Remedy.REUNITE_WAL,
+            wal=wal,
         )
 
 

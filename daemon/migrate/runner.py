@@ -20,7 +20,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from daemon.migrate.errors import Blocked, DatabaseLocked, DatabaseUnreadable, StorageError
+from daemon.migrate.errors import (
+    Blocked,
+    DatabaseLocked,
+    DatabaseUnreadable,
+    DiskFull,
+    StorageError,
+)
 from daemon.migrate.ledger import (
     EMPTY_LEDGER,
     HealEntry,
@@ -33,6 +39,8 @@ from daemon.migrate.ledger import (
 from daemon.migrate.plan import BACKUP, Action, Plan, State, make_plan, needs_history
 from daemon.migrate.source import Migration, has_down_file, load_source
 
+# An I/O error with less free space than this is the disk being full (see _out_of_space).
+LOW_SPACE_BYTES = 1024 * 1024
 # A no-op run must cost little more than reading the ledger and hashing the files, so modules
 # only a real run needs (executor, backup, lock, logging, typing) are imported when needed.
 TYPE_CHECKING = False
@@ -288,17 +296,46 @@ def connect_for_reading(db_path: str | PathLike[str]) -> sqlite3.Connection:
 
 @contextmanager
 def sqlite_errors(db_path: str | PathLike[str]) -> Iterator[None]:
-    """Name what went wrong for the operator: a volume we cannot write to, a full disk, or a
-    file that is not a database. A busy database is none of these and propagates."""
+    """Name what went wrong for the operator: a full disk, a volume we cannot write to, or a
+    file that is not a database; a database another process holds in a write transaction is
+    DatabaseLocked."""
     try:
         yield
     except sqlite3.DatabaseError as exc:
         text = str(exc)
         if is_locked(exc):
             raise DatabaseLocked(os.path.abspath(db_path), text) from None
-        if "readonly" in text or "read-only" in text or "disk is full" in text:
-            raise StorageError(os.path.dirname(os.path.abspath(db_path)), text) from None
+        folder = os.path.dirname(os.path.abspath(db_path))
+        free = _free_bytes(folder)
+        if _out_of_space(exc, free):
+            from pathlib import Path
+
+            from daemon.migrate.backup import backups_dir
+
+            backups = str(backups_dir(Path(db_path)))
+            raise DiskFull(folder, free or 0, text, backups) from None
+        if "readonly" in text or "read-only" in text:
+            raise StorageError(folder, text) from None
         raise DatabaseUnreadable(os.fspath(db_path), text) from None
+
+
+def _out_of_space(exc: sqlite3.DatabaseError, free: int | None) -> bool:
+    """SQLITE_FULL, or an I/O error on a volume with almost no space left: opening a WAL
+    database creates or grows its shared-memory file (32 KiB) and WAL, and SQLite reports a
+    failure to grow the shared memory as "disk I/O error" (SQLITE_IOERR_SHMSIZE)."""
+    primary = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    if primary == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
+        return True
+    return primary == sqlite3.SQLITE_IOERR and free is not None and free < LOW_SPACE_BYTES
+
+
+def _free_bytes(folder: str) -> int | None:
+    """Bytes an unprivileged writer may still use on the folder's volume; None if unknown."""
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
 
 
 def is_locked(exc: sqlite3.Error) -> bool:

@@ -10,7 +10,7 @@ import { daemonCommand } from '../utils'
 export const SCHEMA_VERSION = {
   // Keysmith 0.1.0, the StartOS 0.3.5 package: migrations 0001 to 0011.
   '0.1.0:0': 11,
-  '0.2.0:0': 17,
+  '0.2.0:0': 18,
 } as const
 
 export type PackageVersion = keyof typeof SCHEMA_VERSION
