@@ -217,6 +217,9 @@ async def _migrate_and_open(
         metrics.record_migration_failure(e.reason)
         raise causes.migrate_cause(e) from e
     except (OSError, sqlite3.Error) as e:
+        if causes.is_locked(e):  # another process holds a write transaction: nothing changed
+            metrics.record_migration_failure("database_locked")
+            raise causes.locked(settings, e) from e
         metrics.record_migration_failure("db_unreadable")
         raise causes.unopenable(settings, e) from e
     try:

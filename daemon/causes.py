@@ -78,14 +78,9 @@ def migrate_cause(e: MigrateError) -> SafeMode:
 
     remedy = startos_remedy(e.remedies, e.params)
     if isinstance(e, Blocked):
+        # Each blocker typed (kind code, remedy codes with parameters) and in our words.
         blockers = [
-            {
-                "version": b.version,
-                "description": b.description,
-                "finding": b.finding,
-                "remedy": startos_words(b.remedies),
-            }
-            for b in e.blockers
+            {**b.as_json(), "remedy": startos_words(b.remedies, b.params)} for b in e.blockers
         ]
         return SafeMode(
             BLOCKED,
@@ -100,6 +95,20 @@ def migrate_cause(e: MigrateError) -> SafeMode:
     return SafeMode(
         FAILED, Cause(kind=e.reason, message=str(e), remedy=remedy, data_intact=e.data_intact)
     )
+
+
+def is_locked(e: OSError | sqlite3.Error) -> bool:
+    from daemon.migrate.runner import is_locked as locked
+
+    return isinstance(e, sqlite3.Error) and locked(e)
+
+
+def locked(settings: Settings, e: sqlite3.Error) -> SafeMode:
+    """Opening the pool found the database locked by another process: the migrator's own
+    typed refusal, worded like every other migrator cause."""
+    from daemon.migrate import DatabaseLocked
+
+    return migrate_cause(DatabaseLocked(str(settings.db_path.absolute()), str(e)))
 
 
 def unopenable(settings: Settings, e: OSError | sqlite3.Error) -> SafeMode:
