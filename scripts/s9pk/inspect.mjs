@@ -13,28 +13,38 @@ import { S9pk } from './sdk.mjs'
 
 const hex = (bytes) => Buffer.from(bytes).toString('hex')
 
-/** Every entry, depth first in TOC order, each file's bytes verified against its hash. */
-async function walk(dir, prefix, out) {
+/** Every entry, depth first in TOC order (with the reader's Entry of each file). */
+function walk(dir, prefix, out) {
   for (const [name, entry] of Object.entries(dir.contents)) {
     const path = prefix + name
+    const row = { path, type: 'file', size: Number(entry.size), hash: hex(entry.hash) }
     if (entry.contents === null) {
-      out.push({ path, type: 'missing', size: Number(entry.size), hash: hex(entry.hash) })
+      out.push({ ...row, type: 'missing' })
     } else if (entry.contents.contents instanceof Blob) {
-      await entry.verifiedFileContents()
-      out.push({ path, type: 'file', size: Number(entry.size), hash: hex(entry.hash) })
+      out.push(Object.defineProperty(row, 'entry', { value: entry }))
     } else {
-      out.push({ path: `${path}/`, type: 'directory', size: Number(entry.size), hash: hex(entry.hash) })
-      await walk(entry.contents, `${path}/`, out)
+      out.push({ ...row, path: `${path}/`, type: 'directory' })
+      walk(entry.contents, `${path}/`, out)
     }
   }
   return out
+}
+
+/** Check every file's BLAKE3 through the reader, smallest first (a bad byte fails fast). */
+async function verifyFiles(entries) {
+  for (const row of entries.filter((r) => r.entry).sort((a, b) => a.size - b.size)) {
+    await row.entry.verifiedFileContents().catch((error) => {
+      throw new Error(`${row.path}: ${error.message}`)
+    })
+  }
 }
 
 async function main() {
   const [file, flag, ...rest] = process.argv.slice(2)
   if (!file) throw new Error('usage: inspect.mjs FILE [--json | --manifest | --extract PATH DEST]')
   const s9pk = await S9pk.deserialize(await fs.openAsBlob(file), null)
-  const entries = await walk(s9pk.archive.contents, '', [])
+  const entries = walk(s9pk.archive.contents, '', [])
+  await verifyFiles(entries)
   if (flag === '--manifest') {
     process.stdout.write(JSON.stringify(s9pk.manifest, null, 2) + '\n')
   } else if (flag === '--extract') {
