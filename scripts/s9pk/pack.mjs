@@ -83,11 +83,18 @@ function imageEntries(tag, arch, tmp) {
     const config = JSON.parse(
       run('podman', ['container', 'inspect', '--format', '{{json .Config}}', container]).toString(),
     )
+    // pack.rs reads Entrypoint and Cmd as string lists, as docker and podman 5 print them;
+    // podman 4 prints the container's as one string, so take the image's lists then.
+    const image = JSON.parse(
+      run('podman', ['image', 'inspect', '--format', '{{json .Config}}', tag]).toString(),
+    )
+    const list = (field) =>
+      (typeof config[field] === 'string' ? image[field] : config[field]) ?? null
     const metadata = {
       workdir: config.WorkingDir || '/',
       user: config.User || 'root',
-      entrypoint: config.Entrypoint ?? null,
-      cmd: config.Cmd ?? null,
+      entrypoint: list('Entrypoint'),
+      cmd: list('Cmd'),
     }
     const squashfs = path.join(tmp, `${arch}.squashfs`)
     const exported = spawnSync('sh', ['-c', 'podman export "$1" | tar2sqfs -q "$2"', 'export', container, squashfs])
