@@ -171,6 +171,12 @@ publish: | all
 		(echo "Error: s3cmd not found. It must be installed to publish using s3." && exit 1); \
 	printf "\n🚀 Publishing ...\n"; \
 	for s9pk in *.s9pk; do \
+		age=$$(( $$(date +%s) - $$(stat -c %Y "$$s9pk") )); \
+		if [ "$$age" -gt 3600 ]; then \
+			printf "\033[1;33m⚠️  %s is %d minutes old. Publish anyway? [y/N] \033[0m" "$$s9pk" "$$((age / 60))"; \
+			read -r ans; \
+			case "$$ans" in [yY]*) ;; *) echo "Skipping $$s9pk"; continue ;; esac; \
+		fi; \
 		start-cli s9pk publish "$$s9pk"; \
 	done
 
@@ -180,7 +186,8 @@ check-deps:
 	@command -v npm >/dev/null || \
 		(echo "Error: npm not found. Install Node.js and npm." && exit 1)
 
-## A release is signed with the workspace's build key (start-cli s9pk init-workspace).
+## start-cli's developer key, as the SDK's install checks (packages themselves are signed with
+## the workspace's build key: start-cli s9pk init-workspace, see scripts/README.md).
 check-init:
 	@if [ ! -f ~/.startos/developer.key.pem ]; then \
 		echo "Initializing StartOS developer environment..."; \
