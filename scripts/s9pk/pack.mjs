@@ -43,7 +43,10 @@ function rootFile(stem) {
 /** manifest.json as pack.rs makes it: the bundle's manifest, then the fields pack fills in. */
 function packedManifest(javascriptDir, arch) {
   const script = `console.log(JSON.stringify(require('${path.resolve(javascriptDir)}/index.js').manifest))`
-  const manifest = JSON.parse(run('node', ['-e', script]).toString())
+  // stderr passes through: the package's own warnings (a placeholder URL) reach the packager.
+  const manifest = JSON.parse(
+    run('node', ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] }).toString(),
+  )
   manifest.gitHash = gitHash() ?? manifest.gitHash
   const supported = manifest.hardwareRequirements?.arch
   const arches = supported ? [arch].filter((a) => supported.includes(a)) : [arch]
