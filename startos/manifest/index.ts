@@ -18,9 +18,11 @@ export const manifest = setupManifest({
     main: {
       // The repository's own Dockerfile, the same image the 0.3.5 package ships.
       source: { dockerBuild: { dockerfile: 'Dockerfile', workdir: '.' } },
-      arch: ['x86_64', 'aarch64'],
+      // Only what CI builds and boots (the Makefile's ARCHES; tests/test_s9pk.py checks they
+      // agree). aarch64 waits until CI can build and boot it in time: scripts/README.md.
+      arch: ['x86_64'],
       // The SDK defaults this to 'x86_64', which would let any architecture install an
-      // emulated image; Keysmith is built and tested for these two only.
+      // emulated image; Keysmith ships only what it has built and tested.
       emulateMissingAs: null,
     },
   },
