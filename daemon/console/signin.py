@@ -10,6 +10,7 @@ import asyncio
 import functools
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ from daemon import peers
 from daemon.console import PREFIX, auth, password
 from daemon.console.web import CONSOLE_KEY, Page, PasswordUnreadable, render, see
 from daemon.licensing.core import acting_as
+from daemon.logs import register_secret
 
 log = logging.getLogger("keysmith.console")
 
@@ -190,31 +192,46 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not _same_origin(request):
         return _refused(request, None)
     address = peers.client_address(request, console.settings.trusted_proxies)
-    wait = console.limiter.retry_after(address)
-    if wait is not None:
-        return _too_many(request, wait)
-    form = await _read_form(request)
-    if form is None:
-        return _too_slow(request, None)
-    given = form.get("password")
-    async with console.verify_slots:
-        matches = given is not None and await asyncio.to_thread(password.verify, stored, given)
+    device = auth.known_device(request.cookies.get(auth.DEVICE_COOKIE), stored)
+    if device is None:
+        turn = console.limiter.admit(address)
+    else:
+        turn = console.limiter.admit(f"device {device}", queued=False)
+    if isinstance(turn, auth.Paused):
+        return _too_many(request, turn.retry_after)
+    matches: bool | None = None
+    try:
+        form = await _read_form(request)
+        if form is None:
+            return _too_slow(request, None)
+        waited = await _wait_for(turn)
+        given = form.get("password")
+        async with console.verify_slots:
+            matches = given is not None and await asyncio.to_thread(password.verify, stored, given)
+    finally:
+        console.limiter.finish(turn, matches)
     if not matches:
-        console.limiter.failed(address)
         log.warning("console sign-in failed: wrong password", extra={"client": address})
-        wait = console.limiter.retry_after(address)
-        if wait is not None:
-            return _too_many(request, wait)
+        paused = console.limiter.paused(turn.key)
+        if paused is not None:
+            return _too_many(request, paused.retry_after)
+        slowed = (
+            f" Sign-in is slowed after many wrong passwords: this attempt waited {waited:.0f} "
+            "seconds for its turn."
+            if turn.slowed
+            else ""
+        )
         return render(
             request,
             "login.html",
             status=401,
             title="Sign in",
-            error="That password is not the console password. Nothing was changed.",
+            error=f"That password is not the console password. Nothing was changed.{slowed}",
             back=form.get("back"),
             kept={k: v for k, v in form.items() if k.startswith(KEEP)},
         )
-    console.limiter.succeeded(address)
+    # Known now: never print it, even where only its hash was stored (the action's password).
+    register_secret(given)
     back = form.get("back", "")
     kept = {k.removeprefix(KEEP): v for k, v in form.items() if k.startswith(KEEP)}
     back = back if _BACK.match(back) else f"{PREFIX}/"
@@ -230,7 +247,29 @@ async def login(request: web.Request) -> web.StreamResponse:
         secure=peers.over_tls(request, console.settings.trusted_proxies),
         max_age=auth.ABSOLUTE_SECONDS,
     )
+    if device is None:
+        response.set_cookie(
+            auth.DEVICE_COOKIE,
+            auth.device_cookie(stored),
+            path=PREFIX,
+            httponly=True,
+            samesite="Strict",
+            secure=peers.over_tls(request, console.settings.trusted_proxies),
+            max_age=auth.DEVICE_SECONDS,
+        )
     return response
+
+
+async def _wait_for(turn: auth.Turn) -> float:
+    """Sleep until the attempt's turn (sign-in slowed); the seconds waited."""
+    wait = max(0.0, turn.start - time.monotonic())
+    if turn.slowed:
+        log.warning(
+            "console sign-in slowed: many wrong passwords in the last five minutes",
+            extra={"client": turn.key, "wait_seconds": round(wait, 1)},
+        )
+    await asyncio.sleep(wait)
+    return wait
 
 
 def _too_many(request: web.Request, wait: int) -> web.Response:
@@ -239,9 +278,9 @@ def _too_many(request: web.Request, wait: int) -> web.Response:
         "login.html",
         status=429,
         title="Sign in",
-        error=f"Too many wrong passwords: sign-in is paused for {wait} seconds. Nothing was "
-        "changed. Wait, then try again; if you forgot the password, set a new one with the "
-        "action 'Set console password'.",
+        error=f"Too many wrong passwords from here: sign-in is paused for {wait} seconds for "
+        "this address or browser only. Nothing was changed. Wait, then try again; if you "
+        "forgot the password, set a new one with the action 'Set console password'.",
         back=None,
         kept={},
     )
