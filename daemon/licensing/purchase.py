@@ -15,7 +15,7 @@ from typing import Any
 
 from aiosqlite import Connection
 
-from daemon.licensing import answers, models, store_sales
+from daemon.licensing import answers, models, rows, store, store_sales
 from daemon.licensing.codes import (
     policy_of,
     price_after,
@@ -147,19 +147,26 @@ class Purchases(Core):
 
     async def recover(self, request: models.RecoverRequest) -> answers.Recovered:
         invoice_id = str(uuid.UUID(request.invoice_id))
+        given = request.email or ""
         async with self._pool.connection() as conn:
             row = await store_sales.invoice_by_id(conn, invoice_id)
-        email = None if row is None else row["buyer_email"]
-        if (
-            row is None
-            or row["license_key"] is None
-            or email is None
-            or email.casefold() != request.buyer_email.casefold()
-        ):
-            raise NotFound(NOT_RECOVERABLE)
+            email = None if row is None else row["buyer_email"]
+            if (
+                row is None
+                or row["license_key"] is None
+                or email is None
+                or email.casefold() != given.casefold()
+            ):
+                raise NotFound(NOT_RECOVERABLE)
+            license_row = await store.license_by_id(conn, row["license_id"])
+        license = rows.license_(license_row)
         return answers.Recovered(
             invoice_id=invoice_id,
-            license_id=row["license_id"],
-            license_key=row["license_key"],
-            product_slug=row["product_slug"],
+            license_id=license.id,
+            license_key=license.license_key,
+            product_id=license.product_id,
+            product_slug=license.product_slug,
+            issued_at=license.issued_at,
+            expires_at=license.expires_at,
+            entitlements=license.entitlements,
         )

@@ -104,6 +104,7 @@ def license_(row: Row) -> answers.License:
         product_slug=row["product_slug"],
         policy_id=row["policy_id"],
         policy_slug=row["policy_slug"],
+        policy_name=row["policy_name"],
         invoice_id=row["invoice_id"],
         license_key=row["license_key"],
         status=row["status"],

@@ -4,7 +4,8 @@ StartOS actions. The API calls this; this never calls the API.
 Each use case lives in its own module: `validation` (validate and seats), `catalogue`
 (products and policies), `licenses` (issue, search, status, machines, audit), `codes`
 (discount codes and redemption), `purchase` (free purchases and recovery), `access`
-(scoped API keys), `outbox` (webhook endpoints, the outbox, the delivery log); `core` holds
+(scoped API keys), `outbox` (webhook endpoints, the outbox, the delivery log), `operator`
+(the operator's name, the database's figures); `core` holds
 what they share (pool, keys, write lock, the audit helper). Requests are `models`, answers
 are `answers`.
 """
@@ -24,6 +25,7 @@ from daemon.licensing.catalogue import Catalogue
 from daemon.licensing.codes import DISCOUNT_KINDS, Codes
 from daemon.licensing.core import AdminActor, Limits, now, record
 from daemon.licensing.licenses import Licenses
+from daemon.licensing.operator import Operator
 from daemon.licensing.outbox import Outbox
 from daemon.licensing.purchase import NO_PAYMENT_PROVIDER, Purchases
 from daemon.licensing.validation import Validation
@@ -47,7 +49,7 @@ REASONS = (
 )
 
 
-class Licensing(Validation, Catalogue, Licenses, Codes, Purchases, ApiKeys, Outbox):
+class Licensing(Validation, Catalogue, Licenses, Codes, Purchases, ApiKeys, Outbox, Operator):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._result_counters = {}
