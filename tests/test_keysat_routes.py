@@ -6,10 +6,13 @@ nothing written.
 from __future__ import annotations
 
 import http.client
+import json
 import uuid
 
 import pytest
-from keysat_licensing_client import Client
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from keysat_licensing_client import Client, PublicKey, Verifier
 
 from daemon.api import mount  # noqa: F401  (every handler module registers into the table)
 from daemon.api.table import ENDPOINTS, Nothing
@@ -347,3 +350,113 @@ def test_db_info_counts_what_the_database_holds(daemon):
     }
     for name, sql in expected.items():
         assert [(info["counts"][name],)] == rows(daemon, sql), name
+
+
+def test_the_admin_machine_list_answers_keysat_s_names_and_product_filters(daemon):
+    product = make_product(daemon, seats=2)
+    other = make_product(daemon)
+    issued = issue(daemon, product, buyer_email="m@x.org")
+    must(
+        daemon.request(
+            "POST", "/v1/machines/activate", {"key": issued["license_key"], "fingerprint": "fp-9"}
+        ),
+        200,
+    )
+    issue_other = issue(daemon, other)["license_key"]
+    must(
+        daemon.request("POST", "/v1/machines/activate", {"key": issue_other, "fingerprint": "x"}),
+        200,
+    )
+    [(product_id,)] = rows(daemon, "SELECT id FROM products WHERE slug = ?", product)
+    by_slug = must(admin(daemon, "GET", f"/v1/admin/machines?product_slug={product}"), 200)
+    by_id = must(admin(daemon, "GET", f"/v1/admin/machines?product_id={product_id}"), 200)
+    assert by_slug == by_id
+    [machine] = by_slug["machines"]
+    assert {k: machine[k] for k in KEYSAT_MACHINE} == {
+        "license_id": issued["license_id"],
+        "product_id": product_id,
+        "product_slug": product,
+        "product_name": f"App {product}",
+        "buyer_email": "m@x.org",
+        "license_status": "active",
+        "deactivated_at": None,
+        "deactivation_reason": None,
+        "active": True,
+        "ip_last_seen": None,
+    }
+    assert machine["activated_at"] == machine["first_seen_at"]
+    assert machine["last_heartbeat_at"] == machine["last_seen_at"]
+    refused = must(admin(daemon, "GET", "/v1/admin/machines?product_slug=no-such"), 404)
+    assert "product 'no-such'" in refused["message"]
+
+
+KEYSAT_MACHINE = (
+    "license_id",
+    "product_id",
+    "product_slug",
+    "product_name",
+    "buyer_email",
+    "license_status",
+    "deactivated_at",
+    "deactivation_reason",
+    "active",
+    "ip_last_seen",
+)
+
+
+def test_a_code_is_stored_upper_cased_as_keysat_stores_it_and_typed_in_any_case(daemon):
+    product = make_product(daemon, price_sats_override=0)
+    text = unique("spring")
+    body = {"code": text, "kind": "percent", "amount": 500, "product_slug": product}
+    created = must(admin(daemon, "POST", "/v1/admin/discount-codes", body), 200)
+    assert created["code"] == text.upper()
+    assert rows(daemon, "SELECT code FROM discount_codes WHERE id = ?", created["id"]) == [
+        (text.upper(),)
+    ]
+    preview = f"/v1/discount-codes/preview?code={text.lower()}&product={product}"
+    assert must(daemon.request("GET", preview), 200)["code"] == text.upper()
+
+
+def _post_pem(daemon, pem: bytes):
+    conn = http.client.HTTPConnection("127.0.0.1", daemon.port, timeout=10)
+    try:
+        headers = {**daemon.admin_headers(), "Content-Type": "application/x-pem-file"}
+        conn.request("POST", "/v1/admin/import-issuer-key", body=pem, headers=headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_an_imported_issuer_key_signs_at_once_and_only_before_any_license(tmp_path):
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    with DaemonProc(tmp_path) as proc:
+        before = db_dump(proc)
+        for bad in (
+            b"not a key",
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        ):
+            status, refused = _post_pem(proc, bad)
+            assert status == 400 and "nothing was written" in refused["message"], refused
+        assert db_dump(proc) == before
+        status, imported = _post_pem(proc, pem)
+        assert (status, imported["ok"], imported["public_key_pem"]) == (200, True, public_pem)
+        assert (
+            must(proc.request("GET", "/v1/issuer/public-key"), 200)["public_key_pem"] == public_pem
+        )
+        assert rows(proc, "SELECT count(*), sum(active) FROM issuer_keys") == [(2, 1)]
+        key = issue(proc, make_product(proc))["license_key"]
+        verified = Verifier(PublicKey.from_pem(public_pem)).verify(key)
+        assert Client(proc.url, timeout=10).validate(key).ok and verified.license_id
+        status, refused = _post_pem(proc, pem)
+        assert status == 409 and "nothing was written" in refused["message"]
+    with DaemonProc(tmp_path) as again:  # the imported key is the one loaded at the next start
+        assert must(again.request("GET", "/v1/pubkey"), 200)["public_key_pem"] == public_pem

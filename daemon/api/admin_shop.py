@@ -1,5 +1,6 @@
 """Admin routes about the shop itself, in Keysat's shapes: the operator's display name
-(`/v1/admin/settings/operator-name`) and the database's figures (`/v1/admin/db-info`).
+(`/v1/admin/settings/operator-name`), the database's figures (`/v1/admin/db-info`) and
+the issuer key brought from elsewhere (`/v1/admin/import-issuer-key`).
 Master key only, as Keysat's `require_admin` (its read of the name takes `settings:read`,
 a scope Keysmith's keys do not have)."""
 
@@ -7,7 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from daemon.api.routes import admin_endpoint, answer, licensing_of, read
+from daemon.api.routes import admin_endpoint, answer, licensing_of, read, read_text
+from daemon.api.table import PemText
 from daemon.licensing import answers, models
 from daemon.licensing.access import MASTER
 
@@ -37,3 +39,12 @@ async def set_operator_name(request: web.Request) -> web.Response:
 )  # fmt: skip
 async def db_info(request: web.Request) -> web.Response:
     return answer(await licensing_of(request).db_info())
+
+
+@admin_endpoint(
+    "POST", "/v1/admin/import-issuer-key",
+    "Sign with this Ed25519 private key (PEM body), only while no license exists",
+    scope=MASTER, body=PemText, answer=answers.IssuerKeyImported,
+)  # fmt: skip
+async def import_issuer_key(request: web.Request) -> web.Response:
+    return answer(await licensing_of(request).import_issuer_key(await read_text(request)))

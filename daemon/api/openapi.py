@@ -17,12 +17,12 @@ from aiohttp import web
 from daemon import __version__
 from daemon.api.envelope import error_response
 from daemon.api.routes import public_endpoint
-from daemon.api.table import ANSWERED_GROUPS, ENDPOINTS, Endpoint, Nothing
+from daemon.api.table import ANSWERED_GROUPS, ENDPOINTS, Endpoint, Nothing, PemText
 from daemon.licensing.events import PAYLOAD_OF
 
 REF = "#/components/schemas/{name}"
 # What describes no JSON: no answer model, or a route that takes no body.
-_NONE = (None, Nothing)
+_NONE = (None, Nothing, PemText)
 _ERROR = {
     "type": "object",
     "properties": {
@@ -90,7 +90,12 @@ def _operation(e: Endpoint, found: dict[int, Any], components: dict[str, Any]) -
     if e.scope is not None:
         # The scope an API key needs here (`master`: only the master admin key).
         operation["x-keysmith-scope"] = e.scope
-    if e.body is not Nothing:
+    if e.body is PemText:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/x-pem-file": {"schema": {"type": "string"}}},
+        }
+    elif e.body is not Nothing:
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": found[id(e.body)]}},

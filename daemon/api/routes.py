@@ -139,14 +139,26 @@ async def check_admin(request: web.Request, scope: str) -> None:
 
 
 async def read(request: web.Request, model: type[T]) -> T:
-    """The body as `model`, or BadRequest naming the field. A body that does not arrive
-    within the body timeout is a 408 (a slow client must not hold a handler forever)."""
+    """The body as `model`, or BadRequest naming the field."""
+    return wire.decode(model, await _body(request))
+
+
+async def read_text(request: web.Request) -> str:
+    """The body as UTF-8 text (a `PemText` route's), or BadRequest."""
+    try:
+        return (await _body(request)).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the request body is not UTF-8 text; nothing was written") from None
+
+
+async def _body(request: web.Request) -> bytes:
+    """A body that does not arrive within the body timeout is a 408 (a slow client must
+    not hold a handler forever)."""
     try:
         async with asyncio.timeout(request.app[BODY_TIMEOUT_KEY]):
-            raw = await request.read()
+            return await request.read()
     except TimeoutError as e:
         raise web.HTTPRequestTimeout() from e
-    return wire.decode(model, raw)
 
 
 def read_query(request: web.Request, model: type[T]) -> T:

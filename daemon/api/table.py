@@ -20,6 +20,11 @@ class Nothing(msgspec.Struct, forbid_unknown_fields=True):
     (`routes.refuse_undeclared`), never silently ignored."""
 
 
+class PemText:
+    """The body of a route that takes a PEM document as it is, not JSON (Keysat's
+    import-issuer-key): the handler reads it with `routes.read_text`."""
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Tag = Literal["public", "admin"]
 RateGroup = Literal[

@@ -316,6 +316,17 @@ class Machine(Answer, kw_only=True):
     active: bool
     deactivated_at: str | None
     deactivate_reason: str | None
+    # Keysat's names for the three above, and the license's product, buyer and status.
+    activated_at: str | None
+    last_heartbeat_at: str | None
+    deactivation_reason: str | None
+    product_id: str
+    product_slug: str
+    product_name: str
+    buyer_email: str | None
+    license_status: str
+    # Keysat's last client address; Keysmith does not record client addresses.
+    ip_last_seen: None = None
 
 
 class MachineDeactivated(Answer, kw_only=True):
@@ -454,3 +465,14 @@ class DbInfo(Answer, kw_only=True):
     db_size_bytes: int
     last_write_at: str | None
     counts: DbCounts
+
+
+class IssuerKeyImported(Answer, kw_only=True):
+    ok: bool = True
+    public_key_pem: str
+    # Keysat needs a restart to sign with the imported key; Keysmith uses it at once.
+    restart_required: bool = False
+    message: str = (
+        "Issuer key imported; new licenses are signed with it from now on. The previous key is "
+        "kept, retired"
+    )

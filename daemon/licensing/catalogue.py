@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from aiosqlite import Connection
 
-from daemon.licensing import answers, models, rows, store
+from daemon.licensing import answers, events, models, outbox, rows, store
 from daemon.licensing.core import Core, now
 from daemon.licensing.errors import BadRequest, Conflict, NotFound
 from daemon.licensing.store import Row
@@ -66,8 +66,9 @@ class Catalogue(Core):
             await self._audit(
                 conn, "product.create", f"product:{product['id']}", {"slug": request.slug}, at
             )
-            row = await store.product_by_id(conn, product["id"])
-        return rows.product(row)
+            created = rows.product(await store.product_by_id(conn, product["id"]))
+            await outbox.emit(conn, "product.created", events.ProductCreated(product=created), at)
+        return created
 
     async def admin_products(self) -> list[answers.Product]:
         async with self._pool.connection() as conn:

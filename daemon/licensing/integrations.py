@@ -24,6 +24,8 @@ EventType = Literal[
     "machine.activated",
     "machine.deactivated",
     "migration.self_healed",
+    "product.created",
+    "code.redeemed",
 ]
 # Keysat's wildcard: an endpoint subscribed to `*` hears every event (its default).
 EVERY_EVENT = "*"

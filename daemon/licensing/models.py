@@ -313,6 +313,7 @@ class CodeCreate(CodeTerms, kw_only=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.code = self.code.upper()  # Keysat stores codes upper-cased; buyers type any case
         if (self.discount_currency or "SAT").upper() != "SAT":
             raise ValueError(
                 f"'discount_currency' {self.discount_currency!r} is not accepted: Keysmith "
@@ -346,6 +347,9 @@ class CodePreview(Request, kw_only=True):
 
 class MachineQuery(Request, kw_only=True):
     license_id: Uuid | None = None
+    # Keysat's product filters; product_id wins when both are given.
+    product_id: Uuid | None = None
+    product_slug: Slug | None = None
     include_inactive: bool = False
     limit: PageSize = 500
 

@@ -1,6 +1,6 @@
 """What Keysat's admin API says about the shop itself: the operator's display name (shown
-by `GET /`, edited with `/v1/admin/settings/operator-name`) and the database's figures
-(`/v1/admin/db-info`).
+by `GET /`, edited with `/v1/admin/settings/operator-name`), the database's figures
+(`/v1/admin/db-info`) and the issuer key brought from elsewhere (`import-issuer-key`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from typing import Any
 
 from aiosqlite import Connection
 
-from daemon.licensing import answers, store
+from daemon.licensing import answers, keys, store
 from daemon.licensing.core import Core, now
+from daemon.licensing.errors import BadRequest, Conflict
 from daemon.licensing.state import iso_time
 
 OPERATOR_NAME = "operator_name"
@@ -56,6 +57,36 @@ class Operator(Core):
                 conn, "operator_name.set", f"setting:{OPERATOR_NAME}", {"value": stored}, at
             )
         return answers.OperatorNameSet(operator_name=stored)
+
+    async def import_issuer_key(self, pem: str) -> answers.IssuerKeyImported:
+        """Keysat's import: sign with this Ed25519 key from now on, only while no license
+        exists (each one is signed with the key it was issued under). The old key is kept,
+        retired. Unlike Keysat, no restart: the key is used from the next request on."""
+        if "-----BEGIN" not in pem or "PRIVATE KEY-----" not in pem:
+            raise BadRequest(
+                "the body must be a PEM-encoded Ed25519 private key (BEGIN/END PRIVATE KEY); "
+                "nothing was written"
+            )
+        try:
+            issuer = keys.IssuerKey.from_pem(pem.strip())
+        except ValueError as e:
+            raise BadRequest(f"{e}; nothing was written") from None
+        at = now()
+        async with self._write_lock:
+            async with self._pool.transaction() as conn:
+                if await store.any_license(conn):
+                    raise Conflict(
+                        "licenses were already issued with the current issuer key; importing "
+                        "another would make every one of them invalid, so nothing was written"
+                    )
+                await store.retire_issuer_key(conn, at)
+                issuer_id = await store.insert_issuer_key(
+                    conn, issuer.private_bytes(), issuer.public_bytes(), at
+                )
+                detail = {"public_key_pem": issuer.public_pem(), "retired": self._issuer_id}
+                await self._audit(conn, "issuer_key.import", f"issuer_key:{issuer_id}", detail, at)
+            self._use_issuer(issuer, issuer_id)
+        return answers.IssuerKeyImported(public_key_pem=issuer.public_pem())
 
     async def db_info(self) -> answers.DbInfo:
         async with self._pool.connection() as conn:

@@ -24,6 +24,16 @@ async def active_issuer_key(conn: Connection) -> Row | None:
         return await cursor.fetchone()
 
 
+async def retire_issuer_key(conn: Connection, now: int) -> None:
+    await conn.execute("UPDATE issuer_keys SET active = 0, retired_at = ? WHERE active = 1", (now,))
+
+
+async def any_license(conn: Connection) -> bool:
+    async with conn.execute("SELECT EXISTS (SELECT 1 FROM licenses)") as cursor:
+        row = await cursor.fetchone()
+    return bool(row[0])
+
+
 async def insert_issuer_key(conn: Connection, private: bytes, public: bytes, now: int) -> int:
     cursor = await conn.execute(
         "INSERT INTO issuer_keys (private_key, public_key, created_at, active) VALUES (?, ?, ?, 1)",
