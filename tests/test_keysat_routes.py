@@ -460,3 +460,44 @@ def test_an_imported_issuer_key_signs_at_once_and_only_before_any_license(tmp_pa
         assert status == 409 and "nothing was written" in refused["message"]
     with DaemonProc(tmp_path) as again:  # the imported key is the one loaded at the next start
         assert must(again.request("GET", "/v1/pubkey"), 200)["public_key_pem"] == public_pem
+
+
+def test_change_tier_as_a_comp_moves_the_license_and_signs_its_key_again(daemon):
+    product = make_product(daemon, seats=1, entitlements=[])
+    must(
+        admin(
+            daemon,
+            "POST",
+            "/v1/admin/policies",
+            {
+                "product_slug": product,
+                "slug": "pro",
+                "name": "Pro",
+                "max_machines": 5,
+                "duration_seconds": 86_400,
+            },
+        ),
+        200,
+    )
+    issued = issue(daemon, product)
+    path = f"/v1/admin/licenses/{issued['license_id']}/change-tier"
+    before = db_dump(daemon)
+    paid = must(admin(daemon, "POST", path, {"to_policy_slug": "pro"}), 503)
+    assert "skip_payment: true" in paid["message"]
+    must(admin(daemon, "POST", path, {"to_policy_slug": "nope", "skip_payment": True}), 404)
+    assert db_dump(daemon) == before
+    moved = must(admin(daemon, "POST", path, {"to_policy_slug": "pro", "skip_payment": True}), 200)
+    assert {k: moved[k] for k in ("ok", "applied", "skip_payment", "to_policy_slug")} == {
+        "ok": True,
+        "applied": True,
+        "skip_payment": True,
+        "to_policy_slug": "pro",
+    }
+    assert moved["from_policy_slug"] == "standard"
+    now = must(admin(daemon, "GET", f"/v1/admin/licenses/{issued['license_id']}"), 200)
+    assert (now["policy_slug"], now["max_machines"]) == ("pro", 5)
+    assert now["expires_at"] is not None and now["license_key"] != issued["license_key"]
+    # Both the old key and the new one validate, as the license now is.
+    for key in (issued["license_key"], now["license_key"]):
+        valid = must(daemon.request("POST", "/v1/validate", {"key": key}), 200)
+        assert (valid["ok"], valid["expires_at"]) == (True, now["expires_at"])

@@ -93,7 +93,7 @@ def _operation(e: Endpoint, found: dict[int, Any], components: dict[str, Any]) -
     if e.body is PemText:
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/x-pem-file": {"schema": {"type": "string"}}},
+            "content": {"text/plain": {"schema": {"type": "string", "description": "PEM"}}},
         }
     elif e.body is not Nothing:
         operation["requestBody"] = {

@@ -476,3 +476,15 @@ class IssuerKeyImported(Answer, kw_only=True):
         "Issuer key imported; new licenses are signed with it from now on. The previous key is "
         "kept, retired"
     )
+
+
+class TierChanged(Answer, kw_only=True):
+    """Keysat's comp change-tier answer."""
+
+    ok: bool = True
+    applied: bool = True
+    license_id: str
+    tier_change_id: str
+    skip_payment: bool = True
+    from_policy_slug: str | None
+    to_policy_slug: str

@@ -255,6 +255,14 @@ class LicenseIssue(Request, kw_only=True):
         self.expires_at = _when("expires_at", self.expires_at)
 
 
+class TierChange(Request, kw_only=True):
+    """Keysat's admin change-tier: the target policy of the license's product."""
+
+    to_policy_slug: Slug
+    skip_payment: bool = False
+    reason: LongText | None = None
+
+
 class ReasonRequest(Request, kw_only=True):
     """Revoke, suspend and machine deactivation: an optional reason, stored and audited."""
 

@@ -5,7 +5,8 @@ Each use case lives in its own module: `validation` (validate and seats), `catal
 (products and policies), `licenses` (issue, search, status, machines, audit), `codes`
 (discount codes and redemption), `purchase` (free purchases and recovery), `access`
 (scoped API keys), `outbox` (webhook endpoints, the outbox, the delivery log), `operator`
-(the operator's name, the database's figures); `core` holds
+(the operator's name, the database's figures, an imported issuer key), `tiers` (a
+license moved to another tier); `core` holds
 what they share (pool, keys, write lock, the audit helper). Requests are `models`, answers
 are `answers`.
 """
@@ -28,6 +29,7 @@ from daemon.licensing.licenses import Licenses
 from daemon.licensing.operator import Operator
 from daemon.licensing.outbox import Outbox
 from daemon.licensing.purchase import NO_PAYMENT_PROVIDER, Purchases
+from daemon.licensing.tiers import Tiers
 from daemon.licensing.validation import Validation
 from daemon.storage import StorageHealth
 
@@ -49,7 +51,9 @@ REASONS = (
 )
 
 
-class Licensing(Validation, Catalogue, Licenses, Codes, Purchases, ApiKeys, Outbox, Operator):
+class Licensing(
+    Validation, Catalogue, Licenses, Codes, Purchases, ApiKeys, Outbox, Operator, Tiers
+):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._result_counters = {}
