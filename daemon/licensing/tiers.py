@@ -13,19 +13,22 @@ import uuid
 
 from daemon.licensing import answers, inputs, keys, models, store
 from daemon.licensing.core import Core, now
-from daemon.licensing.errors import Conflict, NotFound, PaymentNotConfigured
+from daemon.licensing.errors import BadRequest, Conflict, NotFound
 from daemon.licensing.store import Row
 
+# A 400 naming the field, as Keysat refuses a change with nothing to charge: the 503 of a
+# purchase is for the buyer's request, this is the operator's, who can send the other form.
 NEEDS_PAYMENT = (
-    "a tier change that charges the buyer needs a payment provider, and none is configured; "
-    "send skip_payment: true to apply it as a comp (no charge). Nothing was written"
+    "'skip_payment' must be true: a tier change that charges the buyer needs a payment "
+    "provider, and none is configured; true applies it as a comp (no charge). Nothing was "
+    "written"
 )
 
 
 class Tiers(Core):
     async def change_tier(self, license_id: str, request: models.TierChange) -> answers.TierChanged:
         if not request.skip_payment:
-            raise PaymentNotConfigured(NEEDS_PAYMENT)
+            raise BadRequest(NEEDS_PAYMENT)
         at = now()
         async with self._write_lock, self._pool.transaction() as conn:
             license = await store.license_by_id(conn, license_id)
