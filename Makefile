@@ -1,4 +1,5 @@
-# Developer entry points. `make run` and `make test` are the README's two commands.
+# Developer entry points. `make run` and `make test` are the README's two commands; plain `make`
+# builds the StartOS package (keysmith_<arch>.s9pk), as Start9's build workflow expects.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -71,59 +72,145 @@ fuzz: venv
 	    tests/test_api_fuzz.py tests/test_api_consistency.py tests/test_keys.py \
 	    tests/test_migrate_drift.py
 
-# ---- The StartOS package: image, per-architecture tarballs, .s9pk ----------------------------
-# `make image` needs either a Docker engine (docker buildx) or, without one, buildah + podman +
-# debootstrap + runc as root (the base image is then made locally; see scripts/README.md).
-# `make pack` / `make verify` need start-sdk. Outputs: docker-images/*.tar, keysmith.s9pk.
-PKG_ID       := $(shell sed -n 's/^id: *//p' manifest.yaml)
-PKG_VERSION  := $(shell sed -n 's/^version: *"\(.*\)"/\1/p' manifest.yaml)
-IMAGE_TAG    := start9/$(PKG_ID)/main:$(PKG_VERSION)
-ARCHES       ?= x86_64 aarch64
+# ---- The StartOS 0.4 package: the SDK's s9pk.mk convention ----------------------------------
+# Every target and variable of node_modules/@start9labs/start-sdk/s9pk.mk (tests/test_s9pk.py
+# checks the list against the SDK's file). It is not included from there: it exists only after
+# `npm ci` (so `make run` would first need npm), and its pack recipe needs start-cli, which this
+# project's CI cannot install. `make` packs with start-cli when it is on PATH, and otherwise with
+# scripts/s9pk/ (the same file, written from the format's definition; see scripts/README.md).
+.DEFAULT_GOAL := all
+
+PACKAGE_ID := $(shell awk -F"'" '/id:/ {print $$2}' startos/manifest/index.ts)
+INGREDIENTS := $(shell start-cli s9pk list-ingredients 2>/dev/null)
+GIT_DIR := $(shell git rev-parse --git-dir 2>/dev/null)
+# Rebuild triggers (the manifest carries the commit hash), not requirements.
+GIT_DEPS := $(if $(GIT_DIR),$(wildcard $(GIT_DIR)/HEAD $(GIT_DIR)/index))
+# Only the architectures CI builds and boots (see scripts/README.md, "aarch64").
+ARCHES ?= x86
+TARGETS ?= $(ARCHES)
+ifdef VARIANT
+BASE_NAME := $(PACKAGE_ID)_$(VARIANT)
+else
+BASE_NAME := $(PACKAGE_ID)
+endif
+# What the package is made of when start-cli is not there to list it: the image's build context,
+# the bundle, the root files pack takes, assets/, and the writer itself.
 IMAGE_INPUTS := Dockerfile .dockerignore requirements.lock scripts/docker_entrypoint.sh \
                 $(shell find daemon migrations -type f ! -path '*/__pycache__/*' ! -name '*.pyc')
+S9PK_INPUTS := javascript/index.js icon.png LICENSE instructions.md assets $(wildcard assets/*) \
+               $(IMAGE_INPUTS) $(wildcard scripts/s9pk/*)
+S9PK_INSPECT := node scripts/s9pk/inspect.mjs
 
-.PHONY: image x86 arm pack verify clean
-# A half-written tarball or .s9pk must never look finished.
-.DELETE_ON_ERROR:
+.PHONY: all arches aarch64 x86_64 riscv64 arm arm64 x86 riscv arch/* clean install check-deps \
+        check-init package ingredients universal publish inspect
+.SECONDARY:
 
-## Build start9/keysmith/main:<version> for this machine's architecture.
-image:
-	bash scripts/build-image.sh $(IMAGE_TAG)
+# The file's name, size, title, version, architectures, SDK and commit, read back through
+# StartOS's own reader (start-cli's `s9pk inspect` is not needed for it).
+define SUMMARY
+	@manifest=$$($(S9PK_INSPECT) $(1) --manifest) || exit 1; \
+	field() { printf '%s' "$$manifest" | node -e "const m = JSON.parse(require('fs').readFileSync(0)); console.log($$1)"; }; \
+	printf '\n\033[1;32mBuild complete\033[0m: %s (%s)\n' "$(1)" "$$(du -h $(1) | cut -f1)"; \
+	printf '  %s v%s, arch %s, SDK %s, git %s\n\n' "$$(field m.title)" "$$(field m.version)" \
+	  "$$(field "[...new Set(Object.values(m.images).flatMap(i => i.arch))].join(', ')")" \
+	  "$$(field m.sdkVersion)" "$$(field m.gitHash)"
+endef
 
-## docker-images/x86_64.tar and docker-images/aarch64.tar, as start-sdk pack expects them.
-x86: docker-images/x86_64.tar
-arm: docker-images/aarch64.tar
+all: $(TARGETS)
 
-docker-images/x86_64.tar: $(IMAGE_INPUTS)
-	bash scripts/build-image.sh --platform linux/amd64 --output $@ $(IMAGE_TAG)
+arches: $(ARCHES)
 
-docker-images/aarch64.tar: $(IMAGE_INPUTS)
-	bash scripts/build-image.sh --platform linux/arm64 --output $@ $(IMAGE_TAG)
+## `make -s print-TARGETS` prints the build matrix (Start9's release workflow reads it).
+print-%:
+	@echo '$($*)'
 
-## keysmith.s9pk from the manifest, assets and the image tarballs (ARCHES=x86_64 for one arch).
-pack: $(PKG_ID).s9pk
+universal: $(BASE_NAME).s9pk
+	$(call SUMMARY,$<)
 
-$(PKG_ID).s9pk: manifest.yaml LICENSE icon.png instructions.md $(ARCHES:%=docker-images/%.tar)
-	@command -v start-sdk >/dev/null 2>&1 || { \
-	  echo "make pack: start-sdk is not installed; see scripts/README.md" >&2; exit 1; }
-	start-sdk pack
+arch/%: $(BASE_NAME)_%.s9pk
+	$(call SUMMARY,$<)
 
-## Check the .s9pk as the marketplace does (icon size, image tags, manifest rules).
-verify: $(PKG_ID).s9pk
-	start-sdk verify s9pk $(PKG_ID).s9pk
+x86 x86_64: arch/x86_64
+arm arm64 aarch64: arch/aarch64
+riscv riscv64: arch/riscv64
 
-## Remove package outputs (the image cache under /var/tmp/keysmith-image-cache is kept).
+$(BASE_NAME).s9pk: $(INGREDIENTS) $(S9PK_INPUTS) $(GIT_DEPS)
+	@command -v start-cli >/dev/null 2>&1 || { \
+	  echo "make universal: packing every architecture in one file needs start-cli (see" \
+	       "scripts/README.md); without it, build one per architecture: make x86" >&2; exit 1; }
+	@echo "   Packing '$@'..."
+	start-cli s9pk pack -o $@
+
+$(BASE_NAME)_%.s9pk: $(INGREDIENTS) $(S9PK_INPUTS) $(GIT_DEPS)
+	@echo "   Packing '$@'..."
+	@if command -v start-cli >/dev/null 2>&1; then \
+	  start-cli s9pk pack --arch=$* -o $@; \
+	else \
+	  echo "   (start-cli is not installed: packing with scripts/s9pk/)"; \
+	  bash scripts/s9pk/build.sh $* $@; \
+	fi
+
+ingredients: $(INGREDIENTS)
+	@echo "   Re-evaluating ingredients..."
+
+## Read the package(s) back through StartOS's reader and print the table of contents.
+inspect:
+	@for f in $(wildcard $(BASE_NAME)*.s9pk); do $(S9PK_INSPECT) $$f || exit 1; done
+
+install: | check-deps check-init
+	@if [ -z "$$(ls *.s9pk 2>/dev/null)" ]; then \
+		echo "Error: No .s9pk file found. Run 'make' first."; \
+		exit 1; \
+	fi; \
+	S9PK=$$(start-cli s9pk select) || exit 1; \
+	printf "\n🚀 Installing %s ...\n" "$$S9PK"; \
+	start-cli package install -s "$$S9PK"
+
+publish: | all
+	@command -v s3cmd >/dev/null || \
+		(echo "Error: s3cmd not found. It must be installed to publish using s3." && exit 1); \
+	printf "\n🚀 Publishing ...\n"; \
+	for s9pk in *.s9pk; do \
+		age=$$(( $$(date +%s) - $$(stat -c %Y "$$s9pk") )); \
+		if [ "$$age" -gt 3600 ]; then \
+			printf "\033[1;33m⚠️  %s is %d minutes old. Publish anyway? [y/N] \033[0m" "$$s9pk" "$$((age / 60))"; \
+			read -r ans; \
+			case "$$ans" in [yY]*) ;; *) echo "Skipping $$s9pk"; continue ;; esac; \
+		fi; \
+		start-cli s9pk publish "$$s9pk"; \
+	done
+
+check-deps:
+	@command -v start-cli >/dev/null || \
+		(echo "Error: start-cli not found. See scripts/README.md or https://docs.start9.com/packaging/environment-setup.html" && exit 1)
+	@command -v npm >/dev/null || \
+		(echo "Error: npm not found. Install Node.js and npm." && exit 1)
+
+## start-cli's developer key, as the SDK's install checks (packages themselves are signed with
+## the workspace's build key: start-cli s9pk init-workspace, see scripts/README.md).
+check-init:
+	@if [ ! -f ~/.startos/developer.key.pem ]; then \
+		echo "Initializing StartOS developer environment..."; \
+		start-cli init-key; \
+	fi
+
+package: all
+
 clean:
-	rm -rf docker-images $(PKG_ID).s9pk
+	@echo "Cleaning up build artifacts..."
+	@rm -rf $(PACKAGE_ID).s9pk $(PACKAGE_ID)_x86_64.s9pk $(PACKAGE_ID)_aarch64.s9pk \
+	  $(PACKAGE_ID)_riscv64.s9pk *.s9pk.partial javascript node_modules docker-images \
+	  $(LEGACY_ID)_legacy.s9pk
 
-# ---- The StartOS 0.4 package: startos/ (TypeScript, start-sdk 2.0.9) -------------------------
-# npm and node 18+ are needed; start-cli only for `make s9pk` (see scripts/README.md).
+# ---- The StartOS 0.4 package's TypeScript: startos/ (start-sdk 2.0.9) -------------------------
+# npm and node 18+ are needed.
 STARTOS_SOURCES := $(shell find startos -type f 2>/dev/null) package.json tsconfig.json
 
-.PHONY: startos-deps startos-check s9pk
+.PHONY: startos-deps startos-check
 
 ## node_modules/ exactly as package-lock.json pins it.
 startos-deps: node_modules/.package-lock.json
+node_modules: node_modules/.package-lock.json
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -134,15 +221,52 @@ startos-check: startos-deps
 	npx tsc --noEmit
 	node node_modules/@start9labs/start-sdk/lint.mjs
 
-## The bundle start-cli packs (and the tests run in node).
+## The bundle the package carries (and the tests run in node): checked first, as the SDK's
+## s9pk.mk does, then bundled with ncc.
 javascript/index.js: node_modules/.package-lock.json $(STARTOS_SOURCES)
+	npm run --silent check
 	npx ncc build startos/index.ts -o javascript
 
-## keysmith_v2.s9pk (s9pk v2, for StartOS 0.4) from the bundle, the Dockerfile and the assets;
-## named apart from the 0.3.5 package's keysmith.s9pk (`make pack`).
-s9pk: startos-check javascript/index.js
-	@command -v start-cli >/dev/null 2>&1 || { \
-	  echo "make s9pk: start-cli is not installed (it is not on PyPI, npm or Debian);" >&2; \
-	  echo "  install it from Start9's apt repository or build it from Start9Labs/start-os;" >&2; \
-	  echo "  see scripts/README.md, section 'StartOS 0.4 (s9pk v2)'." >&2; exit 1; }
-	start-cli s9pk pack -o $(PKG_ID)_v2.s9pk
+# ---- The image, and the StartOS 0.3.5 package (legacy-*) -------------------------------------
+# `make image` needs either a Docker engine (docker buildx) or, without one, buildah + podman +
+# debootstrap + runc as root (the base image is then made locally; see scripts/README.md).
+# `make legacy-pack` / `legacy-verify` need start-sdk 0.3.5. Outputs: docker-images/*.tar,
+# keysmith_legacy.s9pk (s9pk v1, for StartOS 0.3.5).
+LEGACY_ID      := $(shell sed -n 's/^id: *//p' manifest.yaml)
+LEGACY_VERSION := $(shell sed -n 's/^version: *"\(.*\)"/\1/p' manifest.yaml)
+IMAGE_TAG      := start9/$(LEGACY_ID)/main:$(LEGACY_VERSION)
+LEGACY_ARCHES  ?= x86_64 aarch64
+
+.PHONY: image legacy-x86 legacy-arm legacy-pack legacy-verify
+# A half-written tarball or .s9pk must never look finished.
+.DELETE_ON_ERROR:
+
+## Build start9/keysmith/main:<version> for this machine's architecture.
+image:
+	bash scripts/build-image.sh $(IMAGE_TAG)
+
+## docker-images/x86_64.tar and docker-images/aarch64.tar, as start-sdk pack expects them.
+legacy-x86: docker-images/x86_64.tar
+legacy-arm: docker-images/aarch64.tar
+
+docker-images/x86_64.tar: $(IMAGE_INPUTS)
+	bash scripts/build-image.sh --platform linux/amd64 --output $@ $(IMAGE_TAG)
+
+docker-images/aarch64.tar: $(IMAGE_INPUTS)
+	bash scripts/build-image.sh --platform linux/arm64 --output $@ $(IMAGE_TAG)
+
+## keysmith_legacy.s9pk from manifest.yaml, the assets and the image tarballs
+## (LEGACY_ARCHES=x86_64 for one arch). start-sdk writes keysmith.s9pk; it is renamed so it is
+## never taken for the 0.4 package.
+legacy-pack: $(LEGACY_ID)_legacy.s9pk
+
+$(LEGACY_ID)_legacy.s9pk: manifest.yaml LICENSE icon.png instructions.md \
+                          $(LEGACY_ARCHES:%=docker-images/%.tar)
+	@command -v start-sdk >/dev/null 2>&1 || { \
+	  echo "make legacy-pack: start-sdk is not installed; see scripts/README.md" >&2; exit 1; }
+	start-sdk pack
+	mv $(LEGACY_ID).s9pk $@
+
+## Check the 0.3.5 .s9pk as its marketplace does (icon size, image tags, manifest rules).
+legacy-verify: $(LEGACY_ID)_legacy.s9pk
+	start-sdk verify s9pk $<

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from daemon import __version__, causes, metrics
+from daemon import __version__, causes, downgrade, metrics
 from daemon.logs import register_secret, setup_logging
 from daemon.settings import Settings, SettingsError
 from daemon.status import (
@@ -89,7 +89,9 @@ def _record_boot_attempt(settings: Settings) -> Lifecycle:
             "cannot create the data folder", extra={"path": str(settings.data_dir), "error": str(e)}
         )
     _narrow_modes(settings)
-    history = history_from(read_status(settings.status_path))
+    previous = read_status(settings.status_path)
+    downgrade.release_if_superseded(settings.db_path, previous, __version__)
+    history = history_from(previous)
     lifecycle = Lifecycle(
         settings.status_path, version=__version__, bind=settings.bind, history=history
     )
@@ -149,6 +151,7 @@ async def _serve(settings: Settings, errors: list[SettingsError], lifecycle: Lif
     runner = None
     try:
         causes.refuse_known(settings, errors, lifecycle.history)
+        causes.refuse_held(settings)
         serving = await _migrate_and_open(settings, lifecycle, stop)
         if serving is None or stop.is_set():  # SIGTERM arrived while migrating: stop
             return await _shutdown(lifecycle, None, serving)
@@ -214,6 +217,9 @@ async def _migrate_and_open(
         metrics.record_migration_failure(e.reason)
         raise causes.migrate_cause(e) from e
     except (OSError, sqlite3.Error) as e:
+        if causes.is_locked(e):  # another process holds a write transaction: nothing changed
+            metrics.record_migration_failure("database_locked")
+            raise causes.locked(settings, e) from e
         metrics.record_migration_failure("db_unreadable")
         raise causes.unopenable(settings, e) from e
     try:
@@ -261,6 +267,8 @@ async def _open_licensing(pool: Pool, settings: Settings) -> Licensing:
     limits = Limits.of(settings)
     licensing = await Licensing.open(pool, admin_api_key=settings.admin_api_key, limits=limits)
     register_secret(licensing.admin_api_key)
+    for secret in await licensing.webhook_secrets():
+        register_secret(secret)
     return licensing
 
 

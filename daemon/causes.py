@@ -11,6 +11,7 @@ import logging
 import sqlite3
 from typing import TYPE_CHECKING
 
+from daemon import downgrade
 from daemon.migrate.errors import Remedy
 from daemon.remedies import startos_remedy, startos_words
 from daemon.settings import Settings, SettingsError
@@ -62,6 +63,14 @@ def refuse_known(settings: Settings, errors: list[SettingsError], history: BootH
         )
 
 
+def refuse_held(settings: Settings) -> None:
+    """A downgrade the owner prepared: the database stays closed until it is installed or
+    cancelled (daemon/downgrade.py)."""
+    held = downgrade.hold_cause(settings.db_path)
+    if held is not None:
+        raise SafeMode(BLOCKED, held)
+
+
 def migrate_cause(e: MigrateError) -> SafeMode:
     """The migrator's typed error as the operator's cause: its own words for what happened and
     whether data is safe (`str(e)`), ours for what to do."""
@@ -69,14 +78,9 @@ def migrate_cause(e: MigrateError) -> SafeMode:
 
     remedy = startos_remedy(e.remedies, e.params)
     if isinstance(e, Blocked):
+        # Each blocker typed (kind code, remedy codes with parameters) and in our words.
         blockers = [
-            {
-                "version": b.version,
-                "description": b.description,
-                "finding": b.finding,
-                "remedy": startos_words(b.remedies),
-            }
-            for b in e.blockers
+            {**b.as_json(), "remedy": startos_words(b.remedies, b.params)} for b in e.blockers
         ]
         return SafeMode(
             BLOCKED,
@@ -91,6 +95,20 @@ def migrate_cause(e: MigrateError) -> SafeMode:
     return SafeMode(
         FAILED, Cause(kind=e.reason, message=str(e), remedy=remedy, data_intact=e.data_intact)
     )
+
+
+def is_locked(e: OSError | sqlite3.Error) -> bool:
+    from daemon.migrate.runner import is_locked as locked
+
+    return isinstance(e, sqlite3.Error) and locked(e)
+
+
+def locked(settings: Settings, e: sqlite3.Error) -> SafeMode:
+    """Opening the pool found the database locked by another process: the migrator's own
+    typed refusal, worded like every other migrator cause."""
+    from daemon.migrate import DatabaseLocked
+
+    return migrate_cause(DatabaseLocked(str(settings.db_path.absolute()), str(e)))
 
 
 def unopenable(settings: Settings, e: OSError | sqlite3.Error) -> SafeMode:

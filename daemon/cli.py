@@ -91,7 +91,24 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--to",
         type=int,
-        help="revert: the version to go back to (default: revert only the newest applied one)",
+        help="revert: the applied version to go back to, or 0 for none (default: revert only the "
+        "newest applied one); plan/status: what a run (or, below the schema, a revert) to it does",
+    )
+    migrate.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="revert: show the steps and what each discards, without acting",
+    )
+    migrate.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        help="seconds to wait for another migration of the same database (default 30)",
+    )
+    migrate.add_argument(
+        "--undo",
+        action="store_true",
+        help="accept: put back the checksum and provenance the acceptance of VERSION replaced",
     )
     migrate.add_argument(
         "--by", help="accept: who accepts the change, for the heal log (default: your user name)"

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from daemon import __version__, defaults, schema
 from daemon.migrate import MigrateError, inspect, run_migrations
-from daemon.migrate.errors import Blocker, Reason, Remedy
+from daemon.migrate.errors import Blocker, Remedy
 from daemon.migrate.plan import BACKUP, Action, Plan, State
 from daemon.remedies import reunite_wal
 
@@ -32,7 +32,10 @@ def migrate_main(args: argparse.Namespace) -> int:
     os.umask(0o077)  # the database and its backups hold secrets: owner only
     # Only these two settings matter here, so they are read directly rather than through
     # daemon.settings, whose full validation would cost every no-op run more than its work.
-    db_path = args.db or os.environ.get(defaults.DB_PATH_VARIABLE) or defaults.DEFAULT_DB_PATH
+    # Absolute, so the heal log and the messages name the files wherever they are read from.
+    db_path = os.path.abspath(
+        args.db or os.environ.get(defaults.DB_PATH_VARIABLE) or defaults.DEFAULT_DB_PATH
+    )
     migrations = (
         args.migrations or os.environ.get(defaults.MIGRATIONS_DIR_VARIABLE) or schema.MIGRATIONS_DIR
     )
@@ -40,18 +43,25 @@ def migrate_main(args: argparse.Namespace) -> int:
         idempotent = _parse_versions(args.idempotent)
     except ValueError:
         print(
-            f"--idempotent: expected versions like 9,12, got {args.idempotent!r}", file=sys.stderr
+            f"--idempotent: expected versions like 9,12, got {args.idempotent!r}; nothing was "
+            "changed",
+            file=sys.stderr,
         )
-        return EXIT_FAILED
+        return EXIT_BLOCKED
     words = _words_for(args, db_path)
     try:
         if args.step == "run":
-            return _run(db_path, migrations, idempotent, args.json)
+            return _run(db_path, migrations, idempotent, args)
         if args.step == "revert":
-            return _revert(db_path, migrations, args.to, args.json)
+            return _revert(db_path, migrations, args, dry_run=args.dry_run)
         if args.step == "accept":
             return _accept(db_path, migrations, idempotent, args)
         plan = inspect(db_path, migrations, idempotent)
+        if args.to is not None and args.to < (plan.schema_version or 0):
+            # Below the schema: what a revert to it would do, without acting.
+            return _revert(db_path, migrations, args, dry_run=True)
+        if args.to is not None:
+            plan = _forward_to(db_path, migrations, idempotent, plan, args.to)
     except MigrateError as error:
         return _report_error(error, args.json, words)
     if args.json:
@@ -59,6 +69,23 @@ def migrate_main(args: argparse.Namespace) -> int:
     else:
         print(_plan_text(plan, words) if args.step == "plan" else status_report(plan, words))
     return EXIT_BLOCKED if plan.blockers else EXIT_OK
+
+
+def _forward_to(
+    db_path: str, migrations: str, idempotent: frozenset[int], plan: Plan, target: int
+) -> Plan:
+    """The plan of `run` up to `target`: a version in the folder (or applied, or 0)."""
+    from daemon.migrate.errors import BadTarget
+
+    known = sorted({f.version for f in plan.findings})
+    if target != 0 and target not in known:
+        raise BadTarget(target, known, "a version in the migrations folder or the ledger")
+    return inspect(db_path, migrations, idempotent, target)
+
+
+def schema_words(version: int | None) -> str:
+    """A schema version as the messages say it: a full revert leaves none at all."""
+    return "no schema (empty database)" if version is None else f"schema v{version}"
 
 
 Words = Callable[..., str]
@@ -124,14 +151,24 @@ class ShellWords:
                     "it works on this database as it is"
                 )
             case Remedy.ACCEPT_CHANGE:
-                versions = params.get("version", "VERSION").split(", ")
-                commands = " and ".join(f"`python -m daemon migrate accept {v}`" for v in versions)
+                versions = params.get("version", "").split(", ") if params.get("version") else []
+                commands = (
+                    " and ".join(
+                        f"`python -m daemon migrate accept {v} --db {db}`" for v in versions
+                    )
+                    or f"`python -m daemon migrate accept <the blocked version> --db {db}`"
+                )
                 return (
                     "only if the change was deliberate and the database already has what the new "
                     f"text describes: {commands} (it runs no SQL)"
                 )
             case Remedy.CHECK_STATUS:
                 return f"see what is blocked with `python -m daemon migrate status --db {db}`"
+            case Remedy.RETRY_OR_STOP_HOLDER:
+                holder = params.get("db", db)
+                return f"retry, or stop it: `fuser {holder}` lists the processes that have it open"
+            case Remedy.CHOOSE_APPLIED_TARGET:
+                return f"give --to one of the applied versions ({params.get('applied')}) or 0"
             case Remedy.REUNITE_WAL:
                 return reunite_wal(params.get("wal", f"{db}-wal"))
 
@@ -142,13 +179,16 @@ def _parse_versions(text: str | None) -> frozenset[int]:
     return frozenset(int(v) for v in text.split(",") if v.strip())
 
 
-def _run(db_path: str, migrations: str, idempotent: frozenset[int], as_json: bool) -> int:
+def _run(
+    db_path: str, migrations: str, idempotent: frozenset[int], args: argparse.Namespace
+) -> int:
     outcome = run_migrations(
         db_path,
         migrations,
         idempotent=idempotent,
         daemon_version=__version__,
         on_progress=_print_progress,
+        lock_timeout=args.wait,
     )
     summary = {
         "schema_version": outcome.schema_version,
@@ -157,68 +197,104 @@ def _run(db_path: str, migrations: str, idempotent: frozenset[int], as_json: boo
         "backup": str(outcome.backup.path) if outcome.backup else None,
         "seconds": round(outcome.seconds, 4),
     }
-    if as_json:
+    if args.json:
         _print_json(summary)
     elif outcome.applied or outcome.heals:
         for heal in outcome.heals:
             print(f"healed {heal.version} ({heal.action}): {heal.evidence}")
-        print(f"applied {len(outcome.applied)} migration(s); schema v{outcome.schema_version}")
+        print(
+            f"applied {len(outcome.applied)} migration(s); {schema_words(outcome.schema_version)}"
+        )
     else:
-        print(f"nothing to do; schema v{outcome.schema_version}")
+        print(f"nothing to do; {schema_words(outcome.schema_version)}")
     return EXIT_OK
 
 
-def _revert(db_path: str, migrations: str, target: int | None, as_json: bool) -> int:
+def _revert(db_path: str, migrations: str, args: argparse.Namespace, *, dry_run: bool) -> int:
     from daemon.migrate.revert import revert_migrations
 
     outcome = revert_migrations(
         db_path,
         migrations,
         daemon_version=__version__,
-        target=target,
+        target=args.to,
         on_plan=_print_revert_plan,
         on_progress=_print_progress,
+        lock_timeout=args.wait,
+        dry_run=dry_run,
     )
-    discards = outcome.plan.discards
-    if as_json:
+    plan, discards = outcome.plan, outcome.plan.discards
+    if args.json:
         _print_json(
             {
+                "dry_run": dry_run,
                 "schema_version": outcome.schema_version,
+                "target": plan.target,
+                "steps": [
+                    {"version": f.version, "action": f.action, "evidence": f.evidence}
+                    for f in plan.steps
+                ],
                 "reverted": outcome.reverted,
-                "discarded": {str(v): list(what) for v, what in discards.items()},
-                "backup": str(outcome.backup.path) if outcome.backup else None,
+                "discarded" if not dry_run else "discards": {
+                    str(v): list(what) for v, what in discards.items()
+                },
+                "backup": str(outcome.backup.path) if outcome.backup else bool(plan.steps),
                 "seconds": round(outcome.seconds, 4),
             }
         )
+    elif dry_run:
+        print(_revert_plan_text(plan) if plan.steps else "nothing to revert")
+        if plan.steps:
+            print("dry run: nothing was changed")
     elif outcome.reverted:
         listed = ", ".join(map(str, outcome.reverted))
         print(
-            f"reverted {len(outcome.reverted)} migration(s) ({listed}); schema "
-            f"v{outcome.schema_version}; backup taken first: {outcome.backup.path}"
+            f"reverted {len(outcome.reverted)} migration(s) ({listed}); "
+            f"{schema_words(outcome.schema_version)}; backup taken first: {outcome.backup.path}"
         )
         for version, what in discards.items():
             print(f"  reverting {version} discarded {'; '.join(what)}")
     else:
-        print(f"nothing to revert; schema v{outcome.schema_version}")
+        print(f"nothing to revert; {schema_words(outcome.schema_version)}")
     return EXIT_OK
+
+
+def _revert_plan_text(plan: RevertPlan) -> str:
+    """What a revert does, step by step, with what each step discards."""
+    lines = [
+        f"reverting {len(plan.steps)} migration(s) from {schema_words(plan.schema_version)} to "
+        f"{schema_words(plan.target or None)}, after a backup:"
+    ]
+    lines.extend(f"  {f.version} ({f.description}): {f.evidence}" for f in plan.steps)
+    return "\n".join(lines)
 
 
 def _print_revert_plan(plan: RevertPlan) -> None:
     """Before any step runs (stderr, like the progress): what each step will do and discard."""
-    to = "no schema" if plan.target is None else f"schema v{plan.target}"
-    print(f"reverting {len(plan.steps)} migration(s) to {to}:", file=sys.stderr, flush=True)
-    for f in plan.steps:
-        print(f"  {f.version} ({f.description}): {f.evidence}", file=sys.stderr, flush=True)
+    print(_revert_plan_text(plan), file=sys.stderr, flush=True)
 
 
 def _accept(
     db_path: str, migrations: str, idempotent: frozenset[int], args: argparse.Namespace
 ) -> int:
-    from daemon.migrate.accept import accept_migration, acceptance_warning
+    from daemon.migrate.accept import accept_migration, acceptance_warning, undo_acceptance
 
     if args.version is None:
         print("accept: give the VERSION of the blocked migration to accept", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_BLOCKED
+    if args.undo:
+        undone = undo_acceptance(
+            db_path,
+            args.version,
+            daemon_version=__version__,
+            undone_by=args.by or _user_name(),
+            lock_timeout=args.wait,
+        )
+        if args.json:
+            _print_json(undone._asdict())
+        else:
+            print(f"undid the acceptance of migration {undone.version}: {undone.evidence}")
+        return EXIT_OK
     accepted = accept_migration(
         db_path,
         migrations,
@@ -226,6 +302,7 @@ def _accept(
         idempotent=idempotent,
         daemon_version=__version__,
         accepted_by=args.by or _user_name(),
+        lock_timeout=args.wait,
     )
     if args.json:
         _print_json({**accepted._asdict(), "warning": acceptance_warning(args.version)})
@@ -263,25 +340,16 @@ def _print_progress(progress: Progress) -> None:
 def _report_error(error: MigrateError, as_json: bool, words: Words) -> int:
     message = f"{error} To fix: {words(error.remedies, error.params)}."
     if as_json:
-        blockers = getattr(error, "blockers", [])
-        _print_json(
-            {
-                "error": error.reason,
-                "message": message,
-                "blocked": [_blocker_json(b, words) for b in blockers],
-            }
-        )
+        doc = error.as_json()
+        for blocker, entry in zip(getattr(error, "blockers", ()), doc["blocked"], strict=True):
+            entry["remedy"] = words(blocker.remedies, blocker.params)
+        _print_json({"error": error.reason, "message": message, **doc})
     print(message, file=sys.stderr)
-    return EXIT_BLOCKED if error.reason is Reason.BLOCKED else EXIT_FAILED
+    return EXIT_BLOCKED if error.refusal else EXIT_FAILED
 
 
 def _blocker_json(blocker: Blocker, words: Words) -> dict:
-    return {
-        "version": blocker.version,
-        "description": blocker.description,
-        "finding": blocker.finding,
-        "remedy": words(blocker.remedies),
-    }
+    return {**blocker.as_json(), "remedy": words(blocker.remedies, blocker.params)}
 
 
 def _print_json(doc: dict) -> None:
@@ -300,14 +368,17 @@ def _as_json(plan: Plan, words: Words, include_steps: bool) -> dict:
                 "action": f.action,
                 "evidence": f.evidence,
             }
+            | ({"basis": f.basis} if f.basis else {})
             for f in plan.findings
         ],
         "blocked": [_blocker_json(f.as_blocker(), words) for f in plan.blockers],
         "schema_version": plan.schema_version,
     }
     if include_steps:
-        doc["steps"] = [{"version": f.version, "action": f.action} for f in plan.steps]
-        doc["backup"] = plan.runs_sql
+        # A blocked plan does nothing at all: no steps, no backup.
+        steps = [] if plan.blockers else plan.steps
+        doc["steps"] = [{"version": f.version, "action": f.action} for f in steps]
+        doc["backup"] = plan.runs_sql and not plan.blockers
     return doc
 
 
@@ -320,12 +391,12 @@ _SQLX_STATUS = {
 }
 
 
-def status_report(plan: Plan, words: Callable[[tuple[Remedy, ...]], str]) -> str:
+def status_report(plan: Plan, words: Words) -> str:
     """The `migrate status` text (also what the StartOS action shows, in its host's `words`)."""
     return "\n".join(_status_lines(plan, words))
 
 
-def _status_lines(plan: Plan, words: Callable[[tuple[Remedy, ...]], str]) -> list[str]:
+def _status_lines(plan: Plan, words: Words) -> list[str]:
     """Like `sqlx migrate info`, plus what Keysmith will do about each version and why."""
     lines = []
     for f in plan.findings:
@@ -335,8 +406,10 @@ def _status_lines(plan: Plan, words: Callable[[tuple[Remedy, ...]], str]) -> lis
         if f.state is State.MODIFIED and f.row and f.migration:
             lines.append(f"    applied migration had checksum {f.row.checksum.hex()}")
             lines.append(f"    local migration has checksum {f.migration.checksum.hex()}")
+        if f.basis:
+            lines.append(f"    compared with: {f.basis}")
         if f.remedies:
-            lines.append(f"    to fix: {words(f.remedies)}")
+            lines.append(f"    to fix: {words(f.remedies, {'version': str(f.version)})}")
         if f.detail:
             lines.extend("    " + line for line in f.detail.splitlines())
     lines.append(f"schema version: {plan.schema_version}")
@@ -346,10 +419,11 @@ def _status_lines(plan: Plan, words: Callable[[tuple[Remedy, ...]], str]) -> lis
 def _plan_text(plan: Plan, words: Words) -> str:
     if plan.blockers:
         return "blocked; nothing will be changed:\n" + "\n".join(
-            f"  {b.as_blocker().line()}\n    to fix: {words(b.remedies)}" for b in plan.blockers
+            f"  {b.as_blocker().line()}\n    to fix: {words(b.remedies, b.as_blocker().params)}"
+            for b in plan.blockers
         )
     if not plan.steps:
-        return f"nothing to do; schema v{plan.schema_version}"
+        return f"nothing to do; {schema_words(plan.schema_version)}"
     lines = ["back up the database first"] if plan.runs_sql else []
     for f in plan.steps:
         why = f": {f.evidence}" if f.evidence else ""

@@ -174,6 +174,7 @@ async def init(
         daemon_version=__version__,
         on_progress=on_progress,
         lock_timeout=lock_timeout,
+        revert_newer=True,  # a downgrade the platform did not revert: the data carries its downs
     )
     pool = await open_pool(path, lock_timeout=lock_timeout)
     pool.outcome = outcome

@@ -120,13 +120,27 @@ def verdict(record: dict[str, Any]) -> tuple[int, str, str]:
 
 
 def _ready_line(record: dict[str, Any]) -> str:
-    heals = len(record.get("heals") or [])
+    everything = record.get("heals") or []
+    reverts = [h for h in everything if h.get("action") == "revert"]
+    heals = len(everything) - len(reverts)
     parts = [f"ready, schema v{record.get('schema_version')}"]
+    if reverts:
+        parts.append(_reverted_line(reverts))
     if heals:
         parts.append(f"{heals} self-heal{'s' if heals != 1 else ''} at this boot")
     if record.get("previous_unclean"):
         parts.append("the previous run did not stop cleanly")
     return ", ".join(parts)
+
+
+def _reverted_line(reverts: list[dict[str, Any]]) -> str:
+    """A downgrade this boot carried out with the down texts kept with the data: each step,
+    what it discarded (its evidence names it), and where the backup taken first is."""
+    steps = "; ".join(f"{h['version']} {h['evidence']}" for h in reverts)
+    return (
+        f"migrations newer than this version were reverted at this boot ({steps}); the backup "
+        f"taken before the revert is {reverts[0].get('backup_path')}"
+    )
 
 
 def _progress_line(record: dict[str, Any]) -> str:
@@ -173,12 +187,23 @@ def safe_mode_message(record: dict[str, Any]) -> str:
     elif cause.get("data_intact") is False:
         lines.append("The database may be in a partial state: do not delete anything by hand.")
     if cause.get("remedy"):
-        lines.append(f"What to do: {cause['remedy']}")
+        lines.append(f"What to do: {_remedy_once(cause['remedy'], blockers)}")
     if record.get("consecutive_failed_boots", 0) > 1:
         lines.append(
             f"{record['consecutive_failed_boots']} boots in a row have not reached serving."
         )
     return "\n".join(lines)
+
+
+def _remedy_once(remedy: str, blockers: list[dict[str, Any]]) -> str:
+    """The boot's remedy without the one fix a blocker line above already gave in full."""
+    fixes = {str(b.get("remedy")).rstrip(".") for b in blockers if b.get("remedy")}
+    if len(fixes) == 1:
+        (fix,) = fixes
+        if remedy.startswith(fix):
+            rest = remedy[len(fix) :].lstrip(" .")
+            return f"the fix above.{f' {rest}' if rest else ''}"
+    return remedy
 
 
 def degraded_message(degraded: dict[str, Any]) -> str:

@@ -214,11 +214,16 @@ def watch_key_cache(stats: Callable[[], Any]) -> None:
 
 # [UTC day number, validations answered that day by this process], for the console's overview.
 _validations_day = [0, 0]
+# The counter of each result, looked up once: validation is the hot path.
+_validation_counters: dict[str, Any] = {}
 
 
 def record_validation(result: str) -> None:
     """Count one validation; `result` is "ok" or the reason the client receives."""
-    VALIDATIONS.labels(result=result).inc()
+    counter = _validation_counters.get(result)
+    if counter is None:
+        counter = _validation_counters[result] = VALIDATIONS.labels(result=result)
+    counter.inc()
     day = int(time.time()) // 86400
     if day != _validations_day[0]:
         _validations_day[:] = [day, 0]

@@ -61,6 +61,13 @@ def _startos_word(remedy: Remedy, params: dict[str, str]) -> str:
             )
         case Remedy.CHECK_STATUS:
             return "run the action 'Migration status' to see which migration is blocked"
+        case Remedy.RETRY_OR_STOP_HOLDER:
+            return (
+                "restart the service to retry; if it happens again, stop whatever else keeps "
+                "the database busy (another copy of the service, or an action still running)"
+            )
+        case Remedy.CHOOSE_APPLIED_TARGET:
+            return f"choose one of the applied versions ({params.get('applied', 'see status')})"
         case Remedy.REUNITE_WAL:
             return reunite_wal(params.get("wal", "the -wal file"))
 

@@ -31,16 +31,26 @@ MAX_TIMEOUT = 600.0
 # The console's password from the environment (outside StartOS); shorter is guessable offline.
 CONSOLE_PASSWORD_MIN_LENGTH = 12
 CONSOLE_PASSWORD_MAX_LENGTH = 1024
-# Peers whose X-Forwarded-For / X-Forwarded-Proto the console believes: loopback and the
-# private ranges, where StartOS's TLS-terminating proxy reaches the container from. A direct
-# client on a public address cannot claim to be someone else or to have come over TLS.
+# Peers whose X-Forwarded-For / X-Forwarded-Proto are believed: loopback (a reverse proxy on
+# the same machine) and the one address StartOS 0.4's own proxy connects from. Nothing else:
+# StartOS forwards the plain-HTTP port with a DNAT rule that keeps the LAN client's own
+# private address, so trusting private ranges let any LAN client claim any address.
+# From the start-os source (github.com/Start9Labs/start-os, master 727e4d48a):
+# - shared-libs/crates/start-core/src/lib.rs:8 `HOST_IP = [10, 0, 3, 1]`, the host's address
+#   on the container bridge lxcbr0 (lxc/config.template:28 `lxc.net.0.link = lxcbr0`);
+# - net/net_controller.rs:359 the proxy's target is the container's IPv4 address on that
+#   bridge, and net/vhost.rs:859 `TcpStream::connect(self.addr)` opens it from the host, so
+#   the container sees 10.0.3.1; net/http.rs:148 and :164 drop the client's X-Forwarded-For
+#   and set the real one (`addXForwardedHeaders`, on for `http` bindings in start-sdk);
+# - build/lib/scripts/forward-port:85 the plain port is a bare `dnat` (no masquerade but for
+#   hairpin traffic from the host itself or another container, :92-93, which also arrives
+#   from 10.0.3.1: those are on the same box).
+# StartOS 0.3.5's proxy (core/startos/src/net/vhost.rs:188, from 172.18.0.1) copies the
+# client's bytes as sent, headers included, so it is not trusted either.
 DEFAULT_TRUSTED_PROXIES = (
     "127.0.0.0/8",
     "::1/128",
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "fc00::/7",
+    "10.0.3.1/32",
 )
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

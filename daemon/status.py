@@ -123,7 +123,9 @@ def pid_alive(pid: object) -> bool:
 class Cause:
     """Why the daemon is in safe mode, written for the operator."""
 
-    kind: str  # blocked, migration_failed, settings, crash_loop, port, database, exception
+    # blocked, migration_failed, settings, crash_loop, downgrade_prepared, port, database,
+    # exception
+    kind: str
     message: str  # what happened
     remedy: str  # what to do next
     data_intact: bool | None  # None when we cannot tell

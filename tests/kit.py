@@ -115,3 +115,12 @@ def file_bytes(db_path: Path) -> bytes:
     finally:
         conn.close()
     return db_path.read_bytes()
+
+
+def schema_of(db: Path) -> int:
+    """The highest migration recorded in the database file's ledger."""
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT max(version) FROM _sqlx_migrations").fetchone()[0]
+    finally:
+        conn.close()

@@ -43,7 +43,7 @@ CHROMIUM_ARGS = [
 ]
 PASSWORD = "correct horse battery staple"
 DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+PHONE = {"width": 375, "height": 812}
 SHOTS_COPY = REPO / "bench" / "out" / "console"
 PAGES = ("", "upgrades", "products", "policies", "licenses", "codes", "audit")
 
@@ -122,10 +122,14 @@ def issuer_key_spellings(db_path: Path) -> list[str]:
 
 
 def shoot(page, screens: Path, name: str) -> None:
-    """`name` at desktop and at phone width, into the test's folder and bench/out/console."""
+    """`name` at desktop and at phone width, into the test's folder and bench/out/console;
+    at phone width, nothing may be wider than the screen (no sideways scrolling)."""
     SHOTS_COPY.mkdir(parents=True, exist_ok=True)
     for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
         page.set_viewport_size(size)
+        if label == "phone":
+            wide = page.evaluate("document.documentElement.scrollWidth")
+            assert wide <= PHONE["width"], f"{name} is {wide} px wide at {PHONE['width']} px"
         path = screens / f"{name}-{label}.png"
         page.screenshot(path=str(path), full_page=True)
         shutil.copy(path, SHOTS_COPY / path.name)
@@ -199,6 +203,9 @@ def test_seller_console_after_a_healed_upgrade(tmp_path, browser_context, screen
         assert "certified idempotent" in heals  # the re-run's
         boots = page.locator("tr.boot-serving").first.inner_text()
         assert f"healed 9 (rerun), {latest} (restamp)" in boots
+        # Each healed migration's row says how it was healed, not just "applied".
+        nine = page.inner_text("#migrations tr:nth-child(9)")
+        assert "healed" in nine and "re-ran the migration in one transaction" in nine, nine
         backups = page.inner_text("#backups")
         assert f"schema v{latest}" in backups and "KiB" in backups
 
@@ -228,7 +235,7 @@ def test_seller_console_after_a_healed_upgrade(tmp_path, browser_context, screen
         assert "pro: Pro features" in page.inner_text("table")
 
         page.goto(f"{d.url}/admin/policies")
-        page.fill("#f-product_slug", "app")
+        page.select_option("#f-product_slug", "app")
         page.fill("#f-slug", "yearly")
         page.fill("#f-name", "Yearly")
         page.fill("#f-duration_days", "365")
@@ -241,7 +248,7 @@ def test_seller_console_after_a_healed_upgrade(tmp_path, browser_context, screen
         # Issue: the key shown once, copied with the copy button.
         page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=d.url)
         page.goto(f"{d.url}/admin/licenses")
-        page.fill("#f-product_slug", "app")
+        page.select_option("#f-product_slug", "app")
         page.fill("#f-note", "order 1001")
         submit(page, "#issue button[type=submit]")
         key = page.input_value("#issued-key")
@@ -270,6 +277,8 @@ def test_seller_console_after_a_healed_upgrade(tmp_path, browser_context, screen
         license_url = page.url.split("?")[0]
         page.fill("#f-reason", "chargeback")
         submit(page, "form.revoke button[type=submit]")
+        assert "cannot be undone" in page.inner_text("#confirm")  # asked first
+        submit(page, "#confirm-button")
         assert page.inner_text("#license-status") == "revoked"
         status, answer = d.request("POST", "/v1/validate", {"key": key})
         assert (status, answer["ok"], answer["reason"]) == (200, False, "revoked"), answer
@@ -442,7 +451,10 @@ def test_webhooks_and_api_keys_from_the_console(tmp_path, browser_context, scree
         must(d.request("GET", "/v1/admin/products", headers=bearer), 200)
         page.goto(f"{d.url}/admin/api-keys")
         assert page.locator("#created-token").count() == 0
-        submit(page, "#keys button[type=submit]")
+        submit(page, "#keys a:text('Revoke…')")
+        assert "API key 'shop' (read-only)" in page.inner_text("#confirm")  # asked first
+        must(d.request("GET", "/v1/admin/products", headers=bearer), 200)
+        submit(page, "#confirm-button")
         assert "API key revoked" in page.inner_text("main")
         assert "revoked" in page.inner_text("#keys")
         shoot(page, screens, "api-keys")
@@ -485,6 +497,9 @@ def test_upgrades_page_explains_a_blocked_upgrade(tmp_path, browser_context, scr
         assert "modified" in blocked and "blocked" in blocked
         assert "+CREATE TABLE release_note (x INTEGER);" in page.inner_text("pre.diff")
         assert "blocked: " in page.locator("tr.boot-blocked").first.inner_text()
+        # The remedy once, in "Now" (it was in Now twice, in the boot's row and the finding's).
+        remedy = record["cause"]["blockers"][0]["remedy"]
+        assert page.inner_text("main").count(remedy) == 1
         shoot(page, screens, "upgrades-blocked")
         page.goto(f"{d.url}/admin/licenses")
         assert "Licensing is paused" in page.inner_text("main")
@@ -558,3 +573,114 @@ def _with_cookie(url: str, cookie: str) -> urllib.request.Request:
     request = urllib.request.Request(url)
     request.add_header("Cookie", cookie)
     return request
+
+
+# ----- a seller's day -----
+
+
+@pytest.mark.browser
+def test_a_sellers_day_in_the_console(tmp_path, browser_context, screens):
+    # Sign in, a product and a 30-day policy with 7 days' grace, a license sold to a buyer
+    # found again by that email, a price change, suspend, unsuspend, revoke (asked first), a
+    # 12.5 % code created and disabled, then machines, revenue and who did what.
+    env = {"KEYSMITH_CONSOLE_PASSWORD": PASSWORD}
+    with DaemonProc(tmp_path, env=env) as d:
+        d.wait_for("serving")
+        page = browser_context.new_page()
+        sign_in(page, d.url)
+        shoot(page, screens, "day-overview")
+
+        page.goto(f"{d.url}/admin/products")
+        page.fill("#f-slug", "studio")
+        page.fill("#f-name", "Studio")
+        page.fill("#f-price_sats", "50000")
+        submit(page, "form[action='/admin/products'] button[type=submit]")
+        assert "Product created." in page.inner_text("main")
+
+        page.goto(f"{d.url}/admin/policies")
+        page.select_option("#f-product_slug", "studio")
+        page.fill("#f-slug", "monthly")
+        page.fill("#f-name", "Monthly")
+        page.fill("#f-duration_days", "30")
+        page.fill("#f-grace_days", "7")
+        page.fill("#f-max_machines", "2")
+        page.check("#f-is_default")
+        submit(page, "#new-policy button[type=submit]")
+        row = page.inner_text("#policies tbody tr")
+        assert "30 days" in row and "7 days" in row and "50000 sats" in row, row
+        shoot(page, screens, "day-policies")
+
+        page.goto(f"{d.url}/admin/licenses")
+        page.select_option("#f-product_slug", "studio")
+        page.select_option("#f-policy_slug", "monthly")
+        page.fill("#f-buyer_email", "ann@example.com")
+        submit(page, "#issue button[type=submit]")
+        key = page.input_value("#issued-key")
+        page.fill("#q", "ann@example.com")
+        submit(page, ".search button[type=submit]")
+        assert "ann@example.com" in page.inner_text("#licenses")
+        assert "Licenses 1–1 of 1" in page.inner_text(".pager")
+        shoot(page, screens, "day-licenses")
+        submit(page, "#licenses a")
+        license_url = page.url.split("?")[0]
+        facts = page.inner_text("#facts")
+        assert "ann@example.com" in facts and "7.0 days after expiry" in facts, facts
+
+        # The policy's price, edited: the list says the new one.
+        page.goto(f"{d.url}/admin/policies")
+        submit(page, "#policies a:text('Edit')")
+        assert page.input_value("#f-grace_days") == "7"
+        page.fill("#f-price_sats", "42000")
+        shoot(page, screens, "day-policy-edit")
+        submit(page, "#edit button[type=submit]")
+        assert "Policy saved" in page.inner_text("main")
+        assert "42000 sats" in page.inner_text("#policies")
+
+        page.goto(license_url)
+        for label, status in (("Suspend", "suspended"), ("Unsuspend", "active")):
+            submit(page, f"button:text-is('{label}')")
+            assert page.inner_text("#license-status") == status
+        page.fill("#f-reason", "refund")
+        submit(page, "form.revoke button[type=submit]")
+        assert "license " in page.inner_text("#confirm") and "cannot be undone" in page.inner_text(
+            "#confirm"
+        )
+        shoot(page, screens, "day-revoke-confirm")
+        assert must(d.request("POST", "/v1/validate", {"key": key}), 200)["ok"] is True
+        submit(page, "#confirm-button")
+        assert page.inner_text("#license-status") == "revoked"
+        shoot(page, screens, "day-license")
+
+        page.goto(f"{d.url}/admin/codes")
+        page.fill("#f-code", "SPRING-SALE")
+        page.select_option("#f-kind", "percent")
+        page.fill("#f-amount", "12.5")
+        submit(page, "form[action='/admin/codes'] button[type=submit]")
+        assert "12.5 %" in page.inner_text("#codes")
+        submit(page, "#codes a:text('Disable…')")
+        assert "SPRING-SALE" in page.inner_text("#confirm")
+        submit(page, "#confirm-button")
+        assert "disabled" in page.inner_text("#codes")
+        shoot(page, screens, "day-codes")
+
+        # A machine on another license; the machines page, by product.
+        other = issue(d, "studio")
+        machine = {"key": other["license_key"], "fingerprint": "fp-1", "hostname": "ann-mac"}
+        must(d.request("POST", "/v1/machines/activate", machine), 200)
+        page.goto(f"{d.url}/admin/machines")
+        page.select_option("#product", label="studio")
+        submit(page, "#machine-filter button[type=submit]")
+        assert "ann-mac" in page.inner_text("#machine-list")
+        shoot(page, screens, "day-machines")
+
+        page.goto(f"{d.url}/admin/revenue")
+        assert "Total" in page.inner_text("#revenue-summary")
+        shoot(page, screens, "day-revenue")
+
+        page.goto(f"{d.url}/admin/audit")
+        page.select_option("#actor", "console")
+        submit(page, "#audit-filter button[type=submit]")
+        trail = page.inner_text("#audit")
+        assert "license.revoke" in trail and "the console" in trail
+        assert "the master admin key" not in trail  # the other license was issued by the API
+        shoot(page, screens, "day-audit")

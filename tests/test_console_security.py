@@ -1,6 +1,7 @@
 """The console's sign-in seen from HTTP alone (no browser): the Secure cookie and the client
-address believed only from a trusted proxy, the per-address and global sign-in limits, the
-console password setting, and the boot history the Upgrades page lists."""
+address believed only from a trusted proxy, the per-address sign-in limit (the global pace:
+tests/test_attack_trust.py), the console password setting, and the boot history the Upgrades
+page lists."""
 
 from __future__ import annotations
 
@@ -70,15 +71,6 @@ def test_secure_cookie_and_client_address_only_from_a_trusted_proxy(tmp_path):
             sign_in(d.url, "wrong password!", {"X-Forwarded-For": f"203.0.113.{n}"})
         # The claimed addresses were ignored: all five counted against the peer itself.
         assert sign_in(d.url, PASSWORD, {"X-Forwarded-For": "203.0.113.99"})[0] == 429
-
-
-def test_the_global_limit_pauses_sign_in_for_every_address(tmp_path):
-    with DaemonProc(tmp_path, env={"KEYSMITH_CONSOLE_PASSWORD": PASSWORD}) as d:
-        for n in range(50):  # ten addresses, each under its own limit of five
-            status, _ = sign_in(d.url, "wrong password!", {"X-Forwarded-For": f"192.0.2.{n // 5}"})
-            assert status in (401, 429)
-        status, headers = sign_in(d.url, PASSWORD, {"X-Forwarded-For": "192.0.2.200"})
-        assert status == 429 and int(headers["Retry-After"]) > 0
 
 
 def test_the_console_password_setting_is_checked_and_never_echoed():
@@ -170,13 +162,16 @@ def test_a_paused_address_may_try_again_once_the_window_has_passed(monkeypatch):
     monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
     limiter = auth.SignInLimiter()
     for _ in range(auth.PER_ADDRESS_FAILURES):
-        assert limiter.retry_after("203.0.113.5") is None
-        limiter.failed("203.0.113.5")
-    assert limiter.retry_after("203.0.113.5") == auth.WINDOW_SECONDS + 1
+        turn = limiter.admit("203.0.113.5")
+        assert isinstance(turn, auth.Turn)
+        limiter.finish(turn, False)
+    assert limiter.admit("203.0.113.5") == auth.Paused(int(auth.WINDOW_SECONDS) + 1)
     now[0] += auth.WINDOW_SECONDS / 2
-    assert 0 < limiter.retry_after("203.0.113.5") <= auth.WINDOW_SECONDS / 2 + 1
+    paused = limiter.admit("203.0.113.5")
+    assert isinstance(paused, auth.Paused)
+    assert 0 < paused.retry_after <= auth.WINDOW_SECONDS / 2 + 1
     now[0] += auth.WINDOW_SECONDS / 2 + 1
-    assert limiter.retry_after("203.0.113.5") is None
+    assert isinstance(limiter.admit("203.0.113.5"), auth.Turn)
 
 
 # ----- a signed-in console over plain HTTP: headers, slow bodies, suspend -----

@@ -329,7 +329,7 @@ def test_blocked_upgrade_stays_up_and_changes_nothing(images, shop, tmp_path):
 
 
 def test_architecture_tarball_is_tagged_as_start_sdk_expects(images, contexts, tmp_path):
-    # `make x86` writes this file; start-sdk pack takes it as is, and start-sdk verify wants
+    # `make legacy-x86` writes this file; start-sdk pack takes it as is, and start-sdk verify wants
     # the tag start9/<id>/main:<version> (podman alone would write localhost/start9/...).
     wanted = f"start9/{MANIFEST['id']}/main:{MANIFEST['version']}"
     archive = tmp_path / "x86_64.tar"

@@ -95,7 +95,7 @@ def test_accept_refuses_what_is_not_blocked_as_modified_and_changes_nothing(bloc
     done = migrate(
         "accept", version, "--db", str(db), "--migrations", str(folder), "--idempotent", ""
     )
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 2, done.stderr
     assert why in done.stderr and "Nothing was changed" in done.stderr, done.stderr
     assert "migrate status" in done.stderr, "the remedy says where to look"
     assert everything(db) == before
@@ -107,7 +107,7 @@ def test_a_pending_migration_cannot_be_accepted(tmp_path):
     kit.apply_range(db, folder, upto=2)
     before = everything(db)
     done = migrate("accept", "3", "--db", str(db), "--migrations", str(folder))
-    assert done.returncode == 1 and "not applied yet" in done.stderr, done.stderr
+    assert done.returncode == 2 and "not applied yet" in done.stderr, done.stderr
     assert everything(db) == before
 
 

@@ -150,4 +150,4 @@ def test_idempotent_option_overrides_the_allowlist(project):
     assert result.returncode == 0, result.stderr
     assert "healed 3 (rerun)" in result.stdout
     bad = cli("run", "--db", str(db), "--migrations", str(folder), "--idempotent", "three")
-    assert bad.returncode == 1 and "--idempotent" in bad.stderr
+    assert bad.returncode == 2 and "--idempotent" in bad.stderr

@@ -92,7 +92,7 @@ def test_migrate_run_refuses_a_no_transaction_step_while_the_daemon_serves(tmp_p
 
     lost = acknowledged - license_ids(daemon.db_path)
     assert not lost, f"{len(lost)} of {len(acknowledged)} acknowledged licenses were lost"
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     assert "another process has the database open" in result.stderr, result.stderr
     assert "Nothing was changed" in result.stderr
     assert next_version not in kit.checksums(daemon.db_path)

@@ -5,6 +5,7 @@ nothing, with every blocker named at once."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -16,7 +17,6 @@ import pytest
 from daemon import __version__
 from daemon.migrate import Blocked, DatabaseInUse, Remedy
 from daemon.migrate.backup import BackupKind, list_backups
-from daemon.migrate.errors import RevertFailed
 from daemon.migrate.lock import UsersLock
 from daemon.migrate.revert import revert_migrations
 from daemon.migrate.source import load_downs, load_source
@@ -199,23 +199,51 @@ def test_an_up_file_without_its_down_file_is_refused(tmp_path):
     assert "has no matching" in str(error) and "products_support_url.down.sql" in str(error)
 
 
+def forget_kept_downs(db: Path) -> None:
+    """The database as a release that kept no down texts left it."""
+    conn = sqlite3.connect(db)
+    try:
+        conn.execute("DELETE FROM _keysmith_down_texts")
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def test_a_modified_up_file_is_refused(tmp_path):
     folder, db = folder_with(tmp_path, PAIRS), tmp_path / "app.db"
     kit.apply_range(db, folder)
+    forget_kept_downs(db)
     up = folder / f"{LATEST + 1:04d}_license_support_notes.up.sql"
     up.write_text(up.read_text() + "-- a note added after it was applied\n")
     error = refused(db, folder, LATEST)
     assert [b.version for b in error.blockers] == [LATEST + 1]
     assert "is not the text that was applied" in str(error)
+    assert error.blockers[0].kind == "modified"
+
+
+def test_a_modified_up_file_reverts_with_the_down_kept_when_it_was_applied(tmp_path):
+    folder, db = folder_with(tmp_path, PAIRS), tmp_path / "app.db"
+    kit.apply_range(db, folder, upto=LATEST)
+    at_latest = snapshot(db)
+    kit.apply_range(db, folder)
+    up = folder / f"{LATEST + 1:04d}_license_support_notes.up.sql"
+    up.write_text(up.read_text() + "-- a note added after it was applied\n")
+    (folder / f"{LATEST + 1:04d}_license_support_notes.down.sql").write_text("SELECT no_such;\n")
+    outcome = revert(db, folder, LATEST)
+    assert outcome.reverted == [LATEST + 2, LATEST + 1]
+    assert snapshot(db) == at_latest
+    assert "(kept with the data)" in heal_log(db)[-1][2]
 
 
 def test_a_version_missing_from_the_folder_is_refused(tmp_path):
     folder, db = folder_with(tmp_path, PAIRS), tmp_path / "app.db"
     kit.apply_range(db, folder)
+    forget_kept_downs(db)
     older = folder_with(tmp_path, {}, name="older")
     error = refused(db, older, LATEST)
     assert {b.version for b in error.blockers} == {LATEST + 1, LATEST + 2}
     assert "no file for it is in the migrations folder" in str(error)
+    assert {b.kind for b in error.blockers} == {"missing_from_folder"}
 
 
 def test_revert_refuses_while_another_process_has_the_database_open(tmp_path):
@@ -233,24 +261,22 @@ def test_revert_refuses_while_another_process_has_the_database_open(tmp_path):
     assert not (db.parent / "backups").exists(), "refused before the backup"
 
 
-def test_a_failing_down_step_undoes_the_whole_revert(tmp_path):
-    """The newest step reverts, the next one fails: the backup taken before the revert is put
-    back, so the database is as it was before it (never between versions), data intact."""
+def test_a_down_step_that_would_fail_is_refused_before_the_backup(tmp_path):
+    """The newest step would revert, the next one fails on this database: every step is tried
+    in a transaction that is rolled back, so the revert is refused before the backup and
+    before any step, naming the failing one."""
     pairs = dict(PAIRS)
     pairs[f"{LATEST + 1:04d}_license_support_notes.down.sql"] = "DROP TABLE no_such_table;\n"
     folder, db = folder_with(tmp_path, pairs), tmp_path / "app.db"
     seeded(db, folder, LATEST)
     kit.apply_range(db, folder)
     before = snapshot(db, include_ledger=True)
-    with pytest.raises(RevertFailed) as error:
-        revert(db, folder, LATEST)
-    assert snapshot(db, include_ledger=True) == before, "all or nothing"
+    error = refused(db, folder, LATEST)
+    assert snapshot(db, include_ledger=True) == before, "nothing changed"
     assert heal_log(db) == [], "no step is recorded as reverted"
-    message = str(error.value)
-    assert f"Reverting migration {LATEST + 1}" in message and "no_such_table" in message
-    assert f"as it was before the revert, at schema version {LATEST + 2}" in message
-    assert "nothing was reverted, and the data is intact" in message
-    assert error.value.data_intact and error.value.remedies[0] is Remedy.KEEP_CURRENT_VERSION
+    assert [(b.version, b.kind) for b in error.blockers] == [(LATEST + 1, "down_would_fail")]
+    assert "no_such_table" in str(error)
+    assert not list((db.parent / "backups").glob("*pre-revert*")), "refused before the backup"
 
 
 def test_after_a_downgrade_the_restore_action_picks_the_pre_upgrade_backup(tmp_path):
@@ -389,7 +415,7 @@ def test_a_heal_log_from_before_reverts_is_widened_with_every_row_kept(tmp_path)
     conn.execute("DROP TRIGGER _keysmith_heal_log_no_update")
     conn.execute("DROP TRIGGER _keysmith_heal_log_no_delete")
     conn.execute("DROP TABLE _keysmith_heal_log")
-    conn.execute(narrow.replace("'restamp', 'rerun', 'revert', 'accept'", "'restamp', 'rerun'"))
+    conn.execute(re.sub(r"action IN \([^)]*\)", "action IN ('restamp', 'rerun')", narrow))
     conn.execute(
         "INSERT INTO _keysmith_heal_log (version, action, evidence, new_checksum, "
         "daemon_version) VALUES (9, 'restamp', 'an old heal', x'00', '0.0.1')"

@@ -1,13 +1,19 @@
-"""Downgrades on StartOS 0.4, with the bundled package in node against the real image: the
-current version's `down` migration (startos/versions) reverts the schema to what the older
-version knows through `migrate revert`, keeping every row written since the upgrade, or
-refuses with the reason before anything changes.
+"""Downgrades on StartOS 0.4 as StartOS performs them: the target of the installed package's
+`uninit` is the host's own choice (tests/startos/host.py, ported from start-core's
+service_map.rs), computed from the two manifests and the data version, never picked by hand.
 
-Two variants of the image, differing only in migrations/ (as tests/test_startos_image.py
-builds them): `pair` ships one more migration as sqlx's reversible pair, `plain` ships it as a
-plain (irreversible) `.sql` file, `changed` has 0010 changed in meaning (a refused upgrade the
-operator overrides with the action `accept-migration`). Image `a` is the shipped folder: what
-the older version runs.
+- Back to Keysmith 0.1.0 (the 0.3.5-era release, converted with `canMigrateFrom` = any): the
+  host hands uninit the data version itself, so the version graph's `down` never runs. The
+  owner prepares the downgrade with the action 'Prepare a downgrade to Keysmith 0.1' first;
+  then 0.1.0's own daemon (from git history) serves every license as before.
+- Between native versions (a future 0.3.0 back to 0.2.0): 0.2.0's `canMigrateFrom` admits no
+  newer data, so the host falls to 0.3.0's `canMigrateTo` and its `down` reverts the schema.
+
+Image variants, differing only in migrations/ (as tests/test_startos_image.py builds them):
+`pair` ships one more migration as sqlx's reversible pair (what 0.3.0 runs), `plain` ships it
+as a plain (irreversible) `.sql` file, `changed` has 0010 changed in meaning (a refused upgrade
+the operator overrides with the action `accept-migration`). Image `a` is the shipped folder:
+what 0.2.0 runs.
 """
 
 from __future__ import annotations
@@ -21,9 +27,20 @@ from pathlib import Path
 
 import pytest
 
+from daemon import downgrade
+from tests.daemon_proc import DaemonProc
 from tests.image_tools import build_image, missing_tools, podman, tools_required, variant_context
-from tests.kit import dump, latest_version
-from tests.startos.driver import Package, build_bundle, missing_node
+from tests.kit import dump, latest_version, schema_of
+from tests.startos.driver import BUNDLE, Package, build_bundle, missing_node
+from tests.startos.host import (
+    future_bundle,
+    git_show,
+    last_commit_of_release,
+    manifest_of,
+    release_tree,
+    uninit_target,
+    v1_manifest,
+)
 from tests.test_startos_image import boot, run_action, single, text_of
 from tests.test_startos_versions import schema_versions
 
@@ -45,6 +62,7 @@ UP = (
 DOWN = "DROP TABLE license_support_notes;\n"
 OLDER = "0.1.0:0"
 CURRENT = "0.2.0:0"
+FUTURE = "0.3.0:0"
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +90,14 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     podman("rmi", "-f", *tags.values(), check=False)
 
 
+@pytest.fixture(scope="module")
+def future(images, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundle of a future native release 0.3.0:0 whose daemon knows one more migration."""
+    return future_bundle(tmp_path_factory.mktemp("future"), LATEST + 1)
+
+
 def volume(folder: Path) -> Path:
     return folder / "volumes" / "main" / "keysmith.db"
-
-
-def schema_of(db: Path) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("SELECT max(version) FROM _sqlx_migrations").fetchone()[0]
-    finally:
-        conn.close()
 
 
 def api(port: int, path: str, body: dict, key: str | None = None) -> dict:
@@ -97,11 +113,17 @@ def api(port: int, path: str, body: dict, key: str | None = None) -> dict:
         return json.loads(response.read())
 
 
-def upgraded_with_licenses(image: str, folder: Path, count: int) -> list[str]:
-    """Install the newer package, serve, issue `count` licenses through the admin API, stop.
-    Returns their keys."""
-    with Package(folder, image) as pkg:
-        assert pkg.ok("init", kind="install")["dataVersion"] == CURRENT
+def validations(port: int, keys: list[str]) -> dict[str, dict]:
+    return {key: api(port, "/v1/validate", {"key": key}) for key in keys}
+
+
+def served_licenses(
+    image: str, folder: Path, count: int, bundle: Path = BUNDLE, version: str = CURRENT
+) -> dict[str, dict]:
+    """Install `bundle` (data version `version`), serve, issue `count` licenses through the
+    admin API, validate each, stop. Returns each key's validation answer."""
+    with Package(folder, image, bundle=bundle) as pkg:
+        assert pkg.ok("init", kind="install")["dataVersion"] == version
         assert boot(pkg)["result"] == "success", pkg.health()
         admin = single(run_action(pkg, "admin-credentials"))["value"]
         api(pkg.port, "/v1/admin/products", {"slug": "desk", "name": "Desk", "price_sats": 1000},
@@ -110,42 +132,111 @@ def upgraded_with_licenses(image: str, folder: Path, count: int) -> list[str]:
             "name": "Std", "max_machines": 1, "is_default": True}, admin)  # fmt: skip
         keys = [api(pkg.port, "/v1/admin/licenses", {"product_slug": "desk"}, admin)
                 ["license_key"] for _ in range(count)]  # fmt: skip
+        answers = validations(pkg.port, keys)
         pkg.ok("main.stop")
-    assert schema_of(volume(folder)) == LATEST + 1
-    return keys
+    assert all(a["ok"] is True for a in answers.values()), answers
+    return answers
 
 
-def test_a_downgrade_keeps_every_row_written_since_the_upgrade(images, tmp_path):
-    keys = upgraded_with_licenses(images["pair"], tmp_path, 5)
-    with Package(tmp_path, images["pair"], data_version=CURRENT) as pkg:
-        # StartOS installing the older version: the installed package's uninit, target older.
-        # The SDK records the range it migrated into (every version below the current one).
-        left_at = pkg.ok("uninit", target=OLDER)["dataVersion"]
-        assert left_at == f"<{CURRENT}", left_at
-    # Reverted to what the older version knows (and the older image applies the rest of its
-    # own migrations again at boot, if it has more).
-    assert schema_of(volume(tmp_path)) == schema_versions()[OLDER]
-    with Package(tmp_path, images["a"], data_version=left_at) as pkg:
+def assert_same_answers(before: dict[str, dict], after: dict[str, dict]) -> None:
+    """Every key answers valid again, with the same value for every field both versions
+    return (the older API returns fewer)."""
+    for key, was in before.items():
+        now = after[key]
+        assert now["ok"] is True, (key, now)
+        shared = sorted(set(was) & set(now))
+        assert {k: now[k] for k in shared} == {k: was[k] for k in shared}, (key, was, now)
+
+
+def serves_every_license_again(pkg: Package, before: dict[str, dict]) -> None:
+    """This version boots at the newest schema and answers every license as before."""
+    ready = boot(pkg)
+    assert ready["result"] == "success", pkg.health()
+    assert ready["message"].startswith(f"ready, schema v{LATEST}"), ready
+    assert_same_answers(before, validations(pkg.port, list(before)))
+
+
+def test_the_downgrade_to_0_1_0_that_startos_performs_keeps_every_license(images, tmp_path):
+    before = served_licenses(images["a"], tmp_path, 5)
+    assert schema_of(volume(tmp_path)) == LATEST
+    release = last_commit_of_release("0.1.0")
+    with Package(tmp_path, images["a"], data_version=CURRENT) as pkg:
+        # 1. The owner prepares the downgrade (the service is stopped).
+        prepared = run_action(pkg, "prepare-downgrade")
+        print(f"\nthe operator sees (prepare): {prepared['message']}\n{text_of(prepared)}")
+        assert f"schema v{schema_versions()[OLDER]}" in prepared["message"], prepared
+        assert "API keys" in text_of(prepared) and "backups/" in text_of(prepared), prepared
+        assert schema_of(volume(tmp_path)) == schema_versions()[OLDER]
+        # 2. Started again before the downgrade, this version leaves the database alone and
+        # says what to do: no silent re-upgrade undoes the preparation.
+        pkg.ok("main.start")
+        held = pkg.wait_health("failure", timeout=120)["message"]
+        print(f"the operator sees (started while prepared): {held}")
+        assert "prepared for a downgrade to Keysmith 0.1.0" in held, held
+        assert "install Keysmith 0.1.0 now" in held and downgrade.CANCEL_NAME in held, held
+        pkg.ok("main.stop")
+        assert schema_of(volume(tmp_path)) == schema_versions()[OLDER]
+        # 3. StartOS installs 0.1.0 over it, running this package's uninit with its own target.
+        data_version = pkg.ok("data.version")["dataVersion"]
+        older = v1_manifest(git_show(release, "manifest.yaml"))
+        target = uninit_target(pkg, manifest_of(BUNDLE), older, data_version)
+        assert target == data_version, "a 0.3.5 package admits any data version"
+        pkg.ok("uninit", target=target)
+    # 4. Keysmith 0.1.0's own daemon serves on the result, every license as before.
+    tree = release_tree(release, tmp_path / "release-0.1.0")
+    with DaemonProc(
+        tmp_path / "run-0.1.0", db_path=volume(tmp_path), migrations_dir=tree / "migrations",
+        env={"PYTHONPATH": str(tree)},
+    ) as old:  # fmt: skip
+        status = old.status()
+        assert status["state"] == "serving", f"{status}\n{old.log_text()}"
+        assert status["daemon_version"] == "0.1.0", status
+        assert_same_answers(before, validations(old.port, list(before)))
+    # 5. Installing this version again later is an upgrade: the preparation no longer holds.
+    with Package(tmp_path, images["a"], data_version=OLDER) as pkg:
         assert pkg.ok("init", kind="update")["dataVersion"] == CURRENT
-        ready = boot(pkg)
-        assert ready["result"] == "success", pkg.health()
-        assert ready["message"].startswith(f"ready, schema v{LATEST}"), ready
-        for key in keys:
-            assert api(pkg.port, "/v1/validate", {"key": key})["ok"] is True
+        serves_every_license_again(pkg, before)
+        pkg.ok("main.stop")
+
+
+def test_a_prepared_downgrade_can_be_cancelled_and_this_version_upgrades_again(images, tmp_path):
+    before = served_licenses(images["a"], tmp_path, 2)
+    with Package(tmp_path, images["a"], data_version=CURRENT) as pkg:
+        run_action(pkg, "prepare-downgrade")
+        cancelled = run_action(pkg, "cancel-downgrade")
+        assert "upgrades the database again" in cancelled["message"], cancelled
+        serves_every_license_again(pkg, before)
+        pkg.ok("main.stop")
+
+
+def test_a_downgrade_between_native_versions_runs_the_newer_versions_down(images, future, tmp_path):
+    before = served_licenses(images["pair"], tmp_path, 5, bundle=future, version=FUTURE)
+    assert schema_of(volume(tmp_path)) == LATEST + 1
+    with Package(tmp_path, images["pair"], data_version=FUTURE, bundle=future) as pkg:
+        # StartOS installing 0.2.0 over 0.3.0: 0.2.0 admits no newer data, so the target is
+        # 0.2.0 itself (in 0.3.0's canMigrateTo) and 0.3.0's down runs.
+        target = uninit_target(pkg, manifest_of(future), manifest_of(BUNDLE), FUTURE)
+        assert target == CURRENT, target
+        assert pkg.ok("uninit", target=target)["dataVersion"] == CURRENT
+    assert schema_of(volume(tmp_path)) == schema_versions()[CURRENT]
+    with Package(tmp_path, images["a"], data_version=CURRENT) as pkg:
+        assert pkg.ok("init", kind="update")["dataVersion"] == CURRENT
+        serves_every_license_again(pkg, before)
         history = text_of(run_action(pkg, "heal-history"))
         assert f"migration {LATEST + 1}" in history and "down file" in history, history
         pkg.ok("main.stop")
 
 
 def test_a_downgrade_past_an_irreversible_migration_is_refused_and_changes_nothing(
-    images, tmp_path
+    images, future, tmp_path
 ):
-    upgraded_with_licenses(images["plain"], tmp_path, 2)
+    served_licenses(images["plain"], tmp_path, 2, bundle=future, version=FUTURE)
     conn = sqlite3.connect(volume(tmp_path))
     before = dump(conn, include_ledger=True)
     conn.close()
-    with Package(tmp_path, images["plain"], data_version=CURRENT) as pkg:
-        answer = pkg.call("uninit", target=OLDER)
+    with Package(tmp_path, images["plain"], data_version=FUTURE, bundle=future) as pkg:
+        target = uninit_target(pkg, manifest_of(future), manifest_of(BUNDLE), FUTURE)
+        answer = pkg.call("uninit", target=target)
         assert not answer["ok"], answer
         message = answer["error"]
         assert re.search(rf"Refused to revert the database: migration {LATEST + 1} ", message)
@@ -154,7 +245,7 @@ def test_a_downgrade_past_an_irreversible_migration_is_refused_and_changes_nothi
         assert "Traceback" not in message, message
         print(f"\nthe operator sees: {message}")
         # StartOS keeps the newer version: its data version did not move.
-        assert pkg.ok("data.version")["dataVersion"] == CURRENT
+        assert pkg.ok("data.version")["dataVersion"] == FUTURE
     conn = sqlite3.connect(volume(tmp_path))
     assert dump(conn, include_ledger=True) == before
     conn.close()

@@ -32,13 +32,14 @@ ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 EXVER = re.compile(r"^(#[a-z0-9]+:)?\d+(\.\d+)*(-[a-z0-9.]+)?:\d+(\.\d+)*(-[a-z0-9.]+)?$")
 SHORT_LIMIT, LONG_LIMIT = 160, 5000
 ICON_LIMIT = 100 * 1024
-ARCHES = ["x86_64", "aarch64"]
+# What CI builds and boots (the Makefile's ARCHES; tests/test_s9pk.py checks they agree).
+ARCHES = ["x86_64"]
 ACTION_IDS = {
     "migration-status", "admin-credentials", "restore-backup", "create-product",
     "create-policy", "issue-license", "revoke-license", "suspend-license", "unsuspend-license",
     "search-licenses", "list-machines", "deactivate-machine", "create-discount-code",
     "disable-discount-code", "audit-log", "heal-history", "set-console-password",
-    "accept-migration",
+    "accept-migration", "prepare-downgrade", "cancel-downgrade",
 }  # fmt: skip
 # The SDK's form value type for each catalogue kind.
 FORM_TYPES = {"text": "text", "textarea": "textarea", "number": "number", "toggle": "toggle",
@@ -144,6 +145,8 @@ def test_package_root_assets():
     licenses = [p for p in REPO.iterdir() if p.is_file() and p.name.lower().startswith("license")]
     assert len(licenses) == 1, licenses
     assert (REPO / "instructions.md").is_file()
+    # pack squashes assets/ into assets.squashfs and stops when the folder is missing.
+    assert (REPO / "assets").is_dir()
 
 
 def test_catalogue_follows_the_contract():
@@ -166,6 +169,7 @@ def test_catalogue_follows_the_contract():
     statuses = {a["id"]: a["allowedStatuses"] for a in CATALOGUE}
     assert statuses["restore-backup"] == "only-stopped"
     assert statuses["accept-migration"] == "only-stopped"
+    assert statuses["prepare-downgrade"] == statuses["cancel-downgrade"] == "only-stopped"
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,15 @@ import json
 import sys
 from typing import Any
 
-from daemon.actions import forms, ops_console, ops_migrate
+from daemon.actions import forms, ops_console, ops_downgrade, ops_migrate
 from daemon.actions.registry import Action, ActionError, InputError
 from daemon.settings import Settings, SettingsError
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
 ACTIONS: dict[str, Action] = {
-    a.id: a for a in (*ops_migrate.ACTIONS, *forms.ACTIONS, *ops_console.ACTIONS)
+    a.id: a
+    for a in (*ops_migrate.ACTIONS, *ops_downgrade.ACTIONS, *forms.ACTIONS, *ops_console.ACTIONS)
 }
 
 

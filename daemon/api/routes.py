@@ -20,6 +20,7 @@ from daemon.api.envelope import error_response
 from daemon.api.table import Handler, Nothing, endpoint
 from daemon.licensing import wire
 from daemon.licensing.access import MASTER, scope_of
+from daemon.licensing.core import ActorKind, acting_as
 from daemon.licensing.errors import (
     BadRequest,
     Conflict,
@@ -111,10 +112,10 @@ def answers_errors(handler: Handler) -> Handler:
     return wrapped
 
 
-async def check_admin(request: web.Request, scope: str) -> None:
+async def check_admin(request: web.Request, scope: str) -> tuple[ActorKind, str | None]:
     """`Authorization: Bearer <admin key or API key>`, compared in constant time: 401 when it is
     missing (or not a bearer token), 403 when the key is wrong, revoked or lacks `scope`, as
-    Keysat answers. The token is never logged."""
+    Keysat answers. The token is never logged. Returns who acted, for the audit log."""
     header = request.headers.get("Authorization")
     if header is None:
         raise Unauthorized(
@@ -127,15 +128,16 @@ async def check_admin(request: web.Request, scope: str) -> None:
         raise Unauthorized("the Authorization header must be 'Bearer <admin key>'")
     licensing = licensing_of(request)
     if licensing.admin_key_matches(token):
-        return
+        return "master_key", None
     found = await licensing.scopes_of_token(token)
     if found is None:
         raise Forbidden("the admin key is wrong (or the API key was revoked)")
-    role, scopes = found
+    key_id, role, scopes = found
     if scope == MASTER:
         raise Forbidden("only the master admin key manages API keys; an API key cannot")
     if scope not in scopes:
         raise Forbidden(f"this API key (role {role}) lacks the scope '{scope}' this route needs")
+    return "api_key", key_id
 
 
 async def read(request: web.Request, model: type[T]) -> T:
@@ -209,8 +211,8 @@ def admin_endpoint(
 
         @functools.wraps(handler)
         async def guarded(request: web.Request) -> web.StreamResponse:
-            await check_admin(request, needed)
-            return await declared(request)
+            with acting_as(*await check_admin(request, needed)):
+                return await declared(request)
 
         return endpoint(method, path, tag="admin", summary=summary, scope=needed, **models_of)(
             answers_errors(guarded)

@@ -6,6 +6,11 @@ in memory, not in the database: safe mode never writes the database, and a resta
 operator out is a fair price. Each session carries its own CSRF token (a synchronizer token:
 every state-changing form posts it back) and the fingerprint of the password it was opened
 with, so setting a new password ends every session opened with the old one.
+
+A browser that signed in also keeps a device cookie, signed with the stored password hash: its
+sign-ins count on their own, not with their address, and never wait in the slowed queue, so
+no flood of guesses (from the operator's own address, or from everyone) keeps the operator out
+of a browser it used before. Only the password makes one, and a new password voids them all.
 """
 
 from __future__ import annotations
@@ -19,14 +24,24 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 COOKIE = "keysmith_console"
+# Starts every session token, so the log's redaction knows one wherever a client puts it
+# (daemon.logs: a Keysmith token is `ks_`, `ksc_` or `ksd_` and URL-safe base64).
+TOKEN_PREFIX = "ksc_"
+DEVICE_COOKIE = "keysmith_device"
+DEVICE_PREFIX = "ksd_"
+DEVICE_SECONDS = 180 * 24 * 60 * 60
 IDLE_SECONDS = 30 * 60
 ABSOLUTE_SECONDS = 12 * 60 * 60
 MAX_SESSIONS = 64
-# Sign-in failures allowed in the window, per client address and for everyone together; the
-# global bound also caps the CPU and memory the argon2 checks can take.
+# Sign-in: wrong passwords allowed per client address in the window (then that address waits
+# for the window to pass), and in all before sign-in slows down. Slowed, every attempt from
+# any address waits its turn, one check every SLOWED_SECONDS: the right password still gets
+# in, and brute force from any number of addresses is bounded by GLOBAL_FAILURES + WINDOW /
+# SLOWED_SECONDS = 150 guesses in five minutes (43,200 a day).
 WINDOW_SECONDS = 300.0
 PER_ADDRESS_FAILURES = 5
 GLOBAL_FAILURES = 50
+SLOWED_SECONDS = 3.0
 MAX_TRACKED_ADDRESSES = 10_000
 
 ShownOnce = Literal["license", "webhook-endpoint", "api-key"]
@@ -45,6 +60,15 @@ class Session:
     # A license just issued, a webhook endpoint or API key just created: kept until the page
     # the form redirects to shows its key, secret or token, once.
     shown_once: dict[ShownOnce, dict[str, Any]] = field(default_factory=dict)
+    # A form posted after the previous session ended: (the page it came from, what was
+    # typed), shown again on that page once, not sent.
+    kept: tuple[str, dict[str, str]] | None = None
+
+    def take_kept(self, path: str) -> dict[str, str]:
+        if self.kept is None or self.kept[0] != path:
+            return {}
+        form, self.kept = self.kept[1], None
+        return form
 
     def take(self, kind: ShownOnce) -> dict[str, Any] | None:
         return self.shown_once.pop(kind, None)
@@ -54,12 +78,14 @@ class Sessions:
     def __init__(self) -> None:
         self._by_digest: OrderedDict[str, Session] = OrderedDict()
 
-    def open(self, password_fingerprint: str) -> str:
+    def open(
+        self, password_fingerprint: str, kept: tuple[str, dict[str, str]] | None = None
+    ) -> str:
         """A new session; returns the token for the cookie (kept nowhere else)."""
-        token = secrets.token_urlsafe(32)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = time.monotonic()
         self._by_digest[_digest(token)] = Session(
-            secrets.token_urlsafe(32), password_fingerprint, now, now
+            secrets.token_urlsafe(32), password_fingerprint, now, now, kept=kept
         )
         while len(self._by_digest) > MAX_SESSIONS:  # the oldest sign-in goes first
             self._by_digest.popitem(last=False)
@@ -100,35 +126,108 @@ def csrf_ok(session: Session, presented: object) -> bool:
     )
 
 
+def device_cookie(password_hash: str) -> str:
+    """A new device cookie's value: a random id and its MAC under the stored hash (whose salt
+    makes it a secret only this console holds)."""
+    device = secrets.token_urlsafe(16)
+    return f"{DEVICE_PREFIX}{device}.{_device_mac(password_hash, device)}"
+
+
+def known_device(cookie: str | None, password_hash: str) -> str | None:
+    """The device id of a cookie made under the current password, else None."""
+    if not cookie or not cookie.startswith(DEVICE_PREFIX) or len(cookie) > 128:
+        return None
+    device, _, mac = cookie.removeprefix(DEVICE_PREFIX).partition(".")
+    expected = _device_mac(password_hash, device)
+    if device and hmac.compare_digest(mac.encode("utf-8", "surrogateescape"), expected.encode()):
+        return device
+    return None
+
+
+def _device_mac(password_hash: str, device: str) -> str:
+    message = f"keysmith console device {device}".encode("utf-8", "surrogateescape")
+    return hmac.new(password_hash.encode(), message, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A sign-in attempt let through: check the password at `start` (monotonic seconds), later
+    than now when sign-in is slowed, then report the outcome with `SignInLimiter.finish`."""
+
+    key: str  # the client address, or the known device
+    start: float
+    slowed: bool
+
+
+@dataclass(frozen=True)
+class Paused:
+    """This address (or device) made too many wrong guesses: it may try again in `retry_after`
+    seconds."""
+
+    retry_after: int
+
+
 class SignInLimiter:
-    """Failed sign-ins in a sliding window, per client address and in total."""
+    """Sign-in attempts per client address, and their pace for everyone.
+
+    An attempt counts against its address from the moment it is let in (so concurrent guesses
+    cannot overtake the limit) until it ends: a wrong password stays counted for WINDOW_SECONDS,
+    a right one clears the address. There is no global lockout: past GLOBAL_FAILURES recent
+    wrong passwords, attempts are spaced SLOWED_SECONDS apart, in the order they came.
+    """
 
     def __init__(self) -> None:
         self._by_address: dict[str, deque[float]] = {}
+        self._in_flight: dict[str, int] = {}
+        self._in_flight_total = 0
         self._all: deque[float] = deque()
+        self._next_slot = 0.0
 
-    def retry_after(self, address: str) -> int | None:
-        """Seconds until this address may try again, or None when it may try now."""
+    def admit(self, key: str, *, queued: bool = True) -> Turn | Paused:
+        """Let an attempt counted under `key` (an address, or a known device: `queued=False`,
+        never slowed) through, or say how long it must wait."""
         now = time.monotonic()
-        waits = []
-        mine = self._by_address.get(address)
-        for failures, limit in ((mine, PER_ADDRESS_FAILURES), (self._all, GLOBAL_FAILURES)):
-            if failures is None:
-                continue
-            _expire(failures, now)
-            if len(failures) >= limit:
-                waits.append(failures[0] + WINDOW_SECONDS - now)
-        return max(1, int(max(waits)) + 1) if waits else None
+        paused = self.paused(key)
+        if paused is not None:
+            return paused
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        self._in_flight_total += 1
+        if not queued or len(self._all) + self._in_flight_total <= GLOBAL_FAILURES:
+            return Turn(key, now, slowed=False)
+        start = max(now, self._next_slot)
+        self._next_slot = start + SLOWED_SECONDS
+        return Turn(key, start, slowed=True)
 
-    def failed(self, address: str) -> None:
+    def paused(self, key: str) -> Paused | None:
+        """Whether this address or device must wait before its next attempt."""
+        now = time.monotonic()
+        _expire(self._all, now)
+        mine = self._by_address.get(key, deque())
+        _expire(mine, now)
+        if len(mine) + self._in_flight.get(key, 0) < PER_ADDRESS_FAILURES:
+            return None
+        # All counted ones may still be in flight: then a short wait is the honest answer.
+        ends = mine[0] + WINDOW_SECONDS if mine else now + SLOWED_SECONDS
+        return Paused(max(1, int(ends - now) + 1))
+
+    def finish(self, turn: Turn, matched: bool | None) -> None:
+        """The attempt ended: `matched` says whether the password was right (None: it was
+        never checked, e.g. its form did not arrive)."""
+        self._in_flight_total -= 1
+        left = self._in_flight.pop(turn.key, 1) - 1
+        if left:
+            self._in_flight[turn.key] = left
+        if matched:
+            self._by_address.pop(turn.key, None)
+        elif matched is False:
+            self._failed(turn.key)
+
+    def _failed(self, address: str) -> None:
         now = time.monotonic()
         if address not in self._by_address and len(self._by_address) >= MAX_TRACKED_ADDRESSES:
             self._forget_quiet(now)
         self._by_address.setdefault(address, deque()).append(now)
         self._all.append(now)
-
-    def succeeded(self, address: str) -> None:
-        self._by_address.pop(address, None)
 
     def _forget_quiet(self, now: float) -> None:
         for address in list(self._by_address):

@@ -9,7 +9,16 @@ from __future__ import annotations
 from aiohttp import web
 
 from daemon.console import auth, ops
-from daemon.console.web import Page, create_form, licensing_of, render_form_page, row_button
+from daemon.console.web import (
+    Irreversible,
+    Page,
+    create_form,
+    irreversible,
+    licensing_of,
+    render_form_page,
+    row_button,
+)
+from daemon.licensing.service import Licensing
 
 DONE = {
     "enable": "Webhook endpoint enabled: its pending deliveries resume.",
@@ -71,6 +80,20 @@ async def api_keys(
     )
 
 
+async def _endpoint_name(service: Licensing, endpoint_id: str) -> str:
+    found = [e for e in await ops.webhook_endpoints(service) if e["id"] == endpoint_id]
+    if not found:
+        raise ops.Refused(None, f"There is no webhook endpoint {endpoint_id}", 404)
+    return f"the webhook endpoint {found[0]['url']}"
+
+
+async def _key_name(service: Licensing, key_id: str) -> str:
+    found = [k for k in await ops.api_keys(service) if k["id"] == key_id]
+    if not found:
+        raise ops.Refused(None, f"There is no API key {key_id}", 404)
+    return f"API key '{found[0]['label']}' ({found[0]['role']})"
+
+
 INTEGRATION_ROUTES: tuple[tuple[str, str, Page], ...] = (
     ("GET", "/webhooks", webhooks),
     (
@@ -85,9 +108,13 @@ INTEGRATION_ROUTES: tuple[tuple[str, str, Page], ...] = (
         for path, change, done in (
             ("/webhooks/{id}/enable", ops.enable_webhook_endpoint, "enable"),
             ("/webhooks/{id}/disable", ops.disable_webhook_endpoint, "disable"),
-            ("/webhooks/{id}/delete", ops.delete_webhook_endpoint, "delete"),
             ("/deliveries/{id}/retry", ops.retry_delivery, "retry"),
         )
+    ),
+    *irreversible(
+        "/webhooks/{id}/delete", ops.delete_webhook_endpoint, webhooks, "/webhooks", "delete",
+        Irreversible("Delete", "nothing is sent to it any more, and its deliveries' history is "
+                     "deleted with it. This cannot be undone.", "/webhooks", _endpoint_name),
     ),
     ("GET", "/api-keys", api_keys),
     (
@@ -95,9 +122,9 @@ INTEGRATION_ROUTES: tuple[tuple[str, str, Page], ...] = (
         "/api-keys",
         create_form(ops.create_api_key, api_keys, "/api-keys", show_once="api-key"),
     ),
-    (
-        "POST",
-        "/api-keys/{id}/revoke",
-        row_button(ops.revoke_api_key, api_keys, "/api-keys", "revoke"),
+    *irreversible(
+        "/api-keys/{id}/revoke", ops.revoke_api_key, api_keys, "/api-keys", "revoke",
+        Irreversible("Revoke", "every request made with it is refused from the next one. This "
+                     "cannot be undone: a new key has a new token.", "/api-keys", _key_name),
     ),
-)
+)  # fmt: skip

@@ -9,10 +9,11 @@ form field it is about (None for the form as a whole); nothing was written.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, get_args
@@ -27,12 +28,15 @@ from daemon.storage import Degraded, fault_of
 
 # Rows per page (a phone on a slow link gets a page, not thousands of rows); the API's limits.
 LICENSE_PAGE = 100
+MACHINE_PAGE = 200
 MAX_MACHINES = 5000
+MAX_LICENSES = 1000
 AUDIT_PAGE = 100
 DELIVERY_PAGE = 50
 _INTEGER = re.compile(r"^-?[0-9]{1,20}$")
 _NAMED_FIELD = re.compile(r"^'([a-z_]+)'")
 SECONDS_PER_DAY = 86_400
+MAX_DAYS = 100 * 366  # the API's bound on seconds (models.Seconds), in days
 T = TypeVar("T")
 
 STATUSES = LICENSE_STATUSES
@@ -43,13 +47,21 @@ ROLES: tuple[str, ...] = get_args(integrations.Role)
 
 
 class Refused(Exception):
-    """`status` is the one the API answers for the same refusal."""
+    """`status` is the one the API answers for the same refusal. `errors` holds every field's
+    message of a form refused for several fields at once."""
 
-    def __init__(self, field: str | None, message: str, status: int = 400) -> None:
+    def __init__(
+        self,
+        field: str | None,
+        message: str,
+        status: int = 400,
+        errors: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
         self.status = status
+        self.errors = errors if errors else ({field: message} if field else {})
 
 
 _STATUS = {"bad_request": 400, "not_found": 404, "conflict": 409}
@@ -83,7 +95,8 @@ async def _service(call: Any, fields: tuple[str, ...] = ()) -> Any:
         return await call
     except LicensingError as e:
         named = _NAMED_FIELD.match(e.message)
-        field = named[1] if named and named[1] in fields else None
+        field = named[1] if named else _about(e.message)
+        field = field if field in fields else None
         raise Refused(field, _sentence(e), _STATUS.get(e.code, 400)) from None
     except sqlite3.IntegrityError as e:  # as the API: rolled back, a conflict, never a 500
         message = f"The database refused the change ({e}); nothing was written"
@@ -94,6 +107,21 @@ async def _service(call: Any, fields: tuple[str, ...] = ()) -> Any:
             raise
         words = Degraded(fault, str(e), "").as_dict()
         raise Refused(None, f"{words['message']}. What to do: {words['remedy']}.", 503) from None
+
+
+# The form field a service refusal belongs next to when its message names none: an unknown
+# product or policy, or a slug or code already taken.
+_ABOUT = (
+    (re.compile(r"^product '[^']*' already has a policy"), "slug"),
+    (re.compile(r"^a product with slug"), "slug"),
+    (re.compile(r"^a discount code"), "code"),
+    (re.compile(r"^product '"), "product_slug"),
+    (re.compile(r"^policy '"), "policy_slug"),
+)
+
+
+def _about(message: str) -> str | None:
+    return next((field for pattern, field in _ABOUT if pattern.match(message)), None)
 
 
 def _sentence(e: LicensingError) -> str:
@@ -111,6 +139,28 @@ def _id(value: str, what: str) -> str:
 
 def _flag(form: Mapping[str, str], name: str) -> bool:
     return form.get(name) == "on"
+
+
+def _setter(
+    method: Callable[[Licensing, str, bool], Awaitable[Any]], what: str, value: bool
+) -> Callable[[Licensing, str], Awaitable[None]]:
+    """A row button setting one flag of the row `what` (e.g. active) to `value`."""
+
+    async def change(service: Licensing, row_id: str) -> None:
+        await _service(method(service, _id(row_id, what), value))
+
+    return change
+
+
+def _one_row(
+    method: Callable[[Licensing, str], Awaitable[Any]], what: str
+) -> Callable[[Licensing, str], Awaitable[None]]:
+    """A row button acting on the row `what` alone (delete, revoke, retry)."""
+
+    async def change(service: Licensing, row_id: str) -> None:
+        await _service(method(service, _id(row_id, what)))
+
+    return change
 
 
 # ----- overview -----
@@ -131,88 +181,229 @@ def counts(db_path: Path) -> Counts:
     return Counts(products, active, machines)
 
 
+@dataclass(frozen=True)
+class Sales:
+    month: str  # YYYY-MM, UTC
+    product_slug: str
+    sats: int
+    invoices: int
+
+
+def revenue_by_product(db_path: Path) -> list[Sales]:
+    """Settled invoices per month and product, newest month first. The API answers only the
+    shop's totals (Keysat's summary); a read-only connection groups them, as `counts` does."""
+    conn = sqlite3.connect(f"file:{quote(str(db_path))}?mode=ro", uri=True, timeout=5.0)
+    try:
+        found = conn.execute(
+            "SELECT strftime('%Y-%m', i.settled_at, 'unixepoch'), p.slug, "
+            "sum(i.amount_sats), count(*) FROM invoices AS i "
+            "JOIN products AS p ON p.id = i.product_id WHERE i.status = 'settled' "
+            "GROUP BY 1, 2 ORDER BY 1 DESC, 2 LIMIT 600"
+        ).fetchall()
+    finally:
+        conn.close()
+    return [Sales(*row) for row in found]
+
+
 # ----- products and policies -----
 
-PRODUCT_FIELDS = ("slug", "name", "description", "price_sats", "entitlements_catalog")
+PRODUCT_FIELDS = ("slug", "name", "description", "price_sats", "entitlements_catalog", "metadata")
 
 
 async def products(service: Licensing) -> list[dict[str, Any]]:
     return plain(await service.admin_products())
 
 
-async def create_product(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
+async def product(service: Licensing, product_id: str) -> dict[str, Any]:
+    product_id = _id(product_id, "The product")
+    found = [p for p in await products(service) if p["id"] == product_id]
+    if not found:
+        raise Refused(None, f"There is no product {product_id}", 404)
+    return found[0]
+
+
+def _product_body(form: Mapping[str, str], errors: dict[str, str]) -> dict[str, Any]:
     body = _body(form, numbers=("price_sats",))
-    catalog = _catalog_lines(body.pop("entitlements_catalog", ""))
-    if catalog:
-        body["entitlements_catalog"] = catalog
-    request = _model(models.ProductCreate, body, PRODUCT_FIELDS)
+    body["entitlements_catalog"] = _catalog_lines(body.pop("entitlements_catalog", ""))
+    body["metadata"] = _json_object(form, errors)
+    return body
+
+
+async def create_product(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
+    errors: dict[str, str] = {}
+    body = _product_body(form, errors)
+    if not body["entitlements_catalog"]:
+        del body["entitlements_catalog"]
+    request = _model(models.ProductCreate, body, PRODUCT_FIELDS, errors)
     return plain(await _service(service.create_product(request), PRODUCT_FIELDS))
 
 
-def _catalog_lines(text: str) -> list[dict[str, str]] | None:
+async def update_product(service: Licensing, product_id: str, form: Mapping[str, str]) -> None:
+    """Every field of the edit form is sent: an emptied catalogue, description or metadata is
+    cleared."""
+    errors: dict[str, str] = {}
+    body = {"description": "", **_product_body(form, errors)}
+    body["metadata"] = body["metadata"] or {}
+    body.pop("slug", None)  # a product's slug is in its licenses' keys: never changed
+    request = _model(models.ProductUpdate, body, PRODUCT_FIELDS, errors)
+    await _service(service.update_product(_id(product_id, "The product"), request), PRODUCT_FIELDS)
+
+
+activate_product = _setter(Licensing.set_product_active, "The product", True)
+deactivate_product = _setter(Licensing.set_product_active, "The product", False)
+delete_product = _one_row(Licensing.delete_product, "The product")
+
+
+def _catalog_lines(text: str) -> list[dict[str, str]]:
     """'slug: Name' per line, as the API's [{slug, name}] list."""
     entries = []
     for line in text.splitlines():
         if line.strip():
             slug, _, name = line.partition(":")
             entries.append({"slug": slug.strip(), "name": name.strip()})
-    return entries or None
+    return entries
 
 
-POLICY_FIELDS = ("product_slug", "slug", "name", "price_sats", "duration_days", "max_machines")
-# The console's form says days and price; the API (Keysat) says seconds and an override.
-_POLICY_FORM_TO_API = {"price_sats": "price_sats_override", "duration_days": "duration_seconds"}
+POLICY_FIELDS = (
+    "product_slug",
+    "slug",
+    "name",
+    "description",
+    "price_sats",
+    "duration_days",
+    "grace_days",
+    "max_machines",
+    "entitlements",
+    "sort_order",
+    "metadata",
+)
+POLICY_FLAGS = ("is_trial", "is_default", "public", "highlighted")
 
 
 async def policies(service: Licensing) -> list[dict[str, Any]]:
     return plain(await service.admin_policies(models.PolicyQuery(include_archived=True)))
 
 
-async def create_policy(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
-    body = _body(form, numbers=("price_sats", "duration_days", "max_machines"))
-    listed = [p.strip() for p in body.pop("entitlements", "").split(",") if p.strip()]
-    if listed:
-        body["entitlements"] = listed
-    if isinstance(body.get("duration_days"), int):
-        body["duration_days"] *= SECONDS_PER_DAY
-    body = {_POLICY_FORM_TO_API.get(name, name): value for name, value in body.items()}
-    for flag in ("is_trial", "is_default", "public"):
+async def policy(service: Licensing, policy_id: str) -> dict[str, Any]:
+    policy_id = _id(policy_id, "The policy")
+    found = [p for p in await policies(service) if p["id"] == policy_id]
+    if not found:
+        raise Refused(None, f"There is no policy {policy_id}", 404)
+    return found[0]
+
+
+def _policy_body(form: Mapping[str, str], errors: dict[str, str]) -> dict[str, Any]:
+    """The policy form as the API's body: days as seconds, the price as the override."""
+    days = {name: _days(form, name, errors) for name in ("duration_days", "grace_days")}
+    body = _body(
+        {k: v for k, v in form.items() if k not in days and k not in POLICY_FLAGS},
+        numbers=("price_sats", "max_machines", "sort_order"),
+    )
+    body["entitlements"] = [p.strip() for p in body.pop("entitlements", "").split(",") if p.strip()]
+    body["duration_seconds"] = days["duration_days"] or 0
+    body["grace_seconds"] = days["grace_days"] or 0
+    if "price_sats" in body:
+        body["price_sats_override"] = body.pop("price_sats")
+    for flag in POLICY_FLAGS:
         body[flag] = _flag(form, flag)
-    request = _model(models.PolicyCreate, body, (*POLICY_FIELDS, "entitlements"))
-    return plain(await _service(service.create_policy(request), (*POLICY_FIELDS, "entitlements")))
+    body["metadata"] = _json_object(form, errors)
+    return body
+
+
+async def create_policy(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
+    errors: dict[str, str] = {}
+    body = _policy_body(form, errors)
+    if not body["entitlements"]:
+        del body["entitlements"]
+    request = _model(models.PolicyCreate, body, POLICY_FIELDS, errors)
+    return plain(await _service(service.create_policy(request), POLICY_FIELDS))
+
+
+async def update_policy(service: Licensing, policy_id: str, form: Mapping[str, str]) -> None:
+    """Every field of the edit form is sent: an empty price follows the product's again."""
+    errors: dict[str, str] = {}
+    body = {"description": "", "price_sats_override": None, **_policy_body(form, errors)}
+    body["metadata"] = body["metadata"] or {}
+    for fixed in ("slug", "product_slug"):  # in the licenses' keys: never changed
+        body.pop(fixed, None)
+    request = _model(models.PolicyUpdate, body, POLICY_FIELDS, errors)
+    await _service(service.update_policy(_id(policy_id, "The policy"), request), POLICY_FIELDS)
+
+
+archive_policy = _setter(Licensing.set_policy_archived, "The policy", True)
+unarchive_policy = _setter(Licensing.set_policy_archived, "The policy", False)
+delete_policy = _one_row(Licensing.delete_policy, "The policy")
 
 
 # ----- licenses and machines -----
 
-LICENSE_FIELDS = ("product_slug", "policy_slug", "note", "fingerprint", "expires_at")
+LICENSE_FIELDS = (
+    "product_slug",
+    "policy_slug",
+    "buyer_email",
+    "note",
+    "fingerprint",
+    "expires_at",
+    "max_machines",
+    "grace_days",
+    "entitlements",
+)
 
 
-async def licenses(service: Licensing, query: Mapping[str, str]) -> list[dict[str, Any]]:
-    """One page of licenses for the query string's q, status and offset, as the API reads them."""
+def _license_query(query: Mapping[str, str], limit: int) -> models.LicenseQuery:
+    """The query string's q, status, product and offset, as the API reads them."""
     fields = {name: query[name] for name in ("q", "status", "offset") if query.get(name)}
+    if query.get("product"):
+        fields["product_id"] = query["product"]
     try:
-        request = wire.parse(
-            models.LicenseQuery, {**fields, "limit": str(LICENSE_PAGE)}, from_text=True
-        )
+        return wire.parse(models.LicenseQuery, {**fields, "limit": str(limit)}, from_text=True)
     except BadRequest as e:
         raise Refused(_named_field(e.message, ("status", "q", "offset")), e.message) from None
+
+
+async def licenses(
+    service: Licensing, query: Mapping[str, str], limit: int = LICENSE_PAGE
+) -> list[dict[str, Any]]:
+    """One page of the licenses the query string selects."""
+    request = _license_query(query, limit)
     return plain(await _service(service.list_licenses(request), ("status", "q")))
 
 
+async def licenses_page(
+    service: Licensing, query: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of the licenses the query string selects, and how many it selects in all."""
+    request = _license_query(query, LICENSE_PAGE)
+    found = await _service(service.list_licenses(request), ("status", "q"))
+    return plain(found), await service.count_licenses(request)
+
+
 async def issue_license(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
-    request = _model(models.LicenseIssue, _body(form), LICENSE_FIELDS)
+    errors: dict[str, str] = {}
+    grace = _days(form, "grace_days", errors)
+    body = _body({k: v for k, v in form.items() if k != "grace_days"}, numbers=("max_machines",))
+    listed = [p.strip() for p in body.pop("entitlements", "").split(",") if p.strip()]
+    if listed:
+        body["entitlements"] = listed
+    if grace is not None:
+        body["grace_seconds"] = grace
+    request = _model(models.LicenseIssue, body, LICENSE_FIELDS, errors)
     return plain(await _service(service.issue_license(request), LICENSE_FIELDS))
 
 
 async def license_with_machines(
     service: Licensing, license_id: str
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The license, its machines and its audit trail."""
     license_id = _id(license_id, "The license")
     found = await _service(service.get_license(license_id))
     machines = await service.list_machines(
         models.MachineQuery(license_id=license_id, include_inactive=True, limit=MAX_MACHINES)
     )
-    return plain(found), plain(machines)
+    trail = await service.audit_entries(
+        models.AuditQuery(subject=f"license:{license_id}", limit=AUDIT_PAGE)
+    )
+    return plain(found), plain(machines), plain(trail)
 
 
 async def revoke(service: Licensing, license_id: str, form: Mapping[str, str]) -> None:
@@ -229,6 +420,24 @@ async def unsuspend(service: Licensing, license_id: str, form: Mapping[str, str]
     await _service(service.unsuspend(_id(license_id, "The license")))
 
 
+async def machines(service: Licensing, query: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The newest machines of every license, filtered by the query's product (an id) and
+    state (active or deactivated)."""
+    state = query.get("state")
+    listed = plain(
+        await service.list_machines(
+            models.MachineQuery(include_inactive=state != "active", limit=MAX_MACHINES)
+        )
+    )
+    if state == "deactivated":
+        listed = [m for m in listed if not m["active"]]
+    if query.get("product"):
+        sold = await licenses(service, {"product": query["product"]}, limit=MAX_LICENSES)
+        ids = {license["id"] for license in sold}
+        listed = [m for m in listed if m["license_id"] in ids]
+    return listed[:MACHINE_PAGE]
+
+
 async def deactivate_machine(service: Licensing, machine_id: str, form: Mapping[str, str]) -> str:
     """Deactivate one machine; returns the license it belonged to."""
     reason = _model(models.ReasonRequest, _body(form), ("reason",)).reason
@@ -236,6 +445,13 @@ async def deactivate_machine(service: Licensing, machine_id: str, form: Mapping[
         service.admin_deactivate_machine(_id(machine_id, "The machine"), reason), ("reason",)
     )
     return done.machine.license_id
+
+
+# ----- revenue -----
+
+
+async def revenue(service: Licensing) -> dict[str, Any]:
+    return plain(await service.revenue_summary())
 
 
 # ----- discount codes -----
@@ -249,6 +465,8 @@ CODE_FIELDS = (
     "max_redemptions",
     "expires_at",
     "description",
+    "referrer_label",
+    "policy_slugs",
 )
 
 
@@ -256,19 +474,52 @@ async def codes(service: Licensing) -> list[dict[str, Any]]:
     return plain(await service.list_codes(models.CodeQuery(include_inactive=True)))
 
 
-async def create_code(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
+async def code(service: Licensing, code_id: str) -> dict[str, Any]:
+    """The code, with the slugs of the policies it is limited to (the API gives their ids)."""
+    found = plain((await _service(service.get_code(_id(code_id, "The discount code")))).code)
+    slugs = {p["id"]: p["slug"] for p in await policies(service)}
+    one = [found["applies_to_policy_id"]] if found["applies_to_policy_id"] else []
+    found["policy_slugs"] = [slugs.get(i, i) for i in found["applies_to_policy_ids"] or one]
+    return found
+
+
+def _code_body(form: Mapping[str, str], kind: str, errors: dict[str, str]) -> dict[str, Any]:
+    """The code form as the API's body: a percent (12.5) as basis points (1250)."""
     body = _body(form, numbers=("amount", "max_redemptions"))
     if "max_redemptions" in body:
         body["max_uses"] = body.pop("max_redemptions")
-    # The form asks for a whole percent; the API (Keysat) counts basis points.
-    if body.get("kind") == "percent" and isinstance(body.get("amount"), int):
-        body["amount"] *= BASIS_POINTS_PER_PERCENT
-    request = _model(models.CodeCreate, body, (*CODE_FIELDS, "max_uses"))
+    listed = [p.strip() for p in body.pop("policy_slugs", "").split(",") if p.strip()]
+    if listed or "policy_slugs" in form:
+        body["policy_slugs"] = listed
+    if kind == "percent" and form.get("amount", "").strip():
+        body["amount"] = _percent(form["amount"], errors)
+        if body["amount"] is None:
+            del body["amount"]
+    return body
+
+
+async def create_code(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
+    errors: dict[str, str] = {}
+    body = _code_body(form, form.get("kind", ""), errors)
+    request = _model(models.CodeCreate, body, (*CODE_FIELDS, "max_uses"), errors)
     return plain(await _service(service.create_code(request), CODE_FIELDS))
 
 
-async def disable_code(service: Licensing, code_id: str) -> None:
-    await _service(service.set_code_active(_id(code_id, "The discount code"), False))
+async def update_code(service: Licensing, code_id: str, form: Mapping[str, str]) -> None:
+    """Every field of the edit form is sent: an empty limit, expiry or label is lifted."""
+    found = await code(service, code_id)
+    errors: dict[str, str] = {}
+    cleared = {"max_uses": None, "expires_at": None, "referrer_label": None, "description": ""}
+    body = {**cleared, **_code_body(form, found["kind"], errors)}
+    for fixed in ("code", "kind", "product_slug", "policy_slug"):
+        body.pop(fixed, None)
+    request = _model(models.CodeUpdate, body, (*CODE_FIELDS, "max_uses"), errors)
+    await _service(service.update_code(found["id"], request), CODE_FIELDS)
+
+
+enable_code = _setter(Licensing.set_code_active, "The discount code", True)
+disable_code = _setter(Licensing.set_code_active, "The discount code", False)
+delete_code = _one_row(Licensing.delete_code, "The discount code")
 
 
 # ----- webhooks -----
@@ -294,26 +545,17 @@ async def create_webhook_endpoint(service: Licensing, form: Mapping[str, str]) -
     return plain(await _service(service.create_webhook_endpoint(request), WEBHOOK_FIELDS))
 
 
-async def enable_webhook_endpoint(service: Licensing, endpoint_id: str) -> None:
-    await _service(service.set_webhook_active(_id(endpoint_id, "The webhook endpoint"), True))
-
-
-async def disable_webhook_endpoint(service: Licensing, endpoint_id: str) -> None:
-    await _service(service.set_webhook_active(_id(endpoint_id, "The webhook endpoint"), False))
-
-
-async def delete_webhook_endpoint(service: Licensing, endpoint_id: str) -> None:
-    await _service(service.delete_webhook_endpoint(_id(endpoint_id, "The webhook endpoint")))
-
-
-async def retry_delivery(service: Licensing, delivery_id: str) -> None:
-    await _service(service.retry_delivery(_id(delivery_id, "The delivery")))
+enable_webhook_endpoint = _setter(Licensing.set_webhook_active, "The webhook endpoint", True)
+disable_webhook_endpoint = _setter(Licensing.set_webhook_active, "The webhook endpoint", False)
+delete_webhook_endpoint = _one_row(Licensing.delete_webhook_endpoint, "The webhook endpoint")
+retry_delivery = _one_row(Licensing.retry_delivery, "The delivery")
 
 
 # ----- API keys -----
 
 API_KEY_FIELDS = ("label", "role", "scopes")
 SCOPES = access.SCOPES
+_SCOPE_SHAPE = re.compile(get_args(integrations.ScopeText)[1].pattern)
 # What each role may change besides reading everything (Keysat's grants), for the form's hint.
 ROLE_WRITES: dict[str, list[str]] = {
     role: sorted(s for s in scopes if s.endswith(":write"))
@@ -327,40 +569,148 @@ async def api_keys(service: Licensing) -> list[dict[str, Any]]:
 
 async def create_api_key(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
     """The key as created: its token in full, this once."""
-    body = _body(form)
+    body, errors = _body(form), {}
     listed = [s.strip() for s in body.pop("scopes", "").split(",") if s.strip()]
-    if listed:
+    unshaped = [s for s in listed if not _SCOPE_SHAPE.match(s)]
+    if unshaped:  # the model's message would be its pattern
+        errors["scopes"] = (
+            f"'{unshaped[0][:40]}' is not a scope: a scope is a resource, a colon and read or "
+            f"write, comma-separated, from: {', '.join(SCOPES)}."
+        )
+    elif listed:
         body["scopes"] = listed
-    request = _model(integrations.ApiKeyCreate, body, API_KEY_FIELDS)
+    request = _model(integrations.ApiKeyCreate, body, API_KEY_FIELDS, errors)
     return plain(await _service(service.create_api_key(request), API_KEY_FIELDS))
 
 
-async def revoke_api_key(service: Licensing, key_id: str) -> None:
-    await _service(service.revoke_api_key(_id(key_id, "The API key")))
+revoke_api_key = _one_row(Licensing.revoke_api_key, "The API key")
 
 
 # ----- audit -----
 
 
-async def audit(service: Licensing, before_id: int | None) -> list[dict[str, Any]]:
-    query = models.AuditQuery(limit=AUDIT_PAGE, before_id=before_id)
-    return plain(await service.audit_entries(query))
+AUDIT_FILTERS = ("action", "actor", "before_id")
+# Who can act, as the audit log names them (an API key: `api_key:<id>`).
+ACTOR_KINDS = {
+    "console": "the console",
+    "master_key": "the master admin key",
+    "api_key": "any API key",
+    "action": "a StartOS action",
+    "admin": "admin (before actors were recorded)",
+    "public": "a buyer (public routes)",
+    "system": "Keysmith itself",
+}
 
 
-def _model(model: type[T], body: dict[str, Any], fields: tuple[str, ...]) -> T:
-    """The form as the API's own request model: the same refusal, naming the form field."""
+def audit_actors(keys: list[dict[str, Any]]) -> dict[str, str]:
+    """The actor filter's choices: each kind, then each API key by its label."""
+    named = {f"api_key:{k['id']}": f"API key '{k['label']}' ({k['role']})" for k in keys}
+    return {**ACTOR_KINDS, **named}
+
+
+async def audit(service: Licensing, query: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One page of the audit log for the query string's action, actor and before_id."""
+    fields = {name: query[name] for name in AUDIT_FILTERS if query.get(name)}
     try:
-        return wire.parse(model, body)
+        request = wire.parse(
+            models.AuditQuery, {**fields, "limit": str(AUDIT_PAGE)}, from_text=True
+        )
     except BadRequest as e:
-        raise Refused(_named_field(e.message, fields), e.message) from None
+        raise Refused(_named_field(e.message, AUDIT_FILTERS), e.message) from None
+    return plain(await service.audit_entries(request))
+
+
+# Form fields named differently from the API's (the form says days, percent and price).
+_FORM_NAME = {
+    "max_uses": "max_redemptions",
+    "price_sats_override": "price_sats",
+    "duration_seconds": "duration_days",
+    "grace_seconds": "grace_days",
+}
+
+
+# Values one of which a model takes for any field, put in place of a refused one so that the
+# fields after it are checked too.
+_STAND_INS: tuple[Any, ...] = ("x", 1, 0, [], {}, False)
+
+
+def _model(
+    model: type[T],
+    body: dict[str, Any],
+    fields: tuple[str, ...],
+    errors: dict[str, str] | None = None,
+) -> T:
+    """The form as the API's own request model: the same refusals, each next to its form field,
+    all of them at once (the API answers only the first). `errors` are the form's own (units)."""
+    body, errors = dict(body), {} if errors is None else errors
+    tried: dict[str, Iterator[Any]] = {}
+    while True:
+        try:
+            parsed = wire.parse(model, body)
+        except BadRequest as e:
+            named = _NAMED_FIELD.match(e.message)
+            field = _named_field(e.message, fields)
+            if field is None or named is None:
+                if not errors:
+                    raise Refused(None, e.message) from None
+                break  # about the form as a whole: the fields' messages come first
+            errors.setdefault(field, e.message)
+            stand_in = next(tried.setdefault(named[1], iter(_STAND_INS)), None)
+            if stand_in is None:
+                break
+            body[named[1]] = stand_in
+            continue
+        if not errors:
+            return parsed
+        break
+    first = next(iter(errors))
+    raise Refused(first, errors[first], errors=errors)
 
 
 def _named_field(message: str, fields: tuple[str, ...]) -> str | None:
     named = _NAMED_FIELD.match(message)
     if named is None:
         return None
-    name = {"max_uses": "max_redemptions", "price_sats_override": "price_sats"}.get(
-        named[1], named[1]
-    )
-    name = "duration_days" if name == "duration_seconds" else name
+    name = _FORM_NAME.get(named[1], named[1])
     return name if name in fields else None
+
+
+def _json_object(form: Mapping[str, str], errors: dict[str, str]) -> dict[str, Any] | None:
+    """The metadata field: a JSON object, or None when empty (or refused into `errors`)."""
+    text = form.get("metadata", "").strip()
+    if text == "":
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        errors["metadata"] = f'Must be a JSON object, like {{"tier": "pro"}}: {e}.'
+        return None
+    if not isinstance(value, dict):
+        errors["metadata"] = 'Must be a JSON object, like {"tier": "pro"}, not a list or a value.'
+        return None
+    return value
+
+
+def _days(form: Mapping[str, str], name: str, errors: dict[str, str]) -> int | None:
+    """A whole number of days as seconds, or None when empty (or refused into `errors`)."""
+    text = form.get(name, "").strip()
+    if text == "":
+        return None
+    if not re.fullmatch(r"[0-9]{1,6}", text) or int(text) > MAX_DAYS:
+        errors[name] = f"Must be a whole number of days from 0 to {MAX_DAYS}; got '{text[:40]}'."
+        return None
+    return int(text) * SECONDS_PER_DAY
+
+
+def _percent(text: str, errors: dict[str, str]) -> int | None:
+    """A percent with up to two decimals (12.5) as basis points (1250), Keysat's unit."""
+    text = text.strip().replace(",", ".")
+    found = re.fullmatch(r"([0-9]{1,3})(?:\.([0-9]{1,2}))?", text)
+    points = int(found[1]) * 100 + int((found[2] or "0").ljust(2, "0")) if found else 0
+    if not 0 < points <= 100 * BASIS_POINTS_PER_PERCENT:
+        errors["amount"] = (
+            f"A percent must be from 0.01 to 100, with at most two decimals (12.5 for "
+            f"12.5 %); got '{text[:40]}'."
+        )
+        return None
+    return points

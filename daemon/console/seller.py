@@ -1,19 +1,28 @@
-"""The seller's pages: products, policies, licenses and their machines, discount codes, and the
-audit log. Every call into licensing goes through `ops`; a refused form comes back filled in,
-with the message next to its field.
+"""The seller's pages: products, policies, licenses and their machines, discount codes, revenue
+and the audit log. Every call into licensing goes through `ops`; a refused form comes back
+filled in, with each message next to its field. Every irreversible action first shows a page
+saying what will happen (`confirm_page`), with the one button that does it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from daemon.console import PREFIX, auth, ops
 from daemon.console.web import (
+    CONSOLE_KEY,
+    Irreversible,
+    ListPage,
     Page,
+    confirm_page,
     create_form,
+    edit_form,
+    irreversible,
     licensing_of,
     render,
     render_form_page,
@@ -21,22 +30,69 @@ from daemon.console.web import (
     see,
 )
 from daemon.licensing.codes import strong_code
+from daemon.licensing.service import Licensing
+
+T = TypeVar("T")
 
 # Messages after a change, by the `done` query value of the redirect that follows it.
 DONE = {
     "product": "Product created.",
+    "product-saved": "Product saved.",
+    "product-on": "Product active: it is sold again.",
+    "product-off": "Product inactive: it is no longer sold; its licenses keep working.",
+    "product-deleted": "Product deleted, with its policies.",
     "policy": "Policy created.",
+    "policy-saved": "Policy saved: licenses issued from now on get its terms.",
+    "archive": "Policy archived: no longer sold; its licenses keep working.",
+    "unarchive": "Policy unarchived: it is sold again.",
+    "policy-deleted": "Policy deleted.",
     "revoke": "License revoked: it no longer validates anywhere.",
     "suspend": "License suspended: it does not validate until you unsuspend it.",
     "unsuspend": "License unsuspended: it validates again.",
     "deactivate": "Machine deactivated: its seat is free again.",
     "code": "Discount code created.",
+    "code-saved": "Discount code saved.",
+    "enable": "Discount code enabled: it can be redeemed again.",
     "disable": "Discount code disabled: it can no longer be redeemed.",
+    "code-deleted": "Discount code deleted.",
 }
 
 
 def _done(request: web.Request) -> str | None:
     return DONE.get(request.query.get("done", ""))
+
+
+def _not_found(request: web.Request, session: auth.Session, e: ops.Refused) -> web.Response:
+    return render(
+        request, "refused.html", status=e.status, session=session,
+        title="Not found", message=e.message,
+    )  # fmt: skip
+
+
+def _page_links(request: web.Request, shown: int, size: int, total: int) -> dict[str, Any]:
+    """Which rows of the `total` are shown (1-based) and the links to the pages either side."""
+    text = request.query.get("offset", "0")
+    offset = int(text) if text.isdigit() and len(text) < 10 else 0
+    return {
+        "first": offset + 1 if shown else 0,
+        "last": offset + shown,
+        "total": total,
+        "more": request.rel_url.update_query(offset=offset + size)
+        if offset + shown < total
+        else None,
+        "less": request.rel_url.update_query(offset=max(0, offset - size)) if offset else None,
+    }
+
+
+async def _search(call: Awaitable[T], empty: T) -> tuple[T, str | None]:
+    """The rows a list's query string selects, or `empty` and why the query was refused."""
+    try:
+        return await call, None
+    except ops.Refused as e:
+        return empty, e.message
+
+
+# ----- products -----
 
 
 async def products(
@@ -58,6 +114,61 @@ async def products(
     )
 
 
+def _edit_page(
+    load: Callable[[Licensing, str], Awaitable[dict[str, Any]]],
+    shown: Callable[[dict[str, Any]], dict[str, str]],
+    template: str,
+    kind: str,
+    page: str,
+) -> ListPage:
+    """The edit page of the row `{id}`: its form filled in with the row's values (`shown`),
+    or with what was typed when refused; the row is `kind` in the template."""
+
+    async def handler(
+        request: web.Request,
+        session: auth.Session,
+        form: dict[str, str],
+        refused: ops.Refused | None = None,
+    ) -> web.StreamResponse:
+        try:
+            found = await load(licensing_of(request), request.match_info["id"])
+        except ops.Refused as e:
+            return _not_found(request, session, e)
+        name = found.get("slug") or found.get("code")
+        return render_form_page(
+            request, template, session, form or shown(found), refused,
+            title=f"{kind.capitalize()} {name}", page=page, **{kind: found},
+        )  # fmt: skip
+
+    return handler
+
+
+def _json_text(value: dict[str, Any]) -> str:
+    return json.dumps(value, indent=1, sort_keys=True) if value else ""
+
+
+def _product_values(found: dict[str, Any]) -> dict[str, str]:
+    catalog = "\n".join(f"{e['slug']}: {e['name']}" for e in found["entitlements_catalog"])
+    return {
+        "name": found["name"],
+        "description": found["description"],
+        "price_sats": str(found["price_sats"]),
+        "entitlements_catalog": catalog,
+        "metadata": _json_text(found["metadata"]),
+    }
+
+
+product_edit = _edit_page(ops.product, _product_values, "product.html", "product", "products")
+
+
+async def _product_name(service: Licensing, product_id: str) -> str:
+    found = await ops.product(service, product_id)
+    return f"product '{found['slug']}' ({found['name']})"
+
+
+# ----- policies -----
+
+
 async def policies(
     request: web.Request,
     session: auth.Session,
@@ -65,6 +176,7 @@ async def policies(
     refused: ops.Refused | None = None,
 ) -> web.StreamResponse:
     service = licensing_of(request)
+    catalogue = await ops.products(service)
     return render_form_page(
         request,
         "policies.html",
@@ -74,9 +186,37 @@ async def policies(
         title="Policies",
         page="policies",
         policies=await ops.policies(service),
-        products={p["id"]: p["slug"] for p in await ops.products(service)},
+        products={p["id"]: p["slug"] for p in catalogue},
+        product_slugs=[p["slug"] for p in catalogue],
         done=_done(request),
     )
+
+
+def _policy_values(found: dict[str, Any]) -> dict[str, str]:
+    override = found["price_sats_override"]
+    return {
+        "name": found["name"],
+        "description": found["description"],
+        "price_sats": "" if override is None else str(override),
+        "duration_days": str(found["duration_seconds"] // ops.SECONDS_PER_DAY or ""),
+        "grace_days": str(found["grace_seconds"] // ops.SECONDS_PER_DAY),
+        "max_machines": str(found["max_machines"]),
+        "entitlements": ", ".join(found["entitlements"]),
+        "sort_order": str(found["sort_order"]),
+        "metadata": _json_text(found["metadata"]),
+        **{flag: "on" for flag in ops.POLICY_FLAGS if found.get(flag)},
+    }
+
+
+policy_edit = _edit_page(ops.policy, _policy_values, "policy.html", "policy", "policies")
+
+
+async def _policy_name(service: Licensing, policy_id: str) -> str:
+    found = await ops.policy(service, policy_id)
+    return f"policy '{found['slug']}' ({found['name']})"
+
+
+# ----- licenses -----
 
 
 async def licenses(
@@ -85,17 +225,10 @@ async def licenses(
     form: dict[str, str],
     refused: ops.Refused | None = None,
 ) -> web.StreamResponse:
+    service = licensing_of(request)
     issued = session.take("license")
-    found: list[dict[str, Any]] = []
-    search_error = None
-    try:
-        found = await ops.licenses(licensing_of(request), request.query)
-    except ops.Refused as e:
-        search_error = e.message
-    offset = request.query.get("offset", "0")
-    more = None
-    if len(found) == ops.LICENSE_PAGE and offset.isdigit():
-        more = request.rel_url.update_query(offset=int(offset) + ops.LICENSE_PAGE)
+    (found, total), search_error = await _search(ops.licenses_page(service, request.query), ([], 0))
+    catalogue = await ops.products(service)
     return render_form_page(
         request,
         "licenses.html",
@@ -105,10 +238,13 @@ async def licenses(
         title="Licenses",
         page="licenses",
         licenses=found,
-        more=more,
+        rows=_page_links(request, len(found), ops.LICENSE_PAGE, total),
         search=request.query.get("q", ""),
         status_filter=request.query.get("status", ""),
+        product_filter=request.query.get("product", ""),
         statuses=ops.STATUSES,
+        products=catalogue,
+        policies=await ops.policies(service),
         search_error=search_error,
         issued=issued,
     )
@@ -121,18 +257,11 @@ async def license_detail(
     refused: ops.Refused | None = None,
 ) -> web.StreamResponse:
     try:
-        found, machines = await ops.license_with_machines(
+        found, machines, trail = await ops.license_with_machines(
             licensing_of(request), request.match_info["id"]
         )
     except ops.Refused as e:
-        return render(
-            request,
-            "refused.html",
-            status=e.status,
-            session=session,
-            title="Not found",
-            message=e.message,
-        )
+        return _not_found(request, session, e)
     return render_form_page(
         request,
         "license.html",
@@ -143,24 +272,38 @@ async def license_detail(
         page="licenses",
         license=found,
         machines=machines,
+        trail=trail,
         done=_done(request),
     )
 
 
-def _license_change(
-    change: Callable[[Any, str, dict[str, str]], Awaitable[Any]], done: str
-) -> Page:
-    async def handler(
-        request: web.Request, session: auth.Session, form: dict[str, str]
-    ) -> web.StreamResponse:
-        license_id = request.match_info["id"]
-        try:
-            await change(licensing_of(request), license_id, form)
-        except ops.Refused as refused:
-            return await license_detail(request, session, form, refused)
-        return see(f"{PREFIX}/licenses/{license_id}?done={done}")
+async def _license_name(service: Licensing, license_id: str) -> str:
+    found, _machines, _trail = await ops.license_with_machines(service, license_id)
+    buyer = f", sold to {found['buyer_email']}" if found["buyer_email"] else ""
+    return f"license {found['id']} of '{found['product_slug']}'{buyer}"
 
-    return handler
+
+# ----- machines -----
+
+
+async def machines(
+    request: web.Request, session: auth.Session, form: dict[str, str]
+) -> web.StreamResponse:
+    service = licensing_of(request)
+    found, search_error = await _search(ops.machines(service, request.query), [])
+    return render(
+        request,
+        "machines.html",
+        session=session,
+        title="Machines",
+        page="machines",
+        machines=found,
+        products=await ops.products(service),
+        product_filter=request.query.get("product", ""),
+        state_filter=request.query.get("state", ""),
+        search_error=search_error,
+        done=_done(request),
+    )
 
 
 async def deactivate_machine(
@@ -172,14 +315,31 @@ async def deactivate_machine(
         )
     except ops.Refused as e:
         return render(
-            request,
-            "refused.html",
-            status=e.status,
-            session=session,
-            title="Refused",
-            message=e.message,
-        )
+            request, "refused.html", status=e.status, session=session,
+            title="Refused", message=e.message,
+        )  # fmt: skip
     return see(f"{PREFIX}/licenses/{license_id}?done=deactivate")
+
+
+# ----- revenue -----
+
+
+async def revenue(
+    request: web.Request, session: auth.Session, form: dict[str, str]
+) -> web.StreamResponse:
+    db_path = request.app[CONSOLE_KEY].settings.db_path
+    return render(
+        request,
+        "revenue.html",
+        session=session,
+        title="Revenue",
+        page="revenue",
+        summary=await ops.revenue(licensing_of(request)),
+        sales=await asyncio.to_thread(ops.revenue_by_product, db_path),
+    )
+
+
+# ----- discount codes -----
 
 
 async def codes(
@@ -188,6 +348,7 @@ async def codes(
     form: dict[str, str],
     refused: ops.Refused | None = None,
 ) -> web.StreamResponse:
+    service = licensing_of(request)
     # A fresh form offers a strong code; a refused one shows what the seller typed.
     return render_form_page(
         request,
@@ -195,20 +356,45 @@ async def codes(
         session,
         form if "code" in form else {**form, "code": strong_code()},
         refused,
+        posted=bool(form),
         title="Discount codes",
         page="codes",
-        codes=await ops.codes(licensing_of(request)),
+        codes=await ops.codes(service),
         kinds=ops.KINDS,
+        product_slugs=[p["slug"] for p in await ops.products(service)],
+        policy_slugs=sorted({p["slug"] for p in await ops.policies(service)}),
         done=_done(request),
     )
+
+
+def _code_values(found: dict[str, Any]) -> dict[str, str]:
+    amount = found["amount"]
+    return {
+        "amount": f"{amount / 100:g}" if found["kind"] == "percent" else str(amount),
+        "max_redemptions": str(found["max_uses"] or ""),
+        "expires_at": found["expires_at"] or "",
+        "description": found["description"],
+        "referrer_label": found["referrer_label"] or "",
+        "policy_slugs": ", ".join(found["policy_slugs"]),
+    }
+
+
+code_edit = _edit_page(ops.code, _code_values, "code.html", "code", "codes")
+
+
+async def _code_name(service: Licensing, code_id: str) -> str:
+    return f"discount code '{(await ops.code(service, code_id))['code']}'"
+
+
+# ----- audit -----
 
 
 async def audit(
     request: web.Request, session: auth.Session, form: dict[str, str]
 ) -> web.StreamResponse:
-    before = request.query.get("before", "")
-    before_id = int(before) if before.isdigit() and 0 < int(before) < 2**62 else None
-    entries = await ops.audit(licensing_of(request), before_id)
+    service = licensing_of(request)
+    entries, search_error = await _search(ops.audit(service, request.query), [])
+    keys = await ops.api_keys(service)
     return render(
         request,
         "audit.html",
@@ -216,15 +402,50 @@ async def audit(
         title="Audit log",
         page="audit",
         entries=entries,
-        older=entries[-1]["id"] if len(entries) == ops.AUDIT_PAGE else None,
+        search_error=search_error,
+        action_filter=request.query.get("action", ""),
+        actor_filter=request.query.get("actor", ""),
+        actors=ops.audit_actors(keys),
+        older=(
+            request.rel_url.update_query(before_id=entries[-1]["id"])
+            if len(entries) == ops.AUDIT_PAGE
+            else None
+        ),
+        newest=request.rel_url.without_query("before_id") if "before_id" in request.query else None,
     )
 
 
 SELLER_ROUTES: tuple[tuple[str, str, Page], ...] = (
     ("GET", "/products", products),
     ("POST", "/products", create_form(ops.create_product, products, "/products?done=product")),
+    ("GET", "/products/{id}", product_edit),
+    ("POST", "/products/{id}",
+     edit_form(ops.update_product, product_edit, "/products?done=product-saved")),
+    ("POST", "/products/{id}/activate",
+     row_button(ops.activate_product, products, "/products", "product-on")),
+    ("POST", "/products/{id}/deactivate",
+     row_button(ops.deactivate_product, products, "/products", "product-off")),
+    *irreversible(
+        "/products/{id}/delete", ops.delete_product, products, "/products", "product-deleted",
+        Irreversible("Delete", "the product and its policies are deleted for good. Only a "
+                     "product nothing was sold or issued under can be deleted.",
+                     "/products", _product_name),
+    ),
     ("GET", "/policies", policies),
     ("POST", "/policies", create_form(ops.create_policy, policies, "/policies?done=policy")),
+    ("GET", "/policies/{id}", policy_edit),
+    ("POST", "/policies/{id}",
+     edit_form(ops.update_policy, policy_edit, "/policies?done=policy-saved")),
+    ("POST", "/policies/{id}/archive",
+     row_button(ops.archive_policy, policies, "/policies", "archive")),
+    ("POST", "/policies/{id}/unarchive",
+     row_button(ops.unarchive_policy, policies, "/policies", "unarchive")),
+    *irreversible(
+        "/policies/{id}/delete", ops.delete_policy, policies, "/policies", "policy-deleted",
+        Irreversible("Delete", "the policy is deleted for good. Only a policy nothing was "
+                     "sold or issued under can be deleted; archive it otherwise.",
+                     "/policies", _policy_name),
+    ),
     ("GET", "/licenses", licenses),
     (
         "POST",
@@ -232,12 +453,34 @@ SELLER_ROUTES: tuple[tuple[str, str, Page], ...] = (
         create_form(ops.issue_license, licenses, "/licenses", show_once="license"),
     ),
     ("GET", "/licenses/{id}", license_detail),
-    ("POST", "/licenses/{id}/revoke", _license_change(ops.revoke, "revoke")),
-    ("POST", "/licenses/{id}/suspend", _license_change(ops.suspend, "suspend")),
-    ("POST", "/licenses/{id}/unsuspend", _license_change(ops.unsuspend, "unsuspend")),
+    ("GET", "/licenses/{id}/revoke", confirm_page(
+        Irreversible("Revoke", "it stops validating everywhere at once, and no machine can "
+                     "activate it again. This cannot be undone.",
+                     "/licenses/{id}", _license_name))),
+    *(
+        ("POST", f"/licenses/{{id}}/{done}",
+         edit_form(change, license_detail, f"/licenses/{{id}}?done={done}"))
+        for done, change in (
+            ("revoke", ops.revoke), ("suspend", ops.suspend), ("unsuspend", ops.unsuspend)
+        )
+    ),
+    ("GET", "/machines", machines),
     ("POST", "/machines/{id}/deactivate", deactivate_machine),
+    ("GET", "/revenue", revenue),
     ("GET", "/codes", codes),
     ("POST", "/codes", create_form(ops.create_code, codes, "/codes?done=code")),
-    ("POST", "/codes/{id}/disable", row_button(ops.disable_code, codes, "/codes", "disable")),
+    ("GET", "/codes/{id}", code_edit),
+    ("POST", "/codes/{id}", edit_form(ops.update_code, code_edit, "/codes?done=code-saved")),
+    ("POST", "/codes/{id}/enable", row_button(ops.enable_code, codes, "/codes", "enable")),
+    *irreversible(
+        "/codes/{id}/disable", ops.disable_code, codes, "/codes", "disable",
+        Irreversible("Disable", "buyers who hold the code can no longer redeem it; you can "
+                     "enable it again later.", "/codes", _code_name),
+    ),
+    *irreversible(
+        "/codes/{id}/delete", ops.delete_code, codes, "/codes", "code-deleted",
+        Irreversible("Delete", "the code is deleted for good. Only a code never redeemed can "
+                     "be deleted; disable it otherwise.", "/codes", _code_name),
+    ),
     ("GET", "/audit", audit),
-)
+)  # fmt: skip

@@ -9,13 +9,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
+import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from daemon import peers
 from daemon.console import PREFIX, auth, password
 from daemon.console.web import CONSOLE_KEY, Page, PasswordUnreadable, render, see
+from daemon.licensing.core import acting_as
+from daemon.logs import register_secret
 
 log = logging.getLogger("keysmith.console")
 
@@ -94,9 +99,9 @@ def signed_in(page: Page) -> Callable[[web.Request], Awaitable[web.StreamRespons
         session = console.sessions.find(request.cookies.get(auth.COOKIE), auth.fingerprint(stored))
         if session is None:
             if request.method == "POST":
-                return _refused(request, None)
+                return await _sign_in_again(request)
             return see(f"{PREFIX}/login")
-        form: dict[str, str] = {}
+        form = session.take_kept(request.path_qs)
         if request.method == "POST":
             posted = await _read_form(request)
             if posted is None:
@@ -104,9 +109,41 @@ def signed_in(page: Page) -> Callable[[web.Request], Awaitable[web.StreamRespons
             form = posted
             if not _same_origin(request) or not auth.csrf_ok(session, form.pop("csrf", None)):
                 return _refused(request, session)
-        return await page(request, session, form)
+        with acting_as("console"):
+            return await page(request, session, form)
 
     return wrapped
+
+
+# What a kept form's page may be: a console path, nothing another site could point to.
+_BACK = re.compile(rf"^{PREFIX}/[A-Za-z0-9/_.~%?&=+-]*$")
+KEEP = "keep:"
+
+
+async def _sign_in_again(request: web.Request) -> web.Response:
+    """A form posted after the session ended (idle, or the daemon restarted): the sign-in
+    page, carrying what was typed, which the page the form came from shows again after the
+    sign-in (not sent: the seller checks it and sends it). From another site: refused."""
+    if not _same_origin(request):
+        return _refused(request, None)
+    posted = await _read_form(request)
+    if posted is None:
+        return _too_slow(request, None)
+    posted.pop("csrf", None)
+    referer = urlsplit(request.headers.get("Referer", ""))
+    back = referer.path + (f"?{referer.query}" if referer.query else "")
+    if referer.netloc != request.host or not _BACK.match(back):
+        back = request.path
+    return render(
+        request,
+        "login.html",
+        status=401,
+        title="Sign in",
+        error="Your session ended, so the form was not sent; nothing was changed. Sign in "
+        "again: what you typed is kept and shown again for you to send.",
+        back=back,
+        kept={f"{KEEP}{name}": value for name, value in posted.items()},
+    )
 
 
 def serving(page: Page) -> Page:
@@ -134,7 +171,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
         return _unreadable(request, e)
     if stored is None:
         return render(request, "setup.html", status=403, title="Set a console password")
-    return render(request, "login.html", title="Sign in", error=None)
+    return render(request, "login.html", title="Sign in", error=None, back=None, kept={})
 
 
 def _unreadable(request: web.Request, error: PasswordUnreadable) -> web.Response:
@@ -155,32 +192,52 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not _same_origin(request):
         return _refused(request, None)
     address = peers.client_address(request, console.settings.trusted_proxies)
-    wait = console.limiter.retry_after(address)
-    if wait is not None:
-        return _too_many(request, wait)
-    form = await _read_form(request)
-    if form is None:
-        return _too_slow(request, None)
-    given = form.get("password")
-    async with console.verify_slots:
-        matches = given is not None and await asyncio.to_thread(password.verify, stored, given)
+    device = auth.known_device(request.cookies.get(auth.DEVICE_COOKIE), stored)
+    if device is None:
+        turn = console.limiter.admit(address)
+    else:
+        turn = console.limiter.admit(f"device {device}", queued=False)
+    if isinstance(turn, auth.Paused):
+        return _too_many(request, turn.retry_after)
+    matches: bool | None = None
+    try:
+        form = await _read_form(request)
+        if form is None:
+            return _too_slow(request, None)
+        waited = await _wait_for(turn)
+        given = form.get("password")
+        async with console.verify_slots:
+            matches = given is not None and await asyncio.to_thread(password.verify, stored, given)
+    finally:
+        console.limiter.finish(turn, matches)
     if not matches:
-        console.limiter.failed(address)
         log.warning("console sign-in failed: wrong password", extra={"client": address})
-        wait = console.limiter.retry_after(address)
-        if wait is not None:
-            return _too_many(request, wait)
+        paused = console.limiter.paused(turn.key)
+        if paused is not None:
+            return _too_many(request, paused.retry_after)
+        slowed = (
+            f" Sign-in is slowed after many wrong passwords: this attempt waited {waited:.0f} "
+            "seconds for its turn."
+            if turn.slowed
+            else ""
+        )
         return render(
             request,
             "login.html",
             status=401,
             title="Sign in",
-            error="That password is not the console password. Nothing was changed.",
+            error=f"That password is not the console password. Nothing was changed.{slowed}",
+            back=form.get("back"),
+            kept={k: v for k, v in form.items() if k.startswith(KEEP)},
         )
-    console.limiter.succeeded(address)
-    token = console.sessions.open(auth.fingerprint(stored))
+    # Known now: never print it, even where only its hash was stored (the action's password).
+    register_secret(given)
+    back = form.get("back", "")
+    kept = {k.removeprefix(KEEP): v for k, v in form.items() if k.startswith(KEEP)}
+    back = back if _BACK.match(back) else f"{PREFIX}/"
+    token = console.sessions.open(auth.fingerprint(stored), (back, kept) if kept else None)
     log.info("console sign-in", extra={"client": address})
-    response = see(f"{PREFIX}/")
+    response = see(back)
     response.set_cookie(
         auth.COOKIE,
         token,
@@ -190,7 +247,29 @@ async def login(request: web.Request) -> web.StreamResponse:
         secure=peers.over_tls(request, console.settings.trusted_proxies),
         max_age=auth.ABSOLUTE_SECONDS,
     )
+    if device is None:
+        response.set_cookie(
+            auth.DEVICE_COOKIE,
+            auth.device_cookie(stored),
+            path=PREFIX,
+            httponly=True,
+            samesite="Strict",
+            secure=peers.over_tls(request, console.settings.trusted_proxies),
+            max_age=auth.DEVICE_SECONDS,
+        )
     return response
+
+
+async def _wait_for(turn: auth.Turn) -> float:
+    """Sleep until the attempt's turn (sign-in slowed); the seconds waited."""
+    wait = max(0.0, turn.start - time.monotonic())
+    if turn.slowed:
+        log.warning(
+            "console sign-in slowed: many wrong passwords in the last five minutes",
+            extra={"client": turn.key, "wait_seconds": round(wait, 1)},
+        )
+    await asyncio.sleep(wait)
+    return wait
 
 
 def _too_many(request: web.Request, wait: int) -> web.Response:
@@ -199,9 +278,11 @@ def _too_many(request: web.Request, wait: int) -> web.Response:
         "login.html",
         status=429,
         title="Sign in",
-        error=f"Too many wrong passwords: sign-in is paused for {wait} seconds. Nothing was "
-        "changed. Wait, then try again; if you forgot the password, set a new one with the "
-        "action 'Set console password'.",
+        error=f"Too many wrong passwords from here: sign-in is paused for {wait} seconds for "
+        "this address or browser only. Nothing was changed. Wait, then try again; if you "
+        "forgot the password, set a new one with the action 'Set console password'.",
+        back=None,
+        kept={},
     )
     response.headers["Retry-After"] = str(wait)
     return response

@@ -45,7 +45,9 @@ NAV = (
     ("products", "Products", f"{PREFIX}/products"),
     ("policies", "Policies", f"{PREFIX}/policies"),
     ("licenses", "Licenses", f"{PREFIX}/licenses"),
+    ("machines", "Machines", f"{PREFIX}/machines"),
     ("codes", "Discount codes", f"{PREFIX}/codes"),
+    ("revenue", "Revenue", f"{PREFIX}/revenue"),
     ("webhooks", "Webhooks", f"{PREFIX}/webhooks"),
     ("api-keys", "API keys", f"{PREFIX}/api-keys"),
     ("audit", "Audit log", f"{PREFIX}/audit"),
@@ -153,19 +155,25 @@ def render_form_page(
     session: auth.Session,
     form: dict[str, str],
     refused: Refused | None,
+    *,
+    posted: bool | None = None,
     **context: Any,
 ) -> web.Response:
     """A page with a form on it. Refused, it answers the refusal's status and shows the form
-    again: the values sent, and the message next to its field (or above the form when it is
-    about the form as a whole)."""
+    again: the values sent, and each message next to its field (or above the form when it is
+    about the form as a whole). A refused row button (nothing `posted` in the form) has its
+    message at the top of the page."""
+    general = refused.message if refused and not refused.errors else None
+    posted = bool(form) if posted is None else posted
     return render(
         request,
         template,
         status=refused.status if refused else 200,
         session=session,
         values=form,
-        errors={refused.field: refused.message} if refused and refused.field else {},
-        form_error=refused.message if refused and not refused.field else None,
+        errors=refused.errors if refused else {},
+        form_error=general if posted else None,
+        row_error=None if posted else general,
         **context,
     )
 
@@ -195,6 +203,68 @@ def create_form(
     return handler
 
 
+def edit_form(
+    change: Callable[[Licensing, str, dict[str, str]], Awaitable[None]], page: ListPage, then: str
+) -> Page:
+    """An edit form of the row `{id}`: the change, then a redirect to `then` (with `{id}`);
+    refused, the edit page again with what was typed and each message by its field."""
+
+    async def handler(
+        request: web.Request, session: auth.Session, form: dict[str, str]
+    ) -> web.StreamResponse:
+        row_id = request.match_info["id"]
+        try:
+            await change(licensing_of(request), row_id, form)
+        except Refused as refused:
+            return await page(request, session, form, refused)
+        return see(f"{PREFIX}{then.format(id=row_id)}")
+
+    return handler
+
+
+@dataclass(frozen=True)
+class Irreversible:
+    """What the confirmation before an irreversible action says: `verb` the thing called
+    `name(service, id)`, then `outcome`; Cancel goes back to `back` (with `{id}`)."""
+
+    verb: str
+    outcome: str
+    back: str
+    name: Callable[[Licensing, str], Awaitable[str]]
+
+
+def confirm_page(action: Irreversible) -> Page:
+    """The page a button of an irreversible action leads to (a GET, so no script is needed):
+    what will happen, in words, and the one button that does it (a POST to the same path,
+    carrying the fields of the query string, e.g. a reason)."""
+
+    async def handler(
+        request: web.Request, session: auth.Session, form: dict[str, str]
+    ) -> web.StreamResponse:
+        row_id = request.match_info["id"]
+        try:
+            name = await action.name(licensing_of(request), row_id)
+        except Refused as e:
+            return render(
+                request, "refused.html", status=e.status, session=session,
+                title="Not found", message=e.message,
+            )  # fmt: skip
+        return render(
+            request,
+            "confirm.html",
+            session=session,
+            title=f"{action.verb}?",
+            verb=action.verb,
+            name=name,
+            outcome=action.outcome,
+            action=request.path,
+            fields={k: v for k, v in request.query.items() if k != "csrf"},
+            back=f"{PREFIX}{action.back.format(id=row_id)}",
+        )
+
+    return handler
+
+
 def row_button(
     change: Callable[[Licensing, str], Awaitable[None]], page: ListPage, path: str, done: str
 ) -> Page:
@@ -211,3 +281,19 @@ def row_button(
         return see(f"{PREFIX}{path}?done={done}")
 
     return handler
+
+
+def irreversible(
+    path: str,
+    change: Callable[[Licensing, str], Awaitable[None]],
+    page: ListPage,
+    back: str,
+    done: str,
+    confirm: Irreversible,
+) -> tuple[tuple[str, str, Page], ...]:
+    """An irreversible row action's routes: its confirmation page (GET), then the action
+    (POST), back to `back` with `?done=`."""
+    return (
+        ("GET", path, confirm_page(confirm)),
+        ("POST", path, row_button(change, page, back, done)),
+    )

@@ -179,8 +179,8 @@ class ApiKeys(Core):
         assert revoked_at is not None
         return integrations.ApiKeyRevoked(ok=True, revoked_at=revoked_at)
 
-    async def scopes_of_token(self, token: str) -> tuple[Role, frozenset[str]] | None:
-        """The role and scopes of a live API key, or None for no such (or a revoked) key.
+    async def scopes_of_token(self, token: str) -> tuple[str, Role, frozenset[str]] | None:
+        """The id, role and scopes of a live API key, or None for no such (or a revoked) key.
         Read on every request, so a revocation is effective from the next one."""
         wanted = token_hash(token)
         async with self._pool.connection() as conn:
@@ -193,7 +193,7 @@ class ApiKeys(Core):
         if row is None or not hmac.compare_digest(row["token_hash"], wanted):
             return None
         role: Role = row["role"]
-        return role, ROLE_SCOPES[role].union(_stored_scopes(row))
+        return row["id"], role, ROLE_SCOPES[role].union(_stored_scopes(row))
 
 
 async def _key_row(conn: Connection, key_id: str) -> Row | None:

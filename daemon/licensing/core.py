@@ -8,9 +8,12 @@ Every write is one transaction (`pool.transaction()`), and an admin write adds i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hmac
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,6 +26,20 @@ from daemon.licensing.state import LicenseReader, VerifiedKeys
 # Who the audit log names for an admin write: the HTTP admin API, or a StartOS action.
 AdminActor = Literal["admin", "action"]
 Actor = Literal["admin", "action", "public", "system"]
+# The credential an admin write came with, when the caller knows it: the console's session,
+# the master admin key, or an API key (named by its id, which is not a secret).
+ActorKind = Literal["console", "master_key", "api_key"]
+_acting: ContextVar[str | None] = ContextVar("keysmith_acting", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(kind: ActorKind, identity: str | None = None) -> Iterator[None]:
+    """Audit the writes made inside as `kind` (`api_key:<id>` for an API key)."""
+    token = _acting.set(kind if identity is None else f"{kind}:{identity}")
+    try:
+        yield
+    finally:
+        _acting.reset(token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +74,7 @@ class Limits:
 
 async def record(
     conn: Connection,
-    actor: Actor,
+    actor: str,
     action: str,
     subject: str,
     detail: dict[str, Any],
@@ -121,7 +138,13 @@ class Core:
         # surrogateescape: a header with non-UTF-8 bytes is simply a wrong key, not an error.
         return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), self._admin_key)
 
+    @property
+    def _acting(self) -> str:
+        """Who the audit row of a write names: the credential it came with, else the service's
+        own actor (`admin` for the daemon, `action` for a StartOS action)."""
+        return _acting.get() or self._actor
+
     async def _audit(
         self, conn: Connection, action: str, subject: str, detail: dict[str, Any], at: int
     ) -> None:
-        await record(conn, self._actor, action, subject, detail, at)
+        await record(conn, self._acting, action, subject, detail, at)

@@ -162,16 +162,14 @@ class Licenses(Core):
     async def list_licenses(self, query: models.LicenseQuery) -> list[answers.License]:
         async with self._pool.connection() as conn:
             found = await store.list_licenses(
-                conn,
-                product_id=query.product_id and str(uuid.UUID(query.product_id)),
-                status=query.status,
-                search=query.q,
-                buyer_email=query.buyer_email,
-                invoice_id=query.invoice_id and str(uuid.UUID(query.invoice_id)),
-                limit=query.limit,
-                offset=query.offset,
+                conn, limit=query.limit, offset=query.offset, **_license_filters(query)
             )
         return [rows.license_(row) for row in found]
+
+    async def count_licenses(self, query: models.LicenseQuery) -> int:
+        """How many licenses the query's filters select, every page together."""
+        async with self._pool.connection() as conn:
+            return await store.count_licenses(conn, **_license_filters(query))
 
     async def get_license(self, license_id: str) -> answers.License:
         async with self._pool.connection() as conn:
@@ -307,8 +305,19 @@ class Licenses(Core):
             found = await store.list_audit(
                 conn,
                 action=query.action,
+                actor=query.actor,
                 subject=query.subject,
                 limit=query.limit,
                 before_id=query.before_id,
             )
         return [rows.audit_entry(row) for row in found]
+
+
+def _license_filters(query: models.LicenseQuery) -> dict[str, Any]:
+    return {
+        "product_id": query.product_id and str(uuid.UUID(query.product_id)),
+        "status": query.status,
+        "search": query.q,
+        "buyer_email": query.buyer_email,
+        "invoice_id": query.invoice_id and str(uuid.UUID(query.invoice_id)),
+    }

@@ -367,6 +367,9 @@ class MachineQuery(Request, kw_only=True):
 
 class AuditQuery(Request, kw_only=True):
     action: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    # Who acted: a kind (`console`, `master_key`, `api_key`, `action`, ...) or one API key
+    # (`api_key:<id>`).
+    actor: Annotated[str, msgspec.Meta(min_length=1, max_length=80)] | None = None
     subject: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
     limit: PageSize = 100
     before_id: Annotated[int, msgspec.Meta(ge=1, le=2**62)] | None = None

@@ -38,6 +38,7 @@ from daemon.licensing.events import PAYLOAD_OF, Event, Payload, SelfHealed
 from daemon.licensing.integrations import EVERY_EVENT, EventType
 from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
+from daemon.logs import register_secret
 from daemon.webhook_targets import host_refusal
 
 AttemptResult = Literal["delivered", "retry", "failed"]
@@ -172,8 +173,15 @@ class Outbox(Core):
                 detail = {"url": request.url, "event_types": request.event_types}
                 await self._audit(conn, "webhook.create", f"webhook:{endpoint_id}", detail, at)
                 row = await _endpoint_row(conn, endpoint_id)
+        register_secret(secret)
         listed = rows.webhook_endpoint(row)
         return integrations.WebhookEndpointCreated(**msgspec.structs.asdict(listed), secret=secret)
+
+    async def webhook_secrets(self) -> list[str]:
+        """Every endpoint's secret, for the log's redaction (`daemon.logs.register_secret`)."""
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute("SELECT secret FROM webhook_endpoints")
+            return [row[0] for row in await cursor.fetchall()]
 
     async def list_webhook_endpoints(self) -> list[integrations.WebhookEndpoint]:
         """Newest first, as Keysat lists them."""

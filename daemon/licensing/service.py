@@ -54,10 +54,6 @@ REASONS = (
 class Licensing(
     Validation, Catalogue, Licenses, Codes, Purchases, ApiKeys, Outbox, Operator, Tiers
 ):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._result_counters = {}
-
     @classmethod
     async def open(
         cls,

@@ -79,10 +79,23 @@ async def audit(
 
 
 async def list_audit(
-    conn: Connection, *, action: str | None, subject: str | None, limit: int, before_id: int | None
+    conn: Connection,
+    *,
+    action: str | None,
+    actor: str | None,
+    subject: str | None,
+    limit: int,
+    before_id: int | None,
 ) -> list[Row]:
+    # An actor is a kind, or a kind and an identity (`api_key:<id>`): a kind finds both.
     where, params = where_clause(
-        ("action = ?", action), ("subject = ?", subject), ("id < ?", before_id)
+        ("action = ?", action),
+        (
+            "(actor = ? OR actor LIKE ? ESCAPE '\\')",
+            None if actor is None else (actor, f"{_escape_like(actor)}:%"),
+        ),
+        ("subject = ?", subject),
+        ("id < ?", before_id),
     )
     return await fetch_all(
         conn,
@@ -290,19 +303,16 @@ async def seat_limit_of(conn: Connection, license_id: str) -> Row | None:
     )
 
 
-async def list_licenses(
-    conn: Connection,
+def _license_filter(
     *,
     product_id: str | None,
     status: str | None,
     search: str | None,
     buyer_email: str | None,
     invoice_id: str | None,
-    limit: int,
-    offset: int,
-) -> list[Row]:
+) -> tuple[str, tuple[Any, ...]]:
     like = None if search is None else f"%{_escape_like(search)}%"
-    where, params = where_clause(
+    return where_clause(
         ("l.product_id = ?", product_id),
         ("l.status = ?", status),
         (
@@ -313,17 +323,30 @@ async def list_licenses(
         ("l.id IN (SELECT license_id FROM invoices WHERE id = ?)", invoice_id),
         (
             "(l.id LIKE ? ESCAPE '\\' OR l.note LIKE ? ESCAPE '\\' OR l.license_key LIKE ? "
-            "ESCAPE '\\' OR l.id IN (SELECT license_id FROM invoices "
-            "WHERE buyer_email LIKE ? ESCAPE '\\'))",
-            None if like is None else (like, like, like, like),
+            "ESCAPE '\\' OR l.buyer_email LIKE ? ESCAPE '\\' OR l.id IN (SELECT license_id "
+            "FROM invoices WHERE buyer_email LIKE ? ESCAPE '\\' OR id LIKE ? ESCAPE '\\'))",
+            None if like is None else (like, like, like, like, like, like),
         ),
     )
+
+
+async def list_licenses(conn: Connection, *, limit: int, offset: int, **filters: Any) -> list[Row]:
+    """A page of the licenses `_license_filter(**filters)` selects, newest first."""
+    where, params = _license_filter(**filters)
     return await fetch_all(
         conn,
         f"SELECT {LICENSE_COLUMNS} {LICENSE_FROM} {where} "
         "ORDER BY l.issued_at DESC, l.rowid DESC LIMIT ? OFFSET ?",
         (*params, limit, offset),
     )
+
+
+async def count_licenses(conn: Connection, **filters: Any) -> int:
+    """How many licenses `_license_filter(**filters)` selects (every page together)."""
+    where, params = _license_filter(**filters)
+    row = await fetch_one(conn, f"SELECT count(*) AS n FROM licenses AS l {where}", params)
+    assert row is not None
+    return int(row["n"])
 
 
 async def revoke_license(conn: Connection, license_id: str, reason: str | None, now: int) -> int:

@@ -46,8 +46,6 @@ def _has_free_seat(limit: int, taken: int, ceiling: int) -> bool:
 
 
 class Validation(Core):
-    _result_counters: dict[str, Any]
-
     async def validate(self, request: models.ValidateRequest) -> Valid | Refusal:
         """Always an answer, never an exception: Valid, or a Refusal with its reason."""
         verdict = self._judge(request, may_claim=True)
@@ -57,7 +55,7 @@ class Validation(Core):
             )
             verdict = self._judge(request, may_claim=False)
         assert not isinstance(verdict, _SeatClaim)
-        self._count(verdict.reason if isinstance(verdict, Refusal) else "ok")
+        metrics.record_validation(verdict.reason if isinstance(verdict, Refusal) else "ok")
         return verdict
 
     def _judge(
@@ -114,12 +112,6 @@ class Validation(Core):
             machine_id=view.machine_id,
             max_machines=view.max_machines,
         )
-
-    def _count(self, result: str) -> None:
-        counter = self._result_counters.get(result)
-        if counter is None:
-            counter = self._result_counters[result] = metrics.VALIDATIONS.labels(result=result)
-        counter.inc()
 
     # ----- machines -----
 
@@ -268,7 +260,7 @@ class Validation(Core):
                 if audited and changed:
                     await record(
                         conn,
-                        self._actor,
+                        self._acting,
                         "machine.deactivate",
                         f"machine:{machine_id}",
                         {"license_id": license_id, "reason": reason},

@@ -5,6 +5,10 @@ It runs no SQL. Under the migration lock, and only if the plan (re-read under th
 blocks that version as modified, one transaction re-stamps its ledger checksum, keeps today's
 text as its provenance, and appends an `accept` heal-log entry naming who accepted it and when.
 Any other state is refused before anything changes.
+
+`undo_acceptance` puts back what the newest acceptance of a version replaced (its ledger checksum
+and its provenance, kept in `_keysmith_accept_undo`), while the ledger still holds the checksum
+it accepted, and logs an `unaccept` entry.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import os
 import sqlite3
 import time
 from collections import namedtuple
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from daemon.migrate import ledger
@@ -62,6 +68,15 @@ def accept_migration(
         raise NotAcceptable(version, f"the database {db_path} does not exist yet")
     current = read_only_ledger(db_path, source)
     _blocked_as_modified(source, current, idempotent, version, migrations_dir)
+    with _locked(db_path, lock_timeout) as conn:
+        current = ledger.read_ledger(conn, checksums(source))
+        step = _blocked_as_modified(source, current, idempotent, version, migrations_dir)
+        return _accept(conn, step, accepted_by, daemon_version)
+
+
+@contextmanager
+def _locked(db_path: str | os.PathLike[str], lock_timeout: float) -> Iterator[sqlite3.Connection]:
+    """A connection under the migration lock, its errors named for the operator."""
     with (
         storage_errors(Path(db_path)),
         migration_lock(Path(db_path), lock_timeout),
@@ -69,9 +84,7 @@ def accept_migration(
     ):
         conn = open_for_migration(Path(db_path))
         try:
-            current = ledger.read_ledger(conn, checksums(source))
-            step = _blocked_as_modified(source, current, idempotent, version, migrations_dir)
-            return _accept(conn, step, accepted_by, daemon_version)
+            yield conn
         finally:
             conn.close()
 
@@ -115,6 +128,10 @@ def _accept(
     )
     with transaction(conn):
         ledger.ensure_tables(conn)
+        replaced = conn.execute(
+            "SELECT normalized_sha384, applied_sql FROM _keysmith_provenance WHERE version = ?",
+            (step.version,),
+        ).fetchone() or (None, None)
         ledger.restamp(conn, step.version, row.checksum, migration.checksum)
         ledger.record_provenance(
             conn,
@@ -123,7 +140,7 @@ def _accept(
             migration.checksum,
             normalized_sha384(migration.text),
         )
-        ledger.append_heal(
+        heal_id = ledger.append_heal(
             conn,
             ledger.HealRecord(
                 step.version,
@@ -135,6 +152,67 @@ def _accept(
                 daemon_version,
             ),
         )
+        conn.execute(
+            "INSERT INTO _keysmith_accept_undo (heal_id, version, old_checksum, "
+            "old_normalized_sha384, old_applied_sql) VALUES (?, ?, ?, ?, ?)",
+            (heal_id, step.version, row.checksum, *replaced),
+        )
     return Accepted(
         step.version, step.description, row.checksum.hex(), migration.checksum.hex(), evidence
     )
+
+
+def undo_acceptance(
+    db_path: str | os.PathLike[str],
+    version: int,
+    *,
+    daemon_version: str,
+    undone_by: str,
+    lock_timeout: float = 30.0,
+) -> Accepted:
+    """Put back the checksum and provenance the newest acceptance of `version` replaced; raises
+    NotAcceptable (nothing changed) when there is none to undo or the ledger moved since."""
+    if not Path(db_path).exists():
+        raise NotAcceptable(version, f"the database {db_path} does not exist")
+    with _locked(db_path, lock_timeout) as conn:
+        return _undo(conn, version, undone_by, daemon_version)
+
+
+def _undo(conn: sqlite3.Connection, version: int, undone_by: str, daemon_version: str) -> Accepted:
+    current = ledger.read_ledger(conn)
+    if version not in current.accepted:
+        raise NotAcceptable(
+            version,
+            "there is no acceptance of it to undo (none recorded, already undone, or its ledger "
+            "checksum changed since)",
+        )
+    row = current.rows[version]
+    heal_id, old = conn.execute(
+        "SELECT id, old_checksum FROM _keysmith_heal_log WHERE version = ? AND action = 'accept' "
+        "ORDER BY id DESC LIMIT 1",
+        (version,),
+    ).fetchone()
+    kept = conn.execute(
+        "SELECT old_normalized_sha384, old_applied_sql FROM _keysmith_accept_undo "
+        "WHERE heal_id = ?",
+        (heal_id,),
+    ).fetchone()
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    evidence = (
+        f"the acceptance (heal-log entry {heal_id}) was undone by the operator ({undone_by}) at "
+        f"{when}: the ledger checksum it replaced is back"
+        + (" with the provenance it replaced" if kept and kept[1] is not None else "")
+    )
+    with transaction(conn):
+        ledger.ensure_tables(conn)
+        ledger.restamp(conn, version, row.checksum, bytes(old))
+        conn.execute("DELETE FROM _keysmith_provenance WHERE version = ?", (version,))
+        if kept and kept[1] is not None:
+            ledger.record_provenance(conn, version, bytes(kept[1]), bytes(old), bytes(kept[0]))
+        ledger.append_heal(
+            conn,
+            ledger.HealRecord(
+                version, "unaccept", evidence, row.checksum, bytes(old), None, daemon_version
+            ),
+        )
+    return Accepted(version, row.description, row.checksum.hex(), bytes(old).hex(), evidence)

@@ -16,6 +16,7 @@ import time
 from collections import namedtuple
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from os import PathLike
 from pathlib import Path
 
 from daemon.migrate import ledger
@@ -24,10 +25,12 @@ from daemon.migrate.errors import FailedWhile, MigrationFailed
 from daemon.migrate.lock import UsersLock
 from daemon.migrate.plan import Action, Finding, Plan
 from daemon.migrate.private import create_private
+from daemon.migrate.runner import is_locked
 from daemon.migrate.source import Migration
 from daemon.migrate.sqltext import normalized_sha384, statements
 
 log = logging.getLogger("keysmith.migrate")
+BOM = "\ufeff"
 
 CONNECTION_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -110,14 +113,30 @@ class Executor:
                 log.info("applied migration %s (%s)", step.version, step.description)
         return fresh
 
-    def keep_texts(self, migrations: list[Migration]) -> None:
+    def keep_texts(
+        self,
+        migrations: list[Migration],
+        carry: list[Migration],
+        folder: str | PathLike[str],
+        source: list[Migration],
+    ) -> None:
         """Provenance for versions whose ledger checksum matches today's file: the ones just
-        applied, and any without it yet (a database taken over from sqlx). One transaction for
+        applied, and any without it yet (a database taken over from sqlx); and the down text of
+        each of `carry` that has one, kept with the data (carried.py). One transaction for
         all: it is our own bookkeeping, and a version a crash leaves without it is found and
         recorded by the next run."""
+        downs: dict[int, Migration] = {}
+        if carry:
+            from daemon.migrate import carried
+            from daemon.migrate.source import load_downs
+
+            downs = load_downs(folder)
+            line = carried.lineage(folder, source)
         with transaction(self.conn):
             for migration in migrations:
                 self._record(migration)
+            if downs:
+                carried.store(self.conn, carry, downs, line)
 
     def _restamp(self, step: Finding) -> HealEvent:
         migration, row = _migration(step), step.row
@@ -157,12 +176,12 @@ class Executor:
             except sqlite3.Error as exc:
                 raise self._undo_run(migration, exc, "executing") from exc
         try:
-            with transaction(self.conn):
+            # The script runs as the transaction's first statements, in one call (SQLite splits
+            # it, in C); a re-run removes its ledger row after, in the same transaction.
+            script = None if migration.no_transaction else migration.text
+            with transaction(self.conn, script):
                 if heal_of is not None:
                     ledger.delete_row(self.conn, migration.version)
-                if not migration.no_transaction:
-                    for statement in statements(migration.text):
-                        self.conn.execute(statement)
                 elapsed = time.perf_counter_ns() - started
                 ledger.insert_applied(
                     self.conn,
@@ -176,6 +195,8 @@ class Executor:
                     self._record(migration)
                     heal = self._log_heal(heal_of)
         except sqlite3.Error as exc:
+            if not migration.no_transaction and is_locked(exc):
+                raise  # nothing of it ran: the runner reports the lock (DatabaseLocked)
             if migration.no_transaction:
                 # Its statements are committed but not in the ledger: left so, the next run
                 # would run them again on top of themselves and fail at every run after.
@@ -246,11 +267,17 @@ class Executor:
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+def transaction(conn: sqlite3.Connection, script: str | None = None) -> Iterator[None]:
     """BEGIN IMMEDIATE ... COMMIT; anything that fails, COMMIT included (deferred foreign keys
-    are checked there), rolls the whole transaction back."""
-    conn.execute("BEGIN IMMEDIATE")
+    are checked there), rolls the whole transaction back. `script`: SQL run right after BEGIN,
+    in the same `executescript` call (which COMMITs only a transaction already open, and none
+    is), so no statement of it runs outside the transaction."""
     try:
+        if script is None:
+            conn.execute("BEGIN IMMEDIATE")
+        else:
+            # A BOM is not SQL; the newline ends a final `--` comment, `;` a final statement.
+            conn.executescript(f"BEGIN IMMEDIATE;\n{script.removeprefix(BOM)}\n;")
         yield
         conn.execute("COMMIT")
     except BaseException:

@@ -25,12 +25,14 @@ class Remedy(StrEnum):
     FREE_DISK_SPACE = "free_disk_space"  # params: folder
     MAKE_VOLUME_WRITABLE = "make_volume_writable"  # params: folder
     STOP_OTHER_PROCESS = "stop_other_process"  # params: lock_path
+    RETRY_OR_STOP_HOLDER = "retry_or_stop_holder"  # params: db (a transaction holds the file)
     WAIT_FOR_OTHER_MIGRATION = "wait_for_other_migration"  # params: holder
     REPORT_TO_MAINTAINERS = "report_to_maintainers"
     RETRY = "retry"  # nothing to fix: the next run carries on
     KEEP_CURRENT_VERSION = "keep_current_version"  # a refused revert: stay where it is
     ACCEPT_CHANGE = "accept_change"  # params: version (the operator's override, last resort)
     CHECK_STATUS = "check_status"  # read the migration status: which versions are blocked
+    CHOOSE_APPLIED_TARGET = "choose_applied_target"  # params: applied (versions one may go to)
     REUNITE_WAL = "reunite_wal"  # params: wal (a log whose database was moved away from it)
 
 
@@ -44,6 +46,8 @@ class Reason(StrEnum):
     DISK_FULL = "disk_full"
     LOCK_TIMEOUT = "lock_timeout"
     DATABASE_IN_USE = "database_in_use"
+    DATABASE_LOCKED = "database_locked"
+    BAD_TARGET = "bad_target"
     BACKUP_REFUSED = "backup_refused"
     RESTORE_REFUSED = "restore_refused"
     INTERRUPTED = "interrupted"
@@ -60,6 +64,10 @@ class MigrateError(Exception):
     remedies are codes for the host to word."""
 
     reason = Reason.ERROR
+    # A refusal is raised before anything is written: the CLI exits 2 ("nothing was changed").
+    refusal = False
+    # The migration versions it is about, for scripts (a blocked plan names each blocker).
+    versions: tuple[int, ...] = ()
 
     def __init__(
         self,
@@ -75,6 +83,22 @@ class MigrateError(Exception):
         self.safety = safety
         self.data_intact = data_intact
         super().__init__(f"{what} {safety}")
+
+    def as_json(self) -> dict:
+        """The typed result: a stable kind code, the versions, and each remedy as a code with
+        its parameters (the host words them; see `remedy_codes`)."""
+        return {
+            "kind": self.reason,
+            "refusal": self.refusal,
+            "versions": list(self.versions),
+            "data_intact": self.data_intact,
+            "remedies": remedy_codes(self.remedies, self.params),
+            "blocked": [b.as_json() for b in getattr(self, "blockers", ())],
+        }
+
+
+def remedy_codes(remedies: tuple[Remedy, ...], params: dict[str, str]) -> list[dict]:
+    return [{"code": remedy, "params": dict(params)} for remedy in remedies]
 
 
 class SourceError(MigrateError):
@@ -141,6 +165,7 @@ class LockTimeout(MigrateError):
     """Another process held the migration lock for longer than we were willing to wait."""
 
     reason = Reason.LOCK_TIMEOUT
+    refusal = True
 
     def __init__(self, lock_path: str, waited: float, holder: str) -> None:
         super().__init__(
@@ -156,6 +181,7 @@ class DatabaseInUse(MigrateError):
     database open: a restore under it would throw away what it writes meanwhile."""
 
     reason = Reason.DATABASE_IN_USE
+    refusal = True
 
     def __init__(self, lock_path: str, why: str) -> None:
         super().__init__(
@@ -167,10 +193,50 @@ class DatabaseInUse(MigrateError):
         )
 
 
+class DatabaseLocked(MigrateError):
+    """Another process holds a write transaction on the database (`BEGIN EXCLUSIVE` or a long
+    write) for longer than the busy timeout: nothing was written, no backup is left behind."""
+
+    reason = Reason.DATABASE_LOCKED
+    refusal = True
+
+    def __init__(self, db_path: str, detail: str, applied: tuple[int, ...] = ()) -> None:
+        done = (
+            f" Migration{'s' if len(applied) > 1 else ''} {', '.join(map(str, applied))} "
+            "had been applied before it and stay applied; the rest run at the next run."
+            if applied
+            else ""
+        )
+        super().__init__(
+            f"Another process holds the database {db_path} ({detail}).{done}",
+            Remedy.RETRY_OR_STOP_HOLDER,
+            safety="Nothing else was changed: the data is intact." if applied else INTACT,
+            db=db_path,
+        )
+
+
+class BadTarget(MigrateError):
+    """A `--to` that names no version the operation can go to: for a revert an applied
+    version, for a run a version in the folder; 0 (no schema) is always one."""
+
+    reason = Reason.BAD_TARGET
+    refusal = True
+
+    def __init__(self, target: int, known: list[int], what: str = "an applied version") -> None:
+        self.versions = (target,)
+        listed = ", ".join(map(str, known)) or "none"
+        super().__init__(
+            f"Refused: target version {target} is not {what} ({listed}) nor 0 (no schema).",
+            Remedy.CHOOSE_APPLIED_TARGET,
+            applied=listed,
+        )
+
+
 class BackupRefused(MigrateError):
     """The pre-migration backup could not be taken, so no SQL was run."""
 
     reason = Reason.BACKUP_REFUSED
+    refusal = True
 
     def __init__(self, what: str, folder: str) -> None:
         super().__init__(
@@ -288,14 +354,41 @@ class MigrationFailed(MigrateError):
         )
 
 
-class Blocker(namedtuple("Blocker", "version description finding remedies")):
-    """One version the migrator refuses to touch, with why and what the operator can do
-    (Remedy codes, in order of preference)."""
+class BlockKind(StrEnum):
+    """Why one version is refused: stable codes for scripts and the host's words."""
+
+    MISSING = "missing_from_folder"  # applied, no file: a newer release migrated it
+    MODIFIED = "modified"  # applied text differs from the file, no proof it is cosmetic
+    DAMAGED_ROW = "damaged_row"  # the ledger's checksum is not a SHA-384
+    DIRTY = "dirty"  # recorded as failed
+    IRREVERSIBLE = "irreversible"  # a plain .sql migration: no down file by design
+    NO_DOWN = "no_down_file"  # an .up.sql whose .down.sql is absent (and none is stored)
+    ACCEPTED = "accepted_text"  # its text was accepted without running: the down undoes another
+    DOWN_FAILS = "down_would_fail"  # tried on the database in a rolled-back transaction
+    UNKNOWN_ORIGIN = "down_of_unknown_origin"  # a stored down text no release of this lineage
+
+
+class Blocker(namedtuple("Blocker", "version description finding remedies kind")):
+    """One version the migrator refuses to touch, with why (`kind`, a BlockKind) and what the
+    operator can do (Remedy codes, in order of preference; their parameter is the version)."""
 
     __slots__ = ()
 
     def line(self) -> str:
         return f"migration {self.version} ({self.description}): {self.finding}"
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {"version": str(self.version)}
+
+    def as_json(self) -> dict:
+        return {
+            "version": self.version,
+            "description": self.description,
+            "kind": self.kind,
+            "finding": self.finding,
+            "remedies": remedy_codes(self.remedies, self.params),
+        }
 
 
 class Blocked(MigrateError):
@@ -303,9 +396,11 @@ class Blocked(MigrateError):
     changed. `doing` is the refused operation: "migrate" or "revert"."""
 
     reason = Reason.BLOCKED
+    refusal = True
 
     def __init__(self, blockers: list[Blocker], doing: str = "migrate") -> None:
         self.blockers = blockers
+        self.versions = tuple(b.version for b in blockers)
         remedies = dict.fromkeys(r for b in blockers for r in b.remedies)
         findings = "; ".join(b.line() for b in blockers)
         # The override names the versions it would apply to.
@@ -360,9 +455,11 @@ class NotAcceptable(MigrateError):
     """The operator asked to accept a migration's text that is not blocked as modified."""
 
     reason = Reason.NOT_ACCEPTABLE
+    refusal = True
 
     def __init__(self, version: int, why: str) -> None:
         self.version = version
+        self.versions = (version,)
         super().__init__(
             f"Refused to accept migration {version}: {why}. Only a migration refused because "
             "its text changed since it was applied can be accepted.",

@@ -6,8 +6,14 @@ database we migrate can be handed back to a sqlx daemon and vice versa.
 Side tables (ours):
 - `_keysmith_provenance`: per version, the exact bytes whose SHA-384 is in the ledger, and the
   hash of their comment/whitespace-free token stream: what makes comment-only edits provable.
-- `_keysmith_heal_log`: one row per heal, revert or operator's acceptance, append-only
-  (triggers refuse UPDATE and DELETE).
+- `_keysmith_heal_log`: one row per heal, revert or operator's acceptance (or its undo),
+  append-only (triggers refuse UPDATE and DELETE).
+- `_keysmith_down_texts`: per applied reversible version, its down file's text (with its
+  `-- discards:` header), the SHA-384 of the up text it undoes and the lineage of the folder that
+  shipped it (carried.py): the down travels with the data, so a release that lacks a newer
+  migration can still revert it.
+- `_keysmith_accept_undo`: per acceptance, the checksum and provenance it replaced, so
+  `accept --undo` can put them back.
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ from collections import namedtuple
 LEDGER_TABLE = "_sqlx_migrations"
 PROVENANCE_TABLE = "_keysmith_provenance"
 HEAL_LOG_TABLE = "_keysmith_heal_log"
-OWN_TABLES = (LEDGER_TABLE, PROVENANCE_TABLE, HEAL_LOG_TABLE)
+DOWN_TEXTS_TABLE = "_keysmith_down_texts"
+ACCEPT_UNDO_TABLE = "_keysmith_accept_undo"
+OWN_TABLES = (LEDGER_TABLE, PROVENANCE_TABLE, HEAL_LOG_TABLE, DOWN_TEXTS_TABLE, ACCEPT_UNDO_TABLE)
+HEAL_ACTIONS = ("restamp", "rerun", "revert", "accept", "unaccept")
 # Exactly sqlx-sqlite's `ensure_migrations_table` text, so sqlite_master holds the same schema.
 LEDGER_DDL = """CREATE TABLE IF NOT EXISTS _sqlx_migrations (
     version BIGINT PRIMARY KEY,
@@ -42,12 +51,28 @@ SIDE_TABLES_DDL = (
     id INTEGER PRIMARY KEY,  -- no AUTOINCREMENT: rows are never deleted, ids only grow
     healed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     version BIGINT NOT NULL,
-    action TEXT NOT NULL CHECK (action IN ('restamp', 'rerun', 'revert', 'accept')),
+    action TEXT NOT NULL CHECK (action IN ('restamp', 'rerun', 'revert', 'accept', 'unaccept')),
     evidence TEXT NOT NULL,
     old_checksum BLOB,
     new_checksum BLOB NOT NULL,
     backup_file TEXT,
     daemon_version TEXT NOT NULL
+)""",
+    # down_sql last, like applied_sql above.
+    """CREATE TABLE IF NOT EXISTS _keysmith_down_texts (
+    version BIGINT PRIMARY KEY,
+    up_checksum BLOB NOT NULL,
+    lineage BLOB NOT NULL,
+    file_name TEXT NOT NULL,
+    recorded_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    down_sql BLOB NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS _keysmith_accept_undo (
+    heal_id INTEGER PRIMARY KEY,
+    version BIGINT NOT NULL,
+    old_checksum BLOB NOT NULL,
+    old_normalized_sha384 BLOB,
+    old_applied_sql BLOB
 )""",
     """CREATE TRIGGER IF NOT EXISTS _keysmith_heal_log_no_update
 BEFORE UPDATE ON _keysmith_heal_log
@@ -67,8 +92,11 @@ Provenance = namedtuple("Provenance", "applied_sql checksum normalized_sha384")
 RECORDED = Provenance(None, None, None)
 
 
-class Ledger(namedtuple("Ledger", "rows provenance")):
-    """rows: {version: AppliedRow}; provenance: {version: Provenance}."""
+class Ledger(namedtuple("Ledger", "rows provenance carried accepted")):
+    """rows: {version: AppliedRow}; provenance: {version: Provenance}, only where it was kept
+    for the checksum the ledger holds; carried: {version: the up checksum its stored down text
+    undoes}; accepted: the versions whose ledger checksum is an operator's acceptance (its
+    text never ran)."""
 
     __slots__ = ()
 
@@ -78,7 +106,7 @@ class Ledger(namedtuple("Ledger", "rows provenance")):
         return max(done) if done else None
 
 
-EMPTY_LEDGER = Ledger({}, {})
+EMPTY_LEDGER = Ledger({}, {}, {}, frozenset())
 
 
 def read_ledger(
@@ -96,13 +124,42 @@ def read_ledger(
         if type(checksum) is not bytes:
             checksum = _as_bytes(checksum)
         rows[version] = AppliedRow(version, desc, str(installed), bool(success), checksum, elapsed)
-    recorded = _select_if_exists(conn, "SELECT version FROM _keysmith_provenance")
+    # Provenance vouches for a version only while it was kept for the checksum the ledger holds
+    # now: a row another tool reverted and re-applied from a changed file leaves a stale one.
+    # Compared in SQL: a no-op run never pulls a thousand checksums into Python.
+    recorded = _select_if_exists(
+        conn,
+        "SELECT p.version FROM _keysmith_provenance AS p JOIN _sqlx_migrations AS m "
+        "ON m.version = p.version WHERE CAST(p.checksum AS BLOB) = CAST(m.checksum AS BLOB)",
+    )
     provenance: dict[int, Provenance] = dict.fromkeys((v for (v,) in recorded), RECORDED)
     known = source_checksums or {}
     for version, row in rows.items():
         if version in provenance and known.get(version, row.checksum) != row.checksum:
             provenance[version] = _provenance_of(conn, version)
-    return Ledger(rows, provenance)
+    carried = {
+        v: _as_bytes(up)
+        for v, up in _select_if_exists(
+            conn, "SELECT version, up_checksum FROM _keysmith_down_texts"
+        )
+    }
+    return Ledger(rows, provenance, carried, _accepted(conn, rows))
+
+
+def _accepted(conn: sqlite3.Connection, rows: dict[int, AppliedRow]) -> frozenset[int]:
+    """Versions whose newest acceptance is not undone and still holds the ledger's checksum."""
+    latest: dict[int, tuple[str, bytes]] = {}
+    for version, action, new in _select_if_exists(
+        conn,
+        "SELECT version, action, new_checksum FROM _keysmith_heal_log "
+        "WHERE action IN ('accept', 'unaccept') ORDER BY id",
+    ):
+        latest[version] = (action, _as_bytes(new))
+    return frozenset(
+        v
+        for v, (action, new) in latest.items()
+        if action == "accept" and v in rows and rows[v].checksum == new
+    )
 
 
 def count_heals(conn: sqlite3.Connection) -> int:
@@ -117,6 +174,7 @@ HEAL_ACTION_WORDS = {
     "rerun": "re-ran the migration in one transaction, after a backup",
     "revert": "reverted it with its down file (a downgrade)",
     "accept": "accepted its changed text by the operator; no SQL ran",
+    "unaccept": "undid an operator's acceptance: the checksum and text it replaced are back",
 }
 # What the entries of the heal log rest on, for a reader of the whole list.
 HEAL_LOG_BASIS = (
@@ -177,13 +235,13 @@ def ensure_tables(conn: sqlite3.Connection) -> None:
 
 
 def _widen_heal_log(conn: sqlite3.Connection) -> None:
-    """A heal log created before reverts and acceptances existed allows only 'restamp' and
-    'rerun': rebuild it with every row kept, in the caller's transaction. Its triggers go
+    """A heal log created before reverts, acceptances or their undo existed allows fewer
+    actions: rebuild it with every row kept, in the caller's transaction. Its triggers go
     first: the new table's triggers reuse their names."""
     found = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (HEAL_LOG_TABLE,)
     ).fetchone()
-    if found is None or "'accept'" in found[0]:
+    if found is None or "'unaccept'" in found[0]:
         return
     conn.execute("DROP TRIGGER IF EXISTS _keysmith_heal_log_no_update")
     conn.execute("DROP TRIGGER IF EXISTS _keysmith_heal_log_no_delete")
@@ -222,8 +280,9 @@ HealRecord = namedtuple(
 )
 
 
-def append_heal(conn: sqlite3.Connection, heal: HealRecord) -> None:
-    conn.execute(
+def append_heal(conn: sqlite3.Connection, heal: HealRecord) -> int:
+    """Append one entry; returns its id."""
+    return conn.execute(
         "INSERT INTO _keysmith_heal_log (version, action, evidence, old_checksum, new_checksum, "
         "backup_file, daemon_version) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
@@ -235,7 +294,7 @@ def append_heal(conn: sqlite3.Connection, heal: HealRecord) -> None:
             heal.backup_file,
             heal.daemon_version,
         ),
-    )
+    ).lastrowid
 
 
 def restamp(conn: sqlite3.Connection, version: int, old: bytes, new: bytes) -> None:
@@ -252,11 +311,12 @@ def delete_row(conn: sqlite3.Connection, version: int) -> None:
 
 
 def forget(conn: sqlite3.Connection, version: int, checksum: bytes) -> None:
-    """A reverted version leaves the ledger and provenance, as if never applied (sqlx's
-    `migrate revert` deletes its row too). Called after ensure_tables."""
+    """A reverted version leaves the ledger, provenance and kept down text, as if never
+    applied (sqlx's `migrate revert` deletes its row too). Called after ensure_tables."""
     deleted = conn.execute(
         "DELETE FROM _sqlx_migrations WHERE version = ? AND checksum = ?", (version, checksum)
     ).rowcount
     if deleted != 1:
         raise sqlite3.OperationalError(f"ledger row {version} changed under the migration lock")
     conn.execute("DELETE FROM _keysmith_provenance WHERE version = ?", (version,))
+    conn.execute("DELETE FROM _keysmith_down_texts WHERE version = ?", (version,))

@@ -24,9 +24,9 @@ from __future__ import annotations
 from collections import namedtuple
 from enum import StrEnum
 
-from daemon.migrate.errors import Blocker, Remedy
+from daemon.migrate.errors import Blocker, BlockKind, Remedy
 from daemon.migrate.ledger import AppliedRow, Ledger
-from daemon.migrate.source import Migration
+from daemon.migrate.source import Migration, has_down_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -56,6 +56,22 @@ class Action(StrEnum):
     REVERT = "revert"
 
 
+class Basis(StrEnum):
+    """What a changed version's text was compared with: the provenance kept when it was applied
+    (trusted only while its checksum is the ledger's), or the release-history lock."""
+
+    PROVENANCE = "provenance"
+    HISTORY = "history lock"
+    NONE = "none"  # neither knows the applied text
+
+
+_KIND_OF_STATE = {
+    State.MISSING: BlockKind.MISSING,
+    State.MODIFIED: BlockKind.MODIFIED,
+    State.DIRTY: BlockKind.DIRTY,
+    State.APPLIED: BlockKind.NO_DOWN,
+}
+
 # The progress report's action before the backup, which is not a step of its own.
 BACKUP = "backup"
 STEP_ACTIONS = (Action.APPLY, Action.RESTAMP, Action.RERUN)
@@ -75,9 +91,11 @@ class Finding:
     # no-op run more than building every Finding (see runner.py).
     __slots__ = (
         "action",
+        "basis",
         "description",
         "detail",
         "evidence",
+        "kind",
         "migration",
         "remedies",
         "row",
@@ -97,8 +115,12 @@ class Finding:
         migration: Migration | None = None,
         row: AppliedRow | None = None,
         detail: str = "",
+        kind: BlockKind | None = None,
+        basis: Basis | None = None,
     ) -> None:
         self.version = version
+        self.kind = kind
+        self.basis = basis
         self.description = description
         self.state = state
         self.action = action
@@ -112,12 +134,14 @@ class Finding:
         return f"Finding(version={self.version}, state={self.state}, action={self.action})"
 
     def as_blocker(self) -> Blocker:
-        return Blocker(self.version, self.description, self.evidence, self.remedies)
+        kind = self.kind or _KIND_OF_STATE[self.state]
+        return Blocker(self.version, self.description, self.evidence, self.remedies, kind)
 
 
-class Plan(namedtuple("Plan", "findings schema_version missing_provenance")):
-    """Every version's Finding in order, the schema version before the run, and the applied
-    migrations whose text we have not kept yet (recorded on the next write)."""
+class Plan(namedtuple("Plan", "findings schema_version missing_provenance missing_downs")):
+    """Every version's Finding in order, the schema version before the run, the applied
+    migrations whose text we have not kept yet, and those whose down text is not kept with the
+    data yet (both recorded on the next write)."""
 
     __slots__ = ()
 
@@ -143,7 +167,7 @@ class Plan(namedtuple("Plan", "findings schema_version missing_provenance")):
 
     @property
     def changes_anything(self) -> bool:
-        return bool(self.steps or self.missing_provenance)
+        return bool(self.steps or self.missing_provenance or self.missing_downs)
 
 
 def make_plan(
@@ -169,7 +193,16 @@ def make_plan(
         and m.version not in ledger.provenance
         and ledger.rows[m.version].checksum == m.checksum
     ]
-    return Plan(findings, ledger.schema_version, unrecorded)
+    uncarried = [
+        m
+        for m in source
+        if m.version in ledger.rows
+        and ledger.rows[m.version].checksum == m.checksum
+        and ledger.carried.get(m.version) != m.checksum
+        and m.version not in ledger.accepted
+        and has_down_file(m)
+    ]
+    return Plan(findings, ledger.schema_version, unrecorded, uncarried)
 
 
 def needs_history(source: list[Migration], ledger: Ledger) -> bool:
@@ -257,10 +290,21 @@ def _modified(
     idempotent: frozenset[int],
     history: History | None,
 ) -> Finding:
+    provenance = ledger.provenance.get(migration.version)
+    basis = (
+        Basis.PROVENANCE
+        if provenance is not None
+        else Basis.HISTORY
+        if history is not None and history.find(migration.version, row.checksum) is not None
+        else Basis.NONE
+    )
+
     def found(
         action: Action, evidence: str, remedies: tuple[Remedy, ...] = (), detail: str = ""
     ) -> Finding:
         return Finding(
+            basis=basis,
+            kind=BlockKind.DAMAGED_ROW if len(row.checksum) != CHECKSUM_BYTES else None,
             version=migration.version,
             description=migration.description,
             state=State.MODIFIED,
@@ -283,7 +327,6 @@ def _modified(
         evidence = prove_cosmetic(migration.sql_bytes, row.checksum)
         if evidence:
             return found(Action.RESTAMP, evidence)
-    provenance = ledger.provenance.get(migration.version)
     if provenance is not None and provenance.applied_sql is not None:
         evidence = prove_comments_only(
             migration.text, provenance.applied_sql, provenance.normalized_sha384, row.checksum

@@ -22,7 +22,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import NoReturn
 
-from daemon.migrate import ledger
+from daemon.migrate import carried, ledger
 from daemon.migrate.apply import Progress, open_for_migration, transaction
 from daemon.migrate.backup import (
     BackupInfo,
@@ -31,11 +31,19 @@ from daemon.migrate.backup import (
     restore_backup,
     take_backup,
 )
-from daemon.migrate.errors import Blocked, MigrateError, RevertFailed
+from daemon.migrate.errors import BadTarget, Blocked, BlockKind, MigrateError, RevertFailed
 from daemon.migrate.lock import UsersLock, migration_lock
 from daemon.migrate.plan import BACKUP, Action, Finding
-from daemon.migrate.revert_plan import RevertPlan, plan_revert
-from daemon.migrate.runner import checksums, read_only_ledger, sqlite_errors, storage_errors
+from daemon.migrate.revert_plan import REFUSED, RevertPlan, plan_revert
+from daemon.migrate.runner import (
+    checksums,
+    connect_for_reading,
+    is_locked,
+    probe_write_lock,
+    read_only_ledger,
+    sqlite_errors,
+    storage_errors,
+)
 from daemon.migrate.source import Migration, load_downs, load_source
 from daemon.migrate.sqltext import statements
 
@@ -55,17 +63,22 @@ def revert_migrations(
     on_plan: Callable[[RevertPlan], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     lock_timeout: float = 30.0,
+    dry_run: bool = False,
 ) -> RevertOutcome:
     """Revert the applied versions above `target` (only the newest one when None), newest
-    first. Raises Blocked before anything changes when any of them cannot be reverted.
+    first. Raises BadTarget for a `target` that is neither applied nor 0, and Blocked when any
+    of them cannot be reverted, both before anything changes. `dry_run`: plan only.
     `on_plan` is shown the plan it will carry out (each step's evidence names what its down
     file discards) once it holds the lock, before anything is written."""
     started = time.perf_counter()
     source = load_source(migrations_dir)
     downs = load_downs(migrations_dir)
-    plan = plan_revert(source, downs, read_only_ledger(db_path, source), target)
+    line = carried.lineage(migrations_dir, source)
+    before = read_only_ledger(db_path, source)
+    check_target(before, target)
+    plan = plan_revert(source, downs, before, target, read_only_stored(db_path), line)
     _refuse_if_blocked(plan)
-    if not plan.steps:
+    if not plan.steps or dry_run:
         return RevertOutcome(plan, plan.schema_version, [], None, time.perf_counter() - started)
 
     db_path = Path(db_path)
@@ -81,7 +94,8 @@ def revert_migrations(
             held.callback(conn.close)
         with sqlite_errors(db_path):
             current = ledger.read_ledger(conn, checksums(source))
-            plan = plan_revert(source, downs, current, target)
+            check_target(current, target)
+            plan = plan_revert(source, downs, current, target, carried.read_stored(conn), line)
             _refuse_if_blocked(plan)
             if on_plan:
                 on_plan(plan)
@@ -89,14 +103,19 @@ def revert_migrations(
             users = UsersLock(db_path)
             held.callback(users.release)
             users.take_exclusive("revert the schema")
-            # 3. The backup, before any down step.
+            probe_write_lock(conn)
+            # 3. Every step tried on the database as it is, then rolled back: one that would
+            # fail (an accepted or hand-healed text its down does not undo) is refused here,
+            # before the backup, rather than failing midway.
+            _refuse_if_blocked(_tried(conn, plan))
+            # 4. The backup, before any down step.
             if on_progress:
                 on_progress(Progress(None, BACKUP, 0, len(plan.steps), BACKUP))
             backup = take_backup(conn, db_fd, db_path, plan.schema_version, BackupKind.REVERT)
             log.info("backed up the database to %s before reverting", backup.path)
             with transaction(conn):
                 ledger.ensure_tables(conn)
-        # 4. The down steps, newest first, each atomic with its bookkeeping.
+        # 5. The down steps, newest first, each atomic with its bookkeeping.
         steps = plan.steps
         for index, step in enumerate(steps, start=1):
             if on_progress:
@@ -111,9 +130,10 @@ def revert_migrations(
                 _undo_revert(db_path, backup, users, step, f"{type(exc).__name__}: {exc}", current)
             reverted.append(step.version)
             log.warning(
-                "reverted migration %s (%s) with its down file; backup first: %s",
+                "reverted migration %s (%s): %s; backup first: %s",
                 step.version,
                 step.description,
+                step.evidence,
                 backup.path,
             )
     schema = _after(current, reverted)
@@ -143,8 +163,8 @@ def _revert_step(
             ledger.HealRecord(
                 step.version,
                 "revert",
-                f"{step.evidence} (down file SHA-384 {down.checksum.hex()[:16]}); the "
-                "migration's ledger and provenance rows were removed",
+                f"{step.evidence} (down text SHA-384 {down.checksum.hex()[:16]}); the "
+                "migration's ledger, provenance and kept down rows were removed",
                 step.row.checksum,
                 down.checksum,
                 str(backup.path),
@@ -189,6 +209,63 @@ def _undo_revert(
         backup=str(backup.path),
         restored_to=current.schema_version,
     )
+
+
+def check_target(current: ledger.Ledger, target: int | None) -> None:
+    """A revert goes back to an applied version, or to 0 (no schema): sqlx refuses a target
+    that does not exist rather than reverting nothing or everything."""
+    if target is not None and target != 0 and target not in current.rows:
+        raise BadTarget(target, sorted(current.rows))
+
+
+def read_only_stored(db_path: str | os.PathLike[str]) -> dict[int, carried.Stored]:
+    if not os.path.exists(db_path):
+        return {}
+    with sqlite_errors(db_path):
+        conn = connect_for_reading(db_path)
+        try:
+            return carried.read_stored(conn)
+        finally:
+            conn.close()
+
+
+def _tried(conn: sqlite3.Connection, plan: RevertPlan) -> RevertPlan:
+    """The plan, with the first step whose down text fails on this database (all run in one
+    transaction, rolled back) turned into a blocker. `-- no-transaction` downs are not tried:
+    they cannot be rolled back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for step in plan.steps:
+            down = plan.downs[step.version]
+            if down.no_transaction:
+                continue
+            try:
+                for statement in statements(down.text):
+                    conn.execute(statement)
+            except sqlite3.Error as exc:
+                if is_locked(exc):
+                    raise
+                return _blocked_step(plan, step, f"{type(exc).__name__}: {exc}")
+    finally:
+        conn.execute("ROLLBACK")
+    return plan
+
+
+def _blocked_step(plan: RevertPlan, step: Finding, detail: str) -> RevertPlan:
+    refused = Finding(
+        version=step.version,
+        description=step.description,
+        state=step.state,
+        action=Action.BLOCKED,
+        evidence=f"cannot be reverted: its down text fails on this database ({detail}), tried "
+        "in a transaction that was rolled back; the database holds something other than what "
+        "the down text undoes",
+        remedies=REFUSED,
+        kind=BlockKind.DOWN_FAILS,
+        row=step.row,
+    )
+    findings = [refused if f is step else f for f in plan.findings]
+    return plan._replace(findings=findings)
 
 
 def _after(current: ledger.Ledger, reverted: list[int]) -> int | None:

@@ -20,7 +20,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from daemon.migrate.errors import Blocked, DatabaseUnreadable, DiskFull, StorageError
+from daemon.migrate.errors import (
+    Blocked,
+    DatabaseLocked,
+    DatabaseUnreadable,
+    DiskFull,
+    StorageError,
+)
 from daemon.migrate.ledger import (
     EMPTY_LEDGER,
     HealEntry,
@@ -30,8 +36,8 @@ from daemon.migrate.ledger import (
     read_heal_log,
     read_ledger,
 )
-from daemon.migrate.plan import BACKUP, Plan, make_plan, needs_history
-from daemon.migrate.source import Migration, load_source
+from daemon.migrate.plan import BACKUP, Action, Plan, State, make_plan, needs_history
+from daemon.migrate.source import Migration, has_down_file, load_source
 
 # An I/O error with less free space than this is the disk being full (see _out_of_space).
 LOW_SPACE_BYTES = 1024 * 1024
@@ -93,8 +99,13 @@ def run_migrations(
     target: int | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     lock_timeout: float = 30.0,
+    revert_newer: bool = False,
 ) -> Outcome:
     """Bring the database up to the migrations folder (up to `target`, when given).
+
+    `revert_newer` (a release booting on a database a newer release migrated): versions newer
+    than every file in the folder are reverted first with the down texts kept with the data,
+    when each one's is trusted (see carried.py); otherwise the run is refused as before.
 
     `on_progress` is called before the backup and before each step; it may raise Interrupted
     to stop the run there (each step is atomic, so a stop between steps is always safe).
@@ -105,6 +116,20 @@ def run_migrations(
     ledger = read_only_ledger(db_path, source)
     history = history_if_needed(migrations_dir, source, ledger)
     plan = make_plan(source, ledger, idempotent, target, history)
+    if revert_newer and plan.blockers and _only_newer(plan, source):
+        from daemon.migrate.downgrade import revert_then_run
+
+        return revert_then_run(
+            db_path,
+            migrations_dir,
+            plan,
+            source,
+            idempotent=idempotent,
+            daemon_version=daemon_version,
+            on_progress=on_progress,
+            lock_timeout=lock_timeout,
+            started=started,
+        )
     _refuse_if_blocked(plan)
     if not plan.changes_anything:  # the no-op fast path: no lock, no write, no extra import
         outcome = Outcome(plan, plan.schema_version)
@@ -134,10 +159,11 @@ def run_migrations(
         # 2. Re-read the ledger under the lock and plan again: another run may have gone first.
         with sqlite_errors(db_path):
             current = read_ledger(conn, checksums(source))
-            if history is None:
-                history = history_if_needed(migrations_dir, source, current)
-            plan = make_plan(source, current, idempotent, target, history)
-            _refuse_if_blocked(plan)
+            if current != ledger:  # another run went first: plan again on what it left
+                if history is None:
+                    history = history_if_needed(migrations_dir, source, current)
+                plan = make_plan(source, current, idempotent, target, history)
+                _refuse_if_blocked(plan)
             # 3. A step that cannot be rolled back is undone by restoring the backup, which
             # must not happen under another process: hold the users lock exclusively, or
             # refuse now, before the backup and before any SQL.
@@ -145,6 +171,7 @@ def run_migrations(
             held.callback(users.release)
             if plan.runs_outside_a_transaction:
                 users.take_exclusive("run a migration that cannot be rolled back")
+            probe_write_lock(conn)
             # 4. The backup, before any SQL runs; always before a step that cannot be rolled
             # back, even on an empty database, so its failure can return to where it began.
             backup = None
@@ -159,9 +186,21 @@ def run_migrations(
                 )
         # 5. The steps, each atomic with its ledger row (or undone by the backup).
         executor = Executor(conn, db_path, daemon_version, backup, users, on_progress)
-        fresh = executor.run_steps(plan)
+        try:
+            fresh = executor.run_steps(plan)
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc):
+                raise
+            # Taken between the probe and a step: what ran stays (each step is atomic); a
+            # backup no step came after is not left behind.
+            if backup is not None and not executor.applied and not executor.heals:
+                backup.path.unlink(missing_ok=True)
+            done = tuple(executor.applied)
+            raise DatabaseLocked(str(db_path.absolute()), str(exc), done) from None
         # 6. Record the text of what was applied, for the proofs of later runs.
-        executor.keep_texts([*plan.missing_provenance, *fresh])
+        healed = [s.migration for s in plan.steps if s.action is not Action.APPLY]
+        carry = [*plan.missing_downs, *(m for m in [*fresh, *healed] if has_down_file(m))]
+        executor.keep_texts([*plan.missing_provenance, *fresh], carry, migrations_dir, source)
 
     done = {v for v, row in current.rows.items() if row.success}
     done |= set(executor.applied) | {heal.version for heal in executor.heals}
@@ -171,6 +210,13 @@ def run_migrations(
     )
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _only_newer(plan: Plan, source: list[Migration]) -> bool:
+    """Whether every blocker is a version applied by a newer release: missing from the folder
+    and above its newest file (a gap below it is not a downgrade this release can undo)."""
+    newest = max((m.version for m in source), default=0)
+    return all(f.state is State.MISSING and f.version > newest for f in plan.blockers)
 
 
 def _refuse_if_blocked(plan: Plan) -> None:
@@ -184,7 +230,7 @@ def heals_recorded(db_path: str | PathLike[str]) -> int:
     if not os.path.exists(db_path):
         return 0
     with sqlite_errors(db_path):
-        conn = _connect_for_reading(db_path)
+        conn = connect_for_reading(db_path)
         try:
             return count_heals(conn)
         finally:
@@ -196,7 +242,7 @@ def heal_history(db_path: str | PathLike[str]) -> list[HealEntry]:
     if not os.path.exists(db_path):
         return []
     with sqlite_errors(db_path):
-        conn = _connect_for_reading(db_path)
+        conn = connect_for_reading(db_path)
         try:
             return read_heal_log(conn)
         finally:
@@ -222,14 +268,14 @@ def read_only_ledger(db_path: str | PathLike[str], source: list[Migration]) -> L
     if not os.path.exists(db_path):
         return EMPTY_LEDGER
     with sqlite_errors(db_path):
-        conn = _connect_for_reading(db_path)
+        conn = connect_for_reading(db_path)
         try:
             return read_ledger(conn, checksums(source))
         finally:
             conn.close()
 
 
-def _connect_for_reading(db_path: str | PathLike[str]) -> sqlite3.Connection:
+def connect_for_reading(db_path: str | PathLike[str]) -> sqlite3.Connection:
     """A plain connection; on a read-only volume, where a WAL database cannot create its -shm
     file, an immutable one, which is exact as long as no -wal file holds unmerged pages."""
     try:
@@ -251,13 +297,14 @@ def _connect_for_reading(db_path: str | PathLike[str]) -> sqlite3.Connection:
 @contextmanager
 def sqlite_errors(db_path: str | PathLike[str]) -> Iterator[None]:
     """Name what went wrong for the operator: a full disk, a volume we cannot write to, or a
-    file that is not a database. A busy database is none of these and propagates."""
+    file that is not a database; a database another process holds in a write transaction is
+    DatabaseLocked."""
     try:
         yield
     except sqlite3.DatabaseError as exc:
         text = str(exc)
-        if "locked" in text or "busy" in text:
-            raise
+        if is_locked(exc):
+            raise DatabaseLocked(os.path.abspath(db_path), text) from None
         folder = os.path.dirname(os.path.abspath(db_path))
         free = _free_bytes(folder)
         if _out_of_space(exc, free):
@@ -289,6 +336,19 @@ def _free_bytes(folder: str) -> int | None:
     except OSError:
         return None
     return stat.f_bavail * stat.f_frsize
+
+
+def is_locked(exc: sqlite3.Error) -> bool:
+    """Another connection holds the lock SQLite needed, past the busy timeout."""
+    text = str(exc)
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def probe_write_lock(conn: sqlite3.Connection) -> None:
+    """Take and drop the write lock: raises `database is locked` now, before a backup is
+    taken, when another process holds a write transaction (BEGIN EXCLUSIVE) on the file."""
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("ROLLBACK")
 
 
 @contextmanager

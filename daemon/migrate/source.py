@@ -57,6 +57,13 @@ class Migration(namedtuple("Migration", "version description path sql_bytes chec
         return tuple(declared)
 
 
+def has_down_file(migration: Migration) -> bool:
+    """Whether a down file sits beside this up file, named as sqlx pairs them (a stat, no
+    read: the no-op run asks it only of versions whose down text is not kept yet)."""
+    name = migration.path
+    return name.endswith(".up.sql") and os.path.exists(name.removesuffix(".up.sql") + ".down.sql")
+
+
 def load_source(directory: str | PathLike[str]) -> list[Migration]:
     """Every up/simple migration in `directory`, ascending by version. Down files are skipped
     unread, so a run never depends on them."""

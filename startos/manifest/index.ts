@@ -1,5 +1,6 @@
 import { setupManifest } from '@start9labs/start-sdk'
 import { long, short } from './i18n'
+import { urls } from './publish'
 
 // The package's identity and shape. The version, release notes and migration ranges come from
 // versions/ (buildManifest in ../index.ts joins the two).
@@ -7,9 +8,8 @@ export const manifest = setupManifest({
   id: 'keysmith',
   title: 'Keysmith',
   license: 'MIT',
-  packageRepo: 'https://github.com/keysmith-licensing/keysmith',
-  upstreamRepo: 'https://github.com/keysmith-licensing/keysmith',
-  marketingUrl: 'https://github.com/keysmith-licensing/keysmith',
+  // Where it is published: startos/publish.json, the one place a publisher sets.
+  ...urls,
   donationUrl: null,
   description: { short, long },
   // One volume: the SQLite database, its pre-upgrade backups, the status file.
@@ -18,9 +18,11 @@ export const manifest = setupManifest({
     main: {
       // The repository's own Dockerfile, the same image the 0.3.5 package ships.
       source: { dockerBuild: { dockerfile: 'Dockerfile', workdir: '.' } },
-      arch: ['x86_64', 'aarch64'],
+      // Only what CI builds and boots (the Makefile's ARCHES; tests/test_s9pk.py checks they
+      // agree). aarch64 waits until CI can build and boot it in time: scripts/README.md.
+      arch: ['x86_64'],
       // The SDK defaults this to 'x86_64', which would let any architecture install an
-      // emulated image; Keysmith is built and tested for these two only.
+      // emulated image; Keysmith ships only what it has built and tested.
       emulateMissingAs: null,
     },
   },

@@ -8,7 +8,8 @@ import { daemonCommand } from '../utils'
 // numbers of the versions it can be downgraded to. tests/test_startos_versions.py checks the
 // current version's number against migrations/.
 export const SCHEMA_VERSION = {
-  // Keysmith 0.1.0, the StartOS 0.3.5 package: migrations 0001 to 0011.
+  // Keysmith 0.1.0, the StartOS 0.3.5 package: migrations 0001 to 0011 (daemon/downgrade.py's
+  // OLDER_SCHEMA, which its prepare action reverts to, is the same number: a test checks).
   '0.1.0:0': 11,
   '0.2.0:0': 18,
 } as const

@@ -130,14 +130,14 @@ const commands = {
     return { dataVersion: record.dataVersion, actions: record.actions,
              interfaces: record.interfaces, bindings: record.bindings }
   },
-  // A downgrade (or uninstall, target null): StartOS runs the installed package's uninit with
-  // the version being installed, which runs the version graph's `down` migrations.
+  // An install over this package (or an uninstall, target null): StartOS runs its uninit with
+  // the target it chose ('host.uninitTarget'), parsed as the container runtime parses it
+  // (container-runtime/src/Adapters/RpcListener.ts, `exit`: a version, else a normalized range).
   'uninit': async ({ target }) => {
-    const { ExtendedVersion } = require('@start9labs/start-sdk')
-    const parsed = target ? ExtendedVersion.parse(target) : null
-    await bundle.uninit({ effects: makeEffects(`uninit-${++events}`), target: parsed })
+    await bundle.uninit({ effects: makeEffects(`uninit-${++events}`), target: parseTarget(target) })
     return { dataVersion: record.dataVersion }
   },
+  'host.uninitTarget': async args => ({ target: uninitTarget(args) }),
   'data.version': async () => ({ dataVersion: record.dataVersion }),
   // The form StartOS would render for each action, built by the package from actions.json.
   'action.forms': async () => {
@@ -152,6 +152,40 @@ const commands = {
     await bundle.createBackup({ effects: makeEffects(`backup-${++events}`) })
     return {}
   },
+}
+
+function parseTarget(target) {
+  if (!target) return null
+  const { ExtendedVersion, VersionRange } = require('@start9labs/start-sdk')
+  try {
+    return ExtendedVersion.parse(target)
+  } catch {
+    return VersionRange.parse(target).normalize()
+  }
+}
+
+// The target StartOS gives the installed package's uninit when `next` is installed over it:
+// a port of start-core src/service/service_map.rs, the `let uninit = ...` block of the install
+// (lines 316-347 at start-os 727e4d48ad). The ExVer operations are the SDK's copy of StartOS's
+// own (start-core/exver): satisfies, intersects, and the ranges' display.
+function uninitTarget({ installed, next, dataVersion }) {
+  const { ExtendedVersion, VersionRange } = require('@start9labs/start-sdk')
+  if (!dataVersion) return installed.version // ExitParams::target_version(installed version)
+  const prevCanMigrateTo = VersionRange.parse(installed.canMigrateTo)
+  const nextCanMigrateFrom = VersionRange.parse(next.canMigrateFrom)
+  let nextAcceptsDataVer = false
+  try {
+    nextAcceptsDataVer = ExtendedVersion.parse(dataVersion).satisfies(nextCanMigrateFrom)
+  } catch {
+    try {
+      nextAcceptsDataVer = VersionRange.parse(dataVersion).intersects(nextCanMigrateFrom)
+    } catch {
+      nextAcceptsDataVer = false
+    }
+  }
+  if (nextAcceptsDataVer) return dataVersion // ExitParams::target_str(data_ver)
+  if (ExtendedVersion.parse(next.version).satisfies(prevCanMigrateTo)) return next.version
+  return prevCanMigrateTo.and(nextCanMigrateFrom).toString() // target_range(and(..))
 }
 
 function answer(obj) {

@@ -1,0 +1,376 @@
+"""The seller's console seen from HTTP alone (no browser), against the real daemon: each test
+tells a defect a seller met in a day's work and would have caught it (the browser walk is in
+`test_console.py`)."""
+
+from __future__ import annotations
+
+import html
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from tests.daemon_proc import DaemonProc
+from tests.test_api_support import admin, db_dump, issue, make_product, must, unique
+from tests.test_console_security import OPENER, PASSWORD, csrf_of, fetch, session_cookie
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory) -> Iterator[DaemonProc]:
+    with DaemonProc(
+        tmp_path_factory.mktemp("seller"), env={"KEYSMITH_CONSOLE_PASSWORD": PASSWORD}
+    ) as d:
+        d.wait_for("serving")
+        yield d
+
+
+@pytest.fixture(scope="module")
+def cookie(shop) -> str:
+    return session_cookie(shop)
+
+
+def post(d: DaemonProc, path: str, cookie: str, form: dict[str, str], csrf_from: str):
+    return fetch(d, "POST", path, cookie, {"csrf": csrf_of(d, csrf_from, cookie), **form})
+
+
+def error_of(body: str, field: str) -> str | None:
+    found = re.search(rf'<p class="error" id="e-{field}" role="alert">([^<]*)</p>', body)
+    return html.unescape(found[1]) if found else None
+
+
+def value_of(body: str, field: str) -> str:
+    found = re.search(rf'id="f-{field}" name="{field}" type="[a-z]+" value="([^"]*)"', body)
+    assert found is not None, field
+    return html.unescape(found[1])
+
+
+def test_validations_today_counts_validations(shop, cookie):
+    # Found: the overview said 0 after a day of validations (the counter was never called).
+    def shown() -> int:
+        _, _, body = fetch(shop, "GET", "/admin/", cookie)
+        found = re.search(r'Validations today</span><span class="value">(\d+)<', body)
+        assert found is not None
+        return int(found[1])
+
+    key = issue(shop, make_product(shop))["license_key"]
+    before = shown()
+    for _ in range(3):
+        must(shop.request("POST", "/v1/validate", {"key": key}), 200)
+    must(shop.request("POST", "/v1/validate", {"key": "LIC1-not-a-key"}), 200)
+    assert shown() == before + 4
+
+
+def test_a_license_is_found_by_the_buyer_email_it_was_issued_with(shop, cookie):
+    # Found: the search box promised "buyer email" but read only invoices' emails.
+    email = f"{unique('buyer')}@example.com"
+    issued = issue(shop, make_product(shop), buyer_email=email)
+    _, _, body = fetch(shop, "GET", f"/admin/licenses?q={email.upper()}", cookie)
+    assert f"/admin/licenses/{issued['license_id']}" in body
+    _, _, detail = fetch(shop, "GET", f"/admin/licenses/{issued['license_id']}", cookie)
+    assert f'id="buyer-email">{email}<' in detail
+
+
+def test_a_policy_with_term_grace_and_price_from_the_console(shop, cookie):
+    # Found: grace could not be set ("must be an integer, got a string"), nor the price shown.
+    product = make_product(shop)
+    form = {
+        "product_slug": product, "slug": "monthly", "name": "Monthly", "price_sats": "21000",
+        "duration_days": "30", "grace_days": "7", "max_machines": "2", "public": "on",
+    }  # fmt: skip
+    status, _, body = post(shop, "/admin/policies", cookie, form, "/admin/policies")
+    assert status == 303, body[:2000]
+    policies = must(admin(shop, "GET", f"/v1/admin/policies?product_slug={product}"), 200)
+    (made,) = [p for p in policies["policies"] if p["slug"] == "monthly"]
+    assert (made["duration_seconds"], made["grace_seconds"]) == (30 * 86400, 7 * 86400)
+    assert made["price_sats_override"] == 21000
+
+    # Edited here: a new price; emptied, it follows the product's again.
+    edit = f"/admin/policies/{made['id']}"
+    _, _, page = fetch(shop, "GET", edit, cookie)
+    assert value_of(page, "grace_days") == "7" and value_of(page, "price_sats") == "21000"
+    edited = {**form, "price_sats": "25000", "metadata": '{"highlight": "Best value"}'}
+    status, _, _ = post(shop, edit, cookie, edited, edit)
+    assert status == 303
+    again = must(admin(shop, "GET", f"/v1/admin/policies?product_slug={product}"), 200)
+    (saved,) = [p for p in again["policies"] if p["slug"] == "monthly"]
+    assert (saved["price_sats_override"], saved["grace_seconds"]) == (25000, 7 * 86400)
+    assert saved["metadata"] == {"highlight": "Best value"}
+
+    # An issue to a buyer email: shown on the license with its grace.
+    email = f"{unique('b')}@example.com"
+    issue_form = {"product_slug": product, "policy_slug": "monthly", "buyer_email": email}
+    status, _, _ = post(shop, "/admin/licenses", cookie, issue_form, "/admin/licenses")
+    assert status == 303
+    (license_row,) = must(admin(shop, "GET", f"/v1/admin/licenses?q={email}"), 200)["licenses"]
+    assert license_row["grace_seconds"] == 7 * 86400
+
+
+def test_form_errors_are_in_the_forms_units_next_to_each_field_all_at_once(shop, cookie):
+    # Found: percent 150 said "basis points ... got 15000", 12.5 % could not be entered,
+    # -3 days named 'duration_seconds', and only the first error of a submit was shown.
+    product = make_product(shop)
+    before = db_dump(shop)
+    bad_policy = {
+        "product_slug": product, "slug": "Bad Slug", "name": "", "duration_days": "-3",
+        "grace_days": "x", "max_machines": "2", "metadata": "[1]",
+    }  # fmt: skip
+    status, _, body = post(shop, "/admin/policies", cookie, bad_policy, "/admin/policies")
+    assert status == 400
+    assert error_of(body, "duration_days") == (
+        "Must be a whole number of days from 0 to 36600; got '-3'."
+    )
+    assert "whole number of days" in (error_of(body, "grace_days") or "")
+    assert error_of(body, "slug") is not None and error_of(body, "name") is not None
+    assert error_of(body, "metadata") == (
+        'Must be a JSON object, like {"tier": "pro"}, not a list or a value.'
+    )
+    assert value_of(body, "duration_days") == "-3" and value_of(body, "slug") == "Bad Slug"
+
+    code = unique("CODE").upper()
+    form = {"code": code, "kind": "percent", "amount": "150", "max_redemptions": "0"}
+    status, _, body = post(shop, "/admin/codes", cookie, form, "/admin/codes")
+    assert status == 400
+    assert error_of(body, "amount") == (
+        "A percent must be from 0.01 to 100, with at most two decimals (12.5 for 12.5 %); "
+        "got '150'."
+    )
+    assert error_of(body, "max_redemptions") is not None  # both, at once
+    assert value_of(body, "amount") == "150"
+    assert db_dump(shop) == before
+
+    # An unknown product goes next to the product field, not above the form.
+    form = {"product_slug": "no-such-product", "slug": "x", "name": "X"}
+    status, _, body = post(shop, "/admin/policies", cookie, form, "/admin/policies")
+    assert (
+        status == 404 and error_of(body, "product_slug") == "There is no product 'no-such-product'"
+    )
+
+    form = {"code": code, "kind": "percent", "amount": "12.5"}
+    status, _, _ = post(shop, "/admin/codes", cookie, form, "/admin/codes")
+    assert status == 303
+    codes = must(admin(shop, "GET", "/v1/admin/discount-codes?include_inactive=true"), 200)
+    assert [c["amount"] for c in codes["codes"] if c["code"] == code] == [1250]
+    _, _, listed = fetch(shop, "GET", "/admin/codes", cookie)
+    assert "12.5 %" in listed
+
+
+def test_a_bad_scope_is_named_in_the_forms_words_with_the_other_errors(shop, cookie):
+    # Found: a bad scope showed the model's regex, above the form, alone.
+    before = db_dump(shop)
+    form = {"label": "", "role": "read-only", "scopes": "licenses:read, all of them"}
+    status, _, body = post(shop, "/admin/api-keys", cookie, form, "/admin/api-keys")
+    assert status == 400
+    scopes = error_of(body, "scopes") or ""
+    assert scopes.startswith("'all of them' is not a scope: a scope is a resource, a colon")
+    assert "licenses:write" in scopes and "regex" not in body
+    assert error_of(body, "label") is not None
+    assert db_dump(shop) == before
+
+
+def test_revoking_asks_first_naming_the_license(shop, cookie):
+    # Found: one click on Revoke revoked for good.
+    issued = issue(shop, make_product(shop), buyer_email="ann@example.com")
+    page = f"/admin/licenses/{issued['license_id']}"
+    _, _, body = fetch(shop, "GET", page, cookie)
+    assert f'<form method="get" action="{page}/revoke"' in body
+    before = db_dump(shop)
+    status, _, confirm = fetch(shop, "GET", f"{page}/revoke?reason=chargeback", cookie)
+    assert status == 200 and db_dump(shop) == before
+    assert f"license {issued['license_id']}" in confirm and "ann@example.com" in confirm
+    assert "cannot be undone" in confirm
+    assert '<input type="hidden" name="reason" value="chargeback">' in confirm
+    status, headers, _ = post(shop, f"{page}/revoke", cookie, {"reason": "chargeback"}, page)
+    assert status == 303 and headers["Location"] == f"{page}?done=revoke"
+    answer = must(shop.request("POST", "/v1/validate", {"key": issued["license_key"]}), 200)
+    assert answer["reason"] == "revoked"
+
+
+def test_a_form_sent_after_the_session_ended_is_kept_through_sign_in(shop):
+    # Found: it said the form "came from another site" and lost what was typed.
+    before = db_dump(shop)
+    typed = {"slug": "kept-app", "name": "Kept App", "price_sats": "777"}
+    headers = {"Origin": shop.url, "Referer": f"{shop.url}/admin/products"}
+    request_form = {**typed, "csrf": "from-the-old-session"}
+    posted = urllib.request.Request(
+        f"{shop.url}/admin/products",
+        data=urllib.parse.urlencode(request_form).encode(),
+        headers={**headers, "Cookie": "keysmith_console=ended-long-ago"},
+    )
+    try:
+        OPENER.open(posted, timeout=30)
+        raise AssertionError("expected the sign-in page")
+    except urllib.error.HTTPError as e:
+        status, body = e.code, e.read().decode()
+    assert status == 401 and "Your session ended" in body and "another site" not in body
+    kept = dict(re.findall(r'<input type="hidden" name="(keep:[a-z_]+)" value="([^"]*)">', body))
+    assert kept == {f"keep:{k}": v for k, v in typed.items()}
+    assert '<input type="hidden" name="back" value="/admin/products">' in body
+    assert db_dump(shop) == before
+
+    signin = urllib.request.Request(
+        f"{shop.url}/admin/login",
+        data=urllib.parse.urlencode(
+            {"password": PASSWORD, "back": "/admin/products", **kept}
+        ).encode(),
+    )
+    try:
+        answer = OPENER.open(signin, timeout=30)
+        status, answer_headers = answer.status, answer.headers
+    except urllib.error.HTTPError as e:
+        status, answer_headers = e.code, e.headers
+    assert status == 303 and answer_headers["Location"] == "/admin/products"
+    cookie = answer_headers["Set-Cookie"].split(";", 1)[0]
+    _, _, page = fetch(shop, "GET", "/admin/products", cookie)
+    assert value_of(page, "slug") == "kept-app" and value_of(page, "price_sats") == "777"
+    assert db_dump(shop) == before  # shown again, not sent
+    _, _, again = fetch(shop, "GET", "/admin/products", cookie)
+    assert 'value="kept-app"' not in again  # once
+
+
+def test_the_audit_log_names_who_acted_and_filters_by_it(shop, cookie):
+    # Found: an API key's writes were logged as "admin", like the console's and the master's.
+    body = {"label": "shop-bot", "role": "license-issuer"}
+    key = must(admin(shop, "POST", "/v1/admin/api-keys", body), 200)
+    bearer = {"Authorization": f"Bearer {key['token']}"}
+    product = make_product(shop)
+    by_key = must(
+        shop.request("POST", "/v1/admin/licenses", {"product_slug": product}, headers=bearer),
+        200,
+    )
+    page = f"/admin/licenses/{by_key['license_id']}"
+    post(shop, f"{page}/suspend", cookie, {}, page)
+
+    def actors(query: str) -> list[tuple[str, str]]:
+        found = must(admin(shop, "GET", f"/v1/admin/audit?{query}"), 200)
+        return [(e["actor"], e["action"]) for e in found["entries"]]
+
+    trail = actors(f"subject=license:{by_key['license_id']}")
+    assert trail == [("console", "license.suspend"), (f"api_key:{key['id']}", "license.issue")]
+    assert ("master_key", "api_key.create") in actors("actor=master_key")
+    assert actors(f"actor=api_key:{key['id']}") == [(f"api_key:{key['id']}", "license.issue")]
+    assert {a for a, _ in actors("actor=api_key")} == {f"api_key:{key['id']}"}
+    # The console's filter, the key named by its label.
+    _, _, listed = fetch(shop, "GET", f"/admin/audit?actor=api_key:{key['id']}", cookie)
+    assert "API key &#39;shop-bot&#39; (license-issuer)" in listed
+    assert "license.issue" in listed and "license.suspend" not in listed
+
+
+def test_the_license_list_says_how_many_and_pages_both_ways(shop, cookie):
+    # Found: a next page, but no previous page and no count.
+    product, note = make_product(shop), unique("bulk")
+    for _ in range(101):
+        issue(shop, product, note=note)
+    _, _, first = fetch(shop, "GET", f"/admin/licenses?q={note}", cookie)
+    assert "Licenses 1–100 of 101" in first and 'rel="prev"' not in first
+    assert f'href="/admin/licenses?q={note}&amp;offset=100" rel="next"' in first
+    _, _, second = fetch(shop, "GET", f"/admin/licenses?q={note}&offset=100", cookie)
+    assert "Licenses 101–101 of 101" in second and 'rel="next"' not in second
+    assert f'href="/admin/licenses?q={note}&amp;offset=0" rel="prev"' in second
+
+
+def test_a_refused_row_action_says_why_once_at_the_top(shop, cookie):
+    # A product with a license cannot be deleted: the confirmation's button is refused with
+    # the reason at the top of the list, once, and nothing is deleted.
+    product = make_product(shop)
+    issue(shop, product)
+    (row,) = [
+        p
+        for p in must(admin(shop, "GET", "/v1/admin/products"), 200)["products"]
+        if p["slug"] == product
+    ]
+    delete = f"/admin/products/{row['id']}/delete"
+    _, _, confirm = fetch(shop, "GET", delete, cookie)
+    assert f"product &#39;{product}&#39;" in confirm and "deleted for good" in confirm
+    before = db_dump(shop)
+    status, _, body = post(shop, delete, cookie, {}, delete)
+    assert status == 409 and db_dump(shop) == before
+    assert body.count("has licenses, invoices or codes") == 1
+    assert 'id="row-error"' in body
+
+
+def test_revenue_per_month_and_product(shop, cookie):
+    # /admin/revenue was a 404; the API's summary, and each product's sales per month.
+    product, code = make_product(shop), unique("FREE").upper()
+    body = {"code": code, "kind": "free_license", "product_slug": product}
+    must(admin(shop, "POST", "/v1/admin/discount-codes", body), 200)
+    must(shop.request("POST", "/v1/redeem", {"product": product, "code": code}), 200)
+    summary = must(admin(shop, "GET", "/v1/admin/revenue/summary"), 200)
+    status, _, page = fetch(shop, "GET", "/admin/revenue", cookie)
+    assert status == 200
+    assert f"<dt>Total</dt><dd>{summary['total_sats']} sats</dd>" in page
+    month = re.search(
+        rf'<td data-label="Month">(\d{{4}}-\d\d)</td><td data-label="Product"><code>{product}'
+        r'</code></td><td data-label="Sats">0</td><td data-label="Invoices">1</td>',
+        page,
+    )
+    assert month is not None, page[-3000:]
+
+
+def test_the_audit_log_filters_by_action(shop, cookie):
+    product = make_product(shop)
+    issued = issue(shop, product)
+    page = f"/admin/licenses/{issued['license_id']}"
+    post(shop, f"{page}/suspend", cookie, {}, page)
+    _, _, listed = fetch(shop, "GET", "/admin/audit?action=license.suspend", cookie)
+    actions = set(re.findall(r'<td data-label="Action"><code>([a-z_.]+)</code>', listed))
+    assert actions == {"license.suspend"}
+
+
+def test_a_bad_filter_is_said_not_a_server_error(shop, cookie):
+    for path in ("/admin/machines?product=nope", "/admin/licenses?product=nope"):
+        status, _, body = fetch(shop, "GET", path, cookie)
+        assert status == 200 and "'product_id' must be" in html.unescape(body), path
+
+
+def test_a_code_is_edited_with_every_field_the_api_takes(shop, cookie):
+    product = make_product(shop)
+    for slug in ("monthly", "yearly"):
+        body = {"product_slug": product, "slug": slug, "name": slug}
+        must(admin(shop, "POST", "/v1/admin/policies", body), 200)
+    code = unique("EDIT").upper()
+    body = {"code": code, "kind": "percent", "amount": 1000, "product_slug": product}
+    made = must(admin(shop, "POST", "/v1/admin/discount-codes", body), 200)
+    page = f"/admin/codes/{made['id']}"
+    _, _, shown = fetch(shop, "GET", page, cookie)
+    assert value_of(shown, "amount") == "10"
+    form = {
+        "amount": "12.5", "policy_slugs": "yearly", "max_redemptions": "5",
+        "expires_at": "2031-01-31T00:00:00Z", "description": "launch", "referrer_label": "blog",
+    }  # fmt: skip
+    status, _, body_text = post(shop, page, cookie, form, page)
+    assert status == 303, body_text[:2000]
+    saved = must(admin(shop, "GET", f"/v1/admin/discount-codes/{made['id']}"), 200)
+    saved = saved.get("code", saved)
+    assert (saved["amount"], saved["max_uses"], saved["referrer_label"]) == (1250, 5, "blog")
+    assert saved["expires_at"].startswith("2031-01-31") and saved["description"] == "launch"
+    _, _, again = fetch(shop, "GET", page, cookie)
+    assert value_of(again, "policy_slugs") == "yearly"
+
+
+def test_a_product_is_edited_deactivated_and_deleted_when_unused(shop, cookie):
+    slug = unique("tool")
+    body = {"slug": slug, "name": "Tool", "price_sats": 1000}
+    made = must(admin(shop, "POST", "/v1/admin/products", body), 200)
+    page = f"/admin/products/{made['id']}"
+    _, _, shown = fetch(shop, "GET", page, cookie)
+    assert value_of(shown, "name") == "Tool" and value_of(shown, "price_sats") == "1000"
+    form = {"name": "Tool Pro", "price_sats": "2500", "entitlements_catalog": "pro: Pro"}
+    status, _, _ = post(shop, page, cookie, form, page)
+    assert status == 303
+
+    def listed() -> dict:
+        products = must(admin(shop, "GET", "/v1/admin/products"), 200)["products"]
+        return next(p for p in products if p["slug"] == slug)
+
+    saved = listed()
+    assert (saved["name"], saved["price_sats"]) == ("Tool Pro", 2500)
+    assert [e["slug"] for e in saved["entitlements_catalog"]] == ["pro"]
+    post(shop, f"{page}/deactivate", cookie, {}, "/admin/products")
+    assert listed()["active"] is False
+    status, headers, _ = post(shop, f"{page}/delete", cookie, {}, f"{page}/delete")
+    assert status == 303 and headers["Location"] == "/admin/products?done=product-deleted"
+    products = must(admin(shop, "GET", "/v1/admin/products"), 200)["products"]
+    assert slug not in {p["slug"] for p in products}
