@@ -252,7 +252,7 @@ def test_revoke_answers_as_keysat_and_takes_effect_on_the_next_request(daemon):
     status, missing = admin(daemon, "DELETE", f"/v1/admin/api-keys/{uuid.uuid4()}")
     assert status == 404 and missing["error"] == "not_found" and "API key" in missing["message"]
     status, bad = admin(daemon, "DELETE", "/v1/admin/api-keys/not-a-uuid")
-    assert status == 400 and "'id'" in bad["message"]
+    assert status == 404 and "'id'" in bad["message"]
     assert db_dump(daemon) == before
 
 

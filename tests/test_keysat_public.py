@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from daemon.api import mount  # noqa: F401  (every handler module registers into the table)
-from daemon.api.table import ENDPOINTS
+from daemon.api.table import ENDPOINTS, Nothing, PemText
 from tests.daemon_proc import DaemonProc
 from tests.test_api_support import (
     admin,
@@ -162,7 +162,11 @@ def test_recover_hands_back_the_key_for_the_invoice_and_its_email_in_any_case(da
         "invoice_id": bought["invoice_id"],
         "license_id": bought["license_id"],
         "license_key": bought["license_key"],
+        "product_id": recovered["product_id"],
         "product_slug": product,
+        "issued_at": recovered["issued_at"],
+        "expires_at": None,
+        "entitlements": [],
     }
     before = db_dump(daemon)
     wrong_email = must(
@@ -201,9 +205,10 @@ def test_public_routes_allow_browsers_and_answer_the_preflight(daemon):
         },
     )
     assert (status, body) == (204, None)
+    # Keysat's layer: any origin, method and header.
     assert headers["Access-Control-Allow-Origin"] == "*"
-    assert "POST" in headers["Access-Control-Allow-Methods"]
-    assert headers["Access-Control-Allow-Headers"] == "Content-Type"
+    assert headers["Access-Control-Allow-Methods"] == "*"
+    assert headers["Access-Control-Allow-Headers"] == "*"
     status, headers, _ = _send(
         daemon, "GET", "/v1/products", headers={"Origin": "https://app.example"}
     )
@@ -226,18 +231,22 @@ def test_a_preflight_with_an_unknown_expect_gets_the_json_envelope(daemon):
     assert (body["ok"], body["error"]) == (False, "expectation_failed")
 
 
-def test_admin_routes_are_not_opened_to_browsers(daemon):
+def test_admin_routes_answer_browsers_as_keysat_and_still_need_the_key(daemon):
     status, headers, _ = _send(
         daemon, "GET", "/v1/admin/products", headers={**daemon.admin_headers(), "Origin": "x"}
     )
-    assert status == 200 and "Access-Control-Allow-Origin" not in headers
+    assert (status, headers["Access-Control-Allow-Origin"]) == (200, "*")
     status, headers, _ = _send(daemon, "OPTIONS", "/v1/admin/products", headers={"Origin": "x"})
-    assert status == 405 and "Access-Control-Allow-Origin" not in headers
+    assert (status, headers["Access-Control-Allow-Methods"]) == (204, "*")
+    # The preflight opens nothing: without the bearer key the route still refuses.
+    status, headers, _ = _send(daemon, "GET", "/v1/admin/products", headers={"Origin": "x"})
+    assert (status, headers["Access-Control-Allow-Origin"]) == (401, "*")
 
 
 # ----- unknown and mistyped fields -----
 
-BODY_ROUTES = sorted({(e.method, e.path) for e in ENDPOINTS if e.body is not None})
+# The routes with a JSON body model (those without one: tests/test_keysat_routes.py).
+BODY_ROUTES = sorted({(e.method, e.path) for e in ENDPOINTS if e.body not in (Nothing, PemText)})
 
 
 @pytest.mark.parametrize("method, path", BODY_ROUTES)
@@ -310,22 +319,19 @@ def test_validate_heartbeat_redeem_and_recover_are_limited_per_client(tmp_path):
         slug = make_product(proc)
         key = issue(proc, slug)["license_key"]
         calls = {
-            "/v1/validate": {"key": key},
-            "/v1/machines/heartbeat": {"key": key, "fingerprint": "fp"},
-            "/v1/redeem": {"product": slug, "code": "NO-SUCH"},
-            "/v1/recover": {"invoice_id": str(uuid.uuid4()), "buyer_email": "a@b.c"},
+            "/v1/validate": ({"key": key}, 200),
+            "/v1/machines/heartbeat": ({"key": key, "fingerprint": "fp"}, 200),
+            "/v1/redeem": ({"product": slug, "code": "NO-SUCH"}, 429),
+            "/v1/recover": ({"invoice_id": str(uuid.uuid4()), "email": "a@b.c"}, 429),
         }
-        for path, body in calls.items():
+        for path, (body, limited) in calls.items():
             for _ in range(3):
-                status, _, _ = _send(proc, "POST", path, body)
-                assert status != 429, path
+                status, _, answer = _send(proc, "POST", path, body)
+                assert answer.get("reason") != "rate_limited", path
             status, headers, answer = _send(proc, "POST", path, body)
-            assert status == 429, path
-            assert (answer["ok"], answer["reason"], answer["error"]) == (
-                False,
-                "rate_limited",
-                "rate_limited",
-            )
+            # Keysat answers a limited validate or heartbeat 200 {ok: false, reason}.
+            assert status == limited, path
+            assert (answer["ok"], answer["reason"]) == (False, "rate_limited")
             assert int(headers["Retry-After"]) >= 1
             assert "Retry in" in answer["message"]
         # Each client behind the trusted proxy has its own allowance.
@@ -345,4 +351,4 @@ def test_a_forwarded_address_from_an_untrusted_peer_is_ignored(tmp_path):
         status, _, answer = _send(
             proc, "POST", "/v1/validate", {"key": "x"}, {"X-Forwarded-For": "198.51.100.99"}
         )
-        assert (status, answer["reason"]) == (429, "rate_limited")
+        assert (status, answer["reason"]) == (200, "rate_limited")

@@ -18,6 +18,7 @@ from daemon.api.routes import (
     read_query,
 )
 from daemon.licensing import answers, models
+from daemon.licensing.access import MASTER
 
 
 class Licenses(msgspec.Struct):
@@ -144,6 +145,21 @@ async def suspend_license(request: web.Request) -> web.Response:
 )
 async def unsuspend_license(request: web.Request) -> web.Response:
     return answer(await licensing_of(request).unsuspend(path_uuid(request)))
+
+
+@admin_endpoint(
+    "POST",
+    "/v1/admin/licenses/{id}/change-tier",
+    "Move a license to another tier of its product; without a payment provider only as a "
+    "comp (skip_payment: true)",
+    scope=MASTER,
+    body=models.TierChange,
+    answer=answers.TierChanged,
+)
+async def change_tier(request: web.Request) -> web.Response:
+    license_id = path_uuid(request)
+    body = await read(request, models.TierChange)
+    return answer(await licensing_of(request).change_tier(license_id, body))
 
 
 # ----- discount codes -----

@@ -71,7 +71,7 @@ async def set_product_active(request: web.Request) -> web.Response:
     "/v1/admin/products/{id}",
     "Delete a product nothing was sold under",
     query=models.DeleteQuery,
-    answer=answers.Deleted,
+    answer=answers.ProductDeleted,
 )
 async def delete_product(request: web.Request) -> web.Response:
     product_id = path_uuid(request)
@@ -124,7 +124,7 @@ async def update_policy(request: web.Request) -> web.Response:
     "/v1/admin/policies/{id}",
     "Delete a policy nothing was issued under",
     query=models.DeleteQuery,
-    answer=answers.Deleted,
+    answer=answers.PolicyDeleted,
 )
 async def delete_policy(request: web.Request) -> web.Response:
     policy_id = path_uuid(request)

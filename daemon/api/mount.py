@@ -1,7 +1,8 @@
-"""Adds the route table to the app, with what public routes share: CORS (browser clients,
-preflight included), the per-client rate limits (KEYSMITH_RATE_LIMIT for validate, heartbeat,
-redeem and recover; KEYSMITH_WRITE_RATE_LIMIT for the routes that add rows: purchase, machine
-activate and deactivate) and the discount-code guard the code routes call (`codeguard`).
+"""Adds the route table to the app, with what its routes share: CORS on every route (browser
+clients, preflight included, as Keysat's layer), and on public ones the per-client rate
+limits (KEYSMITH_RATE_LIMIT for validate, heartbeat, redeem and recover;
+KEYSMITH_WRITE_RATE_LIMIT for the routes that add rows: purchase, machine activate and
+deactivate) and the discount-code guard the code routes call (`codeguard`).
 
 Imports every handler module so they register, then reads the table: the one place that
 knows all of them, and nothing imports this but `app`.
@@ -16,6 +17,7 @@ from daemon.api import (  # noqa: F401  (they register into the table)
     admin,
     admin_access,
     admin_catalogue,
+    admin_shop,
     openapi,
     public,
 )
@@ -25,13 +27,18 @@ from daemon.api.expect import expect_handler
 from daemon.api.ops import STORAGE_KEY
 from daemon.api.ratelimit import RateLimiter
 from daemon.api.routes import LICENSING
-from daemon.api.table import ENDPOINTS, WRITE_GROUPS, Endpoint, Handler
+from daemon.api.table import ANSWERED_GROUPS, ENDPOINTS, WRITE_GROUPS, Endpoint, Handler
+from daemon.licensing import answers, wire
 from daemon.licensing.service import Licensing
 from daemon.settings import Settings
 
+# Keysat's CORS layer (tower-http, origin, methods and headers `Any`) on every route, the
+# admin ones too: their bearer key is never sent by a browser on its own, so a foreign page
+# gains nothing it could not do without the browser.
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Headers": "Content-Type",
+    "Access-Control-Allow-Methods": "*",
+    "Access-Control-Allow-Headers": "*",
     "Access-Control-Max-Age": "600",
 }
 
@@ -43,18 +50,16 @@ def add_licensing_routes(app: web.Application, licensing: Licensing, settings: S
     app[CODE_GUARD] = CodeGuard(licensing, settings)
     reads = RateLimiter(settings.rate_limit_per_minute)
     writes = RateLimiter(settings.write_rate_limit_per_minute)
-    methods: dict[str, list[str]] = {}
+    paths: dict[str, None] = {}
     for e in ENDPOINTS:
         handler = e.handler
         limiter = writes if e.rate_group in WRITE_GROUPS else reads
         if e.rate_group is not None and limiter.enabled:
             handler = _limited(handler, e, limiter, settings)
-        if e.tag == "public":
-            handler = _cors(handler)
-            methods.setdefault(e.path, []).append(e.method)
-        app.router.add_route(e.method, e.path, handler, expect_handler=expect_handler)
-    for path, allowed in methods.items():
-        app.router.add_route("OPTIONS", path, _preflight(allowed), expect_handler=expect_handler)
+        app.router.add_route(e.method, e.path, _cors(handler), expect_handler=expect_handler)
+        paths[e.path] = None
+    for path in paths:
+        app.router.add_route("OPTIONS", path, _preflight, expect_handler=expect_handler)
 
 
 def _cors(handler: Handler) -> Handler:
@@ -66,13 +71,8 @@ def _cors(handler: Handler) -> Handler:
     return with_cors
 
 
-def _preflight(allowed: list[str]) -> Handler:
-    headers = {**CORS_HEADERS, "Access-Control-Allow-Methods": ", ".join([*allowed, "OPTIONS"])}
-
-    async def preflight(_request: web.Request) -> web.Response:
-        return web.Response(status=204, headers=headers)
-
-    return preflight
+async def _preflight(_request: web.Request) -> web.Response:
+    return web.Response(status=204, headers=CORS_HEADERS)
 
 
 def _limited(handler: Handler, e: Endpoint, limiter: RateLimiter, settings: Settings) -> Handler:
@@ -82,8 +82,16 @@ def _limited(handler: Handler, e: Endpoint, limiter: RateLimiter, settings: Sett
     async def limited(request: web.Request) -> web.StreamResponse:
         address = peers.client_address(request, settings.trusted_proxies)
         wait = limiter.retry_after(group, address)
-        if wait:
-            return rate_limited(wait, f"too many {group} requests from {address}")
-        return await handler(request)
+        if not wait:
+            return await handler(request)
+        message = f"too many {group} requests from {address}"
+        if group not in ANSWERED_GROUPS:
+            return rate_limited(wait, message)
+        said = answers.RateLimited(message=f"{message}; nothing was done. Retry in {wait} s")
+        return web.Response(
+            body=wire.encode(said),
+            content_type="application/json",
+            headers={"Retry-After": str(wait)},
+        )
 
     return limited

@@ -16,10 +16,13 @@ from aiohttp import web
 
 from daemon import __version__
 from daemon.api.envelope import error_response
-from daemon.api.table import ENDPOINTS, Endpoint, endpoint
+from daemon.api.routes import public_endpoint
+from daemon.api.table import ANSWERED_GROUPS, ENDPOINTS, Endpoint, Nothing, PemText
 from daemon.licensing.events import PAYLOAD_OF
 
 REF = "#/components/schemas/{name}"
+# What describes no JSON: no answer model, or a route that takes no body.
+_NONE = (None, Nothing, PemText)
 _ERROR = {
     "type": "object",
     "properties": {
@@ -37,11 +40,10 @@ _OPS = {
 
 @functools.cache
 def document() -> dict[str, Any]:
-    typed = [e for e in ENDPOINTS if e.body or e.answer]
     kinds: list[Any] = []
-    for e in typed:
-        kinds.extend(kind for kind in (e.body, *_each(e.answer)) if kind is not None)
-    kinds.extend(e.query for e in ENDPOINTS if e.query is not None)
+    for e in ENDPOINTS:
+        kinds.extend(kind for kind in (e.body, *_each(e.answer)) if kind not in _NONE)
+    kinds.extend(e.query for e in ENDPOINTS if e.query is not Nothing)
     kinds.extend(PAYLOAD_OF.values())
     schemas, components = msgspec.json.schema_components(kinds, ref_template=REF)
     found = dict(zip(map(id, kinds), schemas, strict=True))
@@ -88,12 +90,17 @@ def _operation(e: Endpoint, found: dict[int, Any], components: dict[str, Any]) -
     if e.scope is not None:
         # The scope an API key needs here (`master`: only the master admin key).
         operation["x-keysmith-scope"] = e.scope
-    if e.body is not None:
+    if e.body is PemText:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"text/plain": {"schema": {"type": "string", "description": "PEM"}}},
+        }
+    elif e.body is not Nothing:
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": found[id(e.body)]}},
         }
-    if e.query is not None:
+    if e.query is not Nothing:
         name = found[id(e.query)]["$ref"].rsplit("/", 1)[1]
         fields = components[name]
         operation["parameters"] = [
@@ -114,7 +121,7 @@ def _operation(e: Endpoint, found: dict[int, Any], components: dict[str, Any]) -
             "wrong admin key, a revoked API key, or one without this route's scope"
         )
     responses = operation["responses"]
-    if e.rate_group is not None:
+    if e.rate_group is not None and e.rate_group not in ANSWERED_GROUPS:
         responses["429"] = _error("rate_limited; retry after Retry-After seconds")
     if e.method != "GET":
         # A write may meet a duplicate or a state that forbids it, a slow or huge body, a full
@@ -190,7 +197,7 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
-@endpoint("GET", "/v1/openapi.json", tag="public", summary="This document")
+@public_endpoint("GET", "/v1/openapi.json", "This document")
 async def openapi_json(request: web.Request) -> web.Response:
     try:
         return web.json_response(document())

@@ -20,23 +20,36 @@ from daemon.api.routes import (
     read,
     read_query,
 )
-from daemon.licensing import answers, inputs, models
+from daemon.licensing import answers, inputs, keys, models
 from daemon.licensing.errors import BadRequest
 
 
 class ServiceInfo(msgspec.Struct):
     service: str
     version: str
+    # Keysat's fields: the operator's display name, the key's algorithm and format version.
+    operator: str | None
+    public_key_pem: str
+    key_algorithm: str
+    key_format_version: int
     api: str
     key_format: str
-    algorithm: str
-    public_key_pem: str
     openapi: str
 
 
 class PublicKey(msgspec.Struct):
+    """`/v1/pubkey` as Keysat answers it."""
+
     public_key_pem: str
     algorithm: str
+
+
+class IssuerKey(msgspec.Struct):
+    """`/v1/issuer/public-key` as Keysat answers it."""
+
+    public_key_pem: str
+    key_algorithm: str
+    key_format_version: int
 
 
 class ProductList(msgspec.Struct):
@@ -45,16 +58,18 @@ class ProductList(msgspec.Struct):
 
 @public_endpoint("GET", "/", "The service, its key format and public key", answer=ServiceInfo)
 async def service_info(request: web.Request) -> web.Response:
-    pem = licensing_of(request).public_key_pem
+    licensing = licensing_of(request)
     return answer(
         ServiceInfo(
-            "keysmith",
-            __version__,
-            "keysat-compatible v1",
-            "LIC1",
-            "ed25519",
-            pem,
-            "/v1/openapi.json",
+            service="keysmith",
+            version=__version__,
+            operator=await licensing.operator_name(),
+            public_key_pem=licensing.public_key_pem,
+            key_algorithm="ed25519",
+            key_format_version=keys.VERSION_V2,
+            api="keysat-compatible v1",
+            key_format="LIC1",
+            openapi="/v1/openapi.json",
         )
     )
 
@@ -89,7 +104,7 @@ async def list_policies(request: web.Request) -> web.Response:
     "/v1/validate",
     "Validate a key (200 for every key: ok or a reason)",
     body=models.ValidateRequest,
-    answer=(answers.Valid, answers.Refusal),
+    answer=(answers.Valid, answers.Refusal, answers.RateLimited),
     rate_group="validate",
 )
 async def validate(request: web.Request) -> web.Response:
@@ -115,7 +130,7 @@ async def activate(request: web.Request) -> web.Response:
     "/v1/machines/heartbeat",
     "A machine is still running",
     body=models.HeartbeatRequest,
-    answer=answers.SeatAnswer,
+    answer=(answers.SeatAnswer, answers.RateLimited),
     rate_group="heartbeat",
 )
 async def heartbeat(request: web.Request) -> web.Response:
@@ -206,10 +221,10 @@ async def preview_code(request: web.Request) -> web.Response:
 
 
 @public_endpoint(
-    "GET", "/v1/issuer/public-key", "The issuer's Ed25519 public key (PEM)", answer=PublicKey
+    "GET", "/v1/issuer/public-key", "The issuer's Ed25519 public key (PEM)", answer=IssuerKey
 )
 async def issuer_public_key(request: web.Request) -> web.Response:
-    return answer(PublicKey(licensing_of(request).public_key_pem, "ed25519"))
+    return answer(IssuerKey(licensing_of(request).public_key_pem, "ed25519", keys.VERSION_V2))
 
 
 def _slug(request: web.Request) -> str:

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from daemon.api.app import BODY_TIMEOUT_KEY
 from daemon.api.envelope import error_response
-from daemon.api.table import Handler, endpoint
+from daemon.api.table import Handler, Nothing, endpoint
 from daemon.licensing import wire
 from daemon.licensing.access import MASTER, scope_of
 from daemon.licensing.core import ActorKind, acting_as
@@ -141,26 +141,58 @@ async def check_admin(request: web.Request, scope: str) -> tuple[ActorKind, str 
 
 
 async def read(request: web.Request, model: type[T]) -> T:
-    """The body as `model`, or BadRequest naming the field. A body that does not arrive
-    within the body timeout is a 408 (a slow client must not hold a handler forever)."""
+    """The body as `model`, or BadRequest naming the field."""
+    return wire.decode(model, await _body(request))
+
+
+async def read_text(request: web.Request) -> str:
+    """The body as UTF-8 text (a `PemText` route's), or BadRequest."""
+    try:
+        return (await _body(request)).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the request body is not UTF-8 text; nothing was written") from None
+
+
+async def _body(request: web.Request) -> bytes:
+    """A body that does not arrive within the body timeout is a 408 (a slow client must
+    not hold a handler forever)."""
     try:
         async with asyncio.timeout(request.app[BODY_TIMEOUT_KEY]):
-            raw = await request.read()
+            return await request.read()
     except TimeoutError as e:
         raise web.HTTPRequestTimeout() from e
-    return wire.decode(model, raw)
 
 
 def read_query(request: web.Request, model: type[T]) -> T:
     return wire.parse(model, request.query, from_text=True)
 
 
+async def refuse_undeclared(request: web.Request, body: type, query: type) -> None:
+    """A route that takes no body (or no query) refuses whatever is sent there, by name:
+    a parameter the route would ignore is a request the caller believes was honoured."""
+    if query is Nothing:
+        read_query(request, Nothing)
+    if body is Nothing:
+        await read(request, Nothing)
+
+
+def _declared(handler: Handler, models_of: dict[str, Any]) -> Handler:
+    body, query = models_of.get("body", Nothing), models_of.get("query", Nothing)
+
+    @functools.wraps(handler)
+    async def declared(request: web.Request) -> web.StreamResponse:
+        await refuse_undeclared(request, body, query)
+        return await handler(request)
+
+    return declared
+
+
 def path_uuid(request: web.Request, name: str = "id") -> str:
     value = request.match_info[name]
     try:
         return str(uuid.UUID(value))
-    except ValueError as e:
-        raise BadRequest(f"'{name}' in the path must be a UUID, got {value[:40]!r}") from e
+    except ValueError as e:  # Keysat: an id that is no UUID names nothing, so 404
+        raise NotFound(f"nothing has the id {value[:40]!r} ('{name}' is a UUID)") from e
 
 
 def answer(value: object, status: int = 200) -> web.Response:
@@ -175,10 +207,12 @@ def admin_endpoint(
     needed = scope or scope_of(method, path)
 
     def wrap(handler: Handler) -> Handler:
+        declared = _declared(handler, models_of)
+
         @functools.wraps(handler)
         async def guarded(request: web.Request) -> web.StreamResponse:
             with acting_as(*await check_admin(request, needed)):
-                return await handler(request)
+                return await declared(request)
 
         return endpoint(method, path, tag="admin", summary=summary, scope=needed, **models_of)(
             answers_errors(guarded)
@@ -192,7 +226,7 @@ def public_endpoint(method: str, path: str, summary: str, **models_of: Any) -> A
 
     def wrap(handler: Handler) -> Handler:
         return endpoint(method, path, tag="public", summary=summary, **models_of)(
-            answers_errors(handler)
+            answers_errors(_declared(handler, models_of))
         )
 
     return wrap

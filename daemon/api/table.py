@@ -11,7 +11,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import msgspec
 from aiohttp import web
+
+
+class Nothing(msgspec.Struct, forbid_unknown_fields=True):
+    """The body or query of a route that takes none: whatever is sent is refused by name
+    (`routes.refuse_undeclared`), never silently ignored."""
+
+
+class PemText:
+    """The body of a route that takes a PEM document as it is, not JSON (Keysat's
+    import-issuer-key): the handler reads it with `routes.read_text`."""
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Tag = Literal["public", "admin"]
@@ -20,6 +32,9 @@ RateGroup = Literal[
 ]
 # The groups whose requests add rows (licenses, invoices, machines): their own, lower limit.
 WRITE_GROUPS: frozenset[RateGroup] = frozenset({"purchase", "activate", "deactivate"})
+# The groups Keysat answers 200 `{ok: false, reason: "rate_limited"}` when limited (the
+# published clients raise on a 429 there); the others answer 429 with Retry-After.
+ANSWERED_GROUPS: frozenset[RateGroup] = frozenset({"validate", "heartbeat"})
 
 
 @dataclass(frozen=True)
@@ -29,8 +44,8 @@ class Endpoint:
     handler: Handler
     tag: Tag
     summary: str
-    body: type | None = None
-    query: type | None = None
+    body: type = Nothing
+    query: type = Nothing
     answer: object = None
     rate_group: RateGroup | None = None
     status: int = 200
@@ -47,8 +62,8 @@ def endpoint(
     *,
     tag: Tag,
     summary: str,
-    body: type | None = None,
-    query: type | None = None,
+    body: type = Nothing,
+    query: type = Nothing,
     answer: object = None,
     rate_group: RateGroup | None = None,
     scope: str | None = None,

@@ -66,6 +66,15 @@ class Valid(Answer, kw_only=True):
     max_machines: int
 
 
+class RateLimited(Answer, kw_only=True):
+    """validate's and heartbeat's answer to a client over its rate limit: 200, as Keysat
+    answers it, so the published clients read a reason instead of raising on a 429."""
+
+    ok: Literal[False] = False
+    reason: Literal["rate_limited"] = "rate_limited"
+    message: str
+
+
 class SeatAnswer(Answer, kw_only=True):
     ok: bool
     reason: str | None
@@ -159,6 +168,8 @@ class License(Answer, kw_only=True):
     product_slug: str
     policy_id: str | None
     policy_slug: str | None
+    # Keysat's admin list names the tier too.
+    policy_name: str | None
     # The invoice that sold it (a purchase or a redeemed code); None when an admin issued it.
     invoice_id: str | None
     license_key: str
@@ -305,6 +316,17 @@ class Machine(Answer, kw_only=True):
     active: bool
     deactivated_at: str | None
     deactivate_reason: str | None
+    # Keysat's names for the three above, and the license's product, buyer and status.
+    activated_at: str | None
+    last_heartbeat_at: str | None
+    deactivation_reason: str | None
+    product_id: str
+    product_slug: str
+    product_name: str
+    buyer_email: str | None
+    license_status: str
+    # Keysat's last client address; Keysmith does not record client addresses.
+    ip_last_seen: None = None
 
 
 class MachineDeactivated(Answer, kw_only=True):
@@ -357,7 +379,11 @@ class Recovered(Answer, kw_only=True):
     invoice_id: str
     license_id: str
     license_key: str
+    product_id: str
     product_slug: str
+    issued_at: str | None
+    expires_at: str | None
+    entitlements: list[str]
 
 
 class PublicSet(Answer, kw_only=True):
@@ -384,6 +410,81 @@ class Deleted(Answer, kw_only=True):
     deleted: str
 
 
+class PolicyDeleted(Deleted, kw_only=True):
+    """Keysat's policy delete, with what went with it: never a license, invoice, machine or
+    redemption here (a policy with any is not deleted, and `force` is refused)."""
+
+    force: bool = False
+    cascaded_licenses: int = 0
+    cascaded_invoices: int = 0
+    cascaded_machines: int = 0
+    cascaded_redemptions: int = 0
+
+
+class ProductDeleted(PolicyDeleted, kw_only=True):
+    """Keysat's product delete: its policies go with it (codes never: a product with codes
+    is not deleted)."""
+
+    cascaded_policies: int
+    cascaded_codes: int = 0
+
+
 def plain(value: object) -> Any:
     """An answer as dicts and lists, for the console's templates and the actions' messages."""
     return msgspec.to_builtins(value)
+
+
+# ----- the shop itself -----
+
+
+class OperatorName(Answer, kw_only=True):
+    stored: str | None
+    effective: str | None
+    fallback_env: str | None
+
+
+class OperatorNameSet(Answer, kw_only=True):
+    ok: bool = True
+    operator_name: str | None
+
+
+class DbCounts(Answer, kw_only=True):
+    products: int
+    policies: int
+    licenses_total: int
+    licenses_active: int
+    invoices_total: int
+    invoices_settled: int
+    machines_active: int
+    discount_codes: int
+    audit_log: int
+
+
+class DbInfo(Answer, kw_only=True):
+    db_path: str
+    db_size_bytes: int
+    last_write_at: str | None
+    counts: DbCounts
+
+
+class IssuerKeyImported(Answer, kw_only=True):
+    ok: bool = True
+    public_key_pem: str
+    # Keysat needs a restart to sign with the imported key; Keysmith uses it at once.
+    restart_required: bool = False
+    message: str = (
+        "Issuer key imported; new licenses are signed with it from now on. The previous key is "
+        "kept, retired"
+    )
+
+
+class TierChanged(Answer, kw_only=True):
+    """Keysat's comp change-tier answer."""
+
+    ok: bool = True
+    applied: bool = True
+    license_id: str
+    tier_change_id: str
+    skip_payment: bool = True
+    from_policy_slug: str | None
+    to_policy_slug: str

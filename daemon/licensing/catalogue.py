@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from aiosqlite import Connection
 
-from daemon.licensing import answers, models, rows, store
+from daemon.licensing import answers, events, models, outbox, rows, store
 from daemon.licensing.core import Core, now
 from daemon.licensing.errors import BadRequest, Conflict, NotFound
 from daemon.licensing.store import Row
@@ -66,8 +66,9 @@ class Catalogue(Core):
             await self._audit(
                 conn, "product.create", f"product:{product['id']}", {"slug": request.slug}, at
             )
-            row = await store.product_by_id(conn, product["id"])
-        return rows.product(row)
+            created = rows.product(await store.product_by_id(conn, product["id"]))
+            await outbox.emit(conn, "product.created", events.ProductCreated(product=created), at)
+        return created
 
     async def admin_products(self) -> list[answers.Product]:
         async with self._pool.connection() as conn:
@@ -79,10 +80,10 @@ class Catalogue(Core):
     ) -> answers.Product:
         """Edit a product, its entitlements catalog included; absent fields stay as they are."""
         values: dict[str, Any] = _given(request, ("name", "description", "price_sats"))
-        if request.metadata is not None:
-            values["metadata"] = json.dumps(request.metadata, sort_keys=True)
-        if request.entitlements_catalog is not None:
-            values["entitlements_catalog"] = _catalog_json(request.entitlements_catalog)
+        if request.metadata is not msgspec.UNSET:
+            values["metadata"] = json.dumps(request.metadata or {}, sort_keys=True)
+        if request.entitlements_catalog is not msgspec.UNSET:
+            values["entitlements_catalog"] = _catalog_json(request.entitlements_catalog or [])
         values |= _stored_prices(request)
         if request.active is not None:
             values["active"] = int(request.active)
@@ -99,7 +100,7 @@ class Catalogue(Core):
         request = models.ProductUpdate(active=active)
         return await self.update_product(product_id, request, "product.set_active")
 
-    async def delete_product(self, product_id: str) -> answers.Deleted:
+    async def delete_product(self, product_id: str) -> answers.ProductDeleted:
         """Only a product nothing was sold under: its licenses and invoices keep it otherwise."""
         at = now()
         async with self._write_lock, self._pool.transaction() as conn:
@@ -111,12 +112,11 @@ class Catalogue(Core):
                     f"product '{product['slug']}' has licenses, invoices or codes, so it was "
                     "not deleted; nothing was written. Set it inactive to stop selling it"
                 )
-            await store.delete_policies_of(conn, product_id)
+            policies = await store.delete_policies_of(conn, product_id)
             await store.delete_row(conn, "products", product_id)
-            await self._audit(
-                conn, "product.delete", f"product:{product_id}", {"slug": product["slug"]}, at
-            )
-        return answers.Deleted(deleted=product["slug"])
+            detail = {"slug": product["slug"], "cascaded_policies": policies}
+            await self._audit(conn, "product.delete", f"product:{product_id}", detail, at)
+        return answers.ProductDeleted(deleted=product["slug"], cascaded_policies=policies)
 
     # ----- policies -----
 
@@ -245,7 +245,7 @@ class Catalogue(Core):
         )
         return answers.ArchivedSet(archived=archived)
 
-    async def delete_policy(self, policy_id: str) -> answers.Deleted:
+    async def delete_policy(self, policy_id: str) -> answers.PolicyDeleted:
         """Only a policy nothing was issued or sold under; archive it otherwise."""
         at = now()
         async with self._write_lock, self._pool.transaction() as conn:
@@ -261,7 +261,7 @@ class Catalogue(Core):
             await self._audit(
                 conn, "policy.delete", f"policy:{policy_id}", {"slug": policy["slug"]}, at
             )
-        return answers.Deleted(deleted=policy["slug"])
+        return answers.PolicyDeleted(deleted=policy["slug"])
 
 
 def _given(request: models.Request, names: tuple[str, ...]) -> dict[str, Any]:

@@ -327,27 +327,33 @@ class Codes(Core):
         )
 
     async def redeem(self, request: models.RedeemRequest) -> answers.Redeemed:
-        """Keysat answers every refusal of a redemption with 400, an unknown code included."""
-        try:
-            return await self._redeem(request)
-        except NotFound as e:
-            raise BadRequest(f"there is no {e.message}") from None
-
-    async def _redeem(self, request: models.RedeemRequest) -> answers.Redeemed:
+        """Keysat: an unknown product or tier is 404; every refusal of the code 400, an
+        unknown code included. The license is issued under the tier named, else the one
+        the code is limited to, else the product's default."""
         async with self._write_lock:
             at = now()
             async with self._pool.transaction() as conn:
-                product, _ = await product_and_policy(conn, request.product, None)
+                product, chosen = await product_and_policy(
+                    conn, request.product, request.policy_slug
+                )
                 code = await store_sales.code_by_text(conn, request.code)
                 if code is None:
-                    raise NotFound(f"discount code '{request.code}'")
+                    raise BadRequest(f"there is no discount code '{request.code}'")
                 if code["kind"] != "free_license":
                     raise BadRequest(
                         f"code '{code['code']}' is a {code['kind']} discount for purchases, "
                         "not a free-license code; use it with POST /v1/purchase"
                     )
                 policy_id = scoped_policy_id(code)
-                policy = await policy_of(conn, product, policy_id)
+                if request.policy_slug is not None and chosen is not None:
+                    if not chosen["is_public"]:  # as Keysat: only a tier buyers are shown
+                        raise BadRequest(
+                            f"policy '{request.policy_slug}' is not offered to buyers; "
+                            "no license was issued"
+                        )
+                    policy, policy_id = chosen, chosen["id"]
+                else:
+                    policy = await policy_of(conn, product, policy_id)
                 problem = unusable(code, product, policy_id, at)
                 if problem is not None:
                     raise BadRequest(problem.message)

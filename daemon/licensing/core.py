@@ -119,6 +119,12 @@ class Core:
         self._write_lock = asyncio.Lock()
         self.public_key_pem = issuer.public_pem()
 
+    def _use_issuer(self, issuer: keys.IssuerKey, issuer_id: int) -> None:
+        """Sign and verify with `issuer` from now on (an imported key, no license yet)."""
+        self._issuer, self._issuer_id = issuer, issuer_id
+        self._verified.rekey(issuer.public)
+        self.public_key_pem = issuer.public_pem()
+
     def close(self) -> None:
         self._reader.close()
 

@@ -14,6 +14,7 @@ from typing import Literal, get_args
 
 import msgspec
 
+from daemon.licensing.answers import Product
 from daemon.licensing.integrations import EventType
 
 # Keysat's `source` of `license.issued`: its admin route (and here an action or the console
@@ -97,6 +98,27 @@ class SelfHealed(Payload, kw_only=True):
     daemon_version: str | None
 
 
+class ProductCreated(Payload, kw_only=True):
+    """`product.created`: Keysat's `{product}`, the product as the admin API answers it."""
+
+    product: Product
+
+
+class CodeRedeemed(Payload, kw_only=True):
+    """`code.redeemed`: a discount code used by a purchase it made free or by a redemption
+    (Keysmith settles only those), Keysat's fields: the whole price was the discount."""
+
+    redemption_id: str
+    code_id: str
+    code: str
+    license_id: str
+    product_id: str
+    invoice_id: str
+    discount_applied_sats: int
+    base_price_sats: int
+    final_price_sats: int
+
+
 PAYLOAD_OF: dict[str, type[Payload]] = {
     "license.issued": LicenseIssued,
     "license.revoked": LicenseStopped,
@@ -105,6 +127,8 @@ PAYLOAD_OF: dict[str, type[Payload]] = {
     "machine.activated": MachineActivated,
     "machine.deactivated": MachineDeactivated,
     "migration.self_healed": SelfHealed,
+    "product.created": ProductCreated,
+    "code.redeemed": CodeRedeemed,
 }
 assert set(PAYLOAD_OF) == set(get_args(EventType)), "every event type has its payload"
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from daemon.licensing.answers import Answer
-from daemon.licensing.models import NO_NUL, LongText, Request, Uuid
+from daemon.licensing.models import NO_NUL, LongText, PageSize, Request, Uuid, clamped
 
 # ----- requests -----
 
@@ -24,6 +24,8 @@ EventType = Literal[
     "machine.activated",
     "machine.deactivated",
     "migration.self_healed",
+    "product.created",
+    "code.redeemed",
 ]
 # Keysat's wildcard: an endpoint subscribed to `*` hears every event (its default).
 EVERY_EVENT = "*"
@@ -70,7 +72,10 @@ class DeliveryQuery(Request, kw_only=True):
     endpoint_id: Uuid | None = None
     status: DeliveryFilter = "all"
     # Keysat's default and greatest page.
-    limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
+    limit: PageSize = 100
+
+    def __post_init__(self) -> None:
+        self.limit = clamped(self.limit, 500)
 
 
 # ----- answers -----

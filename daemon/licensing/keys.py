@@ -30,7 +30,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -108,6 +108,17 @@ class IssuerKey:
         if len(raw) != 32:
             raise ValueError(f"an Ed25519 private key is 32 bytes, got {len(raw)}")
         return cls(Ed25519PrivateKey.from_private_bytes(raw))
+
+    @classmethod
+    def from_pem(cls, pem: str) -> IssuerKey:
+        """A PKCS#8 PEM Ed25519 private key (Keysat's import form), or ValueError saying why."""
+        try:
+            private = serialization.load_pem_private_key(pem.encode("utf-8"), password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+            raise ValueError(f"could not read an unencrypted PEM private key: {e}") from None
+        if not isinstance(private, Ed25519PrivateKey):
+            raise ValueError(f"the key is {type(private).__name__}, not an Ed25519 private key")
+        return cls(private)
 
     def private_bytes(self) -> bytes:
         return self._private.private_bytes(

@@ -269,9 +269,16 @@ class Licenses(Core):
 
     async def list_machines(self, query: models.MachineQuery) -> list[answers.Machine]:
         async with self._pool.connection() as conn:
+            product_id = query.product_id and str(uuid.UUID(query.product_id))
+            if product_id is None and query.product_slug is not None:
+                product = await store.product_by_slug(conn, query.product_slug)
+                if product is None:
+                    raise NotFound(f"product '{query.product_slug}'")
+                product_id = product["id"]
             found = await store_machines.list_machines(
                 conn,
                 license_id=query.license_id and str(uuid.UUID(query.license_id)),
+                product_id=product_id,
                 include_inactive=query.include_inactive,
                 limit=query.limit,
             )

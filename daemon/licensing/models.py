@@ -53,6 +53,10 @@ SATS_CURRENCIES = ("SAT", "BTC")
 # Unix seconds, or an ISO 8601 time with its timezone (`inputs.timestamp` reads both).
 When = Annotated[int, msgspec.Meta(ge=1, le=inputs.MAX_UNIX)] | str
 SlugList = Annotated[list[Slug], msgspec.Meta(max_length=255)]
+# A list's page size: Keysat clamps it into 1..the route's greatest page instead of refusing.
+PageSize = Annotated[
+    int, msgspec.Meta(ge=-(2**62), le=2**62, description="clamped to 1..the route's maximum")
+]
 DiscountKind = Literal["percent", "fixed_sats", "free_license", "set_price"]
 LicenseStatus = Literal["active", "revoked", "suspended"]
 
@@ -100,6 +104,8 @@ class DeactivateRequest(Request, kw_only=True):
 class RedeemRequest(Request, kw_only=True):
     product: Slug
     code: CodeText
+    # Keysat: the tier the license is issued under (404 when the product has no such tier).
+    policy_slug: Slug | None = None
     buyer_email: Email | None = None
     buyer_note: LongText | None = None
 
@@ -115,7 +121,14 @@ class PurchaseRequest(Request, kw_only=True):
 
 class RecoverRequest(Request, kw_only=True):
     invoice_id: Uuid
-    buyer_email: Email
+    # Keysat's name; `buyer_email` is Keysmith's older one, still taken.
+    email: Email | None = None
+    buyer_email: Email | None = None
+
+    def __post_init__(self) -> None:
+        if (self.email is None) == (self.buyer_email is None):
+            raise ValueError("'email' is required: the email the purchase was made with")
+        self.email = self.email or self.buyer_email
 
 
 # ----- admin: catalogue -----
@@ -143,8 +156,11 @@ class ProductUpdate(Request, kw_only=True):
     name: Text | None = None
     description: LongText | None = None
     price_sats: Sats | None = None
-    metadata: dict[str, Any] | None = None
-    entitlements_catalog: Annotated[list[CatalogEntry], msgspec.Meta(max_length=64)] | None = None
+    # Keysat: null clears the catalog (and the metadata) as [] ({}) does, absent: unchanged.
+    metadata: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
+    entitlements_catalog: (
+        Annotated[list[CatalogEntry], msgspec.Meta(max_length=64)] | msgspec.UnsetType | None
+    ) = msgspec.UNSET
     active: bool | None = None
     price_currency: Currency | None = None
     price_value: Sats | None = None
@@ -213,6 +229,12 @@ class PolicyUpdate(PolicyTerms, kw_only=True):
     active: bool | None = None
 
 
+class OperatorNameSet(Request, kw_only=True):
+    """Keysat's operator-name edit: an empty name clears it."""
+
+    name: Annotated[str, msgspec.Meta(max_length=200, pattern=NO_NUL)]
+
+
 # ----- admin: licenses -----
 
 
@@ -233,6 +255,14 @@ class LicenseIssue(Request, kw_only=True):
         self.expires_at = _when("expires_at", self.expires_at)
 
 
+class TierChange(Request, kw_only=True):
+    """Keysat's admin change-tier: the target policy of the license's product."""
+
+    to_policy_slug: Slug
+    skip_payment: bool = False
+    reason: LongText | None = None
+
+
 class ReasonRequest(Request, kw_only=True):
     """Revoke, suspend and machine deactivation: an optional reason, stored and audited."""
 
@@ -246,8 +276,11 @@ class LicenseQuery(Request, kw_only=True):
     buyer_email: Annotated[str, msgspec.Meta(min_length=1, max_length=254)] | None = None
     invoice_id: Uuid | None = None
     # With no filter at all, Keysat's search answers the 100 most recent licenses.
-    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    limit: PageSize = 100
     offset: Annotated[int, msgspec.Meta(ge=0, le=10**9)] = 0
+
+    def __post_init__(self) -> None:
+        self.limit = clamped(self.limit, 1000)
 
 
 # ----- admin: discount codes -----
@@ -288,6 +321,7 @@ class CodeCreate(CodeTerms, kw_only=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.code = self.code.upper()  # Keysat stores codes upper-cased; buyers type any case
         if (self.discount_currency or "SAT").upper() != "SAT":
             raise ValueError(
                 f"'discount_currency' {self.discount_currency!r} is not accepted: Keysmith "
@@ -321,8 +355,14 @@ class CodePreview(Request, kw_only=True):
 
 class MachineQuery(Request, kw_only=True):
     license_id: Uuid | None = None
+    # Keysat's product filters; product_id wins when both are given.
+    product_id: Uuid | None = None
+    product_slug: Slug | None = None
     include_inactive: bool = False
-    limit: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 500
+    limit: PageSize = 500
+
+    def __post_init__(self) -> None:
+        self.limit = clamped(self.limit, 5000)
 
 
 class AuditQuery(Request, kw_only=True):
@@ -331,8 +371,11 @@ class AuditQuery(Request, kw_only=True):
     # (`api_key:<id>`).
     actor: Annotated[str, msgspec.Meta(min_length=1, max_length=80)] | None = None
     subject: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
-    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    limit: PageSize = 100
     before_id: Annotated[int, msgspec.Meta(ge=1, le=2**62)] | None = None
+
+    def __post_init__(self) -> None:
+        self.limit = clamped(self.limit, 1000)
 
 
 class PolicyQuery(Request, kw_only=True):
@@ -364,6 +407,10 @@ class CodeQuery(Request, kw_only=True):
     include_inactive: bool = False
 
 
+def clamped(limit: int, most: int) -> int:
+    return min(max(limit, 1), most)
+
+
 def _sats_price(sats: int | None, currency: str | None, value: int | None) -> int:
     """The product's price in sats from Keysat's two forms, refusing what they cannot mean."""
     if (currency is None) != (value is None):
@@ -391,14 +438,14 @@ def _sats_price(sats: int | None, currency: str | None, value: int | None) -> in
 
 
 def _check_json(name: str, value: object) -> None:
-    if value is not None:
+    if value is not None and value is not msgspec.UNSET:
         problem = inputs.json_bounds_problem(value)
         if problem is not None:
             raise ValueError(f"'{name}' {problem}")
 
 
-def _check_catalog(entries: list[CatalogEntry] | None) -> None:
-    if entries is not None and len({e.slug for e in entries}) != len(entries):
+def _check_catalog(entries: list[CatalogEntry] | msgspec.UnsetType | None) -> None:
+    if isinstance(entries, list) and len({e.slug for e in entries}) != len(entries):
         raise ValueError("'entitlements_catalog' defines the same entitlement slug twice")
 
 

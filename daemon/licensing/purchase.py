@@ -15,7 +15,7 @@ from typing import Any
 
 from aiosqlite import Connection
 
-from daemon.licensing import answers, models, store_sales
+from daemon.licensing import answers, events, models, outbox, rows, store, store_sales
 from daemon.licensing.codes import (
     policy_of,
     price_after,
@@ -92,6 +92,7 @@ class Purchases(Core):
     ) -> dict[str, Any]:
         """License, settled 0-sat invoice and (with a code) its redemption, one transaction."""
         invoice_id = str(uuid.uuid4())
+        price = (policy or product)["price_sats"]
         license_row = await self._insert_license(  # type: ignore[attr-defined]  # Licenses'
             conn, product, policy, terms, at, source="purchase", invoice_id=invoice_id
         )
@@ -105,7 +106,7 @@ class Purchases(Core):
                 "buyer_note": buyer_note,
                 "now": at,
                 "policy_id": None if policy is None else policy["id"],
-                "discount_sats": (policy or product)["price_sats"],
+                "discount_sats": price,
             },
         )
         redemption_id = None
@@ -122,6 +123,18 @@ class Purchases(Core):
                     "now": at,
                 },
             )
+            redeemed = events.CodeRedeemed(
+                redemption_id=redemption_id,
+                code_id=code["id"],
+                code=code["code"],
+                license_id=license_row["id"],
+                product_id=product["id"],
+                invoice_id=invoice_id,
+                discount_applied_sats=price,
+                base_price_sats=price,
+                final_price_sats=0,
+            )
+            await outbox.emit(conn, "code.redeemed", redeemed, at)
         detail = {"invoice_id": invoice_id, "code_id": None if code is None else code["id"]}
         await record(conn, "public", action, f"license:{license_row['id']}", detail, at)
         return {
@@ -147,19 +160,26 @@ class Purchases(Core):
 
     async def recover(self, request: models.RecoverRequest) -> answers.Recovered:
         invoice_id = str(uuid.UUID(request.invoice_id))
+        given = request.email or ""
         async with self._pool.connection() as conn:
             row = await store_sales.invoice_by_id(conn, invoice_id)
-        email = None if row is None else row["buyer_email"]
-        if (
-            row is None
-            or row["license_key"] is None
-            or email is None
-            or email.casefold() != request.buyer_email.casefold()
-        ):
-            raise NotFound(NOT_RECOVERABLE)
+            email = None if row is None else row["buyer_email"]
+            if (
+                row is None
+                or row["license_key"] is None
+                or email is None
+                or email.casefold() != given.casefold()
+            ):
+                raise NotFound(NOT_RECOVERABLE)
+            license_row = await store.license_by_id(conn, row["license_id"])
+        license = rows.license_(license_row)
         return answers.Recovered(
             invoice_id=invoice_id,
-            license_id=row["license_id"],
-            license_key=row["license_key"],
-            product_slug=row["product_slug"],
+            license_id=license.id,
+            license_key=license.license_key,
+            product_id=license.product_id,
+            product_slug=license.product_slug,
+            issued_at=license.issued_at,
+            expires_at=license.expires_at,
+            entitlements=license.entitlements,
         )

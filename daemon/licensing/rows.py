@@ -104,6 +104,7 @@ def license_(row: Row) -> answers.License:
         product_slug=row["product_slug"],
         policy_id=row["policy_id"],
         policy_slug=row["policy_slug"],
+        policy_name=row["policy_name"],
         invoice_id=row["invoice_id"],
         license_key=row["license_key"],
         status=row["status"],
@@ -166,17 +167,26 @@ def redemption(row: Row) -> answers.Redemption:
 
 
 def machine(row: Row) -> answers.Machine:
+    first_seen, last_seen = iso_time(row["first_seen_at"]), iso_time(row["last_seen_at"])
     return answers.Machine(
         id=row["id"],
         license_id=row["license_id"],
         fingerprint_hash=row["fingerprint"],
         hostname=row["hostname"],
         platform=row["platform"],
-        first_seen_at=iso_time(row["first_seen_at"]),
-        last_seen_at=iso_time(row["last_seen_at"]),
+        first_seen_at=first_seen,
+        last_seen_at=last_seen,
         active=row["deactivated_at"] is None,
         deactivated_at=iso_time(row["deactivated_at"]),
         deactivate_reason=row["deactivate_reason"],
+        activated_at=first_seen,
+        last_heartbeat_at=last_seen,
+        deactivation_reason=row["deactivate_reason"],
+        product_id=row["product_id"],
+        product_slug=row["product_slug"],
+        product_name=row["product_name"],
+        buyer_email=row["buyer_email"],
+        license_status=row["license_status"],
     )
 
 

@@ -4,7 +4,9 @@ StartOS actions. The API calls this; this never calls the API.
 Each use case lives in its own module: `validation` (validate and seats), `catalogue`
 (products and policies), `licenses` (issue, search, status, machines, audit), `codes`
 (discount codes and redemption), `purchase` (free purchases and recovery), `access`
-(scoped API keys), `outbox` (webhook endpoints, the outbox, the delivery log); `core` holds
+(scoped API keys), `outbox` (webhook endpoints, the outbox, the delivery log), `operator`
+(the operator's name, the database's figures, an imported issuer key), `tiers` (a
+license moved to another tier); `core` holds
 what they share (pool, keys, write lock, the audit helper). Requests are `models`, answers
 are `answers`.
 """
@@ -24,8 +26,10 @@ from daemon.licensing.catalogue import Catalogue
 from daemon.licensing.codes import DISCOUNT_KINDS, Codes
 from daemon.licensing.core import AdminActor, Limits, now, record
 from daemon.licensing.licenses import Licenses
+from daemon.licensing.operator import Operator
 from daemon.licensing.outbox import Outbox
 from daemon.licensing.purchase import NO_PAYMENT_PROVIDER, Purchases
+from daemon.licensing.tiers import Tiers
 from daemon.licensing.validation import Validation
 from daemon.storage import StorageHealth
 
@@ -47,7 +51,9 @@ REASONS = (
 )
 
 
-class Licensing(Validation, Catalogue, Licenses, Codes, Purchases, ApiKeys, Outbox):
+class Licensing(
+    Validation, Catalogue, Licenses, Codes, Purchases, ApiKeys, Outbox, Operator, Tiers
+):
     @classmethod
     async def open(
         cls,

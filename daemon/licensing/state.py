@@ -95,6 +95,12 @@ class VerifiedKeys:
     def __len__(self) -> int:
         return len(self._outcomes)
 
+    def rekey(self, public: Ed25519PublicKey) -> None:
+        """Verify with another issuer key from now on; what the old one verified is forgotten."""
+        self._public = public
+        self._outcomes.clear()
+        self._bytes = 0
+
     def stats(self) -> KeyCacheStats:
         return KeyCacheStats(len(self._outcomes), self._bytes, self._hits, self._misses)
 

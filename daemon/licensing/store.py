@@ -24,6 +24,16 @@ async def active_issuer_key(conn: Connection) -> Row | None:
         return await cursor.fetchone()
 
 
+async def retire_issuer_key(conn: Connection, now: int) -> None:
+    await conn.execute("UPDATE issuer_keys SET active = 0, retired_at = ? WHERE active = 1", (now,))
+
+
+async def any_license(conn: Connection) -> bool:
+    async with conn.execute("SELECT EXISTS (SELECT 1 FROM licenses)") as cursor:
+        row = await cursor.fetchone()
+    return bool(row[0])
+
+
 async def insert_issuer_key(conn: Connection, private: bytes, public: bytes, now: int) -> int:
     cursor = await conn.execute(
         "INSERT INTO issuer_keys (private_key, public_key, created_at, active) VALUES (?, ?, ?, 1)",
@@ -36,6 +46,10 @@ async def get_setting(conn: Connection, key: str) -> str | None:
     async with conn.execute("SELECT value FROM settings WHERE key = ?", (key,)) as cursor:
         row = await cursor.fetchone()
     return None if row is None else row[0]
+
+
+async def delete_setting(conn: Connection, key: str) -> None:
+    await conn.execute("DELETE FROM settings WHERE key = ?", (key,))
 
 
 async def put_setting(conn: Connection, key: str, value: str, now: int) -> None:
@@ -248,6 +262,7 @@ SEATS = (
 GRACE = "COALESCE(l.grace_seconds, pol.grace_seconds, 0)"
 LICENSE_COLUMNS = (
     "l.id, l.product_id, p.slug AS product_slug, l.policy_id, pol.slug AS policy_slug, "
+    "pol.name AS policy_name, "
     "l.license_key, l.status, l.issued_at, l.expires_at, l.fingerprint_hash, l.note, "
     "l.revoked_at, l.revoke_reason, l.suspended_at, l.suspend_reason, l.is_trial, "
     f"l.entitlements, l.buyer_email, {GRACE} AS grace_seconds, {SEATS} AS max_machines, "
@@ -403,8 +418,9 @@ async def product_in_use(conn: Connection, product_id: str) -> bool:
     return bool(row and row[0])
 
 
-async def delete_policies_of(conn: Connection, product_id: str) -> None:
-    await conn.execute("DELETE FROM policies WHERE product_id = ?", (product_id,))
+async def delete_policies_of(conn: Connection, product_id: str) -> int:
+    cursor = await conn.execute("DELETE FROM policies WHERE product_id = ?", (product_id,))
+    return cursor.rowcount
 
 
 async def policy_in_use(conn: Connection, policy_id: str) -> bool:

@@ -15,6 +15,16 @@ MACHINE_COLUMNS = (
     "id, license_id, fingerprint, hostname, platform, first_seen_at, last_seen_at, "
     "deactivated_at, deactivate_reason"
 )
+# What the admin answers add, as Keysat's list does: the license's product, buyer and status.
+LISTED_COLUMNS = (
+    "m.id, m.license_id, m.fingerprint, m.hostname, m.platform, m.first_seen_at, "
+    "m.last_seen_at, m.deactivated_at, m.deactivate_reason, l.product_id, "
+    "p.slug AS product_slug, p.name AS product_name, l.buyer_email, l.status AS license_status"
+)
+LISTED_FROM = (
+    "FROM machines AS m JOIN licenses AS l ON l.id = m.license_id "
+    "JOIN products AS p ON p.id = l.product_id"
+)
 
 
 # Counted on the index machines_license_state_idx (0012) alone, never reading the table
@@ -53,7 +63,7 @@ async def machine_by_fingerprint(conn: Connection, license_id: str, fingerprint:
 
 async def machine_by_id(conn: Connection, machine_id: str) -> Row | None:
     return await fetch_one(
-        conn, f"SELECT {MACHINE_COLUMNS} FROM machines WHERE id = ?", (machine_id,)
+        conn, f"SELECT {LISTED_COLUMNS} {LISTED_FROM} WHERE m.id = ?", (machine_id,)
     )
 
 
@@ -91,13 +101,18 @@ async def deactivate_machine(conn: Connection, machine_id: str, reason: str, now
 
 
 async def list_machines(
-    conn: Connection, *, license_id: str | None, include_inactive: bool, limit: int
+    conn: Connection,
+    *,
+    license_id: str | None,
+    product_id: str | None,
+    include_inactive: bool,
+    limit: int,
 ) -> list[Row]:
-    where, params = where_clause(("license_id = ?", license_id))
+    where, params = where_clause(("m.license_id = ?", license_id), ("l.product_id = ?", product_id))
     if not include_inactive:
-        where += (" AND" if where else "WHERE") + " deactivated_at IS NULL"
+        where += (" AND" if where else "WHERE") + " m.deactivated_at IS NULL"
     return await fetch_all(
         conn,
-        f"SELECT {MACHINE_COLUMNS} FROM machines {where} ORDER BY last_seen_at DESC, id LIMIT ?",
+        f"SELECT {LISTED_COLUMNS} {LISTED_FROM} {where} ORDER BY m.last_seen_at DESC, m.id LIMIT ?",
         (*params, limit),
     )
