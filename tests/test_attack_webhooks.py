@@ -53,10 +53,12 @@ def _create(daemon: DaemonProc, url: str) -> tuple[int, dict]:
 
 def _first_attempt(daemon: DaemonProc, endpoint_id: str, headers: dict | None = None) -> dict:
     path = f"/v1/admin/webhook-deliveries?endpoint_id={endpoint_id}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while True:
         found = must(daemon.request("GET", path, headers=headers or daemon.admin_headers()), 200)
-        if found["deliveries"] and found["deliveries"][0]["log"]:
+        # Counted, not just logged: on a loaded machine an attempt can outlive its lease, and
+        # such an attempt is logged but decides nothing (its last_error stays unset).
+        if found["deliveries"] and found["deliveries"][0]["attempt_count"]:
             return found["deliveries"][0]
         assert time.monotonic() < deadline, found
         time.sleep(0.1)
