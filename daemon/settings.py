@@ -83,8 +83,9 @@ DEFAULT_WRITE_RATE_LIMIT_PER_MINUTE = 30
 # possibilities, half of them tried on average) in 500,000 / 14,400 a day = 34.7 days.
 DEFAULT_CODE_CHECKS_PER_MINUTE = 10
 DEFAULT_WRONG_CODES_PER_MINUTE = 10
-# A free or high-value code (free_license, or at least HIGH_VALUE_PERCENT off) is called weak
-# to the seller when a guesser at the WRONG_CODES rate would find it within this many days.
+# A free or high-value code (one that takes at least half off: licensing.codes.valuable) is
+# called weak to the seller when a guesser at the WRONG_CODES rate would find it within this
+# many days.
 DEFAULT_WEAK_CODE_DAYS = 365
 # "Unlimited seats" (max_machines 0) still stops at this many active machines per license, so
 # a leaked key cannot fill the disk with activations; 0 turns the ceiling off.

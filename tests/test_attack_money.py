@@ -169,6 +169,27 @@ def test_the_seller_is_told_a_free_code_is_guessable_and_offered_a_strong_one(tm
         assert [c["code"] for c in listed if "weak" in c] == ["ZZ9999"]
 
 
+def test_a_code_that_is_free_or_half_off_in_effect_is_called_weak_too(tmp_path):
+    """A set price of 0, or a fixed amount off of at least half the product's price, gives
+    away what a free-license code does: the seller is warned of those as well."""
+    with DaemonProc(tmp_path, env=DEFAULTS) as proc:
+        slug = _product(proc, 50_000)
+        cases = {
+            "SP0000": ("set_price", 0, True),
+            "SP0001": ("set_price", 20_000, True),
+            "SP0002": ("set_price", 30_000, False),
+            "FX0000": ("fixed_sats", 25_000, True),
+            "FX0001": ("fixed_sats", 60_000, True),
+            "FX0002": ("fixed_sats", 1_000, False),
+        }
+        for code, (kind, amount, _) in cases.items():
+            body = {"code": code, "kind": kind, "amount": amount, "product_slug": slug}
+            must(admin(proc, "POST", "/v1/admin/discount-codes", body), 200)
+        listed = must(admin(proc, "GET", "/v1/admin/discount-codes"), 200)["codes"]
+        weak = sorted(c["code"] for c in listed if "weak" in c)
+        assert weak == sorted(code for code, (*_, flagged) in cases.items() if flagged)
+
+
 # ----- 2. a policy without an override follows its product's price -----
 
 

@@ -57,11 +57,26 @@ def guess_space(text: str) -> int:
     return space
 
 
-def weakness(kind: str, amount: int, text: str, wrong_per_minute: int, days: int) -> str | None:
+def valuable(code: Row, product_price: int | None) -> bool:
+    """Whether a code gives a license free or at least half off (HIGH_VALUE_BPS). A fixed
+    amount off or a set price is judged against its product's price; a set price of 0 is a
+    free license whatever the product costs."""
+    kind, amount = code["kind"], code["amount"]
+    if kind == "free_license" or (kind == "set_price" and amount == 0):
+        return True
+    if kind == "percent":
+        return amount >= HIGH_VALUE_BPS
+    if not product_price:
+        return False
+    off = product_price - price_after(code, product_price)
+    return off * FULL_PERCENT_BPS >= product_price * HIGH_VALUE_BPS
+
+
+def weakness(code: Row, product_price: int | None, wrong_per_minute: int, days: int) -> str | None:
     """Why a free or high-value code could be guessed within `days`, or None."""
-    valuable = kind == "free_license" or (kind == "percent" and amount >= HIGH_VALUE_BPS)
-    if days == 0 or not valuable:
+    if days == 0 or not valuable(code, product_price):
         return None
+    text = code["code"]
     advice = f"Use a long random code, e.g. {strong_code()}"
     if wrong_per_minute == 0:
         return (
@@ -189,7 +204,7 @@ class Codes(Core):
         """The code as answered, with the seller's warning when it is guessable."""
         code = rows.code(row)
         weak = weakness(
-            code.kind, code.amount, code.code, self._wrong_codes_per_minute, self._weak_code_days
+            row, row["product_price_sats"], self._wrong_codes_per_minute, self._weak_code_days
         )
         if weak is None:
             return code

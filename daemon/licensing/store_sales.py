@@ -16,7 +16,8 @@ from daemon.licensing.store import Row, fetch_all, fetch_one, where_clause
 # A percent code's amount is read in basis points: its terms row (0016), else the whole
 # percent of discount_codes.amount. A code without terms has no label and its one policy.
 CODE_COLUMNS = (
-    "c.id, c.code, c.product_id, p.slug AS product_slug, c.policy_id, pol.slug AS policy_slug, "
+    "c.id, c.code, c.product_id, p.slug AS product_slug, p.price_sats AS product_price_sats, "
+    "c.policy_id, pol.slug AS policy_slug, "
     "c.kind, CASE WHEN c.kind = 'percent' THEN coalesce(t.percent_bps, c.amount * 100) "
     "ELSE c.amount END AS amount, c.max_redemptions, c.expires_at, c.disabled, c.note, "
     "c.created_at, t.referrer_label, coalesce(t.policy_ids, '[]') AS policy_ids, "
