@@ -43,6 +43,41 @@ def test_run_applies_then_finds_nothing_to_do(project):
     assert json.loads(again.stdout)["applied"] == []
 
 
+# Modules a no-op `migrate run` must not load: its budget is opening the database and hashing
+# the files (bench/bench_migrate.py holds it to 1.25x a bare stdlib loop doing just that).
+NOT_FOR_A_NOOP_RUN = {
+    "typing",
+    "dataclasses",
+    "logging",
+    "json",
+    "difflib",
+    "aiohttp",
+    "cryptography",
+    "prometheus_client",
+    "daemon.api",
+    "daemon.licensing",
+    "daemon.settings",
+    "daemon.migrate.apply",
+    "daemon.migrate.sqltext",
+}
+
+
+def test_a_noop_run_loads_only_what_it_needs(project):
+    folder, db = project
+    # PYTHONPROFILEIMPORTTIME is `-X importtime`: every module loaded is listed on stderr.
+    args = ("run", "--db", str(db), "--migrations", str(folder))
+    assert cli(*args).returncode == 0
+    noop = cli(*args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert noop.returncode == 0 and "nothing to do" in noop.stdout, noop.stderr[-2000:]
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in noop.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "daemon.migrate.runner" in imported  # the listing is real
+    assert not imported & NOT_FOR_A_NOOP_RUN, sorted(imported & NOT_FOR_A_NOOP_RUN)
+
+
 def test_defaults_come_from_the_environment(project):
     folder, db = project
     env = {"KEYSMITH_DB_PATH": str(db), "KEYSMITH_MIGRATIONS_DIR": str(folder)}

@@ -21,13 +21,17 @@ from pathlib import Path
 
 from daemon.migrate import ledger
 from daemon.migrate.backup import BackupInfo, restore_backup
-from daemon.migrate.errors import FailedWhile, MigrationFailed
+from daemon.migrate.errors import MigrationFailed
 from daemon.migrate.lock import UsersLock
 from daemon.migrate.plan import Action, Finding, Plan
 from daemon.migrate.private import create_private
 from daemon.migrate.runner import is_locked
 from daemon.migrate.source import Migration
 from daemon.migrate.sqltext import normalized_sha384, statements
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from daemon.migrate.errors import FailedWhile
 
 log = logging.getLogger("keysmith.migrate")
 BOM = "\ufeff"

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections import namedtuple
 from enum import StrEnum
-from typing import Literal
+
+TYPE_CHECKING = False  # typing stays unimported: a no-op run must not pay for it
+if TYPE_CHECKING:
+    from typing import Literal
 
 
 class Remedy(StrEnum):
@@ -292,7 +295,8 @@ class Interrupted(MigrateError):
 
 # Where a migration failed: in its own statements, or in recording it as applied afterwards
 # (which matters only for a `-- no-transaction` one, whose statements were then all committed).
-FailedWhile = Literal["executing", "recording"]
+if TYPE_CHECKING:
+    FailedWhile = Literal["executing", "recording"]
 
 
 class MigrationFailed(MigrateError):

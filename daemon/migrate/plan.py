@@ -186,22 +186,18 @@ def make_plan(
         if finding.action is Action.APPLY and target is not None and version > target:
             continue
         findings.append(finding)
-    unrecorded = [
-        m
-        for m in source
-        if m.version in ledger.rows
-        and m.version not in ledger.provenance
-        and ledger.rows[m.version].checksum == m.checksum
-    ]
-    uncarried = [
-        m
-        for m in source
-        if m.version in ledger.rows
-        and ledger.rows[m.version].checksum == m.checksum
-        and ledger.carried.get(m.version) != m.checksum
-        and m.version not in ledger.accepted
-        and has_down_file(m)
-    ]
+    # Only versions applied from today's very file can have their texts kept: one pass (a
+    # no-op run on a thousand migrations pays for every lookup here).
+    unrecorded, uncarried = [], []
+    rows, provenance, carried, accepted = ledger
+    for m in source:
+        row = rows.get(m.version)
+        if row is None or row.checksum != m.checksum:
+            continue
+        if m.version not in provenance:
+            unrecorded.append(m)
+        if carried.get(m.version) != m.checksum and m.version not in accepted and has_down_file(m):
+            uncarried.append(m)
     return Plan(findings, ledger.schema_version, unrecorded, uncarried)
 
 
