@@ -167,6 +167,8 @@ install: | check-deps check-init
 	start-cli package install -s "$$S9PK"
 
 publish: | all
+	@python3 scripts/publish_urls.py --check || \
+		(echo "Error: the package's public addresses are placeholders; set them in startos/publish.json." && exit 1)
 	@command -v s3cmd >/dev/null || \
 		(echo "Error: s3cmd not found. It must be installed to publish using s3." && exit 1); \
 	printf "\n🚀 Publishing ...\n"; \

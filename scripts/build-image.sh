@@ -48,6 +48,9 @@ fi
 # shellcheck source=scripts/oci-env.sh
 source "$here/oci-env.sh"
 "$here/base-image.sh"
+echo "build-image: WARNING: built on a locally made stand-in for debian:bookworm-slim" \
+  "(scripts/base-image.sh), which trusts this machine's CA certificates: fine for tests, not" \
+  "for a release. Build a release where a Docker engine runs (docker buildx) or with start-cli." >&2
 previous="$(podman image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)"
 buildah bud --quiet --isolation chroot --pull=never --network host --layers --format docker \
   -t "$tag" "$context" >/dev/null
