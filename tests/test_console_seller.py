@@ -374,3 +374,32 @@ def test_a_product_is_edited_deactivated_and_deleted_when_unused(shop, cookie):
     assert status == 303 and headers["Location"] == "/admin/products?done=product-deleted"
     products = must(admin(shop, "GET", "/v1/admin/products"), 200)["products"]
     assert slug not in {p["slug"] for p in products}
+
+
+@pytest.mark.parametrize(
+    ("path", "form", "field", "said"),
+    [
+        ("/admin/codes", {"kind": "percent", "amount": "10", "max_redemptions": "0"},
+         "max_redemptions", "'Redemptions allowed' must be"),
+        ("/admin/policies", {"slug": "p", "name": "P", "price_sats": "-1"},
+         "price_sats", "'Price (sats)' must be"),
+        ("/admin/policies", {"slug": "p", "name": "P", "duration_days": "-3"},
+         "duration_days", "Must be a whole number of days"),
+        ("/admin/policies", {"slug": "p", "name": "P", "grace_days": "99999999"},
+         "grace_days", "Must be a whole number of days"),
+    ],
+)  # fmt: skip
+def test_a_renamed_fields_error_uses_the_forms_label_and_units(
+    shop, cookie, path, form, field, said
+):
+    # Found: max_redemptions 0 said "'max_uses' must be ...", a negative price
+    # "'price_sats_override' must be ...": names the seller never saw on the form.
+    made = {"code": unique("CODE").upper()} if path == "/admin/codes" else {}
+    form = {**made, "product_slug": make_product(shop), **form}
+    before = db_dump(shop)
+    status, _, body = post(shop, path, cookie, form, path)
+    assert status == 400
+    message = error_of(body, field) or ""
+    assert message.startswith(said), message
+    assert not re.search(r"max_uses|price_sats_override|_seconds", message), message
+    assert db_dump(shop) == before

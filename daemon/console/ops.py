@@ -620,12 +620,13 @@ async def audit(service: Licensing, query: Mapping[str, str]) -> list[dict[str, 
     return plain(await service.audit_entries(request))
 
 
-# Form fields named differently from the API's (the form says days, percent and price).
+# Form fields named differently from the API's (the form says days, percent and price), with
+# the label the form shows. Days are checked in days before the API sees seconds (`_days`).
 _FORM_NAME = {
-    "max_uses": "max_redemptions",
-    "price_sats_override": "price_sats",
-    "duration_seconds": "duration_days",
-    "grace_seconds": "grace_days",
+    "max_uses": ("max_redemptions", "Redemptions allowed"),
+    "price_sats_override": ("price_sats", "Price (sats)"),
+    "duration_seconds": ("duration_days", "Term (days)"),
+    "grace_seconds": ("grace_days", "Grace (days)"),
 }
 
 
@@ -654,7 +655,7 @@ def _model(
                 if not errors:
                     raise Refused(None, e.message) from None
                 break  # about the form as a whole: the fields' messages come first
-            errors.setdefault(field, e.message)
+            errors.setdefault(field, _in_form_words(e.message))
             stand_in = next(tried.setdefault(named[1], iter(_STAND_INS)), None)
             if stand_in is None:
                 break
@@ -671,8 +672,16 @@ def _named_field(message: str, fields: tuple[str, ...]) -> str | None:
     named = _NAMED_FIELD.match(message)
     if named is None:
         return None
-    name = _FORM_NAME.get(named[1], named[1])
+    name = _FORM_NAME.get(named[1], (named[1],))[0]
     return name if name in fields else None
+
+
+def _in_form_words(message: str) -> str:
+    """The API's message about a renamed field, naming it by the form's label instead."""
+    named = _NAMED_FIELD.match(message)
+    if named is None or named[1] not in _FORM_NAME:
+        return message
+    return f"'{_FORM_NAME[named[1]][1]}'{message[named.end() :]}"
 
 
 def _json_object(form: Mapping[str, str], errors: dict[str, str]) -> dict[str, Any] | None:
