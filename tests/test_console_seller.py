@@ -403,3 +403,29 @@ def test_a_renamed_fields_error_uses_the_forms_label_and_units(
     assert message.startswith(said), message
     assert not re.search(r"max_uses|price_sats_override|_seconds", message), message
     assert db_dump(shop) == before
+
+
+def test_deactivating_a_machine_asks_first_naming_it(shop, cookie):
+    # Found: one click on Deactivate on the machines or license page deactivated at once.
+    issued = issue(shop, make_product(shop))
+    machine = {"key": issued["license_key"], "fingerprint": unique("fp"), "hostname": "studio"}
+    must(shop.request("POST", "/v1/machines/activate", machine), 200)
+    page = f"/admin/licenses/{issued['license_id']}"
+    _, _, body = fetch(shop, "GET", page, cookie)
+    found = re.search(r'href="(/admin/machines/([0-9a-f-]+)/deactivate)"', body)
+    assert found is not None, "no link to the confirmation"
+    before = db_dump(shop)
+    status, _, confirm = fetch(shop, "GET", found[1], cookie)
+    assert status == 200 and db_dump(shop) == before
+    assert f"machine studio of license {issued['license_id']}" in confirm
+    status, headers, _ = post(shop, found[1], cookie, {}, page)
+    assert status == 303 and headers["Location"] == f"{page}?done=deactivate"
+    machines = must(
+        admin(
+            shop,
+            "GET",
+            f"/v1/admin/machines?license_id={issued['license_id']}&include_inactive=true",
+        ),
+        200,
+    )
+    assert [m["active"] for m in machines["machines"]] == [False]

@@ -438,6 +438,14 @@ async def machines(service: Licensing, query: Mapping[str, str]) -> list[dict[st
     return listed[:MACHINE_PAGE]
 
 
+async def machine(service: Licensing, machine_id: str) -> dict[str, Any] | None:
+    """The machine among the newest listed (the API has no lookup by id), or None."""
+    listed = await service.list_machines(
+        models.MachineQuery(include_inactive=True, limit=MAX_MACHINES)
+    )
+    return next((m for m in plain(listed) if m["id"] == machine_id), None)
+
+
 async def deactivate_machine(service: Licensing, machine_id: str, form: Mapping[str, str]) -> str:
     """Deactivate one machine; returns the license it belonged to."""
     reason = _model(models.ReasonRequest, _body(form), ("reason",)).reason

@@ -306,6 +306,14 @@ async def machines(
     )
 
 
+async def _machine_name(service: Licensing, machine_id: str) -> str:
+    found = await ops.machine(service, machine_id)
+    if found is None:  # older than the newest listed: the deactivation itself says if it exists
+        return f"machine {machine_id}"
+    host = found["hostname"] or "with no hostname"
+    return f"machine {host} of license {found['license_id']}"
+
+
 async def deactivate_machine(
     request: web.Request, session: auth.Session, form: dict[str, str]
 ) -> web.StreamResponse:
@@ -465,6 +473,9 @@ SELLER_ROUTES: tuple[tuple[str, str, Page], ...] = (
         )
     ),
     ("GET", "/machines", machines),
+    ("GET", "/machines/{id}/deactivate", confirm_page(
+        Irreversible("Deactivate", "it no longer validates on that machine and frees its seat; "
+                     "the buyer can activate it again.", "/machines", _machine_name))),
     ("POST", "/machines/{id}/deactivate", deactivate_machine),
     ("GET", "/revenue", revenue),
     ("GET", "/codes", codes),
