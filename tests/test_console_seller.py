@@ -11,8 +11,10 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 
+from daemon.licensing import models
 from tests.daemon_proc import DaemonProc
 from tests.test_api_support import admin, db_dump, issue, make_product, must, unique
 from tests.test_console_security import OPENER, PASSWORD, csrf_of, fetch, session_cookie
@@ -429,3 +431,31 @@ def test_deactivating_a_machine_asks_first_naming_it(shop, cookie):
         200,
     )
     assert [m["active"] for m in machines["machines"]] == [False]
+
+
+# The form's name for an API field where they differ (the form says days and redemptions).
+FORM_NAMES = {"grace_seconds": "grace_days", "duration_seconds": "duration_days"}
+
+
+def form_fields(shop, cookie, page: str) -> set[str]:
+    _, _, body = fetch(shop, "GET", page, cookie)
+    return set(re.findall(r'<(?:input|select|textarea)[^>]* name="([a-z_]+)"', body))
+
+
+def test_the_issue_form_offers_every_field_the_api_takes(shop, cookie):
+    # Found: a trial license could be issued by the API (`is_trial`) but not from the console.
+    wanted = {FORM_NAMES.get(f.name, f.name) for f in msgspec.structs.fields(models.LicenseIssue)}
+    assert wanted <= form_fields(shop, cookie, "/admin/licenses")
+
+    email = f"{unique('trial')}@example.com"
+    form = {"product_slug": make_product(shop), "buyer_email": email, "is_trial": "yes"}
+    status, _, body = post(shop, "/admin/licenses", cookie, form, "/admin/licenses")
+    assert status == 303, body[:2000]
+    (issued,) = must(admin(shop, "GET", f"/v1/admin/licenses?q={email}"), 200)["licenses"]
+    assert issued["is_trial"] is True
+
+    before = db_dump(shop)
+    form = {**form, "buyer_email": f"x{email}", "is_trial": "maybe"}
+    status, _, body = post(shop, "/admin/licenses", cookie, form, "/admin/licenses")
+    assert status == 400 and db_dump(shop) == before
+    assert error_of(body, "is_trial") == "Must be yes, no or empty (the policy's); got 'maybe'."

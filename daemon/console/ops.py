@@ -347,7 +347,10 @@ LICENSE_FIELDS = (
     "max_machines",
     "grace_days",
     "entitlements",
+    "is_trial",
 )
+# The license form's trial choice: empty follows the policy.
+TRIAL_CHOICES = {"yes": True, "no": False}
 
 
 def _license_query(query: Mapping[str, str], limit: int) -> models.LicenseQuery:
@@ -387,6 +390,11 @@ async def issue_license(service: Licensing, form: Mapping[str, str]) -> dict[str
         body["entitlements"] = listed
     if grace is not None:
         body["grace_seconds"] = grace
+    trial = body.pop("is_trial", None)
+    if trial in TRIAL_CHOICES:
+        body["is_trial"] = TRIAL_CHOICES[trial]
+    elif trial is not None:
+        errors["is_trial"] = f"Must be yes, no or empty (the policy's); got '{trial[:40]}'."
     request = _model(models.LicenseIssue, body, LICENSE_FIELDS, errors)
     return plain(await _service(service.issue_license(request), LICENSE_FIELDS))
 
