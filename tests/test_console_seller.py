@@ -459,3 +459,32 @@ def test_the_issue_form_offers_every_field_the_api_takes(shop, cookie):
     status, _, body = post(shop, "/admin/licenses", cookie, form, "/admin/licenses")
     assert status == 400 and db_dump(shop) == before
     assert error_of(body, "is_trial") == "Must be yes, no or empty (the policy's); got 'maybe'."
+
+
+def test_a_product_is_priced_in_a_currency_from_the_console(shop, cookie):
+    # Found: the API takes Keysat's price_currency / price_value; the console had no field.
+    create = {f.name for f in msgspec.structs.fields(models.ProductCreate)}
+    assert create <= form_fields(shop, cookie, "/admin/products")
+    slug = unique("priced")
+    form = {"slug": slug, "name": "Priced", "price_sats": "20000", "price_currency": "usd",
+            "price_value": "1299"}  # fmt: skip
+    status, _, body = post(shop, "/admin/products", cookie, form, "/admin/products")
+    assert status == 303, body[:2000]
+    (made,) = [p for p in must(admin(shop, "GET", "/v1/admin/products"), 200)["products"]
+               if p["slug"] == slug]  # fmt: skip
+    assert (made["price_sats"], made["price_currency"], made["price_value"]) == (20000, "USD", 1299)
+    _, _, listed = fetch(shop, "GET", "/admin/products", cookie)
+    assert "(shown as 1299 USD, smallest unit)" in listed
+
+    # The slug is fixed, `active` has its own buttons: the edit form offers the rest.
+    page = f"/admin/products/{made['id']}"
+    update = {f.name for f in msgspec.structs.fields(models.ProductUpdate)} - {"active"}
+    assert update <= form_fields(shop, cookie, page)
+    _, _, edit = fetch(shop, "GET", page, cookie)
+    assert (value_of(edit, "price_currency"), value_of(edit, "price_value")) == ("USD", "1299")
+    form = {"name": "Priced", "price_sats": "21000", "price_currency": "EUR", "price_value": "1199"}
+    status, _, body = post(shop, page, cookie, form, page)
+    assert status == 303, body[:2000]
+    (made,) = [p for p in must(admin(shop, "GET", "/v1/admin/products"), 200)["products"]
+               if p["slug"] == slug]  # fmt: skip
+    assert (made["price_sats"], made["price_currency"], made["price_value"]) == (21000, "EUR", 1199)

@@ -207,7 +207,16 @@ def revenue_by_product(db_path: Path) -> list[Sales]:
 
 # ----- products and policies -----
 
-PRODUCT_FIELDS = ("slug", "name", "description", "price_sats", "entitlements_catalog", "metadata")
+PRODUCT_FIELDS = (
+    "slug",
+    "name",
+    "description",
+    "price_sats",
+    "price_currency",
+    "price_value",
+    "entitlements_catalog",
+    "metadata",
+)
 
 
 async def products(service: Licensing) -> list[dict[str, Any]]:
@@ -223,7 +232,9 @@ async def product(service: Licensing, product_id: str) -> dict[str, Any]:
 
 
 def _product_body(form: Mapping[str, str], errors: dict[str, str]) -> dict[str, Any]:
-    body = _body(form, numbers=("price_sats",))
+    body = _body(form, numbers=("price_sats", "price_value"))
+    if "price_currency" in body:  # Keysat's codes are upper case; `usd` means the same
+        body["price_currency"] = body["price_currency"].strip().upper()
     body["entitlements_catalog"] = _catalog_lines(body.pop("entitlements_catalog", ""))
     body["metadata"] = _json_object(form, errors)
     return body
