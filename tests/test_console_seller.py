@@ -488,3 +488,21 @@ def test_a_product_is_priced_in_a_currency_from_the_console(shop, cookie):
     (made,) = [p for p in must(admin(shop, "GET", "/v1/admin/products"), 200)["products"]
                if p["slug"] == slug]  # fmt: skip
     assert (made["price_sats"], made["price_currency"], made["price_value"]) == (21000, "EUR", 1199)
+
+
+def test_the_machines_page_filters_by_product_and_refuses_an_unknown_state(shop, cookie):
+    # Found: `state=gone` listed every machine as if no state were asked.
+    hosts = {}
+    for name in ("mine", "theirs"):
+        product = make_product(shop)
+        issued = issue(shop, product)
+        machine = {"key": issued["license_key"], "fingerprint": unique("fp"), "hostname": name}
+        must(shop.request("POST", "/v1/machines/activate", machine), 200)
+        hosts[name] = issued["license_id"]
+    (mine,) = must(admin(shop, "GET", f"/v1/admin/licenses?q={hosts['mine']}"), 200)["licenses"]
+    _, _, body = fetch(shop, "GET", f"/admin/machines?product={mine['product_id']}", cookie)
+    assert hosts["mine"][:8] in body and hosts["theirs"][:8] not in body
+
+    _, _, body = fetch(shop, "GET", "/admin/machines?state=gone", cookie)
+    assert "There is no machine state 'gone': choose active, deactivated" in html.unescape(body)
+    assert hosts["mine"][:8] not in body and "No machine matches." in body

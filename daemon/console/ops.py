@@ -30,7 +30,6 @@ from daemon.storage import Degraded, fault_of
 LICENSE_PAGE = 100
 MACHINE_PAGE = 200
 MAX_MACHINES = 5000
-MAX_LICENSES = 1000
 AUDIT_PAGE = 100
 DELIVERY_PAGE = 50
 _INTEGER = re.compile(r"^-?[0-9]{1,20}$")
@@ -375,14 +374,6 @@ def _license_query(query: Mapping[str, str], limit: int) -> models.LicenseQuery:
         raise Refused(_named_field(e.message, ("status", "q", "offset")), e.message) from None
 
 
-async def licenses(
-    service: Licensing, query: Mapping[str, str], limit: int = LICENSE_PAGE
-) -> list[dict[str, Any]]:
-    """One page of the licenses the query string selects."""
-    request = _license_query(query, limit)
-    return plain(await _service(service.list_licenses(request), ("status", "q")))
-
-
 async def licenses_page(
     service: Licensing, query: Mapping[str, str]
 ) -> tuple[list[dict[str, Any]], int]:
@@ -439,21 +430,28 @@ async def unsuspend(service: Licensing, license_id: str, form: Mapping[str, str]
     await _service(service.unsuspend(_id(license_id, "The license")))
 
 
+MACHINE_STATES = ("active", "deactivated")
+
+
 async def machines(service: Licensing, query: Mapping[str, str]) -> list[dict[str, Any]]:
     """The newest machines of every license, filtered by the query's product (an id) and
-    state (active or deactivated)."""
-    state = query.get("state")
-    listed = plain(
-        await service.list_machines(
-            models.MachineQuery(include_inactive=state != "active", limit=MAX_MACHINES)
+    state (active or deactivated; empty: both)."""
+    state = query.get("state", "")
+    if state not in ("", *MACHINE_STATES):
+        raise Refused(
+            None,
+            f"There is no machine state '{state[:40]}': choose active, deactivated, or "
+            "neither for both. Nothing was changed.",
         )
-    )
+    fields = {"product_id": query["product"]} if query.get("product") else {}
+    fields |= {"include_inactive": str(state != "active").lower(), "limit": str(MAX_MACHINES)}
+    try:
+        request = wire.parse(models.MachineQuery, fields, from_text=True)
+    except BadRequest as e:
+        raise Refused(None, e.message) from None
+    listed = plain(await service.list_machines(request))
     if state == "deactivated":
         listed = [m for m in listed if not m["active"]]
-    if query.get("product"):
-        sold = await licenses(service, {"product": query["product"]}, limit=MAX_LICENSES)
-        ids = {license["id"] for license in sold}
-        listed = [m for m in listed if m["license_id"] in ids]
     return listed[:MACHINE_PAGE]
 
 
