@@ -272,7 +272,9 @@ def test_seller_console_after_a_healed_upgrade(tmp_path, browser_context, screen
         submit(page, "#licenses a")
         assert page.inner_text("#license-status") == "active"
         assert "Deactivate" in page.inner_text("#machines")
-        submit(page, "#machines button")
+        submit(page, "#machines a.button")
+        assert "studio-laptop" in page.inner_text("#confirm")  # asked first
+        submit(page, "#confirm-button")
         assert "Machine deactivated" in page.inner_text("main")
         license_url = page.url.split("?")[0]
         page.fill("#f-reason", "chargeback")

@@ -11,8 +11,10 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 
+from daemon.licensing import models
 from tests.daemon_proc import DaemonProc
 from tests.test_api_support import admin, db_dump, issue, make_product, must, unique
 from tests.test_console_security import OPENER, PASSWORD, csrf_of, fetch, session_cookie
@@ -374,3 +376,133 @@ def test_a_product_is_edited_deactivated_and_deleted_when_unused(shop, cookie):
     assert status == 303 and headers["Location"] == "/admin/products?done=product-deleted"
     products = must(admin(shop, "GET", "/v1/admin/products"), 200)["products"]
     assert slug not in {p["slug"] for p in products}
+
+
+@pytest.mark.parametrize(
+    ("path", "form", "field", "said"),
+    [
+        ("/admin/codes", {"kind": "percent", "amount": "10", "max_redemptions": "0"},
+         "max_redemptions", "'Redemptions allowed' must be"),
+        ("/admin/policies", {"slug": "p", "name": "P", "price_sats": "-1"},
+         "price_sats", "'Price (sats)' must be"),
+        ("/admin/policies", {"slug": "p", "name": "P", "duration_days": "-3"},
+         "duration_days", "Must be a whole number of days"),
+        ("/admin/policies", {"slug": "p", "name": "P", "grace_days": "99999999"},
+         "grace_days", "Must be a whole number of days"),
+    ],
+)  # fmt: skip
+def test_a_renamed_fields_error_uses_the_forms_label_and_units(
+    shop, cookie, path, form, field, said
+):
+    # Found: max_redemptions 0 said "'max_uses' must be ...", a negative price
+    # "'price_sats_override' must be ...": names the seller never saw on the form.
+    made = {"code": unique("CODE").upper()} if path == "/admin/codes" else {}
+    form = {**made, "product_slug": make_product(shop), **form}
+    before = db_dump(shop)
+    status, _, body = post(shop, path, cookie, form, path)
+    assert status == 400
+    message = error_of(body, field) or ""
+    assert message.startswith(said), message
+    assert not re.search(r"max_uses|price_sats_override|_seconds", message), message
+    assert db_dump(shop) == before
+
+
+def test_deactivating_a_machine_asks_first_naming_it(shop, cookie):
+    # Found: one click on Deactivate on the machines or license page deactivated at once.
+    issued = issue(shop, make_product(shop))
+    machine = {"key": issued["license_key"], "fingerprint": unique("fp"), "hostname": "studio"}
+    must(shop.request("POST", "/v1/machines/activate", machine), 200)
+    page = f"/admin/licenses/{issued['license_id']}"
+    _, _, body = fetch(shop, "GET", page, cookie)
+    found = re.search(r'href="(/admin/machines/([0-9a-f-]+)/deactivate)"', body)
+    assert found is not None, "no link to the confirmation"
+    before = db_dump(shop)
+    status, _, confirm = fetch(shop, "GET", found[1], cookie)
+    assert status == 200 and db_dump(shop) == before
+    assert f"machine studio of license {issued['license_id']}" in confirm
+    status, headers, _ = post(shop, found[1], cookie, {}, page)
+    assert status == 303 and headers["Location"] == f"{page}?done=deactivate"
+    machines = must(
+        admin(
+            shop,
+            "GET",
+            f"/v1/admin/machines?license_id={issued['license_id']}&include_inactive=true",
+        ),
+        200,
+    )
+    assert [m["active"] for m in machines["machines"]] == [False]
+
+
+# The form's name for an API field where they differ (the form says days and redemptions).
+FORM_NAMES = {"grace_seconds": "grace_days", "duration_seconds": "duration_days"}
+
+
+def form_fields(shop, cookie, page: str) -> set[str]:
+    _, _, body = fetch(shop, "GET", page, cookie)
+    return set(re.findall(r'<(?:input|select|textarea)[^>]* name="([a-z_]+)"', body))
+
+
+def test_the_issue_form_offers_every_field_the_api_takes(shop, cookie):
+    # Found: a trial license could be issued by the API (`is_trial`) but not from the console.
+    wanted = {FORM_NAMES.get(f.name, f.name) for f in msgspec.structs.fields(models.LicenseIssue)}
+    assert wanted <= form_fields(shop, cookie, "/admin/licenses")
+
+    email = f"{unique('trial')}@example.com"
+    form = {"product_slug": make_product(shop), "buyer_email": email, "is_trial": "yes"}
+    status, _, body = post(shop, "/admin/licenses", cookie, form, "/admin/licenses")
+    assert status == 303, body[:2000]
+    (issued,) = must(admin(shop, "GET", f"/v1/admin/licenses?q={email}"), 200)["licenses"]
+    assert issued["is_trial"] is True
+
+    before = db_dump(shop)
+    form = {**form, "buyer_email": f"x{email}", "is_trial": "maybe"}
+    status, _, body = post(shop, "/admin/licenses", cookie, form, "/admin/licenses")
+    assert status == 400 and db_dump(shop) == before
+    assert error_of(body, "is_trial") == "Must be yes, no or empty (the policy's); got 'maybe'."
+
+
+def test_a_product_is_priced_in_a_currency_from_the_console(shop, cookie):
+    # Found: the API takes Keysat's price_currency / price_value; the console had no field.
+    create = {f.name for f in msgspec.structs.fields(models.ProductCreate)}
+    assert create <= form_fields(shop, cookie, "/admin/products")
+    slug = unique("priced")
+    form = {"slug": slug, "name": "Priced", "price_sats": "20000", "price_currency": "usd",
+            "price_value": "1299"}  # fmt: skip
+    status, _, body = post(shop, "/admin/products", cookie, form, "/admin/products")
+    assert status == 303, body[:2000]
+    (made,) = [p for p in must(admin(shop, "GET", "/v1/admin/products"), 200)["products"]
+               if p["slug"] == slug]  # fmt: skip
+    assert (made["price_sats"], made["price_currency"], made["price_value"]) == (20000, "USD", 1299)
+    _, _, listed = fetch(shop, "GET", "/admin/products", cookie)
+    assert "(shown as 1299 USD, smallest unit)" in listed
+
+    # The slug is fixed, `active` has its own buttons: the edit form offers the rest.
+    page = f"/admin/products/{made['id']}"
+    update = {f.name for f in msgspec.structs.fields(models.ProductUpdate)} - {"active"}
+    assert update <= form_fields(shop, cookie, page)
+    _, _, edit = fetch(shop, "GET", page, cookie)
+    assert (value_of(edit, "price_currency"), value_of(edit, "price_value")) == ("USD", "1299")
+    form = {"name": "Priced", "price_sats": "21000", "price_currency": "EUR", "price_value": "1199"}
+    status, _, body = post(shop, page, cookie, form, page)
+    assert status == 303, body[:2000]
+    (made,) = [p for p in must(admin(shop, "GET", "/v1/admin/products"), 200)["products"]
+               if p["slug"] == slug]  # fmt: skip
+    assert (made["price_sats"], made["price_currency"], made["price_value"]) == (21000, "EUR", 1199)
+
+
+def test_the_machines_page_filters_by_product_and_refuses_an_unknown_state(shop, cookie):
+    # Found: `state=gone` listed every machine as if no state were asked.
+    hosts = {}
+    for name in ("mine", "theirs"):
+        product = make_product(shop)
+        issued = issue(shop, product)
+        machine = {"key": issued["license_key"], "fingerprint": unique("fp"), "hostname": name}
+        must(shop.request("POST", "/v1/machines/activate", machine), 200)
+        hosts[name] = issued["license_id"]
+    (mine,) = must(admin(shop, "GET", f"/v1/admin/licenses?q={hosts['mine']}"), 200)["licenses"]
+    _, _, body = fetch(shop, "GET", f"/admin/machines?product={mine['product_id']}", cookie)
+    assert hosts["mine"][:8] in body and hosts["theirs"][:8] not in body
+
+    _, _, body = fetch(shop, "GET", "/admin/machines?state=gone", cookie)
+    assert "There is no machine state 'gone': choose active, deactivated" in html.unescape(body)
+    assert hosts["mine"][:8] not in body and "No machine matches." in body

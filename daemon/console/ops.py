@@ -30,7 +30,6 @@ from daemon.storage import Degraded, fault_of
 LICENSE_PAGE = 100
 MACHINE_PAGE = 200
 MAX_MACHINES = 5000
-MAX_LICENSES = 1000
 AUDIT_PAGE = 100
 DELIVERY_PAGE = 50
 _INTEGER = re.compile(r"^-?[0-9]{1,20}$")
@@ -207,7 +206,16 @@ def revenue_by_product(db_path: Path) -> list[Sales]:
 
 # ----- products and policies -----
 
-PRODUCT_FIELDS = ("slug", "name", "description", "price_sats", "entitlements_catalog", "metadata")
+PRODUCT_FIELDS = (
+    "slug",
+    "name",
+    "description",
+    "price_sats",
+    "price_currency",
+    "price_value",
+    "entitlements_catalog",
+    "metadata",
+)
 
 
 async def products(service: Licensing) -> list[dict[str, Any]]:
@@ -223,7 +231,9 @@ async def product(service: Licensing, product_id: str) -> dict[str, Any]:
 
 
 def _product_body(form: Mapping[str, str], errors: dict[str, str]) -> dict[str, Any]:
-    body = _body(form, numbers=("price_sats",))
+    body = _body(form, numbers=("price_sats", "price_value"))
+    if "price_currency" in body:  # Keysat's codes are upper case; `usd` means the same
+        body["price_currency"] = body["price_currency"].strip().upper()
     body["entitlements_catalog"] = _catalog_lines(body.pop("entitlements_catalog", ""))
     body["metadata"] = _json_object(form, errors)
     return body
@@ -347,7 +357,10 @@ LICENSE_FIELDS = (
     "max_machines",
     "grace_days",
     "entitlements",
+    "is_trial",
 )
+# The license form's trial choice: empty follows the policy.
+TRIAL_CHOICES = {"yes": True, "no": False}
 
 
 def _license_query(query: Mapping[str, str], limit: int) -> models.LicenseQuery:
@@ -359,14 +372,6 @@ def _license_query(query: Mapping[str, str], limit: int) -> models.LicenseQuery:
         return wire.parse(models.LicenseQuery, {**fields, "limit": str(limit)}, from_text=True)
     except BadRequest as e:
         raise Refused(_named_field(e.message, ("status", "q", "offset")), e.message) from None
-
-
-async def licenses(
-    service: Licensing, query: Mapping[str, str], limit: int = LICENSE_PAGE
-) -> list[dict[str, Any]]:
-    """One page of the licenses the query string selects."""
-    request = _license_query(query, limit)
-    return plain(await _service(service.list_licenses(request), ("status", "q")))
 
 
 async def licenses_page(
@@ -387,6 +392,11 @@ async def issue_license(service: Licensing, form: Mapping[str, str]) -> dict[str
         body["entitlements"] = listed
     if grace is not None:
         body["grace_seconds"] = grace
+    trial = body.pop("is_trial", None)
+    if trial in TRIAL_CHOICES:
+        body["is_trial"] = TRIAL_CHOICES[trial]
+    elif trial is not None:
+        errors["is_trial"] = f"Must be yes, no or empty (the policy's); got '{trial[:40]}'."
     request = _model(models.LicenseIssue, body, LICENSE_FIELDS, errors)
     return plain(await _service(service.issue_license(request), LICENSE_FIELDS))
 
@@ -420,22 +430,37 @@ async def unsuspend(service: Licensing, license_id: str, form: Mapping[str, str]
     await _service(service.unsuspend(_id(license_id, "The license")))
 
 
+MACHINE_STATES = ("active", "deactivated")
+
+
 async def machines(service: Licensing, query: Mapping[str, str]) -> list[dict[str, Any]]:
     """The newest machines of every license, filtered by the query's product (an id) and
-    state (active or deactivated)."""
-    state = query.get("state")
-    listed = plain(
-        await service.list_machines(
-            models.MachineQuery(include_inactive=state != "active", limit=MAX_MACHINES)
+    state (active or deactivated; empty: both)."""
+    state = query.get("state", "")
+    if state not in ("", *MACHINE_STATES):
+        raise Refused(
+            None,
+            f"There is no machine state '{state[:40]}': choose active, deactivated, or "
+            "neither for both. Nothing was changed.",
         )
-    )
+    fields = {"product_id": query["product"]} if query.get("product") else {}
+    fields |= {"include_inactive": str(state != "active").lower(), "limit": str(MAX_MACHINES)}
+    try:
+        request = wire.parse(models.MachineQuery, fields, from_text=True)
+    except BadRequest as e:
+        raise Refused(None, e.message) from None
+    listed = plain(await service.list_machines(request))
     if state == "deactivated":
         listed = [m for m in listed if not m["active"]]
-    if query.get("product"):
-        sold = await licenses(service, {"product": query["product"]}, limit=MAX_LICENSES)
-        ids = {license["id"] for license in sold}
-        listed = [m for m in listed if m["license_id"] in ids]
     return listed[:MACHINE_PAGE]
+
+
+async def machine(service: Licensing, machine_id: str) -> dict[str, Any] | None:
+    """The machine among the newest listed (the API has no lookup by id), or None."""
+    listed = await service.list_machines(
+        models.MachineQuery(include_inactive=True, limit=MAX_MACHINES)
+    )
+    return next((m for m in plain(listed) if m["id"] == machine_id), None)
 
 
 async def deactivate_machine(service: Licensing, machine_id: str, form: Mapping[str, str]) -> str:
@@ -620,12 +645,13 @@ async def audit(service: Licensing, query: Mapping[str, str]) -> list[dict[str, 
     return plain(await service.audit_entries(request))
 
 
-# Form fields named differently from the API's (the form says days, percent and price).
+# Form fields named differently from the API's (the form says days, percent and price), with
+# the label the form shows. Days are checked in days before the API sees seconds (`_days`).
 _FORM_NAME = {
-    "max_uses": "max_redemptions",
-    "price_sats_override": "price_sats",
-    "duration_seconds": "duration_days",
-    "grace_seconds": "grace_days",
+    "max_uses": ("max_redemptions", "Redemptions allowed"),
+    "price_sats_override": ("price_sats", "Price (sats)"),
+    "duration_seconds": ("duration_days", "Term (days)"),
+    "grace_seconds": ("grace_days", "Grace (days)"),
 }
 
 
@@ -654,7 +680,7 @@ def _model(
                 if not errors:
                     raise Refused(None, e.message) from None
                 break  # about the form as a whole: the fields' messages come first
-            errors.setdefault(field, e.message)
+            errors.setdefault(field, _in_form_words(e.message))
             stand_in = next(tried.setdefault(named[1], iter(_STAND_INS)), None)
             if stand_in is None:
                 break
@@ -671,8 +697,16 @@ def _named_field(message: str, fields: tuple[str, ...]) -> str | None:
     named = _NAMED_FIELD.match(message)
     if named is None:
         return None
-    name = _FORM_NAME.get(named[1], named[1])
+    name = _FORM_NAME.get(named[1], (named[1],))[0]
     return name if name in fields else None
+
+
+def _in_form_words(message: str) -> str:
+    """The API's message about a renamed field, naming it by the form's label instead."""
+    named = _NAMED_FIELD.match(message)
+    if named is None or named[1] not in _FORM_NAME:
+        return message
+    return f"'{_FORM_NAME[named[1]][1]}'{message[named.end() :]}"
 
 
 def _json_object(form: Mapping[str, str], errors: dict[str, str]) -> dict[str, Any] | None:

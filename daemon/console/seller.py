@@ -29,6 +29,7 @@ from daemon.console.web import (
     row_button,
     see,
 )
+from daemon.licensing import models
 from daemon.licensing.codes import strong_code
 from daemon.licensing.service import Licensing
 
@@ -147,12 +148,21 @@ def _json_text(value: dict[str, Any]) -> str:
     return json.dumps(value, indent=1, sort_keys=True) if value else ""
 
 
+def _shown_price(found: dict[str, Any]) -> dict[str, str]:
+    """The price shown beside the sats one; none when the price is in sats alone (sending
+    SAT and an old value back with a new sats price would disagree)."""
+    if found["price_currency"] in models.SATS_CURRENCIES:
+        return {}
+    return {"price_currency": found["price_currency"], "price_value": str(found["price_value"])}
+
+
 def _product_values(found: dict[str, Any]) -> dict[str, str]:
     catalog = "\n".join(f"{e['slug']}: {e['name']}" for e in found["entitlements_catalog"])
     return {
         "name": found["name"],
         "description": found["description"],
         "price_sats": str(found["price_sats"]),
+        **_shown_price(found),
         "entitlements_catalog": catalog,
         "metadata": _json_text(found["metadata"]),
     }
@@ -304,6 +314,14 @@ async def machines(
         search_error=search_error,
         done=_done(request),
     )
+
+
+async def _machine_name(service: Licensing, machine_id: str) -> str:
+    found = await ops.machine(service, machine_id)
+    if found is None:  # older than the newest listed: the deactivation itself says if it exists
+        return f"machine {machine_id}"
+    host = found["hostname"] or "with no hostname"
+    return f"machine {host} of license {found['license_id']}"
 
 
 async def deactivate_machine(
@@ -465,6 +483,9 @@ SELLER_ROUTES: tuple[tuple[str, str, Page], ...] = (
         )
     ),
     ("GET", "/machines", machines),
+    ("GET", "/machines/{id}/deactivate", confirm_page(
+        Irreversible("Deactivate", "it no longer validates on that machine and frees its seat; "
+                     "the buyer can activate it again.", "/machines", _machine_name))),
     ("POST", "/machines/{id}/deactivate", deactivate_machine),
     ("GET", "/revenue", revenue),
     ("GET", "/codes", codes),
