@@ -10,7 +10,8 @@ legacy adapter appends `null` to actions without a form). With `--legacy`, an ac
 form and no INPUT reads stdin, where StartOS 0.3.5 writes the form's JSON.
 
 The actions run in their own process (a fresh container) with the data volume, so they read
-the settings from the same environment as the daemon and never talk to it over HTTP.
+the settings from the same environment (and settings file) as the daemon and never talk to it
+over HTTP.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import sys
 from typing import Any
 
-from daemon.actions import forms, ops_console, ops_downgrade, ops_migrate
+from daemon.actions import forms, ops_console, ops_downgrade, ops_migrate, ops_settings
 from daemon.actions.registry import Action, ActionError, InputError
 from daemon.settings import Settings, SettingsError
 
@@ -27,7 +28,13 @@ EXIT_OK, EXIT_ERROR = 0, 1
 
 ACTIONS: dict[str, Action] = {
     a.id: a
-    for a in (*ops_migrate.ACTIONS, *ops_downgrade.ACTIONS, *forms.ACTIONS, *ops_console.ACTIONS)
+    for a in (
+        *ops_migrate.ACTIONS,
+        *ops_downgrade.ACTIONS,
+        *forms.ACTIONS,
+        *ops_console.ACTIONS,
+        *ops_settings.ACTIONS,
+    )
 }
 
 
@@ -47,7 +54,9 @@ def action_main(name: str, raw_input: str | None, *, legacy: bool = False) -> in
         raw_input = "-"
     try:
         values = action.parse(_decode(action, raw_input))
-        settings = Settings.from_env()
+        settings, errors = Settings.lenient()
+        if errors and not action.repairs_settings:
+            raise errors[0]
         result = action.run(settings, values)
     except (ActionError, SettingsError) as error:
         print(str(error), file=sys.stderr)

@@ -126,6 +126,9 @@ class Action:
     allowed_statuses: Statuses = "any"
     group: str | None = None
     input: tuple[Field, ...] | None = None
+    # Runs even when the settings are malformed (with the defaults for the bad ones), because
+    # it is how the operator repairs the settings file.
+    repairs_settings: bool = False
 
     def catalogue(self) -> dict[str, Any]:
         return {
