@@ -222,18 +222,14 @@ class Settings:
         env = os.environ if environ is None else environ
         errors: list[SettingsError] = []
         values: dict[str, object] = {}
-        file_path, from_file = _read_file_leniently(env, errors)
+        from_file = _read_file_leniently(env, errors)
         for name, parse, key in _PARSERS:
-            raw, source = env.get(name, ""), None
-            if raw == "" and name in from_file:
-                raw, source = from_file[name], file_path
+            raw = env.get(name, "") or from_file.get(name, "")  # the environment wins
             if raw == "":
                 continue
             try:
                 values.update(dict(zip(key, parse(name, raw), strict=True)))
             except SettingsError as e:
-                if source is not None:
-                    e = SettingsError(name, raw, e.expected, source=source)
                 errors.append(e)
         return cls(**values), errors  # type: ignore[arg-type]
 
@@ -245,7 +241,7 @@ def sources(environ: Mapping[str, str] | None = None) -> dict[str, tuple[Source,
     """Where each variable of FILE_VARIABLES takes its value from, and that raw value
     ("" for a default)."""
     env = os.environ if environ is None else environ
-    _path, from_file = _read_file_leniently(env, [])
+    from_file = _read_file_leniently(env, [])
     found: dict[str, tuple[Source, str]] = {}
     for name in FILE_VARIABLES:
         if env.get(name, ""):
@@ -263,8 +259,9 @@ def settings_file_path(db_path: Path) -> Path:
 
 def read_settings_file(path: Path) -> dict[str, str]:
     """The file's NAME=value lines ('#' comments and blank lines skipped); a missing file is
-    empty. Raises SettingsError for a line that is not NAME=value, a name twice, or a name
-    the file may not hold. The values are checked by the same parsers as the environment's."""
+    empty. Raises SettingsError for a line that is not NAME=value, a name twice, a name the
+    file may not hold, or a value the environment's parser refuses: a file that is read is
+    whole and valid, so the action that rewrites it never keeps a bad line."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -293,13 +290,15 @@ def read_settings_file(path: Path) -> dict[str, str]:
             )
         if name in found:
             raise SettingsError(name, value.strip(), "one line per name", source=path)
+        try:
+            parse_variable(name, value.strip())
+        except SettingsError as error:
+            raise SettingsError(name, value.strip(), error.expected, source=path) from None
         found[name] = value.strip()
     return found
 
 
-def _read_file_leniently(
-    env: Mapping[str, str], errors: list[SettingsError]
-) -> tuple[Path, dict[str, str]]:
+def _read_file_leniently(env: Mapping[str, str], errors: list[SettingsError]) -> dict[str, str]:
     """The settings file beside the database the environment names (the file cannot move
     the database: its place depends on it). A broken file adds its error and counts as empty,
     so the daemon boots into safe mode with the defaults and names the file."""
@@ -310,10 +309,10 @@ def _read_file_leniently(
         db_path = None  # reported by the environment's own pass
     path = settings_file_path(db_path or DEFAULT_DB_PATH.resolve())
     try:
-        return path, read_settings_file(path)
+        return read_settings_file(path)
     except SettingsError as error:
         errors.append(error)
-        return path, {}
+        return {}
 
 
 def _parse_db_path(name: str, raw: str) -> tuple[Path]:
