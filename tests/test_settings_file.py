@@ -141,3 +141,30 @@ def test_the_form_refuses_a_bad_value_by_field_and_writes_nothing(tmp_path, form
         assert f"'{field}'" in error
     assert path.read_bytes() == before
     assert sorted(p.name for p in data.iterdir()) == ["settings.env"]  # no temporary left
+
+
+def _prefill(data: Path, name: str, **env: str) -> object:
+    done = action(data, "--prefill", name, **env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_form_is_prefilled_with_the_values_the_next_start_reads(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "settings.env").write_text(
+        "KEYSMITH_UNLIMITED_SEATS=3\nKEYSMITH_WEBHOOK_ALLOW_NETWORKS=10.0.3.1\n"
+    )
+    assert _prefill(data, "server-limits", KEYSMITH_RATE_LIMIT="60") == {
+        "unlimited_seats": 3,
+        "write_rate_limit": 30,
+        "rate_limit": 60,
+        "code_checks_per_minute": 10,
+        "wrong_codes_per_minute": 10,
+        "webhook_allow_networks": "10.0.3.1/32",
+    }
+    assert _prefill(data, "issue-license") is None
+    # The prefilled form, sent back as is, is accepted and keeps every value.
+    filled = _prefill(data, "server-limits")
+    result(action(data, "server-limits", json.dumps(filled)))
+    assert _prefill(data, "server-limits") == filled

@@ -5,9 +5,10 @@ catalogue printed here), the 0.3.5 manifest (`--legacy`) and a person at a shell
 Every outcome is either one JSON result on stdout and exit 0, or an operator message on stderr
 and exit 1: never a traceback.
 
-INPUT is JSON text; `-` reads it from stdin; absent or `null` means no input (StartOS 0.4's
-legacy adapter appends `null` to actions without a form). With `--legacy`, an action with a
-form and no INPUT reads stdin, where StartOS 0.3.5 writes the form's JSON.
+`--prefill NAME` prints the current values of the action's form (StartOS 0.4 fills the form
+with them). INPUT is JSON text; `-` reads it from stdin; absent or `null` means no input
+(StartOS 0.4's legacy adapter appends `null` to actions without a form). With `--legacy`, an
+action with a form and no INPUT reads stdin, where StartOS 0.3.5 writes the form's JSON.
 
 The actions run in their own process (a fresh container) with the data volume, so they read
 the settings from the same environment (and settings file) as the daemon and never talk to it
@@ -74,6 +75,18 @@ def action_main(name: str, raw_input: str | None, *, legacy: bool = False) -> in
     return EXIT_OK
 
 
+def prefill_main(name: str) -> int:
+    """Print the current values of the action's form as JSON (null: none), for StartOS 0.4 to
+    show the form filled in."""
+    action = ACTIONS.get(name)
+    if action is None:
+        print(f"unknown action {name!r}", file=sys.stderr)
+        return EXIT_ERROR
+    settings, _errors = Settings.lenient()
+    print(json.dumps(None if action.prefill is None else action.prefill(settings)))
+    return EXIT_OK
+
+
 def _decode(action: Action, raw_input: str | None) -> Any:
     if raw_input == "-":
         raw_input = sys.stdin.read()
@@ -88,4 +101,4 @@ def _decode(action: Action, raw_input: str | None) -> Any:
         ) from None
 
 
-__all__ = ["ACTIONS", "ActionError", "action_main", "catalogue_json"]
+__all__ = ["ACTIONS", "ActionError", "action_main", "catalogue_json", "prefill_main"]

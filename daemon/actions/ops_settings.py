@@ -82,6 +82,20 @@ def show_limits(_settings: Settings, _values: dict[str, Any]) -> Result:
     )
 
 
+def current_values(settings: Settings) -> dict[str, Any]:
+    """The form filled with the values the next start reads (StartOS 0.4 shows it so)."""
+    values: dict[str, Any] = {
+        "unlimited_seats": settings.unlimited_seats,
+        "write_rate_limit": settings.write_rate_limit_per_minute,
+        "rate_limit": settings.rate_limit_per_minute,
+        "code_checks_per_minute": settings.code_checks_per_minute,
+        "wrong_codes_per_minute": settings.wrong_codes_per_minute,
+    }
+    networks = ",".join(str(n) for n in settings.webhook_allow_networks)
+    values["webhook_allow_networks"] = networks or None
+    return values
+
+
 def _checked(field_id: str, value: Any) -> str:
     """The value as the file holds it; a value the daemon would refuse is an InputError."""
     raw = str(value).strip()
@@ -121,6 +135,7 @@ ACTIONS = (
         set_limits,
         group="Settings",
         repairs_settings=True,
+        prefill=current_values,
         input=(
             _count(
                 "unlimited_seats",
