@@ -40,8 +40,7 @@ def refuse_known(settings: Settings, errors: list[SettingsError], history: BootH
             Cause(
                 kind="settings",
                 message="; ".join(str(e) for e in errors) + ". The database was not opened.",
-                remedy=" ".join(f"Set {e.variable} to {e.expected}." for e in errors)
-                + " Then restart the service.",
+                remedy=" ".join(e.remedy for e in errors) + " Then restart the service.",
                 data_intact=True,
             ),
         )

@@ -22,13 +22,15 @@ def main(argv: list[str]) -> int:
 
         return health_main()
     if args.command == "action":
-        from daemon.actions import action_main, catalogue_json
+        from daemon.actions import action_main, catalogue_json, prefill_main
 
         if args.catalogue:
             print(catalogue_json(), end="")
             return 0
         if args.name is None:
             parser.error("action: give an action NAME, or --catalogue")
+        if args.prefill:
+            return prefill_main(args.name)
         return action_main(args.name, args.input, legacy=args.legacy)
     if args.command == "backup":
         from daemon.backup_snapshot import backup_main
@@ -76,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     action.add_argument(
         "--catalogue", action="store_true", help="print every action and its input form as JSON"
+    )
+    action.add_argument(
+        "--prefill", action="store_true", help="print the current values of NAME's form as JSON"
     )
     backup = command("backup", "a consistent snapshot of the live database, or its restore")
     backup.add_argument(

@@ -1,5 +1,12 @@
 """The daemon's configuration, read once from the environment and validated in one place.
 
+A second source sits under the environment: the settings file `settings.env` in the data
+folder, beside the database, which the action 'Server limits' writes (on StartOS the owner
+cannot set environment variables). It holds `NAME=value` lines of the variables in
+FILE_VARIABLES; a variable set (non-empty) in the environment wins over the file. An unknown
+name or a bad value in the file is a SettingsError naming the file and the variable, exactly
+as a bad environment variable is.
+
 Kept free of heavy imports: the StartOS health check reads it too, every 15 seconds.
 A malformed value is a known cause, not a crash: `Settings.lenient` returns usable defaults
 plus the list of problems, so the boot can enter safe mode and say which variable is wrong.
@@ -12,6 +19,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from daemon import defaults, schema
 
@@ -22,6 +30,7 @@ LOG_FORMATS = ("text", "json")
 # An admin key shorter than this is guessable; first boot generates a long one when unset.
 ADMIN_KEY_MIN_LENGTH = 16
 STATUS_FILE_NAME = "keysmith-status.json"
+SETTINGS_FILE_NAME = "settings.env"
 # How long a client may take to send a request head (from connecting, or from the previous
 # answer on a kept-alive connection) and then its body. A client slower than this holds a
 # connection and memory for nothing (slowloris); real clients send a few hundred bytes at once.
@@ -118,13 +127,32 @@ def default_migrations_dir() -> Path:
 class SettingsError(ValueError):
     """One environment variable holds a value the daemon cannot use."""
 
-    def __init__(self, variable: str, value: str, expected: str, *, secret: bool = False) -> None:
+    def __init__(
+        self,
+        variable: str,
+        value: str,
+        expected: str,
+        *,
+        secret: bool = False,
+        source: Path | None = None,
+    ) -> None:
         self.variable = variable
         # A secret's value is never kept: this message ends up in logs and the health check.
         self.value = f"<{len(value)} characters, hidden>" if secret else value
         self.expected = expected
+        self.source = source
         shown = self.value if secret else repr(value)
-        super().__init__(f"{variable}={shown} is not valid: expected {expected}")
+        where = "" if source is None else f" in the settings file {source}"
+        super().__init__(f"{variable}={shown}{where} is not valid: expected {expected}")
+
+    @property
+    def remedy(self) -> str:
+        if self.source is None:
+            return f"Set {self.variable} to {self.expected}."
+        return (
+            f"Correct or delete {self.variable} in the settings file {self.source} (expected "
+            f"{self.expected}); on StartOS, run the action 'Server limits', which rewrites it."
+        )
 
 
 @dataclass(frozen=True)
@@ -167,6 +195,10 @@ class Settings:
         return self.data_dir / STATUS_FILE_NAME
 
     @property
+    def settings_file(self) -> Path:
+        return settings_file_path(self.db_path)
+
+    @property
     def bind(self) -> str:
         host = f"[{self.bind_host}]" if ":" in self.bind_host else self.bind_host
         return f"{host}:{self.bind_port}"
@@ -191,8 +223,9 @@ class Settings:
         env = os.environ if environ is None else environ
         errors: list[SettingsError] = []
         values: dict[str, object] = {}
+        from_file = _read_file_leniently(env, errors)
         for name, parse, key in _PARSERS:
-            raw = env.get(name, "")
+            raw = env.get(name, "") or from_file.get(name, "")  # the environment wins
             if raw == "":
                 continue
             try:
@@ -200,6 +233,87 @@ class Settings:
             except SettingsError as e:
                 errors.append(e)
         return cls(**values), errors  # type: ignore[arg-type]
+
+
+Source = Literal["default", "file", "environment"]
+
+
+def sources(environ: Mapping[str, str] | None = None) -> dict[str, tuple[Source, str]]:
+    """Where each variable of FILE_VARIABLES takes its value from, and that raw value
+    ("" for a default)."""
+    env = os.environ if environ is None else environ
+    from_file = _read_file_leniently(env, [])
+    found: dict[str, tuple[Source, str]] = {}
+    for name in FILE_VARIABLES:
+        if env.get(name, ""):
+            found[name] = ("environment", env[name])
+        elif from_file.get(name, ""):
+            found[name] = ("file", from_file[name])
+        else:
+            found[name] = ("default", "")
+    return found
+
+
+def settings_file_path(db_path: Path) -> Path:
+    return db_path.parent / SETTINGS_FILE_NAME
+
+
+def read_settings_file(path: Path) -> dict[str, str]:
+    """The file's NAME=value lines ('#' comments and blank lines skipped); a missing file is
+    empty. Raises SettingsError for a line that is not NAME=value, a name twice, a name the
+    file may not hold, or a value the environment's parser refuses: a file that is read is
+    whole and valid, so the action that rewrites it never keeps a bad line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as error:
+        raise SettingsError(
+            SETTINGS_FILE_NAME, f"<unreadable: {error}>", "a readable UTF-8 text file", source=path
+        ) from None
+    found: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        name, sep, value = stripped.partition("=")
+        name = name.strip()
+        if not sep:
+            raise SettingsError(
+                f"line {number}", line, "NAME=value, e.g. KEYSMITH_RATE_LIMIT=600", source=path
+            )
+        if name not in FILE_VARIABLES:
+            raise SettingsError(
+                name,
+                value.strip(),
+                "a name the settings file may hold: " + ", ".join(FILE_VARIABLES),
+                source=path,
+            )
+        if name in found:
+            raise SettingsError(name, value.strip(), "one line per name", source=path)
+        try:
+            parse_variable(name, value.strip())
+        except SettingsError as error:
+            raise SettingsError(name, value.strip(), error.expected, source=path) from None
+        found[name] = value.strip()
+    return found
+
+
+def _read_file_leniently(env: Mapping[str, str], errors: list[SettingsError]) -> dict[str, str]:
+    """The settings file beside the database the environment names (the file cannot move
+    the database: its place depends on it). A broken file adds its error and counts as empty,
+    so the daemon boots into safe mode with the defaults and names the file."""
+    raw_db = env.get(defaults.DB_PATH_VARIABLE, "")
+    try:
+        db_path = _parse_db_path(defaults.DB_PATH_VARIABLE, raw_db)[0] if raw_db else None
+    except SettingsError:
+        db_path = None  # reported by the environment's own pass
+    path = settings_file_path(db_path or DEFAULT_DB_PATH.resolve())
+    try:
+        return read_settings_file(path)
+    except SettingsError as error:
+        errors.append(error)
+        return {}
 
 
 def _parse_db_path(name: str, raw: str) -> tuple[Path]:
@@ -379,3 +493,47 @@ _PARSERS = (
     ("KEYSMITH_TRUSTED_PROXIES", _parse_networks, ("trusted_proxies",)),
     (WEBHOOK_ALLOW_VARIABLE, _parse_networks, ("webhook_allow_networks",)),
 )
+
+# What the settings file may hold: the limits an operator tunes. Not the database's or the
+# migrations' place (the file's own place depends on them), not the bind address (StartOS
+# binds the port), and no secret (the admin key, the console password have their own ways).
+FILE_VARIABLES = (
+    "KEYSMITH_UNLIMITED_SEATS",
+    "KEYSMITH_WRITE_RATE_LIMIT",
+    "KEYSMITH_RATE_LIMIT",
+    "KEYSMITH_CODE_CHECKS_PER_MINUTE",
+    "KEYSMITH_WRONG_CODES_PER_MINUTE",
+    "KEYSMITH_WEAK_CODE_DAYS",
+    WEBHOOK_ALLOW_VARIABLE,
+    "KEYSMITH_TRUSTED_PROXIES",
+    "KEYSMITH_MACHINE_HISTORY",
+    "KEYSMITH_WEBHOOK_HISTORY",
+    "KEYSMITH_WEBHOOK_TIMEOUT",
+    "KEYSMITH_WEBHOOK_BACKOFF",
+    "KEYSMITH_WEBHOOK_MAX_ATTEMPTS",
+    "KEYSMITH_KEY_CACHE_SIZE",
+    "KEYSMITH_KEY_CACHE_BYTES",
+    "KEYSMITH_HEADER_TIMEOUT",
+    "KEYSMITH_BODY_TIMEOUT",
+    "KEYSMITH_LOG_FORMAT",
+)
+
+
+def parse_variable(name: str, raw: str) -> None:
+    """Check one value as the daemon would read it; raise its SettingsError."""
+    for known, parse, _key in _PARSERS:
+        if known == name:
+            parse(name, raw)
+            return
+    raise SettingsError(name, raw, "a variable Keysmith knows")
+
+
+def shown_value(settings: Settings, name: str) -> str:
+    """The value of variable NAME in SETTINGS, as an operator would write it."""
+    for known, _parse, keys in _PARSERS:
+        if known == name:
+            value = getattr(settings, keys[0])
+            if isinstance(value, tuple):
+                return ",".join(str(n) for n in value) or "(none)"
+            return f"{value:g}" if isinstance(value, float) else str(value)
+    raise KeyError(name)

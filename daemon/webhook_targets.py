@@ -29,7 +29,8 @@ NAT64 = ipaddress.ip_network("64:ff9b::/96")
 LOOPBACK_NAMES = ("localhost", "localhost.")
 REMEDY = (
     "webhooks go to public addresses only; to send to this network (a service on the same "
-    f"machine or LAN), the operator adds it to {WEBHOOK_ALLOW_VARIABLE}"
+    f"machine or LAN), the operator adds it to {WEBHOOK_ALLOW_VARIABLE} (on StartOS: the "
+    "action 'Server limits', field 'Webhook private networks', then a restart)"
 )
 
 

@@ -256,7 +256,7 @@ def test_unlimited_seats_stop_at_the_servers_ceiling_with_a_clear_error(tmp_path
             "too_many_machines",
             ceiling,
         )
-        assert f"caps at {ceiling} active machines (KEYSMITH_UNLIMITED_SEATS)" in refused["message"]
+        assert f"caps at {ceiling} active machines (KEYSMITH_UNLIMITED_SEATS" in refused["message"]
         active = "SELECT count(*) FROM machines WHERE deactivated_at IS NULL"
         assert rows(proc, active) == [(ceiling,)]
         # validate with a new fingerprint says the same ceiling.

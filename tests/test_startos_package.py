@@ -39,7 +39,8 @@ ACTION_IDS = {
     "create-policy", "issue-license", "revoke-license", "suspend-license", "unsuspend-license",
     "search-licenses", "list-machines", "deactivate-machine", "create-discount-code",
     "disable-discount-code", "audit-log", "heal-history", "set-console-password",
-    "accept-migration", "prepare-downgrade", "cancel-downgrade",
+    "accept-migration", "prepare-downgrade", "cancel-downgrade", "server-limits",
+    "show-server-limits",
 }  # fmt: skip
 # The SDK's form value type for each catalogue kind.
 FORM_TYPES = {"text": "text", "textarea": "textarea", "number": "number", "toggle": "toggle",
@@ -153,7 +154,7 @@ def test_catalogue_follows_the_contract():
     assert {a["id"] for a in CATALOGUE} == ACTION_IDS
     assert len(CATALOGUE) == len(ACTION_IDS), "an action id is declared twice"
     keys = {"id", "name", "description", "warning", "allowedStatuses", "group", "visibility",
-            "input"}  # fmt: skip
+            "input", "prefill"}  # fmt: skip
     field_keys = {"id", "kind", "name", "description", "required", "default", "placeholder",
                   "masked", "min", "max", "integer", "choices", "minLength",
                   "maxLength"}  # fmt: skip
@@ -161,6 +162,7 @@ def test_catalogue_follows_the_contract():
         assert set(action) == keys, action["id"]
         assert action["allowedStatuses"] in ("any", "only-running", "only-stopped")
         assert action["visibility"] == "enabled"
+        assert isinstance(action["prefill"], bool) and (action["input"] or not action["prefill"])
         for field in action["input"] or []:
             assert set(field) == field_keys, (action["id"], field)
             assert field["kind"] in FORM_TYPES, (action["id"], field)

@@ -5,12 +5,14 @@ catalogue printed here), the 0.3.5 manifest (`--legacy`) and a person at a shell
 Every outcome is either one JSON result on stdout and exit 0, or an operator message on stderr
 and exit 1: never a traceback.
 
-INPUT is JSON text; `-` reads it from stdin; absent or `null` means no input (StartOS 0.4's
-legacy adapter appends `null` to actions without a form). With `--legacy`, an action with a
-form and no INPUT reads stdin, where StartOS 0.3.5 writes the form's JSON.
+`--prefill NAME` prints the current values of the action's form (StartOS 0.4 fills the form
+with them). INPUT is JSON text; `-` reads it from stdin; absent or `null` means no input
+(StartOS 0.4's legacy adapter appends `null` to actions without a form). With `--legacy`, an
+action with a form and no INPUT reads stdin, where StartOS 0.3.5 writes the form's JSON.
 
 The actions run in their own process (a fresh container) with the data volume, so they read
-the settings from the same environment as the daemon and never talk to it over HTTP.
+the settings from the same environment (and settings file) as the daemon and never talk to it
+over HTTP.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import sys
 from typing import Any
 
-from daemon.actions import forms, ops_console, ops_downgrade, ops_migrate
+from daemon.actions import forms, ops_console, ops_downgrade, ops_migrate, ops_settings
 from daemon.actions.registry import Action, ActionError, InputError
 from daemon.settings import Settings, SettingsError
 
@@ -27,7 +29,13 @@ EXIT_OK, EXIT_ERROR = 0, 1
 
 ACTIONS: dict[str, Action] = {
     a.id: a
-    for a in (*ops_migrate.ACTIONS, *ops_downgrade.ACTIONS, *forms.ACTIONS, *ops_console.ACTIONS)
+    for a in (
+        *ops_migrate.ACTIONS,
+        *ops_downgrade.ACTIONS,
+        *forms.ACTIONS,
+        *ops_console.ACTIONS,
+        *ops_settings.ACTIONS,
+    )
 }
 
 
@@ -47,7 +55,9 @@ def action_main(name: str, raw_input: str | None, *, legacy: bool = False) -> in
         raw_input = "-"
     try:
         values = action.parse(_decode(action, raw_input))
-        settings = Settings.from_env()
+        settings, errors = Settings.lenient()
+        if errors and not action.repairs_settings:
+            raise errors[0]
         result = action.run(settings, values)
     except (ActionError, SettingsError) as error:
         print(str(error), file=sys.stderr)
@@ -65,6 +75,18 @@ def action_main(name: str, raw_input: str | None, *, legacy: bool = False) -> in
     return EXIT_OK
 
 
+def prefill_main(name: str) -> int:
+    """Print the current values of the action's form as JSON (null: none), for StartOS 0.4 to
+    show the form filled in."""
+    action = ACTIONS.get(name)
+    if action is None:
+        print(f"unknown action {name!r}", file=sys.stderr)
+        return EXIT_ERROR
+    settings, _errors = Settings.lenient()
+    print(json.dumps(None if action.prefill is None else action.prefill(settings)))
+    return EXIT_OK
+
+
 def _decode(action: Action, raw_input: str | None) -> Any:
     if raw_input == "-":
         raw_input = sys.stdin.read()
@@ -79,4 +101,4 @@ def _decode(action: Action, raw_input: str | None) -> Any:
         ) from None
 
 
-__all__ = ["ACTIONS", "ActionError", "action_main", "catalogue_json"]
+__all__ = ["ACTIONS", "ActionError", "action_main", "catalogue_json", "prefill_main"]

@@ -126,6 +126,11 @@ class Action:
     allowed_statuses: Statuses = "any"
     group: str | None = None
     input: tuple[Field, ...] | None = None
+    # Runs even when the settings are malformed (with the defaults for the bad ones), because
+    # it is how the operator repairs the settings file.
+    repairs_settings: bool = False
+    # The form's current values (StartOS 0.4 shows the form filled with them), or None.
+    prefill: Callable[[Settings], dict[str, Any]] | None = None
 
     def catalogue(self) -> dict[str, Any]:
         return {
@@ -137,6 +142,7 @@ class Action:
             "group": self.group,
             "visibility": "enabled",
             "input": None if self.input is None else [f.catalogue() for f in self.input],
+            "prefill": self.prefill is not None,
         }
 
     def parse(self, raw: Any) -> dict[str, Any]:

@@ -191,8 +191,9 @@ class Validation(Core):
             seat_ceiling=self._unlimited_seats,
             message=(
                 f"this license has unlimited seats, which this server caps at "
-                f"{self._unlimited_seats} active machines (KEYSMITH_UNLIMITED_SEATS); nothing "
-                "was activated. Deactivate a machine, or ask the seller to raise the ceiling"
+                f"{self._unlimited_seats} active machines (KEYSMITH_UNLIMITED_SEATS, on StartOS "
+                "the action 'Server limits'); nothing was activated. Deactivate a machine, or ask "
+                "the seller to raise the ceiling"
             ),
         )
 

@@ -33,6 +33,8 @@ export type ActionDecl = {
   group: string | null
   visibility: 'enabled'
   input: Field[] | null
+  // The daemon prints the form's current values (`action --prefill ID`) to fill it in.
+  prefill: boolean
 }
 
 // The JSON import is typed by its contents (literal unions are widened to string), so the

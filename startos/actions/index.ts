@@ -23,6 +23,14 @@ async function runAction(
   return parseResult(id, await runInImage(effects, `action-${id}`, argv, ACTION_TIMEOUT_MS))
 }
 
+// The form's current values, as the daemon reads them from the data volume (null: an empty form).
+type FormValues = Record<string, string | number | boolean | null>
+
+async function prefillInput(effects: T.Effects, id: string): Promise<FormValues | null> {
+  const argv = daemonCommand('action', '--prefill', id)
+  return JSON.parse(await runInImage(effects, `prefill-${id}`, argv, ACTION_TIMEOUT_MS))
+}
+
 // The daemon prints exactly one version "1" result; anything else is a defect worth naming.
 function parseResult(id: string, stdout: string): Result {
   let parsed: unknown
@@ -59,7 +67,7 @@ function buildAction(decl: ActionDecl) {
     decl.id,
     metadata(decl),
     inputSpec(decl.input),
-    async () => null,
+    decl.prefill ? ({ effects }) => prefillInput(effects, decl.id) : async () => null,
     ({ effects, input }) => runAction(effects, decl.id, input),
   )
 }
