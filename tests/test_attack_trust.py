@@ -69,8 +69,15 @@ async def _forged_flood(url: str, count: int, start: int) -> dict[int, int]:
     return statuses
 
 
+def _limited_as_429(status: int, answer: dict) -> int:
+    """A rate-limited validate answers 200 {ok: false, reason: rate_limited}, as Keysat's does
+    (so the published clients read it); here it counts as the limit's 429."""
+    return 429 if answer.get("reason") == "rate_limited" else status
+
+
 def _validate(d: DaemonProc, forwarded: str) -> tuple[int, dict]:
-    return d.request("POST", "/v1/validate", {"key": "x"}, {"X-Forwarded-For": forwarded})
+    status, answer = d.request("POST", "/v1/validate", {"key": "x"}, {"X-Forwarded-For": forwarded})
+    return _limited_as_429(status, answer), answer
 
 
 def test_forwarded_text_is_never_a_bucket_key_so_limiter_memory_stays_flat(tmp_path):
@@ -129,7 +136,8 @@ def _from(source: str, port: int, forwarded: str) -> int:
             body=b'{"key": "x"}',
             headers={"Content-Type": "application/json", "X-Forwarded-For": forwarded},
         )
-        return conn.getresponse().status
+        response = conn.getresponse()
+        return _limited_as_429(response.status, json.loads(response.read()))
     finally:
         conn.close()
 
