@@ -102,6 +102,15 @@ function makeEffects(eventId) {
 let daemons = null
 let events = 0
 
+// The form's spec as start-core's Action.getInput builds it (actions/setupActions.js), without
+// the current values: a form that is prefilled reads them in the image, which only the image
+// tests run.
+async function formSpec(action, options) {
+  const inputSpec =
+    typeof action.inputSpec === 'function' ? await action.inputSpec(options) : action.inputSpec
+  return inputSpec ? (await inputSpec.build(options)).spec : {}
+}
+
 async function runAction(id, input) {
   const action = bundle.actions.get(id)
   if (!action) throw new Error(`no action ${id}`)
@@ -144,7 +153,7 @@ const commands = {
     const forms = {}
     for (const id of Object.keys(record.actions)) {
       const effects = makeEffects(`form-${++events}`)
-      forms[id] = (await bundle.actions.get(id).getInput({ effects, prefill: null })).spec
+      forms[id] = await formSpec(bundle.actions.get(id), { effects, prefill: null })
     }
     return { forms }
   },
