@@ -580,8 +580,10 @@ async def _seat_claims(db: Path, levels: tuple[int, ...]) -> dict[int, float]:
     pool = await open_pool(db)
     try:
         service = await Licensing.open(pool)
-        await service.create_product(models.ProductCreate(slug="site", name="Site", price_sats=1))
-        await service.create_policy(
+        await service.catalogue.create_product(
+            models.ProductCreate(slug="site", name="Site", price_sats=1)
+        )
+        await service.catalogue.create_policy(
             models.PolicyCreate(
                 product_slug="site",
                 slug="site",
@@ -590,7 +592,9 @@ async def _seat_claims(db: Path, levels: tuple[int, ...]) -> dict[int, float]:
                 is_default=True,
             )
         )
-        key = (await service.issue_license(models.LicenseIssue(product_slug="site"))).license_key
+        key = (
+            await service.licenses.issue_license(models.LicenseIssue(product_slug="site"))
+        ).license_key
         active, medians = 0, {}
         for level in levels:
             while active < level:
@@ -612,7 +616,7 @@ async def _claim(service: object, key: str, fingerprint: str) -> None:
     from daemon.licensing import models
 
     request = models.ActivateRequest(key=key, fingerprint=fingerprint)
-    answer = await service.activate(request)  # type: ignore[attr-defined]
+    answer = await service.validation.activate(request)  # type: ignore[attr-defined]
     if not answer.ok:
         raise BenchError(f"a seat claim was refused: {answer}")
 

@@ -267,7 +267,7 @@ async def _open_licensing(pool: Pool, settings: Settings) -> Licensing:
     limits = Limits.of(settings)
     licensing = await Licensing.open(pool, admin_api_key=settings.admin_api_key, limits=limits)
     register_secret(licensing.admin_api_key)
-    for secret in await licensing.webhook_secrets():
+    for secret in await licensing.outbox.webhook_secrets():
         register_secret(secret)
     return licensing
 
@@ -358,8 +358,8 @@ async def _start_webhooks(settings: Settings, licensing: Licensing) -> Sender:
     from daemon.webhooks import Sender
 
     oldest_first = [h._asdict() for h in reversed(heal_history(settings.db_path))]
-    await licensing.announce_heals(oldest_first)
-    sender = Sender(licensing, settings)
+    await licensing.outbox.announce_heals(oldest_first)
+    sender = Sender(licensing.outbox, settings)
     sender.start()
     return sender
 

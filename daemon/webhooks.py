@@ -36,12 +36,12 @@ import socket
 import sqlite3
 import time
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from daemon import __version__, metrics
-from daemon.licensing.outbox import AttemptResult, Due, backoff
+from daemon.licensing.outbox import AttemptResult, Due, Outbox, backoff
 from daemon.settings import Settings
 from daemon.webhook_targets import REMEDY, address_refusal
 
@@ -68,7 +68,7 @@ def signature(secret: str, body: bytes) -> str:
 
 
 class Sender:
-    def __init__(self, outbox: Any, settings: Settings) -> None:
+    def __init__(self, outbox: Outbox, settings: Settings) -> None:
         self._outbox = outbox
         self._timeout = settings.webhook_timeout
         self._backoff = settings.webhook_backoff

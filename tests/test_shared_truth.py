@@ -112,7 +112,7 @@ async def main():
     pool = await open_pool(sys.argv[1])
     try:
         service = await Licensing.open(pool)
-        await service.revoke(sys.argv[2], "refunded")
+        await service.licenses.revoke(sys.argv[2], "refunded")
     finally:
         await pool.close()
 

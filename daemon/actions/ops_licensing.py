@@ -62,7 +62,7 @@ def create_product(settings: Settings, values: dict[str, Any]) -> Result:
         "price_sats": values["price_sats"],
     }
     request = _request(models.ProductCreate, fields)
-    product = service_call.call(settings, lambda s: s.create_product(request))
+    product = service_call.call(settings, lambda s: s.catalogue.create_product(request))
     return Result(
         "Product created",
         f"Created the product '{product['name']}' ({product['slug']}) at "
@@ -90,7 +90,7 @@ def create_policy(settings: Settings, values: dict[str, Any]) -> Result:
         "entitlements": entitlements,
     }
     request = _request(models.PolicyCreate, fields)
-    policy = service_call.call(settings, lambda s: s.create_policy(request))
+    policy = service_call.call(settings, lambda s: s.catalogue.create_policy(request))
     duration = f"{policy['duration_days']} days" if policy["duration_days"] else "no expiry"
     return Result(
         "Policy created",
@@ -115,7 +115,7 @@ def issue_license(settings: Settings, values: dict[str, Any]) -> Result:
         "expires_at": values["expires_at"],
     }
     request = _request(models.LicenseIssue, fields)
-    issued = service_call.call(settings, lambda s: s.issue_license(request))
+    issued = service_call.call(settings, lambda s: s.licenses.issue_license(request))
     expiry = issued["expires_at"] or "never"
     return Result(
         "License issued",
@@ -127,19 +127,19 @@ def issue_license(settings: Settings, values: dict[str, Any]) -> Result:
 
 def revoke_license(settings: Settings, values: dict[str, Any]) -> Result:
     license_id = _uuid(values, "license_id")
-    done = service_call.call(settings, lambda s: s.revoke(license_id, values["reason"]))
+    done = service_call.call(settings, lambda s: s.licenses.revoke(license_id, values["reason"]))
     return _status_result("License revoked", done, "it no longer validates anywhere")
 
 
 def suspend_license(settings: Settings, values: dict[str, Any]) -> Result:
     license_id = _uuid(values, "license_id")
-    done = service_call.call(settings, lambda s: s.suspend(license_id))
+    done = service_call.call(settings, lambda s: s.licenses.suspend(license_id))
     return _status_result("License suspended", done, "unsuspend it to let it validate again")
 
 
 def unsuspend_license(settings: Settings, values: dict[str, Any]) -> Result:
     license_id = _uuid(values, "license_id")
-    done = service_call.call(settings, lambda s: s.unsuspend(license_id))
+    done = service_call.call(settings, lambda s: s.licenses.unsuspend(license_id))
     return _status_result("License unsuspended", done, "it validates again")
 
 
@@ -156,7 +156,7 @@ def search_licenses(settings: Settings, values: dict[str, Any]) -> Result:
     status = None if values["status"] == "any" else values["status"]
     found = service_call.call(
         settings,
-        lambda s: s.list_licenses(
+        lambda s: s.licenses.list_licenses(
             models.LicenseQuery(status=status, q=values["query"] or None, limit=values["limit"])
         ),
     )
@@ -182,11 +182,11 @@ def list_machines(settings: Settings, values: dict[str, Any]) -> Result:
     license_id = _uuid(values, "license_id")
 
     async def read(service: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        found = await service.get_license(license_id)  # an unknown id is refused by name
+        found = await service.licenses.get_license(license_id)  # an unknown id is refused by name
         query = models.MachineQuery(
             license_id=license_id, include_inactive=values["include_inactive"], limit=500
         )
-        return found, await service.list_machines(query)
+        return found, await service.licenses.list_machines(query)
 
     license, machines = service_call.call(settings, read)
     seats = f"{license['max_machines']} seat(s)"
@@ -214,7 +214,7 @@ def list_machines(settings: Settings, values: dict[str, Any]) -> Result:
 def deactivate_machine(settings: Settings, values: dict[str, Any]) -> Result:
     machine_id = _uuid(values, "machine_id")
     machine = service_call.call(
-        settings, lambda s: s.admin_deactivate_machine(machine_id, values["reason"])
+        settings, lambda s: s.licenses.admin_deactivate_machine(machine_id, values["reason"])
     )["machine"]
     return Result(
         "Machine deactivated",
@@ -241,7 +241,7 @@ def create_discount_code(settings: Settings, values: dict[str, Any]) -> Result:
         # The form asks for a whole percent; the model counts basis points, as Keysat.
         fields["amount"] *= BASIS_POINTS_PER_PERCENT
     request = _request(models.CodeCreate, fields)
-    created = service_call.call(settings, lambda s: s.create_code(request))
+    created = service_call.call(settings, lambda s: s.codes.create_code(request))
     scope = f"for '{created['product_slug']}'" if created["product_slug"] else "for every product"
     warning = f" Warning: {created['weak']}" if "weak" in created else ""
     return Result(
@@ -257,9 +257,9 @@ def disable_discount_code(settings: Settings, values: dict[str, Any]) -> Result:
 
     async def disable(service: Any) -> dict[str, Any]:
         # Operators know the code they handed out, not its id; codes are few.
-        for code in await service.list_codes(models.CodeQuery(include_inactive=True)):
+        for code in await service.codes.list_codes(models.CodeQuery(include_inactive=True)):
             if wanted in (code.code, code.id):
-                return await service.set_code_active(code.id, False)
+                return await service.codes.set_code_active(code.id, False)
         raise ActionError(f"There is no discount code '{wanted}'. {NOTHING_CHANGED}")
 
     disabled = service_call.call(settings, disable)
@@ -276,7 +276,7 @@ def disable_discount_code(settings: Settings, values: dict[str, Any]) -> Result:
 def audit_log(settings: Settings, values: dict[str, Any]) -> Result:
     entries = service_call.call(
         settings,
-        lambda s: s.audit_entries(
+        lambda s: s.licenses.audit_entries(
             models.AuditQuery(
                 action=values["action"] or None,
                 subject=values["subject"] or None,

@@ -49,7 +49,7 @@ class Entries(msgspec.Struct):
 )
 async def issue_license(request: web.Request) -> web.Response:
     body = await read(request, models.LicenseIssue)
-    return answer(await licensing_of(request).issue_license(body))
+    return answer(await licensing_of(request).licenses.issue_license(body))
 
 
 @admin_endpoint(
@@ -61,7 +61,7 @@ async def issue_license(request: web.Request) -> web.Response:
 )
 async def list_licenses(request: web.Request) -> web.Response:
     query = read_query(request, models.LicenseQuery)
-    return answer(Licenses(await licensing_of(request).list_licenses(query)))
+    return answer(Licenses(await licensing_of(request).licenses.list_licenses(query)))
 
 
 @admin_endpoint(
@@ -73,7 +73,7 @@ async def list_licenses(request: web.Request) -> web.Response:
 )
 async def search_licenses(request: web.Request) -> web.Response:
     query = read_query(request, models.LicenseQuery)
-    return answer(Licenses(await licensing_of(request).list_licenses(query)))
+    return answer(Licenses(await licensing_of(request).licenses.list_licenses(query)))
 
 
 @admin_endpoint(
@@ -83,7 +83,7 @@ async def search_licenses(request: web.Request) -> web.Response:
     answer=answers.LicenseSummary,
 )
 async def license_summary(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).license_summary())
+    return answer(await licensing_of(request).licenses.license_summary())
 
 
 @admin_endpoint(
@@ -93,7 +93,7 @@ async def license_summary(request: web.Request) -> web.Response:
     answer=answers.RevenueSummary,
 )
 async def revenue_summary(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).revenue_summary())
+    return answer(await licensing_of(request).licenses.revenue_summary())
 
 
 @admin_endpoint(
@@ -103,12 +103,12 @@ async def revenue_summary(request: web.Request) -> web.Response:
     answer=answers.LicenseCounts,
 )
 async def license_counts(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).license_counts())
+    return answer(await licensing_of(request).licenses.license_counts())
 
 
 @admin_endpoint("GET", "/v1/admin/licenses/{id}", "One license", answer=answers.License)
 async def get_license(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).get_license(path_uuid(request)))
+    return answer(await licensing_of(request).licenses.get_license(path_uuid(request)))
 
 
 @admin_endpoint(
@@ -121,7 +121,7 @@ async def get_license(request: web.Request) -> web.Response:
 async def revoke_license(request: web.Request) -> web.Response:
     license_id = path_uuid(request)
     body = await read(request, models.ReasonRequest)
-    return answer(await licensing_of(request).revoke(license_id, body.reason))
+    return answer(await licensing_of(request).licenses.revoke(license_id, body.reason))
 
 
 @admin_endpoint(
@@ -134,7 +134,7 @@ async def revoke_license(request: web.Request) -> web.Response:
 async def suspend_license(request: web.Request) -> web.Response:
     license_id = path_uuid(request)
     body = await read(request, models.ReasonRequest)
-    return answer(await licensing_of(request).suspend(license_id, body.reason))
+    return answer(await licensing_of(request).licenses.suspend(license_id, body.reason))
 
 
 @admin_endpoint(
@@ -144,7 +144,7 @@ async def suspend_license(request: web.Request) -> web.Response:
     answer=answers.StatusChange,
 )
 async def unsuspend_license(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).unsuspend(path_uuid(request)))
+    return answer(await licensing_of(request).licenses.unsuspend(path_uuid(request)))
 
 
 @admin_endpoint(
@@ -159,7 +159,7 @@ async def unsuspend_license(request: web.Request) -> web.Response:
 async def change_tier(request: web.Request) -> web.Response:
     license_id = path_uuid(request)
     body = await read(request, models.TierChange)
-    return answer(await licensing_of(request).change_tier(license_id, body))
+    return answer(await licensing_of(request).tiers.change_tier(license_id, body))
 
 
 # ----- discount codes -----
@@ -175,7 +175,7 @@ async def change_tier(request: web.Request) -> web.Response:
 )
 async def create_code(request: web.Request) -> web.Response:
     body = await read(request, models.CodeCreate)
-    return answer(await licensing_of(request).create_code(body))
+    return answer(await licensing_of(request).codes.create_code(body))
 
 
 @admin_endpoint(
@@ -187,7 +187,7 @@ async def create_code(request: web.Request) -> web.Response:
 )
 async def list_codes(request: web.Request) -> web.Response:
     query = read_query(request, models.CodeQuery)
-    return answer(Codes(await licensing_of(request).list_codes(query)))
+    return answer(Codes(await licensing_of(request).codes.list_codes(query)))
 
 
 @admin_endpoint(
@@ -197,7 +197,7 @@ async def list_codes(request: web.Request) -> web.Response:
     answer=answers.CodeWithRedemptions,
 )
 async def get_code(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).get_code(path_uuid(request)))
+    return answer(await licensing_of(request).codes.get_code(path_uuid(request)))
 
 
 @admin_endpoint(
@@ -210,7 +210,7 @@ async def get_code(request: web.Request) -> web.Response:
 async def update_code(request: web.Request) -> web.Response:
     code_id = path_uuid(request)
     body = await read(request, models.CodeUpdate)
-    return answer(await licensing_of(request).update_code(code_id, body))
+    return answer(await licensing_of(request).codes.update_code(code_id, body))
 
 
 @admin_endpoint(
@@ -223,7 +223,7 @@ async def update_code(request: web.Request) -> web.Response:
 async def set_code_active(request: web.Request) -> web.Response:
     code_id = path_uuid(request)
     body = await read(request, models.ActiveToggle)
-    await licensing_of(request).set_code_active(code_id, body.active)
+    await licensing_of(request).codes.set_code_active(code_id, body.active)
     return answer(answers.ActiveSet(active=body.active))
 
 
@@ -234,7 +234,7 @@ async def set_code_active(request: web.Request) -> web.Response:
     answer=answers.Deleted,
 )
 async def delete_code(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).delete_code(path_uuid(request)))
+    return answer(await licensing_of(request).codes.delete_code(path_uuid(request)))
 
 
 # ----- machines and audit -----
@@ -249,7 +249,7 @@ async def delete_code(request: web.Request) -> web.Response:
 )
 async def list_machines(request: web.Request) -> web.Response:
     query = read_query(request, models.MachineQuery)
-    return answer(Machines(await licensing_of(request).list_machines(query)))
+    return answer(Machines(await licensing_of(request).licenses.list_machines(query)))
 
 
 @admin_endpoint(
@@ -262,7 +262,9 @@ async def list_machines(request: web.Request) -> web.Response:
 async def deactivate_machine(request: web.Request) -> web.Response:
     machine_id = path_uuid(request)
     body = await read(request, models.ReasonRequest)
-    return answer(await licensing_of(request).admin_deactivate_machine(machine_id, body.reason))
+    return answer(
+        await licensing_of(request).licenses.admin_deactivate_machine(machine_id, body.reason)
+    )
 
 
 @admin_endpoint(
@@ -270,4 +272,4 @@ async def deactivate_machine(request: web.Request) -> web.Response:
 )
 async def list_audit(request: web.Request) -> web.Response:
     query = read_query(request, models.AuditQuery)
-    return answer(Entries(await licensing_of(request).audit_entries(query)))
+    return answer(Entries(await licensing_of(request).licenses.audit_entries(query)))

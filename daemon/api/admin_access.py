@@ -25,7 +25,7 @@ class ApiKeys(msgspec.Struct):
 )
 async def create_api_key(request: web.Request) -> web.Response:
     body = await read(request, integrations.ApiKeyCreate)
-    return answer(await licensing_of(request).create_api_key(body))
+    return answer(await licensing_of(request).access.create_api_key(body))
 
 
 @admin_endpoint(
@@ -36,7 +36,7 @@ async def create_api_key(request: web.Request) -> web.Response:
     answer=ApiKeys,
 )
 async def list_api_keys(request: web.Request) -> web.Response:
-    return answer(ApiKeys(await licensing_of(request).list_api_keys()))
+    return answer(ApiKeys(await licensing_of(request).access.list_api_keys()))
 
 
 @admin_endpoint(
@@ -48,7 +48,7 @@ async def list_api_keys(request: web.Request) -> web.Response:
     answer=(integrations.ApiKeyRevoked, integrations.ApiKeyAlreadyRevoked),
 )
 async def revoke_api_key(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).revoke_api_key(path_uuid(request)))
+    return answer(await licensing_of(request).access.revoke_api_key(path_uuid(request)))
 
 
 # ----- webhooks -----
@@ -72,7 +72,7 @@ class Deliveries(msgspec.Struct):
 )
 async def create_webhook_endpoint(request: web.Request) -> web.Response:
     body = await read(request, integrations.WebhookEndpointCreate)
-    return answer(await licensing_of(request).create_webhook_endpoint(body))
+    return answer(await licensing_of(request).outbox.create_webhook_endpoint(body))
 
 
 @admin_endpoint(
@@ -82,7 +82,7 @@ async def create_webhook_endpoint(request: web.Request) -> web.Response:
     answer=WebhookEndpoints,
 )
 async def list_webhook_endpoints(request: web.Request) -> web.Response:
-    return answer(WebhookEndpoints(await licensing_of(request).list_webhook_endpoints()))
+    return answer(WebhookEndpoints(await licensing_of(request).outbox.list_webhook_endpoints()))
 
 
 @admin_endpoint(
@@ -96,7 +96,7 @@ async def list_webhook_endpoints(request: web.Request) -> web.Response:
 async def set_webhook_endpoint_active(request: web.Request) -> web.Response:
     endpoint_id = path_uuid(request)
     body = await read(request, models.ActiveToggle)
-    return answer(await licensing_of(request).set_webhook_active(endpoint_id, body.active))
+    return answer(await licensing_of(request).outbox.set_webhook_active(endpoint_id, body.active))
 
 
 @admin_endpoint(
@@ -106,7 +106,7 @@ async def set_webhook_endpoint_active(request: web.Request) -> web.Response:
     answer=answers.Deleted,
 )
 async def delete_webhook_endpoint(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).delete_webhook_endpoint(path_uuid(request)))
+    return answer(await licensing_of(request).outbox.delete_webhook_endpoint(path_uuid(request)))
 
 
 @admin_endpoint(
@@ -118,7 +118,7 @@ async def delete_webhook_endpoint(request: web.Request) -> web.Response:
 )
 async def list_deliveries(request: web.Request) -> web.Response:
     query = read_query(request, integrations.DeliveryQuery)
-    return answer(Deliveries(await licensing_of(request).list_deliveries(query)))
+    return answer(Deliveries(await licensing_of(request).outbox.list_deliveries(query)))
 
 
 @admin_endpoint(
@@ -128,4 +128,4 @@ async def list_deliveries(request: web.Request) -> web.Response:
     answer=integrations.Delivery,
 )
 async def retry_delivery(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).retry_delivery(path_uuid(request)))
+    return answer(await licensing_of(request).outbox.retry_delivery(path_uuid(request)))

@@ -31,12 +31,12 @@ class Policies(msgspec.Struct):
 )
 async def create_product(request: web.Request) -> web.Response:
     body = await read(request, models.ProductCreate)
-    return answer(await licensing_of(request).create_product(body))
+    return answer(await licensing_of(request).catalogue.create_product(body))
 
 
 @admin_endpoint("GET", "/v1/admin/products", "Every product", answer=Products)
 async def list_products(request: web.Request) -> web.Response:
-    return answer(Products(await licensing_of(request).admin_products()))
+    return answer(Products(await licensing_of(request).catalogue.admin_products()))
 
 
 @admin_endpoint(
@@ -49,7 +49,7 @@ async def list_products(request: web.Request) -> web.Response:
 async def update_product(request: web.Request) -> web.Response:
     product_id = path_uuid(request)
     body = await read(request, models.ProductUpdate)
-    return answer(await licensing_of(request).update_product(product_id, body))
+    return answer(await licensing_of(request).catalogue.update_product(product_id, body))
 
 
 @admin_endpoint(
@@ -62,7 +62,7 @@ async def update_product(request: web.Request) -> web.Response:
 async def set_product_active(request: web.Request) -> web.Response:
     product_id = path_uuid(request)
     body = await read(request, models.ActiveToggle)
-    await licensing_of(request).set_product_active(product_id, body.active)
+    await licensing_of(request).catalogue.set_product_active(product_id, body.active)
     return answer(answers.ActiveSet(active=body.active))
 
 
@@ -76,7 +76,7 @@ async def set_product_active(request: web.Request) -> web.Response:
 async def delete_product(request: web.Request) -> web.Response:
     product_id = path_uuid(request)
     read_query(request, models.DeleteQuery)
-    return answer(await licensing_of(request).delete_product(product_id))
+    return answer(await licensing_of(request).catalogue.delete_product(product_id))
 
 
 # ----- policies -----
@@ -91,7 +91,7 @@ async def delete_product(request: web.Request) -> web.Response:
 )
 async def create_policy(request: web.Request) -> web.Response:
     body = await read(request, models.PolicyCreate)
-    return answer(await licensing_of(request).create_policy(body))
+    return answer(await licensing_of(request).catalogue.create_policy(body))
 
 
 @admin_endpoint(
@@ -103,7 +103,7 @@ async def create_policy(request: web.Request) -> web.Response:
 )
 async def list_policies(request: web.Request) -> web.Response:
     query = read_query(request, models.PolicyQuery)
-    return answer(Policies(await licensing_of(request).admin_policies(query)))
+    return answer(Policies(await licensing_of(request).catalogue.admin_policies(query)))
 
 
 @admin_endpoint(
@@ -116,7 +116,7 @@ async def list_policies(request: web.Request) -> web.Response:
 async def update_policy(request: web.Request) -> web.Response:
     policy_id = path_uuid(request)
     body = await read(request, models.PolicyUpdate)
-    return answer(await licensing_of(request).update_policy(policy_id, body))
+    return answer(await licensing_of(request).catalogue.update_policy(policy_id, body))
 
 
 @admin_endpoint(
@@ -129,7 +129,7 @@ async def update_policy(request: web.Request) -> web.Response:
 async def delete_policy(request: web.Request) -> web.Response:
     policy_id = path_uuid(request)
     read_query(request, models.DeleteQuery)
-    return answer(await licensing_of(request).delete_policy(policy_id))
+    return answer(await licensing_of(request).catalogue.delete_policy(policy_id))
 
 
 @admin_endpoint(
@@ -142,7 +142,7 @@ async def delete_policy(request: web.Request) -> web.Response:
 async def set_policy_public(request: web.Request) -> web.Response:
     policy_id = path_uuid(request)
     body = await read(request, models.PublicToggle)
-    return answer(await licensing_of(request).set_policy_public(policy_id, body.public))
+    return answer(await licensing_of(request).catalogue.set_policy_public(policy_id, body.public))
 
 
 @admin_endpoint(
@@ -155,7 +155,9 @@ async def set_policy_public(request: web.Request) -> web.Response:
 async def set_policy_archived(request: web.Request) -> web.Response:
     policy_id = path_uuid(request)
     body = await read(request, models.ArchiveToggle)
-    return answer(await licensing_of(request).set_policy_archived(policy_id, body.archived))
+    return answer(
+        await licensing_of(request).catalogue.set_policy_archived(policy_id, body.archived)
+    )
 
 
 @admin_endpoint(
@@ -168,5 +170,5 @@ async def set_policy_archived(request: web.Request) -> web.Response:
 async def set_policy_active(request: web.Request) -> web.Response:
     policy_id = path_uuid(request)
     body = await read(request, models.ActiveToggle)
-    await licensing_of(request).set_policy_active(policy_id, body.active)
+    await licensing_of(request).catalogue.set_policy_active(policy_id, body.active)
     return answer(answers.ActiveSet(active=body.active))

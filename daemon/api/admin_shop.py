@@ -21,7 +21,7 @@ NAME_PATH = "/v1/admin/settings/operator-name"
     answer=answers.OperatorName,
 )  # fmt: skip
 async def get_operator_name(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).operator_name_info())
+    return answer(await licensing_of(request).operator.operator_name_info())
 
 
 @admin_endpoint(
@@ -30,7 +30,7 @@ async def get_operator_name(request: web.Request) -> web.Response:
 )  # fmt: skip
 async def set_operator_name(request: web.Request) -> web.Response:
     body = await read(request, models.OperatorNameSet)
-    return answer(await licensing_of(request).set_operator_name(body.name))
+    return answer(await licensing_of(request).operator.set_operator_name(body.name))
 
 
 @admin_endpoint(
@@ -38,7 +38,7 @@ async def set_operator_name(request: web.Request) -> web.Response:
     scope=MASTER, answer=answers.DbInfo,
 )  # fmt: skip
 async def db_info(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).db_info())
+    return answer(await licensing_of(request).operator.db_info())
 
 
 @admin_endpoint(
@@ -47,4 +47,4 @@ async def db_info(request: web.Request) -> web.Response:
     scope=MASTER, body=PemText, answer=answers.IssuerKeyImported,
 )  # fmt: skip
 async def import_issuer_key(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).import_issuer_key(await read_text(request)))
+    return answer(await licensing_of(request).operator.import_issuer_key(await read_text(request)))

@@ -47,7 +47,7 @@ class CodeGuard:
                 "too many wrong discount codes were tried on this server lately, by any "
                 "client, so no code is checked for now (the seller's codes are safe)",
             )
-        if await self._licensing.code_exists(code):
+        if await self._licensing.codes.code_exists(code):
             self._wrong.give_back("wrong-code", _EVERYONE)
         return None
 

@@ -63,7 +63,7 @@ async def service_info(request: web.Request) -> web.Response:
         ServiceInfo(
             service="keysmith",
             version=__version__,
-            operator=await licensing.operator_name(),
+            operator=await licensing.operator.operator_name(),
             public_key_pem=licensing.public_key_pem,
             key_algorithm="ed25519",
             key_format_version=keys.VERSION_V2,
@@ -81,12 +81,12 @@ async def pubkey(request: web.Request) -> web.Response:
 
 @public_endpoint("GET", "/v1/products", "Active products", answer=ProductList)
 async def list_products(request: web.Request) -> web.Response:
-    return answer(ProductList(await licensing_of(request).public_products()))
+    return answer(ProductList(await licensing_of(request).catalogue.public_products()))
 
 
 @public_endpoint("GET", "/v1/products/{slug}", "One active product", answer=answers.Product)
 async def get_product(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).public_product(_slug(request)))
+    return answer(await licensing_of(request).catalogue.public_product(_slug(request)))
 
 
 @public_endpoint(
@@ -96,7 +96,7 @@ async def get_product(request: web.Request) -> web.Response:
     answer=answers.PublicPolicies,
 )
 async def list_policies(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).public_policies(_slug(request)))
+    return answer(await licensing_of(request).catalogue.public_policies(_slug(request)))
 
 
 @public_endpoint(
@@ -109,7 +109,7 @@ async def list_policies(request: web.Request) -> web.Response:
 )
 async def validate(request: web.Request) -> web.Response:
     body = await read(request, models.ValidateRequest)
-    return answer(await licensing_of(request).validate(body))
+    return answer(await licensing_of(request).validation.validate(body))
 
 
 @public_endpoint(
@@ -122,7 +122,7 @@ async def validate(request: web.Request) -> web.Response:
 )
 async def activate(request: web.Request) -> web.Response:
     body = await read(request, models.ActivateRequest)
-    return answer(await licensing_of(request).activate(body))
+    return answer(await licensing_of(request).validation.activate(body))
 
 
 @public_endpoint(
@@ -135,7 +135,7 @@ async def activate(request: web.Request) -> web.Response:
 )
 async def heartbeat(request: web.Request) -> web.Response:
     body = await read(request, models.HeartbeatRequest)
-    return answer(await licensing_of(request).heartbeat(body))
+    return answer(await licensing_of(request).validation.heartbeat(body))
 
 
 @public_endpoint(
@@ -148,7 +148,7 @@ async def heartbeat(request: web.Request) -> web.Response:
 )
 async def deactivate(request: web.Request) -> web.Response:
     body = await read(request, models.DeactivateRequest)
-    return answer(await licensing_of(request).deactivate(body))
+    return answer(await licensing_of(request).validation.deactivate(body))
 
 
 @public_endpoint(
@@ -163,7 +163,7 @@ async def redeem(request: web.Request) -> web.Response:
     body = await read(request, models.RedeemRequest)
     if (refused := await code_refusal(request, body.code)) is not None:
         return refused
-    return answer(await licensing_of(request).redeem(body))
+    return answer(await licensing_of(request).codes.redeem(body))
 
 
 @public_endpoint(
@@ -179,7 +179,7 @@ async def purchase(request: web.Request) -> web.Response:
     body = await read(request, models.PurchaseRequest)
     if (refused := await code_refusal(request, body.code)) is not None:
         return refused
-    return answer(await licensing_of(request).purchase(body))
+    return answer(await licensing_of(request).purchases.purchase(body))
 
 
 @public_endpoint(
@@ -190,7 +190,7 @@ async def purchase(request: web.Request) -> web.Response:
 )
 async def purchase_status(request: web.Request) -> web.Response:
     invoice_id = path_uuid(request, "invoice_id")
-    return answer(await licensing_of(request).purchase_status(invoice_id))
+    return answer(await licensing_of(request).purchases.purchase_status(invoice_id))
 
 
 @public_endpoint(
@@ -203,7 +203,7 @@ async def purchase_status(request: web.Request) -> web.Response:
 )
 async def recover(request: web.Request) -> web.Response:
     body = await read(request, models.RecoverRequest)
-    return answer(await licensing_of(request).recover(body))
+    return answer(await licensing_of(request).purchases.recover(body))
 
 
 @public_endpoint(
@@ -217,7 +217,7 @@ async def preview_code(request: web.Request) -> web.Response:
     query = read_query(request, models.CodePreview)
     if (refused := await code_refusal(request, query.code)) is not None:
         return refused
-    return answer(await licensing_of(request).preview_code(query))
+    return answer(await licensing_of(request).codes.preview_code(query))
 
 
 @public_endpoint(

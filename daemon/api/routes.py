@@ -129,7 +129,7 @@ async def check_admin(request: web.Request, scope: str) -> tuple[ActorKind, str 
     licensing = licensing_of(request)
     if licensing.admin_key_matches(token):
         return "master_key", None
-    found = await licensing.scopes_of_token(token)
+    found = await licensing.access.scopes_of_token(token)
     if found is None:
         raise Forbidden("the admin key is wrong (or the API key was revoked)")
     key_id, role, scopes = found

@@ -141,23 +141,24 @@ def _flag(form: Mapping[str, str], name: str) -> bool:
 
 
 def _setter(
-    method: Callable[[Licensing, str, bool], Awaitable[Any]], what: str, value: bool
+    method: Callable[[Licensing], Callable[[str, bool], Awaitable[Any]]], what: str, value: bool
 ) -> Callable[[Licensing, str], Awaitable[None]]:
-    """A row button setting one flag of the row `what` (e.g. active) to `value`."""
+    """A row button setting one flag of the row `what` (e.g. active) to `value`; `method`
+    picks the use case's method from the service."""
 
     async def change(service: Licensing, row_id: str) -> None:
-        await _service(method(service, _id(row_id, what), value))
+        await _service(method(service)(_id(row_id, what), value))
 
     return change
 
 
 def _one_row(
-    method: Callable[[Licensing, str], Awaitable[Any]], what: str
+    method: Callable[[Licensing], Callable[[str], Awaitable[Any]]], what: str
 ) -> Callable[[Licensing, str], Awaitable[None]]:
     """A row button acting on the row `what` alone (delete, revoke, retry)."""
 
     async def change(service: Licensing, row_id: str) -> None:
-        await _service(method(service, _id(row_id, what)))
+        await _service(method(service)(_id(row_id, what)))
 
     return change
 
@@ -219,7 +220,7 @@ PRODUCT_FIELDS = (
 
 
 async def products(service: Licensing) -> list[dict[str, Any]]:
-    return plain(await service.admin_products())
+    return plain(await service.catalogue.admin_products())
 
 
 async def product(service: Licensing, product_id: str) -> dict[str, Any]:
@@ -245,7 +246,7 @@ async def create_product(service: Licensing, form: Mapping[str, str]) -> dict[st
     if not body["entitlements_catalog"]:
         del body["entitlements_catalog"]
     request = _model(models.ProductCreate, body, PRODUCT_FIELDS, errors)
-    return plain(await _service(service.create_product(request), PRODUCT_FIELDS))
+    return plain(await _service(service.catalogue.create_product(request), PRODUCT_FIELDS))
 
 
 async def update_product(service: Licensing, product_id: str, form: Mapping[str, str]) -> None:
@@ -256,12 +257,14 @@ async def update_product(service: Licensing, product_id: str, form: Mapping[str,
     body["metadata"] = body["metadata"] or {}
     body.pop("slug", None)  # a product's slug is in its licenses' keys: never changed
     request = _model(models.ProductUpdate, body, PRODUCT_FIELDS, errors)
-    await _service(service.update_product(_id(product_id, "The product"), request), PRODUCT_FIELDS)
+    await _service(
+        service.catalogue.update_product(_id(product_id, "The product"), request), PRODUCT_FIELDS
+    )
 
 
-activate_product = _setter(Licensing.set_product_active, "The product", True)
-deactivate_product = _setter(Licensing.set_product_active, "The product", False)
-delete_product = _one_row(Licensing.delete_product, "The product")
+activate_product = _setter(lambda s: s.catalogue.set_product_active, "The product", True)
+deactivate_product = _setter(lambda s: s.catalogue.set_product_active, "The product", False)
+delete_product = _one_row(lambda s: s.catalogue.delete_product, "The product")
 
 
 def _catalog_lines(text: str) -> list[dict[str, str]]:
@@ -291,7 +294,7 @@ POLICY_FLAGS = ("is_trial", "is_default", "public", "highlighted")
 
 
 async def policies(service: Licensing) -> list[dict[str, Any]]:
-    return plain(await service.admin_policies(models.PolicyQuery(include_archived=True)))
+    return plain(await service.catalogue.admin_policies(models.PolicyQuery(include_archived=True)))
 
 
 async def policy(service: Licensing, policy_id: str) -> dict[str, Any]:
@@ -326,7 +329,7 @@ async def create_policy(service: Licensing, form: Mapping[str, str]) -> dict[str
     if not body["entitlements"]:
         del body["entitlements"]
     request = _model(models.PolicyCreate, body, POLICY_FIELDS, errors)
-    return plain(await _service(service.create_policy(request), POLICY_FIELDS))
+    return plain(await _service(service.catalogue.create_policy(request), POLICY_FIELDS))
 
 
 async def update_policy(service: Licensing, policy_id: str, form: Mapping[str, str]) -> None:
@@ -337,12 +340,14 @@ async def update_policy(service: Licensing, policy_id: str, form: Mapping[str, s
     for fixed in ("slug", "product_slug"):  # in the licenses' keys: never changed
         body.pop(fixed, None)
     request = _model(models.PolicyUpdate, body, POLICY_FIELDS, errors)
-    await _service(service.update_policy(_id(policy_id, "The policy"), request), POLICY_FIELDS)
+    await _service(
+        service.catalogue.update_policy(_id(policy_id, "The policy"), request), POLICY_FIELDS
+    )
 
 
-archive_policy = _setter(Licensing.set_policy_archived, "The policy", True)
-unarchive_policy = _setter(Licensing.set_policy_archived, "The policy", False)
-delete_policy = _one_row(Licensing.delete_policy, "The policy")
+archive_policy = _setter(lambda s: s.catalogue.set_policy_archived, "The policy", True)
+unarchive_policy = _setter(lambda s: s.catalogue.set_policy_archived, "The policy", False)
+delete_policy = _one_row(lambda s: s.catalogue.delete_policy, "The policy")
 
 
 # ----- licenses and machines -----
@@ -379,8 +384,8 @@ async def licenses_page(
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of the licenses the query string selects, and how many it selects in all."""
     request = _license_query(query, LICENSE_PAGE)
-    found = await _service(service.list_licenses(request), ("status", "q"))
-    return plain(found), await service.count_licenses(request)
+    found = await _service(service.licenses.list_licenses(request), ("status", "q"))
+    return plain(found), await service.licenses.count_licenses(request)
 
 
 async def issue_license(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
@@ -398,7 +403,7 @@ async def issue_license(service: Licensing, form: Mapping[str, str]) -> dict[str
     elif trial is not None:
         errors["is_trial"] = f"Must be yes, no or empty (the policy's); got '{trial[:40]}'."
     request = _model(models.LicenseIssue, body, LICENSE_FIELDS, errors)
-    return plain(await _service(service.issue_license(request), LICENSE_FIELDS))
+    return plain(await _service(service.licenses.issue_license(request), LICENSE_FIELDS))
 
 
 async def license_with_machines(
@@ -406,11 +411,11 @@ async def license_with_machines(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """The license, its machines and its audit trail."""
     license_id = _id(license_id, "The license")
-    found = await _service(service.get_license(license_id))
-    machines = await service.list_machines(
+    found = await _service(service.licenses.get_license(license_id))
+    machines = await service.licenses.list_machines(
         models.MachineQuery(license_id=license_id, include_inactive=True, limit=MAX_MACHINES)
     )
-    trail = await service.audit_entries(
+    trail = await service.licenses.audit_entries(
         models.AuditQuery(subject=f"license:{license_id}", limit=AUDIT_PAGE)
     )
     return plain(found), plain(machines), plain(trail)
@@ -418,16 +423,16 @@ async def license_with_machines(
 
 async def revoke(service: Licensing, license_id: str, form: Mapping[str, str]) -> None:
     reason = _model(models.ReasonRequest, _body(form), ("reason",)).reason
-    await _service(service.revoke(_id(license_id, "The license"), reason), ("reason",))
+    await _service(service.licenses.revoke(_id(license_id, "The license"), reason), ("reason",))
 
 
 async def suspend(service: Licensing, license_id: str, form: Mapping[str, str]) -> None:
     reason = _model(models.ReasonRequest, _body(form), ("reason",)).reason
-    await _service(service.suspend(_id(license_id, "The license"), reason), ("reason",))
+    await _service(service.licenses.suspend(_id(license_id, "The license"), reason), ("reason",))
 
 
 async def unsuspend(service: Licensing, license_id: str, form: Mapping[str, str]) -> None:
-    await _service(service.unsuspend(_id(license_id, "The license")))
+    await _service(service.licenses.unsuspend(_id(license_id, "The license")))
 
 
 MACHINE_STATES = ("active", "deactivated")
@@ -449,7 +454,7 @@ async def machines(service: Licensing, query: Mapping[str, str]) -> list[dict[st
         request = wire.parse(models.MachineQuery, fields, from_text=True)
     except BadRequest as e:
         raise Refused(None, e.message) from None
-    listed = plain(await service.list_machines(request))
+    listed = plain(await service.licenses.list_machines(request))
     if state == "deactivated":
         listed = [m for m in listed if not m["active"]]
     return listed[:MACHINE_PAGE]
@@ -457,7 +462,7 @@ async def machines(service: Licensing, query: Mapping[str, str]) -> list[dict[st
 
 async def machine(service: Licensing, machine_id: str) -> dict[str, Any] | None:
     """The machine among the newest listed (the API has no lookup by id), or None."""
-    listed = await service.list_machines(
+    listed = await service.licenses.list_machines(
         models.MachineQuery(include_inactive=True, limit=MAX_MACHINES)
     )
     return next((m for m in plain(listed) if m["id"] == machine_id), None)
@@ -467,7 +472,8 @@ async def deactivate_machine(service: Licensing, machine_id: str, form: Mapping[
     """Deactivate one machine; returns the license it belonged to."""
     reason = _model(models.ReasonRequest, _body(form), ("reason",)).reason
     done = await _service(
-        service.admin_deactivate_machine(_id(machine_id, "The machine"), reason), ("reason",)
+        service.licenses.admin_deactivate_machine(_id(machine_id, "The machine"), reason),
+        ("reason",),
     )
     return done.machine.license_id
 
@@ -476,7 +482,7 @@ async def deactivate_machine(service: Licensing, machine_id: str, form: Mapping[
 
 
 async def revenue(service: Licensing) -> dict[str, Any]:
-    return plain(await service.revenue_summary())
+    return plain(await service.licenses.revenue_summary())
 
 
 # ----- discount codes -----
@@ -496,12 +502,12 @@ CODE_FIELDS = (
 
 
 async def codes(service: Licensing) -> list[dict[str, Any]]:
-    return plain(await service.list_codes(models.CodeQuery(include_inactive=True)))
+    return plain(await service.codes.list_codes(models.CodeQuery(include_inactive=True)))
 
 
 async def code(service: Licensing, code_id: str) -> dict[str, Any]:
     """The code, with the slugs of the policies it is limited to (the API gives their ids)."""
-    found = plain((await _service(service.get_code(_id(code_id, "The discount code")))).code)
+    found = plain((await _service(service.codes.get_code(_id(code_id, "The discount code")))).code)
     slugs = {p["id"]: p["slug"] for p in await policies(service)}
     one = [found["applies_to_policy_id"]] if found["applies_to_policy_id"] else []
     found["policy_slugs"] = [slugs.get(i, i) for i in found["applies_to_policy_ids"] or one]
@@ -527,7 +533,7 @@ async def create_code(service: Licensing, form: Mapping[str, str]) -> dict[str, 
     errors: dict[str, str] = {}
     body = _code_body(form, form.get("kind", ""), errors)
     request = _model(models.CodeCreate, body, (*CODE_FIELDS, "max_uses"), errors)
-    return plain(await _service(service.create_code(request), CODE_FIELDS))
+    return plain(await _service(service.codes.create_code(request), CODE_FIELDS))
 
 
 async def update_code(service: Licensing, code_id: str, form: Mapping[str, str]) -> None:
@@ -539,12 +545,12 @@ async def update_code(service: Licensing, code_id: str, form: Mapping[str, str])
     for fixed in ("code", "kind", "product_slug", "policy_slug"):
         body.pop(fixed, None)
     request = _model(models.CodeUpdate, body, (*CODE_FIELDS, "max_uses"), errors)
-    await _service(service.update_code(found["id"], request), CODE_FIELDS)
+    await _service(service.codes.update_code(found["id"], request), CODE_FIELDS)
 
 
-enable_code = _setter(Licensing.set_code_active, "The discount code", True)
-disable_code = _setter(Licensing.set_code_active, "The discount code", False)
-delete_code = _one_row(Licensing.delete_code, "The discount code")
+enable_code = _setter(lambda s: s.codes.set_code_active, "The discount code", True)
+disable_code = _setter(lambda s: s.codes.set_code_active, "The discount code", False)
+delete_code = _one_row(lambda s: s.codes.delete_code, "The discount code")
 
 
 # ----- webhooks -----
@@ -555,11 +561,13 @@ EVENT_FIELD = "event-"
 
 
 async def webhook_endpoints(service: Licensing) -> list[dict[str, Any]]:
-    return plain(await service.list_webhook_endpoints())
+    return plain(await service.outbox.list_webhook_endpoints())
 
 
 async def deliveries(service: Licensing) -> list[dict[str, Any]]:
-    return plain(await service.list_deliveries(integrations.DeliveryQuery(limit=DELIVERY_PAGE)))
+    return plain(
+        await service.outbox.list_deliveries(integrations.DeliveryQuery(limit=DELIVERY_PAGE))
+    )
 
 
 async def create_webhook_endpoint(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
@@ -567,13 +575,19 @@ async def create_webhook_endpoint(service: Licensing, form: Mapping[str, str]) -
     body = _body({k: v for k, v in form.items() if not k.startswith(EVENT_FIELD)})
     body["event_types"] = [e for e in EVENT_TYPES if _flag(form, f"{EVENT_FIELD}{e}")]
     request = _model(integrations.WebhookEndpointCreate, body, WEBHOOK_FIELDS)
-    return plain(await _service(service.create_webhook_endpoint(request), WEBHOOK_FIELDS))
+    return plain(await _service(service.outbox.create_webhook_endpoint(request), WEBHOOK_FIELDS))
 
 
-enable_webhook_endpoint = _setter(Licensing.set_webhook_active, "The webhook endpoint", True)
-disable_webhook_endpoint = _setter(Licensing.set_webhook_active, "The webhook endpoint", False)
-delete_webhook_endpoint = _one_row(Licensing.delete_webhook_endpoint, "The webhook endpoint")
-retry_delivery = _one_row(Licensing.retry_delivery, "The delivery")
+enable_webhook_endpoint = _setter(
+    lambda s: s.outbox.set_webhook_active, "The webhook endpoint", True
+)
+disable_webhook_endpoint = _setter(
+    lambda s: s.outbox.set_webhook_active, "The webhook endpoint", False
+)
+delete_webhook_endpoint = _one_row(
+    lambda s: s.outbox.delete_webhook_endpoint, "The webhook endpoint"
+)
+retry_delivery = _one_row(lambda s: s.outbox.retry_delivery, "The delivery")
 
 
 # ----- API keys -----
@@ -589,7 +603,7 @@ ROLE_WRITES: dict[str, list[str]] = {
 
 
 async def api_keys(service: Licensing) -> list[dict[str, Any]]:
-    return plain(await service.list_api_keys())
+    return plain(await service.access.list_api_keys())
 
 
 async def create_api_key(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
@@ -605,10 +619,10 @@ async def create_api_key(service: Licensing, form: Mapping[str, str]) -> dict[st
     elif listed:
         body["scopes"] = listed
     request = _model(integrations.ApiKeyCreate, body, API_KEY_FIELDS, errors)
-    return plain(await _service(service.create_api_key(request), API_KEY_FIELDS))
+    return plain(await _service(service.access.create_api_key(request), API_KEY_FIELDS))
 
 
-revoke_api_key = _one_row(Licensing.revoke_api_key, "The API key")
+revoke_api_key = _one_row(lambda s: s.access.revoke_api_key, "The API key")
 
 
 # ----- audit -----
@@ -642,7 +656,7 @@ async def audit(service: Licensing, query: Mapping[str, str]) -> list[dict[str, 
         )
     except BadRequest as e:
         raise Refused(_named_field(e.message, AUDIT_FILTERS), e.message) from None
-    return plain(await service.audit_entries(request))
+    return plain(await service.licenses.audit_entries(request))
 
 
 # Form fields named differently from the API's (the form says days, percent and price), with

@@ -12,17 +12,18 @@ routes' scope is `MASTER`): a key must not mint itself more rights.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
 import uuid
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import msgspec
 from aiosqlite import Connection
 
 from daemon.licensing import inputs, integrations
-from daemon.licensing.core import Core, now
+from daemon.licensing.core import Audit, now
 from daemon.licensing.errors import BadRequest, NotFound
 from daemon.licensing.integrations import Role
 from daemon.licensing.state import iso_time
@@ -110,7 +111,12 @@ def _api_key(row: Row) -> integrations.ApiKey:
     )
 
 
-class ApiKeys(Core):
+class ApiKeys:
+    def __init__(self, pool: Any, *, write_lock: asyncio.Lock, audit: Audit) -> None:
+        self._pool = pool
+        self._write_lock = write_lock
+        self._audit = audit
+
     async def create_api_key(
         self, request: integrations.ApiKeyCreate
     ) -> integrations.ApiKeyCreated:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -10,12 +11,17 @@ import msgspec
 from aiosqlite import Connection
 
 from daemon.licensing import answers, events, models, outbox, rows, store
-from daemon.licensing.core import Core, now
+from daemon.licensing.core import Audit, now
 from daemon.licensing.errors import BadRequest, Conflict, NotFound
 from daemon.licensing.store import Row
 
 
-class Catalogue(Core):
+class Catalogue:
+    def __init__(self, pool: Any, *, write_lock: asyncio.Lock, audit: Audit) -> None:
+        self._pool = pool
+        self._write_lock = write_lock
+        self._audit = audit
+
     # ----- public -----
 
     async def public_products(self) -> list[answers.Product]:

@@ -9,21 +9,25 @@ column keeps a value within its CHECK for an older version (`_stored_amount`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiosqlite import Connection
 
 from daemon.licensing import answers, models, rows, store, store_sales
 from daemon.licensing.answers import PreviewRefusal
-from daemon.licensing.core import Core, now
+from daemon.licensing.core import Audit, now
 from daemon.licensing.errors import BadRequest, Conflict, NotFound
 from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
+
+if TYPE_CHECKING:  # purchase reads codes with this module's functions
+    from daemon.licensing.purchase import Purchases
 
 DISCOUNT_KINDS = ("percent", "fixed_sats", "free_license", "set_price")
 FULL_PERCENT_BPS = 10_000
@@ -152,7 +156,26 @@ def unusable(code: Row, product: Row, policy_id: str | None, at: int) -> Unusabl
     return None
 
 
-class Codes(Core):
+class Codes:
+    def __init__(
+        self,
+        pool: Any,
+        *,
+        write_lock: asyncio.Lock,
+        audit: Audit,
+        purchases: Purchases,
+        wrong_codes_per_minute: int,
+        weak_code_days: int,
+    ) -> None:
+        self._pool = pool
+        self._write_lock = write_lock
+        self._audit = audit
+        # Settles a redemption as a free purchase.
+        self._purchases = purchases
+        # Where a code is called weak to the seller (`weakness`).
+        self._wrong_codes_per_minute = wrong_codes_per_minute
+        self._weak_code_days = weak_code_days
+
     async def create_code(self, request: models.CodeCreate) -> answers.Code:
         at = now()
         expires_at = request.expires_at
@@ -377,7 +400,7 @@ class Codes(Core):
                     note=f"redeemed code {code['code']}",
                     buyer_email=request.buyer_email,
                 )
-                issued = await self._settle_free(  # type: ignore[attr-defined]  # Purchases'
+                issued = await self._purchases._settle_free(
                     conn, product, policy, code, terms, request.buyer_note, at, "license.redeem"
                 )
         return answers.Redeemed(

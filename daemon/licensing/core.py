@@ -1,5 +1,5 @@
-"""What every use case of the licensing service shares: the pool, the keys, the write lock,
-the clock and the one way to write an audit row.
+"""What the use cases of the licensing service share, each handed to those that need it: the
+bounds, the issuer key (`Signer`), the clock and the one way to write an audit row (`Audit`).
 
 Every write is one transaction (`pool.transaction()`), and an admin write adds its audit row
 (`record`) in that same transaction. Writes of this process are serialised by one asyncio lock.
@@ -7,10 +7,8 @@ Every write is one transaction (`pool.transaction()`), and an admin write adds i
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
-import hmac
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -21,7 +19,7 @@ from aiosqlite import Connection
 
 from daemon import settings
 from daemon.licensing import keys, store
-from daemon.licensing.state import LicenseReader, VerifiedKeys
+from daemon.licensing.state import VerifiedKeys
 
 # Who the audit log names for an admin write: the HTTP admin API, or a StartOS action.
 AdminActor = Literal["admin", "action"]
@@ -88,63 +86,37 @@ def now() -> int:
     return int(time.time())
 
 
-class Core:
-    def __init__(
-        self,
-        pool: Any,
-        issuer: keys.IssuerKey,
-        issuer_id: int,
-        admin_api_key: str,
-        limits: Limits,
-        *,
-        actor: AdminActor = "admin",
-    ) -> None:
-        self._pool = pool
-        self._actor: AdminActor = actor
-        self._issuer = issuer
-        self._issuer_id = issuer_id
-        self._admin_key = admin_api_key.encode("utf-8")
-        self._reader = LicenseReader(pool.path)
-        self._verified = VerifiedKeys(
-            issuer.public,
-            max_entries=limits.key_cache_entries,
-            max_bytes=limits.key_cache_bytes,
-        )
-        self._machine_history = limits.machine_history
-        self._webhook_history = limits.webhook_history
-        self._webhook_networks = limits.webhook_allow_networks
-        self._unlimited_seats = limits.unlimited_seats
-        self._wrong_codes_per_minute = limits.wrong_codes_per_minute
-        self._weak_code_days = limits.weak_code_days
-        self._write_lock = asyncio.Lock()
+class Signer:
+    """The issuer key new licenses are signed with and the cache presented keys are verified
+    by: one object for the use cases that sign (licenses, tiers), verify (validation, through
+    `verified`) and replace the key (operator), so an imported key is used by all at once."""
+
+    def __init__(self, issuer: keys.IssuerKey, issuer_id: int, verified: VerifiedKeys) -> None:
+        self.issuer = issuer
+        self.issuer_id = issuer_id
+        self.verified = verified
         self.public_key_pem = issuer.public_pem()
 
-    def _use_issuer(self, issuer: keys.IssuerKey, issuer_id: int) -> None:
+    def use(self, issuer: keys.IssuerKey, issuer_id: int) -> None:
         """Sign and verify with `issuer` from now on (an imported key, no license yet)."""
-        self._issuer, self._issuer_id = issuer, issuer_id
-        self._verified.rekey(issuer.public)
+        self.issuer, self.issuer_id = issuer, issuer_id
+        self.verified.rekey(issuer.public)
         self.public_key_pem = issuer.public_pem()
 
-    def close(self) -> None:
-        self._reader.close()
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """How a use case writes the audit row of an admin write, in the write's transaction."""
+
+    # The service's own actor: `admin` for the daemon, `action` for a StartOS action.
+    actor: AdminActor
 
     @property
-    def admin_api_key(self) -> str:
-        """For the StartOS properties page and the log scrubber; never log it."""
-        return self._admin_key.decode("utf-8")
+    def acting(self) -> str:
+        """Who the audit row of a write names: the credential it came with, else `actor`."""
+        return _acting.get() or self.actor
 
-    def admin_key_matches(self, presented: str) -> bool:
-        """Constant-time comparison, so response timing says nothing about the key."""
-        # surrogateescape: a header with non-UTF-8 bytes is simply a wrong key, not an error.
-        return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), self._admin_key)
-
-    @property
-    def _acting(self) -> str:
-        """Who the audit row of a write names: the credential it came with, else the service's
-        own actor (`admin` for the daemon, `action` for a StartOS action)."""
-        return _acting.get() or self._actor
-
-    async def _audit(
+    async def __call__(
         self, conn: Connection, action: str, subject: str, detail: dict[str, Any], at: int
     ) -> None:
-        await record(conn, self._acting, action, subject, detail, at)
+        await record(conn, self.acting, action, subject, detail, at)

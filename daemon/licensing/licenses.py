@@ -3,6 +3,7 @@ machines and the audit log."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,14 +23,31 @@ from daemon.licensing import (
     store_machines,
     store_sales,
 )
-from daemon.licensing.core import Core, now
+from daemon.licensing.core import Audit, Signer, now
 from daemon.licensing.errors import BadRequest, Conflict, NotFound
 from daemon.licensing.integrations import EventType
 from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
+from daemon.licensing.validation import Validation
 
 
-class Licenses(Core):
+class Licenses:
+    def __init__(
+        self,
+        pool: Any,
+        *,
+        write_lock: asyncio.Lock,
+        audit: Audit,
+        signer: Signer,
+        validation: Validation,
+    ) -> None:
+        self._pool = pool
+        self._write_lock = write_lock
+        self._audit = audit
+        self._signer = signer
+        # Deactivates a machine for the seller as a client's deactivate does.
+        self._validation = validation
+
     async def issue_license(self, request: models.LicenseIssue) -> answers.Issued:
         async with self._write_lock:
             at = now()
@@ -130,8 +148,8 @@ class Licenses(Core):
         row = {
             "id": str(license_id),
             "product_id": product["id"],
-            "issuer_key_id": self._issuer_id,
-            "license_key": keys.issue_key(self._issuer, payload),
+            "issuer_key_id": self._signer.issuer_id,
+            "license_key": keys.issue_key(self._signer.issuer, payload),
             "issued_at": at,
             "expires_at": expires_at,
             "fingerprint_hash": None if fp_hash is None else fp_hash.hex(),
@@ -293,7 +311,7 @@ class Licenses(Core):
             raise NotFound(f"machine {machine_id}")
         if row["deactivated_at"] is not None:
             raise Conflict(f"machine {machine_id} is already deactivated")
-        await self._deactivate_machine(  # type: ignore[attr-defined]  # Validation's
+        await self._validation._deactivate_machine(
             row["license_id"], machine_id, reason or "admin deactivate", audited=True
         )
         async with self._pool.connection() as conn:

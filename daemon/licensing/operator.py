@@ -5,13 +5,14 @@ by `GET /`, edited with `/v1/admin/settings/operator-name`), the database's figu
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
 from aiosqlite import Connection
 
 from daemon.licensing import answers, keys, store
-from daemon.licensing.core import Core, now
+from daemon.licensing.core import Audit, Signer, now
 from daemon.licensing.errors import BadRequest, Conflict
 from daemon.licensing.state import iso_time
 
@@ -34,7 +35,16 @@ _LAST_WRITE = (
 )
 
 
-class Operator(Core):
+class Operator:
+    def __init__(
+        self, pool: Any, *, write_lock: asyncio.Lock, audit: Audit, signer: Signer
+    ) -> None:
+        self._pool = pool
+        self._write_lock = write_lock
+        self._audit = audit
+        # Replaced by an imported key, for every use case that signs or verifies.
+        self._signer = signer
+
     async def operator_name(self) -> str | None:
         async with self._pool.connection() as conn:
             return await store.get_setting(conn, OPERATOR_NAME)
@@ -83,9 +93,9 @@ class Operator(Core):
                 issuer_id = await store.insert_issuer_key(
                     conn, issuer.private_bytes(), issuer.public_bytes(), at
                 )
-                detail = {"public_key_pem": issuer.public_pem(), "retired": self._issuer_id}
+                detail = {"public_key_pem": issuer.public_pem(), "retired": self._signer.issuer_id}
                 await self._audit(conn, "issuer_key.import", f"issuer_key:{issuer_id}", detail, at)
-            self._use_issuer(issuer, issuer_id)
+            self._signer.use(issuer, issuer_id)
         return answers.IssuerKeyImported(public_key_pem=issuer.public_pem())
 
     async def db_info(self) -> answers.DbInfo:

@@ -18,6 +18,7 @@ sends the same bytes and the signature over them never changes; the delivery id 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 import secrets
@@ -31,8 +32,9 @@ from typing import Any, Literal
 import msgspec
 from aiosqlite import Connection
 
+from daemon import settings
 from daemon.licensing import answers, integrations, rows, store
-from daemon.licensing.core import Core, now
+from daemon.licensing.core import Audit, now
 from daemon.licensing.errors import BadRequest, NotFound
 from daemon.licensing.events import PAYLOAD_OF, Event, Payload, SelfHealed
 from daemon.licensing.integrations import EVERY_EVENT, EventType
@@ -144,7 +146,23 @@ def backoff(attempt: int, base: float) -> float:
     return min(MAX_BACKOFF_SECONDS, base * factor) * random.uniform(0.5, 1.0)
 
 
-class Outbox(Core):
+class Outbox:
+    def __init__(
+        self,
+        pool: Any,
+        *,
+        write_lock: asyncio.Lock,
+        audit: Audit,
+        webhook_history: int,
+        webhook_networks: tuple[settings.Network, ...],
+    ) -> None:
+        self._pool = pool
+        self._write_lock = write_lock
+        self._audit = audit
+        # Settled deliveries kept per endpoint; private networks an endpoint may be on.
+        self._webhook_history = webhook_history
+        self._webhook_networks = webhook_networks
+
     async def create_webhook_endpoint(
         self, request: integrations.WebhookEndpointCreate
     ) -> integrations.WebhookEndpoint:

@@ -10,6 +10,7 @@ is recorded. `recover` hands the key back to whoever knows the invoice id and it
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -23,8 +24,9 @@ from daemon.licensing.codes import (
     scoped_policy_id,
     unusable,
 )
-from daemon.licensing.core import Core, now, record
+from daemon.licensing.core import now, record
 from daemon.licensing.errors import BadRequest, NotFound, PaymentNotConfigured
+from daemon.licensing.licenses import Licenses
 from daemon.licensing.store import Row
 
 NO_PAYMENT_PROVIDER = (
@@ -36,7 +38,13 @@ NO_PAYMENT_PROVIDER = (
 NOT_RECOVERABLE = "no license for that invoice id and buyer email"
 
 
-class Purchases(Core):
+class Purchases:
+    def __init__(self, pool: Any, *, write_lock: asyncio.Lock, licenses: Licenses) -> None:
+        self._pool = pool
+        self._write_lock = write_lock
+        # Issues the license a free purchase or a redemption settles.
+        self._licenses = licenses
+
     async def purchase(self, request: models.PurchaseRequest) -> answers.Purchase:
         async with self._write_lock:
             at = now()
@@ -93,7 +101,7 @@ class Purchases(Core):
         """License, settled 0-sat invoice and (with a code) its redemption, one transaction."""
         invoice_id = str(uuid.uuid4())
         price = (policy or product)["price_sats"]
-        license_row = await self._insert_license(  # type: ignore[attr-defined]  # Licenses'
+        license_row = await self._licenses._insert_license(
             conn, product, policy, terms, at, source="purchase", invoice_id=invoice_id
         )
         await store_sales.insert_free_invoice(

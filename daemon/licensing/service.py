@@ -1,18 +1,31 @@
-"""The licensing service: one object with every use case, for the API, the console and the
-StartOS actions. The API calls this; this never calls the API.
+"""The licensing service: one object holding every use case, for the API, the console and
+the StartOS actions. The API calls this; this never calls the API.
 
-Each use case lives in its own module: `validation` (validate and seats), `catalogue`
-(products and policies), `licenses` (issue, search, status, machines, audit), `codes`
-(discount codes and redemption), `purchase` (free purchases and recovery), `access`
-(scoped API keys), `outbox` (webhook endpoints, the outbox, the delivery log), `operator`
-(the operator's name, the database's figures, an imported issuer key), `tiers` (a
-license moved to another tier); `core` holds
-what they share (pool, keys, write lock, the audit helper). Requests are `models`, answers
-are `answers`.
+Each use case is an object of its own module, built by `Licensing.open` with what it needs
+passed in (nothing reaches another use case but through what it was given), and called as
+`licensing.<module>.<method>(...)`:
+
+- `validation` (`Validation`): validate, activate, heartbeat, deactivate;
+- `catalogue` (`Catalogue`): products and policies, public and admin;
+- `licenses` (`Licenses`): issue, list/count/get, summaries, revoke/suspend/unsuspend,
+  machines, the audit log;
+- `codes` (`Codes`): discount codes, `code_exists`, `preview_code`, `redeem`;
+- `purchases` (`Purchases`, module `purchase`): `purchase`, `purchase_status`, `recover`;
+- `access` (`ApiKeys`): scoped API keys and `scopes_of_token`;
+- `outbox` (`Outbox`): webhook endpoints and secrets, deliveries, the sender's claims;
+- `operator` (`Operator`): the operator's name, `db_info`, `import_issuer_key`;
+- `tiers` (`Tiers`): `change_tier`.
+
+`Licensing` itself keeps only what is the service's as a whole: the admin key
+(`admin_api_key`, `admin_key_matches`), `public_key_pem`, `storage` and `close`. `core` holds
+what use cases are handed (the bounds, the issuer key, the audit helper). Requests are
+`models`, answers are `answers`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
 import secrets
 from typing import Any
@@ -24,11 +37,12 @@ from daemon.licensing import keys, store
 from daemon.licensing.access import ApiKeys
 from daemon.licensing.catalogue import Catalogue
 from daemon.licensing.codes import DISCOUNT_KINDS, Codes
-from daemon.licensing.core import AdminActor, Limits, now, record
+from daemon.licensing.core import AdminActor, Audit, Limits, Signer, now, record
 from daemon.licensing.licenses import Licenses
 from daemon.licensing.operator import Operator
 from daemon.licensing.outbox import Outbox
 from daemon.licensing.purchase import NO_PAYMENT_PROVIDER, Purchases
+from daemon.licensing.state import LicenseReader, VerifiedKeys
 from daemon.licensing.tiers import Tiers
 from daemon.licensing.validation import Validation
 from daemon.storage import StorageHealth
@@ -51,9 +65,50 @@ REASONS = (
 )
 
 
-class Licensing(
-    Validation, Catalogue, Licenses, Codes, Purchases, ApiKeys, Outbox, Operator, Tiers
-):
+class Licensing:
+    def __init__(
+        self, pool: Any, signer: Signer, admin_api_key: str, limits: Limits, audit: Audit
+    ) -> None:
+        """Each use case with what it needs (`open` loads the keys first). One write lock
+        serialises this process's writes; one reader serves validation's reads."""
+        self._pool = pool
+        self._signer = signer
+        self._admin_key = admin_api_key.encode("utf-8")
+        self._reader = LicenseReader(pool.path)
+        lock = asyncio.Lock()
+        self.validation = Validation(
+            pool,
+            write_lock=lock,
+            audit=audit,
+            reader=self._reader,
+            verified=signer.verified,
+            unlimited_seats=limits.unlimited_seats,
+            machine_history=limits.machine_history,
+        )
+        self.catalogue = Catalogue(pool, write_lock=lock, audit=audit)
+        self.licenses = Licenses(
+            pool, write_lock=lock, audit=audit, signer=signer, validation=self.validation
+        )
+        self.purchases = Purchases(pool, write_lock=lock, licenses=self.licenses)
+        self.codes = Codes(
+            pool,
+            write_lock=lock,
+            audit=audit,
+            purchases=self.purchases,
+            wrong_codes_per_minute=limits.wrong_codes_per_minute,
+            weak_code_days=limits.weak_code_days,
+        )
+        self.access = ApiKeys(pool, write_lock=lock, audit=audit)
+        self.outbox = Outbox(
+            pool,
+            write_lock=lock,
+            audit=audit,
+            webhook_history=limits.webhook_history,
+            webhook_networks=limits.webhook_allow_networks,
+        )
+        self.operator = Operator(pool, write_lock=lock, audit=audit, signer=signer)
+        self.tiers = Tiers(pool, write_lock=lock, audit=audit, signer=signer)
+
     @classmethod
     async def open(
         cls,
@@ -91,14 +146,36 @@ class Licensing(
                 issuer = keys.IssuerKey.from_private_bytes(bytes(row["private_key"]))
                 issuer_id = row["id"]
             admin_key = await _settle_admin_key(conn, admin_api_key, at)
-        service = cls(pool, issuer, issuer_id, admin_key, limits or Limits(), actor=actor)
-        metrics.watch_key_cache(service._verified.stats)
-        return service
+        limits = limits or Limits()
+        verified = VerifiedKeys(
+            issuer.public, max_entries=limits.key_cache_entries, max_bytes=limits.key_cache_bytes
+        )
+        metrics.watch_key_cache(verified.stats)
+        signer = Signer(issuer, issuer_id, verified)
+        return cls(pool, signer, admin_key, limits, Audit(actor))
 
     @property
     def storage(self) -> StorageHealth:
         """How the pool's writes are faring, for /healthz."""
         return self._pool.health
+
+    @property
+    def public_key_pem(self) -> str:
+        """The issuer's public key (an imported key's from the request after the import)."""
+        return self._signer.public_key_pem
+
+    @property
+    def admin_api_key(self) -> str:
+        """For the StartOS properties page and the log scrubber; never log it."""
+        return self._admin_key.decode("utf-8")
+
+    def admin_key_matches(self, presented: str) -> bool:
+        """Constant-time comparison, so response timing says nothing about the key."""
+        # surrogateescape: a header with non-UTF-8 bytes is simply a wrong key, not an error.
+        return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), self._admin_key)
+
+    def close(self) -> None:
+        self._reader.close()
 
 
 async def _settle_admin_key(conn: Connection, given: str | None, at: int) -> str:

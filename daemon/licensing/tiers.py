@@ -8,11 +8,13 @@ The key the buyer holds keeps validating (validation reads the license as it is 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from typing import Any
 
 from daemon.licensing import answers, inputs, keys, models, store
-from daemon.licensing.core import Core, now
+from daemon.licensing.core import Audit, Signer, now
 from daemon.licensing.errors import BadRequest, Conflict, NotFound
 from daemon.licensing.store import Row
 
@@ -25,7 +27,16 @@ NEEDS_PAYMENT = (
 )
 
 
-class Tiers(Core):
+class Tiers:
+    def __init__(
+        self, pool: Any, *, write_lock: asyncio.Lock, audit: Audit, signer: Signer
+    ) -> None:
+        self._pool = pool
+        self._write_lock = write_lock
+        self._audit = audit
+        # Signs the license's key again under its new terms.
+        self._signer = signer
+
     async def change_tier(self, license_id: str, request: models.TierChange) -> answers.TierChanged:
         if not request.skip_payment:
             raise BadRequest(NEEDS_PAYMENT)
@@ -85,6 +96,6 @@ class Tiers(Core):
             # The policy's seats and grace from now on, as Keysat copies them.
             "max_machines": None,
             "grace_seconds": None,
-            "license_key": keys.issue_key(self._issuer, payload),
-            "issuer_key_id": self._issuer_id,
+            "license_key": keys.issue_key(self._signer.issuer, payload),
+            "issuer_key_id": self._signer.issuer_id,
         }

@@ -15,6 +15,7 @@ answers ok with `in_grace_period: true` and `grace_until`; then `expired`. Seats
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
@@ -25,9 +26,16 @@ from aiosqlite import Connection
 from daemon import metrics
 from daemon.licensing import events, keys, models, outbox, store, store_machines
 from daemon.licensing.answers import Refusal, SeatAnswer, SeatCeiling, Valid
-from daemon.licensing.core import Core, now, record
+from daemon.licensing.core import Audit, now, record
 from daemon.licensing.errors import BadRequest, NotFound
-from daemon.licensing.state import BAD_SIGNATURE, KeyIdentity, LicenseView, iso_time
+from daemon.licensing.state import (
+    BAD_SIGNATURE,
+    KeyIdentity,
+    LicenseReader,
+    LicenseView,
+    VerifiedKeys,
+    iso_time,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +53,28 @@ def _has_free_seat(limit: int, taken: int, ceiling: int) -> bool:
     return taken < limit
 
 
-class Validation(Core):
+class Validation:
+    def __init__(
+        self,
+        pool: Any,
+        *,
+        write_lock: asyncio.Lock,
+        audit: Audit,
+        reader: LicenseReader,
+        verified: VerifiedKeys,
+        unlimited_seats: int,
+        machine_history: int,
+    ) -> None:
+        self._pool = pool
+        self._write_lock = write_lock
+        self._audit = audit
+        # Reads the committed rows on every call, outside the pool (see `state`).
+        self._reader = reader
+        # Rekeyed in place when the operator imports an issuer key.
+        self._verified = verified
+        self._unlimited_seats = unlimited_seats
+        self._machine_history = machine_history
+
     async def validate(self, request: models.ValidateRequest) -> Valid | Refusal:
         """Always an answer, never an exception: Valid, or a Refusal with its reason."""
         verdict = self._judge(request, may_claim=True)
@@ -261,7 +290,7 @@ class Validation(Core):
                 if audited and changed:
                     await record(
                         conn,
-                        self._acting,
+                        self._audit.acting,
                         "machine.deactivate",
                         f"machine:{machine_id}",
                         {"license_id": license_id, "reason": reason},
