@@ -1,25 +1,33 @@
 """The licensing service: one object holding every use case, for the API, the console and
 the StartOS actions. The API calls this; this never calls the API.
 
-Each use case is an object of its own module, built by `Licensing.open` with what it needs
-passed in (nothing reaches another use case but through what it was given), and called as
-`licensing.<module>.<method>(...)`:
+Each use case is an object of its own module, built in `Licensing.__init__` (which `open`
+calls once the keys are loaded) with what it needs passed in: the pool, the write lock, the
+audit helper, the bounds it uses, the issuer key (`core.Signer`) and the use cases it calls.
+Callers reach a method as `licensing.<use case>.<method>(...)`, the attribute named after
+the module (`purchases` for `purchase`):
 
-- `validation` (`Validation`): validate, activate, heartbeat, deactivate;
-- `catalogue` (`Catalogue`): products and policies, public and admin;
-- `licenses` (`Licenses`): issue, list/count/get, summaries, revoke/suspend/unsuspend,
-  machines, the audit log;
-- `codes` (`Codes`): discount codes, `code_exists`, `preview_code`, `redeem`;
-- `purchases` (`Purchases`, module `purchase`): `purchase`, `purchase_status`, `recover`;
-- `access` (`ApiKeys`): scoped API keys and `scopes_of_token`;
-- `outbox` (`Outbox`): webhook endpoints and secrets, deliveries, the sender's claims;
-- `operator` (`Operator`): the operator's name, `db_info`, `import_issuer_key`;
-- `tiers` (`Tiers`): `change_tier`.
+- `validation`: validate, activate, heartbeat, deactivate
+- `catalogue`: public_products, public_product, public_policies, create_product,
+  admin_products, update_product, set_product_active, delete_product, create_policy,
+  admin_policies, update_policy, set_policy_active, set_policy_public, set_policy_archived,
+  delete_policy
+- `licenses`: issue_license, list_licenses, count_licenses, get_license, license_summary,
+  revenue_summary, license_counts, revoke, suspend, unsuspend, list_machines,
+  admin_deactivate_machine, audit_entries
+- `codes`: create_code, list_codes, get_code, update_code, set_code_active, delete_code,
+  code_exists, preview_code, redeem
+- `purchases`: purchase, purchase_status, recover
+- `access`: create_api_key, list_api_keys, revoke_api_key, scopes_of_token
+- `outbox`: create_webhook_endpoint, webhook_secrets, list_webhook_endpoints,
+  set_webhook_active, delete_webhook_endpoint, list_deliveries, retry_delivery,
+  announce_heals, claim_due, record_attempt, outbox_depth
+- `operator`: operator_name, operator_name_info, set_operator_name, import_issuer_key, db_info
+- `tiers`: change_tier
 
-`Licensing` itself keeps only what is the service's as a whole: the admin key
-(`admin_api_key`, `admin_key_matches`), `public_key_pem`, `storage` and `close`. `core` holds
-what use cases are handed (the bounds, the issuer key, the audit helper). Requests are
-`models`, answers are `answers`.
+`Licensing` itself keeps only what is the service's as a whole: `admin_api_key`,
+`admin_key_matches`, `public_key_pem`, `storage` and `close`. Requests are `models`, answers
+are `answers`.
 """
 
 from __future__ import annotations
