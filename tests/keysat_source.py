@@ -104,17 +104,23 @@ def _fields(body: str, rename_all: str | None) -> list[str]:
     return fields
 
 
-def json_keys(source: str) -> dict[str, list[str]]:
-    """For each `async fn`, the keys written inside its `json!({...})` literals."""
+def handlers(source: str) -> dict[str, dict]:
+    """For each `async fn`: the keys written inside its `json!({...})` literals, and the
+    structs its `Query<...>` and `Json<...>` extractors read (by bare name)."""
     text = _without_comments(source)
-    found: dict[str, list[str]] = {}
+    found: dict[str, dict] = {}
     for match in re.finditer(r"async fn (\w+)\s*\(", text):
-        body_start = text.index("{", match.end() + len(_balanced(text, match.end())))
+        params = _balanced(text, match.end())
+        body_start = text.index("{", match.end() + len(params))
         body = _balanced(text, body_start + 1, "{", "}")
         keys: set[str] = set()
         for literal in re.finditer(r"json!\s*\(\s*\{", body):
             keys |= set(re.findall(r'"(\w+)"\s*:', _balanced(body, literal.end(), "{", "}")))
-        found[match.group(1)] = sorted(keys)
+        reads = {
+            kind.lower(): name
+            for kind, name in re.findall(r"\b(Query|Json)<(?:[\w:]*::)?(\w+)>", params)
+        }
+        found[match.group(1)] = {"json_keys": sorted(keys), **reads}
     return found
 
 
@@ -137,20 +143,32 @@ def parse_mirror(commit: str) -> dict:
     ).stdout.split()
     api_files = [f"{SOURCE_DIR}/api/{name}" for name in listed if name.endswith(".rs")]
     all_structs: dict[str, list[str]] = {}
-    handler_keys: dict[str, list[str]] = {}
+    all_handlers: dict[str, dict] = {}
     for path in [f"{SOURCE_DIR}/models.rs", *api_files]:
         source = _show(commit, path)
         module = Path(path).stem
         # Module-qualified: two handler files may each have a `SetActiveReq` or `ListQuery`.
         all_structs |= {f"{module}::{name}": fields for name, fields in structs(source).items()}
-        for fn, keys in json_keys(source).items():
-            handler_keys[f"{module}::{fn}"] = keys
+        for fn, found in handlers(source).items():
+            for kind in ("query", "json"):
+                if kind in found:
+                    found[kind] = _qualified(found[kind], module, all_structs)
+            all_handlers[f"{module}::{fn}"] = found
     return {
         "origin": {"repo": "keysat-xyz/keysat", "commit": commit, "router": ROUTER},
         "routes": routes(_show(commit, ROUTER)),
         "structs": dict(sorted(all_structs.items())),
-        "json_keys": dict(sorted(handler_keys.items())),
+        "handlers": dict(sorted(all_handlers.items())),
     }
+
+
+def _qualified(name: str, module: str, known: dict) -> str:
+    """A struct named bare in a handler's signature: its own module's, else the one module
+    that declares it (`Value` and other non-struct types stay bare)."""
+    if f"{module}::{name}" in known:
+        return f"{module}::{name}"
+    elsewhere = [key for key in known if key.endswith(f"::{name}")]
+    return elsewhere[0] if len(elsewhere) == 1 else name
 
 
 def mirror_commit(ref: str = "HEAD") -> str | None:
