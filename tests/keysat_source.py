@@ -49,8 +49,24 @@ def _balanced(text: str, start: int, open_: str = "(", close: str = ")") -> str:
     raise ValueError(f"unbalanced {open_!r} from offset {start}")
 
 
+# A raw string (`r#"..."#`, emptied: its quotes would confuse the bracket count), a char
+# literal (`'"'`, made harmless), a string literal (kept: `json!` keys are strings), a comment.
+_LEXEMES = re.compile(r'r(#*)".*?"\1|\'(?:\\.|[^\'\\])\'|"(?:\\.|[^"\\])*"|//[^\n]*', re.DOTALL)
+
+
 def _without_comments(text: str) -> str:
-    return re.sub(r"//[^\n]*", "", text)
+    """The source without comments, raw strings and char literals; a `//` inside a string
+    literal (a URL) stays."""
+
+    def keep(match: re.Match) -> str:
+        lexeme = match.group(0)
+        if lexeme.startswith("r"):
+            return '""'
+        if lexeme.startswith("'"):
+            return "'_'"
+        return lexeme if lexeme.startswith('"') else ""
+
+    return _LEXEMES.sub(keep, text)
 
 
 def routes(router_source: str) -> list[dict]:
@@ -71,14 +87,15 @@ def routes(router_source: str) -> list[dict]:
 
 def _serde_names(attrs: str) -> dict[str, str]:
     return dict(re.findall(r'(\w+)\s*=\s*"([^"]*)"', attrs)) | {
-        flag: "" for flag in re.findall(r"\b(skip|skip_serializing|flatten)\b(?!_)", attrs)
+        flag: "" for flag in re.findall(r"\b(skip|skip_serializing)\b(?!_)", attrs)
     }
 
 
 def structs(source: str) -> dict[str, list[str]]:
     """Each serde struct's fields as they appear on the wire: `rename` and the struct's
     `rename_all` (snake_case, lowercase) applied, `skip`/`skip_serializing` fields left out,
-    `skip_serializing_if` ones marked `optional` (absent when empty), `flatten` ones marked."""
+    `skip_serializing_if` ones marked `name?` (absent when empty). (Keysat's API structs use no
+    `flatten`, so it is not read.)"""
     text = _without_comments(source)
     found: dict[str, list[str]] = {}
     pattern = r"((?:#\[[^\]]*\]\s*)*)pub struct (\w+)(?:<[^>]*>)?\s*\{"
@@ -97,10 +114,11 @@ def _fields(body: str, rename_all: str | None) -> list[str]:
         serde = _serde_names(" ".join(re.findall(r"#\[serde\(([^\]]*)\)\]", attrs)))
         if "skip" in serde or "skip_serializing" in serde:
             continue
+        if rename_all not in (None, "lowercase", "snake_case"):
+            raise ValueError(f"rename_all = {rename_all!r} is not read here; teach _fields it")
         wire = serde.get("rename") or (field.lower() if rename_all == "lowercase" else field)
-        # `name?`: left out when empty (skip_serializing_if); `...name`: flattened in.
-        mark = "?" if "skip_serializing_if" in serde else ""
-        fields.append(("..." if "flatten" in serde else "") + wire + mark)
+        # `name?`: left out when empty (skip_serializing_if).
+        fields.append(wire + ("?" if "skip_serializing_if" in serde else ""))
     return fields
 
 
