@@ -556,6 +556,7 @@ def _pem() -> bytes:
 # until then (strict), so the lead flips each entry when merging that work.
 CONTRACT = "contract (migration 0019): "
 PENDING: dict[tuple[str, str], str] = {
+    # The page is served outside the route table: flipping this, add it to SERVED too.
     ("GET", "/recover"): CONTRACT + "Keysat's /recover page",
     ("GET", f"{A}/licenses"): CONTRACT + "fingerprint, bound_identity, metadata, nostr_npub",
     ("GET", f"{A}/licenses/search"): CONTRACT + "fingerprint, bound_identity, metadata, nostr_npub",
