@@ -10,6 +10,7 @@ formats agree byte for byte.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -26,13 +27,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 SQLX = Path(sys.executable).parent / "sqlx"
-KEYSAT_GIT = Path(
-    os.environ.get("KEYSAT_REPO_GIT", "/work/.mirror/keysat-xyz+keysat/repo")
-)
+KEYSAT_GIT = Path(os.environ.get("KEYSAT_REPO_GIT", "/work/.mirror/keysat-xyz+keysat/repo"))
 KEYSAT_REF = "52ab993"  # release 0.2.0:63, the newest the import knows
 MIGRATIONS = "licensing-service/migrations"
 DAY = 86_400
 FLAG_TRIAL = 0b10
+# The fingerprints of the two machines using the "valid" license's two seats.
+MACHINES = ("laptop-1", "desktop-1")
 
 
 def keysat_migrations(folder: Path, upto: int | None = None) -> Path:
@@ -44,7 +45,9 @@ def keysat_migrations(folder: Path, upto: int | None = None) -> Path:
     ).stdout.split()  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     for name in sorted(names)[:upto]:
-        text = subprocess.run([*git, "show", f"{KEYSAT_REF}:{name}"], capture_output=True, check=True)
+        text = subprocess.run(
+            [*git, "show", f"{KEYSAT_REF}:{name}"], capture_output=True, check=True
+        )
         (folder / Path(name).name).write_bytes(text.stdout)
     return folder
 
@@ -108,9 +111,13 @@ class KeysatShop:
     licenses: dict[str, SeededLicense] = field(default_factory=dict)
 
     def public_pem(self) -> str:
-        return self.private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ).decode()
+        return (
+            self.private.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
 
 
 def new_id() -> str:
@@ -147,7 +154,7 @@ def _seed(conn: sqlite3.Connection, shop: KeysatShop, now: int) -> None:
         "INSERT INTO products (id, slug, name, description, price_sats, active, metadata_json, "
         "created_at, updated_at, price_currency, price_value, entitlements_catalog_json) "
         "VALUES (?, ?, 'Acme App', 'The app', 5000, 1, '{\"site\": \"acme\"}', ?, ?, 'SAT', "
-        "5000, '[{\"slug\": \"pro\", \"name\": \"Pro\", \"description\": \"\"}]')",
+        '5000, \'[{"slug": "pro", "name": "Pro", "description": ""}]\')',
         (shop.product_id, shop.product_slug, created, created),
     )
     _seed_policies(conn, shop, created)
@@ -219,11 +226,11 @@ def _seed_licenses(conn: sqlite3.Connection, shop: KeysatShop, now: int) -> None
 
 def _seed_sales(conn: sqlite3.Connection, shop: KeysatShop, now: int) -> None:
     valid, trial = shop.licenses["valid"].id, shop.licenses["trial"].id
-    laptop = "a" * 64
+    laptop, desktop = (hashlib.sha256(fp.encode()).hexdigest() for fp in MACHINES)
     machines = [  # the same laptop deactivated once, then active again; and a desktop
         (valid, laptop, now - 9 * DAY, now - 8 * DAY, "reinstalled"),
         (valid, laptop, now - 7 * DAY, None, None),
-        (valid, "b" * 64, now - 6 * DAY, None, None),
+        (valid, desktop, now - 6 * DAY, None, None),
     ]
     for license_id, fp_hash, activated, deactivated, reason in machines:
         conn.execute(

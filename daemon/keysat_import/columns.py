@@ -6,51 +6,56 @@ from __future__ import annotations
 
 from daemon.keysat_import.errors import Refused
 
+
+def _known(names: str) -> frozenset[str]:
+    return frozenset(names.split())
+
+
 # Tables whose rows come over, with every column Keysat 0.2.0:63 gives them.
 IMPORTED: dict[str, frozenset[str]] = {
-    "server_keys": frozenset("id algorithm public_key_pem private_key_pem created_at".split()),
-    "settings": frozenset("key value updated_at".split()),
-    "products": frozenset(
+    "server_keys": _known("id algorithm public_key_pem private_key_pem created_at"),
+    "settings": _known("key value updated_at"),
+    "products": _known(
         "id slug name description price_sats active metadata_json created_at updated_at "
-        "price_currency price_value entitlements_catalog_json merchant_profile_id".split()
+        "price_currency price_value entitlements_catalog_json merchant_profile_id"
     ),
-    "policies": frozenset(
+    "policies": _known(
         "id product_id name slug duration_seconds grace_seconds max_machines is_trial "
         "price_sats_override entitlements_json metadata_json active created_at updated_at "
         "tip_recipient tip_pct_bps tip_label public price_currency_override "
         "price_value_override is_recurring renewal_period_days grace_period_days trial_days "
-        "tier_rank archived_at".split()
+        "tier_rank archived_at"
     ),
-    "licenses": frozenset(
+    "licenses": _known(
         "id product_id invoice_id status fingerprint bound_identity issued_at revoked_at "
         "revocation_reason metadata_json policy_id expires_at grace_seconds max_machines "
-        "suspended_at suspension_reason entitlements_json is_trial nostr_npub buyer_email".split()
+        "suspended_at suspension_reason entitlements_json is_trial nostr_npub buyer_email"
     ),
-    "machines": frozenset(
+    "machines": _known(
         "id license_id fingerprint fingerprint_hash hostname platform ip_last_seen "
-        "activated_at last_heartbeat_at deactivated_at deactivation_reason".split()
+        "activated_at last_heartbeat_at deactivated_at deactivation_reason"
     ),
-    "invoices": frozenset(
+    "invoices": _known(
         "id btcpay_invoice_id product_id status buyer_email buyer_note amount_sats "
         "checkout_url created_at updated_at policy_id listed_currency listed_value "
-        "exchange_rate_centibps exchange_rate_source payment_provider_id".split()
+        "exchange_rate_centibps exchange_rate_source payment_provider_id"
     ),
-    "payment_providers": frozenset(
+    "payment_providers": _known(
         "id merchant_profile_id kind label api_key base_url webhook_id webhook_secret "
-        "store_id connected_at updated_at".split()
+        "store_id connected_at updated_at"
     ),
-    "discount_codes": frozenset(
+    "discount_codes": _known(
         "id code kind amount max_uses used_count expires_at applies_to_product_id "
         "applies_to_policy_id referrer_label description active created_at updated_at "
-        "discount_currency featured applies_to_policy_ids_json".split()
+        "discount_currency featured applies_to_policy_ids_json"
     ),
-    "discount_redemptions": frozenset(
+    "discount_redemptions": _known(
         "id code_id invoice_id license_id status discount_applied_sats base_price_sats "
-        "final_price_sats created_at updated_at".split()
+        "final_price_sats created_at updated_at"
     ),
-    "audit_log": frozenset(
+    "audit_log": _known(
         "id actor_kind actor_hash action target_kind target_id request_ip user_agent "
-        "details_json occurred_at".split()
+        "details_json occurred_at"
     ),
 }
 

@@ -62,9 +62,7 @@ def build(source: dict[str, list[Row]]) -> Shop:
     codes = [Cell("discount_codes", r) for r in source.get("discount_codes", [])]
     shop.tables["discount_codes"] = [_code(c) for c in codes]
     shop.tables["discount_code_terms"] = [_terms(c) for c in codes]
-    shop.tables["discount_redemptions"] = [
-        _redemption(c, kept_invoices) for c in redeemed.values()
-    ]
+    shop.tables["discount_redemptions"] = [_redemption(c, kept_invoices) for c in redeemed.values()]
     shop.tables["settings"] = _settings(source.get("settings", []), shop)
     shop.tables["audit_log"] = [_audit(Cell("audit_log", r)) for r in source.get("audit_log", [])]
     return shop
@@ -394,4 +392,3 @@ def _text(value: Any) -> str:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-

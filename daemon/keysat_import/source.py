@@ -51,7 +51,5 @@ def _check_file(path: Path) -> None:
 
 
 def _tables(conn: sqlite3.Connection) -> dict[str, list[str]]:
-    names = [
-        n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-    ]
+    names = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     return {n: [c[1] for c in conn.execute(f'PRAGMA table_info("{n}")')] for n in names}

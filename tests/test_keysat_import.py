@@ -1,0 +1,261 @@
+"""Moving a Keysat shop here (`python -m daemon import-keysat`): a real Keysat database (its
+own migrations by the real sqlx-cli, rows through its schema, keys signed as Keysat signs
+them), imported into a real Keysmith database, then the real daemon answering every key as
+Keysat did, through the published client. Every refusal leaves Keysmith's database as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from keysat_licensing_client import Client, PublicKey, Verifier
+
+from tests import kit
+from tests.daemon_proc import DaemonProc, base_env
+from tests.keysat_shop import KEYSAT_GIT, MACHINES, SQLX, build_shop, copy_shop
+from tests.test_api_support import admin, issue, make_product, must
+
+pytestmark = pytest.mark.skipif(
+    not (KEYSAT_GIT.exists() and SQLX.exists()),
+    reason=f"needs Keysat's repository at {KEYSAT_GIT} (KEYSAT_REPO_GIT) and the sqlx-cli",
+)
+
+
+@pytest.fixture(scope="module")
+def keysat(tmp_path_factory):
+    return build_shop(tmp_path_factory.mktemp("keysat"), int(time.time()))
+
+
+def import_keysat(db: Path, source: Path) -> subprocess.CompletedProcess[str]:
+    env = base_env({"KEYSMITH_DB_PATH": str(db)})
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", "import-keysat", str(source)],
+        env=env, cwd=db.parent, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def dump(db: Path) -> str:
+    with closing(sqlite3.connect(db)) as conn:
+        return kit.dump(conn)
+
+
+@pytest.fixture(scope="module")
+def started_once(tmp_path_factory):
+    """A Keysmith that has started once (its own issuer key and admin key) and stopped."""
+    folder = tmp_path_factory.mktemp("keysmith")
+    with DaemonProc(folder) as daemon:
+        assert daemon.status()["state"] == "serving", daemon.log_text()
+    return daemon.db_path
+
+
+def fresh_keysmith(started_once: Path, tmp_path: Path) -> Path:
+    db = tmp_path / "data" / "keysmith.db"
+    db.parent.mkdir(parents=True)
+    for suffix in ("", "-wal"):
+        if Path(f"{started_once}{suffix}").exists():
+            shutil.copyfile(f"{started_once}{suffix}", f"{db}{suffix}")
+    return db
+
+
+def test_every_keysat_key_answers_on_keysmith_as_it_did_on_keysat(keysat, tmp_path, started_once):
+    db = fresh_keysmith(started_once, tmp_path)
+    done = import_keysat(db, keysat.path)
+    assert done.returncode == 0, done.stderr
+    assert "licenses: 7" in done.stdout
+    with DaemonProc(tmp_path, db_path=db) as daemon:
+        client = Client(daemon.url, timeout=10)
+        served = client.fetch_pubkey_pem()
+        assert served.strip() == keysat.public_pem().strip()
+        verifier = Verifier(PublicKey.from_pem(served))
+        answers = {}
+        for name, seeded in keysat.licenses.items():
+            assert str(verifier.verify(seeded.key).license_id) == seeded.id
+            got = client.validate(seeded.key, product_slug=keysat.product_slug)
+            answers[name] = (got.ok, got.reason, bool(got.in_grace_period))
+        expected = {n: (s.ok, s.reason, s.in_grace) for n, s in keysat.licenses.items()}
+        assert answers == expected
+        # The two seats of "valid" are the two machines Keysat had: a third is refused.
+        valid = keysat.licenses["valid"].key
+        for fingerprint in MACHINES:
+            assert client.validate(valid, fingerprint=fingerprint).ok
+        third = client.validate(valid, fingerprint="third-machine")
+        assert (third.ok, third.reason) == (False, "too_many_machines")
+
+
+def test_the_stored_keys_are_keysats_strings_byte_for_byte(keysat, tmp_path, started_once):
+    db = fresh_keysmith(started_once, tmp_path)
+    assert import_keysat(db, keysat.path).returncode == 0
+    with closing(sqlite3.connect(db)) as conn:
+        stored = dict(conn.execute("SELECT id, license_key FROM licenses"))
+    assert stored == {s.id: s.key for s in keysat.licenses.values()}
+
+
+def test_the_shop_arrives_with_its_terms_sales_codes_and_history(keysat, tmp_path, started_once):
+    db = fresh_keysmith(started_once, tmp_path)
+    assert import_keysat(db, keysat.path).returncode == 0
+    with closing(sqlite3.connect(db)) as conn:
+        q = conn.execute
+        revoked, suspended = keysat.licenses["revoked"].id, keysat.licenses["suspended"].id
+        assert q("SELECT revoke_reason FROM licenses WHERE id = ?", (revoked,)).fetchone() == (
+            "chargeback",
+        )
+        assert q(
+            "SELECT suspend_reason, buyer_email, grace_seconds, max_machines, note FROM licenses "
+            "WHERE id = ?",
+            (suspended,),
+        ).fetchone() == ("fraud review", "suspended@example.com", 7 * 86400, 2, "suspended seat")
+        tiers = dict(
+            (slug, rest)
+            for slug, *rest in q(
+                "SELECT slug, duration_seconds, unlimited_machines, price_follows_product, "
+                "price_sats, active, highlighted, description FROM policies"
+            )
+        )
+        assert tiers == {
+            "annual": [365 * 86400, 0, 1, 5000, 1, 1, "For teams"],
+            "trial": [14 * 86400, 0, 0, 0, 1, 0, ""],
+            "forever": [None, 1, 0, 20000, 1, 0, ""],
+            "legacy": [30 * 86400, 0, 0, 100, 0, 0, ""],
+        }
+        machines = q("SELECT count(*), count(deactivated_at) FROM machines").fetchone()
+        assert machines == (2, 0)
+        terms = q(
+            "SELECT c.code, c.amount, t.percent_bps, t.referrer_label, t.policy_ids, c.disabled "
+            "FROM discount_codes AS c JOIN discount_code_terms AS t ON t.code_id = c.id "
+            "ORDER BY c.code"
+        ).fetchall()
+        scope = json.dumps([keysat.policies["annual"], keysat.policies["forever"]])
+        assert terms == [
+            ("FREEBIE", 0, None, None, "[]", 1),
+            ("LAUNCH25", 25, 2500, "twitter", scope, 0),
+        ]
+        sales = q(
+            "SELECT provider, status, license_id IS NOT NULL, discount_sats FROM invoices "
+            "ORDER BY provider, status"
+        ).fetchall()
+        assert sales == [("btcpay", "expired", 0, 0), ("btcpay", "settled", 1, 1250),
+                         ("free", "settled", 1, 0)]  # fmt: skip
+        assert q("SELECT count(*) FROM discount_redemptions").fetchone() == (2,)
+        audit = q("SELECT actor, action, subject, detail FROM audit_log ORDER BY id").fetchall()
+        assert ("admin", "license.revoke", f"license:{revoked}") == audit[-3][:3]
+        assert json.loads(audit[-3][3])["keysat"]["actor_hash"] == "ab" * 32
+        assert audit[-1][1] == "keysat.import"
+        assert q("SELECT value FROM settings WHERE key = 'operator_name'").fetchone() == (
+            "Acme Tools",
+        )
+        keys = q("SELECT active, retired_at IS NOT NULL FROM issuer_keys ORDER BY id").fetchall()
+        assert keys == [(0, 1), (1, 0)]
+
+
+def keysat_copy(keysat, tmp_path: Path, sql: str = "", *params) -> Path:
+    copy = copy_shop(keysat, tmp_path / "changed" / "keysat.db")
+    if sql:
+        with closing(sqlite3.connect(copy)) as conn, conn:
+            conn.execute(sql, params)
+    return copy
+
+
+REFUSALS = {
+    "newer_keysat": (
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, "
+        "execution_time) VALUES (26, 'future', 1, x'00', 1)",
+        "Keysat migration 26 ('future'), which this Keysmith does not know",
+    ),
+    "checksum_drift": (
+        "UPDATE _sqlx_migrations SET checksum = zeroblob(48) WHERE version = 9",
+        "Keysat migration 9 ('discount codes set price') has a checksum no released",
+    ),
+    "unknown_column": (
+        "ALTER TABLE licenses ADD COLUMN seat_color TEXT",
+        "the table licenses has columns Keysat 0.2.0:63 does not have: seat_color",
+    ),
+    "unknown_table": ("CREATE TABLE loyalty (id TEXT)", "tables Keysat 0.2.0:63 does not have"),
+    "unknown_status": (
+        "UPDATE licenses SET status = 'frozen' WHERE rowid = 1",
+        "column status is not one of active, revoked, suspended (value 'frozen')",
+    ),
+    "bad_date": (
+        "UPDATE licenses SET issued_at = 'yesterday' WHERE rowid = 1",
+        "column issued_at is not a date and time",
+    ),
+    "dangling_machine": (
+        "UPDATE machines SET license_id = 'no-such-license' WHERE rowid = 1",
+        "names a missing licenses row",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_a_keysat_database_it_does_not_understand_is_refused_with_nothing_written(
+    keysat, started_once, tmp_path, case
+):
+    sql, named = REFUSALS[case]
+    db = fresh_keysmith(started_once, tmp_path)
+    before = dump(db)
+    done = import_keysat(db, keysat_copy(keysat, tmp_path, sql))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert named in done.stderr
+    assert "Nothing was written" in done.stderr
+    assert dump(db) == before
+
+
+def test_a_file_that_is_not_keysat_is_refused_with_nothing_written(tmp_path, started_once):
+    db = fresh_keysmith(started_once, tmp_path)
+    before = dump(db)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    done = import_keysat(db, text)
+    assert done.returncode == 2 and "is not a SQLite database" in done.stderr
+    # A Keysmith database is SQLite with an sqlx ledger, but not Keysat's.
+    other = fresh_keysmith(started_once, tmp_path / "other")
+    done = import_keysat(db, other)
+    assert done.returncode == 2 and "is not a Keysat database" in done.stderr
+    assert dump(db) == before
+
+
+def test_a_keysmith_that_issued_licenses_is_not_overwritten(keysat, tmp_path):
+    with DaemonProc(tmp_path) as daemon:
+        issue(daemon, make_product(daemon))
+    before = dump(daemon.db_path)
+    done = import_keysat(daemon.db_path, keysat.path)
+    assert done.returncode == 2
+    assert "already issued 1 license(s)" in done.stderr
+    assert dump(daemon.db_path) == before
+
+
+def test_the_import_is_refused_while_the_daemon_serves_the_database(keysat, tmp_path):
+    with DaemonProc(tmp_path) as daemon:
+        before = dump(daemon.db_path)
+        done = import_keysat(daemon.db_path, keysat.path)
+        assert done.returncode == 2
+        assert "is open in another process" in done.stderr
+        assert dump(daemon.db_path) == before
+        must(admin(daemon, "GET", "/v1/admin/licenses"), 200)
+
+
+def test_the_startos_action_imports_a_file_from_the_data_volume(keysat, tmp_path, started_once):
+    db = fresh_keysmith(started_once, tmp_path)
+    copy_shop(keysat, db.parent / "keysat-import" / "keysat.db")
+    env = base_env({"KEYSMITH_DB_PATH": str(db)})
+
+    def action(form: dict) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "daemon", "action", "import-keysat", json.dumps(form)]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+
+    outside = action({"file": "../../etc/passwd"})
+    assert outside.returncode == 1 and "inside the data volume" in outside.stderr
+    done = action({})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["title"] == "Keysat shop imported"
+    assert "licenses: 7" in result["result"]["value"]
+    again = action({})
+    assert again.returncode == 1 and "already issued 7 license(s)" in again.stderr
