@@ -135,16 +135,24 @@ def build_shop(folder: Path, now: int) -> KeysatShop:
     return shop
 
 
-def _seed(conn: sqlite3.Connection, shop: KeysatShop, now: int) -> None:
-    private_pem = shop.private.private_bytes(
+def insert_issuer(conn: sqlite3.Connection, private: Ed25519PrivateKey, created: int) -> None:
+    """Keysat's `load_or_generate`: PKCS#8 and SPKI PEM in the singleton row."""
+    private_pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
+    ).decode()  # fmt: skip
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()  # fmt: skip
     conn.execute(
         "INSERT INTO server_keys (id, algorithm, public_key_pem, private_key_pem, created_at) "
         "VALUES (1, 'ed25519', ?, ?, ?)",
-        (shop.public_pem(), private_pem, rfc3339(now - 500 * DAY)),
+        (public_pem, private_pem, rfc3339(created)),
     )
+
+
+def _seed(conn: sqlite3.Connection, shop: KeysatShop, now: int) -> None:
+    insert_issuer(conn, shop.private, now - 500 * DAY)
     conn.execute(
         "INSERT INTO settings (key, value, updated_at) VALUES ('operator_name', 'Acme Tools', ?)",
         (rfc3339(now),),

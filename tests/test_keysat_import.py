@@ -16,11 +16,25 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from keysat_licensing_client import Client, PublicKey, Verifier
 
 from tests import kit
 from tests.daemon_proc import DaemonProc, base_env
-from tests.keysat_shop import KEYSAT_GIT, MACHINES, SQLX, build_shop, copy_shop
+from tests.keysat_shop import (
+    DAY,
+    KEYSAT_GIT,
+    MACHINES,
+    SQLX,
+    build_shop,
+    copy_shop,
+    insert_issuer,
+    keysat_key,
+    keysat_migrations,
+    new_id,
+    rfc3339,
+    sqlx,
+)
 from tests.test_api_support import admin, issue, make_product, must
 
 pytestmark = pytest.mark.skipif(
@@ -153,6 +167,44 @@ def test_the_shop_arrives_with_its_terms_sales_codes_and_history(keysat, tmp_pat
         )
         keys = q("SELECT active, retired_at IS NOT NULL FROM issuer_keys ORDER BY id").fetchall()
         assert keys == [(0, 1), (1, 0)]
+
+
+def test_a_keysat_database_at_migration_3_is_read_with_the_defaults_of_its_time(
+    tmp_path, started_once
+):
+    """The oldest schema the import reads: no currencies, codes, archive or catalogue yet."""
+    old = tmp_path / "old" / "keysat.db"
+    sqlx(old, keysat_migrations(tmp_path / "old" / "migrations", upto=3), "run")
+    private, now = Ed25519PrivateKey.generate(), int(time.time())
+    product, policy, license_id = new_id(), new_id(), new_id()
+    with closing(sqlite3.connect(old)) as conn, conn:
+        insert_issuer(conn, private, now - 9 * DAY)
+        conn.execute(
+            "INSERT INTO products (id, slug, name, price_sats, created_at, updated_at) "
+            "VALUES (?, 'old-app', 'Old App', 900, ?, ?)",
+            (product, rfc3339(now), rfc3339(now)),
+        )
+        conn.execute(
+            "INSERT INTO policies (id, product_id, name, slug, duration_seconds, created_at, "
+            "updated_at) VALUES (?, ?, 'Month', 'month', ?, ?, ?)",
+            (policy, product, 30 * DAY, rfc3339(now), rfc3339(now)),
+        )
+        conn.execute(
+            "INSERT INTO licenses (id, product_id, status, issued_at, policy_id, expires_at, "
+            "entitlements_json) VALUES (?, ?, 'active', ?, ?, ?, '[\"pro\"]')",
+            (license_id, product, rfc3339(now - DAY), policy, rfc3339(now + 29 * DAY)),
+        )
+    key = keysat_key(private, product, license_id, now - DAY, now + 29 * DAY, ["pro"], False)
+    db = fresh_keysmith(started_once, tmp_path)
+    done = import_keysat(db, old)
+    assert done.returncode == 0, done.stderr
+    assert "Keysat schema 3" in done.stdout
+    with DaemonProc(tmp_path, db_path=db) as daemon:
+        answer = Client(daemon.url, timeout=10).validate(key, product_slug="old-app")
+        assert (answer.ok, answer.entitlements, answer.max_machines) == (True, ["pro"], 1)
+    with closing(sqlite3.connect(db)) as conn:
+        prices = conn.execute("SELECT price_currency, price_minor FROM products").fetchone()
+    assert prices == ("BTC", 900)
 
 
 def keysat_copy(keysat, tmp_path: Path, sql: str = "", *params) -> Path:

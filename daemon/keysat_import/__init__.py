@@ -10,6 +10,7 @@ refusal comes before the transaction commits: the Keysmith database is left as i
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import time
 from dataclasses import dataclass
@@ -56,7 +57,8 @@ def import_keysat(path: Path, settings: Settings) -> Imported:
 
 
 def import_main(path: str) -> int:
-    """The CLI: the summary on stdout (exit 0), or why not on stderr (exit 2 refused)."""
+    """The CLI: the summary on stdout (exit 0), or why not on stderr (exit 2 refused, 1
+    failed)."""
     settings, errors = Settings.lenient()
     try:
         if errors:
@@ -65,6 +67,14 @@ def import_main(path: str) -> int:
     except (Refused, SettingsError) as e:
         print(f"Import refused: {e}. {NOTHING_WRITTEN}", file=sys.stderr)
         return EXIT_REFUSED
+    except (OSError, sqlite3.Error) as e:
+        print(
+            f"Import failed: {type(e).__name__}: {e}. The import is one transaction, rolled "
+            f"back on failure: {NOTHING_WRITTEN} Fix the cause (disk space, file permissions), "
+            "then run it again.",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     print("\n".join(imported.lines()))
     return EXIT_OK
 

@@ -67,7 +67,8 @@ def write(db_path: Path, shop: Shop, note: dict[str, Any], now: int) -> int:
             key_id = _write_all(conn, shop, note, now)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
     finally:
         conn.close()
