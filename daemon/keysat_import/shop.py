@@ -86,7 +86,7 @@ def _issuer(rows: list[Row]) -> keys.IssuerKey:
 def _product(c: Cell) -> Row:
     created = c.required_time("created_at")
     return {
-        "id": str(c.uuid("id")),
+        "id": c.uuid_text("id"),
         "slug": c.get("slug"),
         "name": c.get("name"),
         "description": c.get("description") or "",
@@ -171,7 +171,7 @@ def _license(c: Cell, shop: Shop) -> Row:
     shop.skip("licenses' metadata other than the note", bool(set(metadata) - {"note"}))
     return {
         "id": c.get("id"),
-        "product_id": str(c.uuid("product_id")),
+        "product_id": c.uuid_text("product_id"),
         "license_key": _key_of(c, shop.issuer, issued_at, expires_at),
         "status": status,
         "issued_at": issued_at,

@@ -90,6 +90,11 @@ class Cell:
         except (KeyError, TypeError, ValueError):
             raise self.refuse(column, "is not a UUID") from None
 
+    def uuid_text(self, column: str) -> str:
+        """The id as Keysat stored it (rows refer to it by that text), once it is a UUID."""
+        self.uuid(column)
+        return self.row[column]
+
     def currency(self, column: str, default: str = "SAT") -> str:
         """Keysat's 'SAT' is Keysmith's 'BTC' (amounts in sats either way)."""
         value = self.row.get(column) or default
