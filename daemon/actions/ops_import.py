@@ -22,13 +22,12 @@ def import_keysat_action(settings: Settings, values: dict[str, Any]) -> Result:
         imported = import_keysat(path, settings)
     except Refused as e:
         raise ActionError(f"Import refused: {e}. {NOTHING_WRITTEN}") from None
-    lines = imported.lines()
     return Result(
         "Keysat shop imported",
-        f"{lines[0]} Every key a buyer holds validates here as it did on Keysat. Start the "
-        "service; then connect your payment provider and create API keys and webhooks anew. "
-        f"You may delete {path.name} from the data volume.",
-        Value("\n".join(lines[1:]), copyable=True),
+        f"{imported.headline()}. Every key a buyer holds validates here as it did on Keysat. "
+        "Start the service; then connect your payment provider and create API keys and webhooks "
+        f"anew. You may delete {path.name} from the data volume.",
+        Value("\n".join(imported.lines()[1:]), copyable=True),
     )
 
 

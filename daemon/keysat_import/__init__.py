@@ -32,10 +32,13 @@ class Imported:
     left_behind: dict[str, int]
     public_key_pem: str
 
+    def headline(self) -> str:
+        return f"Imported a Keysat shop (Keysat schema {self.keysat_version})"
+
     def lines(self) -> list[str]:
         shown = ("products", "policies", "licenses", "machines", "invoices", "discount_codes")
         shown += ("discount_redemptions", "audit_log")
-        lines = [f"Imported a Keysat shop (Keysat schema {self.keysat_version}):"]
+        lines = [f"{self.headline()}:"]
         lines += [f"  {table}: {self.counts[table]}" for table in shown]
         lines += ["Left behind or changed on the way:"]
         lines += [f"  {what}: {n}" for what, n in sorted(self.left_behind.items())] or ["  none"]
