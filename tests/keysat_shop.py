@@ -1,6 +1,7 @@
-"""A real Keysat shop on disk, for the import tests: Keysat's own migration files (read from
-the Keysat repository at test time, never copied into this one) applied by the real sqlx-cli,
-rows inserted through Keysat's schema, keys signed the way Keysat's `crypto/mod.rs` signs them.
+"""A real Keysat shop on disk, for the import tests: a Keysat database (Keysat's own migration
+files applied by the real sqlx-cli, or built from the committed description of what they make:
+tests/keysat_schema.py), rows inserted through Keysat's schema, keys signed the way Keysat's
+`crypto/mod.rs` signs them.
 
 The signer below is written from `crypto/mod.rs` (`LicensePayload::to_bytes`, `encode_key`)
 and shares no code with daemon/licensing/keys.py, so the import test also checks that the two
@@ -12,11 +13,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 import uuid
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -26,40 +24,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-SQLX = Path(sys.executable).parent / "sqlx"
-KEYSAT_GIT = Path(os.environ.get("KEYSAT_REPO_GIT", "/work/.mirror/keysat-xyz+keysat/repo"))
-KEYSAT_REF = "52ab993"  # release 0.2.0:63, the newest the import knows
-MIGRATIONS = "licensing-service/migrations"
+from tests.keysat_schema import Source, make
+
 DAY = 86_400
 FLAG_TRIAL = 0b10
 # The fingerprints of the two machines using the "valid" license's two seats.
 MACHINES = ("laptop-1", "desktop-1")
-
-
-def keysat_migrations(folder: Path, upto: int | None = None) -> Path:
-    """Keysat's migration files (from release 0.2.0:63) in `folder`, the first `upto`."""
-    git = ["git", f"--git-dir={KEYSAT_GIT}"]
-    names = subprocess.run(
-        [*git, "ls-tree", "--name-only", KEYSAT_REF, f"{MIGRATIONS}/"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in sorted(names)[:upto]:
-        text = subprocess.run(
-            [*git, "show", f"{KEYSAT_REF}:{name}"], capture_output=True, check=True
-        )
-        (folder / Path(name).name).write_bytes(text.stdout)
-    return folder
-
-
-def sqlx(db: Path, folder: Path, *args: str) -> None:
-    url = f"sqlite://{db}"
-    for argv in (["database", "create"], ["migrate", *args, "--source", str(folder)]):
-        done = subprocess.run(
-            [str(SQLX), *argv, "--database-url", url],
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
 
 
 def rfc3339(unix: int) -> str:
@@ -124,11 +94,11 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def build_shop(folder: Path, now: int) -> KeysatShop:
+def build_shop(folder: Path, now: int, source: Source) -> KeysatShop:
     """A Keysat 0.2.0:63 database with a product, tiers, licenses in every state, machines,
     sales, codes and an audit trail, as Keysat's own code would have left them."""
     db = folder / "keysat.db"
-    sqlx(db, keysat_migrations(folder / "keysat-migrations"), "run")
+    make(db, source)
     shop = KeysatShop(db, Ed25519PrivateKey.generate(), new_id(), "acme-app")
     with closing(sqlite3.connect(db)) as conn, conn:
         _seed(conn, shop, now)

@@ -2,6 +2,10 @@
 own migrations by the real sqlx-cli, rows through its schema, keys signed as Keysat signs
 them), imported into a real Keysmith database, then the real daemon answering every key as
 Keysat did, through the published client. Every refusal leaves Keysmith's database as it was.
+
+Each test runs on two builds of the Keysat database: "sqlx" (Keysat's migration files from
+the mirror, KEYSAT_REPO_GIT; skipped where it is absent) and "described" (the committed
+tests/data/keysat_schema.json, so CI runs them). Tests below check the two builds agree.
 """
 
 from __future__ import annotations
@@ -19,33 +23,79 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from keysat_licensing_client import Client, PublicKey, Verifier
 
+from daemon.keysat_import.columns import IMPORTED
+from daemon.keysat_import.source import read as read_keysat
 from tests import kit
 from tests.daemon_proc import DaemonProc, base_env
+from tests.keysat_schema import (
+    DESCRIPTION,
+    OLDEST,
+    SOURCES,
+    VERSIONS,
+    Source,
+    describe,
+    extract,
+    make,
+    render,
+    schema,
+    unavailable,
+)
 from tests.keysat_shop import (
     DAY,
-    KEYSAT_GIT,
     MACHINES,
-    SQLX,
     build_shop,
     copy_shop,
     insert_issuer,
     keysat_key,
-    keysat_migrations,
     new_id,
     rfc3339,
-    sqlx,
 )
 from tests.test_api_support import admin, issue, make_product, must
 
-pytestmark = pytest.mark.skipif(
-    not (KEYSAT_GIT.exists() and SQLX.exists()),
-    reason=f"needs Keysat's repository at {KEYSAT_GIT} (KEYSAT_REPO_GIT) and the sqlx-cli",
-)
+needs_sqlx = pytest.mark.skipif(bool(unavailable("sqlx")), reason=str(unavailable("sqlx")))
+
+
+@pytest.fixture(scope="module", params=SOURCES)
+def keysat_source(request) -> Source:
+    """Each test on a Keysat database from both sources: the real migrations where the
+    mirror is, the committed description everywhere (CI)."""
+    reason = unavailable(request.param)
+    if reason:
+        pytest.skip(reason)
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def keysat(tmp_path_factory):
-    return build_shop(tmp_path_factory.mktemp("keysat"), int(time.time()))
+def keysat(tmp_path_factory, keysat_source):
+    folder = tmp_path_factory.mktemp(f"keysat-{keysat_source}")
+    return build_shop(folder, int(time.time()), keysat_source)
+
+
+@needs_sqlx
+def test_the_committed_keysat_description_is_what_sqlx_makes_of_keysats_migrations():
+    assert render(describe()) == DESCRIPTION.read_text(), (
+        f"{DESCRIPTION} is stale: run `python -m tests.keysat_schema extract`"
+    )
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_described_keysat_database_has_exactly_the_described_schema_and_ledger(tmp_path, version):
+    db = tmp_path / "keysat.db"
+    make(db, "described", version)
+    assert extract(db) == schema(version)
+
+
+@needs_sqlx
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_import_reads_a_sqlx_and_a_described_keysat_database_alike(tmp_path, version):
+    built = {s: tmp_path / s / "keysat.db" for s in SOURCES}
+    for s, db in built.items():
+        make(db, s, version)
+    real, described = (extract(db) for db in built.values())
+    assert real == described
+    assert read_keysat(built["sqlx"]) == read_keysat(built["described"]) == (version, {
+        table: [] for table in IMPORTED if table in described["tables"]
+    })  # fmt: skip
 
 
 def import_keysat(db: Path, source: Path) -> subprocess.CompletedProcess[str]:
@@ -170,11 +220,11 @@ def test_the_shop_arrives_with_its_terms_sales_codes_and_history(keysat, tmp_pat
 
 
 def test_a_keysat_database_at_migration_3_is_read_with_the_defaults_of_its_time(
-    tmp_path, started_once
+    tmp_path, started_once, keysat_source
 ):
     """The oldest schema the import reads: no currencies, codes, archive or catalogue yet."""
     old = tmp_path / "old" / "keysat.db"
-    sqlx(old, keysat_migrations(tmp_path / "old" / "migrations", upto=3), "run")
+    make(old, keysat_source, OLDEST)
     private, now = Ed25519PrivateKey.generate(), int(time.time())
     product, policy, license_id = new_id(), new_id(), new_id()
     with closing(sqlite3.connect(old)) as conn, conn:
