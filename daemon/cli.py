@@ -1,4 +1,5 @@
-"""Command-line entry: `python -m daemon serve | health | action | backup | migrate`.
+"""Command-line entry: `python -m daemon serve | health | action | backup | migrate |
+import-keysat`.
 
 Each command imports only what it needs: `migrate` must not pay for the web stack, so the
 heavier modules are imported inside the function that uses them.
@@ -40,6 +41,10 @@ def main(argv: list[str]) -> int:
         from daemon.cli_migrate import migrate_main
 
         return migrate_main(args)
+    if args.command == "import-keysat":
+        from daemon.keysat_import import import_main
+
+        return import_main(args.path)
     parser.print_help(sys.stderr)
     return 1
 
@@ -134,4 +139,9 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated versions certified idempotent (default: the built-in allowlist)",
     )
     migrate.add_argument("--json", action="store_true", help="machine-readable output")
+    keysat = command(
+        "import-keysat",
+        "move a Keysat shop (its keysat.db) into this Keysmith, which must have issued no license",
+    )
+    keysat.add_argument("path", help="the Keysat SQLite database file, read only")
     return parser

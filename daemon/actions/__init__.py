@@ -21,7 +21,14 @@ import json
 import sys
 from typing import Any
 
-from daemon.actions import forms, ops_console, ops_downgrade, ops_migrate, ops_settings
+from daemon.actions import (
+    forms,
+    ops_console,
+    ops_downgrade,
+    ops_import,
+    ops_migrate,
+    ops_settings,
+)
 from daemon.actions.registry import Action, ActionError, InputError
 from daemon.settings import Settings, SettingsError
 
@@ -35,6 +42,7 @@ ACTIONS: dict[str, Action] = {
         *forms.ACTIONS,
         *ops_console.ACTIONS,
         *ops_settings.ACTIONS,
+        *ops_import.ACTIONS,
     )
 }
 
