@@ -63,8 +63,15 @@ def test_a_free_tier_is_bought_at_once_and_its_invoice_answers(daemon):
     assert (bought["amount_sats"], bought["base_price_sats"], bought["checkout_url"]) == (
         0,
         0,
-        None,
+        "",
     )
+    # As Keysat fills them for a free purchase (purchase.rs, repo::create_free_invoice).
+    assert bought["btcpay_invoice_id"] == f"free-{bought['invoice_id']}"
+    license_row = must(admin(daemon, "GET", f"/v1/admin/licenses/{bought['license_id']}"), 200)
+    assert license_row["metadata"] == {
+        "source": "purchase",
+        "btcpay_invoice_id": bought["btcpay_invoice_id"],
+    }
     assert bought["poll_url"] == f"/v1/purchase/{bought['invoice_id']}"
     polled = must(daemon.request("GET", bought["poll_url"]), 200)
     assert polled == {
