@@ -103,6 +103,8 @@ def _recover_page(form: dict[str, Any]) -> dict[str, Any]:
                 "200": page("the key"),
                 "400": page("the form again, naming the field that is wrong"),
                 "404": page("no license for that invoice id and email"),
+                "408": page("the form did not arrive within the body timeout"),
+                "415": page("the body is not application/x-www-form-urlencoded"),
                 "429": page("too many attempts from this client (shared with /v1/recover)"),
             },
         },

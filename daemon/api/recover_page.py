@@ -24,6 +24,8 @@ from daemon.licensing.errors import BadRequest, NotFound
 from daemon.settings import Settings
 
 PATH = "/recover"
+# What the page's form posts (a browser's default for a form without `enctype`).
+FORM_TYPE = "application/x-www-form-urlencoded"
 # The bucket `/v1/recover` counts in (its route's rate_group).
 RATE_GROUP = "recover"
 
@@ -81,6 +83,10 @@ def add_recover_page(app: web.Application, limiter: RateLimiter, settings: Setti
             )
             response.headers["Retry-After"] = str(wait)
             return response
+        if request.content_type != FORM_TYPE:
+            return _render(
+                415, error=f"The form must be sent as {FORM_TYPE}, as this page sends it."
+            )
         try:
             async with asyncio.timeout(settings.body_timeout):
                 posted = await request.post()

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import sqlite3
 import uuid
 from typing import Literal, get_args
 
@@ -28,6 +30,8 @@ from daemon.licensing.errors import BadRequest, NotFound
 from daemon.licensing.integrations import Role
 from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
+
+log = logging.getLogger("keysmith.licensing")
 
 Access = Literal["read", "write"]
 # Each admin path's first segment after /v1/admin/, and the resource of its scope, as Keysat
@@ -209,15 +213,22 @@ class ApiKeys(Core):
     async def _note_use(self, key_id: str, last_used_at: int | None) -> None:
         """Record the use, unless it was recorded less than LAST_USED_EVERY seconds ago: the
         check on the row just read costs no write; the UPDATE's own condition keeps two
-        requests racing past it from writing twice."""
+        requests racing past it from writing twice. Bookkeeping only: a write that fails (a
+        full disk, a held lock; the pool reports it to /healthz) does not refuse the request."""
         at = now()
         if last_used_at is not None and at - last_used_at < LAST_USED_EVERY:
             return
-        async with self._write_lock, self._pool.transaction() as conn:
-            await conn.execute(
-                "UPDATE api_keys SET last_used_at = ? WHERE id = ? "
-                "AND (last_used_at IS NULL OR last_used_at <= ?)",
-                (at, key_id, at - LAST_USED_EVERY),
+        try:
+            async with self._pool.transaction() as conn:
+                await conn.execute(
+                    "UPDATE api_keys SET last_used_at = ? WHERE id = ? "
+                    "AND (last_used_at IS NULL OR last_used_at <= ?)",
+                    (at, key_id, at - LAST_USED_EVERY),
+                )
+        except sqlite3.Error as e:
+            log.warning(
+                f"API key {key_id}: its last use was not recorded ({e}); the request goes on "
+                "and the next use after a minute tries again"
             )
 
 
