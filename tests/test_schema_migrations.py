@@ -758,6 +758,14 @@ def test_0017_down_restores_the_database_before_it_and_keeps_metadata_in_the_aud
     assert "metadata" not in _columns(conn2, "policies")
 
 
+def _audited(conn: sqlite3.Connection, at: int, action: str, subject: str, detail: dict) -> None:
+    conn.execute(
+        "INSERT INTO audit_log (created_at, actor, action, subject, detail) "
+        "VALUES (?, 'admin', ?, ?, ?)",
+        (at, action, subject, json.dumps(detail)),
+    )
+
+
 def _priced_shop(conn: sqlite3.Connection) -> dict[str, str]:
     """Four policies at 0017, one per case 0018 tells apart; returns case -> policy id."""
     ids = {}
@@ -783,11 +791,7 @@ def _priced_shop(conn: sqlite3.Connection) -> dict[str, str]:
         }
         if case in edits:
             action, subject, at = edits[case]
-            conn.execute(
-                "INSERT INTO audit_log (created_at, actor, action, subject, detail) "
-                "VALUES (?, 'admin', ?, ?, ?)",
-                (at, action, subject, json.dumps({"fields": ["name", "price_sats"]})),
-            )
+            _audited(conn, at, action, subject, {"fields": ["name", "price_sats"]})
         ids[case] = policy
     conn.commit()
     return ids
@@ -875,12 +879,8 @@ def _0019_shop(conn: sqlite3.Connection) -> dict[str, str]:
     conn.execute(
         "INSERT INTO discount_code_terms (code_id, policy_ids) VALUES (?, '[]')", (ids["code"],)
     )
-    for at, subject in ((400, f"policy:{ids['archived']}"), (500, f"discount_code:{ids['code']}")):
-        conn.execute(
-            "INSERT INTO audit_log (created_at, actor, action, subject, detail) "
-            "VALUES (?, 'admin', 'x.update', ?, '{}')",
-            (at, subject),
-        )
+    _audited(conn, 400, "policy.update", f"policy:{ids['archived']}", {})
+    _audited(conn, 500, "discount_code.update", f"discount_code:{ids['code']}", {})
     conn.commit()
     return ids
 
