@@ -348,7 +348,9 @@ def test_a_free_tier_is_bought_polled_and_waited_for_with_the_client(daemon, cli
         0,
         0,
     )
-    assert session.checkout_url is None and session.btcpay_invoice_id is None
+    # As Keysat fills them for a free purchase: no checkout, a `free-` reference.
+    assert session.checkout_url == ""
+    assert session.btcpay_invoice_id == f"free-{session.invoice_id}"
     poll = client.poll_purchase(session.invoice_id)
     assert (poll.status, poll.amount_sats, poll.license_key is not None) == ("settled", 0, True)
     key = client.wait_for_license(session.invoice_id, interval_s=0.01, timeout_s=5)

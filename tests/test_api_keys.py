@@ -28,7 +28,16 @@ ADMIN_ROUTES = [e for e in ENDPOINTS if e.tag == "admin"]
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 # Keysat's token: `ks_` and 32 random bytes in unpadded URL-safe base64.
 KEYSAT_TOKEN = re.compile(r"^ks_[A-Za-z0-9_-]{43}$")
-LISTED_FIELDS = {"id", "label", "role", "created_at", "revoked_at", "scopes", "token_prefix"}
+LISTED_FIELDS = {
+    "id",
+    "label",
+    "role",
+    "created_at",
+    "last_used_at",
+    "revoked_at",
+    "scopes",
+    "token_prefix",
+}
 
 # The scope Keysat's handler asks for, for each admin route Keysmith shares with it
 # (`require_scope(...)` in api/admin.rs, policies.rs, discount_codes.rs, machines.rs,
@@ -82,6 +91,9 @@ def keysat_grants(role: str, scope: str) -> bool:
         "read-only": reads,
         "license-issuer": reads or scope == "licenses:write",
         "support": reads or scope in ("licenses:write", "subscriptions:write", "machines:write"),
+        # api_keys.rs Role::MerchantOnboard: catalogue and license writes, matched explicitly.
+        "merchant-onboard": reads
+        or scope in ("products:write", "policies:write", "licenses:write"),
     }[role]
 
 
@@ -124,7 +136,13 @@ def test_every_admin_route_declares_the_scope_keysat_asks_for():
 
 
 def test_the_roles_grant_what_keysats_roles_grant():
-    assert set(ROLE_SCOPES) == {"read-only", "license-issuer", "support", "full-admin"}
+    assert set(ROLE_SCOPES) == {
+        "read-only",
+        "license-issuer",
+        "support",
+        "merchant-onboard",
+        "full-admin",
+    }
     for role, scopes in ROLE_SCOPES.items():
         assert scopes == {s for s in SCOPES if keysat_grants(role, s)}, role
 
@@ -132,6 +150,8 @@ def test_the_roles_grant_what_keysats_roles_grant():
 @pytest.mark.parametrize("role", sorted(ROLE_SCOPES))
 def test_each_role_reaches_exactly_the_routes_keysat_grants_it(daemon, role):
     token = _key(daemon, role)
+    # The first use records last_used_at; the others, within the minute, write nothing.
+    assert _as(daemon, token, "GET", "/v1/admin/licenses")[0] == 200
     before = db_dump(daemon)
     for e in ADMIN_ROUTES:
         # A body no route accepts: an allowed route refuses it (400) or finds nothing (404),
@@ -320,3 +340,55 @@ def test_the_openapi_document_names_each_admin_routes_scope(daemon):
         assert document["paths"][e.path][e.method.lower()]["x-keysmith-scope"] == e.scope
     revoke = document["paths"]["/v1/admin/api-keys/{id}"]["delete"]
     assert len(revoke["responses"]["200"]["content"]["application/json"]["schema"]["oneOf"]) == 2
+
+
+# ----- last use -----
+
+
+def test_last_used_at_is_written_at_most_once_a_minute_per_key(daemon):
+    from daemon.licensing.access import LAST_USED_EVERY
+
+    created = _create(daemon, {"label": "busy", "role": "read-only"})
+    token, key_id = created["token"], created["id"]
+    assert created["last_used_at"] is None
+
+    def stored() -> int | None:
+        with closing(read_db(daemon)) as conn:
+            row = conn.execute("SELECT last_used_at FROM api_keys WHERE id = ?", (key_id,))
+            return row.fetchone()[0]
+
+    def set_stored(value: int) -> None:
+        with closing(sqlite3.connect(daemon.db_path, timeout=10)) as conn:
+            conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (value, key_id))
+            conn.commit()
+
+    assert _as(daemon, token, "GET", "/v1/admin/licenses")[0] == 200
+    first = stored()
+    assert first is not None
+    assert _listed(daemon)[key_id]["last_used_at"] is not None
+    # A use within the minute writes nothing: backdated by less than the interval, the row
+    # keeps the backdated value, and the whole database is byte-for-byte the same.
+    set_stored(first - (LAST_USED_EVERY - 20))
+    before = db_dump(daemon)
+    for _ in range(5):
+        assert _as(daemon, token, "GET", "/v1/admin/licenses")[0] == 200
+    assert db_dump(daemon) == before
+    assert stored() == first - (LAST_USED_EVERY - 20)
+    # Older than the interval: the next use writes the time again.
+    set_stored(first - LAST_USED_EVERY - 5)
+    assert _as(daemon, token, "GET", "/v1/admin/licenses")[0] == 200
+    assert stored() >= first
+
+
+def test_a_merchant_onboard_key_stands_up_a_catalogue_and_issues(daemon):
+    token = _key(daemon, "merchant-onboard")
+    slug = f"onboard-{uuid.uuid4().hex[:8]}"
+    body = {"slug": slug, "name": "Onboarded", "price_sats": 1000}
+    assert _as(daemon, token, "POST", "/v1/admin/products", body)[0] == 200
+    policy = {"product_slug": slug, "slug": "std", "name": "Std", "is_default": True}
+    assert _as(daemon, token, "POST", "/v1/admin/policies", policy)[0] == 200
+    status, issued = _as(daemon, token, "POST", "/v1/admin/licenses", {"product_slug": slug})
+    assert status == 200 and issued["license_key"].startswith("LIC1-")
+    code = {"code": "ONBOARD1", "kind": "percent", "amount": 100}
+    status, refused = _as(daemon, token, "POST", "/v1/admin/discount-codes", code)
+    assert status == 403 and "discount_codes:write" in refused["message"]

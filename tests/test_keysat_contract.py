@@ -475,6 +475,7 @@ def test_a_code_in_keysat_terms_is_answered_in_them_exactly(daemon):
         "referrer_label": "launch-twitter",
         "featured": False,
         "created_at": code["created_at"],
+        "updated_at": code["created_at"],  # Keysat's: a new code was last changed when made
     }
     # Stored as given: the exact basis points beside a whole percent an older version reads.
     assert rows(
@@ -769,3 +770,111 @@ def test_revenue_counts_settled_invoices_only(tmp_path):
         "last_30d_sats": 7_000,
         "settled_paid_invoice_count": 4,
     }
+
+
+# ----- Keysat's record fields (migration 0019) -----
+
+LONG_AGO = 1_000  # a time to backdate rows to, so a write's own time shows as a change
+LONG_AGO_TEXT = "1970-01-01T00:16:40Z"
+
+
+def test_a_policy_answers_keysats_updated_at_and_archived_at(daemon):
+    product = _product(daemon)
+    policy = _policy(daemon, product["slug"])
+    assert policy["updated_at"] == policy["created_at"] and policy["archived_at"] is None
+    _write(
+        daemon,
+        "UPDATE policies SET created_at = ?1, updated_at = ?1 WHERE id = ?2",
+        LONG_AGO,
+        policy["id"],
+    )
+    path = f"/v1/admin/policies/{policy['id']}"
+    edited = must(admin(daemon, "PATCH", path, {"name": "Renamed"}), 200)
+    assert edited["created_at"] == LONG_AGO_TEXT and edited["updated_at"] != LONG_AGO_TEXT
+    must(admin(daemon, "PATCH", f"{path}/archived", {"archived": True}), 200)
+    listing = f"/v1/admin/policies?product_id={product['id']}&include_archived=true"
+    [archived] = must(admin(daemon, "GET", listing), 200)["policies"]
+    assert archived["archived_at"] is not None and archived["archived"] is True
+    # Archived again: the first archive's time stays; sold again: no archive time.
+    _write(daemon, "UPDATE policies SET archived_at = ? WHERE id = ?", LONG_AGO, policy["id"])
+    must(admin(daemon, "PATCH", f"{path}/archived", {"archived": True}), 200)
+    [again] = must(admin(daemon, "GET", listing), 200)["policies"]
+    assert again["archived_at"] == LONG_AGO_TEXT
+    must(admin(daemon, "PATCH", f"{path}/archived", {"archived": False}), 200)
+    [sold] = must(admin(daemon, "GET", listing), 200)["policies"]
+    assert sold["archived_at"] is None
+
+
+def test_a_code_answers_keysats_updated_at(daemon):
+    product = _product(daemon)
+    body = {"code": unique("upd"), "kind": "percent", "amount": 1000}
+    code = must(
+        admin(
+            daemon, "POST", "/v1/admin/discount-codes", {**body, "product_slug": product["slug"]}
+        ),
+        200,
+    )
+    assert code["updated_at"] == code["created_at"]
+    _write(daemon, "UPDATE discount_codes SET created_at = ? WHERE id = ?", LONG_AGO, code["id"])
+    _write(
+        daemon,
+        "UPDATE discount_code_terms SET updated_at = ? WHERE code_id = ?",
+        LONG_AGO,
+        code["id"],
+    )
+    path = f"/v1/admin/discount-codes/{code['id']}"
+    assert must(admin(daemon, "GET", path), 200)["code"]["updated_at"] == LONG_AGO_TEXT
+    edited = must(admin(daemon, "PATCH", path, {"referrer_label": "newsletter"}), 200)
+    assert edited["created_at"] == LONG_AGO_TEXT and edited["updated_at"] != LONG_AGO_TEXT
+
+
+def test_an_issued_license_answers_keysats_fingerprint_metadata_and_npub(daemon):
+    product = _product(daemon)
+    npub = "npub1" + "q" * 58
+    issued = issue(daemon, product["slug"], note="press", fingerprint="machine-7", nostr_npub=npub)
+    other = issue(daemon, product["slug"])
+    shown = must(admin(daemon, "GET", f"/v1/admin/licenses/{issued['license_id']}"), 200)
+    assert shown["fingerprint"] == "machine-7" and shown["bound_identity"] is None
+    assert shown["nostr_npub"] == npub
+    # What Keysat's admin issue writes (admin.rs issue_license).
+    assert shown["metadata"] == {"source": "admin_issue", "note": "press"}
+    plain = must(admin(daemon, "GET", f"/v1/admin/licenses/{other['license_id']}"), 200)
+    assert (plain["fingerprint"], plain["nostr_npub"]) == (None, None)
+    assert plain["metadata"] == {"source": "admin_issue", "note": None}
+    # Keysat's search by npub; nothing matches another npub.
+    for listing in ("/v1/admin/licenses", "/v1/admin/licenses/search"):
+        found = must(admin(daemon, "GET", f"{listing}?nostr_npub={npub}"), 200)["licenses"]
+        assert [row["id"] for row in found] == [issued["license_id"]]
+        none = must(admin(daemon, "GET", f"{listing}?nostr_npub=npub1other"), 200)["licenses"]
+        assert none == []
+    before = db_dump(daemon)
+    refused = admin(
+        daemon, "POST", "/v1/admin/licenses", {"product_slug": product["slug"], "nostr_npub": ""}
+    )
+    assert refused[0] == 400 and "nostr_npub" in refused[1]["message"], refused
+    assert db_dump(daemon) == before
+
+
+def test_public_policies_answer_keysats_buyer_copy_from_metadata(daemon):
+    product = _product(daemon)
+    metadata = {
+        "description": "For teams",
+        "highlight": True,
+        "marketing_bullets": ["Priority support", "SSO"],
+        "marketing_bullets_position": "below",
+        "hidden_entitlements": ["internal-beta"],
+    }
+    _policy(daemon, product["slug"], slug="team", description="column text", metadata=metadata)
+    _policy(daemon, product["slug"], slug="solo", description="Just you", highlighted=False)
+    answer = must(daemon.request("GET", f"/v1/products/{product['slug']}/policies"), 200)
+    shown = {p["slug"]: p for p in answer["policies"]}
+    team, solo = shown["team"], shown["solo"]
+    assert (team["description"], team["highlighted"]) == ("For teams", True)
+    assert team["marketing_bullets"] == ["Priority support", "SSO"]
+    assert team["marketing_bullets_position"] == "below"
+    assert team["hidden_entitlements"] == ["internal-beta"]
+    assert team["featured_discount"] is None
+    # Without metadata copy: the policy's own description, Keysat's empty lists and "above".
+    assert (solo["description"], solo["highlighted"]) == ("Just you", False)
+    assert (solo["marketing_bullets"], solo["hidden_entitlements"]) == ([], [])
+    assert solo["marketing_bullets_position"] == "above"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from daemon.api import mount  # noqa: F401  (every handler module registers into the table)
 from daemon.api.table import ENDPOINTS, Nothing, PemText
+from daemon.console.web import CSP as CONSOLE_CSP
 from tests.daemon_proc import DaemonProc
 from tests.test_api_support import (
     admin,
@@ -63,8 +65,15 @@ def test_a_free_tier_is_bought_at_once_and_its_invoice_answers(daemon):
     assert (bought["amount_sats"], bought["base_price_sats"], bought["checkout_url"]) == (
         0,
         0,
-        None,
+        "",
     )
+    # As Keysat fills them for a free purchase (purchase.rs, repo::create_free_invoice).
+    assert bought["btcpay_invoice_id"] == f"free-{bought['invoice_id']}"
+    license_row = must(admin(daemon, "GET", f"/v1/admin/licenses/{bought['license_id']}"), 200)
+    assert license_row["metadata"] == {
+        "source": "purchase",
+        "btcpay_invoice_id": bought["btcpay_invoice_id"],
+    }
     assert bought["poll_url"] == f"/v1/purchase/{bought['invoice_id']}"
     polled = must(daemon.request("GET", bought["poll_url"]), 200)
     assert polled == {
@@ -352,3 +361,74 @@ def test_a_forwarded_address_from_an_untrusted_peer_is_ignored(tmp_path):
             proc, "POST", "/v1/validate", {"key": "x"}, {"X-Forwarded-For": "198.51.100.99"}
         )
         assert (status, answer["reason"]) == (200, "rate_limited")
+
+
+# ----- Keysat's /recover page for buyers -----
+
+
+def _page(
+    proc: DaemonProc, method: str, form: dict[str, str] | None = None, headers: dict | None = None
+) -> tuple[int, dict[str, str], str]:
+    """(status, headers, HTML) of /recover; a form is posted url-encoded, as a browser does."""
+    conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=10)
+    try:
+        body = None if form is None else urllib.parse.urlencode(form).encode()
+        sent = {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
+        conn.request(method, "/recover", body=body, headers=sent)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read().decode()
+    finally:
+        conn.close()
+
+
+def test_the_recover_page_gives_a_buyer_the_key_under_the_consoles_csp(daemon):
+    status, headers, html = _page(daemon, "GET")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert headers["Content-Security-Policy"] == CONSOLE_CSP
+    assert headers["Cache-Control"] == "no-store"
+    # Nothing the policy would block: no script, no inline style, the form posts to itself.
+    assert "<script" not in html and "style" not in html
+    assert '<form method="post" action="/recover">' in html
+    assert 'name="invoice_id"' in html and 'name="email"' in html
+
+    product = _free_tier(daemon)
+    bought = must(
+        daemon.request("POST", "/v1/purchase", {"product": product, "buyer_email": "Ann@x.org"}),
+        200,
+    )
+    status, headers, html = _page(
+        daemon, "POST", {"invoice_id": bought["invoice_id"], "email": "ann@X.org"}
+    )
+    assert status == 200 and headers["Content-Security-Policy"] == CONSOLE_CSP
+    assert f"<pre>{bought['license_key']}</pre>" in html
+
+    before = db_dump(daemon)
+    wrong = {"invoice_id": bought["invoice_id"], "email": "someone@x.org"}
+    status, _, html = _page(daemon, "POST", wrong)
+    assert status == 404 and bought["license_key"] not in html
+    assert "No license matches" in html
+    # What was typed comes back escaped, never as markup.
+    hostile = {"invoice_id": '"><b>x</b>', "email": "a@b.c"}
+    status, _, html = _page(daemon, "POST", hostile)
+    assert status == 400 and "<b>x</b>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
+    status, _, html = _page(daemon, "POST", {**wrong, "coupon": "1"})
+    assert status == 400 and "&#39;coupon&#39; is not a field" in html
+    # A body that is not the form (found by schemathesis: a multipart without a boundary was
+    # a 500) is refused with the page, naming the type it must be.
+    for content_type in ("multipart/form-data", "application/json"):
+        status, _, html = _page(daemon, "POST", wrong, {"Content-Type": content_type})
+        assert status == 415 and "application/x-www-form-urlencoded" in html, content_type
+    assert db_dump(daemon) == before
+
+
+def test_the_recover_page_counts_in_the_recover_limit(tmp_path):
+    with _limited_daemon(tmp_path, "127.0.0.1/32") as proc:
+        form = {"invoice_id": str(uuid.uuid4()), "email": "a@b.c"}
+        for _ in range(2):
+            assert _page(proc, "POST", form)[0] == 404
+        body = {"invoice_id": form["invoice_id"], "email": "a@b.c"}
+        assert _send(proc, "POST", "/v1/recover", body)[0] == 404  # the third, shared
+        status, headers, html = _page(proc, "POST", form)
+        assert status == 429 and int(headers["Retry-After"]) >= 1
+        assert "Too many recovery attempts" in html
+        assert _send(proc, "POST", "/v1/recover", body)[0] == 429

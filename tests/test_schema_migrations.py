@@ -647,7 +647,9 @@ def test_0016_code_terms_keep_every_row_and_codes_read_as_before(tmp_path):
     after = set(kit.dump(conn).splitlines())
     assert [line for line in before.splitlines() if line not in after] == []
     assert _rows(conn, "discount_code_terms") == []
-    # A code without terms reads as it did: a percent's whole percent in basis points.
+    # A code without terms reads as it did (through today's columns, so at today's schema,
+    # which adds no terms row): a percent's whole percent in basis points.
+    kit.apply_range(db)
     read = conn.execute(
         "SELECT id, kind, amount, policy_id, referrer_label, policy_ids FROM "
         f"(SELECT c.rowid AS n, {CODE_COLUMNS} {CODE_FROM}) ORDER BY n"
@@ -756,6 +758,14 @@ def test_0017_down_restores_the_database_before_it_and_keeps_metadata_in_the_aud
     assert "metadata" not in _columns(conn2, "policies")
 
 
+def _audited(conn: sqlite3.Connection, at: int, action: str, subject: str, detail: dict) -> None:
+    conn.execute(
+        "INSERT INTO audit_log (created_at, actor, action, subject, detail) "
+        "VALUES (?, 'admin', ?, ?, ?)",
+        (at, action, subject, json.dumps(detail)),
+    )
+
+
 def _priced_shop(conn: sqlite3.Connection) -> dict[str, str]:
     """Four policies at 0017, one per case 0018 tells apart; returns case -> policy id."""
     ids = {}
@@ -781,11 +791,7 @@ def _priced_shop(conn: sqlite3.Connection) -> dict[str, str]:
         }
         if case in edits:
             action, subject, at = edits[case]
-            conn.execute(
-                "INSERT INTO audit_log (created_at, actor, action, subject, detail) "
-                "VALUES (?, 'admin', ?, ?, ?)",
-                (at, action, subject, json.dumps({"fields": ["name", "price_sats"]})),
-            )
+            _audited(conn, at, action, subject, {"fields": ["name", "price_sats"]})
         ids[case] = policy
     conn.commit()
     return ids
@@ -849,6 +855,106 @@ def test_0018_down_gives_each_following_policy_its_products_price(tmp_path):
         900,
         0,
     ]
+
+
+def _0019_shop(conn: sqlite3.Connection) -> dict[str, str]:
+    """At 18: a policy edited then archived, one never edited, a code edited, a license."""
+    ids = {name: str(uuid.uuid4()) for name in ("product", "archived", "plain", "code")}
+    conn.execute(
+        "INSERT INTO products (id, slug, name, price_sats, created_at, updated_at) "
+        "VALUES (?, 'p19', 'P', 0, 100, 100)",
+        (ids["product"],),
+    )
+    for name, active in (("archived", 0), ("plain", 1)):
+        conn.execute(
+            "INSERT INTO policies (id, product_id, slug, name, created_at, active) "
+            "VALUES (?, ?, ?, 'P', 200, ?)",
+            (ids[name], ids["product"], name, active),
+        )
+    conn.execute(
+        "INSERT INTO discount_codes (id, code, kind, amount, created_at) "
+        "VALUES (?, 'C19', 'fixed_sats', 5, 300)",
+        (ids["code"],),
+    )
+    conn.execute(
+        "INSERT INTO discount_code_terms (code_id, policy_ids) VALUES (?, '[]')", (ids["code"],)
+    )
+    _audited(conn, 400, "policy.update", f"policy:{ids['archived']}", {})
+    _audited(conn, 500, "discount_code.update", f"discount_code:{ids['code']}", {})
+    conn.commit()
+    return ids
+
+
+def test_0019_backfills_times_from_the_audit_log_and_takes_merchant_onboard_keys(tmp_path):
+    db, conn = _database_at(tmp_path, 18, scale=2)
+    ids = _0019_shop(conn)
+    keys_before = _rows(conn, "api_keys")
+    licenses_before = _rows(conn, "licenses")
+    kit.apply_range(db, upto=19)
+    kit.assert_db_clean(conn)
+    times = {
+        row[0]: row[1:] for row in conn.execute("SELECT id, updated_at, archived_at FROM policies")
+    }
+    assert times[ids["archived"]] == (400, 400)  # its last audited change
+    assert times[ids["plain"]] == (200, None)  # never edited: its creation
+    [code_time] = conn.execute(
+        "SELECT updated_at FROM discount_code_terms WHERE code_id = ?", (ids["code"],)
+    ).fetchall()
+    assert code_time == (500,)
+    # Every key and license kept, with nothing new set.
+    assert [row[:-1] for row in _rows(conn, "api_keys")] == keys_before
+    assert {row[-1] for row in _rows(conn, "api_keys")} <= {None}
+    assert [row[:-4] for row in _rows(conn, "licenses")] == licenses_before
+    assert {row[-4:] for row in _rows(conn, "licenses")} <= {(None, None, "{}", None)}
+    conn.execute(
+        "INSERT INTO api_keys (id, label, role, token_hash, token_prefix, created_at) "
+        "VALUES ('m', 'onboarding', 'merchant-onboard', 'h19', 'ks_x', 1)"
+    )
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+        conn.execute("UPDATE licenses SET metadata = '[]' WHERE rowid = 1")
+
+
+def test_0019_down_restores_the_database_before_it_and_keeps_license_fields_in_the_audit_log(
+    tmp_path,
+):
+    down = (kit.MIGRATIONS / "0019_keysat_record_fields.down.sql").read_text()
+    db, conn = _database_at(tmp_path, 18, scale=2)
+    before = kit.dump(conn)
+    kit.apply_range(db, upto=19)
+    conn.executescript(f"BEGIN;\n{down}\nCOMMIT;")
+    assert kit.dump(conn) == before
+    kit.assert_db_clean(conn)
+    # Written at 19: a license's Keysat fields are kept in the audit log, a merchant-onboard
+    # key is named there and deleted, the other keys stay.
+    db, conn = _database_at(tmp_path / "written", 18, scale=1)
+    kit.apply_range(db, upto=19)
+    license_id = conn.execute("SELECT id FROM licenses LIMIT 1").fetchone()[0]
+    conn.execute(
+        "UPDATE licenses SET fingerprint = 'fp', nostr_npub = 'npub1x', "
+        'metadata = \'{"source":"admin_issue"}\' WHERE id = ?',
+        (license_id,),
+    )
+    conn.execute(
+        "INSERT INTO api_keys (id, label, role, token_hash, token_prefix, created_at) "
+        "VALUES ('m', 'onboarding', 'merchant-onboard', 'h19', 'ks_x', 1)"
+    )
+    others = conn.execute("SELECT id FROM api_keys WHERE id <> 'm' ORDER BY id").fetchall()
+    conn.commit()
+    conn.executescript(f"BEGIN;\n{down}\nCOMMIT;")
+    kit.assert_db_clean(conn)
+    kept = dict(
+        conn.execute(
+            "SELECT subject, detail FROM audit_log WHERE action = 'migration.0019.down'"
+        ).fetchall()
+    )
+    assert json.loads(kept[f"license:{license_id}"]) == {
+        "fingerprint": "fp",
+        "bound_identity": None,
+        "metadata": {"source": "admin_issue"},
+        "nostr_npub": "npub1x",
+    }
+    assert json.loads(kept["api_key:m"])["role"] == "merchant-onboard"
+    assert conn.execute("SELECT id FROM api_keys ORDER BY id").fetchall() == others
 
 
 def test_every_migration_has_a_test_here():

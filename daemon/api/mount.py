@@ -2,7 +2,8 @@
 clients, preflight included, as Keysat's layer), and on public ones the per-client rate
 limits (KEYSMITH_RATE_LIMIT for validate, heartbeat, redeem and recover;
 KEYSMITH_WRITE_RATE_LIMIT for the routes that add rows: purchase, machine activate and
-deactivate) and the discount-code guard the code routes call (`codeguard`).
+deactivate) and the discount-code guard the code routes call (`codeguard`); and Keysat's
+`/recover` page for buyers (`recover_page`), limited with /v1/recover.
 
 Imports every handler module so they register, then reads the table: the one place that
 knows all of them, and nothing imports this but `app`.
@@ -26,6 +27,7 @@ from daemon.api.envelope import rate_limited
 from daemon.api.expect import expect_handler
 from daemon.api.ops import STORAGE_KEY
 from daemon.api.ratelimit import RateLimiter
+from daemon.api.recover_page import add_recover_page
 from daemon.api.routes import LICENSING
 from daemon.api.table import ANSWERED_GROUPS, ENDPOINTS, WRITE_GROUPS, Endpoint, Handler
 from daemon.licensing import answers, wire
@@ -60,6 +62,8 @@ def add_licensing_routes(app: web.Application, licensing: Licensing, settings: S
         paths[e.path] = None
     for path in paths:
         app.router.add_route("OPTIONS", path, _preflight, expect_handler=expect_handler)
+    # Keysat's buyer page, in /v1/recover's bucket of the same limiter.
+    add_recover_page(app, reads, settings)
 
 
 def _cors(handler: Handler) -> Handler:

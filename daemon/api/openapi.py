@@ -3,7 +3,8 @@
 Each operation's request body, query parameters and answer come from the models the handler
 reads and answers with (`daemon.licensing.models` / `answers`, via msgspec's JSON Schema), so
 the document cannot disagree with what the server accepts. Only the ops routes, served in
-every mode outside the table, are described here by hand.
+every mode outside the table, and the buyers' HTML page `/recover` (its form is
+RecoverRequest's fields) are described here by hand.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from aiohttp import web
 
 from daemon import __version__
 from daemon.api.envelope import error_response
+from daemon.api.recover_page import PATH as RECOVER_PAGE
 from daemon.api.routes import public_endpoint
 from daemon.api.table import ANSWERED_GROUPS, ENDPOINTS, Endpoint, Nothing, PemText
+from daemon.licensing import models
 from daemon.licensing.events import PAYLOAD_OF
 
 REF = "#/components/schemas/{name}"
@@ -59,6 +62,7 @@ def document() -> dict[str, Any]:
                 "responses": {"200": {"description": summary}},
             }
         }
+    paths[RECOVER_PAGE] = _recover_page(found[id(models.RecoverRequest)])
     components["Error"] = _ERROR
     webhooks = {name: _webhook(name, found[id(kind)]) for name, kind in PAYLOAD_OF.items()}
     return {
@@ -69,6 +73,40 @@ def document() -> dict[str, Any]:
         "components": {
             "schemas": components,
             "securitySchemes": {"adminKey": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _recover_page(form: dict[str, Any]) -> dict[str, Any]:
+    """Keysat's buyer page: HTML, its form posted url-encoded with /v1/recover's fields."""
+    html = {"text/html": {"schema": {"type": "string"}}}
+
+    def page(description: str) -> dict[str, Any]:
+        return {"description": description, "content": html}
+
+    return {
+        "get": {
+            "tags": ["pages"],
+            "summary": "The page a buyer recovers a lost key on (Keysat's /recover)",
+            "operationId": "pages_recover_form",
+            "responses": {"200": page("the form")},
+        },
+        "post": {
+            "tags": ["pages"],
+            "summary": "The key of an invoice, for its buyer's email, shown on the page",
+            "operationId": "pages_recover",
+            "requestBody": {
+                "required": True,
+                "content": {"application/x-www-form-urlencoded": {"schema": form}},
+            },
+            "responses": {
+                "200": page("the key"),
+                "400": page("the form again, naming the field that is wrong"),
+                "404": page("no license for that invoice id and email"),
+                "408": page("the form did not arrive within the body timeout"),
+                "415": page("the body is not application/x-www-form-urlencoded"),
+                "429": page("too many attempts from this client (shared with /v1/recover)"),
+            },
         },
     }
 

@@ -356,6 +356,7 @@ LICENSE_FIELDS = (
     "product_slug",
     "policy_slug",
     "buyer_email",
+    "nostr_npub",
     "note",
     "fingerprint",
     "expires_at",

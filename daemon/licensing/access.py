@@ -1,5 +1,5 @@
 """Scoped API keys, as Keysat has them (`licensing-service/src/api/api_keys.rs`): a key has
-one of four roles (Keysmith adds optional extra scopes); every admin route needs one scope,
+one of five roles (Keysmith adds optional extra scopes); every admin route needs one scope,
 `<resource>:read` for a GET, `<resource>:write` otherwise (declared in `daemon.api.table`).
 
 The token (`ks_` and 32 random bytes in URL-safe base64, Keysat's form) is shown once, on
@@ -7,7 +7,8 @@ create; only its SHA-256 is stored, so the database cannot give it back. A token
 high-entropy, so a plain hash (no salt, no stretching) is enough, and it lets the key be found
 by an index. Revocation writes `revoked_at`; every request reads the key again, so a revoked
 key is refused from the next request on. Only the master admin key manages API keys (the
-routes' scope is `MASTER`): a key must not mint itself more rights.
+routes' scope is `MASTER`): a key must not mint itself more rights. A key's `last_used_at` is
+written at most once per `LAST_USED_EVERY` seconds, so a busy key costs no write per request.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import secrets
+import sqlite3
 import uuid
 from typing import Any, Literal, get_args
 
@@ -28,6 +31,8 @@ from daemon.licensing.errors import BadRequest, NotFound
 from daemon.licensing.integrations import Role
 from daemon.licensing.state import iso_time
 from daemon.licensing.store import Row
+
+log = logging.getLogger("keysmith.licensing")
 
 Access = Literal["read", "write"]
 # Each admin path's first segment after /v1/admin/, and the resource of its scope, as Keysat
@@ -55,6 +60,10 @@ RENAMED_SCOPES = {
     "discount-codes:write": "discount_codes:write",
 }
 
+# A key's last_used_at is rewritten only once it is at least this old (Keysat writes it on
+# every request; a once-a-minute figure says as much, without a write per request).
+LAST_USED_EVERY = 60
+
 READS = frozenset(s for s in SCOPES if s.endswith(":read"))
 # Keysat's `Role::grants`; extra scopes add to a role, never remove.
 ROLE_SCOPES: dict[Role, frozenset[str]] = {
@@ -66,6 +75,10 @@ ROLE_SCOPES: dict[Role, frozenset[str]] = {
     # License writes and freeing machines (Keysat's support also cancels subscriptions, which
     # Keysmith does not have): a support desk.
     "support": READS | {"licenses:write", "machines:write"},
+    # Every read, and catalogue and license writes (products, policies, licenses): a merchant
+    # or an agent standing up a catalogue without the master key. Neither codes, machines nor
+    # webhooks (Keysat matches these three writes explicitly, never by suffix).
+    "merchant-onboard": READS | {"products:write", "policies:write", "licenses:write"},
     # Every scope; still not the master-only routes (managing API keys).
     "full-admin": frozenset(SCOPES),
 }
@@ -107,6 +120,7 @@ def _api_key(row: Row) -> integrations.ApiKey:
         scopes=_stored_scopes(row),
         token_prefix=row["token_prefix"],
         created_at=iso_time(row["created_at"]),
+        last_used_at=iso_time(row["last_used_at"]),
         revoked_at=iso_time(row["revoked_at"]),
     )
 
@@ -191,15 +205,37 @@ class ApiKeys:
         wanted = token_hash(token)
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT id, role, scopes, token_hash FROM api_keys "
+                "SELECT id, role, scopes, token_hash, last_used_at FROM api_keys "
                 "WHERE token_hash = ? AND revoked_at IS NULL",
                 (wanted,),
             )
             row = await cursor.fetchone()
         if row is None or not hmac.compare_digest(row["token_hash"], wanted):
             return None
+        await self._note_use(row["id"], row["last_used_at"])
         role: Role = row["role"]
         return row["id"], role, ROLE_SCOPES[role].union(_stored_scopes(row))
+
+    async def _note_use(self, key_id: str, last_used_at: int | None) -> None:
+        """Record the use, unless it was recorded less than LAST_USED_EVERY seconds ago: the
+        check on the row just read costs no write; the UPDATE's own condition keeps two
+        requests racing past it from writing twice. Bookkeeping only: a write that fails (a
+        full disk, a held lock; the pool reports it to /healthz) does not refuse the request."""
+        at = now()
+        if last_used_at is not None and at - last_used_at < LAST_USED_EVERY:
+            return
+        try:
+            async with self._pool.transaction() as conn:
+                await conn.execute(
+                    "UPDATE api_keys SET last_used_at = ? WHERE id = ? "
+                    "AND (last_used_at IS NULL OR last_used_at <= ?)",
+                    (at, key_id, at - LAST_USED_EVERY),
+                )
+        except sqlite3.Error as e:
+            log.warning(
+                f"API key {key_id}: its last use was not recorded ({e}); the request goes on "
+                "and the next use after a minute tries again"
+            )
 
 
 async def _key_row(conn: Connection, key_id: str) -> Row | None:

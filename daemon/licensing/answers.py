@@ -126,6 +126,13 @@ class PublicPolicy(Answer, kw_only=True):
     is_trial: bool
     entitlements: list[str]
     highlighted: bool
+    # Keysat's buy-page copy, read from the policy's metadata (`marketing_bullets`,
+    # `marketing_bullets_position` above or below, `hidden_entitlements`); [] when absent.
+    marketing_bullets: list[Any]
+    marketing_bullets_position: Literal["above", "below"]
+    hidden_entitlements: list[Any]
+    # Keysat's launch special; Keysmith refuses featured codes, so never one.
+    featured_discount: None = None
     is_recurring: bool = False
     renewal_period_days: int = 0
     trial_days: int
@@ -141,12 +148,15 @@ class Policy(PublicPolicy, kw_only=True):
     public: bool
     active: bool
     archived: bool
+    # When it was archived (Keysat's archived_at; Keysmith's archived is inactive), else None.
+    archived_at: str | None
     sort_order: int
     is_default: bool
     price_currency: str
     price_value: int
     metadata: dict[str, Any]
     created_at: str | None
+    updated_at: str | None
 
 
 class PublicProduct(Answer, kw_only=True):
@@ -179,6 +189,13 @@ class License(Answer, kw_only=True):
     grace_seconds: int
     fingerprint_bound: bool
     fingerprint_hash: str | None
+    # Keysat's: the machine fingerprint the license was issued bound to, as sent.
+    fingerprint: str | None
+    # Keysat's user identity locked to a license; Keysat writes none, nor does Keysmith.
+    bound_identity: str | None
+    # Keysat's: how it was issued ({source: admin_issue, note} or {source: purchase, ...}).
+    metadata: dict[str, Any]
+    nostr_npub: str | None
     note: str
     buyer_email: str | None
     revoked_at: str | None
@@ -258,6 +275,7 @@ class Code(Answer, kw_only=True):
     # Keysat's launch special, which Keysmith refuses (models.CodeTerms): never true.
     featured: bool = False
     created_at: str | None
+    updated_at: str | None
 
 
 class WeakCode(Code, kw_only=True):
@@ -354,8 +372,9 @@ class Purchase(Answer, kw_only=True):
     """POST /v1/purchase for a purchase that costs nothing: settled and issued at once."""
 
     invoice_id: str
-    btcpay_invoice_id: str | None
-    checkout_url: str | None
+    # As Keysat fills them for a free purchase: `free-<invoice_id>`, and "" (no checkout).
+    btcpay_invoice_id: str
+    checkout_url: str = ""
     amount_sats: int
     base_price_sats: int
     discount_applied_sats: int

@@ -228,7 +228,9 @@ class Catalogue:
                 _check_entitlements_in_catalog(product, request.entitlements)
             if values.get("is_default"):
                 await store.clear_default_policy(conn, before["product_id"])
-            await store.update_row(conn, "policies", policy_id, values)
+            await store.update_row(
+                conn, "policies", policy_id, values | _archived_at(before, request, at), at
+            )
             await self._audit(conn, action, f"policy:{policy_id}", {"fields": sorted(values)}, at)
             row = await store.policy_by_id(conn, policy_id)
         return rows.policy(row)
@@ -273,6 +275,14 @@ class Catalogue:
 def _given(request: models.Request, names: tuple[str, ...]) -> dict[str, Any]:
     """The named fields the request sets (None means "leave as it is")."""
     return {name: getattr(request, name) for name in names if getattr(request, name) is not None}
+
+
+def _archived_at(before: Row, request: models.PolicyUpdate, at: int) -> dict[str, int | None]:
+    """Keysat's archived_at: set when the policy is archived (made inactive), cleared when it
+    is sold again; a repeated archive keeps the first time."""
+    if request.active is None or request.active == bool(before["active"]):
+        return {}
+    return {"archived_at": None if request.active else at}
 
 
 def _stored_prices(request: models.ProductUpdate | models.PolicyUpdate) -> dict[str, Any]:

@@ -276,6 +276,7 @@ class Codes:
                 raise NotFound(f"discount code {code_id}")
             terms = {
                 "id": code_id,
+                "now": at,
                 "percent_bps": before["amount"] if before["kind"] == "percent" else None,
                 "referrer_label": before["referrer_label"],
                 "policy_ids": before["policy_ids"],

@@ -15,7 +15,7 @@ from daemon.licensing.models import NO_NUL, LongText, PageSize, Request, Uuid, c
 
 # ----- requests -----
 
-Role = Literal["read-only", "license-issuer", "support", "full-admin"]
+Role = Literal["read-only", "license-issuer", "support", "merchant-onboard", "full-admin"]
 EventType = Literal[
     "license.issued",
     "license.revoked",
@@ -82,8 +82,8 @@ class DeliveryQuery(Request, kw_only=True):
 
 
 class ApiKey(Answer, kw_only=True):
-    """An API key as listed: Keysat's fields (without its `last_used_at`, which Keysmith does
-    not record) and Keysmith's extra scopes; never the token, only its first characters."""
+    """An API key as listed: Keysat's fields and Keysmith's extra scopes; never the token, only
+    its first characters."""
 
     id: str
     label: str
@@ -91,6 +91,8 @@ class ApiKey(Answer, kw_only=True):
     scopes: list[str]
     token_prefix: str
     created_at: str | None
+    # Keysmith writes it at most once a minute (access.LAST_USED_EVERY).
+    last_used_at: str | None
     revoked_at: str | None
 
 

@@ -160,6 +160,9 @@ class Licenses:
             "max_machines": terms.max_machines,
             "grace_seconds": terms.grace_seconds,
             "buyer_email": terms.buyer_email,
+            "fingerprint": fingerprint,
+            "metadata": json.dumps(_issue_metadata(source, terms, invoice_id)),
+            "nostr_npub": terms.nostr_npub,
         }
         await store.insert_license(conn, row)
         issued = events.LicenseIssued(
@@ -331,6 +334,20 @@ class Licenses:
         return [rows.audit_entry(row) for row in found]
 
 
+def free_reference(invoice_id: str) -> str:
+    """Keysat's `btcpay_invoice_id` of a settled free invoice (no payment provider saw it)."""
+    return f"free-{invoice_id}"
+
+
+def _issue_metadata(
+    source: events.IssueSource, terms: models.LicenseIssue, invoice_id: str | None
+) -> dict[str, Any]:
+    """The license metadata Keysat writes on issue (admin.rs issue_license, webhook.rs)."""
+    if source == "admin_issue":
+        return {"source": source, "note": terms.note}
+    return {"source": source, "btcpay_invoice_id": invoice_id and free_reference(invoice_id)}
+
+
 def _license_filters(query: models.LicenseQuery) -> dict[str, Any]:
     return {
         "product_id": query.product_id and str(uuid.UUID(query.product_id)),
@@ -338,4 +355,5 @@ def _license_filters(query: models.LicenseQuery) -> dict[str, Any]:
         "search": query.q,
         "buyer_email": query.buyer_email,
         "invoice_id": query.invoice_id and str(uuid.UUID(query.invoice_id)),
+        "nostr_npub": query.nostr_npub,
     }

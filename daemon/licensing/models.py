@@ -42,6 +42,8 @@ Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=EMAIL_
 Fingerprint = Annotated[str, msgspec.Meta(min_length=1, max_length=512, pattern=NO_NUL)]
 HostText = Annotated[str, msgspec.Meta(max_length=255, pattern=NO_NUL)]
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+# Keysat takes any text; bounded here (a bech32 npub is 63 characters).
+Npub = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 Uuid = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN)]
 Sats = Annotated[int, msgspec.Meta(ge=0, le=inputs.MAX_SATS)]
 Seconds = Annotated[int, msgspec.Meta(ge=0, le=100 * 366 * 86_400)]
@@ -250,6 +252,8 @@ class LicenseIssue(Request, kw_only=True):
     is_trial: bool | None = None
     grace_seconds: Seconds | None = None
     buyer_email: Email | None = None
+    # Keysat's buyer Nostr public key, stored as given and searchable (`?nostr_npub=`).
+    nostr_npub: Npub | None = None
 
     def __post_init__(self) -> None:
         self.expires_at = _when("expires_at", self.expires_at)
@@ -275,6 +279,7 @@ class LicenseQuery(Request, kw_only=True):
     q: Text | None = None
     buyer_email: Annotated[str, msgspec.Meta(min_length=1, max_length=254)] | None = None
     invoice_id: Uuid | None = None
+    nostr_npub: Npub | None = None
     # With no filter at all, Keysat's search answers the 100 most recent licenses.
     limit: PageSize = 100
     offset: Annotated[int, msgspec.Meta(ge=0, le=10**9)] = 0

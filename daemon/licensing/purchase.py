@@ -26,7 +26,7 @@ from daemon.licensing.codes import (
 )
 from daemon.licensing.core import now, record
 from daemon.licensing.errors import BadRequest, NotFound, PaymentNotConfigured
-from daemon.licensing.licenses import Licenses
+from daemon.licensing.licenses import Licenses, free_reference
 from daemon.licensing.store import Row
 
 NO_PAYMENT_PROVIDER = (
@@ -76,8 +76,7 @@ class Purchases:
                 )
         return answers.Purchase(
             invoice_id=issued["invoice_id"],
-            btcpay_invoice_id=None,
-            checkout_url=None,
+            btcpay_invoice_id=free_reference(issued["invoice_id"]),
             amount_sats=0,
             base_price_sats=base,
             discount_applied_sats=base,

@@ -54,7 +54,7 @@ def public_product(row: Row) -> answers.PublicProduct:
     )
 
 
-def _public_fields(row: Row) -> dict[str, Any]:
+def _public_fields(row: Row, metadata: dict[str, Any]) -> dict[str, Any]:
     duration = row["duration_seconds"] or 0
     return {
         "slug": row["slug"],
@@ -69,18 +69,40 @@ def _public_fields(row: Row) -> dict[str, Any]:
             "policy", row["id"], "entitlements", row["entitlements"], []
         ),
         "highlighted": bool(row["highlighted"]),
+        "marketing_bullets": _listed(metadata.get("marketing_bullets")),
+        "marketing_bullets_position": (
+            "below" if metadata.get("marketing_bullets_position") == "below" else "above"
+        ),
+        "hidden_entitlements": _listed(metadata.get("hidden_entitlements")),
         "trial_days": duration // 86_400 if row["is_trial"] else 0,
     }
 
 
+def _policy_metadata(row: Row) -> dict[str, Any]:
+    return inputs.shown_json("policy", row["id"], "metadata", row["metadata"], {})
+
+
+def _listed(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def public_policy(row: Row) -> answers.PublicPolicy:
-    return answers.PublicPolicy(**_public_fields(row))
+    """Keysat's buyer view: a `metadata.description` text and a `metadata.highlight` flag
+    (how Keysat policies carry them) take the place of the policy's own columns."""
+    metadata = _policy_metadata(row)
+    fields = _public_fields(row, metadata)
+    if isinstance(metadata.get("description"), str):
+        fields["description"] = metadata["description"]
+    if isinstance(metadata.get("highlight"), bool):
+        fields["highlighted"] = metadata["highlight"]
+    return answers.PublicPolicy(**fields)
 
 
 def policy(row: Row) -> answers.Policy:
     duration = row["duration_seconds"]
+    metadata = _policy_metadata(row)
     return answers.Policy(
-        **_public_fields(row),
+        **_public_fields(row, metadata),
         id=row["id"],
         product_id=row["product_id"],
         price_sats_override=None if row["price_follows_product"] else row["price_sats"],
@@ -88,12 +110,14 @@ def policy(row: Row) -> answers.Policy:
         public=bool(row["is_public"]),
         active=bool(row["active"]),
         archived=not row["active"],
+        archived_at=iso_time(row["archived_at"]),
         sort_order=row["sort_order"],
         is_default=bool(row["is_default"]),
         price_currency=said_currency(row["price_currency"]),
         price_value=row["price_minor"],
-        metadata=inputs.shown_json("policy", row["id"], "metadata", row["metadata"], {}),
+        metadata=metadata,
         created_at=iso_time(row["created_at"]),
+        updated_at=iso_time(row["updated_at"]),
     )
 
 
@@ -113,6 +137,10 @@ def license_(row: Row) -> answers.License:
         grace_seconds=row["grace_seconds"],
         fingerprint_bound=row["fingerprint_hash"] is not None,
         fingerprint_hash=row["fingerprint_hash"],
+        fingerprint=row["fingerprint"],
+        bound_identity=row["bound_identity"],
+        metadata=inputs.shown_json("license", row["id"], "metadata", row["metadata"], {}),
+        nostr_npub=row["nostr_npub"],
         note=row["note"],
         buyer_email=row["buyer_email"],
         revoked_at=iso_time(row["revoked_at"]),
@@ -147,6 +175,7 @@ def code(row: Row) -> answers.Code:
         description=row["note"],
         referrer_label=row["referrer_label"],
         created_at=iso_time(row["created_at"]),
+        updated_at=iso_time(row["updated_at"]),
     )
 
 

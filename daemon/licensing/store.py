@@ -180,7 +180,7 @@ POLICY_COLUMNS = (
     "id, product_id, slug, name, description, duration_seconds, grace_seconds, "
     "CASE WHEN unlimited_machines = 1 THEN 0 ELSE max_machines END AS max_machines, is_trial, "
     "entitlements, is_public, active, created_at, highlighted, sort_order, is_default, "
-    "metadata, price_follows_product, "
+    "metadata, price_follows_product, updated_at, archived_at, "
     + ", ".join(_FOLLOWED.format(name) for name in ("price_sats", "price_currency", "price_minor"))
 )
 
@@ -190,11 +190,11 @@ async def insert_policy(conn: Connection, policy: dict[str, Any]) -> None:
         "INSERT INTO policies (id, product_id, slug, name, description, price_sats, "
         "duration_seconds, grace_seconds, max_machines, unlimited_machines, is_trial, "
         "entitlements, is_public, active, created_at, highlighted, sort_order, is_default, "
-        "price_currency, price_minor, metadata, price_follows_product) VALUES (:id, "
+        "price_currency, price_minor, metadata, price_follows_product, updated_at) VALUES (:id, "
         ":product_id, :slug, :name, :description, :price_sats, :duration_seconds, "
         ":grace_seconds, :max_machines, :unlimited_machines, :is_trial, :entitlements, "
         ":is_public, 1, :now, :highlighted, :sort_order, :is_default, :price_currency, "
-        ":price_minor, :metadata, :price_follows_product)",
+        ":price_minor, :metadata, :price_follows_product, :now)",
         policy,
     )
 
@@ -265,6 +265,7 @@ LICENSE_COLUMNS = (
     "pol.name AS policy_name, "
     "l.license_key, l.status, l.issued_at, l.expires_at, l.fingerprint_hash, l.note, "
     "l.revoked_at, l.revoke_reason, l.suspended_at, l.suspend_reason, l.is_trial, "
+    "l.fingerprint, l.bound_identity, l.metadata, l.nostr_npub, "
     f"l.entitlements, l.buyer_email, {GRACE} AS grace_seconds, {SEATS} AS max_machines, "
     # Keysat's invoice_id: the invoice that sold it (invoices_license_idx), None if issued.
     "(SELECT i.id FROM invoices AS i WHERE i.license_id = l.id ORDER BY i.created_at LIMIT 1) "
@@ -280,9 +281,10 @@ async def insert_license(conn: Connection, license_row: dict[str, Any]) -> None:
     await conn.execute(
         "INSERT INTO licenses (id, product_id, issuer_key_id, license_key, status, issued_at, "
         "expires_at, fingerprint_hash, note, policy_id, is_trial, entitlements, max_machines, "
-        "grace_seconds, buyer_email) VALUES (:id, :product_id, :issuer_key_id, :license_key, "
-        "'active', :issued_at, :expires_at, :fingerprint_hash, :note, :policy_id, :is_trial, "
-        ":entitlements, :max_machines, :grace_seconds, :buyer_email)",
+        "grace_seconds, buyer_email, fingerprint, metadata, nostr_npub) VALUES (:id, "
+        ":product_id, :issuer_key_id, :license_key, 'active', :issued_at, :expires_at, "
+        ":fingerprint_hash, :note, :policy_id, :is_trial, :entitlements, :max_machines, "
+        ":grace_seconds, :buyer_email, :fingerprint, :metadata, :nostr_npub)",
         license_row,
     )
 
@@ -310,6 +312,7 @@ def _license_filter(
     search: str | None,
     buyer_email: str | None,
     invoice_id: str | None,
+    nostr_npub: str | None,
 ) -> tuple[str, tuple[Any, ...]]:
     like = None if search is None else f"%{_escape_like(search)}%"
     return where_clause(
@@ -321,6 +324,7 @@ def _license_filter(
             None if buyer_email is None else (buyer_email, buyer_email),
         ),
         ("l.id IN (SELECT license_id FROM invoices WHERE id = ?)", invoice_id),
+        ("l.nostr_npub = ?", nostr_npub),
         (
             "(l.id LIKE ? ESCAPE '\\' OR l.note LIKE ? ESCAPE '\\' OR l.license_key LIKE ? "
             "ESCAPE '\\' OR l.buyer_email LIKE ? ESCAPE '\\' OR l.id IN (SELECT license_id "

@@ -20,7 +20,8 @@ CODE_COLUMNS = (
     "c.policy_id, pol.slug AS policy_slug, "
     "c.kind, CASE WHEN c.kind = 'percent' THEN coalesce(t.percent_bps, c.amount * 100) "
     "ELSE c.amount END AS amount, c.max_redemptions, c.expires_at, c.disabled, c.note, "
-    "c.created_at, t.referrer_label, coalesce(t.policy_ids, '[]') AS policy_ids, "
+    "c.created_at, coalesce(t.updated_at, c.created_at) AS updated_at, t.referrer_label, "
+    "coalesce(t.policy_ids, '[]') AS policy_ids, "
     "(SELECT count(*) FROM discount_redemptions AS r WHERE r.code_id = c.id) AS redemptions"
 )
 CODE_FROM = (
@@ -41,12 +42,14 @@ async def insert_code(conn: Connection, code: dict[str, Any]) -> None:
 
 
 async def put_code_terms(conn: Connection, code: dict[str, Any]) -> None:
-    """The code's Keysat terms (`percent_bps`, `referrer_label`, `policy_ids` as JSON)."""
+    """The code's Keysat terms (`percent_bps`, `referrer_label`, `policy_ids` as JSON) and
+    when the code was last written (`now`)."""
     await conn.execute(
-        "INSERT INTO discount_code_terms (code_id, percent_bps, referrer_label, policy_ids) "
-        "VALUES (:id, :percent_bps, :referrer_label, :policy_ids) ON CONFLICT (code_id) DO "
-        "UPDATE SET percent_bps = excluded.percent_bps, referrer_label = "
-        "excluded.referrer_label, policy_ids = excluded.policy_ids",
+        "INSERT INTO discount_code_terms (code_id, percent_bps, referrer_label, policy_ids, "
+        "updated_at) VALUES (:id, :percent_bps, :referrer_label, :policy_ids, :now) "
+        "ON CONFLICT (code_id) DO UPDATE SET percent_bps = excluded.percent_bps, "
+        "referrer_label = excluded.referrer_label, policy_ids = excluded.policy_ids, "
+        "updated_at = excluded.updated_at",
         code,
     )
 
