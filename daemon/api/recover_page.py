@@ -96,7 +96,9 @@ def add_recover_page(app: web.Application, limiter: RateLimiter, settings: Setti
             return response
         form = {k: v for k, v in posted.items() if isinstance(v, str)}
         try:
-            found = await licensing_of(request).purchases.recover(wire.parse(models.RecoverRequest, form))
+            found = await licensing_of(request).purchases.recover(
+                wire.parse(models.RecoverRequest, form)
+            )
         except BadRequest as e:
             return _render(400, form, error=f"Nothing was looked up: {e.message}.")
         except NotFound:
