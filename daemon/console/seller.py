@@ -121,9 +121,11 @@ def _edit_page(
     template: str,
     kind: str,
     page: str,
+    extra: Callable[[dict[str, Any]], dict[str, Any]] = lambda found: {},
 ) -> ListPage:
     """The edit page of the row `{id}`: its form filled in with the row's values (`shown`),
-    or with what was typed when refused; the row is `kind` in the template."""
+    or with what was typed when refused; the row is `kind` in the template, with the
+    template's `extra` values for the row."""
 
     async def handler(
         request: web.Request,
@@ -138,7 +140,7 @@ def _edit_page(
         name = found.get("slug") or found.get("code")
         return render_form_page(
             request, template, session, form or shown(found), refused,
-            title=f"{kind.capitalize()} {name}", page=page, **{kind: found},
+            title=f"{kind.capitalize()} {name}", page=page, **{kind: found}, **extra(found),
         )  # fmt: skip
 
     return handler
@@ -208,6 +210,7 @@ def _policy_values(found: dict[str, Any]) -> dict[str, str]:
         "name": found["name"],
         "description": found["description"],
         "price_sats": "" if override is None else str(override),
+        **({} if override is None else _shown_price(found)),
         "duration_days": str(found["duration_seconds"] // ops.SECONDS_PER_DAY or ""),
         "grace_days": str(found["grace_seconds"] // ops.SECONDS_PER_DAY),
         "max_machines": str(found["max_machines"]),
@@ -367,6 +370,8 @@ async def codes(
     refused: ops.Refused | None = None,
 ) -> web.StreamResponse:
     service = licensing_of(request)
+    catalogue = await ops.products(service)
+    slugs = {p["id"]: p["slug"] for p in catalogue}
     # A fresh form offers a strong code; a refused one shows what the seller typed.
     return render_form_page(
         request,
@@ -379,10 +384,30 @@ async def codes(
         page="codes",
         codes=await ops.codes(service),
         kinds=ops.KINDS,
-        product_slugs=[p["slug"] for p in await ops.products(service)],
-        policy_slugs=sorted({p["slug"] for p in await ops.policies(service)}),
+        product_slugs=[p["slug"] for p in catalogue],
+        **_policy_choices(await ops.policies(service), slugs),
         done=_done(request),
     )
+
+
+def _policy_choices(
+    offered: list[dict[str, Any]], product_slugs: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The checkboxes of the policies a code can be limited to, labelled with their product's
+    slug when `product_slugs` (id: slug) is given (the create form offers every product's)."""
+    named = product_slugs or {}
+    listed = sorted(offered, key=lambda p: (named.get(p["product_id"], ""), p["slug"]))
+    return {
+        "policy_field": ops.POLICY_FIELD,
+        "policy_choices": [
+            {
+                "id": p["id"],
+                "label": " · ".join(filter(None, (named.get(p["product_id"]), p["slug"])))
+                + f" ({p['name']}{', archived' if p['archived'] else ''})",
+            }
+            for p in listed
+        ],
+    }
 
 
 def _code_values(found: dict[str, Any]) -> dict[str, str]:
@@ -393,11 +418,14 @@ def _code_values(found: dict[str, Any]) -> dict[str, str]:
         "expires_at": found["expires_at"] or "",
         "description": found["description"],
         "referrer_label": found["referrer_label"] or "",
-        "policy_slugs": ", ".join(found["policy_slugs"]),
+        **{f"{ops.POLICY_FIELD}{policy_id}": "on" for policy_id in found["policy_ids"]},
     }
 
 
-code_edit = _edit_page(ops.code, _code_values, "code.html", "code", "codes")
+code_edit = _edit_page(
+    ops.code, _code_values, "code.html", "code", "codes",
+    extra=lambda found: _policy_choices(found["product_policies"]),
+)  # fmt: skip
 
 
 async def _code_name(service: Licensing, code_id: str) -> str:
