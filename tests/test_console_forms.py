@@ -5,6 +5,7 @@ checkboxes) do what the API does, keeping what was typed when refused."""
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -338,3 +339,37 @@ def test_a_code_is_limited_to_policies_ticked_on_the_form(shop, cookie):
     assert status == 303
     saved = must(admin(shop, "GET", f"/v1/admin/discount-codes/{made['id']}"), 200)["code"]
     assert (saved["applies_to_policy_id"], saved["applies_to_policy_ids"]) == (None, [])
+
+
+def _facts(body: str) -> dict[str, str]:
+    """The text of each `fact-<field>` element of a license page, by field."""
+    found = re.findall(r'id="fact-([a-z_]+)"(?: [^>]*value="([^"]*)")?[^>]*>([^<]*)', body)
+    return {name: html.unescape(value or text) for name, value, text in found}
+
+
+def test_the_license_page_shows_every_field_the_api_answers(shop, cookie):
+    # Found: the page left out the policy's name and the suspension's reason, and showed only
+    # the first 16 characters of the key, which a buyer who lost it needs whole.
+    product = make_product(shop)
+    issued = must(admin(shop, "POST", "/v1/admin/licenses", {
+        "product_slug": product, "policy_slug": "standard", "buyer_email": "kim@example.com",
+        "note": "bought at the fair", "fingerprint": "fp-kim", "grace_seconds": 3 * 86400,
+        "expires_at": "2031-01-31T00:00:00Z", "is_trial": True,
+    }), 200)  # fmt: skip
+    page = f"/admin/licenses/{issued['license_id']}"
+    post(shop, f"{page}/suspend", cookie, {"reason": "chargeback opened"}, page)
+    answered = must(admin(shop, "GET", f"/v1/admin/licenses/{issued['license_id']}"), 200)
+    answered = answered.get("license", answered)
+    _, _, body = fetch(shop, "GET", page, cookie)
+    facts = _facts(body)
+    not_yet = {"revoked_at", "revocation_reason"}  # shown once revoked (below)
+    assert sorted(set(answered) - not_yet - facts.keys()) == []
+    shown = ("id", "license_key", "policy_name", "buyer_email", "note", "expires_at",
+             "suspended_at", "suspension_reason", "fingerprint_hash", "invoice_id")  # fmt: skip
+    for name in shown:
+        assert (answered[name] or "none") in (facts[name] or "none"), name
+    assert f'href="/admin/products/{answered["product_id"]}"' in body
+
+    post(shop, f"{page}/revoke", cookie, {"reason": "refunded"}, page)
+    facts = _facts(fetch(shop, "GET", page, cookie)[2])
+    assert facts["revocation_reason"] == "refunded" and facts["revoked_at"].startswith("20")

@@ -72,7 +72,7 @@ def test_a_license_is_found_by_the_buyer_email_it_was_issued_with(shop, cookie):
     _, _, body = fetch(shop, "GET", f"/admin/licenses?q={email.upper()}", cookie)
     assert f"/admin/licenses/{issued['license_id']}" in body
     _, _, detail = fetch(shop, "GET", f"/admin/licenses/{issued['license_id']}", cookie)
-    assert f'id="buyer-email">{email}<' in detail
+    assert f'id="fact-buyer_email">{email}<' in detail
 
 
 def test_a_policy_with_term_grace_and_price_from_the_console(shop, cookie):
