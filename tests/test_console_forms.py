@@ -335,6 +335,8 @@ def test_a_code_is_limited_to_policies_ticked_on_the_form(shop, cookie):
     assert status == 303
     saved = must(admin(shop, "GET", f"/v1/admin/discount-codes/{made['id']}"), 200)["code"]
     assert sorted(saved["applies_to_policy_ids"]) == sorted([yearly["id"], standard["id"]])
+    _, _, listed = fetch(shop, "GET", "/admin/codes", cookie)  # both named in the list
+    assert re.search(rf"{product} · (standard, yearly|yearly, standard)</td>", listed)
     status, _, _ = post(shop, edit, cookie, {"amount": "10"}, edit)
     assert status == 303
     saved = must(admin(shop, "GET", f"/v1/admin/discount-codes/{made['id']}"), 200)["code"]

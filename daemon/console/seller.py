@@ -372,6 +372,7 @@ async def codes(
     service = licensing_of(request)
     catalogue = await ops.products(service)
     slugs = {p["id"]: p["slug"] for p in catalogue}
+    offered = await ops.policies(service)
     # A fresh form offers a strong code; a refused one shows what the seller typed.
     return render_form_page(
         request,
@@ -385,7 +386,8 @@ async def codes(
         codes=await ops.codes(service),
         kinds=ops.KINDS,
         product_slugs=[p["slug"] for p in catalogue],
-        **_policy_choices(await ops.policies(service), slugs),
+        **_policy_choices(offered, slugs),
+        policy_slugs={p["id"]: p["slug"] for p in offered},
         done=_done(request),
     )
 
