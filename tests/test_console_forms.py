@@ -74,6 +74,10 @@ FORMS: dict[tuple[str, str], Form] = {
     ("POST", "/v1/admin/licenses/{id}/suspend"): Form(
         "/admin/licenses/{license}", "/admin/licenses/{license}/suspend"
     ),
+    ("POST", "/v1/admin/licenses/{id}/change-tier"): Form(
+        "/admin/licenses/{license}", "/admin/licenses/{license}/change-tier",
+        absent={"skip_payment": "always true: with no payment provider, a move is a comp"},
+    ),
     ("POST", "/v1/admin/machines/{id}/deactivate"): Form(
         "/admin/machines/{machine}/deactivate", "/admin/machines/{machine}/deactivate",
         absent={"reason": "the confirmation carries a reason only from its query string; the "
@@ -87,8 +91,6 @@ FORMS: dict[tuple[str, str], Form] = {
 }  # fmt: skip
 # Admin routes with a body the console has no form for, and why.
 NO_FORM = {
-    ("POST", "/v1/admin/licenses/{id}/change-tier"): "not a console task yet: a license "
-    "moves to another policy of its product through the API",
     ("PATCH", "/v1/admin/discount-codes/{id}/active"): f"Enable / Disable…: {BUTTONS}",
     ("PATCH", "/v1/admin/webhook-endpoints/{id}/active"): f"Enable / Disable: {BUTTONS}",
     ("PATCH", "/v1/admin/products/{id}/active"): f"Activate / Deactivate: {BUTTONS}",
@@ -150,6 +152,8 @@ def rows(shop, cookie) -> dict[str, str]:
     """One row of each kind a form edits: a product with a policy, a code limited to it, a
     license with a machine."""
     product = make_product(shop)
+    must(admin(shop, "POST", "/v1/admin/policies",
+               {"product_slug": product, "slug": "pro", "name": "Pro"}), 200)  # fmt: skip
     (made,) = [
         p for p in must(admin(shop, "GET", "/v1/admin/products"), 200)["products"]
         if p["slug"] == product
@@ -375,3 +379,33 @@ def test_the_license_page_shows_every_field_the_api_answers(shop, cookie):
     post(shop, f"{page}/revoke", cookie, {"reason": "refunded"}, page)
     facts = _facts(fetch(shop, "GET", page, cookie)[2])
     assert facts["revocation_reason"] == "refunded" and facts["revoked_at"].startswith("20")
+
+
+def test_a_license_moves_to_another_policy_of_its_product(shop, cookie):
+    # Found: the API's change-tier (a comp, with no payment provider) had no console form.
+    product = make_product(shop)
+    body = {"product_slug": product, "slug": "pro", "name": "Pro", "max_machines": 5}
+    must(admin(shop, "POST", "/v1/admin/policies", body), 200)
+    issued = must(admin(shop, "POST", "/v1/admin/licenses", {"product_slug": product}), 200)
+    page = f"/admin/licenses/{issued['license_id']}"
+    _, _, shown = fetch(shop, "GET", page, cookie)
+    assert '<option value="pro">pro</option>' in shown
+    assert '<option value="standard">' not in shown  # its own policy is not offered
+
+    before = db_dump(shop)
+    form = {"to_policy_slug": "no-such", "reason": "upgrade paid by bank transfer"}
+    status, _, refused = post(shop, f"{page}/change-tier", cookie, form, page)
+    assert status == 404 and db_dump(shop) == before
+    assert "no-such" in html.unescape(refused)
+
+    form = {**form, "to_policy_slug": "pro"}
+    status, headers, _ = post(shop, f"{page}/change-tier", cookie, form, page)
+    assert status == 303 and headers["Location"] == f"{page}?done=change-tier"
+    moved = must(admin(shop, "GET", f"/v1/admin/licenses/{issued['license_id']}"), 200)
+    moved = moved.get("license", moved)
+    assert (moved["policy_slug"], moved["max_machines"]) == ("pro", 5)
+    answer = must(shop.request("POST", "/v1/validate", {"key": issued["license_key"]}), 200)
+    assert answer["ok"] is True
+    entries = must(admin(shop, "GET", f"/v1/admin/audit?subject=license:{moved['id']}"), 200)
+    (comp,) = [e for e in entries["entries"] if e["action"] == "license.change_tier.comp"]
+    assert comp["actor"] == "console"

@@ -460,6 +460,17 @@ async def unsuspend(service: Licensing, license_id: str, form: Mapping[str, str]
     await _service(service.unsuspend(_id(license_id, "The license")))
 
 
+TIER_FIELDS = ("to_policy_slug", "reason")
+
+
+async def change_tier(service: Licensing, license_id: str, form: Mapping[str, str]) -> None:
+    """Move the license to another policy of its product as a comp: with no payment provider,
+    that is the only change the API makes (`skip_payment` true)."""
+    body = {**_body(form), "skip_payment": True}
+    request = _model(models.TierChange, body, TIER_FIELDS)
+    await _service(service.change_tier(_id(license_id, "The license"), request), TIER_FIELDS)
+
+
 MACHINE_STATES = ("active", "deactivated")
 
 

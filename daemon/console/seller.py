@@ -50,6 +50,8 @@ DONE = {
     "revoke": "License revoked: it no longer validates anywhere.",
     "suspend": "License suspended: it does not validate until you unsuspend it.",
     "unsuspend": "License unsuspended: it validates again.",
+    "change-tier": "License moved to the policy chosen: its term (from today), machines, "
+    "entitlements and trial flag are that policy's now. The buyer's key keeps working.",
     "deactivate": "Machine deactivated: its seat is free again.",
     "code": "Discount code created.",
     "code-saved": "Discount code saved.",
@@ -275,6 +277,11 @@ async def license_detail(
         )
     except ops.Refused as e:
         return _not_found(request, session, e)
+    others = [
+        p["slug"]
+        for p in await ops.policies(licensing_of(request))
+        if p["product_id"] == found["product_id"] and p["id"] != found["policy_id"]
+    ]
     return render_form_page(
         request,
         "license.html",
@@ -286,6 +293,7 @@ async def license_detail(
         license=found,
         machines=machines,
         trail=trail,
+        tiers=others,
         done=_done(request),
     )
 
@@ -509,7 +517,8 @@ SELLER_ROUTES: tuple[tuple[str, str, Page], ...] = (
         ("POST", f"/licenses/{{id}}/{done}",
          edit_form(change, license_detail, f"/licenses/{{id}}?done={done}"))
         for done, change in (
-            ("revoke", ops.revoke), ("suspend", ops.suspend), ("unsuspend", ops.unsuspend)
+            ("revoke", ops.revoke), ("suspend", ops.suspend), ("unsuspend", ops.unsuspend),
+            ("change-tier", ops.change_tier),
         )
     ),
     ("GET", "/machines", machines),
