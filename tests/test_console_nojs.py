@@ -5,7 +5,6 @@ without it). Screenshots go where `test_console.shoot` puts them."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -13,10 +12,9 @@ import pytest
 from tests.daemon_proc import DaemonProc
 from tests.test_api_support import admin, issue, must
 from tests.test_console import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     PASSWORD,
     PHONE,
+    chromium,
     screens,  # noqa: F401  (the screenshots' folder fixture)
     shoot,
     sign_in,
@@ -28,25 +26,14 @@ MOST_CLICKS = 3
 
 @pytest.fixture
 def phone_without_js(tmp_path) -> Iterator:
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI; tests/system-deps.sh installs it")
-        pytest.skip("chromium is not installed (tests/system-deps.sh installs it as root)")
-    from playwright.sync_api import sync_playwright
+    with chromium(tmp_path / "chromium-profile", viewport=PHONE, java_script_enabled=False) as c:
+        yield c.new_page()
 
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            args=CHROMIUM_ARGS,
-            viewport=PHONE,
-            java_script_enabled=False,
-        )
-        context.set_default_timeout(15_000)
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
+
+def fill(page, **fields: str) -> None:
+    """Type each value into the form field of that name."""
+    for name, value in fields.items():
+        page.fill(f"#f-{name}", value)
 
 
 def reach(page, url: str, *clicks: str) -> None:
@@ -70,23 +57,15 @@ def test_a_sellers_day_on_a_phone_without_javascript(tmp_path, phone_without_js,
 
         # A product priced in sats and shown in USD; a yearly policy with its own shown price.
         reach(page, d.url, nav("Products"))
-        page.fill("#f-slug", "studio")
-        page.fill("#f-name", "Studio")
-        page.fill("#f-price_sats", "50000")
-        page.fill("#f-price_currency", "USD")
-        page.fill("#f-price_value", "2999")
+        fill(page, slug="studio", name="Studio", price_sats="50000", price_currency="USD",
+             price_value="2999")  # fmt: skip
         submit(page, "form[action='/admin/products'] button[type=submit]")
         assert "Product created." in page.inner_text("main")
 
         reach(page, d.url, nav("Policies"))
         page.select_option("#f-product_slug", "studio")
-        page.fill("#f-slug", "yearly")
-        page.fill("#f-name", "Yearly")
-        page.fill("#f-price_sats", "400000")
-        page.fill("#f-price_currency", "USD")
-        page.fill("#f-price_value", "24900")
-        page.fill("#f-duration_days", "365")
-        page.fill("#f-grace_days", "7")
+        fill(page, slug="yearly", name="Yearly", price_sats="400000", price_currency="USD",
+             price_value="24900", duration_days="365", grace_days="7")  # fmt: skip
         page.check("#f-is_default")
         submit(page, "#new-policy button[type=submit]")
         row = page.inner_text("#policies tbody tr")
