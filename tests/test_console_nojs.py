@@ -95,6 +95,16 @@ def test_a_sellers_day_on_a_phone_without_javascript(tmp_path, phone_without_js,
         assert page.inner_text("#copy-key") == "Copy"
         license_url = page.url
 
+        # Moved to another policy as a comp (the upgrade was paid some other way).
+        monthly = {"product_slug": "studio", "slug": "monthly", "name": "Monthly"}
+        must(admin(d, "POST", "/v1/admin/policies", monthly), 200)
+        page.reload()
+        page.select_option("#f-to_policy_slug", "monthly")
+        page.fill("#f-tier-reason", "paid by bank transfer")
+        submit(page, "#change-tier button[type=submit]")
+        assert "License moved" in page.inner_text("main")
+        assert page.inner_text("#fact-policy_name") == "Monthly"
+
         # Suspended with a reason, unsuspended, revoked after the confirmation (3 clicks).
         page.fill("#f-suspend-reason", "chargeback opened")
         submit(page, "button:text-is('Suspend')")
