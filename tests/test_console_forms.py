@@ -79,9 +79,7 @@ FORMS: dict[tuple[str, str], Form] = {
         absent={"skip_payment": "always true: with no payment provider, a move is a comp"},
     ),
     ("POST", "/v1/admin/machines/{id}/deactivate"): Form(
-        "/admin/machines/{machine}/deactivate", "/admin/machines/{machine}/deactivate",
-        absent={"reason": "the confirmation carries a reason only from its query string; the "
-                "machines page (its own work) has no field for it yet"},
+        "/admin/machines/{machine}/deactivate", "/admin/machines/{machine}/deactivate"
     ),
     ("POST", "/v1/admin/api-keys"): Form("/admin/api-keys", "/admin/api-keys"),
     ("POST", "/v1/admin/webhook-endpoints"): Form(
@@ -409,3 +407,19 @@ def test_a_license_moves_to_another_policy_of_its_product(shop, cookie):
     entries = must(admin(shop, "GET", f"/v1/admin/audit?subject=license:{moved['id']}"), 200)
     (comp,) = [e for e in entries["entries"] if e["action"] == "license.change_tier.comp"]
     assert comp["actor"] == "console"
+
+
+def test_a_machine_is_deactivated_with_a_reason_asked_on_the_confirmation(shop, cookie):
+    # Found: the API takes a reason for freeing a seat; the console had nowhere to give one.
+    issued = must(admin(shop, "POST", "/v1/admin/licenses", {"product_slug": make_product(shop)}),
+                  200)  # fmt: skip
+    machine = {"key": issued["license_key"], "fingerprint": unique("fp"), "hostname": "old-pc"}
+    machine_id = must(shop.request("POST", "/v1/machines/activate", machine), 200)["machine_id"]
+    confirm = f"/admin/machines/{machine_id}/deactivate"
+    _, _, page = fetch(shop, "GET", confirm, cookie)
+    assert '<input id="f-reason" name="reason" type="text" value="">' in page
+    status, _, _ = post(shop, confirm, cookie, {"reason": "laptop stolen"}, confirm)
+    assert status == 303
+    trail = must(admin(shop, "GET", f"/v1/admin/audit?subject=machine:{machine_id}"), 200)
+    details = [e["detail"] for e in trail["entries"] if e["action"].endswith("deactivate")]
+    assert details and details[0].get("reason") == "laptop stolen", trail

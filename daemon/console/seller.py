@@ -524,7 +524,8 @@ SELLER_ROUTES: tuple[tuple[str, str, Page], ...] = (
     ("GET", "/machines", machines),
     ("GET", "/machines/{id}/deactivate", confirm_page(
         Irreversible("Deactivate", "it no longer validates on that machine and frees its seat; "
-                     "the buyer can activate it again.", "/machines", _machine_name))),
+                     "the buyer can activate it again.", "/machines", _machine_name,
+                     asks_reason="Reason (recorded in the audit log)"))),
     ("POST", "/machines/{id}/deactivate", deactivate_machine),
     ("GET", "/revenue", revenue),
     ("GET", "/codes", codes),
