@@ -232,7 +232,7 @@ async def product(service: Licensing, product_id: str) -> dict[str, Any]:
 
 def _product_body(form: Mapping[str, str], errors: dict[str, str]) -> dict[str, Any]:
     body = _body(form, numbers=("price_sats", "price_value"))
-    _shown_price(body, errors)
+    _check_shown_price(body, errors)
     body["entitlements_catalog"] = _catalog_lines(body.pop("entitlements_catalog", ""))
     body["metadata"] = _json_object(form, errors)
     return body
@@ -264,7 +264,7 @@ deactivate_product = _setter(Licensing.set_product_active, "The product", False)
 delete_product = _one_row(Licensing.delete_product, "The product")
 
 
-def _shown_price(body: dict[str, Any], errors: dict[str, str]) -> None:
+def _check_shown_price(body: dict[str, Any], errors: dict[str, str]) -> None:
     """The price shown beside the sats one: a currency and a value, both or neither."""
     if "price_currency" in body:  # Keysat's codes are upper case; `usd` means the same
         body["price_currency"] = body["price_currency"].strip().upper()
@@ -331,7 +331,7 @@ def _policy_body(form: Mapping[str, str], errors: dict[str, str]) -> dict[str, A
         {k: v for k, v in form.items() if k not in days and k not in POLICY_FLAGS},
         numbers=("price_sats", "price_value", "max_machines", "sort_order"),
     )
-    _shown_price(body, errors)
+    _check_shown_price(body, errors)
     if "price_currency" in body and "price_sats" not in body:
         errors.setdefault(
             "price_currency",

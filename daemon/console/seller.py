@@ -280,7 +280,9 @@ async def license_detail(
     others = [
         p["slug"]
         for p in await ops.policies(licensing_of(request))
-        if p["product_id"] == found["product_id"] and p["id"] != found["policy_id"]
+        if p["product_id"] == found["product_id"]
+        and p["id"] != found["policy_id"]
+        and not p["archived"]  # sold no more
     ]
     return render_form_page(
         request,
