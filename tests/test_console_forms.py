@@ -367,7 +367,8 @@ def test_the_license_page_shows_every_field_the_api_answers(shop, cookie):
     _, _, body = fetch(shop, "GET", page, cookie)
     facts = _facts(body)
     not_yet = {"revoked_at", "revocation_reason"}  # shown once revoked (below)
-    assert sorted(set(answered) - not_yet - facts.keys()) == []
+    unshown = sorted(set(answered) - not_yet - facts.keys())
+    assert unshown == [], f"the API answers {unshown}: show each on license.html as fact-<field>"
     assert facts["license_key"] == f"{answered['license_key'][:16]}…"
     shown = ("id", "policy_name", "buyer_email", "note", "expires_at",
              "suspended_at", "suspension_reason", "fingerprint_hash", "invoice_id")  # fmt: skip
