@@ -8,6 +8,7 @@ and copied to `bench/out/console/` (gitignored) for a person to look at.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -56,9 +58,10 @@ def screens(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("console-screens")
 
 
-@pytest.fixture
-def browser_context(tmp_path) -> Iterator:
-    """A fresh Chromium profile per test; the browser is Debian's, never a downloaded one."""
+@contextlib.contextmanager
+def chromium(profile: Path, **options: Any) -> Iterator:
+    """A browser context in a fresh profile; the browser is Debian's, never a downloaded one.
+    `options` are Playwright's (viewport, java_script_enabled, ...)."""
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail("chromium is missing in CI; tests/system-deps.sh installs it")
@@ -67,16 +70,20 @@ def browser_context(tmp_path) -> Iterator:
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            args=CHROMIUM_ARGS,
-            viewport=DESKTOP,
+            str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, **options
         )
         context.set_default_timeout(15_000)
         try:
             yield context
         finally:
             context.close()
+
+
+@pytest.fixture
+def browser_context(tmp_path) -> Iterator:
+    """A fresh Chromium profile per test, at desktop width."""
+    with chromium(tmp_path / "chromium-profile", viewport=DESKTOP) as context:
+        yield context
 
 
 def copy_migrations(tmp_path: Path) -> Path:

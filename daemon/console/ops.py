@@ -233,8 +233,7 @@ async def product(service: Licensing, product_id: str) -> dict[str, Any]:
 
 def _product_body(form: Mapping[str, str], errors: dict[str, str]) -> dict[str, Any]:
     body = _body(form, numbers=("price_sats", "price_value"))
-    if "price_currency" in body:  # Keysat's codes are upper case; `usd` means the same
-        body["price_currency"] = body["price_currency"].strip().upper()
+    _check_shown_price(body, errors)
     body["entitlements_catalog"] = _catalog_lines(body.pop("entitlements_catalog", ""))
     body["metadata"] = _json_object(form, errors)
     return body
@@ -255,6 +254,7 @@ async def update_product(service: Licensing, product_id: str, form: Mapping[str,
     errors: dict[str, str] = {}
     body = {"description": "", **_product_body(form, errors)}
     body["metadata"] = body["metadata"] or {}
+    _sats_alone_unless_shown(body, "price_sats")
     body.pop("slug", None)  # a product's slug is in its licenses' keys: never changed
     request = _model(models.ProductUpdate, body, PRODUCT_FIELDS, errors)
     await _service(
@@ -265,6 +265,26 @@ async def update_product(service: Licensing, product_id: str, form: Mapping[str,
 activate_product = _setter(lambda s: s.catalogue.set_product_active, "The product", True)
 deactivate_product = _setter(lambda s: s.catalogue.set_product_active, "The product", False)
 delete_product = _one_row(lambda s: s.catalogue.delete_product, "The product")
+
+
+def _check_shown_price(body: dict[str, Any], errors: dict[str, str]) -> None:
+    """The price shown beside the sats one: a currency and a value, both or neither."""
+    if "price_currency" in body:  # Keysat's codes are upper case; `usd` means the same
+        body["price_currency"] = body["price_currency"].strip().upper()
+    for given, missing in (("price_currency", "price_value"), ("price_value", "price_currency")):
+        if given in body and missing not in body:
+            errors[missing] = (
+                "Give the shown price's currency (USD) and its value (1299 for 12.99) "
+                "together, or neither for a price in sats alone."
+            )
+
+
+def _sats_alone_unless_shown(body: dict[str, Any], own_price: str) -> None:
+    """An edit whose shown price was emptied: the price is in sats alone again (without this,
+    the API keeps the old shown price, since an absent field stays as it is)."""
+    if "price_currency" not in body and isinstance(body.get(own_price), int):
+        body["price_currency"] = models.SATS_CURRENCIES[0]
+        body["price_value"] = body[own_price]
 
 
 def _catalog_lines(text: str) -> list[dict[str, str]]:
@@ -283,6 +303,8 @@ POLICY_FIELDS = (
     "name",
     "description",
     "price_sats",
+    "price_currency",
+    "price_value",
     "duration_days",
     "grace_days",
     "max_machines",
@@ -310,8 +332,15 @@ def _policy_body(form: Mapping[str, str], errors: dict[str, str]) -> dict[str, A
     days = {name: _days(form, name, errors) for name in ("duration_days", "grace_days")}
     body = _body(
         {k: v for k, v in form.items() if k not in days and k not in POLICY_FLAGS},
-        numbers=("price_sats", "max_machines", "sort_order"),
+        numbers=("price_sats", "price_value", "max_machines", "sort_order"),
     )
+    _check_shown_price(body, errors)
+    if "price_currency" in body and "price_sats" not in body:
+        errors.setdefault(
+            "price_currency",
+            "A shown price needs the policy's own price in sats above; with that empty, the "
+            "policy shows the product's price.",
+        )
     body["entitlements"] = [p.strip() for p in body.pop("entitlements", "").split(",") if p.strip()]
     body["duration_seconds"] = days["duration_days"] or 0
     body["grace_seconds"] = days["grace_days"] or 0
@@ -337,6 +366,7 @@ async def update_policy(service: Licensing, policy_id: str, form: Mapping[str, s
     errors: dict[str, str] = {}
     body = {"description": "", "price_sats_override": None, **_policy_body(form, errors)}
     body["metadata"] = body["metadata"] or {}
+    _sats_alone_unless_shown(body, "price_sats_override")
     for fixed in ("slug", "product_slug"):  # in the licenses' keys: never changed
         body.pop(fixed, None)
     request = _model(models.PolicyUpdate, body, POLICY_FIELDS, errors)
@@ -436,6 +466,17 @@ async def unsuspend(service: Licensing, license_id: str, form: Mapping[str, str]
     await _service(service.licenses.unsuspend(_id(license_id, "The license")))
 
 
+TIER_FIELDS = ("to_policy_slug", "reason")
+
+
+async def change_tier(service: Licensing, license_id: str, form: Mapping[str, str]) -> None:
+    """Move the license to another policy of its product as a comp: with no payment provider,
+    that is the only change the API makes (`skip_payment` true)."""
+    body = {**_body(form), "skip_payment": True}
+    request = _model(models.TierChange, body, TIER_FIELDS)
+    await _service(service.tiers.change_tier(_id(license_id, "The license"), request), TIER_FIELDS)
+
+
 MACHINE_STATES = ("active", "deactivated")
 
 
@@ -493,7 +534,6 @@ CODE_FIELDS = (
     "kind",
     "amount",
     "product_slug",
-    "policy_slug",
     "max_redemptions",
     "expires_at",
     "description",
@@ -506,23 +546,60 @@ async def codes(service: Licensing) -> list[dict[str, Any]]:
     return plain(await service.codes.list_codes(models.CodeQuery(include_inactive=True)))
 
 
+# One checkbox per policy a code can be limited to, named `policy-<id>` (a form field holds
+# one value, and a slug is only unique within its product).
+POLICY_FIELD = "policy-"
+
+
 async def code(service: Licensing, code_id: str) -> dict[str, Any]:
-    """The code, with the slugs of the policies it is limited to (the API gives their ids)."""
+    """The code, with the ids of the policies it is limited to (`policy_ids`) and the
+    policies of its product it could be limited to (`product_policies`)."""
     found = plain((await _service(service.codes.get_code(_id(code_id, "The discount code")))).code)
-    slugs = {p["id"]: p["slug"] for p in await policies(service)}
     one = [found["applies_to_policy_id"]] if found["applies_to_policy_id"] else []
-    found["policy_slugs"] = [slugs.get(i, i) for i in found["applies_to_policy_ids"] or one]
+    found["policy_ids"] = found["applies_to_policy_ids"] or one
+    product_id = found["applies_to_product_id"]
+    listed = await policies(service) if product_id else []
+    found["product_policies"] = [p for p in listed if p["product_id"] == product_id]
     return found
+
+
+def _checked_policies(
+    form: Mapping[str, str],
+    offered: list[dict[str, Any]],
+    product_id: str | None,
+    errors: dict[str, str],
+) -> list[str]:
+    """The slugs of the policies checked on the form, which must all be of the code's product;
+    a refusal goes into `errors` next to the checkboxes."""
+    checked = {name.removeprefix(POLICY_FIELD) for name in form if name.startswith(POLICY_FIELD)}
+    chosen = [p for p in offered if p["id"] in checked]
+    products = {p["product_id"] for p in chosen}
+    if len(chosen) < len(checked):
+        errors["policy_slugs"] = (
+            "A policy you checked no longer exists (deleted meanwhile): check the list again."
+        )
+    elif chosen and product_id is None:
+        errors["policy_slugs"] = (
+            "Choose the product these policies are of under 'Only for product', or uncheck "
+            "them: a code is limited to policies of its own product."
+        )
+    elif products - {product_id}:
+        other = next(p for p in chosen if p["product_id"] != product_id)
+        errors["policy_slugs"] = (
+            f"Policy '{other['slug']}' is of another product than the one chosen: a code is "
+            "limited to policies of its own product. Uncheck it or choose its product."
+        )
+    return [p["slug"] for p in chosen]
 
 
 def _code_body(form: Mapping[str, str], kind: str, errors: dict[str, str]) -> dict[str, Any]:
     """The code form as the API's body: a percent (12.5) as basis points (1250)."""
-    body = _body(form, numbers=("amount", "max_redemptions"))
+    body = _body(
+        {k: v for k, v in form.items() if not k.startswith(POLICY_FIELD)},
+        numbers=("amount", "max_redemptions"),
+    )
     if "max_redemptions" in body:
         body["max_uses"] = body.pop("max_redemptions")
-    listed = [p.strip() for p in body.pop("policy_slugs", "").split(",") if p.strip()]
-    if listed or "policy_slugs" in form:
-        body["policy_slugs"] = listed
     if kind == "percent" and form.get("amount", "").strip():
         body["amount"] = _percent(form["amount"], errors)
         if body["amount"] is None:
@@ -533,6 +610,11 @@ def _code_body(form: Mapping[str, str], kind: str, errors: dict[str, str]) -> di
 async def create_code(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
     errors: dict[str, str] = {}
     body = _code_body(form, form.get("kind", ""), errors)
+    product_ids = {p["slug"]: p["id"] for p in await products(service)}
+    product_id = product_ids.get(body.get("product_slug", ""))
+    listed = _checked_policies(form, await policies(service), product_id, errors)
+    if listed:
+        body["policy_slugs"] = listed
     request = _model(models.CodeCreate, body, (*CODE_FIELDS, "max_uses"), errors)
     return plain(await _service(service.codes.create_code(request), CODE_FIELDS))
 
@@ -545,6 +627,10 @@ async def update_code(service: Licensing, code_id: str, form: Mapping[str, str])
     body = {**cleared, **_code_body(form, found["kind"], errors)}
     for fixed in ("code", "kind", "product_slug", "policy_slug"):
         body.pop(fixed, None)
+    product_id = found["applies_to_product_id"]
+    if product_id:  # every box unchecked lifts the limit
+        offered = found["product_policies"]
+        body["policy_slugs"] = _checked_policies(form, offered, product_id, errors)
     request = _model(models.CodeUpdate, body, (*CODE_FIELDS, "max_uses"), errors)
     await _service(service.codes.update_code(found["id"], request), CODE_FIELDS)
 
@@ -662,7 +748,7 @@ async def audit(service: Licensing, query: Mapping[str, str]) -> list[dict[str, 
 
 # Form fields named differently from the API's (the form says days, percent and price), with
 # the label the form shows. Days are checked in days before the API sees seconds (`_days`).
-_FORM_NAME = {
+FORM_NAME = {
     "max_uses": ("max_redemptions", "Redemptions allowed"),
     "price_sats_override": ("price_sats", "Price (sats)"),
     "duration_seconds": ("duration_days", "Term (days)"),
@@ -712,16 +798,16 @@ def _named_field(message: str, fields: tuple[str, ...]) -> str | None:
     named = _NAMED_FIELD.match(message)
     if named is None:
         return None
-    name = _FORM_NAME.get(named[1], (named[1],))[0]
+    name = FORM_NAME.get(named[1], (named[1],))[0]
     return name if name in fields else None
 
 
 def _in_form_words(message: str) -> str:
     """The API's message about a renamed field, naming it by the form's label instead."""
     named = _NAMED_FIELD.match(message)
-    if named is None or named[1] not in _FORM_NAME:
+    if named is None or named[1] not in FORM_NAME:
         return message
-    return f"'{_FORM_NAME[named[1]][1]}'{message[named.end() :]}"
+    return f"'{FORM_NAME[named[1]][1]}'{message[named.end() :]}"
 
 
 def _json_object(form: Mapping[str, str], errors: dict[str, str]) -> dict[str, Any] | None:

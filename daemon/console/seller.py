@@ -50,6 +50,8 @@ DONE = {
     "revoke": "License revoked: it no longer validates anywhere.",
     "suspend": "License suspended: it does not validate until you unsuspend it.",
     "unsuspend": "License unsuspended: it validates again.",
+    "change-tier": "License moved to the policy chosen: its term (from today), machines, "
+    "entitlements and trial flag are that policy's now. The buyer's key keeps working.",
     "deactivate": "Machine deactivated: its seat is free again.",
     "code": "Discount code created.",
     "code-saved": "Discount code saved.",
@@ -121,9 +123,11 @@ def _edit_page(
     template: str,
     kind: str,
     page: str,
+    extra: Callable[[dict[str, Any]], dict[str, Any]] = lambda found: {},
 ) -> ListPage:
     """The edit page of the row `{id}`: its form filled in with the row's values (`shown`),
-    or with what was typed when refused; the row is `kind` in the template."""
+    or with what was typed when refused; the row is `kind` in the template, with the
+    template's `extra` values for the row."""
 
     async def handler(
         request: web.Request,
@@ -138,7 +142,7 @@ def _edit_page(
         name = found.get("slug") or found.get("code")
         return render_form_page(
             request, template, session, form or shown(found), refused,
-            title=f"{kind.capitalize()} {name}", page=page, **{kind: found},
+            title=f"{kind.capitalize()} {name}", page=page, **{kind: found}, **extra(found),
         )  # fmt: skip
 
     return handler
@@ -208,6 +212,7 @@ def _policy_values(found: dict[str, Any]) -> dict[str, str]:
         "name": found["name"],
         "description": found["description"],
         "price_sats": "" if override is None else str(override),
+        **({} if override is None else _shown_price(found)),
         "duration_days": str(found["duration_seconds"] // ops.SECONDS_PER_DAY or ""),
         "grace_days": str(found["grace_seconds"] // ops.SECONDS_PER_DAY),
         "max_machines": str(found["max_machines"]),
@@ -272,6 +277,13 @@ async def license_detail(
         )
     except ops.Refused as e:
         return _not_found(request, session, e)
+    others = [
+        p["slug"]
+        for p in await ops.policies(licensing_of(request))
+        if p["product_id"] == found["product_id"]
+        and p["id"] != found["policy_id"]
+        and not p["archived"]  # sold no more
+    ]
     return render_form_page(
         request,
         "license.html",
@@ -283,6 +295,7 @@ async def license_detail(
         license=found,
         machines=machines,
         trail=trail,
+        tiers=others,
         done=_done(request),
     )
 
@@ -367,6 +380,9 @@ async def codes(
     refused: ops.Refused | None = None,
 ) -> web.StreamResponse:
     service = licensing_of(request)
+    catalogue = await ops.products(service)
+    slugs = {p["id"]: p["slug"] for p in catalogue}
+    offered = await ops.policies(service)
     # A fresh form offers a strong code; a refused one shows what the seller typed.
     return render_form_page(
         request,
@@ -379,10 +395,31 @@ async def codes(
         page="codes",
         codes=await ops.codes(service),
         kinds=ops.KINDS,
-        product_slugs=[p["slug"] for p in await ops.products(service)],
-        policy_slugs=sorted({p["slug"] for p in await ops.policies(service)}),
+        product_slugs=[p["slug"] for p in catalogue],
+        **_policy_choices(offered, slugs),
+        policy_slugs={p["id"]: p["slug"] for p in offered},
         done=_done(request),
     )
+
+
+def _policy_choices(
+    offered: list[dict[str, Any]], product_slugs: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The checkboxes of the policies a code can be limited to, labelled with their product's
+    slug when `product_slugs` (id: slug) is given (the create form offers every product's)."""
+    named = product_slugs or {}
+    listed = sorted(offered, key=lambda p: (named.get(p["product_id"], ""), p["slug"]))
+    return {
+        "policy_field": ops.POLICY_FIELD,
+        "policy_choices": [
+            {
+                "id": p["id"],
+                "label": " · ".join(filter(None, (named.get(p["product_id"]), p["slug"])))
+                + f" ({p['name']}{', archived' if p['archived'] else ''})",
+            }
+            for p in listed
+        ],
+    }
 
 
 def _code_values(found: dict[str, Any]) -> dict[str, str]:
@@ -393,11 +430,14 @@ def _code_values(found: dict[str, Any]) -> dict[str, str]:
         "expires_at": found["expires_at"] or "",
         "description": found["description"],
         "referrer_label": found["referrer_label"] or "",
-        "policy_slugs": ", ".join(found["policy_slugs"]),
+        **{f"{ops.POLICY_FIELD}{policy_id}": "on" for policy_id in found["policy_ids"]},
     }
 
 
-code_edit = _edit_page(ops.code, _code_values, "code.html", "code", "codes")
+code_edit = _edit_page(
+    ops.code, _code_values, "code.html", "code", "codes",
+    extra=lambda found: _policy_choices(found["product_policies"]),
+)  # fmt: skip
 
 
 async def _code_name(service: Licensing, code_id: str) -> str:
@@ -479,13 +519,15 @@ SELLER_ROUTES: tuple[tuple[str, str, Page], ...] = (
         ("POST", f"/licenses/{{id}}/{done}",
          edit_form(change, license_detail, f"/licenses/{{id}}?done={done}"))
         for done, change in (
-            ("revoke", ops.revoke), ("suspend", ops.suspend), ("unsuspend", ops.unsuspend)
+            ("revoke", ops.revoke), ("suspend", ops.suspend), ("unsuspend", ops.unsuspend),
+            ("change-tier", ops.change_tier),
         )
     ),
     ("GET", "/machines", machines),
     ("GET", "/machines/{id}/deactivate", confirm_page(
         Irreversible("Deactivate", "it no longer validates on that machine and frees its seat; "
-                     "the buyer can activate it again.", "/machines", _machine_name))),
+                     "the buyer can activate it again.", "/machines", _machine_name,
+                     asks_reason="Reason (recorded in the audit log)"))),
     ("POST", "/machines/{id}/deactivate", deactivate_machine),
     ("GET", "/revenue", revenue),
     ("GET", "/codes", codes),

@@ -231,6 +231,8 @@ class Irreversible:
     outcome: str
     back: str
     name: Callable[[Licensing, str], Awaitable[str]]
+    # The label of a reason asked for on the confirmation (the API takes one), if any.
+    asks_reason: str | None = None
 
 
 def confirm_page(action: Irreversible) -> Page:
@@ -259,6 +261,7 @@ def confirm_page(action: Irreversible) -> Page:
             outcome=action.outcome,
             action=request.path,
             fields={k: v for k, v in request.query.items() if k != "csrf"},
+            asks_reason=action.asks_reason,
             back=f"{PREFIX}{action.back.format(id=row_id)}",
         )
 
