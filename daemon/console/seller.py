@@ -76,7 +76,7 @@ def _page_links(request: web.Request, shown: int, size: int, total: int) -> dict
     offset = int(text) if text.isdigit() and len(text) < 10 else 0
     return {
         "first": offset + 1 if shown else 0,
-        "last": offset + shown,
+        "last": offset + shown if shown else 0,
         "total": total,
         "more": request.rel_url.update_query(offset=offset + size)
         if offset + shown < total
@@ -300,7 +300,7 @@ async def machines(
     request: web.Request, session: auth.Session, form: dict[str, str]
 ) -> web.StreamResponse:
     service = licensing_of(request)
-    found, search_error = await _search(ops.machines(service, request.query), [])
+    (found, total), search_error = await _search(ops.machines_page(service, request.query), ([], 0))
     return render(
         request,
         "machines.html",
@@ -308,6 +308,7 @@ async def machines(
         title="Machines",
         page="machines",
         machines=found,
+        rows=_page_links(request, len(found), ops.MACHINE_PAGE, total),
         products=await ops.products(service),
         product_filter=request.query.get("product", ""),
         state_filter=request.query.get("state", ""),
@@ -411,7 +412,7 @@ async def audit(
     request: web.Request, session: auth.Session, form: dict[str, str]
 ) -> web.StreamResponse:
     service = licensing_of(request)
-    entries, search_error = await _search(ops.audit(service, request.query), [])
+    (entries, total), search_error = await _search(ops.audit_page(service, request.query), ([], 0))
     keys = await ops.api_keys(service)
     return render(
         request,
@@ -420,16 +421,11 @@ async def audit(
         title="Audit log",
         page="audit",
         entries=entries,
+        rows=_page_links(request, len(entries), ops.AUDIT_PAGE, total),
         search_error=search_error,
         action_filter=request.query.get("action", ""),
         actor_filter=request.query.get("actor", ""),
         actors=ops.audit_actors(keys),
-        older=(
-            request.rel_url.update_query(before_id=entries[-1]["id"])
-            if len(entries) == ops.AUDIT_PAGE
-            else None
-        ),
-        newest=request.rel_url.without_query("before_id") if "before_id" in request.query else None,
     )
 
 

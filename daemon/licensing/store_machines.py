@@ -5,7 +5,7 @@ Same rules as `daemon.licensing.store`: functions take an open connection and ne
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from aiosqlite import Connection
 
@@ -100,19 +100,43 @@ async def deactivate_machine(conn: Connection, machine_id: str, reason: str, now
     return cursor.rowcount
 
 
+# Which machines a list shows: the active ones (Keysat's default), the deactivated ones, or both.
+MachineState = Literal["active", "inactive", "any"]
+
+
+def _machine_filter(
+    *, license_id: str | None, product_id: str | None, state: MachineState
+) -> tuple[str, tuple[Any, ...]]:
+    # An empty tuple binds nothing but keeps the clause (where_clause drops only None).
+    return where_clause(
+        ("m.license_id = ?", license_id),
+        ("l.product_id = ?", product_id),
+        ("m.deactivated_at IS NULL", () if state == "active" else None),
+        ("m.deactivated_at IS NOT NULL", () if state == "inactive" else None),
+    )
+
+
 async def list_machines(
-    conn: Connection,
-    *,
-    license_id: str | None,
-    product_id: str | None,
-    include_inactive: bool,
-    limit: int,
+    conn: Connection, *, limit: int, offset: int = 0, **filters: Any
 ) -> list[Row]:
-    where, params = where_clause(("m.license_id = ?", license_id), ("l.product_id = ?", product_id))
-    if not include_inactive:
-        where += (" AND" if where else "WHERE") + " m.deactivated_at IS NULL"
+    """A page of the machines `_machine_filter(**filters)` selects, last seen first."""
+    where, params = _machine_filter(**filters)
     return await fetch_all(
         conn,
-        f"SELECT {LISTED_COLUMNS} {LISTED_FROM} {where} ORDER BY m.last_seen_at DESC, m.id LIMIT ?",
-        (*params, limit),
+        f"SELECT {LISTED_COLUMNS} {LISTED_FROM} {where} "
+        "ORDER BY m.last_seen_at DESC, m.id LIMIT ? OFFSET ?",
+        (*params, limit, offset),
     )
+
+
+async def count_machines(conn: Connection, **filters: Any) -> int:
+    """How many machines `_machine_filter(**filters)` selects (every page together)."""
+    where, params = _machine_filter(**filters)
+    row = await fetch_one(
+        conn,
+        "SELECT count(*) AS n FROM machines AS m JOIN licenses AS l ON l.id = m.license_id "
+        f"{where}",
+        params,
+    )
+    assert row is not None
+    return int(row["n"])
