@@ -18,14 +18,20 @@ import pytest
 
 from daemon.licensing import models
 from tests.daemon_proc import DaemonProc
+from tests.receiver import ALLOW_LOOPBACK, Receiver
 from tests.test_api_support import admin, db_dump, issue, make_product, must, unique
 from tests.test_console_security import OPENER, PASSWORD, csrf_of, fetch, session_cookie
 
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory) -> Iterator[DaemonProc]:
-    # No limit on public writes: the machines list is paged over 200 activations.
-    env = {"KEYSMITH_CONSOLE_PASSWORD": PASSWORD, "KEYSMITH_WRITE_RATE_LIMIT": "0"}
+    # No limit on public writes: the machines list is paged over 200 activations; webhooks
+    # may go to a receiver on loopback.
+    env = {
+        "KEYSMITH_CONSOLE_PASSWORD": PASSWORD,
+        "KEYSMITH_WRITE_RATE_LIMIT": "0",
+        **ALLOW_LOOPBACK,
+    }
     with DaemonProc(tmp_path_factory.mktemp("seller"), env=env) as d:
         d.wait_for("serving")
         yield d
@@ -379,6 +385,23 @@ def test_the_machines_page_says_how_many_and_pages_both_ways(shop, cookie):
     assert sorted(re.findall(r'data-label="Host">(host-\d+)<', body)) == ["host-0", "host-1"]
     (active, _), (rest, _) = _pages(shop, f"{mine}&state=active", cookie)
     assert active.startswith("Machines 1–200 of 201") and rest.startswith("Machines 201–201")
+
+
+def test_the_webhook_deliveries_say_how_many_and_page_both_ways(shop, cookie):
+    # Found: the newest 50 deliveries and no way to the others, nor a count.
+    with Receiver() as receiver:
+        body = {"url": receiver.url, "event_types": ["license.issued"]}
+        endpoint = must(admin(shop, "POST", "/v1/admin/webhook-endpoints", body), 200)
+        product = make_product(shop)
+        for _ in range(51):
+            issue(shop, product)
+        (first, one), (second, two) = _pages(shop, "/admin/webhooks", cookie)
+        must(admin(shop, "DELETE", f"/v1/admin/webhook-endpoints/{endpoint['id']}"), 200)
+    assert first.startswith("Deliveries 1–50 of 51") and "Previous" not in first
+    assert second.startswith("Deliveries 51–51 of 51") and "Next" not in second
+    assert re.search(r'href="/admin/webhooks\?offset=0" rel="prev"', two)
+    assert len(re.findall(r'<tr class="delivery-', one)) == 50
+    assert len(re.findall(r'<tr class="delivery-', two)) == 1
 
 
 def test_a_refused_row_action_says_why_once_at_the_top(shop, cookie):

@@ -564,8 +564,20 @@ async def webhook_endpoints(service: Licensing) -> list[dict[str, Any]]:
     return plain(await service.list_webhook_endpoints())
 
 
-async def deliveries(service: Licensing) -> list[dict[str, Any]]:
-    return plain(await service.list_deliveries(integrations.DeliveryQuery(limit=DELIVERY_PAGE)))
+async def deliveries_page(
+    service: Licensing, query: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of the deliveries, newest event first, from the query string's offset, and how
+    many there are."""
+    fields = {"offset": query["offset"]} if query.get("offset") else {}
+    try:
+        request = wire.parse(
+            integrations.DeliveryQuery, {**fields, "limit": str(DELIVERY_PAGE)}, from_text=True
+        )
+    except BadRequest as e:
+        raise Refused(None, e.message) from None
+    found = plain(await service.list_deliveries(request))
+    return found, await service.count_deliveries(request)
 
 
 async def create_webhook_endpoint(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
