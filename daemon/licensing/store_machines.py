@@ -132,11 +132,8 @@ async def list_machines(
 async def count_machines(conn: Connection, **filters: Any) -> int:
     """How many machines `_machine_filter(**filters)` selects (every page together)."""
     where, params = _machine_filter(**filters)
-    row = await fetch_one(
-        conn,
-        "SELECT count(*) AS n FROM machines AS m JOIN licenses AS l ON l.id = m.license_id "
-        f"{where}",
-        params,
-    )
+    # The license is joined only for a product filter: without it, an index answers alone.
+    joined = "JOIN licenses AS l ON l.id = m.license_id" if filters["product_id"] else ""
+    row = await fetch_one(conn, f"SELECT count(*) AS n FROM machines AS m {joined} {where}", params)
     assert row is not None
     return int(row["n"])
