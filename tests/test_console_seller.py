@@ -12,6 +12,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import closing
 
 import msgspec
 import pytest
@@ -19,7 +20,7 @@ import pytest
 from daemon.licensing import models
 from tests.daemon_proc import DaemonProc
 from tests.receiver import ALLOW_LOOPBACK, Receiver
-from tests.test_api_support import admin, db_dump, issue, make_product, must, unique
+from tests.test_api_support import admin, db_dump, issue, make_product, must, read_db, unique
 from tests.test_console_security import OPENER, PASSWORD, csrf_of, fetch, session_cookie
 
 
@@ -320,12 +321,13 @@ def test_the_license_list_says_how_many_and_pages_both_ways(shop, cookie):
     assert f'href="/admin/licenses?q={note}&amp;offset=0" rel="prev"' in second
 
 
-def _pages(shop: DaemonProc, path: str, cookie: str) -> Iterator[tuple[str, str]]:
-    """Each page of a console list from `path` on, following its Next link: (pager, body)."""
+def _pages(shop: DaemonProc, path: str, cookie: str, what: str = "") -> Iterator[tuple[str, str]]:
+    """Each page of a console list from `path` on, following its Next link: (pager, body).
+    `what`: the list's name, on a page with several."""
     seen: list[str] = []
     while path:
         _, _, body = fetch(shop, "GET", path, cookie)
-        pager = re.search(r'<p class="pager">(.*?)</p>', body, re.S)
+        pager = re.search(rf'<p class="pager">(\s*{what}.*?)</p>', body, re.S)
         assert pager is not None, body[-2000:]
         yield " ".join(html.unescape(pager[1]).split()), body
         seen.append(path)
@@ -395,13 +397,38 @@ def test_the_webhook_deliveries_say_how_many_and_page_both_ways(shop, cookie):
         product = make_product(shop)
         for _ in range(51):
             issue(shop, product)
-        (first, one), (second, two) = _pages(shop, "/admin/webhooks", cookie)
+        (first, one), (second, two) = _pages(shop, "/admin/webhooks", cookie, "Deliveries")
         must(admin(shop, "DELETE", f"/v1/admin/webhook-endpoints/{endpoint['id']}"), 200)
     assert first.startswith("Deliveries 1–50 of 51") and "Previous" not in first
     assert second.startswith("Deliveries 51–51 of 51") and "Next" not in second
     assert re.search(r'href="/admin/webhooks\?offset=0" rel="prev"', two)
     assert len(re.findall(r'<tr class="delivery-', one)) == 50
     assert len(re.findall(r'<tr class="delivery-', two)) == 1
+
+
+def test_the_lists_shown_whole_say_how_many(shop, cookie):
+    # Found: products, policies, codes, webhook endpoints and API keys had no count.
+    product = make_product(shop)
+    code = {"code": unique("COUNT").upper(), "kind": "percent", "amount": 500,
+            "product_slug": product}  # fmt: skip
+    must(admin(shop, "POST", "/v1/admin/discount-codes", code), 200)
+    must(admin(shop, "POST", "/v1/admin/api-keys", {"label": "counted", "role": "support"}), 200)
+    with Receiver() as receiver:
+        hook = {"url": receiver.url, "event_types": ["license.issued"]}
+        endpoint = must(admin(shop, "POST", "/v1/admin/webhook-endpoints", hook), 200)
+        lists = (
+            ("/admin/products", "Products", "products"),
+            ("/admin/policies", "Policies", "policies"),
+            ("/admin/codes", "Codes", "discount_codes"),
+            ("/admin/webhooks", "Endpoints", "webhook_endpoints"),
+            ("/admin/api-keys", "API keys", "api_keys"),
+        )
+        for path, what, table in lists:
+            with closing(read_db(shop)) as conn:
+                (stored,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            ((pager, _),) = _pages(shop, path, cookie, what)
+            assert pager == f"{what} 1–{stored} of {stored}", path
+        must(admin(shop, "DELETE", f"/v1/admin/webhook-endpoints/{endpoint['id']}"), 200)
 
 
 def test_a_refused_row_action_says_why_once_at_the_top(shop, cookie):
