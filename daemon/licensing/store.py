@@ -111,10 +111,7 @@ async def list_audit(conn: Connection, *, limit: int, offset: int = 0, **filters
 
 async def count_audit(conn: Connection, **filters: Any) -> int:
     """How many entries `_audit_filter(**filters)` selects (every page together)."""
-    where, params = _audit_filter(**filters)
-    row = await fetch_one(conn, f"SELECT count(*) AS n FROM audit_log AS a {where}", params)
-    assert row is not None
-    return int(row["n"])
+    return await count_of(conn, "FROM audit_log AS a", *_audit_filter(**filters))
 
 
 # ---------- products ----------
@@ -355,10 +352,7 @@ async def list_licenses(conn: Connection, *, limit: int, offset: int, **filters:
 
 async def count_licenses(conn: Connection, **filters: Any) -> int:
     """How many licenses `_license_filter(**filters)` selects (every page together)."""
-    where, params = _license_filter(**filters)
-    row = await fetch_one(conn, f"SELECT count(*) AS n FROM licenses AS l {where}", params)
-    assert row is not None
-    return int(row["n"])
+    return await count_of(conn, "FROM licenses AS l", *_license_filter(**filters))
 
 
 async def revoke_license(conn: Connection, license_id: str, reason: str | None, now: int) -> int:
@@ -412,6 +406,13 @@ async def fetch_one(
 ) -> Row | None:
     async with conn.execute(sql, params) as cursor:
         return await cursor.fetchone()
+
+
+async def count_of(conn: Connection, source: str, where: str, params: Sequence[Any]) -> int:
+    """The rows of `source` (`FROM ...`) that `where` selects, counted."""
+    row = await fetch_one(conn, f"SELECT count(*) AS n {source} {where}", params)
+    assert row is not None
+    return int(row["n"])
 
 
 async def fetch_all(conn: Connection, sql: str, params: Iterable[Any]) -> list[Row]:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from aiosqlite import Connection
 
-from daemon.licensing.store import Row, fetch_all, fetch_one, where_clause
+from daemon.licensing.store import Row, count_of, fetch_all, fetch_one, where_clause
 
 MACHINE_COLUMNS = (
     "id, license_id, fingerprint, hostname, platform, first_seen_at, last_seen_at, "
@@ -134,6 +134,4 @@ async def count_machines(conn: Connection, **filters: Any) -> int:
     where, params = _machine_filter(**filters)
     # The license is joined only for a product filter: without it, an index answers alone.
     joined = "JOIN licenses AS l ON l.id = m.license_id" if filters["product_id"] else ""
-    row = await fetch_one(conn, f"SELECT count(*) AS n FROM machines AS m {joined} {where}", params)
-    assert row is not None
-    return int(row["n"])
+    return await count_of(conn, f"FROM machines AS m {joined}", where, params)
