@@ -680,6 +680,7 @@ def test_a_sellers_day_in_the_console(tmp_path, browser_context, screens):
         page.select_option("#product", label="studio")
         submit(page, "#machine-filter button[type=submit]")
         assert "ann-mac" in page.inner_text("#machine-list")
+        assert page.inner_text("p.pager").startswith("Machines 1–1 of 1")
         shoot(page, screens, "day-machines")
 
         page.goto(f"{d.url}/admin/revenue")
@@ -692,4 +693,6 @@ def test_a_sellers_day_in_the_console(tmp_path, browser_context, screens):
         trail = page.inner_text("#audit")
         assert "license.revoke" in trail and "the console" in trail
         assert "the master admin key" not in trail  # the other license was issued by the API
+        counted = re.match(r"Entries 1–(\d+) of (\d+)", page.inner_text("p.pager"))
+        assert counted is not None and counted[1] == counted[2] == str(trail.count("console"))
         shoot(page, screens, "day-audit")

@@ -4,27 +4,36 @@ tells a defect a seller met in a day's work and would have caught it (the browse
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import re
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import closing
 
 import msgspec
 import pytest
 
 from daemon.licensing import models
 from tests.daemon_proc import DaemonProc
-from tests.test_api_support import admin, db_dump, issue, make_product, must, unique
+from tests.receiver import ALLOW_LOOPBACK, Receiver
+from tests.test_api_support import admin, db_dump, issue, make_product, must, read_db, unique
 from tests.test_console_security import OPENER, PASSWORD, csrf_of, fetch, session_cookie
 
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory) -> Iterator[DaemonProc]:
-    with DaemonProc(
-        tmp_path_factory.mktemp("seller"), env={"KEYSMITH_CONSOLE_PASSWORD": PASSWORD}
-    ) as d:
+    # No limit on public writes: the machines list is paged over 200 activations; webhooks
+    # may go to a receiver on loopback.
+    env = {
+        "KEYSMITH_CONSOLE_PASSWORD": PASSWORD,
+        "KEYSMITH_WRITE_RATE_LIMIT": "0",
+        **ALLOW_LOOPBACK,
+    }
+    with DaemonProc(tmp_path_factory.mktemp("seller"), env=env) as d:
         d.wait_for("serving")
         yield d
 
@@ -260,6 +269,45 @@ def test_the_audit_log_names_who_acted_and_filters_by_it(shop, cookie):
     assert "license.issue" in listed and "license.suspend" not in listed
 
 
+def test_the_audit_entry_tells_credentials_apart_in_keysats_keys(shop, cookie):
+    # Found: Keysat's entry shape (actor_kind, actor_hash, target_kind, target_id, details,
+    # occurred_at) was missing; software written against Keysat's audit route read nothing.
+    body = {"label": "issuer-bot", "role": "license-issuer"}
+    key = must(admin(shop, "POST", "/v1/admin/api-keys", body), 200)
+    bearer = {"Authorization": f"Bearer {key['token']}"}
+    issued = must(
+        shop.request("POST", "/v1/admin/licenses", {"product_slug": make_product(shop)},
+                     headers=bearer),
+        200,
+    )  # fmt: skip
+    license_id = issued["license_id"]
+    page = f"/admin/licenses/{license_id}"
+    post(shop, f"{page}/suspend", cookie, {}, page)
+    must(admin(shop, "POST", f"/v1/admin/licenses/{license_id}/unsuspend"), 200)
+    must(shop.request("POST", f"/v1/admin/licenses/{license_id}/revoke", {}, headers=bearer), 200)
+
+    status, raw = shop.request("GET", f"/v1/admin/audit?subject=license:{license_id}",
+                               headers=shop.admin_headers())  # fmt: skip
+    entries = must((status, raw), 200)["entries"]
+    keysat = ("actor_kind", "actor_hash", "action", "target_kind", "target_id", "details",
+              "occurred_at")  # fmt: skip
+    master = hashlib.sha256(shop.env["KEYSMITH_ADMIN_API_KEY"].encode()).hexdigest()
+    token = hashlib.sha256(key["token"].encode()).hexdigest()
+    assert [tuple(e[k] for k in keysat[:4]) for e in entries] == [
+        ("api_key", token, "license.revoke", "license"),
+        ("master_key", master, "license.unsuspend", "license"),
+        ("console", None, "license.suspend", "license"),
+        ("api_key", token, "license.issue", "license"),
+    ]
+    for entry in entries:
+        assert entry["target_id"] == license_id and entry["details"] == entry["detail"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entry["occurred_at"])
+    # Keysmith's own keys are kept: the master key is still `master_key`, the token is nowhere.
+    assert [e["actor"] for e in entries][:2] == [f"api_key:{key['id']}", "master_key"]
+    answered = json.dumps(raw)
+    assert key["token"] not in answered and shop.env["KEYSMITH_ADMIN_API_KEY"] not in answered
+
+
 def test_the_license_list_says_how_many_and_pages_both_ways(shop, cookie):
     # Found: a next page, but no previous page and no count.
     product, note = make_product(shop), unique("bulk")
@@ -271,6 +319,116 @@ def test_the_license_list_says_how_many_and_pages_both_ways(shop, cookie):
     _, _, second = fetch(shop, "GET", f"/admin/licenses?q={note}&offset=100", cookie)
     assert "Licenses 101–101 of 101" in second and 'rel="next"' not in second
     assert f'href="/admin/licenses?q={note}&amp;offset=0" rel="prev"' in second
+
+
+def _pages(shop: DaemonProc, path: str, cookie: str, what: str = "") -> Iterator[tuple[str, str]]:
+    """Each page of a console list from `path` on, following its Next link: (pager, body).
+    `what`: the list's name, on a page with several."""
+    seen: list[str] = []
+    while path:
+        _, _, body = fetch(shop, "GET", path, cookie)
+        pager = re.search(rf'<p class="pager">(\s*{what}.*?)</p>', body, re.S)
+        assert pager is not None, body[-2000:]
+        yield " ".join(html.unescape(pager[1]).split()), body
+        seen.append(path)
+        following = re.search(r'href="([^"]+)" rel="next"', pager[1])
+        path = html.unescape(following[1]) if following else ""
+        assert path not in seen
+
+
+def test_the_audit_log_says_how_many_and_pages_both_ways(shop, cookie):
+    # Found: older entries only (before_id), no way back but to the newest, and no count.
+    body = {"label": unique("pager"), "role": "license-issuer"}
+    key = must(admin(shop, "POST", "/v1/admin/api-keys", body), 200)
+    bearer = {"Authorization": f"Bearer {key['token']}"}
+    product = make_product(shop)
+    issued = [
+        must(shop.request("POST", "/v1/admin/licenses", {"product_slug": product},
+                          headers=bearer), 200)["license_id"]
+        for _ in range(101)
+    ]  # fmt: skip
+    query = f"/admin/audit?action=license.issue&actor=api_key:{key['id']}"
+    (first, one), (second, two) = _pages(shop, query, cookie)
+    assert first.startswith("Entries 1–100 of 101") and "Previous" not in first
+    assert second.startswith("Entries 101–101 of 101") and "Next" not in second
+    back = re.search(r'href="([^"]+)" rel="prev"', two)
+    assert back is not None and "offset=0" in back[1] and f"api_key:{key['id']}" in back[1]
+    # Newest first, each entry once across the two pages.
+    shown = re.findall(r'<td data-label="Subject"><code>license:([0-9a-f-]+)</code>', one + two)
+    assert shown == issued[::-1]
+    # The count follows the filters: the key's one product create is not an issue.
+    (alone, _), = _pages(shop, f"/admin/audit?actor=api_key:{key['id']}&action=product.create",
+                         cookie)  # fmt: skip
+    assert "Entries" not in alone
+
+
+def test_the_machines_page_says_how_many_and_pages_both_ways(shop, cookie):
+    # Found: the newest 200 machines and no more: no next page, no previous page, no count.
+    product = make_product(shop, seats=250)
+    issued = issue(shop, product)
+    made = [
+        must(shop.request("POST", "/v1/machines/activate", {
+            "key": issued["license_key"], "fingerprint": unique("fp"), "hostname": f"host-{n}",
+        }), 200)
+        for n in range(203)
+    ]  # fmt: skip
+    (listed,) = must(admin(shop, "GET", f"/v1/admin/licenses?q={issued['license_id']}"), 200)[
+        "licenses"
+    ]
+    for machine_id in (made[0]["machine_id"], made[1]["machine_id"]):
+        must(admin(shop, "POST", f"/v1/admin/machines/{machine_id}/deactivate", {}), 200)
+    mine = f"/admin/machines?product={listed['product_id']}"
+    (first, _), (second, two) = _pages(shop, mine, cookie)
+    assert first.startswith("Machines 1–200 of 203") and "Previous" not in first
+    assert second.startswith("Machines 201–203 of 203") and "Next" not in second
+    assert re.search(r'href="[^"]*offset=0" rel="prev"', two)
+    ((gone, body),) = _pages(shop, f"{mine}&state=deactivated", cookie)
+    assert gone.startswith("Machines 1–2 of 2")
+    assert sorted(re.findall(r'data-label="Host">(host-\d+)<', body)) == ["host-0", "host-1"]
+    (active, _), (rest, _) = _pages(shop, f"{mine}&state=active", cookie)
+    assert active.startswith("Machines 1–200 of 201") and rest.startswith("Machines 201–201")
+
+
+def test_the_webhook_deliveries_say_how_many_and_page_both_ways(shop, cookie):
+    # Found: the newest 50 deliveries and no way to the others, nor a count.
+    with Receiver() as receiver:
+        body = {"url": receiver.url, "event_types": ["license.issued"]}
+        endpoint = must(admin(shop, "POST", "/v1/admin/webhook-endpoints", body), 200)
+        product = make_product(shop)
+        for _ in range(51):
+            issue(shop, product)
+        (first, one), (second, two) = _pages(shop, "/admin/webhooks", cookie, "Deliveries")
+        must(admin(shop, "DELETE", f"/v1/admin/webhook-endpoints/{endpoint['id']}"), 200)
+    assert first.startswith("Deliveries 1–50 of 51") and "Previous" not in first
+    assert second.startswith("Deliveries 51–51 of 51") and "Next" not in second
+    assert re.search(r'href="/admin/webhooks\?offset=0" rel="prev"', two)
+    assert len(re.findall(r'<tr class="delivery-', one)) == 50
+    assert len(re.findall(r'<tr class="delivery-', two)) == 1
+
+
+def test_the_lists_shown_whole_say_how_many(shop, cookie):
+    # Found: products, policies, codes, webhook endpoints and API keys had no count.
+    product = make_product(shop)
+    code = {"code": unique("COUNT").upper(), "kind": "percent", "amount": 500,
+            "product_slug": product}  # fmt: skip
+    must(admin(shop, "POST", "/v1/admin/discount-codes", code), 200)
+    must(admin(shop, "POST", "/v1/admin/api-keys", {"label": "counted", "role": "support"}), 200)
+    with Receiver() as receiver:
+        hook = {"url": receiver.url, "event_types": ["license.issued"]}
+        endpoint = must(admin(shop, "POST", "/v1/admin/webhook-endpoints", hook), 200)
+        lists = (
+            ("/admin/products", "Products", "products"),
+            ("/admin/policies", "Policies", "policies"),
+            ("/admin/codes", "Codes", "discount_codes"),
+            ("/admin/webhooks", "Endpoints", "webhook_endpoints"),
+            ("/admin/api-keys", "API keys", "api_keys"),
+        )
+        for path, what, table in lists:
+            with closing(read_db(shop)) as conn:
+                (stored,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            ((pager, _),) = _pages(shop, path, cookie, what)
+            assert pager == f"{what} 1–{stored} of {stored}", path
+        must(admin(shop, "DELETE", f"/v1/admin/webhook-endpoints/{endpoint['id']}"), 200)
 
 
 def test_a_refused_row_action_says_why_once_at_the_top(shop, cookie):

@@ -1017,3 +1017,43 @@ def test_seed_in_chunks_writes_the_same_shop(tmp_path, monkeypatch):
         kit.assert_db_clean(conn)
         dumps.append(kit.dump(conn))
     assert dumps[0] == dumps[1]
+
+
+# The schema 0020 follows (0019 once the contract's fields are merged, 0018 without them).
+_BEFORE_0020 = max(
+    int(p.name[:4]) for p in kit.MIGRATIONS.glob("[0-9]*_*.sql") if int(p.name[:4]) < 20
+)
+
+
+def test_0020_list_count_indexes_keep_every_row_and_answer_the_console_lists(tmp_path):
+    db, conn = _database_at(tmp_path, _BEFORE_0020, scale=2)
+    before = _snapshot(conn)
+    kit.apply_range(db, upto=20)
+    _unchanged_since(conn, before)
+    kit.assert_db_clean(conn)
+    # The counts and pages the console asks for, each on its index (store.count_audit,
+    # store_machines.list_machines, store.count_licenses).
+    by_action = _plan(conn, "SELECT count(*) FROM audit_log AS a WHERE a.action = ?", "x")
+    assert "audit_log_action_idx" in by_action, by_action
+    by_actor = _plan(
+        conn,
+        "SELECT count(*) FROM audit_log AS a WHERE (a.actor = ? OR (a.actor > ? AND a.actor < ?))",
+        "api_key",
+        "api_key:",
+        "api_key;",
+    )
+    assert "audit_log_actor_idx" in by_actor and "SCAN" not in by_actor, by_actor
+    seen = _plan(conn, "SELECT id FROM machines AS m ORDER BY m.last_seen_at DESC, m.id LIMIT 200")
+    assert "machines_seen_idx" in seen, seen
+    status = _plan(conn, "SELECT count(*) FROM licenses AS l WHERE l.status = ?", "revoked")
+    assert "licenses_status_idx" in status, status
+
+
+def test_0020_down_restores_the_database_before_it_exactly(tmp_path):
+    db, conn = _database_at(tmp_path, _BEFORE_0020, scale=2)
+    before = kit.dump(conn)
+    kit.apply_range(db, upto=20)
+    down = (kit.MIGRATIONS / "0020_list_count_indexes.down.sql").read_text()
+    conn.executescript(f"BEGIN;\n{down}\nCOMMIT;")
+    assert kit.dump(conn) == before
+    kit.assert_db_clean(conn)

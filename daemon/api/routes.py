@@ -19,7 +19,7 @@ from daemon.api.app import BODY_TIMEOUT_KEY
 from daemon.api.envelope import error_response
 from daemon.api.table import Handler, Nothing, endpoint
 from daemon.licensing import wire
-from daemon.licensing.access import MASTER, scope_of
+from daemon.licensing.access import MASTER, scope_of, token_hash
 from daemon.licensing.core import ActorKind, acting_as
 from daemon.licensing.errors import (
     BadRequest,
@@ -115,7 +115,9 @@ def answers_errors(handler: Handler) -> Handler:
 async def check_admin(request: web.Request, scope: str) -> tuple[ActorKind, str | None]:
     """`Authorization: Bearer <admin key or API key>`, compared in constant time: 401 when it is
     missing (or not a bearer token), 403 when the key is wrong, revoked or lacks `scope`, as
-    Keysat answers. The token is never logged. Returns who acted, for the audit log."""
+    Keysat answers. The token is never logged. Returns who acted, for the audit log: the master
+    key by the SHA-256 of the key (Keysat's `actor_hash`; the key stays secret, and a rotated
+    key is told apart from its predecessor), an API key by its id."""
     header = request.headers.get("Authorization")
     if header is None:
         raise Unauthorized(
@@ -128,7 +130,7 @@ async def check_admin(request: web.Request, scope: str) -> tuple[ActorKind, str 
         raise Unauthorized("the Authorization header must be 'Bearer <admin key>'")
     licensing = licensing_of(request)
     if licensing.admin_key_matches(token):
-        return "master_key", None
+        return "master_key", token_hash(token)
     found = await licensing.access.scopes_of_token(token)
     if found is None:
         raise Forbidden("the admin key is wrong (or the API key was revoked)")

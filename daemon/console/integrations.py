@@ -15,8 +15,10 @@ from daemon.console.web import (
     create_form,
     irreversible,
     licensing_of,
+    page_links,
     render_form_page,
     row_button,
+    search,
 )
 from daemon.licensing.service import Licensing
 
@@ -38,6 +40,9 @@ async def webhooks(
     created = session.take("webhook-endpoint")
     service = licensing_of(request)
     endpoints = await ops.webhook_endpoints(service)
+    (deliveries, total), delivery_error = await search(
+        ops.deliveries_page(service, request.query), ([], 0)
+    )
     return render_form_page(
         request,
         "webhooks.html",
@@ -48,7 +53,9 @@ async def webhooks(
         page="webhooks",
         endpoints=endpoints,
         urls={e["id"]: e["url"] for e in endpoints},
-        deliveries=await ops.deliveries(service),
+        deliveries=deliveries,
+        rows=page_links(request, len(deliveries), ops.DELIVERY_PAGE, total),
+        delivery_error=delivery_error,
         event_types=ops.EVENT_TYPES,
         event_field=ops.EVENT_FIELD,
         created=created,

@@ -480,9 +480,11 @@ async def change_tier(service: Licensing, license_id: str, form: Mapping[str, st
 MACHINE_STATES = ("active", "deactivated")
 
 
-async def machines(service: Licensing, query: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The newest machines of every license, filtered by the query's product (an id) and
-    state (active or deactivated; empty: both)."""
+async def machines_page(
+    service: Licensing, query: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of the machines of every license, last seen first, filtered by the query's
+    product (an id) and state (active or deactivated; empty: both), and how many it selects."""
     state = query.get("state", "")
     if state not in ("", *MACHINE_STATES):
         raise Refused(
@@ -490,16 +492,20 @@ async def machines(service: Licensing, query: Mapping[str, str]) -> list[dict[st
             f"There is no machine state '{state[:40]}': choose active, deactivated, or "
             "neither for both. Nothing was changed.",
         )
-    fields = {"product_id": query["product"]} if query.get("product") else {}
-    fields |= {"include_inactive": str(state != "active").lower(), "limit": str(MAX_MACHINES)}
+    fields = {name: query[name] for name in ("offset",) if query.get(name)}
+    if query.get("product"):
+        fields["product_id"] = query["product"]
+    fields |= {
+        "include_inactive": str(state != "active").lower(),
+        "only_inactive": str(state == "deactivated").lower(),
+        "limit": str(MACHINE_PAGE),
+    }
     try:
         request = wire.parse(models.MachineQuery, fields, from_text=True)
     except BadRequest as e:
         raise Refused(None, e.message) from None
-    listed = plain(await service.licenses.list_machines(request))
-    if state == "deactivated":
-        listed = [m for m in listed if not m["active"]]
-    return listed[:MACHINE_PAGE]
+    found = await _service(service.licenses.list_machines(request))
+    return plain(found), await service.licenses.count_machines(request)
 
 
 async def machine(service: Licensing, machine_id: str) -> dict[str, Any] | None:
@@ -651,10 +657,20 @@ async def webhook_endpoints(service: Licensing) -> list[dict[str, Any]]:
     return plain(await service.outbox.list_webhook_endpoints())
 
 
-async def deliveries(service: Licensing) -> list[dict[str, Any]]:
-    return plain(
-        await service.outbox.list_deliveries(integrations.DeliveryQuery(limit=DELIVERY_PAGE))
-    )
+async def deliveries_page(
+    service: Licensing, query: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of the deliveries, newest event first, from the query string's offset, and how
+    many there are."""
+    fields = {"offset": query["offset"]} if query.get("offset") else {}
+    try:
+        request = wire.parse(
+            integrations.DeliveryQuery, {**fields, "limit": str(DELIVERY_PAGE)}, from_text=True
+        )
+    except BadRequest as e:
+        raise Refused(None, e.message) from None
+    found = plain(await service.outbox.list_deliveries(request))
+    return found, await service.outbox.count_deliveries(request)
 
 
 async def create_webhook_endpoint(service: Licensing, form: Mapping[str, str]) -> dict[str, Any]:
@@ -715,7 +731,7 @@ revoke_api_key = _one_row(lambda s: s.access.revoke_api_key, "The API key")
 # ----- audit -----
 
 
-AUDIT_FILTERS = ("action", "actor", "before_id")
+AUDIT_FILTERS = ("action", "actor", "offset")
 # Who can act, as the audit log names them (an API key: `api_key:<id>`).
 ACTOR_KINDS = {
     "console": "the console",
@@ -734,8 +750,11 @@ def audit_actors(keys: list[dict[str, Any]]) -> dict[str, str]:
     return {**ACTOR_KINDS, **named}
 
 
-async def audit(service: Licensing, query: Mapping[str, str]) -> list[dict[str, Any]]:
-    """One page of the audit log for the query string's action, actor and before_id."""
+async def audit_page(
+    service: Licensing, query: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of the audit log for the query string's action, actor and offset, and how many
+    entries it selects."""
     fields = {name: query[name] for name in AUDIT_FILTERS if query.get(name)}
     try:
         request = wire.parse(
@@ -743,7 +762,9 @@ async def audit(service: Licensing, query: Mapping[str, str]) -> list[dict[str, 
         )
     except BadRequest as e:
         raise Refused(_named_field(e.message, AUDIT_FILTERS), e.message) from None
-    return plain(await service.licenses.audit_entries(request))
+    return plain(await service.licenses.audit_entries(request)), await service.licenses.count_audit(
+        request
+    )
 
 
 # Form fields named differently from the API's (the form says days, percent and price), with

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
@@ -24,16 +24,16 @@ from daemon.console.web import (
     edit_form,
     irreversible,
     licensing_of,
+    page_links,
     render,
     render_form_page,
     row_button,
+    search,
     see,
 )
 from daemon.licensing import models
 from daemon.licensing.codes import strong_code
 from daemon.licensing.service import Licensing
-
-T = TypeVar("T")
 
 # Messages after a change, by the `done` query value of the redirect that follows it.
 DONE = {
@@ -70,29 +70,6 @@ def _not_found(request: web.Request, session: auth.Session, e: ops.Refused) -> w
         request, "refused.html", status=e.status, session=session,
         title="Not found", message=e.message,
     )  # fmt: skip
-
-
-def _page_links(request: web.Request, shown: int, size: int, total: int) -> dict[str, Any]:
-    """Which rows of the `total` are shown (1-based) and the links to the pages either side."""
-    text = request.query.get("offset", "0")
-    offset = int(text) if text.isdigit() and len(text) < 10 else 0
-    return {
-        "first": offset + 1 if shown else 0,
-        "last": offset + shown,
-        "total": total,
-        "more": request.rel_url.update_query(offset=offset + size)
-        if offset + shown < total
-        else None,
-        "less": request.rel_url.update_query(offset=max(0, offset - size)) if offset else None,
-    }
-
-
-async def _search(call: Awaitable[T], empty: T) -> tuple[T, str | None]:
-    """The rows a list's query string selects, or `empty` and why the query was refused."""
-    try:
-        return await call, None
-    except ops.Refused as e:
-        return empty, e.message
 
 
 # ----- products -----
@@ -242,7 +219,7 @@ async def licenses(
 ) -> web.StreamResponse:
     service = licensing_of(request)
     issued = session.take("license")
-    (found, total), search_error = await _search(ops.licenses_page(service, request.query), ([], 0))
+    (found, total), search_error = await search(ops.licenses_page(service, request.query), ([], 0))
     catalogue = await ops.products(service)
     return render_form_page(
         request,
@@ -253,7 +230,7 @@ async def licenses(
         title="Licenses",
         page="licenses",
         licenses=found,
-        rows=_page_links(request, len(found), ops.LICENSE_PAGE, total),
+        rows=page_links(request, len(found), ops.LICENSE_PAGE, total),
         search=request.query.get("q", ""),
         status_filter=request.query.get("status", ""),
         product_filter=request.query.get("product", ""),
@@ -313,7 +290,7 @@ async def machines(
     request: web.Request, session: auth.Session, form: dict[str, str]
 ) -> web.StreamResponse:
     service = licensing_of(request)
-    found, search_error = await _search(ops.machines(service, request.query), [])
+    (found, total), search_error = await search(ops.machines_page(service, request.query), ([], 0))
     return render(
         request,
         "machines.html",
@@ -321,6 +298,7 @@ async def machines(
         title="Machines",
         page="machines",
         machines=found,
+        rows=page_links(request, len(found), ops.MACHINE_PAGE, total),
         products=await ops.products(service),
         product_filter=request.query.get("product", ""),
         state_filter=request.query.get("state", ""),
@@ -451,7 +429,7 @@ async def audit(
     request: web.Request, session: auth.Session, form: dict[str, str]
 ) -> web.StreamResponse:
     service = licensing_of(request)
-    entries, search_error = await _search(ops.audit(service, request.query), [])
+    (entries, total), search_error = await search(ops.audit_page(service, request.query), ([], 0))
     keys = await ops.api_keys(service)
     return render(
         request,
@@ -460,16 +438,11 @@ async def audit(
         title="Audit log",
         page="audit",
         entries=entries,
+        rows=page_links(request, len(entries), ops.AUDIT_PAGE, total),
         search_error=search_error,
         action_filter=request.query.get("action", ""),
         actor_filter=request.query.get("actor", ""),
         actors=ops.audit_actors(keys),
-        older=(
-            request.rel_url.update_query(before_id=entries[-1]["id"])
-            if len(entries) == ops.AUDIT_PAGE
-            else None
-        ),
-        newest=request.rel_url.without_query("before_id") if "before_id" in request.query else None,
     )
 
 

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import jinja2
 from aiohttp import web
@@ -54,6 +54,8 @@ NAV = (
 )
 # argon2id takes 64 MiB per check: at most this many run at once, whatever the traffic.
 VERIFY_SLOTS = 2
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -300,3 +302,26 @@ def irreversible(
         ("GET", path, confirm_page(confirm)),
         ("POST", path, row_button(change, page, back, done)),
     )
+
+
+def page_links(request: web.Request, shown: int, size: int, total: int) -> dict[str, Any]:
+    """Which rows of the `total` are shown (1-based) and the links to the pages either side."""
+    text = request.query.get("offset", "0")
+    offset = int(text) if text.isdigit() and len(text) < 10 else 0
+    return {
+        "first": offset + 1 if shown else 0,
+        "last": offset + shown if shown else 0,
+        "total": total,
+        "more": request.rel_url.update_query(offset=offset + size)
+        if offset + shown < total
+        else None,
+        "less": request.rel_url.update_query(offset=max(0, offset - size)) if offset else None,
+    }
+
+
+async def search(call: Awaitable[T], empty: T) -> tuple[T, str | None]:
+    """The rows a list's query string selects, or `empty` and why the query was refused."""
+    try:
+        return await call, None
+    except Refused as e:
+        return empty, e.message

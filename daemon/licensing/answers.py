@@ -353,12 +353,26 @@ class MachineDeactivated(Answer, kw_only=True):
 
 
 class AuditEntry(Answer, kw_only=True):
+    """One audit row, in Keysmith's names and, with the same meaning, in Keysat's."""
+
     id: int
     created_at: str | None
+    # Who acted: a kind (`console`, `master_key`, `action`, `public`, `system`; `admin` before
+    # credentials were recorded) or one API key, `api_key:<id>`.
     actor: str
     action: str
+    # What it happened to, `kind:id` (`license:<uuid>`).
     subject: str | None
     detail: dict[str, Any]
+    # Keysat's: the actor's kind, and the lower-case hex SHA-256 of the credential that acted
+    # (the master key or the API key's token; null for a kind with no credential to name).
+    actor_kind: str
+    actor_hash: str | None
+    # Keysat's: the subject's kind (in Keysat's words) and id.
+    target_kind: str | None
+    target_id: str | None
+    details: dict[str, Any]
+    occurred_at: str | None
 
 
 class Redeemed(Answer, kw_only=True):

@@ -25,14 +25,15 @@ from daemon.licensing.state import VerifiedKeys
 AdminActor = Literal["admin", "action"]
 Actor = Literal["admin", "action", "public", "system"]
 # The credential an admin write came with, when the caller knows it: the console's session,
-# the master admin key, or an API key (named by its id, which is not a secret).
+# the master admin key (named by its SHA-256, Keysat's actor_hash), or an API key (named by
+# its id, which is not a secret).
 ActorKind = Literal["console", "master_key", "api_key"]
 _acting: ContextVar[str | None] = ContextVar("keysmith_acting", default=None)
 
 
 @contextlib.contextmanager
 def acting_as(kind: ActorKind, identity: str | None = None) -> Iterator[None]:
-    """Audit the writes made inside as `kind` (`api_key:<id>` for an API key)."""
+    """Audit the writes made inside as `kind`, or `kind:<identity>` (`api_key:<id>`)."""
     token = _acting.set(kind if identity is None else f"{kind}:{identity}")
     try:
         yield

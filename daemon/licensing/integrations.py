@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from daemon.licensing.answers import Answer
-from daemon.licensing.models import NO_NUL, LongText, PageSize, Request, Uuid, clamped
+from daemon.licensing.models import NO_NUL, LongText, Offset, PageSize, Request, Uuid, clamped
 
 # ----- requests -----
 
@@ -73,6 +73,7 @@ class DeliveryQuery(Request, kw_only=True):
     status: DeliveryFilter = "all"
     # Keysat's default and greatest page.
     limit: PageSize = 100
+    offset: Offset = 0
 
     def __post_init__(self) -> None:
         self.limit = clamped(self.limit, 500)

@@ -290,20 +290,18 @@ class Licenses:
 
     async def list_machines(self, query: models.MachineQuery) -> list[answers.Machine]:
         async with self._pool.connection() as conn:
-            product_id = query.product_id and str(uuid.UUID(query.product_id))
-            if product_id is None and query.product_slug is not None:
-                product = await store.product_by_slug(conn, query.product_slug)
-                if product is None:
-                    raise NotFound(f"product '{query.product_slug}'")
-                product_id = product["id"]
             found = await store_machines.list_machines(
                 conn,
-                license_id=query.license_id and str(uuid.UUID(query.license_id)),
-                product_id=product_id,
-                include_inactive=query.include_inactive,
                 limit=query.limit,
+                offset=query.offset,
+                **await _machine_filters(conn, query),
             )
         return [rows.machine(row) for row in found]
+
+    async def count_machines(self, query: models.MachineQuery) -> int:
+        """How many machines the query's filters select, every page together."""
+        async with self._pool.connection() as conn:
+            return await store_machines.count_machines(conn, **await _machine_filters(conn, query))
 
     async def admin_deactivate_machine(
         self, machine_id: str, reason: str | None
@@ -324,14 +322,39 @@ class Licenses:
     async def audit_entries(self, query: models.AuditQuery) -> list[answers.AuditEntry]:
         async with self._pool.connection() as conn:
             found = await store.list_audit(
-                conn,
-                action=query.action,
-                actor=query.actor,
-                subject=query.subject,
-                limit=query.limit,
-                before_id=query.before_id,
+                conn, limit=query.limit, offset=query.offset, **_audit_filters(query)
             )
         return [rows.audit_entry(row) for row in found]
+
+    async def count_audit(self, query: models.AuditQuery) -> int:
+        """How many entries the query's filters select, every page together."""
+        async with self._pool.connection() as conn:
+            return await store.count_audit(conn, **_audit_filters(query))
+
+
+async def _machine_filters(conn: Connection, query: models.MachineQuery) -> dict[str, Any]:
+    """The store's filters of a machine query; NotFound for a product slug that names none."""
+    product_id = query.product_id and str(uuid.UUID(query.product_id))
+    if product_id is None and query.product_slug is not None:
+        product = await store.product_by_slug(conn, query.product_slug)
+        if product is None:
+            raise NotFound(f"product '{query.product_slug}'")
+        product_id = product["id"]
+    state = "inactive" if query.only_inactive else "any" if query.include_inactive else "active"
+    return {
+        "license_id": query.license_id and str(uuid.UUID(query.license_id)),
+        "product_id": product_id,
+        "state": state,
+    }
+
+
+def _audit_filters(query: models.AuditQuery) -> dict[str, Any]:
+    return {
+        "action": query.action,
+        "actor": query.actor,
+        "subject": query.subject,
+        "before_id": query.before_id,
+    }
 
 
 def free_reference(invoice_id: str) -> str:

@@ -59,6 +59,8 @@ SlugList = Annotated[list[Slug], msgspec.Meta(max_length=255)]
 PageSize = Annotated[
     int, msgspec.Meta(ge=-(2**62), le=2**62, description="clamped to 1..the route's maximum")
 ]
+# Rows of the list skipped before the page (Keysmith's, for paging both ways).
+Offset = Annotated[int, msgspec.Meta(ge=0, le=10**9)]
 DiscountKind = Literal["percent", "fixed_sats", "free_license", "set_price"]
 LicenseStatus = Literal["active", "revoked", "suspended"]
 
@@ -282,7 +284,7 @@ class LicenseQuery(Request, kw_only=True):
     nostr_npub: Npub | None = None
     # With no filter at all, Keysat's search answers the 100 most recent licenses.
     limit: PageSize = 100
-    offset: Annotated[int, msgspec.Meta(ge=0, le=10**9)] = 0
+    offset: Offset = 0
 
     def __post_init__(self) -> None:
         self.limit = clamped(self.limit, 1000)
@@ -364,7 +366,10 @@ class MachineQuery(Request, kw_only=True):
     product_id: Uuid | None = None
     product_slug: Slug | None = None
     include_inactive: bool = False
+    # Keysmith's: only the deactivated machines (the console's filter), and paging.
+    only_inactive: bool = False
     limit: PageSize = 500
+    offset: Offset = 0
 
     def __post_init__(self) -> None:
         self.limit = clamped(self.limit, 5000)
@@ -378,6 +383,7 @@ class AuditQuery(Request, kw_only=True):
     subject: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
     limit: PageSize = 100
     before_id: Annotated[int, msgspec.Meta(ge=1, le=2**62)] | None = None
+    offset: Offset = 0
 
     def __post_init__(self) -> None:
         self.limit = clamped(self.limit, 1000)

@@ -77,6 +77,11 @@ DELIVERY_SQL = (
     "SELECT d.*, e.event_type, e.payload FROM webhook_deliveries d "
     "JOIN webhook_events e ON e.id = d.event_id"
 )
+# A delivery query's filters (DeliveryQuery's endpoint and status).
+DELIVERY_WHERE = (
+    "WHERE (:endpoint IS NULL OR d.endpoint_id = :endpoint) "
+    "AND (:status = 'all' OR d.status = :status)"
+)
 
 
 async def emit(
@@ -245,13 +250,27 @@ class Outbox:
         """Newest event first, as Keysat lists them."""
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
-                f"{DELIVERY_SQL} WHERE (:endpoint IS NULL OR d.endpoint_id = :endpoint) "
-                "AND (:status = 'all' OR d.status = :status) "
-                "ORDER BY d.event_id DESC, d.id LIMIT :limit",
-                {"endpoint": query.endpoint_id, "status": query.status, "limit": query.limit},
+                f"{DELIVERY_SQL} {DELIVERY_WHERE} "
+                "ORDER BY d.event_id DESC, d.id LIMIT :limit OFFSET :offset",
+                {
+                    "endpoint": query.endpoint_id,
+                    "status": query.status,
+                    "limit": query.limit,
+                    "offset": query.offset,
+                },
             )
             found = await cursor.fetchall()
             return [await _delivery(conn, row) for row in found]
+
+    async def count_deliveries(self, query: integrations.DeliveryQuery) -> int:
+        """How many deliveries the query's filters select, every page together."""
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                f"SELECT count(*) FROM webhook_deliveries d {DELIVERY_WHERE}",
+                {"endpoint": query.endpoint_id, "status": query.status},
+            )
+            (total,) = await cursor.fetchone()
+            return int(total)
 
     async def retry_delivery(self, delivery_id: str) -> integrations.Delivery:
         """As Keysat: any delivery (delivered, failed or still pending) back to pending, due

@@ -219,15 +219,42 @@ def machine(row: Row) -> answers.Machine:
     )
 
 
+MASTER_KEY = "master_key"
+# Subject kinds Keysat names otherwise (its `target_kind`).
+KEYSAT_TARGET_KINDS = {"webhook": "webhook_endpoint", "delivery": "webhook_delivery"}
+
+
 def audit_entry(row: Row) -> answers.AuditEntry:
+    """`row` has `store.list_audit`'s columns: the audit row and, for an API key's, the key's
+    token hash (never the token)."""
+    detail = inputs.shown_json("audit entry", row["id"], "detail", row["detail"], {})
+    kind, _, identity = row["actor"].partition(":")
+    target_kind, _, target_id = (row["subject"] or "").partition(":")
+    at = iso_time(row["created_at"])
     return answers.AuditEntry(
         id=row["id"],
-        created_at=iso_time(row["created_at"]),
-        actor=row["actor"],
+        created_at=at,
+        # The master key is recorded with its hash, answered in actor_hash alone: `actor` says
+        # `master_key`, as it did before the hash was recorded.
+        actor=MASTER_KEY if kind == MASTER_KEY else row["actor"],
         action=row["action"],
         subject=row["subject"],
-        detail=inputs.shown_json("audit entry", row["id"], "detail", row["detail"], {}),
+        detail=detail,
+        actor_kind=kind,
+        actor_hash=_actor_hash(kind, identity, row["actor_token_hash"]),
+        target_kind=KEYSAT_TARGET_KINDS.get(target_kind, target_kind) or None,
+        target_id=target_id or None,
+        details=detail,
+        occurred_at=at,
     )
+
+
+def _actor_hash(kind: str, identity: str, token_hash: str | None) -> str | None:
+    """Keysat's actor_hash: the SHA-256 of the credential, recorded with a master key's write
+    (none before it was), the token hash of the API key named; none for other kinds."""
+    if kind == MASTER_KEY:
+        return identity or None
+    return token_hash
 
 
 def entitlements_catalog(row: Row) -> list[Any]:

@@ -14,13 +14,13 @@ the module (`purchases` for `purchase`):
   delete_policy
 - `licenses`: issue_license, list_licenses, count_licenses, get_license, license_summary,
   revenue_summary, license_counts, revoke, suspend, unsuspend, list_machines,
-  admin_deactivate_machine, audit_entries
+  count_machines, admin_deactivate_machine, audit_entries, count_audit
 - `codes`: create_code, list_codes, get_code, update_code, set_code_active, delete_code,
   code_exists, preview_code, redeem
 - `purchases`: purchase, purchase_status, recover
 - `access`: create_api_key, list_api_keys, revoke_api_key, scopes_of_token
 - `outbox`: create_webhook_endpoint, webhook_secrets, list_webhook_endpoints,
-  set_webhook_active, delete_webhook_endpoint, list_deliveries, retry_delivery,
+  set_webhook_active, delete_webhook_endpoint, list_deliveries, count_deliveries, retry_delivery,
   announce_heals, claim_due, record_attempt, outbox_depth
 - `operator`: operator_name, operator_name_info, set_operator_name, import_issuer_key, db_info
 - `tiers`: change_tier

@@ -5,11 +5,11 @@ Same rules as `daemon.licensing.store`: functions take an open connection and ne
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from aiosqlite import Connection
 
-from daemon.licensing.store import Row, fetch_all, fetch_one, where_clause
+from daemon.licensing.store import Row, count_of, fetch_all, fetch_one, where_clause
 
 MACHINE_COLUMNS = (
     "id, license_id, fingerprint, hostname, platform, first_seen_at, last_seen_at, "
@@ -100,19 +100,38 @@ async def deactivate_machine(conn: Connection, machine_id: str, reason: str, now
     return cursor.rowcount
 
 
+# Which machines a list shows: the active ones (Keysat's default), the deactivated ones, or both.
+MachineState = Literal["active", "inactive", "any"]
+
+
+def _machine_filter(
+    *, license_id: str | None, product_id: str | None, state: MachineState
+) -> tuple[str, tuple[Any, ...]]:
+    # An empty tuple binds nothing but keeps the clause (where_clause drops only None).
+    return where_clause(
+        ("m.license_id = ?", license_id),
+        ("l.product_id = ?", product_id),
+        ("m.deactivated_at IS NULL", () if state == "active" else None),
+        ("m.deactivated_at IS NOT NULL", () if state == "inactive" else None),
+    )
+
+
 async def list_machines(
-    conn: Connection,
-    *,
-    license_id: str | None,
-    product_id: str | None,
-    include_inactive: bool,
-    limit: int,
+    conn: Connection, *, limit: int, offset: int = 0, **filters: Any
 ) -> list[Row]:
-    where, params = where_clause(("m.license_id = ?", license_id), ("l.product_id = ?", product_id))
-    if not include_inactive:
-        where += (" AND" if where else "WHERE") + " m.deactivated_at IS NULL"
+    """A page of the machines `_machine_filter(**filters)` selects, last seen first."""
+    where, params = _machine_filter(**filters)
     return await fetch_all(
         conn,
-        f"SELECT {LISTED_COLUMNS} {LISTED_FROM} {where} ORDER BY m.last_seen_at DESC, m.id LIMIT ?",
-        (*params, limit),
+        f"SELECT {LISTED_COLUMNS} {LISTED_FROM} {where} "
+        "ORDER BY m.last_seen_at DESC, m.id LIMIT ? OFFSET ?",
+        (*params, limit, offset),
     )
+
+
+async def count_machines(conn: Connection, **filters: Any) -> int:
+    """How many machines `_machine_filter(**filters)` selects (every page together)."""
+    where, params = _machine_filter(**filters)
+    # The license is joined only for a product filter: without it, an index answers alone.
+    joined = "JOIN licenses AS l ON l.id = m.license_id" if filters["product_id"] else ""
+    return await count_of(conn, f"FROM machines AS m {joined}", where, params)

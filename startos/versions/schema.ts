@@ -11,7 +11,7 @@ export const SCHEMA_VERSION = {
   // Keysmith 0.1.0, the StartOS 0.3.5 package: migrations 0001 to 0011 (daemon/downgrade.py's
   // OLDER_SCHEMA, which its prepare action reverts to, is the same number: a test checks).
   '0.1.0:0': 11,
-  '0.2.0:0': 19,
+  '0.2.0:0': 20,
 } as const
 
 export type PackageVersion = keyof typeof SCHEMA_VERSION
