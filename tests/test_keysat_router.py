@@ -552,14 +552,6 @@ def _pem() -> bytes:
     )
 
 
-# Keysat routes whose difference another helper's branch removes; the case runs and must fail
-# until then (strict), so the lead flips each entry when merging that work.
-PENDING: dict[tuple[str, str], str] = {
-    ("GET", f"{A}/audit"): "audit: actor_kind, actor_hash, target_kind, target_id, details, "
-    "occurred_at",
-}
-
-
 @pytest.fixture(scope="module")
 def shop(daemon) -> Shop:
     return Shop(daemon)
@@ -573,25 +565,19 @@ def _send(shop: Shop, method: str, path: str, body: Any) -> tuple[int, Any]:
     return shop.daemon.request(method, path, body)
 
 
-def _params(pending: dict[tuple[str, str], str], reads: str | None = None) -> list:
-    """The routes driven here, a strict xfail where `pending` names the work that fixes it."""
+def _params(reads: str | None = None) -> list:
+    """The Keysat routes served here (those that read a query or a body, if `reads` says)."""
     return [
-        pytest.param(
-            *route,
-            id=f"{route[0]} {route[1]}",
-            marks=[pytest.mark.xfail(strict=True, reason=pending[route])]
-            if route in pending
-            else [],
-        )
+        pytest.param(*route, id=f"{route[0]} {route[1]}")
         for route in ROUTES
-        if (route in SERVED or route in PENDING) and (reads is None or _reads(route, reads))
+        if route in SERVED and (reads is None or _reads(route, reads))
     ]
 
 
 # ----- the tests -----
 
 
-@pytest.mark.parametrize(("method", "path"), _params(PENDING))
+@pytest.mark.parametrize(("method", "path"), _params())
 def test_a_keysat_route_answers_keysat_s_status_and_keys(shop, method, path):
     case = CASES[(method, path)]
     concrete, body = case.request(shop)
@@ -604,9 +590,6 @@ def test_a_keysat_route_answers_keysat_s_status_and_keys(shop, method, path):
     missing = set().union(*(_missing(answer, spec) for spec in case.answer))
     assert not missing, f"{method} {path} lacks Keysat's keys {sorted(missing)}: {answer}"
 
-
-# Query fields of Keysat's that another helper's branch adds.
-PENDING_QUERY: dict[tuple[str, str], str] = {}
 
 # A value of the right kind for each query field of Keysat's (a filter may match nothing).
 QUERY_VALUES: dict[str, Callable[[Shop], str]] = {
@@ -629,7 +612,7 @@ QUERY_VALUES: dict[str, Callable[[Shop], str]] = {
 }
 
 
-@pytest.mark.parametrize(("method", "path"), _params(PENDING_QUERY, reads="query"))
+@pytest.mark.parametrize(("method", "path"), _params(reads="query"))
 def test_every_query_field_keysat_takes_is_taken(shop, method, path):
     concrete, body = CASES[(method, path)].request(shop)
     fields = _taken(_reads((method, path), "query"))
@@ -638,11 +621,7 @@ def test_every_query_field_keysat_takes_is_taken(shop, method, path):
     assert status == 200, f"{method} {path}?{query}: {answer}"
 
 
-# Body fields of Keysat's that another helper's branch adds.
-PENDING_BODY: dict[tuple[str, str], str] = {}
-
-
-@pytest.mark.parametrize(("method", "path"), _params(PENDING_BODY, reads="json"))
+@pytest.mark.parametrize(("method", "path"), _params(reads="json"))
 def test_every_body_field_keysat_takes_is_a_field_here(shop, method, path):
     """Each field of Keysat's request struct, added to the case's body as `null` (absent, to
     serde): another refusal may come (a null where a value is needed), never "not a field"."""
@@ -657,12 +636,12 @@ def test_every_body_field_keysat_takes_is_a_field_here(shop, method, path):
 
 
 def test_every_keysat_route_is_served_or_differs_on_purpose_in_the_readme():
-    neither = [r for r in ROUTES if r not in SERVED | set(PENDING) and not _on_purpose(r)]
+    neither = [r for r in ROUTES if r not in SERVED and not _on_purpose(r)]
     assert not neither, f"Keysat routes neither served nor in the README's table: {neither}"
 
 
 def test_every_served_keysat_route_has_a_case_and_every_case_a_keysat_route():
-    driven = {r for r in ROUTES if r in SERVED or r in PENDING}
+    driven = {r for r in ROUTES if r in SERVED}
     assert driven - set(CASES) == set(), "served Keysat routes with no case here"
     assert set(CASES) - set(ROUTES) == set(), "cases for routes Keysat does not have"
 
