@@ -177,6 +177,10 @@ LICENSES = {
 }
 
 
+# A buyer's Nostr key Keysat recorded on one license (Keysmith keeps it, and filters by it).
+NPUB = "npub1" + "q" * 58
+
+
 def _seed_licenses(conn: sqlite3.Connection, shop: KeysatShop, now: int) -> None:
     for name, (tier, ago, expires_in, grace, seats, trial, status, answer) in LICENSES.items():
         license_id, issued = new_id(), now - ago * DAY
@@ -186,7 +190,7 @@ def _seed_licenses(conn: sqlite3.Connection, shop: KeysatShop, now: int) -> None
             "INSERT INTO licenses (id, product_id, status, issued_at, revoked_at, "
             "revocation_reason, metadata_json, policy_id, expires_at, grace_seconds, "
             "max_machines, suspended_at, suspension_reason, entitlements_json, is_trial, "
-            "buyer_email) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "buyer_email, nostr_npub) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (license_id, shop.product_id, status, rfc3339(issued),
              rfc3339(now - DAY) if status == "revoked" else None,
              "chargeback" if status == "revoked" else None,
@@ -194,7 +198,7 @@ def _seed_licenses(conn: sqlite3.Connection, shop: KeysatShop, now: int) -> None
              shop.policies[tier], None if expires is None else rfc3339(expires), grace * DAY,
              seats, rfc3339(now - DAY) if status == "suspended" else None,
              "fraud review" if status == "suspended" else None, json.dumps(ents), int(trial),
-             f"{name}@example.com"),
+             f"{name}@example.com", NPUB if name == "suspended" else None),
         )  # fmt: skip
         key = keysat_key(
             shop.private, shop.product_id, license_id, issued, expires or 0, ents, trial

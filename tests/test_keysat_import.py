@@ -43,6 +43,7 @@ from tests.keysat_schema import (
 from tests.keysat_shop import (
     DAY,
     MACHINES,
+    NPUB,
     build_shop,
     copy_shop,
     insert_issuer,
@@ -176,6 +177,13 @@ def test_the_shop_arrives_with_its_terms_sales_codes_and_history(keysat, tmp_pat
             "WHERE id = ?",
             (suspended,),
         ).fetchone() == ("fraud review", "suspended@example.com", 7 * 86400, 2, "suspended seat")
+        metadata, npub = q(
+            "SELECT metadata, nostr_npub FROM licenses WHERE id = ?", (suspended,)
+        ).fetchone()
+        assert (json.loads(metadata), npub) == (
+            {"source": "admin_issue", "note": "suspended seat"},
+            NPUB,
+        )
         tiers = dict(
             (slug, rest)
             for slug, *rest in q(

@@ -164,11 +164,6 @@ def _license(c: Cell, shop: Shop) -> Row:
         raise c.refuse("expires_at", "is not after issued_at")
     metadata = c.json("metadata_json", dict, "{}")
     fingerprint = c.get("fingerprint")
-    # Migration 0019 (Keysat's license fields) gives fingerprint, bound_identity, metadata and
-    # nostr_npub their own columns; until then they are counted as left behind here.
-    for column in ("bound_identity", "nostr_npub"):
-        shop.skip(f"licenses' {column} (no column for it yet)", c.get(column) is not None)
-    shop.skip("licenses' metadata other than the note", bool(set(metadata) - {"note"}))
     return {
         "id": c.get("id"),
         "product_id": c.uuid_text("product_id"),
@@ -177,6 +172,10 @@ def _license(c: Cell, shop: Shop) -> Row:
         "issued_at": issued_at,
         "expires_at": expires_at,
         "fingerprint_hash": None if fingerprint is None else _sha256(fingerprint),
+        "fingerprint": fingerprint,
+        "bound_identity": c.get("bound_identity"),
+        "metadata": json.dumps(metadata),
+        "nostr_npub": c.get("nostr_npub"),
         "note": _text(metadata.get("note")),
         "revoked_at": revoked_at,
         "revoke_reason": c.get("revocation_reason"),
