@@ -26,7 +26,7 @@ from daemon.api.envelope import rate_limited
 from daemon.api.expect import expect_handler
 from daemon.api.ops import STORAGE_KEY
 from daemon.api.ratelimit import RateLimiter
-from daemon.api.routes import LICENSING
+from daemon.api.routes import LICENSING, serve
 from daemon.api.table import ANSWERED_GROUPS, ENDPOINTS, WRITE_GROUPS, Endpoint, Handler
 from daemon.licensing import answers, wire
 from daemon.licensing.service import Licensing
@@ -52,7 +52,7 @@ def add_licensing_routes(app: web.Application, licensing: Licensing, settings: S
     writes = RateLimiter(settings.write_rate_limit_per_minute)
     paths: dict[str, None] = {}
     for e in ENDPOINTS:
-        handler = e.handler
+        handler = serve(e)
         limiter = writes if e.rate_group in WRITE_GROUPS else reads
         if e.rate_group is not None and limiter.enabled:
             handler = _limited(handler, e, limiter, settings)
