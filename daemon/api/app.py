@@ -117,10 +117,19 @@ async def _no_route(request: web.Request) -> web.StreamResponse:
 
 def _route_label(request: web.Request) -> str:
     route = request.match_info.route
+    label = _LABELS.get(route)
+    if label is not None:
+        return label
     resource = route.resource if route is not None else None
-    if resource is None or resource.name == NO_ROUTE:
+    if resource is None:  # aiohttp's own per-request route for a request it refused
         return "unmatched"
-    return resource.canonical
+    label = _LABELS[route] = "unmatched" if resource.name == NO_ROUTE else resource.canonical
+    return label
+
+
+# A registered route's label, worked out on its first request: the app's routes are few and
+# fixed (aiohttp's per-request system routes are never kept).
+_LABELS: dict[object, str] = {}
 
 
 @web.middleware
