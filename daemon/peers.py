@@ -15,6 +15,7 @@ would otherwise have 2^64 addresses to rotate through.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from aiohttp import web
@@ -52,13 +53,28 @@ def client_address(request: web.Request, proxies: tuple[Network, ...]) -> str:
     """The key a per-client limit counts this request under: the address a trusted proxy
     appended to X-Forwarded-For when that is an address, else the peer's own (an IPv6 one as
     its /64). Never longer than an IPv6 network written out."""
-    address = None
     forwarded = request.headers.get("X-Forwarded-For", "")
     if forwarded and trusted(request, proxies):
-        address = parse_address(forwarded.rsplit(",", 1)[-1])
-    address = address or parse_address(request.remote)
-    if address is None:  # not an IP peer (a Unix socket): one key for all of them
-        return "unknown"
+        key = _client_key(forwarded.rsplit(",", 1)[-1])
+        if key is not None:
+            return key
+    # Not an IP peer (a Unix socket): one key for all of them.
+    return _client_key(request.remote) or "unknown"
+
+
+def _client_key(text: str | None) -> str | None:
+    if not text or len(text) > MAX_ADDRESS_TEXT:
+        return None
+    return _canonical_key(text)
+
+
+# Parsing and writing out an address costs more than the rest of a rate-limit check; the same
+# few peers send request after request. Keys of at most MAX_ADDRESS_TEXT characters: bounded.
+@functools.lru_cache(maxsize=4096)
+def _canonical_key(text: str) -> str | None:
+    address = parse_address(text)
+    if address is None:
+        return None
     if isinstance(address, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
     return str(address)

@@ -203,10 +203,14 @@ def test_bench_scale_quick_prints_every_figure_and_ratio(tmp_path):
     command = [sys.executable, str(BENCH / "bench_scale.py"), "--quick"]
     done = subprocess.run(
         [*command, "--workdir", str(tmp_path / "w")],
-        cwd=REPO, capture_output=True, text=True, timeout=240, check=False,
+        cwd=REPO, capture_output=True, text=True, timeout=400, check=False,
     )  # fmt: skip
     assert done.returncode == 0, f"{done.stderr[-3000:]}\n{done.stdout[-2000:]}"
     assert not (tmp_path / "w").exists(), "the scratch folder must be removed"
+    servers = _table_rows(done.stdout, "Servers at 2,000 licenses")
+    assert {"bare aiohttp+uvloop", "Keysmith", "floor: bare aiohttp + the real validate"} <= set(
+        servers
+    )
     rows = _table_rows(done.stdout, "Keysmith at scale")
     empty, small = rows["0"], rows["2,000"]
     ready, rss = float(small[3]), float(small[4])
@@ -219,6 +223,10 @@ def test_bench_scale_quick_prints_every_figure_and_ratio(tmp_path):
         "RSS ready at 2,000 vs empty",
         "validate req/s at 2,000 vs bare",
         "validate p99 at 2,000 vs bare",
+        "validate CPU per request at 2,000 vs bare",
+        "Keysmith /healthz req/s vs bare /healthz",
+        "validate req/s at 2,000 vs the floor",
+        "validate CPU per request at 2,000 vs the floor",
     ):
         shown = [line for line in ratios if line.startswith(f"- {label}: ")]
         assert shown and re.search(r": \d+\.\d\dx", shown[0]), label

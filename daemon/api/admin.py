@@ -14,8 +14,6 @@ from daemon.api.routes import (
     answer,
     licensing_of,
     path_uuid,
-    read,
-    read_query,
 )
 from daemon.licensing import answers, models
 from daemon.licensing.access import MASTER
@@ -47,8 +45,7 @@ class Entries(msgspec.Struct):
     body=models.LicenseIssue,
     answer=answers.Issued,
 )
-async def issue_license(request: web.Request) -> web.Response:
-    body = await read(request, models.LicenseIssue)
+async def issue_license(request: web.Request, body: models.LicenseIssue) -> web.Response:
     return answer(await licensing_of(request).licenses.issue_license(body))
 
 
@@ -59,8 +56,7 @@ async def issue_license(request: web.Request) -> web.Response:
     query=models.LicenseQuery,
     answer=Licenses,
 )
-async def list_licenses(request: web.Request) -> web.Response:
-    query = read_query(request, models.LicenseQuery)
+async def list_licenses(request: web.Request, query: models.LicenseQuery) -> web.Response:
     return answer(Licenses(await licensing_of(request).licenses.list_licenses(query)))
 
 
@@ -71,8 +67,7 @@ async def list_licenses(request: web.Request) -> web.Response:
     query=models.LicenseQuery,
     answer=Licenses,
 )
-async def search_licenses(request: web.Request) -> web.Response:
-    query = read_query(request, models.LicenseQuery)
+async def search_licenses(request: web.Request, query: models.LicenseQuery) -> web.Response:
     return answer(Licenses(await licensing_of(request).licenses.list_licenses(query)))
 
 
@@ -118,9 +113,8 @@ async def get_license(request: web.Request) -> web.Response:
     body=models.ReasonRequest,
     answer=answers.StatusChange,
 )
-async def revoke_license(request: web.Request) -> web.Response:
+async def revoke_license(request: web.Request, body: models.ReasonRequest) -> web.Response:
     license_id = path_uuid(request)
-    body = await read(request, models.ReasonRequest)
     return answer(await licensing_of(request).licenses.revoke(license_id, body.reason))
 
 
@@ -131,9 +125,8 @@ async def revoke_license(request: web.Request) -> web.Response:
     body=models.ReasonRequest,
     answer=answers.StatusChange,
 )
-async def suspend_license(request: web.Request) -> web.Response:
+async def suspend_license(request: web.Request, body: models.ReasonRequest) -> web.Response:
     license_id = path_uuid(request)
-    body = await read(request, models.ReasonRequest)
     return answer(await licensing_of(request).licenses.suspend(license_id, body.reason))
 
 
@@ -156,9 +149,8 @@ async def unsuspend_license(request: web.Request) -> web.Response:
     body=models.TierChange,
     answer=answers.TierChanged,
 )
-async def change_tier(request: web.Request) -> web.Response:
+async def change_tier(request: web.Request, body: models.TierChange) -> web.Response:
     license_id = path_uuid(request)
-    body = await read(request, models.TierChange)
     return answer(await licensing_of(request).tiers.change_tier(license_id, body))
 
 
@@ -173,8 +165,7 @@ async def change_tier(request: web.Request) -> web.Response:
     body=models.CodeCreate,
     answer=answers.Code,
 )
-async def create_code(request: web.Request) -> web.Response:
-    body = await read(request, models.CodeCreate)
+async def create_code(request: web.Request, body: models.CodeCreate) -> web.Response:
     return answer(await licensing_of(request).codes.create_code(body))
 
 
@@ -185,8 +176,7 @@ async def create_code(request: web.Request) -> web.Response:
     query=models.CodeQuery,
     answer=Codes,
 )
-async def list_codes(request: web.Request) -> web.Response:
-    query = read_query(request, models.CodeQuery)
+async def list_codes(request: web.Request, query: models.CodeQuery) -> web.Response:
     return answer(Codes(await licensing_of(request).codes.list_codes(query)))
 
 
@@ -207,9 +197,8 @@ async def get_code(request: web.Request) -> web.Response:
     body=models.CodeUpdate,
     answer=answers.Code,
 )
-async def update_code(request: web.Request) -> web.Response:
+async def update_code(request: web.Request, body: models.CodeUpdate) -> web.Response:
     code_id = path_uuid(request)
-    body = await read(request, models.CodeUpdate)
     return answer(await licensing_of(request).codes.update_code(code_id, body))
 
 
@@ -220,9 +209,8 @@ async def update_code(request: web.Request) -> web.Response:
     body=models.ActiveToggle,
     answer=answers.ActiveSet,
 )
-async def set_code_active(request: web.Request) -> web.Response:
+async def set_code_active(request: web.Request, body: models.ActiveToggle) -> web.Response:
     code_id = path_uuid(request)
-    body = await read(request, models.ActiveToggle)
     await licensing_of(request).codes.set_code_active(code_id, body.active)
     return answer(answers.ActiveSet(active=body.active))
 
@@ -247,8 +235,7 @@ async def delete_code(request: web.Request) -> web.Response:
     query=models.MachineQuery,
     answer=Machines,
 )
-async def list_machines(request: web.Request) -> web.Response:
-    query = read_query(request, models.MachineQuery)
+async def list_machines(request: web.Request, query: models.MachineQuery) -> web.Response:
     return answer(Machines(await licensing_of(request).licenses.list_machines(query)))
 
 
@@ -259,9 +246,8 @@ async def list_machines(request: web.Request) -> web.Response:
     body=models.ReasonRequest,
     answer=answers.MachineDeactivated,
 )
-async def deactivate_machine(request: web.Request) -> web.Response:
+async def deactivate_machine(request: web.Request, body: models.ReasonRequest) -> web.Response:
     machine_id = path_uuid(request)
-    body = await read(request, models.ReasonRequest)
     return answer(
         await licensing_of(request).licenses.admin_deactivate_machine(machine_id, body.reason)
     )
@@ -270,6 +256,5 @@ async def deactivate_machine(request: web.Request) -> web.Response:
 @admin_endpoint(
     "GET", "/v1/admin/audit", "The audit log, newest first", query=models.AuditQuery, answer=Entries
 )
-async def list_audit(request: web.Request) -> web.Response:
-    query = read_query(request, models.AuditQuery)
+async def list_audit(request: web.Request, query: models.AuditQuery) -> web.Response:
     return answer(Entries(await licensing_of(request).licenses.audit_entries(query)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from daemon.api.routes import admin_endpoint, answer, licensing_of, path_uuid, read, read_query
+from daemon.api.routes import admin_endpoint, answer, licensing_of, path_uuid
 from daemon.licensing import answers, integrations, models
 from daemon.licensing.access import MASTER
 
@@ -23,8 +23,7 @@ class ApiKeys(msgspec.Struct):
     body=integrations.ApiKeyCreate,
     answer=integrations.ApiKeyCreated,
 )
-async def create_api_key(request: web.Request) -> web.Response:
-    body = await read(request, integrations.ApiKeyCreate)
+async def create_api_key(request: web.Request, body: integrations.ApiKeyCreate) -> web.Response:
     return answer(await licensing_of(request).access.create_api_key(body))
 
 
@@ -70,8 +69,9 @@ class Deliveries(msgspec.Struct):
     body=integrations.WebhookEndpointCreate,
     answer=integrations.WebhookEndpointCreated,
 )
-async def create_webhook_endpoint(request: web.Request) -> web.Response:
-    body = await read(request, integrations.WebhookEndpointCreate)
+async def create_webhook_endpoint(
+    request: web.Request, body: integrations.WebhookEndpointCreate
+) -> web.Response:
     return answer(await licensing_of(request).outbox.create_webhook_endpoint(body))
 
 
@@ -93,9 +93,10 @@ async def list_webhook_endpoints(request: web.Request) -> web.Response:
     body=models.ActiveToggle,
     answer=integrations.WebhookEndpointSet,
 )
-async def set_webhook_endpoint_active(request: web.Request) -> web.Response:
+async def set_webhook_endpoint_active(
+    request: web.Request, body: models.ActiveToggle
+) -> web.Response:
     endpoint_id = path_uuid(request)
-    body = await read(request, models.ActiveToggle)
     return answer(await licensing_of(request).outbox.set_webhook_active(endpoint_id, body.active))
 
 
@@ -116,8 +117,7 @@ async def delete_webhook_endpoint(request: web.Request) -> web.Response:
     query=integrations.DeliveryQuery,
     answer=Deliveries,
 )
-async def list_deliveries(request: web.Request) -> web.Response:
-    query = read_query(request, integrations.DeliveryQuery)
+async def list_deliveries(request: web.Request, query: integrations.DeliveryQuery) -> web.Response:
     return answer(Deliveries(await licensing_of(request).outbox.list_deliveries(query)))
 
 

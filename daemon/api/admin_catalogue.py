@@ -7,7 +7,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from daemon.api.routes import admin_endpoint, answer, licensing_of, path_uuid, read, read_query
+from daemon.api.routes import admin_endpoint, answer, licensing_of, path_uuid
 from daemon.licensing import answers, models
 
 
@@ -29,8 +29,7 @@ class Policies(msgspec.Struct):
     body=models.ProductCreate,
     answer=answers.Product,
 )
-async def create_product(request: web.Request) -> web.Response:
-    body = await read(request, models.ProductCreate)
+async def create_product(request: web.Request, body: models.ProductCreate) -> web.Response:
     return answer(await licensing_of(request).catalogue.create_product(body))
 
 
@@ -46,9 +45,8 @@ async def list_products(request: web.Request) -> web.Response:
     body=models.ProductUpdate,
     answer=answers.Product,
 )
-async def update_product(request: web.Request) -> web.Response:
+async def update_product(request: web.Request, body: models.ProductUpdate) -> web.Response:
     product_id = path_uuid(request)
-    body = await read(request, models.ProductUpdate)
     return answer(await licensing_of(request).catalogue.update_product(product_id, body))
 
 
@@ -59,9 +57,8 @@ async def update_product(request: web.Request) -> web.Response:
     body=models.ActiveToggle,
     answer=answers.ActiveSet,
 )
-async def set_product_active(request: web.Request) -> web.Response:
+async def set_product_active(request: web.Request, body: models.ActiveToggle) -> web.Response:
     product_id = path_uuid(request)
-    body = await read(request, models.ActiveToggle)
     await licensing_of(request).catalogue.set_product_active(product_id, body.active)
     return answer(answers.ActiveSet(active=body.active))
 
@@ -73,9 +70,9 @@ async def set_product_active(request: web.Request) -> web.Response:
     query=models.DeleteQuery,
     answer=answers.ProductDeleted,
 )
-async def delete_product(request: web.Request) -> web.Response:
+async def delete_product(request: web.Request, query: models.DeleteQuery) -> web.Response:
+    del query  # decoding it refused `force`; there is nothing else in it
     product_id = path_uuid(request)
-    read_query(request, models.DeleteQuery)
     return answer(await licensing_of(request).catalogue.delete_product(product_id))
 
 
@@ -89,8 +86,7 @@ async def delete_product(request: web.Request) -> web.Response:
     body=models.PolicyCreate,
     answer=answers.Policy,
 )
-async def create_policy(request: web.Request) -> web.Response:
-    body = await read(request, models.PolicyCreate)
+async def create_policy(request: web.Request, body: models.PolicyCreate) -> web.Response:
     return answer(await licensing_of(request).catalogue.create_policy(body))
 
 
@@ -101,8 +97,7 @@ async def create_policy(request: web.Request) -> web.Response:
     query=models.PolicyQuery,
     answer=Policies,
 )
-async def list_policies(request: web.Request) -> web.Response:
-    query = read_query(request, models.PolicyQuery)
+async def list_policies(request: web.Request, query: models.PolicyQuery) -> web.Response:
     return answer(Policies(await licensing_of(request).catalogue.admin_policies(query)))
 
 
@@ -113,9 +108,8 @@ async def list_policies(request: web.Request) -> web.Response:
     body=models.PolicyUpdate,
     answer=answers.Policy,
 )
-async def update_policy(request: web.Request) -> web.Response:
+async def update_policy(request: web.Request, body: models.PolicyUpdate) -> web.Response:
     policy_id = path_uuid(request)
-    body = await read(request, models.PolicyUpdate)
     return answer(await licensing_of(request).catalogue.update_policy(policy_id, body))
 
 
@@ -126,9 +120,9 @@ async def update_policy(request: web.Request) -> web.Response:
     query=models.DeleteQuery,
     answer=answers.PolicyDeleted,
 )
-async def delete_policy(request: web.Request) -> web.Response:
+async def delete_policy(request: web.Request, query: models.DeleteQuery) -> web.Response:
+    del query  # decoding it refused `force`; there is nothing else in it
     policy_id = path_uuid(request)
-    read_query(request, models.DeleteQuery)
     return answer(await licensing_of(request).catalogue.delete_policy(policy_id))
 
 
@@ -139,9 +133,8 @@ async def delete_policy(request: web.Request) -> web.Response:
     body=models.PublicToggle,
     answer=answers.PublicSet,
 )
-async def set_policy_public(request: web.Request) -> web.Response:
+async def set_policy_public(request: web.Request, body: models.PublicToggle) -> web.Response:
     policy_id = path_uuid(request)
-    body = await read(request, models.PublicToggle)
     return answer(await licensing_of(request).catalogue.set_policy_public(policy_id, body.public))
 
 
@@ -152,9 +145,8 @@ async def set_policy_public(request: web.Request) -> web.Response:
     body=models.ArchiveToggle,
     answer=answers.ArchivedSet,
 )
-async def set_policy_archived(request: web.Request) -> web.Response:
+async def set_policy_archived(request: web.Request, body: models.ArchiveToggle) -> web.Response:
     policy_id = path_uuid(request)
-    body = await read(request, models.ArchiveToggle)
     return answer(
         await licensing_of(request).catalogue.set_policy_archived(policy_id, body.archived)
     )
@@ -167,8 +159,7 @@ async def set_policy_archived(request: web.Request) -> web.Response:
     body=models.ActiveToggle,
     answer=answers.ActiveSet,
 )
-async def set_policy_active(request: web.Request) -> web.Response:
+async def set_policy_active(request: web.Request, body: models.ActiveToggle) -> web.Response:
     policy_id = path_uuid(request)
-    body = await read(request, models.ActiveToggle)
     await licensing_of(request).catalogue.set_policy_active(policy_id, body.active)
     return answer(answers.ActiveSet(active=body.active))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from daemon.api.routes import admin_endpoint, answer, licensing_of, read, read_text
+from daemon.api.routes import admin_endpoint, answer, licensing_of
 from daemon.api.table import PemText
 from daemon.licensing import answers, models
 from daemon.licensing.access import MASTER
@@ -28,8 +28,7 @@ async def get_operator_name(request: web.Request) -> web.Response:
     "POST", NAME_PATH, "Set the operator's display name; an empty one clears it", scope=MASTER,
     body=models.OperatorNameSet, answer=answers.OperatorNameSet,
 )  # fmt: skip
-async def set_operator_name(request: web.Request) -> web.Response:
-    body = await read(request, models.OperatorNameSet)
+async def set_operator_name(request: web.Request, body: models.OperatorNameSet) -> web.Response:
     return answer(await licensing_of(request).operator.set_operator_name(body.name))
 
 
@@ -46,5 +45,5 @@ async def db_info(request: web.Request) -> web.Response:
     "Sign with this Ed25519 private key (PEM body), only while no license exists",
     scope=MASTER, body=PemText, answer=answers.IssuerKeyImported,
 )  # fmt: skip
-async def import_issuer_key(request: web.Request) -> web.Response:
-    return answer(await licensing_of(request).operator.import_issuer_key(await read_text(request)))
+async def import_issuer_key(request: web.Request, body: str) -> web.Response:
+    return answer(await licensing_of(request).operator.import_issuer_key(body))

@@ -1,27 +1,29 @@
 """Assembles the aiohttp application: middlewares, ops routes and, when serving, the licensing API.
 
-Middlewares, outermost first:
+One middleware does, for every request (outermost first):
+- counts it in flight, so shutdown can wait for it;
 - request metrics, labelled by the route template (never the raw path: a path holding a license
   id must not create a new time series per license);
 - the JSON error envelope `{"ok": false, "error": CODE, "message": TEXT}` for 404/405/413 and for
   any unhandled exception (logged with its type, never echoing request bodies);
 - safe mode: every route except /healthz, /metrics and the console (/admin/, which shows the
   cause and the upgrade history, and writes nothing then) answers 503 with the cause.
+One layer, not four: each layer is a coroutine and a wrapper per request on every route.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from daemon import metrics
 from daemon.api import ops
+from daemon.api.appkeys import BODY_TIMEOUT_KEY, IN_FLIGHT_KEY, LIFECYCLE_KEY, InFlight
 from daemon.api.envelope import error_response
 from daemon.api.expect import expect_handler
+from daemon.api.table import Handler
 from daemon.console import PREFIX as CONSOLE_PATH
 from daemon.settings import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, Settings
 from daemon.status import SERVING, Lifecycle
@@ -51,44 +53,6 @@ _ERROR_CODES = {
 }
 
 
-class InFlight:
-    """Requests being handled now, so shutdown can wait for them before closing connections.
-
-    aiohttp's own shutdown closes connections first and then drops body bytes still arriving,
-    which would cut off a request whose body is mid-upload; waiting here avoids that.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.draining = False
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def enter(self) -> None:
-        self.count += 1
-        self._idle.clear()
-
-    def leave(self) -> None:
-        self.count -= 1
-        if self.count == 0:
-            self._idle.set()
-
-    async def drain(self, timeout: float) -> bool:
-        """Wait until no request is in flight; False when `timeout` ran out first."""
-        self.draining = True
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-
-LIFECYCLE_KEY = web.AppKey("lifecycle", Lifecycle)
-IN_FLIGHT_KEY = web.AppKey("in_flight", InFlight)
-BODY_TIMEOUT_KEY = web.AppKey("body_timeout", float)
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
 # nginx's convention for "the client closed the connection first"; it is no server error.
 CLIENT_CLOSED_REQUEST = 499
 
@@ -114,12 +78,7 @@ def create_app(
     """
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[
-            _in_flight_middleware,
-            _metrics_middleware,
-            _error_middleware,
-            _safe_mode_middleware,
-        ],
+        middlewares=[_middleware],
         handler_args={"keepalive_timeout": header_timeout, "lingering_time": LINGER_SECONDS},
     )
     app[LIFECYCLE_KEY] = lifecycle
@@ -158,45 +117,47 @@ async def _no_route(request: web.Request) -> web.StreamResponse:
 
 def _route_label(request: web.Request) -> str:
     route = request.match_info.route
+    label = _LABELS.get(route)
+    if label is not None:
+        return label
     resource = route.resource if route is not None else None
-    if resource is None or resource.name == NO_ROUTE:
+    if resource is None:  # aiohttp's own per-request route for a request it refused
         return "unmatched"
-    return resource.canonical
+    label = _LABELS[route] = "unmatched" if resource.name == NO_ROUTE else resource.canonical
+    return label
+
+
+# A registered route's label, worked out on its first request: the app's routes are few and
+# fixed (aiohttp's per-request system routes are never kept).
+_LABELS: dict[object, str] = {}
 
 
 @web.middleware
-async def _in_flight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     in_flight = request.app[IN_FLIGHT_KEY]
     in_flight.enter()
-    try:
-        response = await handler(request)
-        if in_flight.draining:
-            response.force_close()  # shutting down: no keep-alive, no next request
-        return response
-    finally:
-        in_flight.leave()
-
-
-@web.middleware
-async def _metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     status = 500
     try:
-        response = await handler(request)
+        response = await _answered(request, handler)
         status = response.status
+        if in_flight.draining:
+            response.force_close()  # shutting down: no keep-alive, no next request
         return response
-    except web.HTTPException as e:
+    except web.HTTPException as e:  # a redirect, or an answer already in the envelope
         status = e.status
         raise
     finally:
+        in_flight.leave()
         method = request.method if request.method in _KNOWN_METHODS else "other"
         metrics.record_http(_route_label(request), method, status, time.perf_counter() - started)
 
 
-@web.middleware
-async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _answered(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The handler's answer (or safe mode's refusal), every error in the JSON envelope."""
     try:
-        return await handler(request)
+        refused = _safe_mode_refusal(request)
+        return refused if refused is not None else await handler(request)
     except web.HTTPException as e:
         if e.status < 400 or e.content_type == "application/json":
             raise
@@ -250,15 +211,15 @@ def _is_console(path: str) -> bool:
     return path == CONSOLE_PATH or path.startswith(CONSOLE_PATH + "/")
 
 
-@web.middleware
-async def _safe_mode_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def _safe_mode_refusal(request: web.Request) -> web.Response | None:
+    """None while serving, and for the routes safe mode serves; else the 503 with the cause."""
     lifecycle = request.app[LIFECYCLE_KEY]
     if (
-        request.path in OPS_PATHS
+        (lifecycle.state == SERVING and not lifecycle.safe_mode)
+        or request.path in OPS_PATHS
         or _is_console(request.path)
-        or (lifecycle.state == SERVING and not lifecycle.safe_mode)
     ):
-        return await handler(request)
+        return None
     if not lifecycle.safe_mode:  # the moment between listening and serving
         return error_response(
             503,

@@ -28,8 +28,15 @@ from daemon.api.expect import expect_handler
 from daemon.api.ops import STORAGE_KEY
 from daemon.api.ratelimit import RateLimiter
 from daemon.api.recover_page import add_recover_page
-from daemon.api.routes import LICENSING
-from daemon.api.table import ANSWERED_GROUPS, ENDPOINTS, WRITE_GROUPS, Endpoint, Handler
+from daemon.api.routes import LICENSING, serve
+from daemon.api.table import (
+    ANSWERED_GROUPS,
+    ENDPOINTS,
+    WRITE_GROUPS,
+    Endpoint,
+    Handler,
+    RateGroup,
+)
 from daemon.licensing import answers, wire
 from daemon.licensing.service import Licensing
 from daemon.settings import Settings
@@ -54,11 +61,10 @@ def add_licensing_routes(app: web.Application, licensing: Licensing, settings: S
     writes = RateLimiter(settings.write_rate_limit_per_minute)
     paths: dict[str, None] = {}
     for e in ENDPOINTS:
-        handler = e.handler
         limiter = writes if e.rate_group in WRITE_GROUPS else reads
-        if e.rate_group is not None and limiter.enabled:
-            handler = _limited(handler, e, limiter, settings)
-        app.router.add_route(e.method, e.path, _cors(handler), expect_handler=expect_handler)
+        limited = e.rate_group is not None and limiter.enabled
+        handler = _route(e, limiter, settings) if limited else _cors(serve(e))
+        app.router.add_route(e.method, e.path, handler, expect_handler=expect_handler)
         paths[e.path] = None
     for path in paths:
         app.router.add_route("OPTIONS", path, _preflight, expect_handler=expect_handler)
@@ -79,23 +85,29 @@ async def _preflight(_request: web.Request) -> web.Response:
     return web.Response(status=204, headers=CORS_HEADERS)
 
 
-def _limited(handler: Handler, e: Endpoint, limiter: RateLimiter, settings: Settings) -> Handler:
+def _route(e: Endpoint, limiter: RateLimiter, settings: Settings) -> Handler:
+    """A rate-limited route: the limit, the route, CORS, in one layer (validate's path)."""
     group = e.rate_group
     assert group is not None
+    served = serve(e)
 
     async def limited(request: web.Request) -> web.StreamResponse:
         address = peers.client_address(request, settings.trusted_proxies)
         wait = limiter.retry_after(group, address)
-        if not wait:
-            return await handler(request)
-        message = f"too many {group} requests from {address}"
-        if group not in ANSWERED_GROUPS:
-            return rate_limited(wait, message)
-        said = answers.RateLimited(message=f"{message}; nothing was done. Retry in {wait} s")
-        return web.Response(
-            body=wire.encode(said),
-            content_type="application/json",
-            headers={"Retry-After": str(wait)},
-        )
+        response = await served(request) if not wait else _refusal(group, address, wait)
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
 
     return limited
+
+
+def _refusal(group: RateGroup, address: str, wait: int) -> web.StreamResponse:
+    message = f"too many {group} requests from {address}"
+    if group not in ANSWERED_GROUPS:
+        return rate_limited(wait, message)
+    said = answers.RateLimited(message=f"{message}; nothing was done. Retry in {wait} s")
+    return web.Response(
+        body=wire.encode(said),
+        content_type="application/json",
+        headers={"Retry-After": str(wait)},
+    )

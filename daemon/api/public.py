@@ -17,8 +17,6 @@ from daemon.api.routes import (
     licensing_of,
     path_uuid,
     public_endpoint,
-    read,
-    read_query,
 )
 from daemon.licensing import answers, inputs, keys, models
 from daemon.licensing.errors import BadRequest
@@ -107,8 +105,7 @@ async def list_policies(request: web.Request) -> web.Response:
     answer=(answers.Valid, answers.Refusal, answers.RateLimited),
     rate_group="validate",
 )
-async def validate(request: web.Request) -> web.Response:
-    body = await read(request, models.ValidateRequest)
+async def validate(request: web.Request, body: models.ValidateRequest) -> web.Response:
     return answer(await licensing_of(request).validation.validate(body))
 
 
@@ -120,8 +117,7 @@ async def validate(request: web.Request) -> web.Response:
     answer=answers.SeatAnswer,
     rate_group="activate",
 )
-async def activate(request: web.Request) -> web.Response:
-    body = await read(request, models.ActivateRequest)
+async def activate(request: web.Request, body: models.ActivateRequest) -> web.Response:
     return answer(await licensing_of(request).validation.activate(body))
 
 
@@ -133,8 +129,7 @@ async def activate(request: web.Request) -> web.Response:
     answer=(answers.SeatAnswer, answers.RateLimited),
     rate_group="heartbeat",
 )
-async def heartbeat(request: web.Request) -> web.Response:
-    body = await read(request, models.HeartbeatRequest)
+async def heartbeat(request: web.Request, body: models.HeartbeatRequest) -> web.Response:
     return answer(await licensing_of(request).validation.heartbeat(body))
 
 
@@ -146,8 +141,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     answer=answers.SeatAnswer,
     rate_group="deactivate",
 )
-async def deactivate(request: web.Request) -> web.Response:
-    body = await read(request, models.DeactivateRequest)
+async def deactivate(request: web.Request, body: models.DeactivateRequest) -> web.Response:
     return answer(await licensing_of(request).validation.deactivate(body))
 
 
@@ -159,8 +153,7 @@ async def deactivate(request: web.Request) -> web.Response:
     answer=answers.Redeemed,
     rate_group="redeem",
 )
-async def redeem(request: web.Request) -> web.Response:
-    body = await read(request, models.RedeemRequest)
+async def redeem(request: web.Request, body: models.RedeemRequest) -> web.Response:
     if (refused := await code_refusal(request, body.code)) is not None:
         return refused
     return answer(await licensing_of(request).codes.redeem(body))
@@ -175,8 +168,7 @@ async def redeem(request: web.Request) -> web.Response:
     answer=answers.Purchase,
     rate_group="purchase",
 )
-async def purchase(request: web.Request) -> web.Response:
-    body = await read(request, models.PurchaseRequest)
+async def purchase(request: web.Request, body: models.PurchaseRequest) -> web.Response:
     if (refused := await code_refusal(request, body.code)) is not None:
         return refused
     return answer(await licensing_of(request).purchases.purchase(body))
@@ -201,8 +193,7 @@ async def purchase_status(request: web.Request) -> web.Response:
     answer=answers.Recovered,
     rate_group="recover",
 )
-async def recover(request: web.Request) -> web.Response:
-    body = await read(request, models.RecoverRequest)
+async def recover(request: web.Request, body: models.RecoverRequest) -> web.Response:
     return answer(await licensing_of(request).purchases.recover(body))
 
 
@@ -213,8 +204,7 @@ async def recover(request: web.Request) -> web.Response:
     query=models.CodePreview,
     answer=answers.CodePreviewAnswer,
 )
-async def preview_code(request: web.Request) -> web.Response:
-    query = read_query(request, models.CodePreview)
+async def preview_code(request: web.Request, query: models.CodePreview) -> web.Response:
     if (refused := await code_refusal(request, query.code)) is not None:
         return refused
     return answer(await licensing_of(request).codes.preview_code(query))

@@ -1,7 +1,8 @@
-"""What every licensing handler shares: the service on the app, reading a request into its
-model, answering a model, turning a `LicensingError` into the JSON error envelope with the
-right status, and the admin bearer check (the master key, or an API key with the route's
-scope). Knows no handler: `table` lists the routes, `mount` adds them to the app.
+"""What every licensing handler shares: the service on the app, decoding a request's body and
+query into the models its table entry names (before the handler runs), answering a model,
+turning a `LicensingError` into the JSON error envelope with the right status, and the admin
+bearer check (the master key, or an API key with the route's scope). Knows no handler:
+`table` lists the routes, `mount` adds them to the app with `serve`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import functools
 import logging
 import sqlite3
 import uuid
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
-from daemon.api.app import BODY_TIMEOUT_KEY
+from daemon.api.appkeys import BODY_TIMEOUT_KEY
 from daemon.api.envelope import error_response
-from daemon.api.table import Handler, Nothing, endpoint
+from daemon.api.table import Endpoint, Handler, Nothing, PemText, RouteHandler, endpoint
 from daemon.licensing import wire
 from daemon.licensing.access import MASTER, scope_of, token_hash
 from daemon.licensing.core import ActorKind, acting_as
@@ -36,7 +38,6 @@ from daemon.storage import Fault, fault_of
 log = logging.getLogger("keysmith.api")
 
 LICENSING = web.AppKey("licensing", Licensing)
-T = TypeVar("T")
 
 # The refused request already waited out SQLite's busy timeout (5 s) for the lock; retrying
 # much sooner would most likely meet the same lock.
@@ -84,32 +85,22 @@ def storage_refusal(fault: Fault, error: sqlite3.Error) -> web.Response:
     return response
 
 
-def answers_errors(handler: Handler) -> Handler:
-    """Turn the service's named errors into 4xx envelopes; a database constraint the
-    service did not foresee becomes a 409 saying nothing was written (the transaction
-    rolled back), never a 500; a full disk or a held lock becomes 507 or 503."""
-
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except LicensingError as error:
-            return refusal(error)
-        except sqlite3.IntegrityError as error:
-            log.warning(
-                "a write was refused by a database constraint; rolled back",
-                extra={"path": request.path, "constraint": str(error)},
-            )
-            return refusal(
-                Conflict(f"the database refused the change ({error}); nothing was written")
-            )
-        except sqlite3.OperationalError as error:
-            fault = fault_of(error)
-            if fault is None:
-                raise
-            return storage_refusal(fault, error)
-
-    return wrapped
+def _answer_error(request: web.Request, error: Exception) -> web.Response:
+    """The service's named errors as 4xx envelopes; a database constraint the service did not
+    foresee becomes a 409 saying nothing was written (the transaction rolled back), never a
+    500; a full disk or a held lock becomes 507 or 503. Anything else is raised again."""
+    if isinstance(error, LicensingError):
+        return refusal(error)
+    if isinstance(error, sqlite3.IntegrityError):
+        log.warning(
+            "a write was refused by a database constraint; rolled back",
+            extra={"path": request.path, "constraint": str(error)},
+        )
+        return refusal(Conflict(f"the database refused the change ({error}); nothing was written"))
+    fault = fault_of(error) if isinstance(error, sqlite3.OperationalError) else None
+    if fault is None:
+        raise error
+    return storage_refusal(fault, error)  # type: ignore[arg-type]  (an OperationalError)
 
 
 async def check_admin(request: web.Request, scope: str) -> tuple[ActorKind, str | None]:
@@ -142,22 +133,51 @@ async def check_admin(request: web.Request, scope: str) -> tuple[ActorKind, str 
     return "api_key", key_id
 
 
-async def read(request: web.Request, model: type[T]) -> T:
-    """The body as `model`, or BadRequest naming the field."""
-    return wire.decode(model, await _body(request))
+Decoder = Callable[[web.Request], Awaitable[dict[str, Any]]]
 
 
-async def read_text(request: web.Request) -> str:
-    """The body as UTF-8 text (a `PemText` route's), or BadRequest."""
+def decoder(e: Endpoint) -> Decoder:
+    """The route's body and query as its handler's `body=` and `query=` arguments, decoded
+    into the models its table entry names, or BadRequest naming the field. What the route
+    does not declare (`Nothing`) is refused when sent: a parameter the route would ignore is
+    a request the caller believes was honoured. Chosen once per route, not per request."""
+    body, query = e.body, e.query
+
+    async def decode(request: web.Request) -> dict[str, Any]:
+        # What is undeclared is refused first, then what is declared decoded.
+        if query is Nothing and request.query_string:
+            wire.parse(Nothing, request.query, from_text=True)
+        if body is Nothing and request.body_exists:
+            wire.decode(Nothing, await _body(request))
+        decoded: dict[str, Any] = {}
+        if query is not Nothing:
+            decoded["query"] = wire.parse(query, request.query, from_text=True)
+        if body is PemText:
+            decoded["body"] = _text(await _body(request))
+        elif body is not Nothing:
+            decoded["body"] = wire.decode(body, await _body(request))
+        return decoded
+
+    return decode
+
+
+def _text(raw: bytes) -> str:
+    """A `PemText` body as UTF-8 text, or BadRequest."""
     try:
-        return (await _body(request)).decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("the request body is not UTF-8 text; nothing was written") from None
 
 
 async def _body(request: web.Request) -> bytes:
     """A body that does not arrive within the body timeout is a 408 (a slow client must
-    not hold a handler forever)."""
+    not hold a handler forever). One that has arrived whole (every small client request) is
+    taken from the buffer at once: no timer, no read loop; the size bound is aiohttp's."""
+    if request.content.is_eof():
+        body = request.content.read_nowait()
+        if len(body) > request.client_max_size:
+            raise web.HTTPRequestEntityTooLarge(request.client_max_size, len(body))
+        return body
     try:
         async with asyncio.timeout(request.app[BODY_TIMEOUT_KEY]):
             return await request.read()
@@ -165,28 +185,29 @@ async def _body(request: web.Request) -> bytes:
         raise web.HTTPRequestTimeout() from e
 
 
-def read_query(request: web.Request, model: type[T]) -> T:
-    return wire.parse(model, request.query, from_text=True)
+def serve(e: Endpoint) -> Handler:
+    """The route's aiohttp handler: the admin bearer check (admin routes), then the body and
+    query decoded, then the handler, its errors answered as envelopes (`_answer_error`)."""
+    decode, handler = decoder(e), e.handler
+    if e.tag == "public":
 
+        async def public(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request, **await decode(request))
+            except (LicensingError, sqlite3.Error) as error:
+                return _answer_error(request, error)
 
-async def refuse_undeclared(request: web.Request, body: type, query: type) -> None:
-    """A route that takes no body (or no query) refuses whatever is sent there, by name:
-    a parameter the route would ignore is a request the caller believes was honoured."""
-    if query is Nothing:
-        read_query(request, Nothing)
-    if body is Nothing:
-        await read(request, Nothing)
+        return functools.wraps(handler)(public)
+    scope = e.scope or scope_of(e.method, e.path)
 
+    async def admin(request: web.Request) -> web.StreamResponse:
+        try:
+            with acting_as(*await check_admin(request, scope)):
+                return await handler(request, **await decode(request))
+        except (LicensingError, sqlite3.Error) as error:
+            return _answer_error(request, error)
 
-def _declared(handler: Handler, models_of: dict[str, Any]) -> Handler:
-    body, query = models_of.get("body", Nothing), models_of.get("query", Nothing)
-
-    @functools.wraps(handler)
-    async def declared(request: web.Request) -> web.StreamResponse:
-        await refuse_undeclared(request, body, query)
-        return await handler(request)
-
-    return declared
+    return functools.wraps(handler)(admin)
 
 
 def path_uuid(request: web.Request, name: str = "id") -> str:
@@ -203,32 +224,15 @@ def answer(value: object, status: int = 200) -> web.Response:
 
 def admin_endpoint(
     method: str, path: str, summary: str, *, scope: str | None = None, **models_of: Any
-) -> Any:
-    """Register an admin handler: the bearer check first, errors as envelopes. The scope an
-    API key needs is the route's resource and access (`scope_of`) unless `scope` says."""
+) -> Callable[[RouteHandler], RouteHandler]:
+    """Register an admin handler (the bearer check runs first, `serve`). The scope an API key
+    needs is the route's resource and access (`scope_of`) unless `scope` says."""
     needed = scope or scope_of(method, path)
-
-    def wrap(handler: Handler) -> Handler:
-        declared = _declared(handler, models_of)
-
-        @functools.wraps(handler)
-        async def guarded(request: web.Request) -> web.StreamResponse:
-            with acting_as(*await check_admin(request, needed)):
-                return await declared(request)
-
-        return endpoint(method, path, tag="admin", summary=summary, scope=needed, **models_of)(
-            answers_errors(guarded)
-        )
-
-    return wrap
+    return endpoint(method, path, tag="admin", summary=summary, scope=needed, **models_of)
 
 
-def public_endpoint(method: str, path: str, summary: str, **models_of: Any) -> Any:
-    """Register a public handler, errors as envelopes."""
-
-    def wrap(handler: Handler) -> Handler:
-        return endpoint(method, path, tag="public", summary=summary, **models_of)(
-            answers_errors(_declared(handler, models_of))
-        )
-
-    return wrap
+def public_endpoint(
+    method: str, path: str, summary: str, **models_of: Any
+) -> Callable[[RouteHandler], RouteHandler]:
+    """Register a public handler."""
+    return endpoint(method, path, tag="public", summary=summary, **models_of)

@@ -1,8 +1,10 @@
 """The route table: every licensing route, declared once with its request and answer models.
 
 Handler modules (`public`, `admin`, `openapi`) register into it with `endpoint`; `mount`
-adds the table to the app; `openapi` describes it. Imports go one way: handlers import
-this module, never each other, and this module imports no handler.
+adds the table to the app; `openapi` describes it. The body and query models named here are
+the only naming of them: the route decodes both before its handler runs (`routes.serve`) and
+passes them as the handler's `body=` and `query=` arguments. Imports go one way: handlers
+import this module, never each other, and this module imports no handler.
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ from aiohttp import web
 
 class Nothing(msgspec.Struct, forbid_unknown_fields=True):
     """The body or query of a route that takes none: whatever is sent is refused by name
-    (`routes.refuse_undeclared`), never silently ignored."""
+    (`routes.serve`), never silently ignored; the handler gets no argument for it."""
 
 
 class PemText:
     """The body of a route that takes a PEM document as it is, not JSON (Keysat's
-    import-issuer-key): the handler reads it with `routes.read_text`."""
+    import-issuer-key): the handler's `body` is that text."""
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# A registered handler: the request, then `body=` and `query=` when the route declares them.
+RouteHandler = Callable[..., Awaitable[web.StreamResponse]]
 Tag = Literal["public", "admin"]
 RateGroup = Literal[
     "validate", "heartbeat", "redeem", "recover", "purchase", "activate", "deactivate"
@@ -41,7 +45,7 @@ ANSWERED_GROUPS: frozenset[RateGroup] = frozenset({"validate", "heartbeat"})
 class Endpoint:
     method: str
     path: str
-    handler: Handler
+    handler: RouteHandler
     tag: Tag
     summary: str
     body: type = Nothing
@@ -67,10 +71,10 @@ def endpoint(
     answer: object = None,
     rate_group: RateGroup | None = None,
     scope: str | None = None,
-) -> Callable[[Handler], Handler]:
+) -> Callable[[RouteHandler], RouteHandler]:
     """Register the handler under `method path`; the models say what it reads and answers."""
 
-    def register(handler: Handler) -> Handler:
+    def register(handler: RouteHandler) -> RouteHandler:
         ENDPOINTS.append(
             Endpoint(
                 method,

@@ -44,14 +44,17 @@ def stored_json(raw: object) -> Any:
         raise ValueError(f"it is {_kind(raw)}, not JSON text")
     # The stored text is measured as it is: no re-encoding on every read (validate reads one).
     problem = _size_problem(len(raw))
-    if problem is None:
-        try:
-            value = json.loads(raw)
-        except RecursionError as e:
-            raise ValueError("it nests too deeply to decode") from e
-        problem = _depth_problem(value)
     if problem is not None:
         raise ValueError(f"it {problem}")
+    # Whether json.loads runs out of stack first depends on how deep the caller's stack is,
+    # so both ways of being too deep give one reason: a row is then warned about once.
+    too_deep = f"it nests more than {MAX_JSON_DEPTH} levels deep"
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise ValueError(too_deep) from None
+    if nesting_depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(too_deep)
     return value
 
 

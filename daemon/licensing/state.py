@@ -200,7 +200,10 @@ class LicenseReader:
             issued_at=row[4],
             expires_at=row[5],
             is_trial=bool(row[6]),
-            entitlements=tuple(inputs.shown_json("license", row[0], "entitlements", row[7], [])),
+            # Most licenses carry none: "[]" needs no decoding and no bounds check.
+            entitlements=()
+            if row[7] == "[]"
+            else tuple(inputs.shown_json("license", row[0], "entitlements", row[7], [])),
             max_machines=row[8],
             grace_seconds=row[9],
             fingerprint_hash=row[10],
