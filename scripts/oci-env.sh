@@ -19,6 +19,11 @@ nofile="$(ulimit -Hn)"
 [ "$nofile" -gt 65536 ] && nofile=65536
 nproc=32768
 
+# Several processes may source this at once (two test workers, a build beside a test): the probe
+# and the rewrite of the two files happen under one lock, so none reads a half-written file.
+exec 8>"$oci_home/env.lock"
+flock 8
+
 # The storage driver is decided once per cache folder: overlay when the kernel allows it here,
 # vfs otherwise (slower, always works).
 driver_file="$oci_home/driver"
@@ -54,6 +59,8 @@ tmp_dir = "$oci_home/tmp"
 CONF
 mv "$oci_home/storage.conf.new" "$oci_home/storage.conf"
 mv "$oci_home/containers.conf.new" "$oci_home/containers.conf"
+flock -u 8
+exec 8>&-
 
 export CONTAINERS_STORAGE_CONF="$oci_home/storage.conf"
 export CONTAINERS_CONF="$oci_home/containers.conf"
