@@ -128,6 +128,76 @@ def test_a_comment_only_edit_is_restamped(project):
     assert heal.action == "restamp" and "comments/whitespace only" in heal.evidence
 
 
+def _provenance(db: Path) -> dict[int, tuple[bytes, bytes, bytes]]:
+    conn = sqlite3.connect(db)
+    try:
+        return {
+            v: (bytes(sql), bytes(checksum), bytes(tokens))
+            for v, sql, checksum, tokens in conn.execute(
+                "SELECT version, applied_sql, checksum, normalized_sha384 FROM _keysmith_provenance"
+            )
+        }
+    finally:
+        conn.close()
+
+
+def test_provenance_keeps_the_applied_text_and_leaves_its_token_hash_to_a_proof(project):
+    # The token hash of every applied text cost a run of 1,000 migrations a tenth of its time;
+    # it is derived from the kept text when a checksum differs (issue 23 part 8).
+    folder, db = project
+    kept = _provenance(db)
+    assert sorted(kept) == [1, 2, 3]
+    for version, (sql, checksum, tokens) in kept.items():
+        (path,) = folder.glob(f"{version:04d}_*.sql")
+        assert sql == path.read_bytes() and checksum == hashlib.sha384(sql).digest()
+        assert tokens == b"", f"version {version} stored its token hash"
+
+
+def test_provenance_rows_written_by_the_previous_release_still_prove_a_comment_only_edit(project):
+    # The previous release stored each applied text's token hash beside it; its rows keep that
+    # shape in every database it migrated, and must keep proving comment-only edits.
+    from daemon.migrate.sqltext import normalized_sha384
+
+    folder, db = project
+    conn = kit.connect(db)
+    for version, (sql, _checksum, _tokens) in _provenance(db).items():
+        conn.execute(
+            "UPDATE _keysmith_provenance SET normalized_sha384 = ? WHERE version = ?",
+            (normalized_sha384(sql.decode()), version),
+        )
+    conn.close()
+    path = folder / "0003_create_invoices.sql"
+    path.write_text("-- Invoices belong to an account.\n" + path.read_text())
+
+    (heal,) = run(folder, db).heals
+    assert heal.action == "restamp" and "compared with the applied text" in heal.evidence
+    sql, checksum, tokens = _provenance(db)[3]
+    assert (sql, checksum, tokens) == (path.read_bytes(), kit.checksums(db)[3], b"")
+    assert run(folder, db).heals == []
+
+
+def test_a_kept_text_that_does_not_hash_to_the_ledger_proves_nothing(project):
+    # The token hash is derived from the kept bytes only once they are shown to be what the
+    # ledger says was applied; a tampered text with a plausible token hash proves nothing.
+    from daemon.migrate.sqltext import normalized_sha384
+
+    folder, db = project
+    path = folder / "0003_create_invoices.sql"
+    edited = "-- a comment\n" + path.read_text().replace("'thanks;  see you'", "'changed'")
+    conn = kit.connect(db)
+    conn.execute(
+        "UPDATE _keysmith_provenance SET applied_sql = ?, normalized_sha384 = ? WHERE version = 3",
+        (edited.encode(), normalized_sha384(edited)),
+    )
+    conn.close()
+    path.write_text(edited)
+    before = snapshot(db)
+    with pytest.raises(Blocked) as error:
+        run(folder, db)
+    assert [b.version for b in error.value.blockers] == [3]
+    assert snapshot(db) == before
+
+
 def test_a_change_inside_a_string_literal_is_refused_and_nothing_changes(project):
     folder, db = project
     path = folder / "0003_create_invoices.sql"

@@ -34,7 +34,6 @@ from daemon.migrate.runner import (
     storage_errors,
 )
 from daemon.migrate.source import Migration, load_source
-from daemon.migrate.sqltext import normalized_sha384
 
 
 def acceptance_warning(version: int | str) -> str:
@@ -133,13 +132,7 @@ def _accept(
             (step.version,),
         ).fetchone() or (None, None)
         ledger.restamp(conn, step.version, row.checksum, migration.checksum)
-        ledger.record_provenance(
-            conn,
-            step.version,
-            migration.sql_bytes,
-            migration.checksum,
-            normalized_sha384(migration.text),
-        )
+        ledger.record_provenance(conn, step.version, migration.sql_bytes, migration.checksum)
         heal_id = ledger.append_heal(
             conn,
             ledger.HealRecord(
@@ -208,7 +201,7 @@ def _undo(conn: sqlite3.Connection, version: int, undone_by: str, daemon_version
         ledger.restamp(conn, version, row.checksum, bytes(old))
         conn.execute("DELETE FROM _keysmith_provenance WHERE version = ?", (version,))
         if kept and kept[1] is not None:
-            ledger.record_provenance(conn, version, bytes(kept[1]), bytes(old), bytes(kept[0]))
+            ledger.record_provenance(conn, version, bytes(kept[1]), bytes(old))
         ledger.append_heal(
             conn,
             ledger.HealRecord(

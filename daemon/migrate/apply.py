@@ -27,7 +27,6 @@ from daemon.migrate.plan import Action, Finding, Plan
 from daemon.migrate.private import create_private
 from daemon.migrate.runner import is_locked
 from daemon.migrate.source import Migration
-from daemon.migrate.sqltext import normalized_sha384, statements
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -174,6 +173,8 @@ class Executor:
     def _run(self, migration: Migration, heal_of: Finding | None = None) -> HealEvent | None:
         started = time.perf_counter_ns()
         if migration.no_transaction:
+            from daemon.migrate.sqltext import statements  # only such a file is split here
+
             try:
                 for statement in statements(migration.text):
                     self.conn.execute(statement)
@@ -233,11 +234,7 @@ class Executor:
 
     def _record(self, migration: Migration) -> None:
         ledger.record_provenance(
-            self.conn,
-            migration.version,
-            migration.sql_bytes,
-            migration.checksum,
-            normalized_sha384(migration.text),
+            self.conn, migration.version, migration.sql_bytes, migration.checksum
         )
 
     def _log_heal(self, step: Finding) -> HealEvent:

@@ -127,13 +127,18 @@ def prove_cosmetic(today: bytes, recorded_checksum: bytes) -> str | None:
 
 
 def prove_comments_only(
-    today_text: str, applied_sql: bytes, applied_normalized: bytes, recorded_checksum: bytes
+    today_text: str, applied_sql: bytes, recorded_checksum: bytes
 ) -> str | None:
     """Evidence if the stored applied text is authentic for the recorded checksum and differs
-    from today's text only in comments and whitespace outside literals."""
+    from today's text only in comments and whitespace outside literals. The applied text's token
+    hash is computed here, from the authenticated bytes, not read from the provenance row."""
     if hashlib.sha384(applied_sql).digest() != recorded_checksum:
         return None
-    if normalized_sha384(today_text) != applied_normalized:
+    try:
+        applied_text = applied_sql.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if normalized_sha384(today_text) != normalized_sha384(applied_text):
         return None
     return "comments/whitespace only (compared with the applied text kept in provenance)"
 

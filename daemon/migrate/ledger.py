@@ -4,8 +4,12 @@ sqlx reads only `version, checksum` (ordered by version) and ignores tables it d
 database we migrate can be handed back to a sqlx daemon and vice versa.
 
 Side tables (ours):
-- `_keysmith_provenance`: per version, the exact bytes whose SHA-384 is in the ledger, and the
-  hash of their comment/whitespace-free token stream: what makes comment-only edits provable.
+- `_keysmith_provenance`: per version, the exact bytes whose SHA-384 is in the ledger: what makes
+  comment-only edits provable. Its `normalized_sha384` column (the hash of those bytes'
+  comment/whitespace-free token stream) is written empty since the token hash is derived from
+  `applied_sql` only when a checksum differs (NOT_STORED): hashing every applied text's tokens cost
+  a run of many migrations a tenth of its time. Rows an earlier release wrote keep their stored
+  value, and are read the same way: from `applied_sql`, which their checksum authenticates.
 - `_keysmith_heal_log`: one row per heal, revert or operator's acceptance (or its undo),
   append-only (triggers refuse UPDATE and DELETE).
 - `_keysmith_down_texts`: per applied reversible version, its down file's text (with its
@@ -86,10 +90,13 @@ BEGIN SELECT RAISE(ABORT, 'the heal log is append-only'); END""",
 AppliedRow = namedtuple(
     "AppliedRow", "version description installed_on success checksum execution_time"
 )
-Provenance = namedtuple("Provenance", "applied_sql checksum normalized_sha384")
+Provenance = namedtuple("Provenance", "applied_sql checksum")
 # Stands for "text kept" for versions that match their file: their text is never needed, so it
 # is not read (see read_ledger).
-RECORDED = Provenance(None, None, None)
+RECORDED = Provenance(None, None)
+# What new provenance rows hold in `normalized_sha384` (NOT NULL in every release's table): the
+# token hash is computed from `applied_sql` when a proof needs it, never stored.
+NOT_STORED = b""
 
 
 class Ledger(namedtuple("Ledger", "rows provenance carried accepted")):
@@ -212,12 +219,10 @@ def _select_if_exists(conn: sqlite3.Connection, query: str) -> list[tuple]:
 
 
 def _provenance_of(conn: sqlite3.Connection, version: int) -> Provenance:
-    sql, checksum, normalized = conn.execute(
-        "SELECT applied_sql, checksum, normalized_sha384 FROM _keysmith_provenance "
-        "WHERE version = ?",
-        (version,),
+    sql, checksum = conn.execute(
+        "SELECT applied_sql, checksum FROM _keysmith_provenance WHERE version = ?", (version,)
     ).fetchone()
-    return Provenance(_as_bytes(sql), checksum, normalized)
+    return Provenance(_as_bytes(sql), checksum)
 
 
 def _as_bytes(value: bytes | str | None) -> bytes:
@@ -264,13 +269,11 @@ def insert_applied(
     )
 
 
-def record_provenance(
-    conn: sqlite3.Connection, version: int, sql: bytes, checksum: bytes, normalized: bytes
-) -> None:
+def record_provenance(conn: sqlite3.Connection, version: int, sql: bytes, checksum: bytes) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO _keysmith_provenance "
         "(version, applied_sql, checksum, normalized_sha384) VALUES (?, ?, ?, ?)",
-        (version, sql, checksum, normalized),
+        (version, sql, checksum, NOT_STORED),
     )
 
 

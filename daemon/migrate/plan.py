@@ -324,9 +324,7 @@ def _modified(
         if evidence:
             return found(Action.RESTAMP, evidence)
     if provenance is not None and provenance.applied_sql is not None:
-        evidence = prove_comments_only(
-            migration.text, provenance.applied_sql, provenance.normalized_sha384, row.checksum
-        )
+        evidence = prove_comments_only(migration.text, provenance.applied_sql, row.checksum)
         if evidence:
             return found(Action.RESTAMP, evidence)
     released = None
