@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sqlite3
 import time
 from collections import namedtuple
@@ -107,6 +106,8 @@ def _check_room(conn: sqlite3.Connection, folder: Path) -> None:
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     pages = conn.execute("PRAGMA page_count").fetchone()[0]  # a file copy takes free pages too
     needed = int(page_size * pages * _HEADROOM) + _MIN_FREE_BYTES
+    import shutil  # only a backup needs it; every run that applies imports this module
+
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise BackupRefused(
@@ -229,6 +230,8 @@ def restore_backup(db_path: Path, backup: Path, users: UsersLock) -> None:
     staged = db_path.with_name(db_path.name + ".restoring")
     staged.unlink(missing_ok=True)  # left by a restore killed midway; copied afresh below
     create_private(staged)
+    import shutil
+
     shutil.copyfile(backup, staged)
     with open(staged, "rb") as handle:
         os.fsync(handle.fileno())

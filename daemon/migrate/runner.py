@@ -137,11 +137,10 @@ def run_migrations(
         return outcome
 
     # Imported here so a no-op run never pays for them.
-    import logging
     from contextlib import ExitStack
     from pathlib import Path
 
-    from daemon.migrate.apply import Executor, Progress, open_for_migration
+    from daemon.migrate.apply import Executor, Progress, log_info, open_for_migration
     from daemon.migrate.backup import open_database_file, take_backup
     from daemon.migrate.lock import UsersLock, migration_lock
 
@@ -181,9 +180,7 @@ def run_migrations(
                 if on_progress:
                     on_progress(Progress(None, BACKUP, 0, len(plan.steps), BACKUP))
                 backup = take_backup(conn, db_fd, db_path, plan.schema_version)
-                logging.getLogger("keysmith.migrate").info(
-                    "backed up the database to %s before migrating", backup.path
-                )
+                log_info("backed up the database to %s before migrating", backup.path)
         # 5. The steps, each atomic with its ledger row (or undone by the backup).
         executor = Executor(conn, db_path, daemon_version, backup, users, on_progress)
         try:
