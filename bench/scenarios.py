@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness import BenchError, Series, can_measure_memory, measure
 from tools import Tool, fresh_database, snapshot
-from workload import Workload, sqlx_files
+from workload import SHELL_FORMATS, Workload, sqlx_files
 
 SCENARIOS = ("apply all", "no-op", "one pending")
 
@@ -88,7 +88,7 @@ def run_scenarios(
     for rep in range(reps):
         for tool, series in zip(tools, results["one pending"], strict=True):
             db = snapshot(bases[tool.name], workdir / "pending" / _slug(tool) / str(rep))
-            state = "last_only" if tool.fmt == "shell" else "full"
+            state = "last_only" if tool.fmt in SHELL_FORMATS else "full"
             series.samples.append(_timed(tool, db, workload.source(tool.fmt, state)))
             _check(tool, db, expected)
             if memory:

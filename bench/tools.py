@@ -73,6 +73,20 @@ def sqlite_shell() -> Tool:
     )
 
 
+def sqlite_shell_ledger() -> Tool:
+    """The shell doing the durable work of a migrator: each file and sqlx's ledger row for it in
+    one transaction. The bare shell writes no ledger, so it is not like for like on its own."""
+    shell = sqlite_shell()
+    return Tool(
+        "sqlite3 shell + ledger",
+        "shell-ledger",
+        shell.argv,
+        BENCH,
+        has_noop=False,
+        note=f"floor: each file and its sqlx ledger row in BEGIN/COMMIT, {SHELL_PRAGMAS}",
+    )
+
+
 def stdlib_floor() -> Tool:
     script = BENCH / "floor_stdlib.py"
 

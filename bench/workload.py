@@ -2,17 +2,20 @@
 
 Every tool gets the same SQL bytes per migration (a CREATE TABLE, an INSERT and a CREATE INDEX);
 only the wrapping differs: sqlx files for Keysmith and the stdlib floor, `-- migrate:up` files for
-dbmate, plain .sql files for yoyo, and a driver script of `.read` lines for the sqlite3 shell.
+dbmate, plain .sql files for yoyo, and a driver script of `.read` lines for the sqlite3 shell (bare,
+or with sqlx's ledger row in each file's transaction: the durable work every migrator does).
 The same converters also turn the project's own migrations folder into each tool's format.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-FORMATS = ("sqlx", "dbmate", "yoyo", "shell")
+FORMATS = ("sqlx", "dbmate", "yoyo", "shell", "shell-ledger")
+SHELL_FORMATS = ("shell", "shell-ledger")
 
 
 def migration_sql(index: int) -> str:
@@ -66,8 +69,8 @@ def convert(sqlx_folder: Path, out: Path, fmt: str, *, limit: int | None = None)
     Returns what the tool is pointed at: a folder for sqlx/dbmate/yoyo, a driver file for shell.
     """
     files = sqlx_files(sqlx_folder)[:limit]
-    if fmt == "shell":
-        return write_shell_driver(files, out)
+    if fmt in SHELL_FORMATS:
+        return write_shell_driver(files, out, ledger=fmt == "shell-ledger")
     out.mkdir(parents=True, exist_ok=True)
     for path in files:
         version = int(path.name.partition("_")[0])
@@ -86,21 +89,40 @@ def convert(sqlx_folder: Path, out: Path, fmt: str, *, limit: int | None = None)
     return out
 
 
-def write_shell_driver(files: list[Path], driver: Path) -> Path:
-    """A sqlite3-shell script: WAL + synchronous=NORMAL, each file in its own BEGIN/COMMIT."""
+def write_shell_driver(files: list[Path], driver: Path, *, ledger: bool = False) -> Path:
+    """A sqlite3-shell script: WAL + synchronous=NORMAL, each file in its own BEGIN/COMMIT; with
+    `ledger`, sqlx's ledger table and, in each file's transaction, the row sqlx inserts for it."""
+    from daemon.migrate.ledger import LEDGER_DDL
+
     driver.parent.mkdir(parents=True, exist_ok=True)
     lines = ["PRAGMA journal_mode=WAL;", "PRAGMA synchronous=NORMAL;"]
+    if ledger:
+        lines.append(LEDGER_DDL)
     for path in files:
-        lines += ["BEGIN;", f".read '{path.resolve()}'", "COMMIT;"]
+        lines += ["BEGIN;", f".read '{path.resolve()}'"]
+        if ledger:
+            lines.append(_ledger_row(path))
+        lines.append("COMMIT;")
     driver.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return driver
+
+
+def _ledger_row(path: Path) -> str:
+    """sqlx's INSERT for one applied file (execution_time -1, as sqlx writes it before COMMIT)."""
+    version = int(path.name.partition("_")[0])
+    description = _description_stem(path).replace("_", " ").replace("'", "''")
+    checksum = hashlib.sha384(path.read_bytes()).hexdigest()
+    return (
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) "
+        f"VALUES ({version}, '{description}', TRUE, X'{checksum}', -1);"
+    )
 
 
 @dataclass(frozen=True)
 class Workload:
     """One workload in every format: `full` applies everything, `minus_last` all but the last.
 
-    `last_only` is the shell floor's one-pending input (the shell keeps no ledger).
+    `last_only` is the shell floors' one-pending input (the shell reads no ledger).
     """
 
     root: Path
@@ -109,7 +131,7 @@ class Workload:
 
     def source(self, fmt: str, state: str) -> Path:
         """The folder (or shell driver) for `fmt` in `state` ('full', 'minus_last', 'last_only')."""
-        return self.root / fmt / (f"{state}.sql" if fmt == "shell" else state)
+        return self.root / fmt / (f"{state}.sql" if fmt in SHELL_FORMATS else state)
 
 
 def build(root: Path, sqlx_folder: Path) -> Workload:
@@ -121,7 +143,8 @@ def build(root: Path, sqlx_folder: Path) -> Workload:
     for fmt in FORMATS:
         convert(sqlx_folder, workload.source(fmt, "full"), fmt)
         convert(sqlx_folder, workload.source(fmt, "minus_last"), fmt, limit=len(files) - 1)
-    write_shell_driver(files[-1:], workload.source("shell", "last_only"))
+    for fmt in SHELL_FORMATS:
+        write_shell_driver(files[-1:], workload.source(fmt, "last_only"), ledger=fmt != "shell")
     return workload
 
 

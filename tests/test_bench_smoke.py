@@ -85,10 +85,16 @@ def test_bench_migrate_quick_prints_every_scenario_with_ratios_and_targets(tmp_p
     out = _run_bench("bench_migrate.py", tmp_path)
     for scenario, floor in (("apply all", "sqlite3 shell"), ("one pending", "sqlite3 shell")):
         rows = _table_rows(out, scenario)
-        assert set(rows) == {"keysmith", "sqlite3 shell", "stdlib floor"}
+        assert set(rows) == {"keysmith", "sqlite3 shell", "sqlite3 shell + ledger", "stdlib floor"}
         _assert_ratios(rows, floor)
-    _assert_ratios(_table_rows(out, "no-op"), "stdlib floor", missing=("sqlite3 shell",))
+    shells = ("sqlite3 shell", "sqlite3 shell + ledger")
+    _assert_ratios(_table_rows(out, "no-op"), "stdlib floor", missing=shells)
     assert re.search(r"apply all, Keysmith / sqlite3 shell: \d+\.\d\dx \(target <= 1\.15x\)", out)
+    assert re.search(
+        r"apply all, Keysmith / sqlite3 shell \+ ledger \(like for like\): \d+\.\d\dx "
+        r"\(target <= 1\.15x\)",
+        out,
+    )
     assert re.search(r"no-op, Keysmith / stdlib floor: \d+\.\d\dx \(target <= 1\.25x\)", out)
 
 
@@ -153,14 +159,18 @@ def test_every_tool_gets_the_same_sql(tmp_path):
     assert load.source("shell", "last_only").read_text().count(".read") == 1
 
 
-def test_stdlib_floor_writes_the_same_ledger_rows_as_keysmith(tmp_path):
-    """The floor is only a fair floor if it does the same bookkeeping: sqlx's ledger rows."""
+@pytest.mark.parametrize("floor", ["stdlib floor", "sqlite3 shell + ledger"])
+def test_a_floor_with_a_ledger_writes_the_same_ledger_rows_as_keysmith(tmp_path, floor):
+    """A floor is only a fair floor if it does the same bookkeeping: sqlx's ledger rows."""
+    if floor == "sqlite3 shell + ledger":
+        _require_sqlite_shell()
     load = workload.build_generated(tmp_path / "load", 5)
     ledgers = []
-    for tool in (tools.stdlib_floor(), tools.keysmith()):
+    chosen = tools.stdlib_floor() if floor == "stdlib floor" else tools.sqlite_shell_ledger()
+    for tool in (chosen, tools.keysmith()):
         db = tools.fresh_database(tmp_path / tool.name.replace(" ", "-"))
         subprocess.run(
-            tool.argv(db, load.source("sqlx", "full")),
+            tool.argv(db, load.source(tool.fmt, "full")),
             cwd=tool.cwd,
             check=True,
             capture_output=True,
