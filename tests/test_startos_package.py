@@ -40,7 +40,7 @@ ACTION_IDS = {
     "search-licenses", "list-machines", "deactivate-machine", "create-discount-code",
     "disable-discount-code", "audit-log", "heal-history", "set-console-password",
     "accept-migration", "prepare-downgrade", "cancel-downgrade", "server-limits",
-    "show-server-limits",
+    "show-server-limits", "import-keysat",
 }  # fmt: skip
 # The SDK's form value type for each catalogue kind.
 FORM_TYPES = {"text": "text", "textarea": "textarea", "number": "number", "toggle": "toggle",
@@ -172,6 +172,7 @@ def test_catalogue_follows_the_contract():
     assert statuses["restore-backup"] == "only-stopped"
     assert statuses["accept-migration"] == "only-stopped"
     assert statuses["prepare-downgrade"] == statuses["cancel-downgrade"] == "only-stopped"
+    assert statuses["import-keysat"] == "only-stopped"
 
 
 @pytest.fixture(scope="module")
