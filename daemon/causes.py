@@ -97,7 +97,7 @@ def migrate_cause(e: MigrateError) -> SafeMode:
 
 
 def is_locked(e: OSError | sqlite3.Error) -> bool:
-    from daemon.migrate.runner import is_locked as locked
+    from daemon.migrate.reading import is_locked as locked
 
     return isinstance(e, sqlite3.Error) and locked(e)
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 DAEMON = Path(__file__).resolve().parent.parent / "daemon"
 
 
@@ -104,11 +102,6 @@ def test_the_daemon_has_no_import_circle_outside_the_migrator():
     assert outside == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon.migrate: runner imports apply and downgrade inside functions, and they "
-    "import runner (is_locked, run_migrations); splitting runner is the migrator's own change",
-)
 def test_the_migrator_has_no_import_circle():
     assert cycles(import_graph()) == []
 

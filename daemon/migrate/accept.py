@@ -26,13 +26,8 @@ from daemon.migrate.apply import open_for_migration, transaction
 from daemon.migrate.errors import NotAcceptable
 from daemon.migrate.lock import migration_lock
 from daemon.migrate.plan import CHECKSUM_BYTES, Action, Finding, State, make_plan
-from daemon.migrate.runner import (
-    checksums,
-    history_if_needed,
-    read_only_ledger,
-    sqlite_errors,
-    storage_errors,
-)
+from daemon.migrate.reading import checksums, read_only_ledger, sqlite_errors, storage_errors
+from daemon.migrate.runner import history_if_needed
 from daemon.migrate.source import Migration, load_source
 
 

@@ -25,7 +25,7 @@ from daemon.migrate.errors import MigrationFailed
 from daemon.migrate.lock import UsersLock
 from daemon.migrate.plan import Action, Finding, Plan
 from daemon.migrate.private import create_private
-from daemon.migrate.runner import is_locked
+from daemon.migrate.reading import is_locked
 from daemon.migrate.source import Migration
 
 TYPE_CHECKING = False

@@ -10,34 +10,36 @@ refusal, changing nothing, and each blocker says why this release could not reve
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 
 from daemon.migrate.apply import HealEvent, Progress
 from daemon.migrate.errors import Blocked, Blocker
 from daemon.migrate.plan import Action, Plan, State
-from daemon.migrate.revert import revert_migrations
-from daemon.migrate.runner import Outcome, run_migrations
+from daemon.migrate.revert import RevertOutcome, revert_migrations
 from daemon.migrate.source import Migration
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from daemon.migrate.runner import Outcome
 
-def revert_then_run(
+
+def revert_newer_versions(
     db_path: str | os.PathLike[str],
     migrations_dir: str | os.PathLike[str],
     plan: Plan,
     source: list[Migration],
     *,
-    idempotent: frozenset[int],
     daemon_version: str,
     on_progress: Callable[[Progress], None] | None,
     lock_timeout: float,
-    started: float,
-) -> Outcome:
+) -> RevertOutcome:
+    """Revert every applied version above this release's newest file (the runner then runs as
+    usual); a refusal says, per blocker, why this release could not revert it."""
     newest = max((m.version for m in source), default=0)
     applied = [f.version for f in plan.findings if f.state is not State.PENDING]
     target = max((v for v in applied if v <= newest), default=0)
     try:
-        reverted = revert_migrations(
+        return revert_migrations(
             db_path,
             migrations_dir,
             daemon_version=daemon_version,
@@ -47,14 +49,10 @@ def revert_then_run(
         )
     except Blocked as refused:
         raise Blocked(_explained(plan, refused)) from None
-    outcome = run_migrations(
-        db_path,
-        migrations_dir,
-        idempotent=idempotent,
-        daemon_version=daemon_version,
-        on_progress=on_progress,
-        lock_timeout=lock_timeout,
-    )
+
+
+def record_reverts(outcome: Outcome, reverted: RevertOutcome) -> None:
+    """The run's outcome tells the reverts first, as heals, and the backup they took."""
     steps = [f for f in reverted.plan.steps if f.version in reverted.reverted]
     outcome.heals = [
         HealEvent(
@@ -69,8 +67,6 @@ def revert_then_run(
         for f in steps
     ] + outcome.heals
     outcome.backup = outcome.backup or reverted.backup
-    outcome.seconds = time.perf_counter() - started
-    return outcome
 
 
 def _explained(plan: Plan, refused: Blocked) -> list[Blocker]:

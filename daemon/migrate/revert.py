@@ -34,8 +34,7 @@ from daemon.migrate.backup import (
 from daemon.migrate.errors import BadTarget, Blocked, BlockKind, MigrateError, RevertFailed
 from daemon.migrate.lock import UsersLock, migration_lock
 from daemon.migrate.plan import BACKUP, Action, Finding
-from daemon.migrate.revert_plan import REFUSED, RevertPlan, plan_revert
-from daemon.migrate.runner import (
+from daemon.migrate.reading import (
     checksums,
     connect_for_reading,
     is_locked,
@@ -44,6 +43,7 @@ from daemon.migrate.runner import (
     sqlite_errors,
     storage_errors,
 )
+from daemon.migrate.revert_plan import REFUSED, RevertPlan, plan_revert
 from daemon.migrate.source import Migration, load_downs, load_source
 from daemon.migrate.sqltext import statements
 

@@ -3,9 +3,9 @@ work, take the migration lock, re-read the ledger and plan again, take the users
 exclusively when a step cannot be rolled back, back up if any SQL will run, carry out the
 steps, and record what was applied.
 
-The reading helpers at the end (read_only_ledger, checksums, history_if_needed, and the error
-translations sqlite_errors / storage_errors) are shared with revert.py and accept.py, which
-follow the same discipline.
+The reading helpers (read_only_ledger, checksums, the error translations sqlite_errors /
+storage_errors) live in reading.py, shared with revert.py and accept.py, which follow the same
+discipline; history_if_needed is here.
 
 Refusals (a blocked plan, an unreadable database, a broken migrations folder, a database
 another process has open when a step would need a restore) are raised before anything is
@@ -17,18 +17,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
-from daemon.migrate.errors import (
-    Blocked,
-    DatabaseLocked,
-    DatabaseUnreadable,
-    DiskFull,
-    StorageError,
-)
+from daemon.migrate.errors import Blocked, DatabaseLocked
 from daemon.migrate.ledger import (
-    EMPTY_LEDGER,
     HealEntry,
     Ledger,
     count_heals,
@@ -37,16 +29,22 @@ from daemon.migrate.ledger import (
     read_ledger,
 )
 from daemon.migrate.plan import BACKUP, Action, Plan, State, make_plan, needs_history
+from daemon.migrate.reading import (
+    checksums,
+    connect_for_reading,
+    is_locked,
+    probe_write_lock,
+    read_only_ledger,
+    sqlite_errors,
+    storage_errors,
+)
 from daemon.migrate.source import Migration, has_down_file, load_source
 
-# An I/O error with less free space than this is the disk being full (see _out_of_space).
-LOW_SPACE_BYTES = 1024 * 1024
 # A no-op run must cost little more than reading the ledger and hashing the files, so modules
 # only a real run needs (executor, backup, lock, logging, typing) are imported when needed.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from os import PathLike
-    from pathlib import Path
 
     from daemon.migrate.apply import HealEvent, Progress
     from daemon.migrate.backup import BackupInfo
@@ -117,19 +115,28 @@ def run_migrations(
     history = history_if_needed(migrations_dir, source, ledger)
     plan = make_plan(source, ledger, idempotent, target, history)
     if revert_newer and plan.blockers and _only_newer(plan, source):
-        from daemon.migrate.downgrade import revert_then_run
+        from daemon.migrate.downgrade import record_reverts, revert_newer_versions
 
-        return revert_then_run(
+        reverted = revert_newer_versions(
             db_path,
             migrations_dir,
             plan,
             source,
+            daemon_version=daemon_version,
+            on_progress=on_progress,
+            lock_timeout=lock_timeout,
+        )
+        outcome = run_migrations(
+            db_path,
+            migrations_dir,
             idempotent=idempotent,
             daemon_version=daemon_version,
             on_progress=on_progress,
             lock_timeout=lock_timeout,
-            started=started,
         )
+        record_reverts(outcome, reverted)
+        outcome.seconds = time.perf_counter() - started
+        return outcome
     _refuse_if_blocked(plan)
     if not plan.changes_anything:  # the no-op fast path: no lock, no write, no extra import
         outcome = Outcome(plan, plan.schema_version)
@@ -255,102 +262,3 @@ def history_if_needed(
     from daemon.migrate.history import load_history
 
     return load_history(migrations_dir)
-
-
-def checksums(source: list[Migration]) -> dict[int, bytes]:
-    return {m.version: m.checksum for m in source}
-
-
-def read_only_ledger(db_path: str | PathLike[str], source: list[Migration]) -> Ledger:
-    if not os.path.exists(db_path):
-        return EMPTY_LEDGER
-    with sqlite_errors(db_path):
-        conn = connect_for_reading(db_path)
-        try:
-            return read_ledger(conn, checksums(source))
-        finally:
-            conn.close()
-
-
-def connect_for_reading(db_path: str | PathLike[str]) -> sqlite3.Connection:
-    """A plain connection; on a read-only volume, where a WAL database cannot create its -shm
-    file, an immutable one, which is exact as long as no -wal file holds unmerged pages."""
-    try:
-        conn = sqlite3.connect(db_path, timeout=30.0)
-        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")
-        return conn
-    except sqlite3.OperationalError:
-        wal = f"{os.fspath(db_path)}-wal"
-        if os.access(os.path.dirname(os.path.abspath(db_path)), os.W_OK) or (
-            os.path.exists(wal) and os.path.getsize(wal) > 0
-        ):
-            raise
-        from urllib.parse import quote
-
-        uri = f"file:{quote(os.path.abspath(db_path))}?mode=ro&immutable=1"
-        return sqlite3.connect(uri, uri=True)
-
-
-@contextmanager
-def sqlite_errors(db_path: str | PathLike[str]) -> Iterator[None]:
-    """Name what went wrong for the operator: a full disk, a volume we cannot write to, or a
-    file that is not a database; a database another process holds in a write transaction is
-    DatabaseLocked."""
-    try:
-        yield
-    except sqlite3.DatabaseError as exc:
-        text = str(exc)
-        if is_locked(exc):
-            raise DatabaseLocked(os.path.abspath(db_path), text) from None
-        folder = os.path.dirname(os.path.abspath(db_path))
-        free = _free_bytes(folder)
-        if _out_of_space(exc, free):
-            from pathlib import Path
-
-            from daemon.migrate.backup import backups_dir
-
-            backups = str(backups_dir(Path(db_path)))
-            raise DiskFull(folder, free or 0, text, backups) from None
-        if "readonly" in text or "read-only" in text:
-            raise StorageError(folder, text) from None
-        raise DatabaseUnreadable(os.fspath(db_path), text) from None
-
-
-def _out_of_space(exc: sqlite3.DatabaseError, free: int | None) -> bool:
-    """SQLITE_FULL, or an I/O error on a volume with almost no space left: opening a WAL
-    database creates or grows its shared-memory file (32 KiB) and WAL, and SQLite reports a
-    failure to grow the shared memory as "disk I/O error" (SQLITE_IOERR_SHMSIZE)."""
-    primary = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
-    if primary == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
-        return True
-    return primary == sqlite3.SQLITE_IOERR and free is not None and free < LOW_SPACE_BYTES
-
-
-def _free_bytes(folder: str) -> int | None:
-    """Bytes an unprivileged writer may still use on the folder's volume; None if unknown."""
-    try:
-        stat = os.statvfs(folder)
-    except OSError:
-        return None
-    return stat.f_bavail * stat.f_frsize
-
-
-def is_locked(exc: sqlite3.Error) -> bool:
-    """Another connection holds the lock SQLite needed, past the busy timeout."""
-    text = str(exc)
-    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
-
-
-def probe_write_lock(conn: sqlite3.Connection) -> None:
-    """Take and drop the write lock: raises `database is locked` now, before a backup is
-    taken, when another process holds a write transaction (BEGIN EXCLUSIVE) on the file."""
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute("ROLLBACK")
-
-
-@contextmanager
-def storage_errors(db_path: Path) -> Iterator[None]:
-    try:
-        yield
-    except OSError as exc:
-        raise StorageError(str(db_path.parent), exc.strerror or str(exc)) from None
