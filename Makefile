@@ -22,11 +22,17 @@ run: venv
 	$(PY) -m daemon serve
 
 ## Install what the suite needs (Python packages, and Debian tools when root), lint, run every test.
+## Two workers (pytest-xdist) for all but the image tests: most tests wait on a daemon, so two
+## cores run two of them, a file per worker at a time (a module's fixtures, e.g. a fresh clone
+## built with npm, are made once). The image tests follow on their own, one at a time: beside
+## another worker, buildah's layer cache missed on a fresh machine (test_image's variant builds).
+TEST_WORKERS ?= -n 2 --dist loadfile
 test: venv
 	bash tests/system-deps.sh
 	$(MAKE) startos-check javascript/index.js
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest $(TEST_WORKERS) -m "not image"
+	$(PY) -m pytest -m image
 
 lint: venv
 	$(PY) -m ruff check .
