@@ -105,12 +105,12 @@ def thrown(answer: dict[str, Any]) -> dict[str, Any]:
     return error
 
 
-def refusal(answer: dict[str, Any]) -> tuple[bool, str | None]:
+def verdict(answer: dict[str, Any]) -> tuple[bool, str | None]:
     got = value(answer)
     return got["ok"], got.get("reason")
 
 
-def value_of_pem(proc: DaemonProc) -> str:
+def served_pem(proc: DaemonProc) -> str:
     """The served public key, for the offline calls (fetchPubkeyPem is tested on its own)."""
     return must(proc.request("GET", "/v1/pubkey"), 200)["public_key_pem"]
 
@@ -144,7 +144,7 @@ def test_keys_verify_offline_with_the_served_public_key(daemon, client_js):
     )
     assert value(timed)["licenseId"] == issued["license_id"]  # perpetual: never expired
     assert thrown(bad)["code"] in ("bad_signature", "bad_format")
-    assert refusal(online) in ((False, "bad_signature"), (False, "bad_format"))
+    assert verdict(online) in ((False, "bad_signature"), (False, "bad_format"))
 
 
 def test_validate_maps_every_field_of_a_good_key(daemon, client_js):
@@ -164,7 +164,7 @@ def test_validate_maps_every_field_of_a_good_key(daemon, client_js):
                 "platform": "linux",
             },
         ),
-        call("verifyWithTime", value_of_pem(daemon), issued["license_key"], int(time.time())),
+        call("verifyWithTime", served_pem(daemon), issued["license_key"], int(time.time())),
     )
     answer = value(by_slug)
     assert answer["ok"] and "reason" not in answer
@@ -191,7 +191,7 @@ def test_revoked_and_suspended_keys_are_refused_by_the_next_validation(daemon, c
     warm = drive(
         daemon, client_js, *(call("validate", i["license_key"]) for i in (revoked, suspended))
     )
-    assert [refusal(a) for a in warm] == [(True, None), (True, None)]
+    assert [verdict(a) for a in warm] == [(True, None), (True, None)]
     licenses = "/v1/admin/licenses"
     must(admin(daemon, "POST", f"{licenses}/{revoked['license_id']}/revoke", {"reason": "cb"}), 200)
     must(admin(daemon, "POST", f"{licenses}/{suspended['license_id']}/suspend"), 200)
@@ -200,14 +200,14 @@ def test_revoked_and_suspended_keys_are_refused_by_the_next_validation(daemon, c
         client_js,
         call("validate", revoked["license_key"], product),
         call("validate", suspended["license_key"]),
-        call("verify", value_of_pem(daemon), revoked["license_key"]),  # offline it still verifies
+        call("verify", served_pem(daemon), revoked["license_key"]),  # offline it still verifies
     )
-    assert refusal(after[0]) == (False, "revoked")
-    assert refusal(after[1]) == (False, "suspended")
+    assert verdict(after[0]) == (False, "revoked")
+    assert verdict(after[1]) == (False, "suspended")
     assert value(after[2])["licenseId"] == revoked["license_id"]
     must(admin(daemon, "POST", f"{licenses}/{suspended['license_id']}/unsuspend"), 200)
     (back,) = drive(daemon, client_js, call("validate", suspended["license_key"]))
-    assert refusal(back) == (True, None)
+    assert verdict(back) == (True, None)
 
 
 def test_a_license_past_its_expiry_is_refused_online_and_offline(daemon, client_js):
@@ -222,9 +222,9 @@ def test_a_license_past_its_expiry_is_refused_online_and_offline(daemon, client_
         daemon,
         client_js,
         call("validate", key),
-        call("verifyWithTime", value_of_pem(daemon), key, int(time.time())),
+        call("verifyWithTime", served_pem(daemon), key, int(time.time())),
     )
-    assert refusal(online) == (False, "expired")
+    assert verdict(online) == (False, "expired")
     assert thrown(offline)["code"] == "expired"
 
 
@@ -245,7 +245,7 @@ def test_unknown_mismatched_and_foreign_keys_are_answered_not_thrown(daemon, cli
         call("validate", foreign),
         call("validate", "LIC1-NOT-BASE32!"),
     )
-    assert [refusal(a) for a in answers] == [
+    assert [verdict(a) for a in answers] == [
         (False, "not_found"),
         (False, "product_mismatch"),
         (False, "bad_signature"),
@@ -256,7 +256,7 @@ def test_unknown_mismatched_and_foreign_keys_are_answered_not_thrown(daemon, cli
 def test_a_fingerprint_bound_key_verifies_and_validates_only_on_its_machine(daemon, client_js):
     product = make_product(daemon)
     issued = issue(daemon, product, fingerprint="serial-XJ-1042")
-    pem = value_of_pem(daemon)
+    pem = served_pem(daemon)
     mine, elsewhere, online, other = drive(
         daemon,
         client_js,
@@ -267,8 +267,8 @@ def test_a_fingerprint_bound_key_verifies_and_validates_only_on_its_machine(daem
     )
     assert value(mine)["payload"]["isFingerprintBound"]
     assert thrown(elsewhere)["code"] == "bad_signature"
-    assert refusal(online) == (True, None)
-    assert refusal(other) == (False, "fingerprint_mismatch")
+    assert verdict(online) == (True, None)
+    assert verdict(other) == (False, "fingerprint_mismatch")
 
 
 def test_seats_are_counted_across_activate_heartbeat_and_deactivate(daemon, client_js):
@@ -337,11 +337,11 @@ def test_a_free_license_code_is_redeemed_once_and_not_twice(daemon, client_js):
         client_js,
         call("redeemFreeLicense", product, code.lower(), {"buyerEmail": "ada@example.com"}),
         call("validate", ref(0, "licenseKey"), product),
-        call("verify", value_of_pem(daemon), ref(0, "licenseKey")),
+        call("verify", served_pem(daemon), ref(0, "licenseKey")),
     )
     got = value(redeemed)
     assert got["licenseKey"].startswith("LIC1-") and got["invoiceId"] and got["redemptionId"]
-    assert refusal(validated) == (True, None)
+    assert verdict(validated) == (True, None)
     assert value(verified)["licenseId"] == got["licenseId"]
     before = db_dump(daemon)
     replay, unknown = drive(
@@ -384,7 +384,7 @@ def test_a_free_tier_is_bought_polled_and_waited_for(daemon, client_js):
         0,
     )
     assert value(waited) == poll["licenseKey"]
-    assert refusal(validated) == (True, None)
+    assert verdict(validated) == (True, None)
     tier = rows(
         daemon,
         "SELECT p.slug FROM licenses l JOIN policies p ON p.id = l.policy_id WHERE l.id = ?",
@@ -393,21 +393,28 @@ def test_a_free_tier_is_bought_polled_and_waited_for(daemon, client_js):
     assert [tuple(t) for t in tier] == [("community",)]
 
 
-def test_a_full_discount_code_buys_through_the_purchase_flow(daemon, client_js):
+@pytest.mark.parametrize(
+    "terms",
+    [{"kind": "free_license"}, {"kind": "percent", "amount": 10_000}],
+    ids=["free-license", "percent-100"],
+)
+def test_a_full_discount_code_buys_through_the_purchase_flow(daemon, client_js, terms):
     product = make_product(daemon)
     code = unique("FREE")
-    body = {"code": code, "kind": "free_license", "product_slug": product}
+    body = {"code": code, "product_slug": product, **terms}
     must(admin(daemon, "POST", "/v1/admin/discount-codes", body), 200)
-    bought, waited, polled = drive(
+    bought, waited, polled, validated = drive(
         daemon,
         client_js,
         call("startPurchase", product, {"code": code.lower()}),
         call("waitForLicense", ref(0, "invoiceId"), {"intervalMs": 10, "timeoutMs": 5000}),
         call("pollPurchase", ref(0, "invoiceId")),
+        call("validate", ref(1), product),
     )
-    assert value(bought)["amountSats"] == 0
+    assert (value(bought)["amountSats"], value(bought)["checkoutUrl"]) == (0, "")
     assert value(waited) == value(polled)["licenseKey"]
     assert value(polled)["status"] == "settled"
+    assert value(validated)["licenseId"] == value(polled)["licenseId"]
 
 
 def test_a_paid_purchase_reaches_the_app_as_a_licensing_error(daemon, client_js):
@@ -439,7 +446,7 @@ def test_a_rate_limited_validate_or_heartbeat_is_answered_not_thrown(tmp_path, c
             *[call("validate", key) for _ in range(3)],
             *[call("heartbeat", key, "fp-1") for _ in range(3)],
         )
-    assert [refusal(a) for a in answers] == [
+    assert [verdict(a) for a in answers] == [
         (True, None),
         (True, None),
         (True, None),
