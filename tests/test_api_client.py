@@ -24,11 +24,13 @@ from daemon.licensing import keys
 from tests.test_api_support import (
     admin,
     db_dump,
+    flip_one_payload_char,
     issue,
     make_product,
     must,
     rows,
     serving_daemon,
+    tiered_product,
     unique,
 )
 
@@ -49,7 +51,7 @@ def test_every_key_verifies_offline_with_the_served_public_key(daemon, client):
     assert str(ok.product_id) == issued["product_id"]
     assert ok.expires_at == 0 and not ok.is_fingerprint_bound
 
-    tampered = _flip_one_payload_char(issued["license_key"])
+    tampered = flip_one_payload_char(issued["license_key"])
     with pytest.raises(LicensingError) as refused:
         verifier.verify(tampered)
     assert refused.value.kind in ("bad_signature", "bad_format")
@@ -282,50 +284,7 @@ def test_codes_that_cannot_be_redeemed_say_why(daemon, client):
 
 
 def test_public_policies_list_only_public_active_tiers_in_order(daemon, client):
-    product = unique("tiers")
-    must(
-        admin(
-            daemon,
-            "POST",
-            "/v1/admin/products",
-            {
-                "slug": product,
-                "name": "Tiered",
-                "description": "An app with tiers",
-                "price_sats": 10_000,
-                "entitlements_catalog": [{"slug": "sync", "name": "Cloud sync"}],
-            },
-        ),
-        200,
-    )
-    tiers = [
-        {
-            "slug": "pro",
-            "name": "Pro",
-            "price_sats_override": 30_000,
-            "max_machines": 3,
-            "entitlements": ["sync"],
-            "highlighted": True,
-            "sort_order": 2,
-        },
-        {
-            "slug": "trial",
-            "name": "Trial",
-            "duration_seconds": 7 * 86_400,
-            "is_trial": True,
-            "sort_order": 1,
-        },
-        {"slug": "internal", "name": "Staff", "public": False},
-        {"slug": "legacy", "name": "Legacy"},
-    ]
-    ids = {}
-    for tier in tiers:
-        ids[tier["slug"]] = must(
-            admin(daemon, "POST", "/v1/admin/policies", {"product_slug": product, **tier}), 200
-        )["id"]
-    must(
-        admin(daemon, "PATCH", f"/v1/admin/policies/{ids['legacy']}/active", {"active": False}), 200
-    )
+    product = tiered_product(daemon)
 
     listed = client.list_public_policies(product)
     assert listed.product.slug == product
@@ -392,10 +351,3 @@ def test_a_paid_purchase_says_no_payment_provider_is_configured(daemon, client):
         client.poll_purchase(str(uuid.uuid4()))
     assert "HTTP 404" in str(unknown.value)
     assert db_dump(daemon) == before
-
-
-def _flip_one_payload_char(key: str) -> str:
-    prefix, payload, signature = key.split("-")
-    middle = len(payload) // 2
-    swapped = "B" if payload[middle] != "B" else "C"
-    return f"{prefix}-{payload[:middle]}{swapped}{payload[middle + 1 :]}-{signature}"

@@ -72,10 +72,68 @@ def make_product(proc: DaemonProc, *, seats: int = 1, **policy: Any) -> str:
     return slug
 
 
+def tiered_product(proc: DaemonProc) -> str:
+    """A product (10,000 sats, a "sync" entitlement in its catalog) with four tiers: public
+    "trial" (sort order 1, 7 days) and "pro" (sort order 2, 30,000 sats, 3 seats, sync,
+    highlighted), private "internal", and "legacy", deactivated. Returns its slug."""
+    product = unique("tiers")
+    must(
+        admin(
+            proc,
+            "POST",
+            "/v1/admin/products",
+            {
+                "slug": product,
+                "name": "Tiered",
+                "description": "An app with tiers",
+                "price_sats": 10_000,
+                "entitlements_catalog": [{"slug": "sync", "name": "Cloud sync"}],
+            },
+        ),
+        200,
+    )
+    tiers = [
+        {
+            "slug": "pro",
+            "name": "Pro",
+            "price_sats_override": 30_000,
+            "max_machines": 3,
+            "entitlements": ["sync"],
+            "highlighted": True,
+            "sort_order": 2,
+        },
+        {
+            "slug": "trial",
+            "name": "Trial",
+            "duration_seconds": 7 * 86_400,
+            "is_trial": True,
+            "sort_order": 1,
+        },
+        {"slug": "internal", "name": "Staff", "public": False},
+        {"slug": "legacy", "name": "Legacy"},
+    ]
+    ids = {}
+    for tier in tiers:
+        ids[tier["slug"]] = must(
+            admin(proc, "POST", "/v1/admin/policies", {"product_slug": product, **tier}), 200
+        )["id"]
+    must(admin(proc, "PATCH", f"/v1/admin/policies/{ids['legacy']}/active", {"active": False}), 200)
+    return product
+
+
 def issue(proc: DaemonProc, product_slug: str, **extra: Any) -> dict[str, Any]:
     return must(
         admin(proc, "POST", "/v1/admin/licenses", {"product_slug": product_slug, **extra}), 200
     )
+
+
+def flip_one_payload_char(key: str) -> str:
+    """The key with one payload character changed: well-formed, but the signature no longer
+    matches."""
+    prefix, payload, signature = key.split("-")
+    middle = len(payload) // 2
+    swapped = "B" if payload[middle] != "B" else "C"
+    return f"{prefix}-{payload[:middle]}{swapped}{payload[middle + 1 :]}-{signature}"
 
 
 def read_db(proc: DaemonProc) -> sqlite3.Connection:
