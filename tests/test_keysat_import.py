@@ -52,6 +52,7 @@ from tests.keysat_shop import (
     rfc3339,
 )
 from tests.test_api_support import admin, issue, make_product, must
+from tests.ts_client import build_client, call, drive, needs_node, value
 
 needs_sqlx = pytest.mark.skipif(bool(unavailable("sqlx")), reason=str(unavailable("sqlx")))
 
@@ -153,6 +154,31 @@ def test_every_keysat_key_answers_on_keysmith_as_it_did_on_keysat(keysat, tmp_pa
             assert client.validate(valid, fingerprint=fingerprint).ok
         third = client.validate(valid, fingerprint="third-machine")
         assert (third.ok, third.reason) == (False, "too_many_machines")
+
+
+client_js = pytest.fixture(scope="module", name="client_js")(build_client)
+
+
+@needs_node
+def test_every_keysat_key_answers_keysats_typescript_client_as_on_keysat(
+    keysat, tmp_path, started_once, client_js
+):
+    """The same keys through Keysat's other published client, the TypeScript one."""
+    db = fresh_keysmith(started_once, tmp_path)
+    assert import_keysat(db, keysat.path).returncode == 0
+    names = list(keysat.licenses)
+    with DaemonProc(tmp_path, db_path=db) as daemon:
+        pem, *answers = drive(
+            daemon,
+            client_js,
+            call("fetchPubkeyPem"),
+            *(call("validate", keysat.licenses[n].key, keysat.product_slug) for n in names),
+        )
+    assert value(pem).strip() == keysat.public_pem().strip()
+    got = {n: value(a) for n, a in zip(names, answers, strict=True)}
+    assert {
+        n: (g["ok"], g.get("reason"), bool(g.get("inGracePeriod"))) for n, g in got.items()
+    } == {n: (s.ok, s.reason, s.in_grace) for n, s in keysat.licenses.items()}
 
 
 def test_the_stored_keys_are_keysats_strings_byte_for_byte(keysat, tmp_path, started_once):
