@@ -16,6 +16,7 @@ from typing import Any
 from daemon import __version__, schema
 from daemon.keysat_import.errors import Refused
 from daemon.keysat_import.shop import Shop
+from daemon.licensing import store
 from daemon.migrate import MigrateError, run_migrations
 from daemon.migrate.apply import open_for_migration
 from daemon.migrate.errors import DatabaseInUse
@@ -80,10 +81,9 @@ def _write_all(conn: sqlite3.Connection, shop: Shop, note: dict[str, Any], now: 
     _refuse_a_shop_in_use(conn)
     conn.execute("PRAGMA defer_foreign_keys = ON")  # checked below, with names
     # The issuer key as POST /v1/admin/import-issuer-key takes it: the old one kept, retired.
-    conn.execute("UPDATE issuer_keys SET active = 0, retired_at = ? WHERE active = 1", (now,))
+    conn.execute(store.RETIRE_ISSUER_KEY, (now,))
     key_id = conn.execute(
-        "INSERT INTO issuer_keys (private_key, public_key, created_at, active) VALUES (?, ?, ?, 1)",
-        (shop.issuer.private_bytes(), shop.issuer.public_bytes(), now),
+        store.INSERT_ISSUER_KEY, (shop.issuer.private_bytes(), shop.issuer.public_bytes(), now)
     ).lastrowid
     for row in shop.tables["licenses"]:
         row["issuer_key_id"] = key_id

@@ -24,8 +24,16 @@ async def active_issuer_key(conn: Connection) -> Row | None:
         return await cursor.fetchone()
 
 
+# The two statements that put a new issuer key in place, the old one kept but retired; also run
+# by the Keysat import, whose one transaction is on a plain sqlite3 connection.
+RETIRE_ISSUER_KEY = "UPDATE issuer_keys SET active = 0, retired_at = ? WHERE active = 1"
+INSERT_ISSUER_KEY = (
+    "INSERT INTO issuer_keys (private_key, public_key, created_at, active) VALUES (?, ?, ?, 1)"
+)
+
+
 async def retire_issuer_key(conn: Connection, now: int) -> None:
-    await conn.execute("UPDATE issuer_keys SET active = 0, retired_at = ? WHERE active = 1", (now,))
+    await conn.execute(RETIRE_ISSUER_KEY, (now,))
 
 
 async def any_license(conn: Connection) -> bool:
@@ -35,10 +43,7 @@ async def any_license(conn: Connection) -> bool:
 
 
 async def insert_issuer_key(conn: Connection, private: bytes, public: bytes, now: int) -> int:
-    cursor = await conn.execute(
-        "INSERT INTO issuer_keys (private_key, public_key, created_at, active) VALUES (?, ?, ?, 1)",
-        (private, public, now),
-    )
+    cursor = await conn.execute(INSERT_ISSUER_KEY, (private, public, now))
     return int(cursor.lastrowid)
 
 
