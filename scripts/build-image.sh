@@ -51,6 +51,11 @@ source "$here/oci-env.sh"
 echo "build-image: WARNING: built on a locally made stand-in for debian:bookworm-slim" \
   "(scripts/base-image.sh), which trusts this machine's CA certificates: fine for tests, not" \
   "for a release. Build a release where a Docker engine runs (docker buildx) or with start-cli." >&2
+# One build at a time per image cache: two builds of the Dockerfile at once on a fresh cache
+# each run every step and cache their own layers (a RUN step does not give the same bytes twice),
+# and a later build may continue from either chain, so it no longer shares the first's layers.
+exec 7>"$KEYSMITH_IMAGE_CACHE/oci/build.lock"
+flock 7
 previous="$(podman image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)"
 buildah bud --quiet --isolation chroot --pull=never --network host --layers --format docker \
   -t "$tag" "$context" >/dev/null
