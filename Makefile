@@ -24,15 +24,25 @@ run: venv
 ## Install what the suite needs (Python packages, and Debian tools when root), lint, run every test.
 ## Two workers (pytest-xdist) for all but the image tests: most tests wait on a daemon, so two
 ## cores run two of them, a file per worker at a time (a module's fixtures, e.g. a fresh clone
-## built with npm, are made once). The image tests follow on their own, one at a time: beside
-## another worker, buildah's layer cache missed on a fresh machine (test_image's variant builds).
+## built with npm, are made once). Beside them, from the start, a third pytest runs the image
+## tests one at a time (they mostly wait on podman), its report printed after the others'.
+## One at a time because two builds of the Dockerfile at once on a fresh machine cache two
+## different chains of layers, and a variant built next may take the other chain (test_image's
+## layer check then fails); scripts/build-image.sh also takes a lock for it. (xdist_group does
+## not keep them together: with pytest 9, xdist 3.8's loadgroup no longer changes the node ids.)
 TEST_WORKERS ?= -n 2 --dist loadfile
 test: venv
 	bash tests/system-deps.sh
-	$(MAKE) startos-check javascript/index.js
+	$(MAKE) javascript/index.js  # its recipe runs startos-check's tsc and lint first
 	$(PY) -m ruff check .
-	$(PY) -m pytest $(TEST_WORKERS) -m "not image"
-	$(PY) -m pytest -m image
+	@log="$$(mktemp)"; \
+	echo "$(PY) -m pytest -m image > $$log (beside the others)"; \
+	$(PY) -m pytest -m image >"$$log" 2>&1 & image=$$!; \
+	echo "$(PY) -m pytest $(TEST_WORKERS) -m \"not image\""; \
+	$(PY) -m pytest $(TEST_WORKERS) -m "not image"; rest=$$?; \
+	wait $$image; images=$$?; \
+	echo "---- the image tests ($(PY) -m pytest -m image) ----"; cat "$$log"; rm -f "$$log"; \
+	[ $$rest -eq 0 ] && [ $$images -eq 0 ]
 
 lint: venv
 	$(PY) -m ruff check .
