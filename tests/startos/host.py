@@ -102,7 +102,9 @@ def release_tree(commit: str, dest: Path) -> Path:
     ).stdout  # fmt: skip
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(dest, filter="data")
+        # `filter` came with Python 3.11.4; Debian bookworm's 3.11.2 has none, and the archive
+        # is this repository's own.
+        tar.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     return dest
 
 
