@@ -646,21 +646,30 @@ async def _claim(service: object, key: str, fingerprint: str) -> None:
 # ---------------------------------------------------------------- the run
 
 
-# What each round measures, in this order, every server on the server core: the bare
-# server's two routes, Keysmith's two, then the floors under validate (bench/scale_floor.py).
-ROUND = (
-    ("bare_healthz", "bare", "/healthz"),
-    ("bare_validate", "bare", "/v1/validate"),
-    ("keysmith_healthz", "keysmith", "/healthz"),
-    ("keysmith_validate", "keysmith", "/v1/validate"),
-    ("floor_validate", "floor_validate", "/v1/validate"),
-    ("floor_read", "floor_read", "/v1/validate"),
+# What each round measures, every server on the server core, in pairs whose figures are
+# compared (Keysmith's /healthz with the bare one, Keysmith's validate with the floor around the
+# same validate), each pair run back to back, then the bare POST handler and the read floor.
+# Odd rounds run each pair the other way round: this machine's speed shifts between runs of
+# 10 s (a server's req/s moved by up to 1.5x from one round to the next), and alternating
+# which of the two goes first keeps a shift from favouring one side of every ratio.
+PAIRS = (
+    (("bare_healthz", "bare", "/healthz"), ("keysmith_healthz", "keysmith", "/healthz")),
+    (
+        ("keysmith_validate", "keysmith", "/v1/validate"),
+        ("floor_validate", "floor_validate", "/v1/validate"),
+    ),
+    (("bare_validate", "bare", "/v1/validate"), ("floor_read", "floor_read", "/v1/validate")),
 )
+
+
+def round_order(number: int) -> list[tuple[str, str, str]]:
+    """Round `number`'s runs: the pairs in order, each reversed in odd rounds."""
+    return [run for pair in PAIRS for run in (pair if number % 2 == 0 else pair[::-1])]
 
 
 @dataclass
 class Measured:
-    """One size's rounds: every entry of ROUND once per round, interleaved, so each ratio
+    """One size's rounds: every run of PAIRS once per round, interleaved, so each ratio
     compares two figures taken within seconds of each other on a shared machine."""
 
     rounds: list[dict[str, Load]]
@@ -736,13 +745,13 @@ def _measure_load(
             'wrk.headers["Content-Type"] = "application/json"\n'
         )
         scripts = {"bare": bare_script}
-        for _, name, path in ROUND:  # warm-up: caches, the key cache, SQLite's pages
+        for _, name, path in round_order(0):  # warm-up: caches, the key cache, SQLite's pages
             on_post = path == "/v1/validate"
             wrk(servers[name], path, 2, scripts.get(name, script) if on_post else None)
         taken = []
-        for _ in range(rounds):
+        for number in range(rounds):
             loads = {}
-            for key, name, path in ROUND:
+            for key, name, path in round_order(number):
                 on_post = path == "/v1/validate"
                 loads[key] = wrk(
                     servers[name], path, seconds, scripts.get(name, script) if on_post else None
