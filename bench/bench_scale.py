@@ -24,8 +24,9 @@ floors under validate (bench/scale_floor.py): a bare handler around the real
 validate work alone outside HTTP, and a py-spy profile of the daemon under the load split
 into the request's stages (bench/scale_profile.py; skipped when py-spy is not installed).
 Targets (issue 24): at 1M, validate req/s >= 0.5x the bare POST handler's, p99 and CPU per
-request <= 2x; /healthz >= 0.9x; where the floor shows that out of reach, within 1.2x of the
-floor. Ready and RSS at 1M within 1.5x of the empty database's (issue 12).
+request <= 2x; /healthz >= 0.9x the bare POST handler's (also shown, with no target, against
+a bare GET /healthz); where the floor shows that out of reach, within 1.2x of the floor.
+Ready and RSS at 1M within 1.5x of the empty database's (issue 12).
 
     .venv/bin/python bench/bench_scale.py             # empty, 10k, 100k, 1M; 10 s per run
     .venv/bin/python bench/bench_scale.py --sizes 0,1000000
@@ -84,9 +85,9 @@ QUICK_DRAWS = 4_000
 # The server on one core, wrk on another (the same one on a single-core machine).
 SERVER_CPU, LOAD_CPU = "0", "1" if (os.cpu_count() or 1) > 1 else "0"
 TARGET_READY, TARGET_RSS = 1.5, 1.5
-# Issue 24, against the bare server in the same round: validate at half its throughput, twice
-# its p99 and CPU per request at most; /healthz at 0.9x. Where the floor (a bare handler
-# around the same validate) shows a target out of reach, Keysmith within 1.2x of the floor.
+# Issue 24, against the bare POST handler in the same round: validate at half its throughput,
+# twice its p99 and CPU per request at most; /healthz at 0.9x its throughput. Where the floor (a
+# bare handler around the same validate) shows a target out of reach, within 1.2x of the floor.
 TARGET_RPS, TARGET_P99, TARGET_CPU, TARGET_HEALTHZ, TARGET_FLOOR = 0.5, 2.0, 2.0, 0.9, 1.2
 
 LUA = """
@@ -869,8 +870,12 @@ def report(rows: list[Row], measured: dict[int, Measured], seconds: int, claims:
 # (label, figure, numerator, denominator, target): the issue-24 targets against the bare
 # server, and the floors: Keysmith against a bare handler around the same validate.
 RATIOS: tuple[tuple[str, str, str, str, tuple[float, str] | None], ...] = (
-    ("Keysmith /healthz req/s vs bare /healthz", "rps", "keysmith_healthz", "bare_healthz",
-     (TARGET_HEALTHZ, ">=")),
+    # Issue 24's /healthz target is against its one baseline, the bare POST handler; the bare
+    # GET /healthz is this bench's own like-for-like figure, shown with no target.
+    ("Keysmith /healthz req/s vs the bare POST handler (issue 24's baseline)", "rps",
+     "keysmith_healthz", "bare_validate", (TARGET_HEALTHZ, ">=")),
+    ("Keysmith /healthz req/s vs bare /healthz (like for like)", "rps", "keysmith_healthz",
+     "bare_healthz", None),
     ("Keysmith /healthz p99 vs bare /healthz", "p99", "keysmith_healthz", "bare_healthz", None),
     ("Keysmith /healthz CPU per request vs bare /healthz", "cpu", "keysmith_healthz",
      "bare_healthz", None),
